@@ -1,0 +1,4 @@
+//! The topologies of the example applications, shared by their binaries and by the integration tests.
+
+pub mod us_shareholders;
+pub mod word_count;

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the main demo: the US-shareholders application (use case 1) in the in-process test driver.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+ensure_build_prereqs
+exec cargo run --release -p examples --bin driver_demo "$@"

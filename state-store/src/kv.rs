@@ -1,0 +1,255 @@
+//! The key-value store trait over bytes, and key ranges.
+
+use std::ops::Bound;
+
+use crate::error::StoreError;
+
+/// One entry: key and value bytes.
+pub type KvEntry = (Vec<u8>, Vec<u8>);
+
+/// An iterator over entries in key order (or reverse key order), borrowing the store.
+pub type KvIter<'a> = Box<dyn Iterator<Item = Result<KvEntry, StoreError>> + 'a>;
+
+/// A range of byte keys, normalised to an inclusive lower bound and an exclusive upper bound.
+///
+/// Every store implementation sees ranges in this one form, so bound handling lives in one place.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyRange {
+    /// Smallest key included; `None` is unbounded.
+    pub lower: Option<Vec<u8>>,
+    /// Smallest key excluded; `None` is unbounded.
+    pub upper: Option<Vec<u8>>,
+}
+
+fn successor(key: &[u8]) -> Vec<u8> {
+    // The smallest key greater than `key` in lexicographic byte order.
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.extend_from_slice(key);
+    k.push(0);
+    k
+}
+
+/// The smallest key greater than every key that starts with `prefix`, or `None` when there is none.
+pub fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl KeyRange {
+    /// Every key.
+    pub fn all() -> Self {
+        KeyRange::default()
+    }
+
+    /// From general bounds.
+    pub fn from_bounds(lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> Self {
+        KeyRange {
+            lower: match lower {
+                Bound::Included(k) => Some(k.to_vec()),
+                Bound::Excluded(k) => Some(successor(k)),
+                Bound::Unbounded => None,
+            },
+            upper: match upper {
+                Bound::Included(k) => Some(successor(k)),
+                Bound::Excluded(k) => Some(k.to_vec()),
+                Bound::Unbounded => None,
+            },
+        }
+    }
+
+    /// `from..=to`, Kafka Streams' `range(from, to)`; either end may be open.
+    pub fn inclusive(from: Option<&[u8]>, to: Option<&[u8]>) -> Self {
+        Self::from_bounds(
+            from.map_or(Bound::Unbounded, Bound::Included),
+            to.map_or(Bound::Unbounded, Bound::Included),
+        )
+    }
+
+    /// Every key starting with `prefix`.
+    pub fn prefix(prefix: &[u8]) -> Self {
+        KeyRange {
+            lower: Some(prefix.to_vec()),
+            upper: prefix_upper_bound(prefix),
+        }
+    }
+
+    /// Whether `key` lies in the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.lower.as_deref().is_none_or(|l| key >= l)
+            && self.upper.as_deref().is_none_or(|u| key < u)
+    }
+
+    /// Whether the range can hold no key at all.
+    pub fn is_empty(&self) -> bool {
+        matches!((&self.lower, &self.upper), (Some(l), Some(u)) if l >= u)
+    }
+
+    /// The range as `std` bounds over byte slices.
+    pub fn as_bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        (
+            self.lower
+                .as_deref()
+                .map_or(Bound::Unbounded, Bound::Included),
+            self.upper
+                .as_deref()
+                .map_or(Bound::Unbounded, Bound::Excluded),
+        )
+    }
+}
+
+/// A key-value store over bytes, ordered by key (lexicographic on bytes).
+///
+/// Reads take `&self`, writes `&mut self`. Iterators borrow the store. Implementations: [`InMemoryKeyValueStore`],
+/// [`RocksDbKeyValueStore`], and the layers [`CachingKeyValueStore`] and [`ChangeLoggingKeyValueStore`] that wrap
+/// any other store.
+///
+/// [`InMemoryKeyValueStore`]: crate::InMemoryKeyValueStore
+/// [`RocksDbKeyValueStore`]: crate::RocksDbKeyValueStore
+/// [`CachingKeyValueStore`]: crate::CachingKeyValueStore
+/// [`ChangeLoggingKeyValueStore`]: crate::ChangeLoggingKeyValueStore
+pub trait KeyValueStore: Send {
+    /// The store's name.
+    fn name(&self) -> &str;
+
+    /// The value stored under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores `value` under `key`, replacing any previous value.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+
+    /// Removes `key`; returns the value it had.
+    fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Iterates the entries whose keys lie in `range`, ascending, or descending when `reverse`.
+    fn scan(&self, range: &KeyRange, reverse: bool) -> Result<KvIter<'_>, StoreError>;
+
+    /// An estimate of the number of entries (exact for in-memory stores).
+    fn approximate_num_entries(&self) -> Result<u64, StoreError>;
+
+    /// Makes every write so far durable in the store's own medium.
+    fn flush(&mut self) -> Result<(), StoreError>;
+
+    /// Whether the store keeps its data on disk.
+    fn persistent(&self) -> bool;
+
+    /// Stores `value` under `key` only when the key has no value; returns the existing value otherwise.
+    fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.get(key)? {
+            Some(existing) => Ok(Some(existing)),
+            None => {
+                self.put(key, value)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Applies a batch of writes (`None` deletes). Stores with a native batch (RocksDB) apply it atomically.
+    fn write_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        for (k, v) in batch {
+            match v {
+                Some(v) => self.put(k, v)?,
+                None => {
+                    self.delete(k)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries with `from <= key <= to` ascending (`None` leaves that end open). An inverted range is empty.
+    fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KvIter<'_>, StoreError> {
+        self.scan(&KeyRange::inclusive(from, to), false)
+    }
+
+    /// Entries with `from <= key <= to` descending.
+    fn reverse_range(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+    ) -> Result<KvIter<'_>, StoreError> {
+        self.scan(&KeyRange::inclusive(from, to), true)
+    }
+
+    /// Entries whose key starts with `prefix`, ascending.
+    fn prefix_scan(&self, prefix: &[u8]) -> Result<KvIter<'_>, StoreError> {
+        self.scan(&KeyRange::prefix(prefix), false)
+    }
+
+    /// Every entry, ascending.
+    fn all(&self) -> Result<KvIter<'_>, StoreError> {
+        self.scan(&KeyRange::all(), false)
+    }
+
+    /// Every entry, descending.
+    fn reverse_all(&self) -> Result<KvIter<'_>, StoreError> {
+        self.scan(&KeyRange::all(), true)
+    }
+
+    /// Releases resources; the store must not be used afterwards.
+    fn close(&mut self) -> Result<(), StoreError> {
+        self.flush()
+    }
+}
+
+impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(key)
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        (**self).put(key, value)
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).delete(key)
+    }
+    fn scan(&self, range: &KeyRange, reverse: bool) -> Result<KvIter<'_>, StoreError> {
+        (**self).scan(range, reverse)
+    }
+    fn approximate_num_entries(&self) -> Result<u64, StoreError> {
+        (**self).approximate_num_entries()
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        (**self).flush()
+    }
+    fn persistent(&self) -> bool {
+        (**self).persistent()
+    }
+    fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).put_if_absent(key, value)
+    }
+    fn write_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        (**self).write_batch(batch)
+    }
+    fn close(&mut self) -> Result<(), StoreError> {
+        (**self).close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_bounds() {
+        assert_eq!(prefix_upper_bound(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_upper_bound(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_upper_bound(&[0xff, 0xff]), None);
+        let r = KeyRange::prefix(b"ab");
+        assert!(r.contains(b"ab") && r.contains(b"abz") && !r.contains(b"ac") && !r.contains(b"a"));
+    }
+
+    #[test]
+    fn inclusive_range() {
+        let r = KeyRange::inclusive(Some(b"b"), Some(b"d"));
+        assert!(r.contains(b"b") && r.contains(b"d") && !r.contains(b"d\0") && !r.contains(b"a"));
+        assert!(KeyRange::inclusive(Some(b"d"), Some(b"b")).is_empty());
+    }
+}

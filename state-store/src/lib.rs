@@ -1,0 +1,47 @@
+//! State stores for stream processing: key-value stores over bytes, their in-memory and RocksDB
+//! implementations, and the layers every store is wrapped in.
+//!
+//! A task's store is a stack, outermost first:
+//!
+//! 1. [`TypedKeyValueStore`]: keys and values through [`serde::Serde`]s;
+//! 2. [`CachingKeyValueStore`]: a write-back cache bounded in bytes, which collapses repeated updates of a key;
+//! 3. [`ChangeLoggingKeyValueStore`]: hands every write that leaves the cache to a [`ChangelogSink`] (the runtime
+//!    sends it to the store's compacted changelog topic);
+//! 4. the store itself: [`InMemoryKeyValueStore`] or [`RocksDbKeyValueStore`], or your own [`KeyValueStore`].
+//!
+//! This crate knows nothing of Kafka and builds without it.
+//!
+//! ```
+//! use state_store::{CachingKeyValueStore, InMemoryKeyValueStore, KeyValueStore};
+//!
+//! let mut store = CachingKeyValueStore::new(InMemoryKeyValueStore::new("words"), 1024 * 1024);
+//! store.put(b"kafka", b"1").unwrap();
+//! store.put(b"streams", b"2").unwrap();
+//! let keys: Vec<Vec<u8>> = store.prefix_scan(b"ka").unwrap().map(|e| e.unwrap().0).collect();
+//! assert_eq!(keys, vec![b"kafka".to_vec()]);
+//! ```
+#![warn(missing_docs)]
+
+mod cache;
+mod error;
+mod kv;
+mod logging;
+mod memory;
+#[cfg(feature = "rocksdb")]
+mod rocks;
+#[cfg(not(feature = "rocksdb"))]
+#[path = "rocks_disabled.rs"]
+mod rocks;
+pub mod serde;
+mod supplier;
+mod typed;
+
+pub use cache::{CacheStats, CachingKeyValueStore};
+pub use error::{SerdeError, SerdeErrorKind, StoreError};
+pub use kv::{prefix_upper_bound, KeyRange, KeyValueStore, KvEntry, KvIter};
+pub use logging::{ChangeLoggingKeyValueStore, ChangelogSink};
+pub use memory::InMemoryKeyValueStore;
+pub use rocks::{RocksDbKeyValueStore, RocksDbResources};
+pub use serde::{Serde, Serdes, SharedSerde};
+pub use supplier::{KeyValueStoreSupplier, StoreContext, StoreKind};
+pub use typed::{share, SharedKeyValueStore, TypedKeyValueStore};

@@ -1,0 +1,178 @@
+//! The error type of the engine.
+
+use state_store::{SerdeError, StoreError};
+
+/// How the runtime should react to an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The application cannot go on; it moves to the `Error` state.
+    Fatal,
+    /// A transient condition; retrying the same operation can succeed.
+    Retriable,
+    /// The task now belongs to another instance; drop it and rejoin.
+    TaskMigrated,
+}
+
+/// Errors of the engine: topology construction, processing, state and configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamsError {
+    /// The topology is malformed; the message says where.
+    #[error("invalid topology: {0}")]
+    InvalidTopology(String),
+    /// Two nodes, stores or sources share a name.
+    #[error(
+        "invalid topology: the name '{0}' is already used; give each node and store a unique name"
+    )]
+    DuplicateName(String),
+    /// A node refers to a node that does not exist (yet).
+    #[error("invalid topology: unknown node '{name}' (add a node before naming it as a parent)")]
+    UnknownNode {
+        /// The missing node.
+        name: String,
+    },
+    /// A node's output type does not match what its child accepts.
+    #[error(
+        "invalid topology: '{parent}' forwards ({produced}) but its child '{child}' accepts ({expected})"
+    )]
+    TypeMismatch {
+        /// Upstream node.
+        parent: String,
+        /// Downstream node.
+        child: String,
+        /// Key and value types the parent forwards.
+        produced: String,
+        /// Key and value types the child accepts.
+        expected: String,
+    },
+    /// A processor asked for a store that does not exist or is not connected to it.
+    #[error("processor '{processor}' cannot access store '{store}': {reason}")]
+    StoreAccess {
+        /// The processor.
+        processor: String,
+        /// The store.
+        store: String,
+        /// Why.
+        reason: String,
+    },
+    /// No store of that name exists (or none of its tasks runs here).
+    #[error("unknown store '{store}'{hint}")]
+    UnknownStore {
+        /// The store asked for.
+        store: String,
+        /// Known store names, formatted for the message.
+        hint: String,
+    },
+    /// A store was asked for with other key or value types than it holds.
+    #[error("store '{store}' holds <{actual}> but <{requested}> was requested")]
+    StoreTypeMismatch {
+        /// The store.
+        store: String,
+        /// Its key and value types.
+        actual: String,
+        /// What was asked for.
+        requested: String,
+    },
+    /// An operation needs a serde that was neither given nor known for the type.
+    #[error("{operation} needs a {role} serde for type {type_name}; pass one explicitly (for example {hint})")]
+    MissingSerde {
+        /// The operation or node needing it.
+        operation: String,
+        /// "key" or "value".
+        role: &'static str,
+        /// The Rust type.
+        type_name: &'static str,
+        /// How to provide it.
+        hint: &'static str,
+    },
+    /// A record read from a topic could not be deserialized.
+    #[error(
+        "cannot deserialize the {role} of the record at {topic}-{partition}@{offset}: {source}"
+    )]
+    Deserialization {
+        /// Source topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+        /// "key" or "value".
+        role: &'static str,
+        /// The serde's error.
+        #[source]
+        source: SerdeError,
+    },
+    /// A record could not be serialized for a topic.
+    #[error("cannot serialize the {role} of a record for topic '{topic}': {source}")]
+    Serialization {
+        /// Destination topic.
+        topic: String,
+        /// "key" or "value".
+        role: &'static str,
+        /// The serde's error.
+        #[source]
+        source: SerdeError,
+    },
+    /// A timestamp extractor returned a negative timestamp.
+    #[error("invalid timestamp {timestamp} for the record at {topic}-{partition}@{offset}: timestamps must be >= 0")]
+    InvalidTimestamp {
+        /// Source topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+        /// What was extracted.
+        timestamp: i64,
+    },
+    /// A state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A processor reported an error.
+    #[error("processor '{node}' failed: {message}")]
+    Processor {
+        /// The node (empty when raised outside a node).
+        node: String,
+        /// What happened.
+        message: String,
+    },
+    /// A topic the topology uses is unknown to the broker or the test driver.
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    /// A configuration value is missing or invalid.
+    #[error("invalid configuration '{key}': {message}")]
+    Config {
+        /// The configuration key.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// An I/O operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StreamsError {
+    /// An error raised by application code in a processor.
+    pub fn processor(message: impl Into<String>) -> Self {
+        StreamsError::Processor {
+            node: String::new(),
+            message: message.into(),
+        }
+    }
+
+    /// How the runtime treats this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StreamsError::UnknownTopic(_) => ErrorClass::Retriable,
+            _ => ErrorClass::Fatal,
+        }
+    }
+}

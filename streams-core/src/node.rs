@@ -1,0 +1,428 @@
+//! Node instances (processors, sources, sinks) and the factories that build them per task.
+
+use std::any::{type_name, Any, TypeId};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use state_store::SharedSerde;
+
+use crate::error::StreamsError;
+use crate::handler::{DeserializationResponse, ErrorContext};
+use crate::processor::{Children, Data, Node, NodeRef, Processor, ProcessorContext, ScheduleId};
+use crate::record::{RawRecord, Record};
+use crate::task::{OutgoingRecord, TaskShared};
+use crate::timestamp::TimestampExtractor;
+
+/// Key and value types of a node's input or output, comparable at runtime.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TypeSig {
+    key: TypeId,
+    value: TypeId,
+    pub(crate) key_name: &'static str,
+    pub(crate) value_name: &'static str,
+}
+
+impl TypeSig {
+    pub(crate) fn of<K: 'static, V: 'static>() -> Self {
+        TypeSig {
+            key: TypeId::of::<K>(),
+            value: TypeId::of::<V>(),
+            key_name: type_name::<K>(),
+            value_name: type_name::<V>(),
+        }
+    }
+    pub(crate) fn same(&self, other: &TypeSig) -> bool {
+        self.key == other.key && self.value == other.value
+    }
+    pub(crate) fn describe(&self) -> String {
+        format!("{}, {}", self.key_name, self.value_name)
+    }
+}
+
+/// Lifecycle calls the task makes on a node, independent of its record types.
+pub(crate) trait NodeControl {
+    fn init(&mut self) -> Result<(), StreamsError>;
+    fn punctuate(&mut self, id: ScheduleId, timestamp: i64) -> Result<(), StreamsError>;
+    fn close(&mut self) -> Result<(), StreamsError>;
+}
+
+/// A source's per-task input: one queue per subscribed topic (the task's partition of it).
+pub(crate) trait SourceInput {
+    /// Deserializes and queues a record; returns false when it was skipped by the error handler or as a null key.
+    fn enqueue(&mut self, slot: usize, raw: RawRecord) -> Result<bool, StreamsError>;
+    fn head_timestamp(&self, slot: usize) -> Option<i64>;
+    fn queued(&self, slot: usize) -> usize;
+    fn process_next(&mut self, slot: usize) -> Result<(), StreamsError>;
+    fn topics(&self) -> &[Arc<str>];
+}
+
+/// What building a node yields.
+pub(crate) struct BuiltNode {
+    /// `NodeRef<K, V>` of the node's input types, boxed as `Any`, for its parents.
+    pub input: Option<Box<dyn Any>>,
+    pub control: Option<Rc<RefCell<dyn NodeControl>>>,
+    pub source: Option<Rc<RefCell<dyn SourceInput>>>,
+}
+
+pub(crate) struct BuildCtx<'a> {
+    pub node: usize,
+    pub name: Rc<str>,
+    /// Children names and their `input` handles.
+    pub children: Vec<(Rc<str>, &'a dyn Any)>,
+    pub shared: &'a Rc<TaskShared>,
+    /// Full names (internal topics prefixed) of the topics a source reads or a sink writes.
+    pub topics: Vec<Arc<str>>,
+}
+
+/// Builds one node instance for one task.
+pub(crate) trait NodeFactory: Send + Sync {
+    fn build(&self, ctx: BuildCtx<'_>) -> Result<BuiltNode, StreamsError>;
+}
+
+fn typed_children<K: Data, V: Data>(ctx: &BuildCtx<'_>) -> Result<Children<K, V>, StreamsError> {
+    let mut list = Vec::with_capacity(ctx.children.len());
+    for (name, any) in &ctx.children {
+        let node =
+            any.downcast_ref::<NodeRef<K, V>>()
+                .ok_or_else(|| StreamsError::TypeMismatch {
+                    parent: ctx.name.to_string(),
+                    child: name.to_string(),
+                    produced: TypeSig::of::<K, V>().describe(),
+                    expected: "other types".into(),
+                })?;
+        list.push((name.clone(), node.clone()));
+    }
+    Ok(Children { list })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Processors
+
+struct ProcessorNode<P: Processor<KIn, VIn>, KIn, VIn> {
+    processor: P,
+    ctx: ProcessorContext<P::KOut, P::VOut>,
+    _in: PhantomData<fn(KIn, VIn)>,
+}
+
+impl<P: Processor<KIn, VIn>, KIn, VIn> Node<KIn, VIn> for ProcessorNode<P, KIn, VIn> {
+    #[inline]
+    fn process(&mut self, record: Record<KIn, VIn>) -> Result<(), StreamsError> {
+        self.processor.process(record, &mut self.ctx)
+    }
+}
+
+impl<P: Processor<KIn, VIn>, KIn, VIn> NodeControl for ProcessorNode<P, KIn, VIn> {
+    fn init(&mut self) -> Result<(), StreamsError> {
+        self.processor.init(&mut self.ctx)
+    }
+    fn punctuate(&mut self, id: ScheduleId, timestamp: i64) -> Result<(), StreamsError> {
+        self.shared_clear_record();
+        self.processor.punctuate(id, timestamp, &mut self.ctx)
+    }
+    fn close(&mut self) -> Result<(), StreamsError> {
+        self.processor.close(&mut self.ctx)
+    }
+}
+
+impl<P: Processor<KIn, VIn>, KIn, VIn> ProcessorNode<P, KIn, VIn> {
+    fn shared_clear_record(&self) {
+        self.ctx.shared.clear_record();
+    }
+}
+
+pub(crate) struct ProcessorFactory<KIn, VIn, F> {
+    pub supplier: F,
+    pub _in: PhantomData<fn(KIn, VIn)>,
+}
+
+impl<KIn, VIn, P, F> NodeFactory for ProcessorFactory<KIn, VIn, F>
+where
+    KIn: Data,
+    VIn: Data,
+    P: Processor<KIn, VIn>,
+    F: Fn() -> P + Send + Sync + 'static,
+{
+    fn build(&self, ctx: BuildCtx<'_>) -> Result<BuiltNode, StreamsError> {
+        let children = typed_children::<P::KOut, P::VOut>(&ctx)?;
+        let node = Rc::new(RefCell::new(ProcessorNode::<P, KIn, VIn> {
+            processor: (self.supplier)(),
+            ctx: ProcessorContext {
+                children,
+                shared: ctx.shared.clone(),
+                node: ctx.node,
+                name: ctx.name.clone(),
+            },
+            _in: PhantomData,
+        }));
+        let input: NodeRef<KIn, VIn> = node.clone();
+        Ok(BuiltNode {
+            input: Some(Box::new(input)),
+            control: Some(node),
+            source: None,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sources
+
+pub(crate) struct SourceFactory<K, V> {
+    pub key_serde: SharedSerde<K>,
+    pub value_serde: SharedSerde<V>,
+    pub extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    /// Drop records with a null key (counted), as table sources do.
+    pub skip_null_keys: bool,
+}
+
+struct Queued<K, V> {
+    record: Record<K, V>,
+    offset: i64,
+}
+
+struct SourceNode<K, V> {
+    factory_key: SharedSerde<K>,
+    factory_value: SharedSerde<V>,
+    extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    skip_null_keys: bool,
+    topics: Vec<Arc<str>>,
+    topic_ids: Vec<u32>,
+    queues: Vec<VecDeque<Queued<K, V>>>,
+    partition_time: Vec<i64>,
+    children: Children<K, V>,
+    shared: Rc<TaskShared>,
+}
+
+impl<K: Data, V: Data> SourceNode<K, V> {
+    fn handle_error(
+        &self,
+        slot: usize,
+        raw: &RawRecord,
+        role: &'static str,
+        error: state_store::SerdeError,
+    ) -> Result<bool, StreamsError> {
+        let topic = &self.topics[slot];
+        let ctx = ErrorContext {
+            topic,
+            partition: self.shared.task_id.partition,
+            offset: raw.offset,
+            role,
+            key: raw.key.as_deref(),
+            value: raw.value.as_deref(),
+        };
+        match self.shared.deserialization_handler.handle(&ctx, &error) {
+            DeserializationResponse::Continue => {
+                self.shared
+                    .metrics
+                    .skipped_records
+                    .set(self.shared.metrics.skipped_records.get() + 1);
+                Ok(false)
+            }
+            DeserializationResponse::Fail => Err(StreamsError::Deserialization {
+                topic: topic.to_string(),
+                partition: self.shared.task_id.partition,
+                offset: raw.offset,
+                role,
+                source: error,
+            }),
+        }
+    }
+}
+
+impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
+    fn enqueue(&mut self, slot: usize, raw: RawRecord) -> Result<bool, StreamsError> {
+        if self.skip_null_keys && raw.key.is_none() {
+            tracing::warn!(
+                topic = &*self.topics[slot],
+                offset = raw.offset,
+                "skipping a record with a null key"
+            );
+            self.shared
+                .metrics
+                .skipped_records
+                .set(self.shared.metrics.skipped_records.get() + 1);
+            return Ok(false);
+        }
+        let key = match self.factory_key.deserialize_nullable(raw.key.as_deref()) {
+            Ok(k) => k,
+            Err(e) => return self.handle_error(slot, &raw, "key", e),
+        };
+        let value = match self
+            .factory_value
+            .deserialize_nullable(raw.value.as_deref())
+        {
+            Ok(v) => v,
+            Err(e) => return self.handle_error(slot, &raw, "value", e),
+        };
+        let mut record = Record {
+            key,
+            value,
+            timestamp: raw.timestamp,
+            headers: raw.headers,
+        };
+        if let Some(ex) = &self.extractor {
+            record.timestamp = ex.extract(&record, self.partition_time[slot]);
+        }
+        if record.timestamp < 0 {
+            return Err(StreamsError::InvalidTimestamp {
+                topic: self.topics[slot].to_string(),
+                partition: self.shared.task_id.partition,
+                offset: raw.offset,
+                timestamp: record.timestamp,
+            });
+        }
+        self.partition_time[slot] = self.partition_time[slot].max(record.timestamp);
+        self.queues[slot].push_back(Queued {
+            record,
+            offset: raw.offset,
+        });
+        Ok(true)
+    }
+
+    fn head_timestamp(&self, slot: usize) -> Option<i64> {
+        self.queues[slot].front().map(|q| q.record.timestamp)
+    }
+
+    fn queued(&self, slot: usize) -> usize {
+        self.queues[slot].len()
+    }
+
+    #[inline]
+    fn process_next(&mut self, slot: usize) -> Result<(), StreamsError> {
+        let Some(q) = self.queues[slot].pop_front() else {
+            return Ok(());
+        };
+        self.shared
+            .begin_record(self.topic_ids[slot], q.offset, q.record.timestamp);
+        self.children.forward(q.record)
+    }
+
+    fn topics(&self) -> &[Arc<str>] {
+        &self.topics
+    }
+}
+
+impl<K: Data, V: Data> NodeFactory for SourceFactory<K, V> {
+    fn build(&self, ctx: BuildCtx<'_>) -> Result<BuiltNode, StreamsError> {
+        let children = typed_children::<K, V>(&ctx)?;
+        let topic_ids = ctx
+            .topics
+            .iter()
+            .map(|t| ctx.shared.register_topic(t.clone()))
+            .collect();
+        let n = ctx.topics.len();
+        let node = Rc::new(RefCell::new(SourceNode {
+            factory_key: self.key_serde.clone(),
+            factory_value: self.value_serde.clone(),
+            extractor: self.extractor.clone(),
+            skip_null_keys: self.skip_null_keys,
+            topics: ctx.topics,
+            topic_ids,
+            queues: (0..n).map(|_| VecDeque::new()).collect(),
+            partition_time: vec![-1; n],
+            children,
+            shared: ctx.shared.clone(),
+        }));
+        Ok(BuiltNode {
+            input: None,
+            control: None,
+            source: Some(node),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sinks
+
+/// Chooses the partition of a record written by a sink: `None` leaves it to the default (murmur2 of the key).
+pub trait StreamPartitioner<K, V>: Send + Sync + 'static {
+    /// The partition for `key`/`value` among `partitions`.
+    fn partition(&self, topic: &str, key: &K, value: &V, partitions: i32) -> Option<i32>;
+}
+
+impl<K, V, F> StreamPartitioner<K, V> for F
+where
+    F: Fn(&str, &K, &V, i32) -> Option<i32> + Send + Sync + 'static,
+{
+    fn partition(&self, topic: &str, key: &K, value: &V, partitions: i32) -> Option<i32> {
+        self(topic, key, value, partitions)
+    }
+}
+
+pub(crate) struct SinkFactory<K, V> {
+    pub key_serde: SharedSerde<K>,
+    pub value_serde: SharedSerde<V>,
+    pub partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
+}
+
+struct SinkNode<K, V> {
+    topic: Arc<str>,
+    key_serde: SharedSerde<K>,
+    value_serde: SharedSerde<V>,
+    partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+    shared: Rc<TaskShared>,
+}
+
+impl<K: Data, V: Data> Node<K, V> for SinkNode<K, V> {
+    #[inline]
+    fn process(&mut self, record: Record<K, V>) -> Result<(), StreamsError> {
+        let has_key = self
+            .key_serde
+            .serialize_nullable(&record.key, &mut self.key_buf)
+            .map_err(|source| StreamsError::Serialization {
+                topic: self.topic.to_string(),
+                role: "key",
+                source,
+            })?;
+        let has_value = self
+            .value_serde
+            .serialize_nullable(&record.value, &mut self.value_buf)
+            .map_err(|source| StreamsError::Serialization {
+                topic: self.topic.to_string(),
+                role: "value",
+                source,
+            })?;
+        let mut collector = self.shared.collector.borrow_mut();
+        let partition = match &self.partitioner {
+            Some(p) => {
+                let n = collector.partitions_for(&self.topic)?;
+                p.partition(&self.topic, &record.key, &record.value, n)
+            }
+            None => None,
+        };
+        collector.send(OutgoingRecord {
+            topic: &self.topic,
+            partition,
+            key: has_key.then_some(self.key_buf.as_slice()),
+            value: has_value.then_some(self.value_buf.as_slice()),
+            timestamp: record.timestamp,
+            headers: &record.headers,
+        })
+    }
+}
+
+impl<K: Data, V: Data> NodeFactory for SinkFactory<K, V> {
+    fn build(&self, ctx: BuildCtx<'_>) -> Result<BuiltNode, StreamsError> {
+        let topic = ctx.topics.first().cloned().ok_or_else(|| {
+            StreamsError::InvalidTopology(format!("sink '{}' has no topic", ctx.name))
+        })?;
+        let node: NodeRef<K, V> = Rc::new(RefCell::new(SinkNode {
+            topic,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            partitioner: self.partitioner.clone(),
+            key_buf: Vec::new(),
+            value_buf: Vec::new(),
+            shared: ctx.shared.clone(),
+        }));
+        Ok(BuiltNode {
+            input: Some(Box::new(node)),
+            control: None,
+            source: None,
+        })
+    }
+}

@@ -1,0 +1,263 @@
+//! The Processor API: processors, their context, punctuations.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use state_store::TypedKeyValueStore;
+
+use crate::error::StreamsError;
+use crate::record::{Record, RecordMetadata};
+use crate::task::{Schedule, TaskShared};
+
+/// Bounds every key and value type flowing through a topology satisfies: owned data that can be cloned when a
+/// record fans out to several children. Implemented for every such type.
+pub trait Data: Clone + 'static {}
+impl<T: Clone + 'static> Data for T {}
+
+/// A task: one sub-topology processing one partition number of its input topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// Sub-topology index.
+    pub subtopology: usize,
+    /// Partition number.
+    pub partition: i32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// Which clock drives a punctuation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PunctuationType {
+    /// Stream time: the highest record timestamp the task has processed. Fires only as records arrive; a jump of
+    /// several intervals fires once.
+    StreamTime,
+    /// Wall-clock time of the machine (or of the test driver's mock clock).
+    WallClockTime,
+}
+
+/// Identifies a scheduled punctuation; passed back to [`Processor::punctuate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScheduleId(pub(crate) u64);
+
+/// A record-at-a-time operator: it receives records of key type `KIn` and value type `VIn`, and forwards records of
+/// [`Processor::KOut`] / [`Processor::VOut`] to its children through the [`ProcessorContext`].
+///
+/// One instance exists per task; it is created by a supplier (any `Fn() -> P`) when the task starts.
+///
+/// ```
+/// use streams_core::{Processor, ProcessorContext, Record, StreamsError};
+///
+/// /// Forwards each value in upper case.
+/// struct Upper;
+///
+/// impl Processor<String, String> for Upper {
+///     type KOut = String;
+///     type VOut = String;
+///     fn process(
+///         &mut self,
+///         record: Record<String, String>,
+///         ctx: &mut ProcessorContext<String, String>,
+///     ) -> Result<(), StreamsError> {
+///         let upper = record.value.to_uppercase();
+///         ctx.forward(record.with_value(upper))
+///     }
+/// }
+/// ```
+pub trait Processor<KIn, VIn>: 'static {
+    /// Key type of forwarded records.
+    type KOut: Data;
+    /// Value type of forwarded records.
+    type VOut: Data;
+
+    /// Called once before the first record: fetch stores, schedule punctuations.
+    fn init(
+        &mut self,
+        _ctx: &mut ProcessorContext<Self::KOut, Self::VOut>,
+    ) -> Result<(), StreamsError> {
+        Ok(())
+    }
+
+    /// Handles one record.
+    fn process(
+        &mut self,
+        record: Record<KIn, VIn>,
+        ctx: &mut ProcessorContext<Self::KOut, Self::VOut>,
+    ) -> Result<(), StreamsError>;
+
+    /// Called for each punctuation scheduled with [`ProcessorContext::schedule`], with the time that triggered it.
+    fn punctuate(
+        &mut self,
+        _schedule: ScheduleId,
+        _timestamp: i64,
+        _ctx: &mut ProcessorContext<Self::KOut, Self::VOut>,
+    ) -> Result<(), StreamsError> {
+        Ok(())
+    }
+
+    /// Called once when the task closes.
+    fn close(
+        &mut self,
+        _ctx: &mut ProcessorContext<Self::KOut, Self::VOut>,
+    ) -> Result<(), StreamsError> {
+        Ok(())
+    }
+}
+
+/// A processor's downstream view of one child.
+pub(crate) trait Node<K, V> {
+    fn process(&mut self, record: Record<K, V>) -> Result<(), StreamsError>;
+}
+
+pub(crate) type NodeRef<K, V> = Rc<RefCell<dyn Node<K, V>>>;
+
+/// The children of a node, each with its name.
+pub(crate) struct Children<K, V> {
+    pub(crate) list: Vec<(Rc<str>, NodeRef<K, V>)>,
+}
+
+impl<K: Data, V: Data> Children<K, V> {
+    fn call(name: &str, node: &NodeRef<K, V>, record: Record<K, V>) -> Result<(), StreamsError> {
+        match node.try_borrow_mut() {
+            Ok(mut n) => n.process(record),
+            Err(_) => Err(StreamsError::InvalidTopology(format!(
+                "node '{name}' was re-entered while processing a record (a cycle in the processor graph)"
+            ))),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn forward(&self, record: Record<K, V>) -> Result<(), StreamsError> {
+        match self.list.as_slice() {
+            [] => Ok(()),
+            [(name, only)] => Self::call(name, only, record),
+            [rest @ .., (last_name, last)] => {
+                for (name, child) in rest {
+                    Self::call(name, child, record.clone())?;
+                }
+                Self::call(last_name, last, record)
+            }
+        }
+    }
+
+    pub(crate) fn forward_to(&self, child: &str, record: Record<K, V>) -> Result<(), StreamsError> {
+        match self.list.iter().find(|(n, _)| &**n == child) {
+            Some((name, node)) => Self::call(name, node, record),
+            None => Err(StreamsError::UnknownNode {
+                name: child.to_string(),
+            }),
+        }
+    }
+}
+
+/// What a processor can do besides computing: forward records, reach its stores, schedule punctuations, and
+/// read the current record's metadata and the task's clocks.
+pub struct ProcessorContext<K, V> {
+    pub(crate) children: Children<K, V>,
+    pub(crate) shared: Rc<TaskShared>,
+    pub(crate) node: usize,
+    pub(crate) name: Rc<str>,
+}
+
+impl<K: Data, V: Data> ProcessorContext<K, V> {
+    /// Sends `record` to every child (cloned for all but the last).
+    #[inline]
+    pub fn forward(&mut self, record: Record<K, V>) -> Result<(), StreamsError> {
+        self.children.forward(record)
+    }
+
+    /// Sends `record` to the child called `child` only.
+    pub fn forward_to(&mut self, child: &str, record: Record<K, V>) -> Result<(), StreamsError> {
+        self.children.forward_to(child, record)
+    }
+
+    /// Names of this processor's children, in the order they were connected.
+    pub fn children(&self) -> impl Iterator<Item = &str> {
+        self.children.list.iter().map(|(n, _)| &**n)
+    }
+
+    /// This processor's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The typed key-value store `store`, which must be connected to this processor.
+    pub fn key_value_store<SK: 'static, SV: 'static>(
+        &self,
+        store: &str,
+    ) -> Result<TypedKeyValueStore<SK, SV>, StreamsError> {
+        self.shared.key_value_store(self.node, &self.name, store)
+    }
+
+    /// Schedules [`Processor::punctuate`] every `interval` of the given clock; returns the schedule's id.
+    pub fn schedule(
+        &mut self,
+        interval: Duration,
+        kind: PunctuationType,
+    ) -> Result<ScheduleId, StreamsError> {
+        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        if interval_ms < 1 {
+            return Err(StreamsError::Processor {
+                node: self.name.to_string(),
+                message: "a punctuation interval must be at least 1 ms".into(),
+            });
+        }
+        let id = ScheduleId(self.shared.next_schedule_id.get());
+        self.shared.next_schedule_id.set(id.0 + 1);
+        let next = match kind {
+            // Stream-time punctuations fire on the first record, then every interval.
+            PunctuationType::StreamTime => i64::MIN,
+            PunctuationType::WallClockTime => {
+                self.shared.wall_clock.get().saturating_add(interval_ms)
+            }
+        };
+        self.shared.schedules.borrow_mut().push(Schedule {
+            id,
+            node: self.node,
+            interval_ms,
+            kind,
+            next,
+            cancelled: false,
+        });
+        Ok(id)
+    }
+
+    /// Cancels a punctuation.
+    pub fn cancel(&mut self, schedule: ScheduleId) {
+        for s in self.shared.schedules.borrow_mut().iter_mut() {
+            if s.id == schedule {
+                s.cancelled = true;
+            }
+        }
+    }
+
+    /// Topic, partition and offset of the record being processed; `None` during punctuations.
+    pub fn record_metadata(&self) -> Option<RecordMetadata> {
+        self.shared.record_metadata()
+    }
+
+    /// The task's stream time: the highest timestamp processed so far (-1 before the first record).
+    pub fn stream_time(&self) -> i64 {
+        self.shared.stream_time.get()
+    }
+
+    /// Wall-clock time in ms (the test driver's mock clock under test).
+    pub fn wall_clock_time(&self) -> i64 {
+        self.shared.wall_clock.get()
+    }
+
+    /// The task this processor instance belongs to.
+    pub fn task_id(&self) -> crate::processor::TaskId {
+        self.shared.task_id
+    }
+
+    /// The application id.
+    pub fn application_id(&self) -> &str {
+        &self.shared.application_id
+    }
+}

@@ -1,0 +1,156 @@
+//! Records and their metadata.
+
+use std::sync::Arc;
+
+/// One record header: a key and an optional value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Header key.
+    pub key: String,
+    /// Header value (`None` is a null header value).
+    pub value: Option<Vec<u8>>,
+}
+
+/// Record headers, in order; keys may repeat, as in Kafka. Empty headers do not allocate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<Header>);
+
+impl Headers {
+    /// No headers.
+    pub const fn new() -> Self {
+        Headers(Vec::new())
+    }
+    /// Appends a header.
+    pub fn add(&mut self, key: impl Into<String>, value: Option<Vec<u8>>) -> &mut Self {
+        self.0.push(Header {
+            key: key.into(),
+            value,
+        });
+        self
+    }
+    /// Appends a header, builder style.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.add(key, Some(value.into()));
+        self
+    }
+    /// The value of the last header named `key`.
+    pub fn last(&self, key: &str) -> Option<&Header> {
+        self.0.iter().rev().find(|h| h.key == key)
+    }
+    /// Removes every header named `key`.
+    pub fn remove(&mut self, key: &str) {
+        self.0.retain(|h| h.key != key);
+    }
+    /// All headers in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
+        self.0.iter()
+    }
+    /// Number of headers.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = &'a Header;
+    type IntoIter = std::slice::Iter<'a, Header>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// A typed record flowing between processors: key, value, timestamp (ms since the epoch) and headers.
+///
+/// Where the record came from (topic, partition, offset) is known to the
+/// [`ProcessorContext`](crate::ProcessorContext) while it is processed, as
+/// [`record_metadata`](crate::ProcessorContext::record_metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<K, V> {
+    /// The key.
+    pub key: K,
+    /// The value.
+    pub value: V,
+    /// Event time in milliseconds since the epoch.
+    pub timestamp: i64,
+    /// Headers.
+    pub headers: Headers,
+}
+
+impl<K, V> Record<K, V> {
+    /// A record without headers.
+    pub fn new(key: K, value: V, timestamp: i64) -> Self {
+        Record {
+            key,
+            value,
+            timestamp,
+            headers: Headers::new(),
+        }
+    }
+    /// The same record with another key.
+    pub fn with_key<K2>(self, key: K2) -> Record<K2, V> {
+        Record {
+            key,
+            value: self.value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+        }
+    }
+    /// The same record with another value.
+    pub fn with_value<V2>(self, value: V2) -> Record<K, V2> {
+        Record {
+            key: self.key,
+            value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+        }
+    }
+    /// The same record with another key and value.
+    pub fn with_key_value<K2, V2>(self, key: K2, value: V2) -> Record<K2, V2> {
+        Record {
+            key,
+            value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+        }
+    }
+    /// The same record with another timestamp.
+    pub fn with_timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+    /// The same record with other headers.
+    pub fn with_headers(mut self, headers: Headers) -> Self {
+        self.headers = headers;
+        self
+    }
+}
+
+/// Where a record was read from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordMetadata {
+    /// Topic (the full name, internal topics included).
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+}
+
+/// A record as bytes, as read from or written to a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RawRecord {
+    /// Key bytes (`None` is a null key).
+    pub key: Option<Vec<u8>>,
+    /// Value bytes (`None` is a null value, a tombstone on compacted topics).
+    pub value: Option<Vec<u8>>,
+    /// Timestamp in milliseconds since the epoch.
+    pub timestamp: i64,
+    /// Headers.
+    pub headers: Headers,
+    /// Offset in its partition, when it was read from one.
+    pub offset: i64,
+}

@@ -1,0 +1,542 @@
+//! Tasks: one sub-topology instantiated for one partition, with its stores, input queues and punctuations.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use state_store::{
+    share, CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogSink, KeyValueStore,
+    RocksDbResources, SharedKeyValueStore, StoreContext, StoreError, TypedKeyValueStore,
+};
+
+use crate::error::StreamsError;
+use crate::handler::DeserializationExceptionHandler;
+use crate::node::{BuildCtx, BuiltNode, NodeControl, SourceInput};
+use crate::processor::{PunctuationType, ScheduleId, TaskId};
+use crate::record::{Headers, RawRecord, RecordMetadata};
+use crate::topology::{NodeKind, StoreSerdes, SubTopology, Topology};
+
+/// A record on its way out of a task: to a sink topic (partition `None` means "by the default partitioner").
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingRecord<'a> {
+    /// Destination topic (full name).
+    pub topic: &'a str,
+    /// Explicit partition, or `None` for murmur2 of the key (round-robin for null keys).
+    pub partition: Option<i32>,
+    /// Key bytes.
+    pub key: Option<&'a [u8]>,
+    /// Value bytes.
+    pub value: Option<&'a [u8]>,
+    /// Timestamp.
+    pub timestamp: i64,
+    /// Headers.
+    pub headers: &'a Headers,
+}
+
+/// Where a task's sinks deliver records: the Kafka producer in the runtime, in-memory topics in the test driver.
+pub trait RecordCollector {
+    /// Sends one record.
+    fn send(&mut self, record: OutgoingRecord<'_>) -> Result<(), StreamsError>;
+    /// The partition count of `topic`.
+    fn partitions_for(&mut self, topic: &str) -> Result<i32, StreamsError>;
+}
+
+/// Opens the changelog sink of one store of one task.
+pub trait ChangelogWriter: Send + Sync {
+    /// A sink writing to `changelog_topic` partition `partition`; `timestamp` holds the current record's time.
+    fn sink(
+        &self,
+        store: &str,
+        changelog_topic: &str,
+        partition: i32,
+        timestamp: Arc<AtomicI64>,
+    ) -> Box<dyn ChangelogSink>;
+}
+
+/// Counters of one task.
+#[derive(Debug, Default)]
+pub(crate) struct TaskMetrics {
+    pub processed: Cell<u64>,
+    pub skipped_records: Cell<u64>,
+    pub punctuations: Cell<u64>,
+}
+
+/// A snapshot of a task's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskMetricsSnapshot {
+    /// Records processed.
+    pub processed: u64,
+    /// Records skipped: undeserializable records the handler let pass, and null keys on table sources.
+    pub skipped_records: u64,
+    /// Punctuations fired.
+    pub punctuations: u64,
+}
+
+pub(crate) struct Schedule {
+    pub id: ScheduleId,
+    pub node: usize,
+    pub interval_ms: i64,
+    pub kind: PunctuationType,
+    pub next: i64,
+    pub cancelled: bool,
+}
+
+struct StoreSlot {
+    store: SharedKeyValueStore,
+    serdes: Arc<dyn std::any::Any + Send + Sync>,
+    key_type: &'static str,
+    value_type: &'static str,
+}
+
+/// State shared by every node of a task.
+pub(crate) struct TaskShared {
+    pub task_id: TaskId,
+    pub application_id: Arc<str>,
+    topics: RefCell<Vec<Arc<str>>>,
+    current: Cell<Option<(u32, i64)>>,
+    pub current_timestamp: Arc<AtomicI64>,
+    pub stream_time: Cell<i64>,
+    pub wall_clock: Cell<i64>,
+    pub collector: RefCell<Box<dyn RecordCollector>>,
+    stores: HashMap<String, StoreSlot>,
+    node_stores: HashMap<usize, Vec<String>>,
+    pub schedules: RefCell<Vec<Schedule>>,
+    pub next_schedule_id: Cell<u64>,
+    pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub metrics: TaskMetrics,
+}
+
+impl TaskShared {
+    pub(crate) fn register_topic(&self, topic: Arc<str>) -> u32 {
+        let mut topics = self.topics.borrow_mut();
+        topics.push(topic);
+        (topics.len() - 1) as u32
+    }
+
+    #[inline]
+    pub(crate) fn begin_record(&self, topic: u32, offset: i64, timestamp: i64) {
+        self.current.set(Some((topic, offset)));
+        self.current_timestamp.store(timestamp, Ordering::Relaxed);
+        if timestamp > self.stream_time.get() {
+            self.stream_time.set(timestamp);
+        }
+    }
+
+    pub(crate) fn clear_record(&self) {
+        self.current.set(None);
+    }
+
+    pub(crate) fn record_metadata(&self) -> Option<RecordMetadata> {
+        let (topic, offset) = self.current.get()?;
+        Some(RecordMetadata {
+            topic: self.topics.borrow()[topic as usize].clone(),
+            partition: self.task_id.partition,
+            offset,
+        })
+    }
+
+    pub(crate) fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        node: usize,
+        node_name: &str,
+        store: &str,
+    ) -> Result<TypedKeyValueStore<K, V>, StreamsError> {
+        let err = |reason: String| StreamsError::StoreAccess {
+            processor: node_name.to_string(),
+            store: store.to_string(),
+            reason,
+        };
+        if !self
+            .node_stores
+            .get(&node)
+            .is_some_and(|s| s.iter().any(|x| x == store))
+        {
+            return Err(err(
+                "the store is not connected to this processor (connect it when adding the store)"
+                    .into(),
+            ));
+        }
+        let slot = self
+            .stores
+            .get(store)
+            .ok_or_else(|| err("no such store in this task".into()))?;
+        let serdes = slot
+            .serdes
+            .downcast_ref::<StoreSerdes<K, V>>()
+            .ok_or_else(|| {
+                err(format!(
+                    "the store holds <{}, {}> but <{}, {}> was requested",
+                    slot.key_type,
+                    slot.value_type,
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>()
+                ))
+            })?;
+        Ok(TypedKeyValueStore::with_shared_serdes(
+            slot.store.clone(),
+            serdes.key.clone(),
+            serdes.value.clone(),
+        ))
+    }
+}
+
+/// Everything a task needs from its surroundings.
+pub(crate) struct TaskEnv {
+    pub application_id: Arc<str>,
+    pub state_dir: PathBuf,
+    pub rocksdb: RocksDbResources,
+    pub cache_bytes_per_store: usize,
+    pub collector: Box<dyn RecordCollector>,
+    pub changelog: Option<Arc<dyn ChangelogWriter>>,
+    pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub wall_clock: i64,
+}
+
+struct Input {
+    topic: Arc<str>,
+    source: Rc<RefCell<dyn SourceInput>>,
+    slot: usize,
+}
+
+/// One sub-topology instantiated for one partition.
+pub(crate) struct Task {
+    id: TaskId,
+    shared: Rc<TaskShared>,
+    controls: Vec<Option<Rc<RefCell<dyn NodeControl>>>>,
+    inputs: Vec<Input>,
+    stores: Vec<(String, SharedKeyValueStore)>,
+    next_stream_punctuation: i64,
+    closed: bool,
+}
+
+fn open_store(
+    topology: &Topology,
+    name: &str,
+    id: TaskId,
+    env: &TaskEnv,
+    timestamp: &Arc<AtomicI64>,
+) -> Result<StoreSlot, StreamsError> {
+    let def = &topology.stores[name];
+    let dir = env.state_dir.join(id.to_string()).join(name);
+    let inner = def.supplier.open(
+        name,
+        &StoreContext {
+            dir: &dir,
+            rocksdb: &env.rocksdb,
+        },
+    )?;
+    let mut store: Box<dyn KeyValueStore> = inner;
+    if def.logging {
+        if let Some(writer) = &env.changelog {
+            let topic = Topology::changelog_topic(&env.application_id, name);
+            let mut sink = writer.sink(name, &topic, id.partition, timestamp.clone());
+            store = Box::new(ChangeLoggingKeyValueStore::new(
+                store,
+                move |k: &[u8], v: Option<&[u8]>| -> Result<(), StoreError> { sink.log(k, v) },
+            ));
+        }
+    }
+    if def.caching && env.cache_bytes_per_store > 0 {
+        store = Box::new(CachingKeyValueStore::new(store, env.cache_bytes_per_store));
+    }
+    Ok(StoreSlot {
+        store: share(store),
+        serdes: def.serdes.clone(),
+        key_type: def.key_type,
+        value_type: def.value_type,
+    })
+}
+
+impl Task {
+    pub(crate) fn new(
+        topology: &Topology,
+        sub: &SubTopology,
+        partition: i32,
+        env: TaskEnv,
+    ) -> Result<Task, StreamsError> {
+        let id = TaskId {
+            subtopology: sub.id,
+            partition,
+        };
+        let timestamp = Arc::new(AtomicI64::new(0));
+        let mut stores = HashMap::new();
+        let mut store_list = Vec::new();
+        for name in &sub.stores {
+            let slot = open_store(topology, name, id, &env, &timestamp)?;
+            store_list.push((name.clone(), slot.store.clone()));
+            stores.insert(name.clone(), slot);
+        }
+        let node_stores = sub
+            .nodes
+            .iter()
+            .filter(|&&i| !topology.nodes[i].stores.is_empty())
+            .map(|&i| (i, topology.nodes[i].stores.clone()))
+            .collect();
+        let shared = Rc::new(TaskShared {
+            task_id: id,
+            application_id: env.application_id.clone(),
+            topics: RefCell::new(Vec::new()),
+            current: Cell::new(None),
+            current_timestamp: timestamp,
+            stream_time: Cell::new(-1),
+            wall_clock: Cell::new(env.wall_clock),
+            collector: RefCell::new(env.collector),
+            stores,
+            node_stores,
+            schedules: RefCell::new(Vec::new()),
+            next_schedule_id: Cell::new(0),
+            deserialization_handler: env.deserialization_handler,
+            metrics: TaskMetrics::default(),
+        });
+
+        let mut built: HashMap<usize, BuiltNode> = HashMap::new();
+        let mut controls: Vec<Option<Rc<RefCell<dyn NodeControl>>>> =
+            vec![None; topology.nodes.len()];
+        let mut sources = Vec::new();
+        let mut order = sub.nodes.clone();
+        order.sort_unstable();
+        for &i in order.iter().rev() {
+            let def = &topology.nodes[i];
+            let names: Vec<Rc<str>> = def
+                .children
+                .iter()
+                .map(|&c| Rc::from(topology.nodes[c].name.as_str()))
+                .collect();
+            let children = def
+                .children
+                .iter()
+                .zip(names)
+                .map(|(c, name)| {
+                    let input = built
+                        .get(c)
+                        .and_then(|b| b.input.as_deref())
+                        .ok_or_else(|| {
+                            StreamsError::InvalidTopology(format!("node '{name}' has no input"))
+                        })?;
+                    Ok((name, input))
+                })
+                .collect::<Result<Vec<_>, StreamsError>>()?;
+            let topics = match &def.kind {
+                NodeKind::Source { topics } => topics
+                    .iter()
+                    .map(|t| Arc::from(topology.resolve_topic(&env.application_id, t)))
+                    .collect(),
+                NodeKind::Sink { topic } => vec![Arc::from(
+                    topology.resolve_topic(&env.application_id, topic),
+                )],
+                NodeKind::Processor => Vec::new(),
+            };
+            let node = def.factory.build(BuildCtx {
+                node: i,
+                name: Rc::from(def.name.as_str()),
+                children,
+                shared: &shared,
+                topics,
+            })?;
+            if let Some(c) = &node.control {
+                controls[i] = Some(c.clone());
+            }
+            if let Some(s) = &node.source {
+                sources.push(s.clone());
+            }
+            built.insert(i, node);
+        }
+        let mut inputs = Vec::new();
+        for source in sources.into_iter().rev() {
+            let topics: Vec<Arc<str>> = source.borrow().topics().to_vec();
+            for (slot, topic) in topics.into_iter().enumerate() {
+                inputs.push(Input {
+                    topic,
+                    source: source.clone(),
+                    slot,
+                });
+            }
+        }
+        let mut task = Task {
+            id,
+            shared,
+            controls,
+            inputs,
+            stores: store_list,
+            next_stream_punctuation: i64::MAX,
+            closed: false,
+        };
+        for c in task.controls.iter().flatten() {
+            c.borrow_mut().init()?;
+        }
+        task.recompute_next_stream_punctuation();
+        Ok(task)
+    }
+
+    pub(crate) fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Full names of the topics this task reads.
+    pub(crate) fn input_topics(&self) -> impl Iterator<Item = &str> {
+        self.inputs.iter().map(|i| &*i.topic)
+    }
+
+    /// Queues a record of `topic` (this task's partition of it); false when it was skipped.
+    pub(crate) fn enqueue(&mut self, topic: &str, raw: RawRecord) -> Result<bool, StreamsError> {
+        let input = self
+            .inputs
+            .iter()
+            .find(|i| &*i.topic == topic)
+            .ok_or_else(|| StreamsError::UnknownTopic(topic.to_string()))?;
+        input.source.borrow_mut().enqueue(input.slot, raw)
+    }
+
+    /// Processes the queued record with the lowest timestamp; false when every queue is empty.
+    #[inline]
+    pub(crate) fn process_one(&mut self) -> Result<bool, StreamsError> {
+        let chosen = if self.inputs.len() == 1 {
+            let i = &self.inputs[0];
+            if i.source.borrow().queued(i.slot) == 0 {
+                return Ok(false);
+            }
+            0
+        } else {
+            let mut best: Option<(usize, i64)> = None;
+            for (n, i) in self.inputs.iter().enumerate() {
+                if let Some(ts) = i.source.borrow().head_timestamp(i.slot) {
+                    if best.is_none_or(|(_, b)| ts < b) {
+                        best = Some((n, ts));
+                    }
+                }
+            }
+            match best {
+                Some((n, _)) => n,
+                None => return Ok(false),
+            }
+        };
+        let input = &self.inputs[chosen];
+        input.source.borrow_mut().process_next(input.slot)?;
+        let m = &self.shared.metrics.processed;
+        m.set(m.get() + 1);
+        if self.shared.stream_time.get() >= self.next_stream_punctuation {
+            self.punctuate(PunctuationType::StreamTime, self.shared.stream_time.get())?;
+        }
+        Ok(true)
+    }
+
+    fn recompute_next_stream_punctuation(&mut self) {
+        self.next_stream_punctuation = self
+            .shared
+            .schedules
+            .borrow()
+            .iter()
+            .filter(|s| s.kind == PunctuationType::StreamTime && !s.cancelled)
+            .map(|s| s.next)
+            .min()
+            .unwrap_or(i64::MAX);
+    }
+
+    fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<(), StreamsError> {
+        let due: Vec<(usize, ScheduleId)> = {
+            let mut schedules = self.shared.schedules.borrow_mut();
+            schedules.retain(|s| !s.cancelled);
+            schedules
+                .iter_mut()
+                .filter(|s| s.kind == kind && now >= s.next)
+                .map(|s| {
+                    s.next = if s.next == i64::MIN {
+                        now.saturating_add(s.interval_ms)
+                    } else {
+                        // Fire once however many intervals passed, then realign on the schedule's grid.
+                        let missed = (now - s.next) / s.interval_ms + 1;
+                        s.next.saturating_add(missed.saturating_mul(s.interval_ms))
+                    };
+                    (s.node, s.id)
+                })
+                .collect()
+        };
+        for (node, id) in due {
+            let cancelled = self.shared.schedules.borrow().iter().all(|s| s.id != id);
+            if cancelled {
+                continue;
+            }
+            if let Some(c) = &self.controls[node] {
+                c.borrow_mut().punctuate(id, now)?;
+                let m = &self.shared.metrics.punctuations;
+                m.set(m.get() + 1);
+            }
+        }
+        self.recompute_next_stream_punctuation();
+        Ok(())
+    }
+
+    /// Advances the wall clock to `now` and fires due wall-clock punctuations.
+    pub(crate) fn set_wall_clock(&mut self, now: i64) -> Result<(), StreamsError> {
+        self.shared.wall_clock.set(now);
+        self.punctuate(PunctuationType::WallClockTime, now)
+    }
+
+    /// Flushes every store: caches, then changelog writes, then the stores themselves.
+    pub(crate) fn flush(&mut self) -> Result<(), StreamsError> {
+        for (name, store) in &self.stores {
+            store
+                .lock()
+                .map_err(|_| StoreError::Poisoned {
+                    store: name.clone(),
+                })?
+                .flush()?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn stores(&self) -> &[(String, SharedKeyValueStore)] {
+        &self.stores
+    }
+
+    pub(crate) fn metrics(&self) -> TaskMetricsSnapshot {
+        let m = &self.shared.metrics;
+        TaskMetricsSnapshot {
+            processed: m.processed.get(),
+            skipped_records: m.skipped_records.get(),
+            punctuations: m.punctuations.get(),
+        }
+    }
+
+    pub(crate) fn stream_time(&self) -> i64 {
+        self.shared.stream_time.get()
+    }
+
+    /// Closes processors, then flushes and closes stores.
+    pub(crate) fn close(&mut self) -> Result<(), StreamsError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        self.shared.clear_record();
+        let mut first_err = None;
+        for c in self.controls.iter().flatten() {
+            if let Err(e) = c.borrow_mut().close() {
+                first_err.get_or_insert(e);
+            }
+        }
+        for (name, store) in &self.stores {
+            let r = store
+                .lock()
+                .map_err(|_| StoreError::Poisoned {
+                    store: name.clone(),
+                })
+                .and_then(|mut s| s.close());
+            if let Err(e) = r {
+                first_err.get_or_insert(e.into());
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(task = %self.id, error = %e, "error while closing task");
+        }
+    }
+}

@@ -1,0 +1,778 @@
+//! The topology graph: named sources, processors and sinks, the stores attached to them, and its split into
+//! sub-topologies.
+
+use std::any::{type_name, Any};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use state_store::{KeyValueStoreSupplier, Serde, SharedSerde};
+
+use crate::error::StreamsError;
+use crate::node::{
+    NodeFactory, ProcessorFactory, SinkFactory, SourceFactory, StreamPartitioner, TypeSig,
+};
+use crate::processor::{Data, Processor};
+use crate::timestamp::TimestampExtractor;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NodeKind {
+    Source { topics: Vec<String> },
+    Processor,
+    Sink { topic: String },
+}
+
+pub(crate) struct NodeDef {
+    pub name: String,
+    pub kind: NodeKind,
+    pub parents: Vec<usize>,
+    pub children: Vec<usize>,
+    pub stores: Vec<String>,
+    pub output: Option<TypeSig>,
+    pub factory: Arc<dyn NodeFactory>,
+}
+
+/// The serdes of a store, type-erased for storage in the topology.
+pub(crate) struct StoreSerdes<K, V> {
+    pub key: SharedSerde<K>,
+    pub value: SharedSerde<V>,
+}
+
+pub(crate) struct StoreDef {
+    pub name: String,
+    pub supplier: Arc<dyn KeyValueStoreSupplier>,
+    pub serdes: Arc<dyn Any + Send + Sync>,
+    pub key_type: &'static str,
+    pub value_type: &'static str,
+    pub logging: bool,
+    pub caching: bool,
+    pub processors: Vec<usize>,
+}
+
+/// Describes a key-value store to attach to processors: name, implementation, serdes, and whether it is cached
+/// and changelogged (both on by default, as in Kafka Streams).
+///
+/// ```
+/// use streams_core::{KeyValueStoreBuilder, Serdes, StoreKind};
+///
+/// let counts = KeyValueStoreBuilder::new("counts", StoreKind::InMemory, Serdes::string(), Serdes::i64())
+///     .with_caching_disabled();
+/// assert_eq!(counts.name(), "counts");
+/// ```
+pub struct KeyValueStoreBuilder<K, V> {
+    name: String,
+    supplier: Arc<dyn KeyValueStoreSupplier>,
+    key_serde: SharedSerde<K>,
+    value_serde: SharedSerde<V>,
+    logging: bool,
+    caching: bool,
+}
+
+impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
+    /// A store called `name` opened by `supplier` (a [`StoreKind`] or your own supplier).
+    pub fn new(
+        name: impl Into<String>,
+        supplier: impl KeyValueStoreSupplier + 'static,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Self {
+        Self::from_parts(
+            name,
+            Arc::new(supplier),
+            Arc::new(key_serde),
+            Arc::new(value_serde),
+        )
+    }
+
+    /// Same, from shared parts.
+    pub fn from_parts(
+        name: impl Into<String>,
+        supplier: Arc<dyn KeyValueStoreSupplier>,
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+    ) -> Self {
+        KeyValueStoreBuilder {
+            name: name.into(),
+            supplier,
+            key_serde,
+            value_serde,
+            logging: true,
+            caching: true,
+        }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// No changelog topic: the store is not restored after a failure or a move.
+    pub fn with_logging_disabled(mut self) -> Self {
+        self.logging = false;
+        self
+    }
+
+    /// No write-back cache: every write reaches the store and its changelog.
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.caching = false;
+        self
+    }
+
+    /// Sets whether the store has a changelog.
+    pub fn with_logging(mut self, enabled: bool) -> Self {
+        self.logging = enabled;
+        self
+    }
+
+    /// Sets whether the store has a write-back cache.
+    pub fn with_caching(mut self, enabled: bool) -> Self {
+        self.caching = enabled;
+        self
+    }
+}
+
+/// Options of a source node: serdes, timestamp extractor, and whether null keys are dropped.
+pub struct SourceOptions<K, V> {
+    key_serde: SharedSerde<K>,
+    value_serde: SharedSerde<V>,
+    extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    skip_null_keys: bool,
+}
+
+impl<K: 'static, V: 'static> SourceOptions<K, V> {
+    /// Reads keys and values with these serdes.
+    pub fn new(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Self::from_shared(Arc::new(key_serde), Arc::new(value_serde))
+    }
+    /// Same, from shared serdes.
+    pub fn from_shared(key_serde: SharedSerde<K>, value_serde: SharedSerde<V>) -> Self {
+        SourceOptions {
+            key_serde,
+            value_serde,
+            extractor: None,
+            skip_null_keys: false,
+        }
+    }
+    /// Uses `extractor` for event time instead of the record timestamp.
+    pub fn with_timestamp_extractor(mut self, extractor: impl TimestampExtractor<K, V>) -> Self {
+        self.extractor = Some(Arc::new(extractor));
+        self
+    }
+    /// Uses a shared extractor.
+    pub fn with_shared_timestamp_extractor(
+        mut self,
+        extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    ) -> Self {
+        self.extractor = extractor;
+        self
+    }
+    /// Drops (and counts) records whose key is null, as table sources do.
+    pub fn skip_null_keys(mut self) -> Self {
+        self.skip_null_keys = true;
+        self
+    }
+}
+
+/// Options of a sink node: serdes and an optional partitioner.
+pub struct SinkOptions<K, V> {
+    key_serde: SharedSerde<K>,
+    value_serde: SharedSerde<V>,
+    partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
+}
+
+impl<K: 'static, V: 'static> SinkOptions<K, V> {
+    /// Writes keys and values with these serdes; partitions by murmur2 of the key bytes.
+    pub fn new(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Self::from_shared(Arc::new(key_serde), Arc::new(value_serde))
+    }
+    /// Same, from shared serdes.
+    pub fn from_shared(key_serde: SharedSerde<K>, value_serde: SharedSerde<V>) -> Self {
+        SinkOptions {
+            key_serde,
+            value_serde,
+            partitioner: None,
+        }
+    }
+    /// Chooses partitions with `partitioner`.
+    pub fn with_partitioner(
+        mut self,
+        partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
+    ) -> Self {
+        self.partitioner = partitioner;
+        self
+    }
+}
+
+/// A topic the application creates and owns (named `<application.id>-<name>` on the cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalTopic {
+    /// Name without the application id prefix.
+    pub name: String,
+    /// Fixed partition count; `None` follows the writing sub-topology's task count.
+    pub partitions: Option<i32>,
+}
+
+/// A sub-topology: the nodes connected by parent links or shared stores; each runs as one task per partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubTopology {
+    /// Index, numbered by the first node it contains.
+    pub id: usize,
+    pub(crate) nodes: Vec<usize>,
+    /// Topics it reads (internal topics by their short name).
+    pub source_topics: Vec<String>,
+    /// Topics it writes.
+    pub sink_topics: Vec<String>,
+    /// Stores its processors use.
+    pub stores: Vec<String>,
+}
+
+/// A processing graph: build it node by node (the Processor API) or through the DSL's `StreamsBuilder`.
+///
+/// ```
+/// use streams_core::{Processor, ProcessorContext, Record, SinkOptions, SourceOptions, Serdes, StreamsError, Topology};
+///
+/// struct Shout;
+/// impl Processor<String, String> for Shout {
+///     type KOut = String;
+///     type VOut = String;
+///     fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<String, String>)
+///         -> Result<(), StreamsError> {
+///         let v = format!("{}!", r.value);
+///         ctx.forward(r.with_value(v))
+///     }
+/// }
+///
+/// let mut topology = Topology::new();
+/// topology.add_source("in", &["words"], SourceOptions::new(Serdes::string(), Serdes::string())).unwrap();
+/// topology.add_processor::<String, String, _, _>("shout", || Shout, &["in"]).unwrap();
+/// topology.add_sink("out", "loud-words", SinkOptions::new(Serdes::string(), Serdes::string()), &["shout"]).unwrap();
+/// println!("{}", topology.describe());
+/// assert_eq!(topology.sub_topologies().len(), 1);
+/// ```
+#[derive(Default)]
+pub struct Topology {
+    pub(crate) nodes: Vec<NodeDef>,
+    pub(crate) stores: BTreeMap<String, StoreDef>,
+    pub(crate) internal_topics: BTreeMap<String, InternalTopic>,
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.describe())
+    }
+}
+
+impl Topology {
+    /// An empty topology.
+    pub fn new() -> Self {
+        Topology::default()
+    }
+
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    fn check_new_name(&self, name: &str) -> Result<(), StreamsError> {
+        if name.is_empty() {
+            return Err(StreamsError::InvalidTopology(
+                "node names must not be empty".into(),
+            ));
+        }
+        if self.index_of(name).is_some() {
+            return Err(StreamsError::DuplicateName(name.to_string()));
+        }
+        Ok(())
+    }
+
+    fn link_parents(
+        &self,
+        name: &str,
+        parents: &[&str],
+        input: &TypeSig,
+    ) -> Result<Vec<usize>, StreamsError> {
+        if parents.is_empty() {
+            return Err(StreamsError::InvalidTopology(format!(
+                "node '{name}' needs at least one parent"
+            )));
+        }
+        let mut out = Vec::with_capacity(parents.len());
+        for p in parents {
+            let i = self.index_of(p).ok_or_else(|| StreamsError::UnknownNode {
+                name: p.to_string(),
+            })?;
+            let parent = &self.nodes[i];
+            let produced = parent.output.ok_or_else(|| {
+                StreamsError::InvalidTopology(format!(
+                    "sink '{p}' cannot be the parent of '{name}'"
+                ))
+            })?;
+            if !produced.same(input) {
+                return Err(StreamsError::TypeMismatch {
+                    parent: p.to_string(),
+                    child: name.to_string(),
+                    produced: produced.describe(),
+                    expected: input.describe(),
+                });
+            }
+            out.push(i);
+        }
+        Ok(out)
+    }
+
+    fn push(&mut self, def: NodeDef) {
+        let index = self.nodes.len();
+        for &p in &def.parents {
+            self.nodes[p].children.push(index);
+        }
+        self.nodes.push(def);
+    }
+
+    /// Adds a source reading `topics` (each topic may be read by one source only).
+    pub fn add_source<K: Data, V: Data>(
+        &mut self,
+        name: &str,
+        topics: &[&str],
+        options: SourceOptions<K, V>,
+    ) -> Result<&mut Self, StreamsError> {
+        self.check_new_name(name)?;
+        if topics.is_empty() {
+            return Err(StreamsError::InvalidTopology(format!(
+                "source '{name}' reads no topic"
+            )));
+        }
+        for t in topics {
+            if t.is_empty() {
+                return Err(StreamsError::InvalidTopology(format!(
+                    "source '{name}' names an empty topic"
+                )));
+            }
+            if let Some(other) = self.nodes.iter().find(
+                |n| matches!(&n.kind, NodeKind::Source { topics } if topics.iter().any(|x| x == t)),
+            ) {
+                return Err(StreamsError::InvalidTopology(format!(
+                    "topic '{t}' is already read by source '{}'; read it once and share the stream",
+                    other.name
+                )));
+            }
+        }
+        self.push(NodeDef {
+            name: name.to_string(),
+            kind: NodeKind::Source {
+                topics: topics.iter().map(|t| t.to_string()).collect(),
+            },
+            parents: Vec::new(),
+            children: Vec::new(),
+            stores: Vec::new(),
+            output: Some(TypeSig::of::<K, V>()),
+            factory: Arc::new(SourceFactory {
+                key_serde: options.key_serde,
+                value_serde: options.value_serde,
+                extractor: options.extractor,
+                skip_null_keys: options.skip_null_keys,
+            }),
+        });
+        Ok(self)
+    }
+
+    /// Adds a processor created by `supplier` (once per task), fed by `parents`, which must forward `KIn`/`VIn`.
+    pub fn add_processor<KIn, VIn, P, F>(
+        &mut self,
+        name: &str,
+        supplier: F,
+        parents: &[&str],
+    ) -> Result<&mut Self, StreamsError>
+    where
+        KIn: Data,
+        VIn: Data,
+        P: Processor<KIn, VIn>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        self.check_new_name(name)?;
+        let input = TypeSig::of::<KIn, VIn>();
+        let parents = self.link_parents(name, parents, &input)?;
+        self.push(NodeDef {
+            name: name.to_string(),
+            kind: NodeKind::Processor,
+            parents,
+            children: Vec::new(),
+            stores: Vec::new(),
+            output: Some(TypeSig::of::<P::KOut, P::VOut>()),
+            factory: Arc::new(ProcessorFactory::<KIn, VIn, F> {
+                supplier,
+                _in: PhantomData,
+            }),
+        });
+        Ok(self)
+    }
+
+    /// Adds a sink writing what `parents` forward to `topic`.
+    pub fn add_sink<K: Data, V: Data>(
+        &mut self,
+        name: &str,
+        topic: &str,
+        options: SinkOptions<K, V>,
+        parents: &[&str],
+    ) -> Result<&mut Self, StreamsError> {
+        self.check_new_name(name)?;
+        if topic.is_empty() {
+            return Err(StreamsError::InvalidTopology(format!(
+                "sink '{name}' names an empty topic"
+            )));
+        }
+        let input = TypeSig::of::<K, V>();
+        let parents = self.link_parents(name, parents, &input)?;
+        self.push(NodeDef {
+            name: name.to_string(),
+            kind: NodeKind::Sink {
+                topic: topic.to_string(),
+            },
+            parents,
+            children: Vec::new(),
+            stores: Vec::new(),
+            output: None,
+            factory: Arc::new(SinkFactory {
+                key_serde: options.key_serde,
+                value_serde: options.value_serde,
+                partitioner: options.partitioner,
+            }),
+        });
+        Ok(self)
+    }
+
+    /// Declares an internal topic (a repartition topic), named `<application.id>-<name>` on the cluster. Sources and
+    /// sinks name it by its short `name`.
+    pub fn add_internal_topic(
+        &mut self,
+        name: &str,
+        partitions: Option<i32>,
+    ) -> Result<&mut Self, StreamsError> {
+        if let Some(p) = partitions {
+            if p < 1 {
+                return Err(StreamsError::InvalidTopology(format!(
+                    "internal topic '{name}' needs at least 1 partition, got {p}"
+                )));
+            }
+        }
+        if self.internal_topics.contains_key(name) {
+            return Err(StreamsError::DuplicateName(name.to_string()));
+        }
+        self.internal_topics.insert(
+            name.to_string(),
+            InternalTopic {
+                name: name.to_string(),
+                partitions,
+            },
+        );
+        Ok(self)
+    }
+
+    /// Adds a key-value store and connects it to `processors`.
+    pub fn add_state_store<K: 'static, V: 'static>(
+        &mut self,
+        builder: KeyValueStoreBuilder<K, V>,
+        processors: &[&str],
+    ) -> Result<&mut Self, StreamsError> {
+        if self.stores.contains_key(&builder.name) {
+            return Err(StreamsError::DuplicateName(builder.name));
+        }
+        let name = builder.name.clone();
+        self.stores.insert(
+            name.clone(),
+            StoreDef {
+                name: name.clone(),
+                supplier: builder.supplier,
+                serdes: Arc::new(StoreSerdes {
+                    key: builder.key_serde,
+                    value: builder.value_serde,
+                }),
+                key_type: type_name::<K>(),
+                value_type: type_name::<V>(),
+                logging: builder.logging,
+                caching: builder.caching,
+                processors: Vec::new(),
+            },
+        );
+        self.connect_processor_and_state_stores_many(processors, &[&name])?;
+        Ok(self)
+    }
+
+    /// Gives `processor` access to `stores`.
+    pub fn connect_processor_and_state_stores(
+        &mut self,
+        processor: &str,
+        stores: &[&str],
+    ) -> Result<&mut Self, StreamsError> {
+        self.connect_processor_and_state_stores_many(&[processor], stores)
+    }
+
+    fn connect_processor_and_state_stores_many(
+        &mut self,
+        processors: &[&str],
+        stores: &[&str],
+    ) -> Result<&mut Self, StreamsError> {
+        for p in processors {
+            let i = self.index_of(p).ok_or_else(|| StreamsError::UnknownNode {
+                name: p.to_string(),
+            })?;
+            if self.nodes[i].kind != NodeKind::Processor {
+                return Err(StreamsError::InvalidTopology(format!(
+                    "only processors can use stores; '{p}' is a source or sink"
+                )));
+            }
+            for s in stores {
+                let def = self
+                    .stores
+                    .get_mut(*s)
+                    .ok_or_else(|| StreamsError::StoreAccess {
+                        processor: p.to_string(),
+                        store: s.to_string(),
+                        reason: "no such store in the topology; add it with add_state_store first"
+                            .into(),
+                    })?;
+                if !def.processors.contains(&i) {
+                    def.processors.push(i);
+                }
+                if !self.nodes[i].stores.iter().any(|x| x == s) {
+                    self.nodes[i].stores.push(s.to_string());
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The internal topics declared so far.
+    pub fn internal_topics(&self) -> impl Iterator<Item = &InternalTopic> {
+        self.internal_topics.values()
+    }
+
+    /// Whether `topic` (a short name) is internal.
+    pub fn is_internal_topic(&self, topic: &str) -> bool {
+        self.internal_topics.contains_key(topic)
+    }
+
+    /// The full name of `topic` for application `application_id`.
+    pub fn resolve_topic(&self, application_id: &str, topic: &str) -> String {
+        if self.is_internal_topic(topic) {
+            format!("{application_id}-{topic}")
+        } else {
+            topic.to_string()
+        }
+    }
+
+    /// The changelog topic of `store`: `<application.id>-<store>-changelog`.
+    pub fn changelog_topic(application_id: &str, store: &str) -> String {
+        format!("{application_id}-{store}-changelog")
+    }
+
+    /// Names of the stores, with whether each is changelogged.
+    pub fn stores(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.stores.values().map(|s| (s.name.as_str(), s.logging))
+    }
+
+    /// The sub-topologies: connected components of the graph, where processors sharing a store count as connected.
+    pub fn sub_topologies(&self) -> Vec<SubTopology> {
+        let n = self.nodes.len();
+        let mut parent: Vec<usize> = (0..n).collect();
+        fn find(p: &mut [usize], mut x: usize) -> usize {
+            while p[x] != x {
+                p[x] = p[p[x]];
+                x = p[x];
+            }
+            x
+        }
+        fn union(p: &mut [usize], a: usize, b: usize) {
+            let (ra, rb) = (find(p, a), find(p, b));
+            if ra != rb {
+                let (lo, hi) = (ra.min(rb), ra.max(rb));
+                p[hi] = lo;
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            for &q in &node.parents {
+                union(&mut parent, i, q);
+            }
+        }
+        for store in self.stores.values() {
+            for w in store.processors.windows(2) {
+                union(&mut parent, w[0], w[1]);
+            }
+        }
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for i in 0..n {
+            let root = find(&mut parent, i);
+            groups.entry(root).or_default().push(i);
+        }
+        groups
+            .into_values()
+            .enumerate()
+            .map(|(id, nodes)| {
+                let mut source_topics = Vec::new();
+                let mut sink_topics = Vec::new();
+                let mut stores = BTreeSet::new();
+                for &i in &nodes {
+                    match &self.nodes[i].kind {
+                        NodeKind::Source { topics } => source_topics.extend(topics.iter().cloned()),
+                        NodeKind::Sink { topic } => sink_topics.push(topic.clone()),
+                        NodeKind::Processor => {}
+                    }
+                    stores.extend(self.nodes[i].stores.iter().cloned());
+                }
+                SubTopology {
+                    id,
+                    nodes,
+                    source_topics,
+                    sink_topics,
+                    stores: stores.into_iter().collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Checks the whole graph: every sub-topology reads at least one topic.
+    pub fn validate(&self) -> Result<(), StreamsError> {
+        if self.nodes.is_empty() {
+            return Err(StreamsError::InvalidTopology(
+                "the topology has no nodes".into(),
+            ));
+        }
+        for sub in self.sub_topologies() {
+            if sub.source_topics.is_empty() {
+                let first = &self.nodes[sub.nodes[0]].name;
+                return Err(StreamsError::InvalidTopology(format!(
+                    "sub-topology {} (starting at '{first}') reads no topic",
+                    sub.id
+                )));
+            }
+        }
+        for s in self.stores.values() {
+            if s.processors.is_empty() {
+                return Err(StreamsError::InvalidTopology(format!(
+                    "store '{}' is not connected to any processor",
+                    s.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A description of the graph, printed the way Kafka Streams prints `Topology#describe()`.
+    pub fn describe(&self) -> TopologyDescription {
+        let subs = self
+            .sub_topologies()
+            .into_iter()
+            .map(|s| SubTopologyDescription {
+                id: s.id,
+                nodes: s
+                    .nodes
+                    .iter()
+                    .map(|&i| {
+                        let n = &self.nodes[i];
+                        NodeDescription {
+                            name: n.name.clone(),
+                            kind: match &n.kind {
+                                NodeKind::Source { topics } => {
+                                    NodeDescriptionKind::Source(topics.clone())
+                                }
+                                NodeKind::Processor => {
+                                    NodeDescriptionKind::Processor(n.stores.clone())
+                                }
+                                NodeKind::Sink { topic } => {
+                                    NodeDescriptionKind::Sink(topic.clone())
+                                }
+                            },
+                            successors: n
+                                .children
+                                .iter()
+                                .map(|&c| self.nodes[c].name.clone())
+                                .collect(),
+                            predecessors: n
+                                .parents
+                                .iter()
+                                .map(|&c| self.nodes[c].name.clone())
+                                .collect(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        TopologyDescription {
+            sub_topologies: subs,
+        }
+    }
+}
+
+/// What kind of node, with its topics or stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeDescriptionKind {
+    /// A source and its topics.
+    Source(Vec<String>),
+    /// A processor and its stores.
+    Processor(Vec<String>),
+    /// A sink and its topic.
+    Sink(String),
+}
+
+/// One node of a [`TopologyDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDescription {
+    /// Node name.
+    pub name: String,
+    /// Kind.
+    pub kind: NodeDescriptionKind,
+    /// Children names.
+    pub successors: Vec<String>,
+    /// Parent names.
+    pub predecessors: Vec<String>,
+}
+
+/// One sub-topology of a [`TopologyDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubTopologyDescription {
+    /// Index.
+    pub id: usize,
+    /// Nodes in the order they were added.
+    pub nodes: Vec<NodeDescription>,
+}
+
+/// The printable structure of a topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyDescription {
+    /// Sub-topologies in order.
+    pub sub_topologies: Vec<SubTopologyDescription>,
+}
+
+impl fmt::Display for TopologyDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Topologies:")?;
+        for s in &self.sub_topologies {
+            writeln!(f, "   Sub-topology: {}", s.id)?;
+            for n in &s.nodes {
+                match &n.kind {
+                    NodeDescriptionKind::Source(t) => {
+                        writeln!(f, "    Source: {} (topics: [{}])", n.name, t.join(", "))?
+                    }
+                    NodeDescriptionKind::Processor(st) => {
+                        writeln!(f, "    Processor: {} (stores: [{}])", n.name, st.join(", "))?
+                    }
+                    NodeDescriptionKind::Sink(t) => {
+                        writeln!(f, "    Sink: {} (topic: {})", n.name, t)?
+                    }
+                }
+                if !matches!(n.kind, NodeDescriptionKind::Sink(_)) {
+                    let succ = if n.successors.is_empty() {
+                        "none".to_string()
+                    } else {
+                        n.successors.join(", ")
+                    };
+                    writeln!(f, "      --> {succ}")?;
+                }
+                if !matches!(n.kind, NodeDescriptionKind::Source(_)) {
+                    writeln!(f, "      <-- {}", n.predecessors.join(", "))?;
+                }
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! Engine-only throughput: the topology runs in the in-process driver (no broker), beside a plain Rust loop doing
+//! the same work on the same input in the same process. Prints records/s, records/s per CPU-core, and the ratio.
+//!
+//! `cargo bench -p streams-dsl --bench engine` (set `ENGINE_BENCH_RECORDS` to change the input size).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Instant;
+
+use streams_dsl::streams_core::RawRecord;
+use streams_dsl::*;
+
+const CHUNK: usize = 10_000;
+
+/// Process CPU time (user + system) in seconds, from /proc (0 where unavailable).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+struct Measure {
+    records: usize,
+    wall: f64,
+    cpu: f64,
+}
+
+impl Measure {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.wall
+    }
+    fn per_core(&self) -> f64 {
+        if self.cpu > 0.0 {
+            self.records as f64 / self.cpu
+        } else {
+            self.rate()
+        }
+    }
+}
+
+fn measure(records: usize, f: impl FnOnce()) -> Measure {
+    let (c0, t0) = (cpu_seconds(), Instant::now());
+    f();
+    Measure {
+        records,
+        wall: t0.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - c0,
+    }
+}
+
+/// Input: i64 keys over `keys` distinct values, i64 values, as raw records in chunks.
+fn input(n: usize, keys: u64) -> Vec<Vec<(Option<i32>, RawRecord)>> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    for i in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let key = (x % keys) as i64;
+        chunk.push((
+            None,
+            RawRecord {
+                key: Some(key.to_be_bytes().to_vec()),
+                value: Some((i as i64).to_be_bytes().to_vec()),
+                timestamp: i as i64,
+                ..Default::default()
+            },
+        ));
+        if chunk.len() == CHUNK {
+            out.push(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
+        }
+    }
+    if !chunk.is_empty() {
+        out.push(chunk);
+    }
+    out
+}
+
+fn decode(b: &Option<Vec<u8>>) -> i64 {
+    i64::from_be_bytes(
+        b.as_deref()
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 8]),
+    )
+}
+
+fn run_driver(
+    topology: Topology,
+    chunks: Vec<Vec<(Option<i32>, RawRecord)>>,
+    cache: usize,
+) -> Measure {
+    let n = chunks.iter().map(Vec::len).sum();
+    let driver = TopologyTestDriver::builder(topology)
+        .retain_records(false)
+        .cache_bytes_per_store(cache)
+        .build()
+        .expect("driver");
+    let m = measure(n, || {
+        for c in chunks {
+            driver.pipe_raw("input", c).expect("pipe");
+        }
+    });
+    assert_eq!(
+        driver.metrics().processed as usize,
+        n,
+        "every record processed"
+    );
+    m
+}
+
+fn stateless_topology() -> Topology {
+    let b = StreamsBuilder::new();
+    b.stream("input", Consumed::with(Serdes::i64(), Serdes::i64()))
+        .map_values(|v| v.wrapping_mul(3))
+        .filter(|_, v| v % 2 == 0)
+        .to("output", Produced::new());
+    b.build().expect("topology")
+}
+
+fn count_topology(kind: StoreKind) -> Topology {
+    let b = StreamsBuilder::new();
+    b.stream("input", Consumed::with(Serdes::i64(), Serdes::i64()))
+        .group_by_key(Grouped::new())
+        .count(Materialized::as_store("counts").with_store_kind(kind));
+    b.build().expect("topology")
+}
+
+fn report(name: &str, ours: &Measure, base: &Measure, target: f64) {
+    println!(
+        "| {name} | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} | {:.1} M/s |",
+        ours.rate() / 1e6,
+        ours.per_core() / 1e6,
+        base.per_core() / 1e6,
+        ours.per_core() / base.per_core(),
+        target / 1e6,
+    );
+}
+
+fn main() {
+    let n: usize = std::env::var("ENGINE_BENCH_RECORDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000);
+    let keys = 10_000;
+    println!("engine benchmark: {n} records, {keys} keys, 8-byte keys and values, one partition, one core");
+    println!("| workload | ours | ours per core | plain loop per core | ratio | target |");
+    println!("|---|---|---|---|---|---|");
+
+    // Stateless: decode, map_values(v * 3), filter(even), encode for the output topic.
+    let base = {
+        let chunks = input(n, keys);
+        let mut out = Vec::with_capacity(16);
+        let mut kept = 0usize;
+        let m = measure(n, || {
+            for c in chunks {
+                for (_, r) in c {
+                    let (k, v) = (decode(&r.key), decode(&r.value).wrapping_mul(3));
+                    if v % 2 == 0 {
+                        out.clear();
+                        out.extend_from_slice(&k.to_be_bytes());
+                        out.extend_from_slice(&v.to_be_bytes());
+                        kept += black_box(out.len()) / 16;
+                    }
+                }
+            }
+        });
+        black_box(kept);
+        m
+    };
+    let ours = run_driver(stateless_topology(), input(n, keys), 0);
+    report("map_values + filter", &ours, &base, 10e6);
+
+    // Count per key: decode the key, read-increment-write its count.
+    let base = {
+        let chunks = input(n, keys);
+        let mut counts: HashMap<i64, i64> = HashMap::new();
+        let m = measure(n, || {
+            for c in chunks {
+                for (_, r) in c {
+                    *counts.entry(decode(&r.key)).or_insert(0) += 1;
+                }
+            }
+        });
+        assert_eq!(counts.values().sum::<i64>() as usize, n);
+        m
+    };
+    let ours = run_driver(count_topology(StoreKind::InMemory), input(n, keys), 1 << 20);
+    report("count, in-memory store", &ours, &base, 3e6);
+    let ours = run_driver(count_topology(StoreKind::RocksDb), input(n, keys), 1 << 20);
+    report("count, RocksDB store (1 MiB cache)", &ours, &base, 1e6);
+    let ours = run_driver(count_topology(StoreKind::RocksDb), input(n / 4, keys), 0);
+    report("count, RocksDB store, no cache", &ours, &base, 1e6);
+}

@@ -1,0 +1,295 @@
+//! `StreamsBuilder`: where topologies start.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use state_store::serde::OptionSerde;
+use streams_core::{
+    Data, KeyValueStoreBuilder, Processor, SharedSerde, SinkOptions, SourceOptions, StoreKind,
+    StreamsError, Topology,
+};
+
+use crate::kstream::KStream;
+use crate::ktable::KTable;
+use crate::ops::table_source::TableSource;
+use crate::params::{pick_serde, Consumed, Materialized};
+
+pub(crate) type Shared = Rc<RefCell<BuilderInner>>;
+
+/// The topology under construction, with a node counter for generated names and the first error met.
+pub(crate) struct BuilderInner {
+    pub topology: Topology,
+    counter: usize,
+    error: Option<StreamsError>,
+}
+
+impl BuilderInner {
+    /// A generated name in Kafka Streams' style: `PREFIX-0000000007`.
+    pub(crate) fn name(&mut self, prefix: &str) -> String {
+        let n = format!("{prefix}{:010}", self.counter);
+        self.counter += 1;
+        n
+    }
+
+    /// Keeps the first error; DSL calls stay chainable and `build` reports it.
+    pub(crate) fn check<T>(&mut self, r: Result<T, StreamsError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn add_processor<KIn, VIn, P, F>(
+        &mut self,
+        name: &str,
+        supplier: F,
+        parents: &[&str],
+    ) where
+        KIn: Data,
+        VIn: Data,
+        P: Processor<KIn, VIn>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        let r = self
+            .topology
+            .add_processor::<KIn, VIn, P, F>(name, supplier, parents)
+            .map(|_| ());
+        self.check(r);
+    }
+
+    /// Sends what `parent` forwards through the internal topic `<base>-repartition`; returns the node reading it.
+    pub(crate) fn repartition<K: Data, V: Data>(
+        &mut self,
+        parent: &str,
+        base: &str,
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+        partitions: Option<i32>,
+    ) -> String {
+        let topic = format!("{base}-repartition");
+        let r = self
+            .topology
+            .add_internal_topic(&topic, partitions)
+            .map(|_| ());
+        self.check(r);
+        let sink = self.name("KSTREAM-SINK-");
+        let r = self
+            .topology
+            .add_sink(
+                &sink,
+                &topic,
+                SinkOptions::from_shared(key_serde.clone(), value_serde.clone()),
+                &[parent],
+            )
+            .map(|_| ());
+        self.check(r);
+        let source = self.name("KSTREAM-SOURCE-");
+        let r = self
+            .topology
+            .add_source(
+                &source,
+                &[&topic],
+                SourceOptions::from_shared(key_serde, value_serde),
+            )
+            .map(|_| ());
+        self.check(r);
+        source
+    }
+
+    /// Adds the store a [`Materialized`] describes, connected to `processor`.
+    pub(crate) fn add_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        m: &Materialized<K, V>,
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+        processor: &str,
+    ) {
+        let supplier = m
+            .supplier
+            .clone()
+            .unwrap_or_else(|| Arc::new(StoreKind::default()));
+        let builder = KeyValueStoreBuilder::from_parts(name, supplier, key_serde, value_serde)
+            .with_logging(m.logging)
+            .with_caching(m.caching);
+        let r = self
+            .topology
+            .add_state_store(builder, &[processor])
+            .map(|_| ());
+        self.check(r);
+    }
+}
+
+/// Flags asking upstream table operators to send old values along with new ones (grouping a table needs them).
+/// Each table holds the flags of itself and of the operators it derives from, up to one that has a store.
+pub(crate) type OldValueFlags = Vec<Arc<AtomicBool>>;
+
+/// Starts topologies: streams and tables from topics. Operators chain from there; [`StreamsBuilder::build`]
+/// returns the [`Topology`].
+///
+/// ```
+/// use streams_dsl::{Consumed, Materialized, Produced, Serdes, StreamsBuilder};
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream("text", Consumed::with(Serdes::unit(), Serdes::string()))
+///     .flat_map_values(|_, line: String| line.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>())
+///     .group_by(|_, word| word.clone(), Default::default())
+///     .count(Materialized::as_store("word-counts"))
+///     .to_stream()
+///     .to("word-counts", Produced::new());
+/// let topology = builder.build().unwrap();
+/// println!("{}", topology.describe());
+/// ```
+pub struct StreamsBuilder {
+    inner: Shared,
+}
+
+impl Default for StreamsBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        StreamsBuilder {
+            inner: Rc::new(RefCell::new(BuilderInner {
+                topology: Topology::new(),
+                counter: 0,
+                error: None,
+            })),
+        }
+    }
+
+    /// A stream of the records of `topic`.
+    pub fn stream<K: Data, V: Data>(&self, topic: &str, consumed: Consumed<K, V>) -> KStream<K, V> {
+        self.streams(&[topic], consumed)
+    }
+
+    /// One stream of the records of several topics.
+    pub fn streams<K: Data, V: Data>(
+        &self,
+        topics: &[&str],
+        consumed: Consumed<K, V>,
+    ) -> KStream<K, V> {
+        let mut b = self.inner.borrow_mut();
+        let name = consumed
+            .name
+            .clone()
+            .unwrap_or_else(|| b.name("KSTREAM-SOURCE-"));
+        let op = format!("stream({})", topics.join(", "));
+        let hint = "Consumed::with(key_serde, value_serde)";
+        let k = b.check(pick_serde(&consumed.key_serde, &None, &op, "key", hint));
+        let v = b.check(pick_serde(&consumed.value_serde, &None, &op, "value", hint));
+        if let (Some(k), Some(v)) = (k.clone(), v.clone()) {
+            let opts = SourceOptions::from_shared(k, v)
+                .with_shared_timestamp_extractor(consumed.extractor);
+            let r = b.topology.add_source(&name, topics, opts).map(|_| ());
+            b.check(r);
+        }
+        drop(b);
+        KStream::new(self.inner.clone(), name, k, v, false)
+    }
+
+    /// A table of the latest value per key of `topic` (a `null` value deletes the key; null keys are skipped and
+    /// counted). The table is always materialized; name the store with `Materialized::as_store` to query it.
+    pub fn table<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
+        let mut b = self.inner.borrow_mut();
+        if consumed.extractor.is_some() {
+            b.check::<()>(Err(StreamsError::InvalidTopology(format!(
+                "table('{topic}'): custom timestamp extractors are supported on streams only"
+            ))));
+        }
+        let source = consumed
+            .name
+            .clone()
+            .unwrap_or_else(|| b.name("KSTREAM-SOURCE-"));
+        let op = format!("table({topic})");
+        let hint = "Consumed::with(key_serde, value_serde)";
+        let k = b.check(pick_serde(
+            &materialized.key_serde,
+            &consumed.key_serde,
+            &op,
+            "key",
+            hint,
+        ));
+        let v = b.check(pick_serde(
+            &materialized.value_serde,
+            &consumed.value_serde,
+            &op,
+            "value",
+            hint,
+        ));
+        let processor = b.name("KTABLE-SOURCE-");
+        let store = materialized
+            .name
+            .clone()
+            .unwrap_or_else(|| b.name(&format!("{topic}-STATE-STORE-")));
+        let send_old = Arc::new(AtomicBool::new(false));
+        if let (Some(k), Some(v)) = (k.clone(), v.clone()) {
+            let opts = SourceOptions::from_shared(
+                k.clone(),
+                Arc::new(OptionSerde::from_shared(v.clone())) as SharedSerde<Option<V>>,
+            )
+            .skip_null_keys();
+            let r = b.topology.add_source(&source, &[topic], opts).map(|_| ());
+            b.check(r);
+            let store_name: Arc<str> = Arc::from(store.as_str());
+            let flag = send_old.clone();
+            b.add_processor::<K, Option<V>, _, _>(
+                &processor,
+                move || TableSource::<K, V> {
+                    store_name: store_name.clone(),
+                    send_old: flag.load(std::sync::atomic::Ordering::Relaxed),
+                    store: None,
+                },
+                &[&source],
+            );
+            b.add_store(&store, &materialized, k, v, &processor);
+        }
+        drop(b);
+        KTable::new(
+            self.inner.clone(),
+            processor,
+            k,
+            v,
+            Some(store),
+            vec![send_old],
+        )
+    }
+
+    /// Adds a store for processors attached later with [`KStream::process`].
+    pub fn add_state_store<K: 'static, V: 'static>(
+        &self,
+        store: KeyValueStoreBuilder<K, V>,
+    ) -> &Self {
+        let mut b = self.inner.borrow_mut();
+        let r = b.topology.add_state_store(store, &[]).map(|_| ());
+        b.check(r);
+        self
+    }
+
+    /// The finished topology, or the first error any DSL call met. Streams and tables still held are detached:
+    /// operators added to them afterwards go nowhere.
+    pub fn build(self) -> Result<Topology, StreamsError> {
+        let mut inner = self.inner.borrow_mut();
+        let topology = std::mem::take(&mut inner.topology);
+        if let Some(e) = inner.error.take() {
+            return Err(e);
+        }
+        topology.validate()?;
+        Ok(topology)
+    }
+}

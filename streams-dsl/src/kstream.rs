@@ -1,0 +1,504 @@
+//! `KStream`: an unbounded stream of records.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use streams_core::{Data, Processor, SharedSerde, SinkOptions};
+
+use crate::builder::Shared;
+use crate::grouped::KGroupedStream;
+use crate::ops::branch::{Branch, Predicate};
+use crate::ops::filter::Filter;
+use crate::ops::flat_map::{FlatMap, FlatMapValues};
+use crate::ops::map::{Map, MapValues, SelectKey};
+use crate::ops::passthrough::PassThrough;
+use crate::ops::peek::Peek;
+use crate::params::{pick_serde, Grouped, Produced, Repartitioned};
+
+/// A stream of key-value records, each an independent event (Kafka Streams' `KStream`).
+///
+/// Operators return new streams; a stream can be used several times (each use is a branch of the graph). Key
+/// changing operators (`map`, `flat_map`, `select_key`, `process`) mark the stream so that a later grouping
+/// repartitions it by the new key automatically.
+pub struct KStream<K, V> {
+    pub(crate) b: Shared,
+    pub(crate) node: String,
+    pub(crate) key_serde: Option<SharedSerde<K>>,
+    pub(crate) value_serde: Option<SharedSerde<V>>,
+    pub(crate) repartition_required: bool,
+}
+
+impl<K, V> Clone for KStream<K, V> {
+    fn clone(&self) -> Self {
+        KStream {
+            b: self.b.clone(),
+            node: self.node.clone(),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            repartition_required: self.repartition_required,
+        }
+    }
+}
+
+impl<K: Data, V: Data> KStream<K, V> {
+    pub(crate) fn new(
+        b: Shared,
+        node: String,
+        key_serde: Option<SharedSerde<K>>,
+        value_serde: Option<SharedSerde<V>>,
+        repartition_required: bool,
+    ) -> Self {
+        KStream {
+            b,
+            node,
+            key_serde,
+            value_serde,
+            repartition_required,
+        }
+    }
+
+    /// The name of the node this stream comes out of.
+    pub fn node_name(&self) -> &str {
+        &self.node
+    }
+
+    fn then<K2: Data, V2: Data, P, F>(
+        &self,
+        prefix: &str,
+        supplier: F,
+        key_serde: Option<SharedSerde<K2>>,
+        value_serde: Option<SharedSerde<V2>>,
+        repartition_required: bool,
+    ) -> KStream<K2, V2>
+    where
+        P: Processor<K, V, KOut = K2, VOut = V2>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        let mut b = self.b.borrow_mut();
+        let name = b.name(prefix);
+        b.add_processor::<K, V, P, F>(&name, supplier, &[&self.node]);
+        drop(b);
+        KStream::new(
+            self.b.clone(),
+            name,
+            key_serde,
+            value_serde,
+            repartition_required,
+        )
+    }
+
+    /// Keeps the records satisfying `predicate`.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts", Consumed::new())
+    ///     .filter(|_, amount| *amount >= 100)
+    ///     .to("large-amounts", Produced::new());
+    /// # builder.build().unwrap();
+    /// ```
+    pub fn filter<F>(&self, predicate: F) -> KStream<K, V>
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+    {
+        let predicate = Arc::new(predicate);
+        self.then(
+            "KSTREAM-FILTER-",
+            move || Filter {
+                predicate: predicate.clone(),
+                negate: false,
+            },
+            self.key_serde.clone(),
+            self.value_serde.clone(),
+            self.repartition_required,
+        )
+    }
+
+    /// Drops the records satisfying `predicate`.
+    pub fn filter_not<F>(&self, predicate: F) -> KStream<K, V>
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+    {
+        let predicate = Arc::new(predicate);
+        self.then(
+            "KSTREAM-FILTER-",
+            move || Filter {
+                predicate: predicate.clone(),
+                negate: true,
+            },
+            self.key_serde.clone(),
+            self.value_serde.clone(),
+            self.repartition_required,
+        )
+    }
+
+    /// A new key and value for each record (marks the stream for repartitioning).
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("orders", Consumed::new())
+    ///     .map(|order_id, customer| (customer, order_id))
+    ///     .to("orders-by-customer", Produced::new());
+    /// # builder.build().unwrap();
+    /// ```
+    pub fn map<K2: Data, V2: Data, F>(&self, f: F) -> KStream<K2, V2>
+    where
+        F: Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        self.then(
+            "KSTREAM-MAP-",
+            move || Map {
+                f: f.clone(),
+                _out: PhantomData,
+            },
+            None,
+            None,
+            true,
+        )
+    }
+
+    /// A new value for each record; the key is kept (no repartitioning needed).
+    pub fn map_values<V2: Data, F>(&self, f: F) -> KStream<K, V2>
+    where
+        F: Fn(V) -> V2 + Send + Sync + 'static,
+    {
+        self.map_values_with_key(move |_, v| f(v))
+    }
+
+    /// A new value from the key and the value.
+    pub fn map_values_with_key<V2: Data, F>(&self, f: F) -> KStream<K, V2>
+    where
+        F: Fn(&K, V) -> V2 + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        self.then(
+            "KSTREAM-MAPVALUES-",
+            move || MapValues {
+                f: f.clone(),
+                _out: PhantomData,
+            },
+            self.key_serde.clone(),
+            None,
+            self.repartition_required,
+        )
+    }
+
+    /// Zero or more records for each record (marks the stream for repartitioning).
+    pub fn flat_map<K2: Data, V2: Data, I, F>(&self, f: F) -> KStream<K2, V2>
+    where
+        F: Fn(K, V) -> I + Send + Sync + 'static,
+        I: IntoIterator<Item = (K2, V2)>,
+    {
+        let f = Arc::new(f);
+        self.then(
+            "KSTREAM-FLATMAP-",
+            move || FlatMap {
+                f: f.clone(),
+                _out: PhantomData,
+            },
+            None,
+            None,
+            true,
+        )
+    }
+
+    /// Zero or more values for each record, each with the record's key.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<(), String>("lines", Consumed::new())
+    ///     .flat_map_values(|_, line: String| line.split(' ').map(str::to_string).collect::<Vec<_>>())
+    ///     .to("words", Produced::new());
+    /// # builder.build().unwrap();
+    /// ```
+    pub fn flat_map_values<V2: Data, I, F>(&self, f: F) -> KStream<K, V2>
+    where
+        F: Fn(&K, V) -> I + Send + Sync + 'static,
+        I: IntoIterator<Item = V2>,
+    {
+        let f = Arc::new(f);
+        self.then(
+            "KSTREAM-FLATMAPVALUES-",
+            move || FlatMapValues {
+                f: f.clone(),
+                _out: PhantomData,
+            },
+            self.key_serde.clone(),
+            None,
+            self.repartition_required,
+        )
+    }
+
+    /// A new key for each record, the value kept (marks the stream for repartitioning).
+    pub fn select_key<K2: Data, F>(&self, f: F) -> KStream<K2, V>
+    where
+        F: Fn(&K, &V) -> K2 + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        self.then(
+            "KSTREAM-KEY-SELECT-",
+            move || SelectKey {
+                f: f.clone(),
+                _out: PhantomData,
+            },
+            None,
+            self.value_serde.clone(),
+            true,
+        )
+    }
+
+    /// Looks at each record and passes it on.
+    pub fn peek<F>(&self, f: F) -> KStream<K, V>
+    where
+        F: Fn(&K, &V) + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        self.then(
+            "KSTREAM-PEEK-",
+            move || Peek {
+                f: f.clone(),
+                terminal: false,
+            },
+            self.key_serde.clone(),
+            self.value_serde.clone(),
+            self.repartition_required,
+        )
+    }
+
+    /// Calls `f` for each record; the end of this branch.
+    pub fn foreach<F>(&self, f: F)
+    where
+        F: Fn(&K, &V) + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        self.then::<K, V, _, _>(
+            "KSTREAM-FOREACH-",
+            move || Peek {
+                f: f.clone(),
+                terminal: true,
+            },
+            None,
+            None,
+            false,
+        );
+    }
+
+    /// Splits the stream by predicates; see [`BranchedKStream`].
+    pub fn split(&self) -> BranchedKStream<K, V> {
+        let prefix = self.b.borrow_mut().name("KSTREAM-BRANCH-") + "-";
+        self.split_named(prefix)
+    }
+
+    /// Splits the stream; branch names (and the keys of the returned map) start with `prefix`.
+    pub fn split_named(&self, prefix: impl Into<String>) -> BranchedKStream<K, V> {
+        BranchedKStream {
+            stream: self.clone(),
+            prefix: prefix.into(),
+            branches: Vec::new(),
+        }
+    }
+
+    /// One stream of the records of both (in processing order).
+    pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
+        let mut b = self.b.borrow_mut();
+        let name = b.name("KSTREAM-MERGE-");
+        b.add_processor::<K, V, _, _>(&name, || PassThrough, &[&self.node, &other.node]);
+        drop(b);
+        KStream::new(
+            self.b.clone(),
+            name,
+            self.key_serde.clone().or_else(|| other.key_serde.clone()),
+            self.value_serde
+                .clone()
+                .or_else(|| other.value_serde.clone()),
+            self.repartition_required || other.repartition_required,
+        )
+    }
+
+    /// Writes the stream to `topic`.
+    pub fn to(&self, topic: &str, produced: Produced<K, V>) {
+        let mut b = self.b.borrow_mut();
+        let name = produced
+            .name
+            .clone()
+            .unwrap_or_else(|| b.name("KSTREAM-SINK-"));
+        let op = format!("to({topic})");
+        let hint = "Produced::with(key_serde, value_serde)";
+        let k = b.check(pick_serde(
+            &produced.key_serde,
+            &self.key_serde,
+            &op,
+            "key",
+            hint,
+        ));
+        let v = b.check(pick_serde(
+            &produced.value_serde,
+            &self.value_serde,
+            &op,
+            "value",
+            hint,
+        ));
+        if let (Some(k), Some(v)) = (k, v) {
+            let opts = SinkOptions::from_shared(k, v).with_partitioner(produced.partitioner);
+            let r = b
+                .topology
+                .add_sink(&name, topic, opts, &[&self.node])
+                .map(|_| ());
+            b.check(r);
+        }
+    }
+
+    /// Sends the stream through an internal topic, partitioned by the current key.
+    pub fn repartition(&self, repartitioned: Repartitioned<K, V>) -> KStream<K, V> {
+        let mut b = self.b.borrow_mut();
+        let base = repartitioned
+            .name
+            .clone()
+            .unwrap_or_else(|| b.name("KSTREAM-REPARTITION-"));
+        let hint = "Repartitioned::with(key_serde, value_serde)";
+        let k = b.check(pick_serde(
+            &repartitioned.key_serde,
+            &self.key_serde,
+            "repartition",
+            "key",
+            hint,
+        ));
+        let v = b.check(pick_serde(
+            &repartitioned.value_serde,
+            &self.value_serde,
+            "repartition",
+            "value",
+            hint,
+        ));
+        let (Some(k), Some(v)) = (k, v) else {
+            drop(b);
+            return self.clone();
+        };
+        let source = b.repartition(
+            &self.node,
+            &base,
+            k.clone(),
+            v.clone(),
+            repartitioned.partitions,
+        );
+        drop(b);
+        KStream::new(self.b.clone(), source, Some(k), Some(v), false)
+    }
+
+    /// Applies a processor of your own, with access to `stores` (added with
+    /// [`StreamsBuilder::add_state_store`](crate::StreamsBuilder::add_state_store)). Its output may have new keys,
+    /// so the stream is marked for repartitioning.
+    pub fn process<P, F>(&self, supplier: F, stores: &[&str]) -> KStream<P::KOut, P::VOut>
+    where
+        P: Processor<K, V>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        let mut b = self.b.borrow_mut();
+        let name = b.name("KSTREAM-PROCESSOR-");
+        b.add_processor::<K, V, P, F>(&name, supplier, &[&self.node]);
+        if !stores.is_empty() {
+            let r = b
+                .topology
+                .connect_processor_and_state_stores(&name, stores)
+                .map(|_| ());
+            b.check(r);
+        }
+        drop(b);
+        KStream::new(self.b.clone(), name, None, None, true)
+    }
+
+    /// Groups by a new key computed from each record (always through a repartition topic).
+    pub fn group_by<K2: Data, F>(&self, f: F, grouped: Grouped<K2, V>) -> KGroupedStream<K2, V>
+    where
+        F: Fn(&K, &V) -> K2 + Send + Sync + 'static,
+    {
+        let mut s = self.select_key(f);
+        s.repartition_required = true;
+        KGroupedStream::new(s, grouped)
+    }
+
+    /// Groups by the current key (through a repartition topic only when the key was changed upstream).
+    pub fn group_by_key(&self, grouped: Grouped<K, V>) -> KGroupedStream<K, V> {
+        KGroupedStream::new(self.clone(), grouped)
+    }
+}
+
+/// A stream being split into named branches: each record goes to the first branch whose predicate it satisfies.
+///
+/// ```
+/// # use streams_dsl::*;
+/// let builder = StreamsBuilder::new();
+/// let branches = builder.stream::<String, i64>("events", Consumed::new())
+///     .split_named("events-")
+///     .branch("negative", |_, v| *v < 0)
+///     .branch("small", |_, v| *v < 100)
+///     .default_branch("large");
+/// branches["events-negative"].to("negative-events", Produced::new());
+/// branches["events-large"].to("large-events", Produced::new());
+/// # builder.build().unwrap();
+/// ```
+pub struct BranchedKStream<K, V> {
+    stream: KStream<K, V>,
+    prefix: String,
+    branches: Vec<(String, Option<Predicate<K, V>>)>,
+}
+
+impl<K: Data, V: Data> BranchedKStream<K, V> {
+    /// Adds a branch called `<prefix><name>` for the records satisfying `predicate`.
+    pub fn branch<F>(mut self, name: &str, predicate: F) -> Self
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+    {
+        self.branches.push((
+            format!("{}{}", self.prefix, name),
+            Some(Arc::new(predicate)),
+        ));
+        self
+    }
+
+    /// Ends with a branch `<prefix><name>` taking every record no other branch took.
+    pub fn default_branch(mut self, name: &str) -> HashMap<String, KStream<K, V>> {
+        self.branches
+            .push((format!("{}{}", self.prefix, name), None));
+        self.finish()
+    }
+
+    /// Ends without a default branch: records no branch took are dropped.
+    pub fn no_default_branch(self) -> HashMap<String, KStream<K, V>> {
+        self.finish()
+    }
+
+    fn finish(self) -> HashMap<String, KStream<K, V>> {
+        let s = &self.stream;
+        let mut b = s.b.borrow_mut();
+        let splitter = b.name("KSTREAM-BRANCH-");
+        let branches = Arc::new(self.branches);
+        let for_supplier = branches.clone();
+        b.add_processor::<K, V, _, _>(
+            &splitter,
+            move || Branch {
+                branches: for_supplier.clone(),
+            },
+            &[&s.node],
+        );
+        let mut out = HashMap::new();
+        for (name, _) in branches.iter() {
+            b.add_processor::<K, V, _, _>(name, || PassThrough, &[&splitter]);
+            out.insert(
+                name.clone(),
+                KStream::new(
+                    s.b.clone(),
+                    name.clone(),
+                    s.key_serde.clone(),
+                    s.value_serde.clone(),
+                    s.repartition_required,
+                ),
+            );
+        }
+        out
+    }
+}

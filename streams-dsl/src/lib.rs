@@ -1,0 +1,71 @@
+//! The typed DSL: describe a stream-processing application as operators on streams and tables, in the style of
+//! Kafka Streams, and get a [`Topology`] to run.
+//!
+//! | Kafka Streams | here |
+//! |---|---|
+//! | `StreamsBuilder` | [`StreamsBuilder`] |
+//! | `KStream` (`filter`, `map`, `mapValues`, `flatMap`, `selectKey`, `peek`, `foreach`, `split`, `merge`, `to`, `repartition`, `process`, `groupBy`, `groupByKey`) | [`KStream`] |
+//! | `KTable` (`filter`, `filterNot`, `mapValues`, `toStream`, `groupBy`) | [`KTable`] |
+//! | `KGroupedStream` (`count`, `reduce`, `aggregate`) | [`KGroupedStream`] |
+//! | `KGroupedTable` (`count`, `reduce`, `aggregate` with adder and subtractor) | [`KGroupedTable`] |
+//! | `Consumed`, `Produced`, `Grouped`, `Materialized`, `Repartitioned` | same names |
+//! | `TopologyTestDriver` | [`TopologyTestDriver`] |
+//!
+//! An application depends on this crate alone: it re-exports the serdes, the Processor API, the test driver and
+//! the store kinds.
+//!
+//! # Costs
+//!
+//! Operators take closures as generic parameters: each operator's processor is monomorphised for its closure,
+//! so a `filter` or `map` runs the closure inline with no boxing. Between operators, a record is moved (not
+//! boxed, not copied) through one virtual call per operator; the graph has to be assembled at run time to be
+//! named, described, split into sub-topologies and extended with the Processor API. A record is cloned only
+//! where a stream fans out to several operators. `split` holds its predicates as trait objects (a list of
+//! closures of different types). Aggregations read and write their store through a write-back cache.
+//!
+//! # Example
+//!
+//! ```
+//! use streams_dsl::*;
+//!
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream("page-views", Consumed::with(Serdes::string(), Serdes::string()))
+//!     .filter(|_user, page| !page.starts_with("/static"))
+//!     .group_by(|_user, page| page.clone(), Grouped::new())
+//!     .count(Materialized::as_store("views-per-page").in_memory());
+//! let topology = builder.build().unwrap();
+//!
+//! let driver = TopologyTestDriver::new(topology).unwrap();
+//! let views = driver.input_topic("page-views", Serdes::string(), Serdes::string());
+//! views.pipe_input("ann".into(), "/home".into()).unwrap();
+//! views.pipe_input("bob".into(), "/home".into()).unwrap();
+//! views.pipe_input("bob".into(), "/static/logo.png".into()).unwrap();
+//! let counts = driver.key_value_store::<String, i64>("views-per-page").unwrap();
+//! assert_eq!(counts.get(&"/home".to_string()).unwrap(), Some(2));
+//! ```
+#![warn(missing_docs)]
+
+mod builder;
+mod change;
+mod grouped;
+mod kstream;
+mod ktable;
+mod ops;
+mod params;
+
+pub use builder::StreamsBuilder;
+pub use grouped::{KGroupedStream, KGroupedTable};
+pub use kstream::{BranchedKStream, KStream};
+pub use ktable::KTable;
+pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned};
+
+pub use state_store;
+pub use streams_core;
+pub use streams_core::{
+    default_partition, serde::JsonSerde, serde::OptionSerde, Data, DeserializationExceptionHandler,
+    Headers, KeyValueStoreBuilder, LogAndContinue, LogAndFail, Processor, ProcessorContext,
+    PunctuationType, ReadOnlyKeyValueStore, Record, RecordMetadata, Serde, Serdes, StoreKind,
+    StreamsError, TestInputTopic, TestOutputTopic, TestRecord, TimestampExtractor, Topology,
+    TopologyTestDriver,
+};

@@ -1,0 +1,15 @@
+//! The processors behind the DSL's operators, one per file.
+
+pub(crate) mod branch;
+pub(crate) mod filter;
+pub(crate) mod flat_map;
+pub(crate) mod map;
+pub(crate) mod passthrough;
+pub(crate) mod peek;
+pub(crate) mod stream_aggregate;
+pub(crate) mod table_aggregate;
+pub(crate) mod table_filter;
+pub(crate) mod table_group_by;
+pub(crate) mod table_map_values;
+pub(crate) mod table_source;
+pub(crate) mod table_to_stream;

@@ -1,0 +1,72 @@
+//! `KTable::filter` and `filter_not`.
+
+use std::sync::Arc;
+
+use state_store::TypedKeyValueStore;
+use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
+
+use crate::change::Change;
+use crate::ops::stream_aggregate::missing_store;
+
+pub(crate) struct TableFilter<K, V, F> {
+    pub predicate: Arc<F>,
+    pub negate: bool,
+    pub send_old: bool,
+    pub store_name: Option<Arc<str>>,
+    pub store: Option<TypedKeyValueStore<K, V>>,
+}
+
+impl<K: Data, V: Data, F> Processor<K, Change<V>> for TableFilter<K, V, F>
+where
+    F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+{
+    type KOut = K;
+    type VOut = Change<V>;
+
+    fn init(&mut self, ctx: &mut ProcessorContext<K, Change<V>>) -> Result<(), StreamsError> {
+        if let Some(name) = &self.store_name {
+            self.store = Some(ctx.key_value_store(name)?);
+        }
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        r: Record<K, Change<V>>,
+        ctx: &mut ProcessorContext<K, Change<V>>,
+    ) -> Result<(), StreamsError> {
+        let (pred, negate) = (&self.predicate, self.negate);
+        let key = &r.key;
+        let keep = |v: &V| pred(key, v) != negate;
+        let new = r.value.new.filter(&keep);
+        let old = if self.send_old {
+            r.value.old.filter(&keep)
+        } else {
+            None
+        };
+        if self.send_old && new.is_none() && old.is_none() {
+            // Neither before nor after passed the filter: nothing changed downstream.
+            return Ok(());
+        }
+        // Without old values, a row that fails the filter is forwarded as a deletion: downstream cannot know
+        // whether it passed before.
+        if self.store_name.is_some() {
+            let store = self
+                .store
+                .as_mut()
+                .ok_or_else(|| missing_store("table filter"))?;
+            match &new {
+                Some(v) => store.put(&r.key, v)?,
+                None => {
+                    store.delete(&r.key)?;
+                }
+            }
+        }
+        ctx.forward(Record {
+            key: r.key,
+            value: Change::new(new, old),
+            timestamp: r.timestamp,
+            headers: r.headers,
+        })
+    }
+}

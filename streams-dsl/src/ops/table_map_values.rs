@@ -1,0 +1,64 @@
+//! `KTable::map_values`.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use state_store::TypedKeyValueStore;
+use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
+
+use crate::change::Change;
+use crate::ops::stream_aggregate::missing_store;
+
+pub(crate) struct TableMapValues<K, V2, F> {
+    pub f: Arc<F>,
+    pub send_old: bool,
+    pub store_name: Option<Arc<str>>,
+    pub store: Option<TypedKeyValueStore<K, V2>>,
+    pub _p: PhantomData<fn() -> V2>,
+}
+
+impl<K: Data, V: Data, V2: Data, F> Processor<K, Change<V>> for TableMapValues<K, V2, F>
+where
+    F: Fn(&K, &V) -> V2 + Send + Sync + 'static,
+{
+    type KOut = K;
+    type VOut = Change<V2>;
+
+    fn init(&mut self, ctx: &mut ProcessorContext<K, Change<V2>>) -> Result<(), StreamsError> {
+        if let Some(name) = &self.store_name {
+            self.store = Some(ctx.key_value_store(name)?);
+        }
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        r: Record<K, Change<V>>,
+        ctx: &mut ProcessorContext<K, Change<V2>>,
+    ) -> Result<(), StreamsError> {
+        let new = r.value.new.as_ref().map(|v| (self.f)(&r.key, v));
+        let old = if self.send_old {
+            r.value.old.as_ref().map(|v| (self.f)(&r.key, v))
+        } else {
+            None
+        };
+        if self.store_name.is_some() {
+            let store = self
+                .store
+                .as_mut()
+                .ok_or_else(|| missing_store("table map_values"))?;
+            match &new {
+                Some(v) => store.put(&r.key, v)?,
+                None => {
+                    store.delete(&r.key)?;
+                }
+            }
+        }
+        ctx.forward(Record {
+            key: r.key,
+            value: Change::new(new, old),
+            timestamp: r.timestamp,
+            headers: r.headers,
+        })
+    }
+}

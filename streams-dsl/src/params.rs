@@ -1,0 +1,307 @@
+//! Parameter objects naming topics and stores and choosing serdes, as Kafka Streams' `Consumed`, `Produced`,
+//! `Grouped`, `Materialized` and `Repartitioned`.
+
+use std::sync::Arc;
+
+use streams_core::{
+    default_serde, KeyValueStoreSupplier, Serde, SharedSerde, StoreKind, StreamPartitioner,
+    StreamsError, TimestampExtractor,
+};
+
+/// Picks a serde: the explicit one, else the one known from upstream, else the default for the type.
+pub(crate) fn pick_serde<T: 'static>(
+    explicit: &Option<SharedSerde<T>>,
+    known: &Option<SharedSerde<T>>,
+    operation: &str,
+    role: &'static str,
+    hint: &'static str,
+) -> Result<SharedSerde<T>, StreamsError> {
+    explicit
+        .clone()
+        .or_else(|| known.clone())
+        .or_else(default_serde::<T>)
+        .ok_or_else(|| StreamsError::MissingSerde {
+            operation: operation.to_string(),
+            role,
+            type_name: std::any::type_name::<T>(),
+            hint,
+        })
+}
+
+/// How a topic is read: serdes, timestamp extractor, source name.
+///
+/// ```
+/// use streams_dsl::{Consumed, Serdes};
+/// let consumed = Consumed::with(Serdes::string(), Serdes::i64()).with_name("orders-source");
+/// # let _ = consumed;
+/// ```
+pub struct Consumed<K, V> {
+    pub(crate) key_serde: Option<SharedSerde<K>>,
+    pub(crate) value_serde: Option<SharedSerde<V>>,
+    pub(crate) extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K, V> Default for Consumed<K, V> {
+    fn default() -> Self {
+        Consumed {
+            key_serde: None,
+            value_serde: None,
+            extractor: None,
+            name: None,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Consumed<K, V> {
+    /// Default serdes for the types (strings, bytes, numbers, unit); other types need [`Consumed::with`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Reads with these serdes.
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Consumed {
+            key_serde: Some(Arc::new(key_serde)),
+            value_serde: Some(Arc::new(value_serde)),
+            ..Self::default()
+        }
+    }
+    /// Takes event time from `extractor`.
+    pub fn with_timestamp_extractor(mut self, extractor: impl TimestampExtractor<K, V>) -> Self {
+        self.extractor = Some(Arc::new(extractor));
+        self
+    }
+    /// Names the source node.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// How a stream is written to a topic: serdes, partitioner, sink name.
+pub struct Produced<K, V> {
+    pub(crate) key_serde: Option<SharedSerde<K>>,
+    pub(crate) value_serde: Option<SharedSerde<V>>,
+    pub(crate) partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K, V> Default for Produced<K, V> {
+    fn default() -> Self {
+        Produced {
+            key_serde: None,
+            value_serde: None,
+            partitioner: None,
+            name: None,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Produced<K, V> {
+    /// Serdes known from upstream or the types' defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Writes with these serdes.
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Produced {
+            key_serde: Some(Arc::new(key_serde)),
+            value_serde: Some(Arc::new(value_serde)),
+            ..Self::default()
+        }
+    }
+    /// Chooses partitions with `partitioner` instead of murmur2 of the key.
+    pub fn with_partitioner(mut self, partitioner: impl StreamPartitioner<K, V>) -> Self {
+        self.partitioner = Some(Arc::new(partitioner));
+        self
+    }
+    /// Names the sink node.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// How a stream is grouped: the serdes of its repartition topic and the name it is based on.
+pub struct Grouped<K, V> {
+    pub(crate) key_serde: Option<SharedSerde<K>>,
+    pub(crate) value_serde: Option<SharedSerde<V>>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K, V> Default for Grouped<K, V> {
+    fn default() -> Self {
+        Grouped {
+            key_serde: None,
+            value_serde: None,
+            name: None,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Grouped<K, V> {
+    /// Serdes known from upstream or the types' defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Repartitions with these serdes.
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Grouped {
+            key_serde: Some(Arc::new(key_serde)),
+            value_serde: Some(Arc::new(value_serde)),
+            name: None,
+        }
+    }
+    /// Names the repartition topic `<name>-repartition`.
+    pub fn as_name(name: impl Into<String>) -> Self {
+        Grouped {
+            name: Some(name.into()),
+            ..Self::default()
+        }
+    }
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, serde: impl Serde<K>) -> Self {
+        self.key_serde = Some(Arc::new(serde));
+        self
+    }
+    /// Sets the value serde.
+    pub fn with_value_serde(mut self, serde: impl Serde<V>) -> Self {
+        self.value_serde = Some(Arc::new(serde));
+        self
+    }
+    /// Names the repartition topic.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// How a table or aggregation result is stored: store name (which makes it queryable), implementation, serdes,
+/// changelog and cache.
+///
+/// ```
+/// use streams_dsl::{Materialized, Serdes};
+/// let m: Materialized<String, i64> = Materialized::as_store("counts").in_memory().with_caching_disabled();
+/// # let _ = m;
+/// ```
+pub struct Materialized<K, V> {
+    pub(crate) name: Option<String>,
+    pub(crate) supplier: Option<Arc<dyn KeyValueStoreSupplier>>,
+    pub(crate) key_serde: Option<SharedSerde<K>>,
+    pub(crate) value_serde: Option<SharedSerde<V>>,
+    pub(crate) logging: bool,
+    pub(crate) caching: bool,
+}
+
+impl<K, V> Default for Materialized<K, V> {
+    fn default() -> Self {
+        Materialized {
+            name: None,
+            supplier: None,
+            key_serde: None,
+            value_serde: None,
+            logging: true,
+            caching: true,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Materialized<K, V> {
+    /// An unnamed RocksDB store with serdes known from upstream or the types' defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// A store called `name`, queryable under that name.
+    pub fn as_store(name: impl Into<String>) -> Self {
+        Materialized {
+            name: Some(name.into()),
+            ..Self::default()
+        }
+    }
+    /// A store with these serdes.
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Self::default()
+            .with_key_serde(key_serde)
+            .with_value_serde(value_serde)
+    }
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, serde: impl Serde<K>) -> Self {
+        self.key_serde = Some(Arc::new(serde));
+        self
+    }
+    /// Sets the value serde.
+    pub fn with_value_serde(mut self, serde: impl Serde<V>) -> Self {
+        self.value_serde = Some(Arc::new(serde));
+        self
+    }
+    /// Keeps the store in memory instead of RocksDB.
+    pub fn in_memory(self) -> Self {
+        self.with_store_kind(StoreKind::InMemory)
+    }
+    /// Chooses the store implementation.
+    pub fn with_store_kind(mut self, kind: StoreKind) -> Self {
+        self.supplier = Some(Arc::new(kind));
+        self
+    }
+    /// Uses a store implementation of your own.
+    pub fn with_supplier(mut self, supplier: impl KeyValueStoreSupplier + 'static) -> Self {
+        self.supplier = Some(Arc::new(supplier));
+        self
+    }
+    /// No changelog topic (the store is not restored after a failure).
+    pub fn with_logging_disabled(mut self) -> Self {
+        self.logging = false;
+        self
+    }
+    /// No write-back cache.
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.caching = false;
+        self
+    }
+}
+
+/// An explicit repartitioning: topic name, partition count and serdes.
+pub struct Repartitioned<K, V> {
+    pub(crate) name: Option<String>,
+    pub(crate) partitions: Option<i32>,
+    pub(crate) key_serde: Option<SharedSerde<K>>,
+    pub(crate) value_serde: Option<SharedSerde<V>>,
+}
+
+impl<K, V> Default for Repartitioned<K, V> {
+    fn default() -> Self {
+        Repartitioned {
+            name: None,
+            partitions: None,
+            key_serde: None,
+            value_serde: None,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Repartitioned<K, V> {
+    /// Generated name, partitions as the upstream, known or default serdes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Names the topic `<name>-repartition`.
+    pub fn as_name(name: impl Into<String>) -> Self {
+        Repartitioned {
+            name: Some(name.into()),
+            ..Self::default()
+        }
+    }
+    /// Uses these serdes.
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Repartitioned {
+            key_serde: Some(Arc::new(key_serde)),
+            value_serde: Some(Arc::new(value_serde)),
+            ..Self::default()
+        }
+    }
+    /// Gives the topic `n` partitions.
+    pub fn with_partitions(mut self, n: i32) -> Self {
+        self.partitions = Some(n);
+        self
+    }
+}
