@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 ensure_build_prereqs
-exec cargo run --release -p examples --bin driver_demo "$@"
+# The dev profile builds dependencies optimised and shares them with the test build.
+exec cargo run -p examples --bin driver_demo "$@"

@@ -7,12 +7,14 @@ use crate::kv::{KeyRange, KeyValueStore, KvIter};
 
 /// RocksDB memory budget (inert without the `rocksdb` feature).
 #[derive(Debug, Clone, Default)]
-pub struct RocksDbResources;
+pub struct RocksDbResources {
+    _private: (),
+}
 
 impl RocksDbResources {
     /// Accepted for API compatibility; there is no RocksDB to budget.
     pub fn new(_block_cache_bytes: usize, _write_buffer_bytes: usize) -> Self {
-        RocksDbResources
+        RocksDbResources::default()
     }
     /// Always 0.
     pub fn budget_bytes(&self) -> usize {

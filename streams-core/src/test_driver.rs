@@ -1,7 +1,7 @@
 //! An in-process, deterministic driver for topologies: no broker, several partitions per topic.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -78,10 +78,18 @@ struct DriverCollector {
     out: Rc<RefCell<Vec<Produced>>>,
     partitions: Rc<HashMap<String, i32>>,
     default_partitions: i32,
+    /// Topics some task reads; when records are not retained, writes to other topics end here.
+    read_topics: Rc<HashSet<String>>,
+    retain: bool,
+    discarded: Rc<Cell<u64>>,
 }
 
 impl RecordCollector for DriverCollector {
     fn send(&mut self, r: OutgoingRecord<'_>) -> Result<(), StreamsError> {
+        if !self.retain && !self.read_topics.contains(r.topic) {
+            self.discarded.set(self.discarded.get() + 1);
+            return Ok(());
+        }
         self.out.borrow_mut().push(Produced {
             topic: r.topic.to_string(),
             partition: r.partition,
@@ -233,6 +241,8 @@ struct DriverState {
     /// (sub-topology, partition) -> index in `tasks`.
     task_index: HashMap<(usize, i32), usize>,
     outbox: Rc<RefCell<Vec<Produced>>>,
+    spare: Vec<Produced>,
+    discarded: Rc<Cell<u64>>,
     changelog: ChangelogBuffer,
     wall_clock: i64,
     retain: bool,
@@ -254,7 +264,10 @@ impl DriverState {
         mut record: RawRecord,
     ) -> Result<(), StreamsError> {
         let n = self.partitions_of(topic);
-        let log = self.topics.entry(topic.to_string()).or_default();
+        if !self.topics.contains_key(topic) {
+            self.topics.insert(topic.to_string(), TopicLog::default());
+        }
+        let log = self.topics.get_mut(topic).expect("inserted above");
         if log.partitions.len() < n as usize {
             log.partitions.resize_with(n as usize, Vec::new);
             log.next_offsets.resize(n as usize, 0);
@@ -298,13 +311,17 @@ impl DriverState {
 
     fn drain_outbox(&mut self) -> Result<(), StreamsError> {
         loop {
-            let batch = std::mem::take(&mut *self.outbox.borrow_mut());
+            // Swap with a spare buffer so both keep their capacity across records.
+            let mut batch = std::mem::take(&mut self.spare);
+            std::mem::swap(&mut batch, &mut *self.outbox.borrow_mut());
             if batch.is_empty() {
+                self.spare = batch;
                 return Ok(());
             }
-            for p in batch {
+            for p in batch.drain(..) {
                 self.append(&p.topic, p.partition, p.record)?;
             }
+            self.spare = batch;
         }
     }
 
@@ -502,6 +519,10 @@ impl TopologyTestDriver {
             for t in &s.source_topics {
                 readers.insert(topology.resolve_topic(&app, t), s.id);
             }
+        }
+        let read_topics: Rc<HashSet<String>> = Rc::new(readers.keys().cloned().collect());
+        let discarded = Rc::new(Cell::new(0));
+        for s in &subs {
             for p in 0..task_counts[s.id] {
                 let env = TaskEnv {
                     application_id: app.clone(),
@@ -512,6 +533,9 @@ impl TopologyTestDriver {
                         out: outbox.clone(),
                         partitions: partitions.clone(),
                         default_partitions: b.default_partitions,
+                        read_topics: read_topics.clone(),
+                        retain: b.retain_records,
+                        discarded: discarded.clone(),
                     }),
                     changelog: Some(changelog_writer.clone()),
                     deserialization_handler: b.handler.clone(),
@@ -532,6 +556,8 @@ impl TopologyTestDriver {
                 readers,
                 task_index,
                 outbox,
+                spare: Vec::new(),
+                discarded,
                 changelog,
                 wall_clock: b.wall_clock,
                 retain: b.retain_records,
@@ -659,6 +685,12 @@ impl TopologyTestDriver {
                 skipped_records: a.skipped_records + m.skipped_records,
                 punctuations: a.punctuations + m.punctuations,
             })
+    }
+
+    /// Records written to topics no task reads and dropped because records are not retained
+    /// (see [`TestDriverBuilder::retain_records`]).
+    pub fn discarded_records(&self) -> u64 {
+        self.state.borrow().discarded.get()
     }
 
     /// Stream time of each task, by (sub-topology, partition).

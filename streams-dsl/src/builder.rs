@@ -265,7 +265,7 @@ impl StreamsBuilder {
             processor,
             k,
             v,
-            Some(store),
+            materialized.name.is_some().then_some(store),
             vec![send_old],
         )
     }

@@ -96,7 +96,14 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             b.add_store(&store, &m, k, v, &name);
         }
         drop(b);
-        KTable::new(s.b.clone(), name, sk, sv, Some(store), vec![flag])
+        KTable::new(
+            s.b.clone(),
+            name,
+            sk,
+            sv,
+            m.name.is_some().then_some(store),
+            vec![flag],
+        )
     }
 
     /// Folds each key's records into an aggregate, starting from `init()`.
@@ -245,7 +252,14 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             b.add_store(&store, &m, k, v, &name);
         }
         drop(b);
-        KTable::new(self.b.clone(), name, sk, sv, Some(store), vec![flag])
+        KTable::new(
+            self.b.clone(),
+            name,
+            sk,
+            sv,
+            m.name.is_some().then_some(store),
+            vec![flag],
+        )
     }
 
     /// Aggregates each group: `adder` folds in a row that joins the group, `subtractor` takes out a row that

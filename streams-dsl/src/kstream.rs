@@ -8,7 +8,7 @@ use streams_core::{Data, Processor, SharedSerde, SinkOptions};
 
 use crate::builder::Shared;
 use crate::grouped::KGroupedStream;
-use crate::ops::branch::{Branch, Predicate};
+use crate::ops::branch::{Branch, Branches};
 use crate::ops::filter::Filter;
 use crate::ops::flat_map::{FlatMap, FlatMapValues};
 use crate::ops::map::{Map, MapValues, SelectKey};
@@ -444,7 +444,7 @@ impl<K: Data, V: Data> KStream<K, V> {
 pub struct BranchedKStream<K, V> {
     stream: KStream<K, V>,
     prefix: String,
-    branches: Vec<(String, Option<Predicate<K, V>>)>,
+    branches: Branches<K, V>,
 }
 
 impl<K: Data, V: Data> BranchedKStream<K, V> {

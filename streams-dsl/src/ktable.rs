@@ -60,7 +60,8 @@ impl<K: Data, V: Data> KTable<K, V> {
         }
     }
 
-    /// The store holding this table, when it is materialized (query it by this name).
+    /// The name of the store to query this table by: set when the table was materialized with a named
+    /// [`Materialized::as_store`]. Tables kept in generated, internal stores are not queryable.
     pub fn queryable_store_name(&self) -> Option<&str> {
         self.store.as_deref()
     }
@@ -131,7 +132,8 @@ impl<K: Data, V: Data> KTable<K, V> {
         drop(b);
         let mut flags = vec![flag];
         flags.extend(self.old_flags.iter().cloned());
-        KTable::new(self.b.clone(), name, k, v, store, flags)
+        let queryable = store.filter(|_| materialized.as_ref().is_some_and(|m| m.name.is_some()));
+        KTable::new(self.b.clone(), name, k, v, queryable, flags)
     }
 
     /// Keeps the rows satisfying `predicate`; a row that stops satisfying it is deleted downstream.
@@ -215,7 +217,8 @@ impl<K: Data, V: Data> KTable<K, V> {
         drop(b);
         let mut flags = vec![flag];
         flags.extend(self.old_flags.iter().cloned());
-        KTable::new(self.b.clone(), name, k, v, store, flags)
+        let queryable = store.filter(|_| materialized.as_ref().is_some_and(|m| m.name.is_some()));
+        KTable::new(self.b.clone(), name, k, v, queryable, flags)
     }
 
     /// A new value for each row.

@@ -633,3 +633,80 @@ fn word_count_matches_a_hashmap() {
             .unwrap() as usize
     );
 }
+
+/// Emits, for each record, how many records its key has seen so far, using a store added to the builder.
+struct Seen {
+    store: Option<streams_dsl::state_store::TypedKeyValueStore<String, i64>>,
+}
+
+impl Processor<String, i64> for Seen {
+    type KOut = String;
+    type VOut = i64;
+    fn init(&mut self, ctx: &mut ProcessorContext<String, i64>) -> Result<(), StreamsError> {
+        self.store = Some(ctx.key_value_store("seen")?);
+        Ok(())
+    }
+    fn process(
+        &mut self,
+        r: Record<String, i64>,
+        ctx: &mut ProcessorContext<String, i64>,
+    ) -> Result<(), StreamsError> {
+        let store = self.store.as_mut().expect("init ran");
+        let n = store.get(&r.key)?.unwrap_or(0) + 1;
+        store.put(&r.key, &n)?;
+        ctx.forward(r.with_value(n))
+    }
+}
+
+#[test]
+fn process_runs_a_custom_processor_with_its_store() {
+    let b = StreamsBuilder::new();
+    b.add_state_store(KeyValueStoreBuilder::new(
+        "seen",
+        StoreKind::InMemory,
+        Serdes::string(),
+        Serdes::i64(),
+    ));
+    b.stream("in", strings())
+        .process(|| Seen { store: None }, &["seen"])
+        .to("out", Produced::with(Serdes::string(), Serdes::i64()));
+    let d = driver(b, 3);
+    let data = input(300, 7, 12);
+    d.input_topic("in", Serdes::string(), Serdes::i64())
+        .pipe_key_values(data.clone())
+        .unwrap();
+    let out = d
+        .output_topic("out", Serdes::string(), Serdes::i64())
+        .read_key_values_to_vec()
+        .unwrap();
+    let mut seen: HashMap<String, i64> = HashMap::new();
+    let exp: Vec<_> = data
+        .iter()
+        .map(|(k, _)| {
+            let n = seen.entry(k.clone()).or_default();
+            *n += 1;
+            (k.clone(), *n)
+        })
+        .collect();
+    assert_eq!(per_key(&out), per_key(&exp));
+}
+
+#[test]
+fn only_named_stores_are_queryable() {
+    let b = StreamsBuilder::new();
+    let s = b.stream("in", strings()).group_by_key(Grouped::new());
+    assert_eq!(
+        s.count(Materialized::as_store("named"))
+            .queryable_store_name(),
+        Some("named")
+    );
+    assert_eq!(s.count(Materialized::new()).queryable_store_name(), None);
+    let t = b.table("t", strings(), Materialized::new());
+    assert_eq!(t.queryable_store_name(), None);
+    assert_eq!(
+        t.filter_materialized(|_, _| true, Materialized::as_store("f"))
+            .queryable_store_name(),
+        Some("f")
+    );
+    assert_eq!(t.filter(|_, _| true).queryable_store_name(), None);
+}

@@ -6,9 +6,12 @@ use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 pub(crate) type Predicate<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
 
+/// (child node name, predicate) in order; `None` is the default branch.
+pub(crate) type Branches<K, V> = Vec<(String, Option<Predicate<K, V>>)>;
+
 pub(crate) struct Branch<K, V> {
     /// (child node name, predicate); `None` is the default branch, which takes everything left.
-    pub branches: Arc<Vec<(String, Option<Predicate<K, V>>)>>,
+    pub branches: Arc<Branches<K, V>>,
 }
 
 impl<K: Data, V: Data> Processor<K, V> for Branch<K, V> {
