@@ -629,8 +629,9 @@ fn word_count_matches_a_hashmap() {
         distinct.len(),
         d.key_value_store::<String, i64>("counts")
             .unwrap()
-            .approximate_num_entries()
-            .unwrap() as usize
+            .all()
+            .unwrap()
+            .len()
     );
 }
 
