@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::error::StoreError;
-use crate::kv::{KeyRange, KeyValueStore, KvEntry, KvIter};
+use crate::kv::{BatchEntry, KeyRange, KeyValueStore, KvEntry, KvIter};
 
 const NIL: usize = usize::MAX;
 /// Bytes charged per entry beyond its key and value (slot, map entry and list links), so that millions of tiny
@@ -11,6 +11,8 @@ const NIL: usize = usize::MAX;
 const ENTRY_OVERHEAD: usize = 64;
 
 struct Slot {
+    /// Whether the slot holds an entry (freed slots wait in the free list).
+    live: bool,
     key: Vec<u8>,
     /// `None` is a pending delete.
     value: Option<Vec<u8>>,
@@ -69,7 +71,11 @@ impl CacheStats {
 /// ```
 pub struct CachingKeyValueStore<S> {
     inner: S,
-    index: HashMap<Vec<u8>, usize>,
+    /// Keyed with a per-process random seed (foldhash), so crafted keys cannot force collisions.
+    index: HashMap<Vec<u8>, usize, foldhash::fast::RandomState>,
+    /// The slot the last read found: an aggregation reads a key and then writes it, and the write can skip
+    /// the hash lookup when the key matches.
+    last_read: std::cell::Cell<usize>,
     slots: Vec<Slot>,
     free: Vec<usize>,
     /// Least recently written.
@@ -87,7 +93,8 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
     pub fn new(inner: S, max_bytes: usize) -> Self {
         CachingKeyValueStore {
             inner,
-            index: HashMap::new(),
+            index: HashMap::default(),
+            last_read: std::cell::Cell::new(NIL),
             slots: Vec::new(),
             free: Vec::new(),
             head: NIL,
@@ -145,8 +152,16 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
         self.tail = i;
     }
 
+    fn lookup(&self, key: &[u8]) -> Option<usize> {
+        let last = self.last_read.get();
+        if last != NIL && self.slots[last].live && self.slots[last].key == key {
+            return Some(last);
+        }
+        self.index.get(key).copied()
+    }
+
     fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
-        if let Some(&i) = self.index.get(key) {
+        if let Some(i) = self.lookup(key) {
             self.bytes -= self.slots[i].size();
             let slot = &mut self.slots[i];
             match (value, &mut slot.value) {
@@ -164,6 +179,7 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
             }
         } else {
             let slot = Slot {
+                live: true,
                 key: key.to_vec(),
                 value: value.map(<[u8]>::to_vec),
                 dirty: true,
@@ -203,6 +219,7 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
             self.bytes -= self.slots[i].size();
             let key = std::mem::take(&mut self.slots[i].key);
             self.slots[i].value = None;
+            self.slots[i].live = false;
             self.index.remove(&key);
             self.free.push(i);
             self.evictions += 1;
@@ -211,7 +228,9 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
     }
 
     fn cached(&self, key: &[u8]) -> Option<&Slot> {
-        self.index.get(key).map(|&i| &self.slots[i])
+        let i = self.lookup(key)?;
+        self.last_read.set(i);
+        Some(&self.slots[i])
     }
 }
 
@@ -228,6 +247,23 @@ impl<S: KeyValueStore> KeyValueStore for CachingKeyValueStore<S> {
         }
         self.stats.set((hits, misses + 1));
         self.inner.get(key)
+    }
+
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        let (hits, misses) = self.stats.get();
+        if let Some(slot) = self.cached(key) {
+            self.stats.set((hits + 1, misses));
+            out.clear();
+            return Ok(match &slot.value {
+                Some(v) => {
+                    out.extend_from_slice(v);
+                    true
+                }
+                None => false,
+            });
+        }
+        self.stats.set((hits, misses + 1));
+        self.inner.get_into(key, out)
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
@@ -268,30 +304,36 @@ impl<S: KeyValueStore> KeyValueStore for CachingKeyValueStore<S> {
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
-        let mut batch = Vec::new();
+        let mut dirty = Vec::new();
         let mut i = self.head;
         while i != NIL {
-            let slot = &mut self.slots[i];
-            if slot.dirty {
-                batch.push((slot.key.clone(), slot.value.clone()));
-                slot.dirty = false;
+            if self.slots[i].dirty {
+                dirty.push(i);
             }
-            i = slot.next;
+            i = self.slots[i].next;
         }
-        if !batch.is_empty() {
-            self.inner.write_batch(&batch)?;
+        if dirty.is_empty() {
+            return self.inner.flush();
+        }
+        let batch: Vec<BatchEntry<'_>> = dirty
+            .iter()
+            .map(|&i| (self.slots[i].key.as_slice(), self.slots[i].value.as_deref()))
+            .collect();
+        self.inner.write_batch(&batch)?;
+        drop(batch);
+        let mut deleted = Vec::new();
+        for i in dirty {
+            self.slots[i].dirty = false;
+            if self.slots[i].value.is_none() {
+                deleted.push(i);
+            }
         }
         // Pending deletes have reached the store below; drop them from the cache.
-        let deleted: Vec<usize> = self
-            .index
-            .values()
-            .copied()
-            .filter(|&i| self.slots[i].value.is_none())
-            .collect();
         for i in deleted {
             self.unlink(i);
             self.bytes -= self.slots[i].size();
             let key = std::mem::take(&mut self.slots[i].key);
+            self.slots[i].live = false;
             self.index.remove(&key);
             self.free.push(i);
         }

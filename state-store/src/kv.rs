@@ -7,6 +7,9 @@ use crate::error::StoreError;
 /// One entry: key and value bytes.
 pub type KvEntry = (Vec<u8>, Vec<u8>);
 
+/// One write of a batch: a key and its new value, `None` to delete it.
+pub type BatchEntry<'a> = (&'a [u8], Option<&'a [u8]>);
+
 /// An iterator over entries in key order (or reverse key order), borrowing the store.
 pub type KvIter<'a> = Box<dyn Iterator<Item = Result<KvEntry, StoreError>> + 'a>;
 
@@ -149,8 +152,21 @@ pub trait KeyValueStore: Send {
         }
     }
 
+    /// Copies the value under `key` into `out` (cleared first) and returns whether there was one; saves an
+    /// allocation per read on hot paths.
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        out.clear();
+        match self.get(key)? {
+            Some(v) => {
+                out.extend_from_slice(&v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Applies a batch of writes (`None` deletes). Stores with a native batch (RocksDB) apply it atomically.
-    fn write_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+    fn write_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<(), StoreError> {
         for (k, v) in batch {
             match v {
                 Some(v) => self.put(k, v)?,
@@ -225,7 +241,10 @@ impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
     fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).put_if_absent(key, value)
     }
-    fn write_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        (**self).get_into(key, out)
+    }
+    fn write_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<(), StoreError> {
         (**self).write_batch(batch)
     }
     fn close(&mut self) -> Result<(), StoreError> {

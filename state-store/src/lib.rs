@@ -38,7 +38,7 @@ mod typed;
 
 pub use cache::{CacheStats, CachingKeyValueStore};
 pub use error::{SerdeError, SerdeErrorKind, StoreError};
-pub use kv::{prefix_upper_bound, KeyRange, KeyValueStore, KvEntry, KvIter};
+pub use kv::{prefix_upper_bound, BatchEntry, KeyRange, KeyValueStore, KvEntry, KvIter};
 pub use logging::{ChangeLoggingKeyValueStore, ChangelogSink};
 pub use memory::InMemoryKeyValueStore;
 pub use rocks::{RocksDbKeyValueStore, RocksDbResources};

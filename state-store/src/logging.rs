@@ -1,7 +1,7 @@
 //! The changelog hook: every write that reaches a store is also handed to a sink.
 
 use crate::error::StoreError;
-use crate::kv::{KeyRange, KeyValueStore, KvIter};
+use crate::kv::{BatchEntry, KeyRange, KeyValueStore, KvIter};
 
 /// Receives every write applied to a changelogged store, in order: `Some(value)` for a put, `None` for a delete.
 ///
@@ -75,10 +75,13 @@ impl<S: KeyValueStore, L: ChangelogSink> KeyValueStore for ChangeLoggingKeyValue
         self.sink.log(key, None)?;
         Ok(old)
     }
-    fn write_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        self.inner.get_into(key, out)
+    }
+    fn write_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<(), StoreError> {
         self.inner.write_batch(batch)?;
         for (k, v) in batch {
-            self.sink.log(k, v.as_deref())?;
+            self.sink.log(k, *v)?;
         }
         Ok(())
     }

@@ -42,6 +42,17 @@ impl KeyValueStore for InMemoryKeyValueStore {
         Ok(self.map.get(key).cloned())
     }
 
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        out.clear();
+        match self.map.get(key) {
+            Some(v) => {
+                out.extend_from_slice(v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         match self.map.get_mut(key) {
             Some(v) => {

@@ -8,7 +8,7 @@ use rocksdb::{
 };
 
 use crate::error::StoreError;
-use crate::kv::{KeyRange, KeyValueStore, KvIter};
+use crate::kv::{BatchEntry, KeyRange, KeyValueStore, KvIter};
 
 /// RocksDB memory shared by every store of an application instance: one block cache and one write-buffer
 /// manager charged to it, so the total stays bounded whatever the number of tasks and stores.
@@ -200,7 +200,19 @@ impl KeyValueStore for RocksDbKeyValueStore {
         Ok(old)
     }
 
-    fn write_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        out.clear();
+        let db = self.db()?;
+        match db.get_pinned(key).map_err(|e| self.err(e))? {
+            Some(v) => {
+                out.extend_from_slice(&v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<(), StoreError> {
         let db = self.db()?;
         let mut wb = WriteBatch::default();
         for (k, v) in batch {

@@ -129,8 +129,16 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
     /// The value under `key`.
     pub fn get(&mut self, key: &K) -> Result<Option<V>, StoreError> {
         self.encode_key(key)?;
-        let raw = self.lock()?.get(&self.key_buf)?;
-        raw.map(|b| self.decode_value(&b)).transpose()
+        let guard = self.store.lock().map_err(|_| StoreError::Poisoned {
+            store: self.name.to_string(),
+        })?;
+        let found = guard.get_into(&self.key_buf, &mut self.value_buf)?;
+        drop(guard);
+        if found {
+            self.decode_value(&self.value_buf).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Stores `value` under `key`.

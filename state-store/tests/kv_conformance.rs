@@ -59,7 +59,11 @@ fn check(
                 prop_assert_eq!(store.delete(k).unwrap(), model.remove(k));
             }
             Op::Batch(b) => {
-                store.write_batch(b).unwrap();
+                let refs: Vec<_> = b
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_deref()))
+                    .collect();
+                store.write_batch(&refs).unwrap();
                 for (k, v) in b {
                     match v {
                         Some(v) => model.insert(k.clone(), v.clone()),
@@ -153,7 +157,9 @@ proptest! {
         let mut store = CachingKeyValueStore::new(logged, max);
         check(&mut store, &ops, &[(vec![], vec![])], true)?;
         let mut replayed = InMemoryKeyValueStore::new("replay");
-        replayed.write_batch(&log.lock().unwrap()).unwrap();
+        let log = log.lock().unwrap();
+        let refs: Vec<_> = log.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+        replayed.write_batch(&refs).unwrap();
         let a: Vec<_> = store.all().unwrap().map(Result::unwrap).collect();
         let b: Vec<_> = replayed.all().unwrap().map(Result::unwrap).collect();
         prop_assert_eq!(a, b);

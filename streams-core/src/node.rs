@@ -54,8 +54,8 @@ pub(crate) trait SourceInput {
     /// Deserializes and queues a record; returns false when it was skipped by the error handler or as a null key.
     fn enqueue(&mut self, slot: usize, raw: RawRecord) -> Result<bool, StreamsError>;
     fn head_timestamp(&self, slot: usize) -> Option<i64>;
-    fn queued(&self, slot: usize) -> usize;
-    fn process_next(&mut self, slot: usize) -> Result<(), StreamsError>;
+    /// Processes the head record of `slot`; false when the queue was empty.
+    fn process_next(&mut self, slot: usize) -> Result<bool, StreamsError>;
     fn topics(&self) -> &[Arc<str>];
 }
 
@@ -285,18 +285,15 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
         self.queues[slot].front().map(|q| q.record.timestamp)
     }
 
-    fn queued(&self, slot: usize) -> usize {
-        self.queues[slot].len()
-    }
-
     #[inline]
-    fn process_next(&mut self, slot: usize) -> Result<(), StreamsError> {
+    fn process_next(&mut self, slot: usize) -> Result<bool, StreamsError> {
         let Some(q) = self.queues[slot].pop_front() else {
-            return Ok(());
+            return Ok(false);
         };
         self.shared
             .begin_record(self.topic_ids[slot], q.offset, q.record.timestamp);
-        self.children.forward(q.record)
+        self.children.forward(q.record)?;
+        Ok(true)
     }
 
     fn topics(&self) -> &[Arc<str>] {

@@ -380,13 +380,19 @@ impl Task {
         self.inputs.iter().map(|i| &*i.topic)
     }
 
-    /// Queues a record of `topic` (this task's partition of it); false when it was skipped.
-    pub(crate) fn enqueue(&mut self, topic: &str, raw: RawRecord) -> Result<bool, StreamsError> {
-        let input = self
-            .inputs
-            .iter()
-            .find(|i| &*i.topic == topic)
-            .ok_or_else(|| StreamsError::UnknownTopic(topic.to_string()))?;
+    /// The index of `topic` among this task's inputs.
+    pub(crate) fn input_index(&self, topic: &str) -> Option<usize> {
+        self.inputs.iter().position(|i| &*i.topic == topic)
+    }
+
+    /// Queues a record of input `index` (see [`Task::input_index`]); false when it was skipped.
+    #[inline]
+    pub(crate) fn enqueue_at(
+        &mut self,
+        index: usize,
+        raw: RawRecord,
+    ) -> Result<bool, StreamsError> {
+        let input = &self.inputs[index];
         input.source.borrow_mut().enqueue(input.slot, raw)
     }
 
@@ -394,10 +400,6 @@ impl Task {
     #[inline]
     pub(crate) fn process_one(&mut self) -> Result<bool, StreamsError> {
         let chosen = if self.inputs.len() == 1 {
-            let i = &self.inputs[0];
-            if i.source.borrow().queued(i.slot) == 0 {
-                return Ok(false);
-            }
             0
         } else {
             let mut best: Option<(usize, i64)> = None;
@@ -414,7 +416,9 @@ impl Task {
             }
         };
         let input = &self.inputs[chosen];
-        input.source.borrow_mut().process_next(input.slot)?;
+        if !input.source.borrow_mut().process_next(input.slot)? {
+            return Ok(false);
+        }
         let m = &self.shared.metrics.processed;
         m.set(m.get() + 1);
         if self.shared.stream_time.get() >= self.next_stream_punctuation {

@@ -67,6 +67,8 @@ struct Produced {
 #[derive(Default)]
 struct TopicLog {
     partitions: Vec<Vec<RawRecord>>,
+    /// For a topic some task reads: (task index, input index) per partition.
+    readers: Option<Vec<(usize, usize)>>,
     next_offsets: Vec<i64>,
     /// Append order across partitions: (partition, index in partition).
     order: Vec<(i32, usize)>,
@@ -82,13 +84,25 @@ struct DriverCollector {
     read_topics: Rc<HashSet<String>>,
     retain: bool,
     discarded: Rc<Cell<u64>>,
+    /// The last topic written and whether it is discarded, to skip the set lookup on repeated writes.
+    last: Option<(String, bool)>,
 }
 
 impl RecordCollector for DriverCollector {
     fn send(&mut self, r: OutgoingRecord<'_>) -> Result<(), StreamsError> {
-        if !self.retain && !self.read_topics.contains(r.topic) {
-            self.discarded.set(self.discarded.get() + 1);
-            return Ok(());
+        if !self.retain {
+            let discard = match &self.last {
+                Some((t, d)) if t == r.topic => *d,
+                _ => {
+                    let d = !self.read_topics.contains(r.topic);
+                    self.last = Some((r.topic.to_string(), d));
+                    d
+                }
+            };
+            if discard {
+                self.discarded.set(self.discarded.get() + 1);
+                return Ok(());
+            }
         }
         self.out.borrow_mut().push(Produced {
             topic: r.topic.to_string(),
@@ -115,10 +129,15 @@ type ChangelogBuffer = Arc<Mutex<Vec<Produced>>>;
 
 struct DriverChangelog {
     buffer: ChangelogBuffer,
+    /// When records are not retained, changelog writes (which no task reads) are only counted.
+    retain: bool,
+    discarded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct DriverChangelogSink {
     buffer: ChangelogBuffer,
+    retain: bool,
+    discarded: Arc<std::sync::atomic::AtomicU64>,
     topic: String,
     partition: i32,
     timestamp: Arc<AtomicI64>,
@@ -126,6 +145,10 @@ struct DriverChangelogSink {
 
 impl ChangelogSink for DriverChangelogSink {
     fn log(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        if !self.retain {
+            self.discarded.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         self.buffer
             .lock()
             .map_err(|_| StoreError::Changelog {
@@ -157,6 +180,8 @@ impl ChangelogWriter for DriverChangelog {
     ) -> Box<dyn ChangelogSink> {
         Box::new(DriverChangelogSink {
             buffer: self.buffer.clone(),
+            retain: self.retain,
+            discarded: self.discarded.clone(),
             topic: topic.to_string(),
             partition,
             timestamp,
@@ -174,10 +199,18 @@ pub struct TestDriverBuilder {
     cache_bytes_per_store: usize,
     state_dir: Option<PathBuf>,
     retain_records: bool,
+    auto_commit: bool,
     handler: Arc<dyn DeserializationExceptionHandler>,
 }
 
 impl TestDriverBuilder {
+    /// Whether each pipe call ends with a commit (default true). Turn it off to commit only with
+    /// [`TopologyTestDriver::commit`], as a runtime commits on an interval rather than per poll.
+    pub fn commit_after_each_pipe(mut self, enabled: bool) -> Self {
+        self.auto_commit = enabled;
+        self
+    }
+
     /// The application id (prefix of internal topics); default `"test-app"`.
     pub fn application_id(mut self, id: impl Into<String>) -> Self {
         self.application_id = id.into();
@@ -234,7 +267,9 @@ struct DriverState {
     application_id: Arc<str>,
     partitions: Rc<HashMap<String, i32>>,
     default_partitions: i32,
-    topics: HashMap<String, TopicLog>,
+    topic_ids: HashMap<String, usize>,
+    logs: Vec<TopicLog>,
+    last_topic: Option<(String, usize)>,
     tasks: Vec<Task>,
     /// Full topic name -> sub-topology reading it.
     readers: HashMap<String, usize>,
@@ -243,9 +278,11 @@ struct DriverState {
     outbox: Rc<RefCell<Vec<Produced>>>,
     spare: Vec<Produced>,
     discarded: Rc<Cell<u64>>,
+    changelog_discarded: Arc<std::sync::atomic::AtomicU64>,
     changelog: ChangelogBuffer,
     wall_clock: i64,
     retain: bool,
+    auto_commit: bool,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -257,21 +294,52 @@ impl DriverState {
             .unwrap_or(&self.default_partitions)
     }
 
+    /// The log of `topic`, created on first use with its partition count and the tasks reading it.
+    fn topic_id(&mut self, topic: &str) -> usize {
+        if let Some((last, id)) = &self.last_topic {
+            if last == topic {
+                return *id;
+            }
+        }
+        let id = match self.topic_ids.get(topic) {
+            Some(&id) => id,
+            None => {
+                let n = self.partitions_of(topic);
+                let readers = self.readers.get(topic).map(|&sub| {
+                    (0..n)
+                        .map(|p| {
+                            let task = self.task_index[&(sub, p)];
+                            let input = self.tasks[task]
+                                .input_index(topic)
+                                .expect("the task reads the topic");
+                            (task, input)
+                        })
+                        .collect()
+                });
+                self.logs.push(TopicLog {
+                    partitions: (0..n).map(|_| Vec::new()).collect(),
+                    next_offsets: vec![0; n as usize],
+                    readers,
+                    ..TopicLog::default()
+                });
+                self.topic_ids
+                    .insert(topic.to_string(), self.logs.len() - 1);
+                self.logs.len() - 1
+            }
+        };
+        self.last_topic = Some((topic.to_string(), id));
+        id
+    }
+
     fn append(
         &mut self,
         topic: &str,
         partition: Option<i32>,
         mut record: RawRecord,
     ) -> Result<(), StreamsError> {
-        let n = self.partitions_of(topic);
-        if !self.topics.contains_key(topic) {
-            self.topics.insert(topic.to_string(), TopicLog::default());
-        }
-        let log = self.topics.get_mut(topic).expect("inserted above");
-        if log.partitions.len() < n as usize {
-            log.partitions.resize_with(n as usize, Vec::new);
-            log.next_offsets.resize(n as usize, 0);
-        }
+        let id = self.topic_id(topic);
+        let log = &mut self.logs[id];
+        let n = log.partitions.len() as i32;
         let partition = match (partition, &record.key) {
             (Some(p), _) if (0..n).contains(&p) => p,
             (Some(p), _) => {
@@ -288,28 +356,26 @@ impl DriverState {
                 log.round_robin
             }
         };
-        let offset = log.next_offsets[partition as usize];
-        log.next_offsets[partition as usize] += 1;
-        record.offset = offset;
-        if let Some(&sub) = self.readers.get(topic) {
-            let retained = self.retain.then(|| record.clone());
-            let task = self.task_index[&(sub, partition)];
-            self.tasks[task].enqueue(topic, record)?;
-            if let Some(r) = retained {
-                let log = self.topics.get_mut(topic).expect("created above");
-                log.order
-                    .push((partition, log.partitions[partition as usize].len()));
-                log.partitions[partition as usize].push(r);
-            }
-        } else if self.retain {
-            log.order
-                .push((partition, log.partitions[partition as usize].len()));
-            log.partitions[partition as usize].push(record);
+        let p = partition as usize;
+        record.offset = log.next_offsets[p];
+        log.next_offsets[p] += 1;
+        let retained = self.retain.then(|| record.clone());
+        if let Some(readers) = &log.readers {
+            let (task, input) = readers[p];
+            self.tasks[task].enqueue_at(input, record)?;
+        }
+        if let Some(r) = retained {
+            let log = &mut self.logs[id];
+            log.order.push((partition, log.partitions[p].len()));
+            log.partitions[p].push(r);
         }
         Ok(())
     }
 
     fn drain_outbox(&mut self) -> Result<(), StreamsError> {
+        if self.outbox.borrow().is_empty() {
+            return Ok(());
+        }
         loop {
             // Swap with a spare buffer so both keep their capacity across records.
             let mut batch = std::mem::take(&mut self.spare);
@@ -412,6 +478,7 @@ impl TopologyTestDriver {
             cache_bytes_per_store: 1 << 20,
             state_dir: None,
             retain_records: true,
+            auto_commit: true,
             handler: Arc::new(LogAndFail),
         }
     }
@@ -508,8 +575,11 @@ impl TopologyTestDriver {
         let partitions = Rc::new(partitions);
         let outbox = Rc::new(RefCell::new(Vec::new()));
         let changelog: ChangelogBuffer = Arc::new(Mutex::new(Vec::new()));
+        let changelog_discarded = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let changelog_writer: Arc<dyn ChangelogWriter> = Arc::new(DriverChangelog {
             buffer: changelog.clone(),
+            retain: b.retain_records,
+            discarded: changelog_discarded.clone(),
         });
         let rocksdb = RocksDbResources::new(32 << 20, 16 << 20);
         let mut tasks = Vec::new();
@@ -536,6 +606,7 @@ impl TopologyTestDriver {
                         read_topics: read_topics.clone(),
                         retain: b.retain_records,
                         discarded: discarded.clone(),
+                        last: None,
                     }),
                     changelog: Some(changelog_writer.clone()),
                     deserialization_handler: b.handler.clone(),
@@ -551,16 +622,20 @@ impl TopologyTestDriver {
                 application_id: app,
                 partitions,
                 default_partitions: b.default_partitions,
-                topics: HashMap::new(),
+                topic_ids: HashMap::new(),
+                logs: Vec::new(),
+                last_topic: None,
                 tasks,
                 readers,
                 task_index,
                 outbox,
                 spare: Vec::new(),
                 discarded,
+                changelog_discarded,
                 changelog,
                 wall_clock: b.wall_clock,
                 retain: b.retain_records,
+                auto_commit: b.auto_commit,
                 _temp_dir: temp_dir,
             }),
         })
@@ -635,7 +710,15 @@ impl TopologyTestDriver {
             st.append(topic, partition, record)?;
         }
         st.run()?;
-        st.commit()
+        if st.auto_commit {
+            st.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Commits: flushes every store's cache (writing changelog records) and the stores themselves.
+    pub fn commit(&self) -> Result<(), StreamsError> {
+        self.state.borrow_mut().commit()
     }
 
     /// A read-only view of store `name` across all its partitions.
@@ -690,7 +773,8 @@ impl TopologyTestDriver {
     /// Records written to topics no task reads and dropped because records are not retained
     /// (see [`TestDriverBuilder::retain_records`]).
     pub fn discarded_records(&self) -> u64 {
-        self.state.borrow().discarded.get()
+        let st = self.state.borrow();
+        st.discarded.get() + st.changelog_discarded.load(Ordering::Relaxed)
     }
 
     /// Stream time of each task, by (sub-topology, partition).
@@ -864,9 +948,10 @@ impl<K: 'static, V: 'static> TestOutputTopic<'_, K, V> {
     /// The next unread record, or `None` when all have been read.
     pub fn read_record(&self) -> Result<Option<TestRecord<K, V>>, StreamsError> {
         let mut st = self.driver.state.borrow_mut();
-        let Some(log) = st.topics.get_mut(&self.topic) else {
+        let Some(&id) = st.topic_ids.get(&self.topic) else {
             return Ok(None);
         };
+        let log = &mut st.logs[id];
         let Some(&(p, i)) = log.order.get(log.read_cursor) else {
             return Ok(None);
         };
@@ -919,9 +1004,9 @@ impl<K: 'static, V: 'static> TestOutputTopic<'_, K, V> {
     /// Records not read yet.
     pub fn queue_size(&self) -> usize {
         let st = self.driver.state.borrow();
-        st.topics
+        st.topic_ids
             .get(&self.topic)
-            .map_or(0, |l| l.order.len() - l.read_cursor)
+            .map_or(0, |&id| st.logs[id].order.len() - st.logs[id].read_cursor)
     }
 
     /// Whether every record has been read.
