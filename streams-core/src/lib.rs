@@ -29,6 +29,7 @@ mod node;
 mod partitioner;
 mod processor;
 mod record;
+pub mod runtime;
 mod state;
 mod task;
 mod test_driver;
@@ -43,7 +44,7 @@ pub use handler::{
 pub use node::StreamPartitioner;
 pub use partitioner::{default_partition, murmur2};
 pub use processor::{Data, Processor, ProcessorContext, PunctuationType, ScheduleId, TaskId};
-pub use record::{Header, Headers, RawRecord, Record, RecordMetadata};
+pub use record::{Header, Headers, RawRecord, RawRecordRef, Record, RecordMetadata};
 pub use state::ReadOnlyKeyValueStore;
 pub use task::{ChangelogWriter, OutgoingRecord, RecordCollector, TaskMetricsSnapshot};
 pub use test_driver::{
@@ -51,8 +52,8 @@ pub use test_driver::{
 };
 pub use timestamp::{RecordTimestamp, TimestampExtractor, UsePartitionTimeOnInvalid};
 pub use topology::{
-    InternalTopic, KeyValueStoreBuilder, NodeDescription, NodeDescriptionKind, SinkOptions,
-    SourceOptions, SubTopology, SubTopologyDescription, Topology, TopologyDescription,
+    InternalTopic, KeyValueStoreBuilder, NodeDescription, NodeDescriptionKind, PartitionPlan,
+    SinkOptions, SourceOptions, SubTopology, SubTopologyDescription, Topology, TopologyDescription,
 };
 
 /// Serdes: re-exported from `state-store`, where typed stores need them without depending on Kafka.

@@ -12,7 +12,7 @@ use state_store::SharedSerde;
 use crate::error::StreamsError;
 use crate::handler::{DeserializationResponse, ErrorContext};
 use crate::processor::{Children, Data, Node, NodeRef, Processor, ProcessorContext, ScheduleId};
-use crate::record::{RawRecord, Record};
+use crate::record::{RawRecordRef, Record};
 use crate::task::{OutgoingRecord, TaskShared};
 use crate::timestamp::TimestampExtractor;
 
@@ -52,8 +52,11 @@ pub(crate) trait NodeControl {
 /// A source's per-task input: one queue per subscribed topic (the task's partition of it).
 pub(crate) trait SourceInput {
     /// Deserializes and queues a record; returns false when it was skipped by the error handler or as a null key.
-    fn enqueue(&mut self, slot: usize, raw: RawRecord) -> Result<bool, StreamsError>;
+    fn enqueue(&mut self, slot: usize, raw: RawRecordRef<'_>) -> Result<bool, StreamsError>;
     fn head_timestamp(&self, slot: usize) -> Option<i64>;
+    fn queued(&self, slot: usize) -> usize;
+    /// Drops every queued record (after a rebalance, the consumer fetches them again).
+    fn clear(&mut self);
     /// Processes the head record of `slot`; false when the queue was empty.
     fn process_next(&mut self, slot: usize) -> Result<bool, StreamsError>;
     fn topics(&self) -> &[Arc<str>];
@@ -199,7 +202,7 @@ impl<K: Data, V: Data> SourceNode<K, V> {
     fn handle_error(
         &self,
         slot: usize,
-        raw: &RawRecord,
+        raw: &RawRecordRef<'_>,
         role: &'static str,
         error: state_store::SerdeError,
     ) -> Result<bool, StreamsError> {
@@ -209,8 +212,8 @@ impl<K: Data, V: Data> SourceNode<K, V> {
             partition: self.shared.task_id.partition,
             offset: raw.offset,
             role,
-            key: raw.key.as_deref(),
-            value: raw.value.as_deref(),
+            key: raw.key,
+            value: raw.value,
         };
         match self.shared.deserialization_handler.handle(&ctx, &error) {
             DeserializationResponse::Continue => {
@@ -232,7 +235,7 @@ impl<K: Data, V: Data> SourceNode<K, V> {
 }
 
 impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
-    fn enqueue(&mut self, slot: usize, raw: RawRecord) -> Result<bool, StreamsError> {
+    fn enqueue(&mut self, slot: usize, raw: RawRecordRef<'_>) -> Result<bool, StreamsError> {
         if self.skip_null_keys && raw.key.is_none() {
             tracing::warn!(
                 topic = &*self.topics[slot],
@@ -245,14 +248,11 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
                 .set(self.shared.metrics.skipped_records.get() + 1);
             return Ok(false);
         }
-        let key = match self.factory_key.deserialize_nullable(raw.key.as_deref()) {
+        let key = match self.factory_key.deserialize_nullable(raw.key) {
             Ok(k) => k,
             Err(e) => return self.handle_error(slot, &raw, "key", e),
         };
-        let value = match self
-            .factory_value
-            .deserialize_nullable(raw.value.as_deref())
-        {
+        let value = match self.factory_value.deserialize_nullable(raw.value) {
             Ok(v) => v,
             Err(e) => return self.handle_error(slot, &raw, "value", e),
         };
@@ -283,6 +283,14 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
 
     fn head_timestamp(&self, slot: usize) -> Option<i64> {
         self.queues[slot].front().map(|q| q.record.timestamp)
+    }
+
+    fn queued(&self, slot: usize) -> usize {
+        self.queues[slot].len()
+    }
+
+    fn clear(&mut self) {
+        self.queues.iter_mut().for_each(VecDeque::clear);
     }
 
     #[inline]

@@ -154,3 +154,32 @@ pub struct RawRecord {
     /// Offset in its partition, when it was read from one.
     pub offset: i64,
 }
+
+/// A record as borrowed bytes, as handed to a task: from a consumer's message without copying, or from a
+/// [`RawRecord`].
+#[derive(Debug, Clone)]
+pub struct RawRecordRef<'a> {
+    /// Key bytes (`None` is a null key).
+    pub key: Option<&'a [u8]>,
+    /// Value bytes (`None` is a null value).
+    pub value: Option<&'a [u8]>,
+    /// Timestamp in milliseconds since the epoch.
+    pub timestamp: i64,
+    /// Headers (owned: most records have none, which costs nothing).
+    pub headers: Headers,
+    /// Offset in its partition.
+    pub offset: i64,
+}
+
+impl RawRecord {
+    /// A borrowed view (headers are cloned).
+    pub fn as_ref(&self) -> RawRecordRef<'_> {
+        RawRecordRef {
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            timestamp: self.timestamp,
+            headers: self.headers.clone(),
+            offset: self.offset,
+        }
+    }
+}

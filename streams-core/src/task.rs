@@ -16,7 +16,7 @@ use crate::error::StreamsError;
 use crate::handler::DeserializationExceptionHandler;
 use crate::node::{BuildCtx, BuiltNode, NodeControl, SourceInput};
 use crate::processor::{PunctuationType, ScheduleId, TaskId};
-use crate::record::{Headers, RawRecord, RecordMetadata};
+use crate::record::{Headers, RawRecordRef, RecordMetadata};
 use crate::topology::{NodeKind, StoreSerdes, SubTopology, Topology};
 
 /// A record on its way out of a task: to a sink topic (partition `None` means "by the default partitioner").
@@ -54,6 +54,22 @@ pub trait ChangelogWriter: Send + Sync {
         partition: i32,
         timestamp: Arc<AtomicI64>,
     ) -> Box<dyn ChangelogSink>;
+}
+
+/// Brings a store up to date from its changelog before its task starts (the runtime's restoration).
+pub(crate) trait StateRestorer {
+    /// Restores `inner` (just opened, not yet wrapped) of `store` from partition `task.partition` of
+    /// `changelog`. May wipe it: drop it, clear `dir`, and call `reopen`.
+    #[allow(clippy::too_many_arguments)]
+    fn restore(
+        &mut self,
+        task: TaskId,
+        store: &str,
+        changelog: &str,
+        dir: &std::path::Path,
+        inner: Box<dyn KeyValueStore>,
+        reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
+    ) -> Result<Box<dyn KeyValueStore>, StreamsError>;
 }
 
 /// Counters of one task.
@@ -199,6 +215,8 @@ struct Input {
     topic: Arc<str>,
     source: Rc<RefCell<dyn SourceInput>>,
     slot: usize,
+    /// Offset after the last processed record (what to commit); -1 before the first.
+    next_offset: i64,
 }
 
 /// One sub-topology instantiated for one partition.
@@ -218,20 +236,28 @@ fn open_store(
     id: TaskId,
     env: &TaskEnv,
     timestamp: &Arc<AtomicI64>,
+    restorer: &mut Option<&mut dyn StateRestorer>,
 ) -> Result<StoreSlot, StreamsError> {
     let def = &topology.stores[name];
     let dir = env.state_dir.join(id.to_string()).join(name);
-    let inner = def.supplier.open(
-        name,
-        &StoreContext {
-            dir: &dir,
-            rocksdb: &env.rocksdb,
-        },
-    )?;
-    let mut store: Box<dyn KeyValueStore> = inner;
+    let mut reopen = || -> Result<Box<dyn KeyValueStore>, StreamsError> {
+        Ok(def.supplier.open(
+            name,
+            &StoreContext {
+                dir: &dir,
+                rocksdb: &env.rocksdb,
+            },
+        )?)
+    };
+    let mut store: Box<dyn KeyValueStore> = reopen()?;
+    let topic = Topology::changelog_topic(&env.application_id, name);
+    if def.logging {
+        if let Some(r) = restorer {
+            store = r.restore(id, name, &topic, &dir, store, &mut reopen)?;
+        }
+    }
     if def.logging {
         if let Some(writer) = &env.changelog {
-            let topic = Topology::changelog_topic(&env.application_id, name);
             let mut sink = writer.sink(name, &topic, id.partition, timestamp.clone());
             store = Box::new(ChangeLoggingKeyValueStore::new(
                 store,
@@ -256,6 +282,7 @@ impl Task {
         sub: &SubTopology,
         partition: i32,
         env: TaskEnv,
+        mut restorer: Option<&mut dyn StateRestorer>,
     ) -> Result<Task, StreamsError> {
         let id = TaskId {
             subtopology: sub.id,
@@ -265,7 +292,7 @@ impl Task {
         let mut stores = HashMap::new();
         let mut store_list = Vec::new();
         for name in &sub.stores {
-            let slot = open_store(topology, name, id, &env, &timestamp)?;
+            let slot = open_store(topology, name, id, &env, &timestamp, &mut restorer)?;
             store_list.push((name.clone(), slot.store.clone()));
             stores.insert(name.clone(), slot);
         }
@@ -352,6 +379,7 @@ impl Task {
                     topic,
                     source: source.clone(),
                     slot,
+                    next_offset: -1,
                 });
             }
         }
@@ -380,6 +408,32 @@ impl Task {
         self.inputs.iter().map(|i| &*i.topic)
     }
 
+    /// Records queued on input `index`.
+    pub(crate) fn queued_at(&self, index: usize) -> usize {
+        let i = &self.inputs[index];
+        i.source.borrow().queued(i.slot)
+    }
+
+    /// Drops every queued record.
+    pub(crate) fn clear_queues(&mut self) {
+        for i in &self.inputs {
+            i.source.borrow_mut().clear();
+        }
+    }
+
+    /// (topic, partition, next offset to commit) of each input that processed something.
+    pub(crate) fn consumed_offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> {
+        self.inputs
+            .iter()
+            .filter(|i| i.next_offset >= 0)
+            .map(|i| (&*i.topic, self.id.partition, i.next_offset))
+    }
+
+    /// Whether any input has queued records.
+    pub(crate) fn has_queued(&self) -> bool {
+        (0..self.inputs.len()).any(|i| self.queued_at(i) > 0)
+    }
+
     /// The index of `topic` among this task's inputs.
     pub(crate) fn input_index(&self, topic: &str) -> Option<usize> {
         self.inputs.iter().position(|i| &*i.topic == topic)
@@ -390,7 +444,7 @@ impl Task {
     pub(crate) fn enqueue_at(
         &mut self,
         index: usize,
-        raw: RawRecord,
+        raw: RawRecordRef<'_>,
     ) -> Result<bool, StreamsError> {
         let input = &self.inputs[index];
         input.source.borrow_mut().enqueue(input.slot, raw)
@@ -415,9 +469,12 @@ impl Task {
                 None => return Ok(false),
             }
         };
-        let input = &self.inputs[chosen];
+        let input = &mut self.inputs[chosen];
         if !input.source.borrow_mut().process_next(input.slot)? {
             return Ok(false);
+        }
+        if let Some((_, offset)) = self.shared.current.get() {
+            input.next_offset = offset + 1;
         }
         let m = &self.shared.metrics.processed;
         m.set(m.get() + 1);

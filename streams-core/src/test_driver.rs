@@ -13,7 +13,7 @@ use state_store::{ChangelogSink, RocksDbResources, Serde, SharedSerde, StoreErro
 use crate::error::StreamsError;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail};
 use crate::partitioner::default_partition;
-use crate::record::{Headers, RawRecord};
+use crate::record::{Headers, RawRecord, RawRecordRef};
 use crate::state::ReadOnlyKeyValueStore;
 use crate::task::{
     ChangelogWriter, OutgoingRecord, RecordCollector, Task, TaskEnv, TaskMetricsSnapshot,
@@ -359,15 +359,23 @@ impl DriverState {
         let p = partition as usize;
         record.offset = log.next_offsets[p];
         log.next_offsets[p] += 1;
-        let retained = self.retain.then(|| record.clone());
         if let Some(readers) = &log.readers {
             let (task, input) = readers[p];
-            self.tasks[task].enqueue_at(input, record)?;
+            let view = RawRecordRef {
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+                timestamp: record.timestamp,
+                headers: std::mem::take(&mut record.headers),
+                offset: record.offset,
+            };
+            let headers = view.headers.clone();
+            self.tasks[task].enqueue_at(input, view)?;
+            record.headers = headers;
         }
-        if let Some(r) = retained {
+        if self.retain {
             let log = &mut self.logs[id];
             log.order.push((partition, log.partitions[p].len()));
-            log.partitions[p].push(r);
+            log.partitions[p].push(record);
         }
         Ok(())
     }
@@ -510,57 +518,13 @@ impl TopologyTestDriver {
         }
         let app: Arc<str> = Arc::from(b.application_id.as_str());
         let subs = topology.sub_topologies();
+        let plan = topology.partition_plan(&app, |t| {
+            Ok(*b.partitions.get(t).unwrap_or(&b.default_partitions))
+        })?;
+        let task_counts = plan.task_counts.clone();
         let mut partitions: HashMap<String, i32> = b.partitions.clone();
-        // Task counts: external topics are known; internal ones follow the sub-topology that writes them.
-        let mut task_counts: Vec<Option<i32>> = vec![None; subs.len()];
-        for _ in 0..=subs.len() {
-            for s in &subs {
-                if task_counts[s.id].is_some() {
-                    continue;
-                }
-                let mut count = Some(0);
-                for t in &s.source_topics {
-                    let n = if let Some(it) = topology.internal_topics.get(t) {
-                        it.partitions.or_else(|| {
-                            subs.iter()
-                                .find(|w| w.sink_topics.contains(t))
-                                .and_then(|w| task_counts[w.id])
-                        })
-                    } else {
-                        Some(*partitions.get(t).unwrap_or(&b.default_partitions))
-                    };
-                    count = match (count, n) {
-                        (Some(c), Some(n)) => Some(c.max(n)),
-                        _ => None,
-                    };
-                }
-                task_counts[s.id] = count;
-            }
-        }
-        let task_counts: Vec<i32> = task_counts
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| {
-                c.ok_or_else(|| {
-                    StreamsError::InvalidTopology(format!(
-                        "cannot size sub-topology {i}: its repartition topics form a cycle"
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        for it in topology.internal_topics.values() {
-            let n = it.partitions.unwrap_or_else(|| {
-                subs.iter()
-                    .find(|w| w.sink_topics.contains(&it.name))
-                    .map_or(b.default_partitions, |w| task_counts[w.id])
-            });
-            partitions.insert(topology.resolve_topic(&app, &it.name), n);
-        }
-        for s in &subs {
-            for store in &s.stores {
-                partitions.insert(Topology::changelog_topic(&app, store), task_counts[s.id]);
-            }
-        }
+        partitions.extend(plan.topic_partitions);
+        partitions.extend(plan.changelogs);
         let (temp_dir, state_dir) = match b.state_dir {
             Some(d) => (None, d),
             None => {
@@ -613,7 +577,7 @@ impl TopologyTestDriver {
                     wall_clock: b.wall_clock,
                 };
                 task_index.insert((s.id, p), tasks.len());
-                tasks.push(Task::new(&topology, s, p, env)?);
+                tasks.push(Task::new(&topology, s, p, env, None)?);
             }
         }
         Ok(TopologyTestDriver {

@@ -227,6 +227,19 @@ pub struct SubTopology {
     pub stores: Vec<String>,
 }
 
+/// The partition counts a topology needs: see [`Topology::partition_plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionPlan {
+    /// Tasks per sub-topology, by sub-topology index.
+    pub task_counts: Vec<i32>,
+    /// Partitions of each external source topic.
+    pub external: BTreeMap<String, i32>,
+    /// Partitions of each repartition topic (full name).
+    pub topic_partitions: BTreeMap<String, i32>,
+    /// Partitions of each changelog topic (full name).
+    pub changelogs: BTreeMap<String, i32>,
+}
+
 /// A processing graph: build it node by node (the Processor API) or through the DSL's `StreamsBuilder`.
 ///
 /// ```
@@ -627,6 +640,94 @@ impl Topology {
                 }
             })
             .collect()
+    }
+
+    /// How many tasks each sub-topology runs and how many partitions each internal topic (repartition and
+    /// changelog, by full name) gets, given the partition counts of the external topics. Each sub-topology runs
+    /// as many tasks as its largest source topic has partitions; a repartition topic follows the sub-topology that
+    /// writes it unless its count is fixed; a changelog has one partition per task of its store's sub-topology.
+    pub fn partition_plan(
+        &self,
+        application_id: &str,
+        mut external_partitions: impl FnMut(&str) -> Result<i32, StreamsError>,
+    ) -> Result<PartitionPlan, StreamsError> {
+        let subs = self.sub_topologies();
+        let mut known: BTreeMap<String, i32> = BTreeMap::new();
+        for s in &subs {
+            for t in &s.source_topics {
+                if !self.is_internal_topic(t) && !known.contains_key(t) {
+                    known.insert(t.clone(), external_partitions(t)?);
+                }
+            }
+        }
+        let mut task_counts: Vec<Option<i32>> = vec![None; subs.len()];
+        for _ in 0..=subs.len() {
+            for s in &subs {
+                if task_counts[s.id].is_some() {
+                    continue;
+                }
+                let mut count = Some(0);
+                for t in &s.source_topics {
+                    let n = if let Some(it) = self.internal_topics.get(t) {
+                        it.partitions.or_else(|| {
+                            subs.iter()
+                                .find(|w| w.sink_topics.contains(t))
+                                .and_then(|w| task_counts[w.id])
+                        })
+                    } else {
+                        known.get(t).copied()
+                    };
+                    count = match (count, n) {
+                        (Some(c), Some(n)) => Some(c.max(n)),
+                        _ => None,
+                    };
+                }
+                task_counts[s.id] = count;
+            }
+        }
+        let task_counts: Vec<i32> = task_counts
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                c.ok_or_else(|| {
+                    StreamsError::InvalidTopology(format!(
+                        "cannot size sub-topology {i}: its repartition topics form a cycle"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let mut topic_partitions = BTreeMap::new();
+        let mut changelogs = BTreeMap::new();
+        for it in self.internal_topics.values() {
+            let writer = subs.iter().find(|w| w.sink_topics.contains(&it.name));
+            let n = match (it.partitions, writer) {
+                (Some(n), _) => n,
+                (None, Some(w)) => task_counts[w.id],
+                (None, None) => {
+                    return Err(StreamsError::InvalidTopology(format!(
+                        "internal topic '{}' has no writer to size it",
+                        it.name
+                    )))
+                }
+            };
+            topic_partitions.insert(self.resolve_topic(application_id, &it.name), n);
+        }
+        for s in &subs {
+            for store in &s.stores {
+                if self.stores.get(store).is_some_and(|d| d.logging) {
+                    changelogs.insert(
+                        Topology::changelog_topic(application_id, store),
+                        task_counts[s.id],
+                    );
+                }
+            }
+        }
+        Ok(PartitionPlan {
+            task_counts,
+            external: known,
+            topic_partitions,
+            changelogs,
+        })
     }
 
     /// Checks the whole graph: every sub-topology reads at least one topic.

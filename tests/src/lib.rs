@@ -1,1 +1,237 @@
-//! Cross-crate integration tests live in `tests/`.
+//! Helpers for the cross-crate integration tests: brokers (the embedded one and tansu), and plain rdkafka
+//! producers and consumers that check results independently of the library.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use streams_dsl::streams_core::runtime::{EmbeddedAdmin, EmbeddedKafka, StreamsConfig};
+
+/// A broker for a test: the embedded mock cluster, or a tansu process.
+pub enum Broker {
+    /// librdkafka's mock cluster.
+    Embedded(EmbeddedKafka),
+    /// A tansu broker process, killed on drop.
+    Tansu {
+        /// The process.
+        child: Child,
+        /// Its bootstrap address.
+        bootstrap: String,
+    },
+}
+
+/// Where the tansu binary is: `$TANSU_BIN`, else `tansu` on the PATH, else the one `scripts/tansu.sh` installs.
+pub fn tansu_binary() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var("HOME").ok()?;
+    let dir = PathBuf::from(home).join(".calfkit/bin");
+    let found = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("tansu"))
+        });
+    found.or_else(|| {
+        std::env::var("PATH")
+            .ok()?
+            .split(':')
+            .map(|d| PathBuf::from(d).join("tansu"))
+            .find(|p| p.exists())
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Broker {
+    /// Starts the embedded broker.
+    pub fn embedded() -> Broker {
+        Broker::Embedded(EmbeddedKafka::start().expect("embedded broker"))
+    }
+
+    /// Starts tansu on a free loopback port, or panics saying how to install it.
+    pub fn tansu() -> Broker {
+        let bin = tansu_binary().expect(
+            "tansu is not installed: run `bash scripts/test.sh` (it installs it), or set TANSU_BIN to a tansu binary",
+        );
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let bootstrap = format!("127.0.0.1:{port}");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&bootstrap).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "tansu did not listen on {bootstrap}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker::Tansu { child, bootstrap }
+    }
+
+    /// Its bootstrap servers.
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Broker::Embedded(k) => k.bootstrap_servers().to_string(),
+            Broker::Tansu { bootstrap, .. } => bootstrap.clone(),
+        }
+    }
+
+    /// Creates a topic.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        match self {
+            Broker::Embedded(k) => k.create_topic(topic, partitions).expect("create topic"),
+            Broker::Tansu { bootstrap, .. } => {
+                use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+                let admin: AdminClient<_> = ClientConfig::new()
+                    .set("bootstrap.servers", bootstrap)
+                    .create()
+                    .expect("admin");
+                let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+                let r = futures_block_on(admin.create_topics([&t], &AdminOptions::new()));
+                r.expect("create topics").into_iter().for_each(|r| {
+                    r.expect("topic created");
+                });
+            }
+        }
+    }
+
+    /// A streams configuration for `app` on this broker, with a short commit interval and the given state dir.
+    pub fn config(
+        &self,
+        app: &str,
+        state_dir: &std::path::Path,
+    ) -> (StreamsConfig, Option<EmbeddedAdmin>) {
+        let mut c = StreamsConfig::new(app, self.bootstrap());
+        c.set("commit.interval.ms", "200").unwrap();
+        c.set("state.dir", state_dir.to_str().unwrap()).unwrap();
+        c.set("main.consumer.session.timeout.ms", "6000").unwrap();
+        c.set("main.consumer.heartbeat.interval.ms", "500").unwrap();
+        let admin = match self {
+            Broker::Embedded(k) => Some(k.admin()),
+            Broker::Tansu { .. } => None,
+        };
+        (c, admin)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Broker::Tansu { child, .. } = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Drives a future to completion on this thread.
+pub fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct NoopWake;
+    impl Wake for NoopWake {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    let waker = Waker::from(std::sync::Arc::new(NoopWake));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Produces records (key, value; `None` value = tombstone) and waits for every delivery.
+pub fn produce(bootstrap: &str, topic: &str, records: &[(Vec<u8>, Option<Vec<u8>>)]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (k, v) in records {
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(k.as_slice());
+        if let Some(v) = v {
+            r = r.payload(v.as_slice());
+        }
+        let mut r = r;
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Reads `topic` from the beginning until `done(records so far)` or `timeout`; returns (key, value) pairs.
+pub fn consume_until(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[(Vec<u8>, Option<Vec<u8>>)]) -> bool,
+) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("checker-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < timeout && !done(&out) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().map(<[u8]>::to_vec),
+            ));
+        }
+    }
+    out
+}

@@ -37,7 +37,10 @@ impl ClientKind {
     const PREFIXES: [(&'static str, &'static [ClientKind]); 5] = [
         ("main.consumer.", &[ClientKind::MainConsumer]),
         ("restore.consumer.", &[ClientKind::RestoreConsumer]),
-        ("consumer.", &[ClientKind::MainConsumer, ClientKind::RestoreConsumer]),
+        (
+            "consumer.",
+            &[ClientKind::MainConsumer, ClientKind::RestoreConsumer],
+        ),
         ("producer.", &[ClientKind::Producer]),
         ("admin.", &[ClientKind::Admin]),
     ];
@@ -46,7 +49,10 @@ impl ClientKind {
 /// Whether a property holds a secret that must never be printed.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    k.contains("password") || k.contains("secret") || k.ends_with("sasl.oauthbearer.config") || k.ends_with("ssl.key.pem")
+    k.contains("password")
+        || k.contains("secret")
+        || k.ends_with("sasl.oauthbearer.config")
+        || k.ends_with("ssl.key.pem")
 }
 
 /// The configuration of a `KafkaStreams` instance.
@@ -107,7 +113,14 @@ impl fmt::Debug for StreamsConfig {
                     Some(kind) => format!("{kind:?}:{k}"),
                     None => k.clone(),
                 };
-                (key, if is_secret_key(k) { "[redacted]" } else { v.as_str() })
+                (
+                    key,
+                    if is_secret_key(k) {
+                        "[redacted]"
+                    } else {
+                        v.as_str()
+                    },
+                )
             })
             .collect();
         f.debug_struct("StreamsConfig")
@@ -119,11 +132,17 @@ impl fmt::Debug for StreamsConfig {
             .field("cache_max_bytes", &self.cache_max_bytes)
             .field("processing_guarantee", &self.processing_guarantee)
             .field("replication_factor", &self.replication_factor)
-            .field("buffered_records_per_partition", &self.buffered_records_per_partition)
+            .field(
+                "buffered_records_per_partition",
+                &self.buffered_records_per_partition,
+            )
             .field("poll_timeout", &self.poll_timeout)
             .field("rocksdb_memory_bytes", &self.rocksdb_memory_bytes)
             .field("application_server", &self.application_server)
-            .field("deserialization_handler", &self.deserialization_handler_name)
+            .field(
+                "deserialization_handler",
+                &self.deserialization_handler_name,
+            )
             .field("client_properties", &props)
             .finish()
     }
@@ -166,7 +185,9 @@ impl StreamsConfig {
     }
 
     /// Builds a configuration from `key = value` pairs (Kafka Streams keys and librdkafka properties).
-    pub fn from_properties<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, StreamsError> {
+    pub fn from_properties<'a>(
+        props: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, StreamsError> {
         let mut c = StreamsConfig::new("", "");
         for (k, v) in props {
             c.set(k, v)?;
@@ -260,9 +281,13 @@ impl StreamsConfig {
     }
 
     /// Sets a deserialization handler of your own.
-    pub fn with_deserialization_handler(mut self, handler: impl DeserializationExceptionHandler) -> Self {
+    pub fn with_deserialization_handler(
+        mut self,
+        handler: impl DeserializationExceptionHandler,
+    ) -> Self {
         self.deserialization_handler = Arc::new(handler);
-        self.deserialization_handler_name = std::any::type_name_of_val(&*self.deserialization_handler).to_string();
+        self.deserialization_handler_name =
+            std::any::type_name_of_val(&*self.deserialization_handler).to_string();
         self
     }
 
@@ -285,7 +310,10 @@ impl StreamsConfig {
     /// Checks every setting; the error names the key and the fix.
     pub fn validate(&self) -> Result<(), StreamsError> {
         if self.application_id.is_empty() {
-            return Err(invalid("application.id", "is required (it names the consumer group and internal topics)"));
+            return Err(invalid(
+                "application.id",
+                "is required (it names the consumer group and internal topics)",
+            ));
         }
         if !self
             .application_id
@@ -301,7 +329,10 @@ impl StreamsConfig {
             ));
         }
         if self.bootstrap_servers.trim().is_empty() {
-            return Err(invalid("bootstrap.servers", "is required, e.g. localhost:9092"));
+            return Err(invalid(
+                "bootstrap.servers",
+                "is required, e.g. localhost:9092",
+            ));
         }
         if self.num_stream_threads == 0 {
             return Err(invalid("num.stream.threads", "must be at least 1"));
@@ -310,15 +341,26 @@ impl StreamsConfig {
             return Err(invalid("commit.interval.ms", "must be at least 1"));
         }
         if self.buffered_records_per_partition == 0 {
-            return Err(invalid("buffered.records.per.partition", "must be at least 1"));
+            return Err(invalid(
+                "buffered.records.per.partition",
+                "must be at least 1",
+            ));
         }
         if self.replication_factor == 0 || self.replication_factor < -1 {
-            return Err(invalid("replication.factor", "must be -1 (broker default) or at least 1"));
+            return Err(invalid(
+                "replication.factor",
+                "must be -1 (broker default) or at least 1",
+            ));
         }
         if let Some(server) = &self.application_server {
-            let ok = server.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            let ok = server
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
             if !ok {
-                return Err(invalid("application.server", format!("expected host:port, got '{server}'")));
+                return Err(invalid(
+                    "application.server",
+                    format!("expected host:port, got '{server}'"),
+                ));
             }
         }
         Ok(())
@@ -348,23 +390,43 @@ mod tests {
         assert_eq!(c.cache_max_bytes, 0);
         let p = c.client_properties(ClientKind::Producer);
         assert_eq!(p.get("linger.ms").map(String::as_str), Some("5"));
-        assert_eq!(p.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+        assert_eq!(
+            p.get("security.protocol").map(String::as_str),
+            Some("SASL_SSL")
+        );
         assert!(!p.contains_key("fetch.min.bytes"));
-        assert_eq!(c.client_properties(ClientKind::MainConsumer)["fetch.min.bytes"], "10");
-        assert_eq!(c.client_properties(ClientKind::RestoreConsumer)["fetch.min.bytes"], "20");
-        assert!(!c.client_properties(ClientKind::Admin).contains_key("linger.ms"));
+        assert_eq!(
+            c.client_properties(ClientKind::MainConsumer)["fetch.min.bytes"],
+            "10"
+        );
+        assert_eq!(
+            c.client_properties(ClientKind::RestoreConsumer)["fetch.min.bytes"],
+            "20"
+        );
+        assert!(!c
+            .client_properties(ClientKind::Admin)
+            .contains_key("linger.ms"));
     }
 
     #[test]
     fn errors_name_the_key() {
         let mut c = StreamsConfig::new("app", "b:9092");
         let e = c.set("num.stream.threads", "many").unwrap_err();
-        assert!(e.to_string().contains("num.stream.threads") && e.to_string().contains("many"), "{e}");
-        let e = c.set("processing.guarantee", "exactly_once_v2").unwrap_err();
+        assert!(
+            e.to_string().contains("num.stream.threads") && e.to_string().contains("many"),
+            "{e}"
+        );
+        let e = c
+            .set("processing.guarantee", "exactly_once_v2")
+            .unwrap_err();
         assert!(e.to_string().contains("at_least_once"), "{e}");
         let e = c.set("group.id", "x").unwrap_err();
         assert!(e.to_string().contains("managed by the library"), "{e}");
-        assert!(StreamsConfig::new("", "b").validate().unwrap_err().to_string().contains("application.id"));
+        assert!(StreamsConfig::new("", "b")
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("application.id"));
         assert!(StreamsConfig::new("bad id", "b").validate().is_err());
         let mut c = StreamsConfig::new("app", "b:1");
         c.set("application.server", "nohost").unwrap();
@@ -378,8 +440,14 @@ mod tests {
         c.set("producer.ssl.key.password", "s3cret").unwrap();
         c.set("sasl.username", "alice").unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
         assert!(shown.contains("alice"));
-        assert_eq!(c.client_properties(ClientKind::Producer)["ssl.key.password"], "s3cret");
+        assert_eq!(
+            c.client_properties(ClientKind::Producer)["ssl.key.password"],
+            "s3cret"
+        );
     }
 }

@@ -1,0 +1,471 @@
+//! `KafkaStreams`: an application instance running a topology against a Kafka cluster.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use state_store::RocksDbResources;
+
+use crate::error::StreamsError;
+use crate::runtime::admin::TopicManager;
+use crate::runtime::config::StreamsConfig;
+use crate::runtime::embedded::{EmbeddedAdmin, EmbeddedKafka};
+use crate::runtime::restore::{NoopRestoreListener, StateRestoreListener};
+use crate::runtime::thread::{self, ThreadContext, ThreadShared, ThreadState};
+use crate::topology::Topology;
+
+/// The lifecycle of a `KafkaStreams` instance, as in Kafka Streams.
+///
+/// `Created -> Rebalancing <-> Running -> PendingShutdown -> NotRunning`; a fatal error goes through
+/// `PendingError` to `Error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Constructed, not started.
+    Created,
+    /// Threads are joining the group or restoring state.
+    Rebalancing,
+    /// Every thread is processing.
+    Running,
+    /// `close` was called; threads are committing and stopping.
+    PendingShutdown,
+    /// Stopped after `close`.
+    NotRunning,
+    /// A fatal error occurred; threads are stopping.
+    PendingError,
+    /// Stopped after a fatal error.
+    Error,
+}
+
+/// What to do when a stream thread fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UncaughtErrorAction {
+    /// Start a new thread in place of the failed one.
+    ReplaceThread,
+    /// Stop every thread of this instance and move to `Error` (the default).
+    ShutdownClient,
+}
+
+type StateListener = Arc<dyn Fn(State, State) + Send + Sync>;
+type ErrorHandler = Arc<dyn Fn(&StreamsError) -> UncaughtErrorAction + Send + Sync>;
+
+struct ThreadSlot {
+    shared: Arc<ThreadShared>,
+    handle: Option<JoinHandle<()>>,
+}
+
+struct Inner {
+    topology: Arc<Topology>,
+    config: StreamsConfig,
+    embedded: Option<EmbeddedAdmin>,
+    state: Mutex<State>,
+    listener: Mutex<Option<StateListener>>,
+    error_handler: Mutex<ErrorHandler>,
+    restore_listener: Mutex<Arc<dyn StateRestoreListener>>,
+    threads: Mutex<Vec<ThreadSlot>>,
+    context: Mutex<Option<Arc<ThreadContext>>>,
+    next_thread: Mutex<usize>,
+    errors: Mutex<Vec<String>>,
+}
+
+/// Runs a [`Topology`] against Kafka: one consumer group (the application id), `num.stream.threads` threads, one
+/// task per partition of each sub-topology, state in changelogged stores restored on assignment.
+///
+/// ```no_run
+/// use streams_core::runtime::{EmbeddedKafka, KafkaStreams, StreamsConfig};
+/// # fn topology() -> streams_core::Topology { unimplemented!() }
+///
+/// let kafka = EmbeddedKafka::start().unwrap();
+/// kafka.create_topic("input", 2).unwrap();
+/// let streams = KafkaStreams::new(topology(), StreamsConfig::embedded("my-app", &kafka)).unwrap();
+/// streams.set_state_listener(|old, new| println!("{old:?} -> {new:?}"));
+/// streams.start().unwrap();
+/// // ...
+/// streams.close(std::time::Duration::from_secs(10));
+/// ```
+pub struct KafkaStreams {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KafkaStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaStreams")
+            .field("application_id", &self.inner.config.application_id)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl StreamsConfig {
+    /// A configuration for the embedded broker: its bootstrap servers, and internal topics created through it.
+    pub fn embedded(
+        application_id: impl Into<String>,
+        kafka: &EmbeddedKafka,
+    ) -> (StreamsConfig, EmbeddedAdmin) {
+        (
+            StreamsConfig::new(application_id, kafka.bootstrap_servers()),
+            kafka.admin(),
+        )
+    }
+}
+
+/// Where internal topics are created: through the Admin API, or through the embedded broker.
+pub trait IntoStreamsSetup {
+    /// The configuration and, for the embedded broker, its topic admin.
+    fn into_setup(self) -> (StreamsConfig, Option<EmbeddedAdmin>);
+}
+
+impl IntoStreamsSetup for StreamsConfig {
+    fn into_setup(self) -> (StreamsConfig, Option<EmbeddedAdmin>) {
+        (self, None)
+    }
+}
+
+impl IntoStreamsSetup for (StreamsConfig, Option<EmbeddedAdmin>) {
+    fn into_setup(self) -> (StreamsConfig, Option<EmbeddedAdmin>) {
+        self
+    }
+}
+
+impl IntoStreamsSetup for (StreamsConfig, EmbeddedAdmin) {
+    fn into_setup(self) -> (StreamsConfig, Option<EmbeddedAdmin>) {
+        (self.0, Some(self.1))
+    }
+}
+
+impl Inner {
+    fn transition(&self, to: State) -> bool {
+        let from = {
+            let Ok(mut s) = self.state.lock() else {
+                return false;
+            };
+            let from = *s;
+            let allowed = match (from, to) {
+                (a, b) if a == b => false,
+                (
+                    State::Created,
+                    State::Rebalancing | State::PendingShutdown | State::PendingError,
+                ) => true,
+                (State::Rebalancing | State::Running, State::Rebalancing | State::Running) => true,
+                (
+                    State::Rebalancing | State::Running,
+                    State::PendingShutdown | State::PendingError,
+                ) => true,
+                (State::PendingShutdown, State::NotRunning) => true,
+                (State::PendingError, State::Error) => true,
+                _ => false,
+            };
+            if !allowed {
+                return false;
+            }
+            *s = to;
+            from
+        };
+        tracing::info!(application = %self.config.application_id, ?from, ?to, "state change");
+        let listener = self.listener.lock().ok().and_then(|l| l.clone());
+        if let Some(l) = listener {
+            l(from, to);
+        }
+        true
+    }
+
+    fn on_thread_state_change(&self) {
+        let Ok(threads) = self.threads.lock() else {
+            return;
+        };
+        let states: Vec<ThreadState> = threads
+            .iter()
+            .filter_map(|t| t.shared.state.lock().ok().map(|s| *s))
+            .collect();
+        drop(threads);
+        if states.is_empty() {
+            return;
+        }
+        let running = states
+            .iter()
+            .all(|s| *s == ThreadState::Running || *s == ThreadState::Dead)
+            && states.contains(&ThreadState::Running);
+        self.transition(if running {
+            State::Running
+        } else {
+            State::Rebalancing
+        });
+    }
+}
+
+impl KafkaStreams {
+    /// An instance that will run `topology` with `config` (or `StreamsConfig::embedded(..)` for the embedded
+    /// broker). Validates the configuration and the topology; contacts no broker yet.
+    pub fn new(topology: Topology, setup: impl IntoStreamsSetup) -> Result<Self, StreamsError> {
+        let (config, embedded) = setup.into_setup();
+        config.validate()?;
+        topology.validate()?;
+        Ok(KafkaStreams {
+            inner: Arc::new(Inner {
+                topology: Arc::new(topology),
+                config,
+                embedded,
+                state: Mutex::new(State::Created),
+                listener: Mutex::new(None),
+                error_handler: Mutex::new(Arc::new(|_| UncaughtErrorAction::ShutdownClient)),
+                restore_listener: Mutex::new(Arc::new(NoopRestoreListener)),
+                threads: Mutex::new(Vec::new()),
+                context: Mutex::new(None),
+                next_thread: Mutex::new(1),
+                errors: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.inner.state.lock().map_or(State::Error, |s| *s)
+    }
+
+    /// Calls `listener(old, new)` on every state change.
+    pub fn set_state_listener(&self, listener: impl Fn(State, State) + Send + Sync + 'static) {
+        if let Ok(mut l) = self.inner.listener.lock() {
+            *l = Some(Arc::new(listener));
+        }
+    }
+
+    /// Decides what happens when a stream thread fails (default: shut the instance down).
+    pub fn set_uncaught_error_handler(
+        &self,
+        handler: impl Fn(&StreamsError) -> UncaughtErrorAction + Send + Sync + 'static,
+    ) {
+        if let Ok(mut h) = self.inner.error_handler.lock() {
+            *h = Arc::new(handler);
+        }
+    }
+
+    /// Receives restoration progress (set before `start`).
+    pub fn set_restore_listener(&self, listener: impl StateRestoreListener) {
+        if let Ok(mut l) = self.inner.restore_listener.lock() {
+            *l = Arc::new(listener);
+        }
+    }
+
+    /// Messages of the errors that stopped threads, oldest first.
+    pub fn errors(&self) -> Vec<String> {
+        self.inner
+            .errors
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
+    }
+
+    /// Creates or checks the internal topics, then starts the stream threads. Returns once they are started;
+    /// watch [`KafkaStreams::state`] (or the listener) for `Running`.
+    pub fn start(&self) -> Result<(), StreamsError> {
+        let inner = &self.inner;
+        if self.state() != State::Created {
+            return Err(StreamsError::Config {
+                key: "state".into(),
+                message: format!(
+                    "start() needs a Created instance; this one is {:?}",
+                    self.state()
+                ),
+            });
+        }
+        let app = &inner.config.application_id;
+        let admin = TopicManager::new(&inner.config, inner.embedded.clone())?;
+        let plan = inner
+            .topology
+            .partition_plan(app, |t| admin.source_partitions(t))?;
+        admin.ensure(&plan)?;
+        let ctx = Arc::new(ThreadContext {
+            topology: inner.topology.clone(),
+            subs: Arc::new(inner.topology.sub_topologies()),
+            plan: Arc::new(plan),
+            config: inner.config.clone(),
+            rocksdb: RocksDbResources::new(
+                inner.config.rocksdb_memory_bytes,
+                inner.config.rocksdb_memory_bytes / 2,
+            ),
+            restore_listener: inner
+                .restore_listener
+                .lock()
+                .map(|l| l.clone())
+                .map_err(|_| StreamsError::processor("listener lock poisoned"))?,
+        });
+        if let Ok(mut c) = inner.context.lock() {
+            *c = Some(ctx.clone());
+        }
+        inner.transition(State::Rebalancing);
+        for _ in 0..inner.config.num_stream_threads {
+            Self::spawn_thread(inner, &ctx)?;
+        }
+        Ok(())
+    }
+
+    fn spawn_thread(inner: &Arc<Inner>, ctx: &Arc<ThreadContext>) -> Result<(), StreamsError> {
+        let index = {
+            let mut n = inner
+                .next_thread
+                .lock()
+                .map_err(|_| StreamsError::processor("poisoned"))?;
+            *n += 1;
+            *n - 1
+        };
+        let weak: Weak<Inner> = Arc::downgrade(inner);
+        let on_change = {
+            let weak = weak.clone();
+            Arc::new(move || {
+                if let Some(i) = weak.upgrade() {
+                    i.on_thread_state_change();
+                }
+            })
+        };
+        let on_exit = Arc::new(
+            move |shared: &Arc<ThreadShared>, result: Result<(), StreamsError>| {
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(e) = result {
+                    tracing::error!(thread = %shared.name, error = %e, "stream thread failed");
+                    if let Ok(mut errs) = inner.errors.lock() {
+                        errs.push(e.to_string());
+                    }
+                    let handler = inner.error_handler.lock().map(|h| h.clone());
+                    let action = handler.map_or(UncaughtErrorAction::ShutdownClient, |h| h(&e));
+                    let ctx = inner.context.lock().ok().and_then(|c| c.clone());
+                    match (action, ctx) {
+                        (UncaughtErrorAction::ReplaceThread, Some(ctx))
+                            if !shared.shutdown.load(Ordering::Relaxed) =>
+                        {
+                            if let Err(e) = KafkaStreams::spawn_thread(&inner, &ctx) {
+                                tracing::error!(error = %e, "cannot replace the failed thread");
+                            }
+                        }
+                        _ => {
+                            if inner.transition(State::PendingError) {
+                                if let Ok(threads) = inner.threads.lock() {
+                                    for t in threads.iter() {
+                                        t.shared.shutdown.store(true, Ordering::Relaxed);
+                                    }
+                                }
+                                let waiter = inner.clone();
+                                std::thread::spawn(move || {
+                                    wait_threads(&waiter, None);
+                                    waiter.transition(State::Error);
+                                });
+                            }
+                        }
+                    }
+                }
+            },
+        );
+        let (shared, handle) = thread::spawn(ctx.clone(), index, on_change, on_exit)?;
+        inner
+            .threads
+            .lock()
+            .map_err(|_| StreamsError::processor("poisoned"))?
+            .push(ThreadSlot {
+                shared,
+                handle: Some(handle),
+            });
+        Ok(())
+    }
+
+    /// Stops the threads (each commits and closes its tasks) and waits up to `timeout`; true when every thread
+    /// stopped in time.
+    pub fn close(&self, timeout: Duration) -> bool {
+        let inner = &self.inner;
+        match self.state() {
+            State::Created => {
+                inner.transition(State::PendingShutdown);
+                inner.transition(State::NotRunning);
+                return true;
+            }
+            State::NotRunning | State::Error => return true,
+            _ => {}
+        }
+        inner.transition(State::PendingShutdown);
+        if let Ok(threads) = inner.threads.lock() {
+            for t in threads.iter() {
+                t.shared.shutdown.store(true, Ordering::Relaxed);
+            }
+        }
+        let done = wait_threads(inner, Some(Instant::now() + timeout));
+        if done && self.state() == State::PendingShutdown {
+            inner.transition(State::NotRunning);
+        }
+        done
+    }
+
+    /// Starts from an async context (the blocking set-up runs off the executor).
+    pub async fn start_async(&self) -> Result<(), StreamsError> {
+        let me = KafkaStreams {
+            inner: self.inner.clone(),
+        };
+        tokio::task::spawn_blocking(move || me.start())
+            .await
+            .map_err(|e| StreamsError::processor(format!("start task failed: {e}")))?
+    }
+
+    /// Closes from an async context.
+    pub async fn close_async(&self, timeout: Duration) -> bool {
+        let me = KafkaStreams {
+            inner: self.inner.clone(),
+        };
+        tokio::task::spawn_blocking(move || me.close(timeout))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Waits until the state is `target` (true) or `timeout` passes (false).
+    pub fn wait_for_state(&self, target: State, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.state() == target {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.state() == target
+    }
+}
+
+/// Joins finished threads until all are done or the deadline passes.
+fn wait_threads(inner: &Inner, deadline: Option<Instant>) -> bool {
+    loop {
+        let all_done = {
+            let Ok(mut threads) = inner.threads.lock() else {
+                return false;
+            };
+            let mut all = true;
+            for t in threads.iter_mut() {
+                match &t.handle {
+                    Some(h) if h.is_finished() => {
+                        if let Some(h) = t.handle.take() {
+                            let _ = h.join();
+                        }
+                    }
+                    Some(_) => all = false,
+                    None => {}
+                }
+            }
+            all
+        };
+        if all_done {
+            return true;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for KafkaStreams {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.inner) == 1
+            && !matches!(
+                self.state(),
+                State::NotRunning | State::Error | State::Created
+            )
+        {
+            self.close(Duration::from_secs(30));
+        }
+    }
+}

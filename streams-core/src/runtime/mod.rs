@@ -1,0 +1,23 @@
+//! Running topologies against Kafka: [`KafkaStreams`], its configuration, and the embedded broker.
+//!
+//! Each stream thread owns a group consumer (group = `application.id`, range assignor, so partition `p` of every
+//! co-partitioned topic lands on the same thread), a producer, and a restore consumer. Tasks are created when
+//! partitions are assigned: their stores are restored from the changelog topics, starting from the task's
+//! checkpoint file. Commits (every `commit.interval.ms`, and before partitions are given up) flush the caches,
+//! the producer and the stores, write checkpoints atomically, then commit the consumed offsets: processing is
+//! at-least-once. After a crash, the records processed since the last commit are processed again, and their
+//! effect on state may apply twice.
+
+mod admin;
+mod checkpoint;
+mod clients;
+mod config;
+mod embedded;
+mod kafka_streams;
+mod restore;
+mod thread;
+
+pub use config::{is_secret_key, ClientKind, ProcessingGuarantee, StreamsConfig};
+pub use embedded::{EmbeddedAdmin, EmbeddedKafka};
+pub use kafka_streams::{IntoStreamsSetup, KafkaStreams, State, UncaughtErrorAction};
+pub use restore::{NoopRestoreListener, StateRestoreListener};

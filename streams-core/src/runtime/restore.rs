@@ -1,0 +1,183 @@
+//! Restoring stores from their changelogs when a task is created.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use state_store::{BatchEntry, KeyValueStore};
+
+use crate::error::StreamsError;
+use crate::processor::TaskId;
+use crate::task::StateRestorer;
+
+/// Told about restoration progress, per store and partition.
+pub trait StateRestoreListener: Send + Sync + 'static {
+    /// Restoration of `store` partition `partition` starts at `start` and must reach `end`.
+    fn on_restore_start(&self, _store: &str, _partition: i32, _start: i64, _end: i64) {}
+    /// `restored` records applied so far, of `total`.
+    fn on_batch_restored(&self, _store: &str, _partition: i32, _restored: u64, _total: u64) {}
+    /// Done: `restored` records applied.
+    fn on_restore_end(&self, _store: &str, _partition: i32, _restored: u64) {}
+}
+
+/// A listener that does nothing (progress still goes to `tracing`).
+#[derive(Debug, Default)]
+pub struct NoopRestoreListener;
+impl StateRestoreListener for NoopRestoreListener {}
+
+/// Restores through the thread's restore consumer, starting from the task's checkpoint.
+pub(crate) struct ChangelogRestorer<'a> {
+    pub consumer: &'a BaseConsumer,
+    pub checkpoint: BTreeMap<(String, i32), i64>,
+    pub listener: Arc<dyn StateRestoreListener>,
+    /// Where each changelog partition stands after restoration: the next offset to read.
+    pub positions: BTreeMap<(String, i32), i64>,
+    pub restored: u64,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn kafka(what: &str, e: impl std::fmt::Display) -> StreamsError {
+    StreamsError::Processor {
+        node: String::new(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+impl StateRestorer for ChangelogRestorer<'_> {
+    fn restore(
+        &mut self,
+        task: TaskId,
+        store: &str,
+        changelog: &str,
+        dir: &Path,
+        mut inner: Box<dyn KeyValueStore>,
+        reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
+    ) -> Result<Box<dyn KeyValueStore>, StreamsError> {
+        let p = task.partition;
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(changelog, p, TIMEOUT)
+            .map_err(|e| {
+                kafka(
+                    &format!("cannot read the offsets of changelog {changelog}-{p}"),
+                    e,
+                )
+            })?;
+        let checkpoint = if inner.persistent() {
+            self.checkpoint.get(&(changelog.to_string(), p)).copied()
+        } else {
+            None
+        };
+        let mut wipe = !inner.persistent();
+        let start = match checkpoint {
+            Some(c) if c > high => {
+                return Err(StreamsError::Processor {
+                    node: String::new(),
+                    message: format!(
+                        "store '{store}' of task {task}: the checkpoint says offset {c}, beyond the end ({high}) of \
+                         changelog {changelog}-{p}; the changelog was deleted or recreated. Delete the task \
+                         directory {} to restore from scratch",
+                        dir.parent().unwrap_or(dir).display()
+                    ),
+                })
+            }
+            Some(c) if c < low => {
+                tracing::warn!(store, partition = p, checkpoint = c, low, "changelog truncated below the checkpoint; restoring from the start");
+                wipe = true;
+                low
+            }
+            Some(c) => c,
+            None => {
+                // No checkpoint: whatever the store holds is of unknown age.
+                wipe = true;
+                low
+            }
+        };
+        if wipe && inner.persistent() {
+            inner.close()?;
+            drop(inner);
+            if dir.exists() {
+                std::fs::remove_dir_all(dir).map_err(|source| StreamsError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            inner = reopen()?;
+        }
+        let total = (high - start).max(0) as u64;
+        self.listener.on_restore_start(store, p, start, high);
+        let mut restored = 0u64;
+        if start < high {
+            tracing::info!(store, partition = p, start, end = high, "restoring");
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(changelog, p, Offset::Offset(start))
+                .map_err(|e| kafka("cannot assign the restore consumer", e))?;
+            self.consumer
+                .assign(&tpl)
+                .map_err(|e| kafka("cannot assign the restore consumer", e))?;
+            let mut position = start;
+            let mut last_progress = Instant::now();
+            let mut keys: Vec<Vec<u8>> = Vec::new();
+            let mut values: Vec<Option<Vec<u8>>> = Vec::new();
+            while position < high {
+                keys.clear();
+                values.clear();
+                let mut got = 0;
+                while got < 10_000 && position < high {
+                    let timeout = if got == 0 {
+                        Duration::from_millis(500)
+                    } else {
+                        Duration::ZERO
+                    };
+                    match self.consumer.poll(timeout) {
+                        Some(Ok(m)) => {
+                            position = m.offset() + 1;
+                            if let Some(k) = m.key() {
+                                keys.push(k.to_vec());
+                                values.push(m.payload().map(<[u8]>::to_vec));
+                            }
+                            got += 1;
+                            last_progress = Instant::now();
+                        }
+                        Some(Err(e)) => {
+                            return Err(kafka(&format!("cannot read changelog {changelog}-{p}"), e))
+                        }
+                        None => {
+                            if got > 0 {
+                                break;
+                            }
+                            if last_progress.elapsed() > TIMEOUT {
+                                return Err(kafka(
+                                    &format!("restoring {changelog}-{p}"),
+                                    format!("no progress for {TIMEOUT:?} at offset {position} of {high}"),
+                                ));
+                            }
+                        }
+                    }
+                }
+                let batch: Vec<BatchEntry<'_>> = keys
+                    .iter()
+                    .zip(&values)
+                    .map(|(k, v)| (k.as_slice(), v.as_deref()))
+                    .collect();
+                inner.write_batch(&batch)?;
+                restored += got as u64;
+                self.listener.on_batch_restored(store, p, restored, total);
+                tracing::debug!(store, partition = p, restored, total, "restore progress");
+            }
+            self.consumer
+                .unassign()
+                .map_err(|e| kafka("cannot unassign the restore consumer", e))?;
+            inner.flush()?;
+        }
+        self.listener.on_restore_end(store, p, restored);
+        self.restored += restored;
+        self.positions.insert((changelog.to_string(), p), high);
+        Ok(inner)
+    }
+}

@@ -1,0 +1,620 @@
+//! A stream thread: one group consumer, one producer, one restore consumer, and the active tasks of the
+//! partitions assigned to it. The hot path (poll a batch, process, produce) is synchronous.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Headers as _, Message};
+use rdkafka::producer::Producer;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use state_store::{RocksDbResources, SharedKeyValueStore, StoreError};
+
+use crate::error::StreamsError;
+use crate::processor::TaskId;
+use crate::record::{Headers, RawRecordRef};
+use crate::runtime::checkpoint;
+use crate::runtime::clients::{
+    client_config, client_error, create_producer, ProducerChangelog, ProducerCollector,
+    StreamsProducer,
+};
+use crate::runtime::config::{ClientKind, StreamsConfig};
+use crate::runtime::restore::{ChangelogRestorer, StateRestoreListener};
+use crate::task::{Task, TaskEnv};
+use crate::topology::{PartitionPlan, SubTopology, Topology};
+
+/// Lifecycle of one stream thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ThreadState {
+    Starting,
+    PartitionsRevoked,
+    PartitionsAssigned,
+    Running,
+    PendingShutdown,
+    Dead,
+}
+
+enum Event {
+    Revoked,
+    Assigned(Vec<(String, i32)>),
+}
+
+/// What a commit needs to know about one task, reachable from the rebalance callback.
+struct TaskCommit {
+    dir: PathBuf,
+    stores: Vec<(String, SharedKeyValueStore)>,
+    /// Changelog partitions of the task's logged stores and the next offset each is restored up to.
+    positions: BTreeMap<(String, i32), i64>,
+}
+
+/// State shared by the thread's loop and its consumer's rebalance callbacks.
+pub(crate) struct ThreadShared {
+    pub name: String,
+    pub shutdown: AtomicBool,
+    pub state: Mutex<ThreadState>,
+    events: Mutex<Vec<Event>>,
+    commits: Mutex<CommitState>,
+    callback_error: Mutex<Option<StreamsError>>,
+    on_state_change: Arc<dyn Fn() + Send + Sync>,
+}
+
+struct CommitState {
+    producer: Arc<StreamsProducer>,
+    offsets: HashMap<(String, i32), i64>,
+    tasks: BTreeMap<TaskId, TaskCommit>,
+}
+
+impl ThreadShared {
+    fn set_state(&self, s: ThreadState) {
+        if let Ok(mut st) = self.state.lock() {
+            *st = s;
+        }
+        (self.on_state_change)();
+    }
+}
+
+fn kafka(what: &str, e: impl std::fmt::Display) -> StreamsError {
+    StreamsError::Processor {
+        node: String::new(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+/// Commits in the order that keeps at-least-once: flush caches (their writes go to the changelogs), flush the
+/// producer, flush the stores, write checkpoints, then commit the consumed offsets.
+fn commit<C: ConsumerContext>(
+    state: &mut CommitState,
+    consumer: &BaseConsumer<C>,
+) -> Result<(), StreamsError> {
+    for t in state.tasks.values() {
+        for (name, store) in &t.stores {
+            store
+                .lock()
+                .map_err(|_| StoreError::Poisoned {
+                    store: name.clone(),
+                })?
+                .flush()?;
+        }
+    }
+    state
+        .producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| kafka("producer flush failed", e))?;
+    if let Some(f) = state
+        .producer
+        .context()
+        .failure
+        .lock()
+        .ok()
+        .and_then(|f| f.clone())
+    {
+        return Err(kafka("a record could not be delivered", f));
+    }
+    {
+        let acked = state
+            .producer
+            .context()
+            .acked
+            .lock()
+            .map_err(|_| kafka("delivery state", "poisoned"))?;
+        for t in state.tasks.values_mut() {
+            for (key, pos) in t.positions.iter_mut() {
+                if let Some(&o) = acked.get(key) {
+                    *pos = (*pos).max(o + 1);
+                }
+            }
+            if !t.positions.is_empty() {
+                checkpoint::write(&t.dir, &t.positions)?;
+            }
+        }
+    }
+    if !state.offsets.is_empty() {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, p), o) in &state.offsets {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
+                .map_err(|e| kafka("commit", e))?;
+        }
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| kafka("offset commit failed", e))?;
+    }
+    Ok(())
+}
+
+pub(crate) struct StreamsConsumerContext {
+    shared: Arc<ThreadShared>,
+}
+
+impl ClientContext for StreamsConsumerContext {}
+
+impl ConsumerContext for StreamsConsumerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(_) => {
+                // Commit before giving the partitions up, so their next owner starts where we stopped.
+                let r = match self.shared.commits.lock() {
+                    Ok(mut c) => commit(&mut c, consumer),
+                    Err(_) => Err(kafka("commit state", "poisoned")),
+                };
+                if let Err(e) = r {
+                    tracing::error!(thread = %self.shared.name, error = %e, "commit on revocation failed");
+                    if let Ok(mut slot) = self.shared.callback_error.lock() {
+                        slot.get_or_insert(e);
+                    }
+                }
+                if let Ok(mut ev) = self.shared.events.lock() {
+                    ev.push(Event::Revoked);
+                }
+                self.shared.set_state(ThreadState::PartitionsRevoked);
+            }
+            Rebalance::Assign(tpl) => {
+                let parts = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                if let Ok(mut ev) = self.shared.events.lock() {
+                    ev.push(Event::Assigned(parts));
+                }
+                self.shared.set_state(ThreadState::PartitionsAssigned);
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(thread = %self.shared.name, error = %e, "rebalance error")
+            }
+        }
+    }
+}
+
+/// Everything a thread needs, shared by all threads of an instance.
+pub(crate) struct ThreadContext {
+    pub topology: Arc<Topology>,
+    pub subs: Arc<Vec<SubTopology>>,
+    pub plan: Arc<PartitionPlan>,
+    pub config: StreamsConfig,
+    pub rocksdb: RocksDbResources,
+    pub restore_listener: Arc<dyn StateRestoreListener>,
+}
+
+/// Called with the thread's result when it ends.
+pub(crate) type ExitHook = Arc<dyn Fn(&Arc<ThreadShared>, Result<(), StreamsError>) + Send + Sync>;
+
+/// Spawns a stream thread.
+pub(crate) fn spawn(
+    ctx: Arc<ThreadContext>,
+    index: usize,
+    on_state_change: Arc<dyn Fn() + Send + Sync>,
+    on_exit: ExitHook,
+) -> Result<(Arc<ThreadShared>, std::thread::JoinHandle<()>), StreamsError> {
+    let name = format!("{}-StreamThread-{index}", ctx.config.application_id);
+    let producer = create_producer(&ctx.config, &format!("{name}-producer"))?;
+    let shared = Arc::new(ThreadShared {
+        name: name.clone(),
+        shutdown: AtomicBool::new(false),
+        state: Mutex::new(ThreadState::Starting),
+        events: Mutex::new(Vec::new()),
+        commits: Mutex::new(CommitState {
+            producer: producer.clone(),
+            offsets: HashMap::new(),
+            tasks: BTreeMap::new(),
+        }),
+        callback_error: Mutex::new(None),
+        on_state_change,
+    });
+    let s2 = shared.clone();
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let span = tracing::info_span!("stream_thread", thread = %s2.name);
+            let _enter = span.enter();
+            let r = run(&ctx, &s2, producer);
+            s2.set_state(ThreadState::Dead);
+            on_exit(&s2, r);
+        })
+        .map_err(|source| StreamsError::Io { path: name, source })?;
+    Ok((shared, handle))
+}
+
+struct Loop<'a> {
+    ctx: &'a ThreadContext,
+    shared: &'a Arc<ThreadShared>,
+    restore_consumer: BaseConsumer,
+    producer: Arc<StreamsProducer>,
+    tasks: BTreeMap<TaskId, Task>,
+    /// (topic, partition) -> (task, input index).
+    routes: HashMap<(String, i32), (TaskId, usize)>,
+    /// Full source topic name -> sub-topology.
+    readers: HashMap<String, usize>,
+    paused: HashSet<(String, i32)>,
+    cache_per_store: usize,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn run(
+    ctx: &ThreadContext,
+    shared: &Arc<ThreadShared>,
+    producer: Arc<StreamsProducer>,
+) -> Result<(), StreamsError> {
+    let app = &ctx.config.application_id;
+    let mut c = client_config(&ctx.config, ClientKind::MainConsumer);
+    c.set("group.id", app)
+        .set("client.id", format!("{}-consumer", shared.name))
+        .set("partition.assignment.strategy", "range")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    for (k, v) in ctx.config.client_properties(ClientKind::MainConsumer) {
+        c.set(k, v);
+    }
+    let consumer: BaseConsumer<StreamsConsumerContext> = c
+        .create_with_context(StreamsConsumerContext {
+            shared: shared.clone(),
+        })
+        .map_err(|e| client_error(ClientKind::MainConsumer, e))?;
+    let mut rc = client_config(&ctx.config, ClientKind::RestoreConsumer);
+    rc.set("group.id", format!("{app}-restore"))
+        .set("client.id", format!("{}-restore-consumer", shared.name))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest");
+    let restore_consumer: BaseConsumer = rc
+        .create()
+        .map_err(|e| client_error(ClientKind::RestoreConsumer, e))?;
+
+    let mut readers = HashMap::new();
+    for s in ctx.subs.iter() {
+        for t in &s.source_topics {
+            readers.insert(ctx.topology.resolve_topic(app, t), s.id);
+        }
+    }
+    let topics: Vec<&str> = readers.keys().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| kafka("subscribe failed", e))?;
+    let store_instances: usize = ctx
+        .subs
+        .iter()
+        .map(|s| s.stores.len() * ctx.plan.task_counts[s.id].max(0) as usize)
+        .sum();
+    let mut l = Loop {
+        ctx,
+        shared,
+        restore_consumer,
+        producer,
+        tasks: BTreeMap::new(),
+        routes: HashMap::new(),
+        readers,
+        paused: HashSet::new(),
+        cache_per_store: ctx.config.cache_max_bytes / store_instances.max(1),
+    };
+    let result = l.main_loop(&consumer);
+    l.shutdown(&consumer, result.is_ok())?;
+    result
+}
+
+impl Loop<'_> {
+    fn main_loop(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+    ) -> Result<(), StreamsError> {
+        let mut last_commit = Instant::now();
+        let max_buffered = self.ctx.config.buffered_records_per_partition;
+        while !self.shared.shutdown.load(Ordering::Relaxed) {
+            let idle = !self.tasks.values().any(Task::has_queued);
+            let mut polled = 0usize;
+            loop {
+                let timeout = if polled == 0 && idle {
+                    self.ctx.config.poll_timeout
+                } else {
+                    Duration::ZERO
+                };
+                let msg = consumer.poll(timeout);
+                self.apply_events()?;
+                let m = match msg {
+                    None => break,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        break;
+                    }
+                    Some(Ok(m)) => m,
+                };
+                let key = (m.topic().to_string(), m.partition());
+                let Some(&(task_id, input)) = self.routes.get(&key) else {
+                    continue;
+                };
+                let mut headers = Headers::new();
+                if let Some(h) = m.headers() {
+                    for header in h.iter() {
+                        headers.add(header.key, header.value.map(<[u8]>::to_vec));
+                    }
+                }
+                let task = self
+                    .tasks
+                    .get_mut(&task_id)
+                    .expect("routes point at live tasks");
+                task.enqueue_at(
+                    input,
+                    RawRecordRef {
+                        key: m.key(),
+                        value: m.payload(),
+                        timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                        headers,
+                        offset: m.offset(),
+                    },
+                )?;
+                if task.queued_at(input) >= max_buffered && !self.paused.contains(&key) {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(&key.0, key.1);
+                    consumer.pause(&tpl).map_err(|e| kafka("pause", e))?;
+                    self.paused.insert(key);
+                }
+                polled += 1;
+                if polled >= 1000 {
+                    break;
+                }
+            }
+            if let Some(e) = self
+                .shared
+                .callback_error
+                .lock()
+                .ok()
+                .and_then(|mut e| e.take())
+            {
+                return Err(e);
+            }
+            // Process what is queued, a bounded slice per task so no task starves the others.
+            for task in self.tasks.values_mut() {
+                for _ in 0..1000 {
+                    if !task.process_one()? {
+                        break;
+                    }
+                }
+            }
+            self.producer.poll(Duration::ZERO);
+            self.record_offsets();
+            self.resume_drained(consumer, max_buffered / 2)?;
+            let now = now_ms();
+            for task in self.tasks.values_mut() {
+                task.set_wall_clock(now)?;
+            }
+            if let Some(f) = self
+                .producer
+                .context()
+                .failure
+                .lock()
+                .ok()
+                .and_then(|f| f.clone())
+            {
+                return Err(kafka("a record could not be delivered", f));
+            }
+            if last_commit.elapsed() >= self.ctx.config.commit_interval {
+                self.commit(consumer)?;
+                last_commit = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    fn record_offsets(&mut self) {
+        if let Ok(mut c) = self.shared.commits.lock() {
+            for task in self.tasks.values() {
+                for (topic, p, o) in task.consumed_offsets() {
+                    c.offsets.insert((topic.to_string(), p), o);
+                }
+            }
+        }
+    }
+
+    fn resume_drained(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+        low: usize,
+    ) -> Result<(), StreamsError> {
+        let drained: Vec<(String, i32)> = self
+            .paused
+            .iter()
+            .filter(|k| match self.routes.get(*k) {
+                Some((t, i)) => self.tasks.get(t).is_none_or(|t| t.queued_at(*i) <= low),
+                None => true,
+            })
+            .cloned()
+            .collect();
+        for key in drained {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&key.0, key.1);
+            consumer.resume(&tpl).map_err(|e| kafka("resume", e))?;
+            self.paused.remove(&key);
+        }
+        Ok(())
+    }
+
+    fn commit(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+    ) -> Result<(), StreamsError> {
+        let span = tracing::debug_span!("commit", tasks = self.tasks.len());
+        let _enter = span.enter();
+        self.record_offsets();
+        let mut c = self
+            .shared
+            .commits
+            .lock()
+            .map_err(|_| kafka("commit state", "poisoned"))?;
+        commit(&mut c, consumer)
+    }
+
+    fn apply_events(&mut self) -> Result<(), StreamsError> {
+        let events = std::mem::take(
+            &mut *self
+                .shared
+                .events
+                .lock()
+                .map_err(|_| kafka("events", "poisoned"))?,
+        );
+        for e in events {
+            match e {
+                Event::Revoked => {
+                    // The consumer fetches from the committed offsets again: drop what is queued.
+                    for t in self.tasks.values_mut() {
+                        t.clear_queues();
+                    }
+                    self.paused.clear();
+                }
+                Event::Assigned(parts) => self.assign(parts)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn assign(&mut self, parts: Vec<(String, i32)>) -> Result<(), StreamsError> {
+        let mut wanted: BTreeMap<TaskId, ()> = BTreeMap::new();
+        for (topic, p) in &parts {
+            if let Some(&sub) = self.readers.get(topic) {
+                wanted.insert(
+                    TaskId {
+                        subtopology: sub,
+                        partition: *p,
+                    },
+                    (),
+                );
+            }
+        }
+        let gone: Vec<TaskId> = self
+            .tasks
+            .keys()
+            .filter(|id| !wanted.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(mut t) = self.tasks.remove(&id) {
+                tracing::info!(task = %id, "closing task");
+                t.close()?;
+            }
+            if let Ok(mut c) = self.shared.commits.lock() {
+                c.tasks.remove(&id);
+                c.offsets.retain(|(topic, p), _| {
+                    !(self.readers.get(topic) == Some(&id.subtopology) && *p == id.partition)
+                });
+            }
+        }
+        for id in wanted.keys() {
+            if !self.tasks.contains_key(id) {
+                self.create_task(*id)?;
+            }
+        }
+        self.routes.clear();
+        for (id, task) in &self.tasks {
+            for (topic, p) in &parts {
+                if *p == id.partition && self.readers.get(topic) == Some(&id.subtopology) {
+                    if let Some(i) = task.input_index(topic) {
+                        self.routes.insert((topic.clone(), *p), (*id, i));
+                    }
+                }
+            }
+        }
+        self.shared.set_state(ThreadState::Running);
+        Ok(())
+    }
+
+    fn create_task(&mut self, id: TaskId) -> Result<(), StreamsError> {
+        let span = tracing::info_span!("task", task = %id);
+        let _enter = span.enter();
+        let app = &self.ctx.config.application_id;
+        let state_dir = self.ctx.config.state_dir.join(app);
+        let task_dir = state_dir.join(id.to_string());
+        let mut restorer = ChangelogRestorer {
+            consumer: &self.restore_consumer,
+            checkpoint: checkpoint::read(&task_dir)?,
+            listener: self.ctx.restore_listener.clone(),
+            positions: BTreeMap::new(),
+            restored: 0,
+        };
+        let mut partitions: HashMap<String, i32> =
+            self.ctx.plan.topic_partitions.clone().into_iter().collect();
+        partitions.extend(self.ctx.plan.changelogs.clone());
+        partitions.extend(self.ctx.plan.external.clone());
+        let env = TaskEnv {
+            application_id: Arc::from(app.as_str()),
+            state_dir,
+            rocksdb: self.ctx.rocksdb.clone(),
+            cache_bytes_per_store: self.cache_per_store,
+            collector: Box::new(ProducerCollector {
+                producer: self.producer.clone(),
+                partitions,
+            }),
+            changelog: Some(Arc::new(ProducerChangelog {
+                producer: self.producer.clone(),
+            })),
+            deserialization_handler: self.ctx.config.deserialization_handler.clone(),
+            wall_clock: now_ms(),
+        };
+        let sub = &self.ctx.subs[id.subtopology];
+        let task = Task::new(
+            &self.ctx.topology,
+            sub,
+            id.partition,
+            env,
+            Some(&mut restorer),
+        )?;
+        tracing::info!(task = %id, restored = restorer.restored, "task created");
+        let stores = task.stores().to_vec();
+        if let Ok(mut c) = self.shared.commits.lock() {
+            c.tasks.insert(
+                id,
+                TaskCommit {
+                    dir: task_dir,
+                    stores,
+                    positions: restorer.positions,
+                },
+            );
+        }
+        self.tasks.insert(id, task);
+        Ok(())
+    }
+
+    fn shutdown(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+        clean: bool,
+    ) -> Result<(), StreamsError> {
+        self.shared.set_state(ThreadState::PendingShutdown);
+        let mut result = Ok(());
+        if clean {
+            result = self.commit(consumer);
+        }
+        for (id, mut t) in std::mem::take(&mut self.tasks) {
+            if let Err(e) = t.close() {
+                tracing::warn!(task = %id, error = %e, "error closing task");
+            }
+        }
+        consumer.unsubscribe();
+        result
+    }
+}
