@@ -48,6 +48,53 @@ fn kafka(what: &str, e: impl std::fmt::Display) -> StreamsError {
     }
 }
 
+impl ChangelogRestorer<'_> {
+    /// The offset after the last record of the partition. Brokers report it as the high watermark, but some
+    /// (tansu) report one past the base offset of the last batch instead; reading from just before the
+    /// reported end finds the real one.
+    fn true_end(&self, topic: &str, p: i32, low: i64, high: i64) -> Result<i64, StreamsError> {
+        if high <= low {
+            return Ok(high);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, Offset::Offset(high - 1))
+            .map_err(|e| kafka("cannot assign the restore consumer", e))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| kafka("cannot assign the restore consumer", e))?;
+        let mut end = high;
+        let started = Instant::now();
+        let mut idle_since = Instant::now();
+        loop {
+            match self.consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => {
+                    end = end.max(m.offset() + 1);
+                    idle_since = Instant::now();
+                }
+                Some(Err(e)) => {
+                    return Err(kafka(&format!("cannot read changelog {topic}-{p}"), e))
+                }
+                None => {
+                    let waited = idle_since.elapsed();
+                    // Once something was read, a short quiet spell means the end; before, allow for the fetch.
+                    if (end > high && waited > Duration::from_millis(200))
+                        || waited > Duration::from_secs(2)
+                    {
+                        break;
+                    }
+                }
+            }
+            if started.elapsed() > TIMEOUT {
+                break;
+            }
+        }
+        self.consumer
+            .unassign()
+            .map_err(|e| kafka("cannot unassign the restore consumer", e))?;
+        Ok(end)
+    }
+}
+
 impl StateRestorer for ChangelogRestorer<'_> {
     fn restore(
         &mut self,
@@ -68,6 +115,7 @@ impl StateRestorer for ChangelogRestorer<'_> {
                     e,
                 )
             })?;
+        let high = self.true_end(changelog, p, low, high)?;
         let checkpoint = if inner.persistent() {
             self.checkpoint.get(&(changelog.to_string(), p)).copied()
         } else {
