@@ -38,8 +38,9 @@ mod topology;
 
 pub use error::{ErrorClass, StreamsError};
 pub use handler::{
-    DeserializationExceptionHandler, DeserializationResponse, ErrorContext, LogAndContinue,
-    LogAndFail,
+    DeadLetterQueue, DeserializationExceptionHandler, DeserializationResponse, ErrorContext,
+    LogAndContinue, LogAndFail, DLQ_ERROR_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER,
+    DLQ_ROLE_HEADER, DLQ_TOPIC_HEADER,
 };
 pub use node::StreamPartitioner;
 pub use partitioner::{default_partition, murmur2};

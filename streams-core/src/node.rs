@@ -223,6 +223,29 @@ impl<K: Data, V: Data> SourceNode<K, V> {
                     .set(self.shared.metrics.skipped_records.get() + 1);
                 Ok(false)
             }
+            DeserializationResponse::DeadLetter(dlq) => {
+                let partition = self.shared.task_id.partition;
+                let headers = raw
+                    .headers
+                    .clone()
+                    .with(crate::handler::DLQ_ERROR_HEADER, error.to_string())
+                    .with(crate::handler::DLQ_TOPIC_HEADER, topic.to_string())
+                    .with(crate::handler::DLQ_PARTITION_HEADER, partition.to_string())
+                    .with(crate::handler::DLQ_OFFSET_HEADER, raw.offset.to_string())
+                    .with(crate::handler::DLQ_ROLE_HEADER, role);
+                self.shared.collector.borrow_mut().send(OutgoingRecord {
+                    topic: &dlq,
+                    partition: None,
+                    key: raw.key,
+                    value: raw.value,
+                    timestamp: raw.timestamp.max(0),
+                    headers: &headers,
+                })?;
+                let m = &self.shared.metrics;
+                m.skipped_records.set(m.skipped_records.get() + 1);
+                m.dead_lettered.set(m.dead_lettered.get() + 1);
+                Ok(false)
+            }
             DeserializationResponse::Fail => Err(StreamsError::Deserialization {
                 topic: topic.to_string(),
                 partition: self.shared.task_id.partition,

@@ -77,6 +77,7 @@ pub(crate) trait StateRestorer {
 pub(crate) struct TaskMetrics {
     pub processed: Cell<u64>,
     pub skipped_records: Cell<u64>,
+    pub dead_lettered: Cell<u64>,
     pub punctuations: Cell<u64>,
 }
 
@@ -87,6 +88,8 @@ pub struct TaskMetricsSnapshot {
     pub processed: u64,
     /// Records skipped: undeserializable records the handler let pass, and null keys on table sources.
     pub skipped_records: u64,
+    /// Of the skipped records, those written to a dead-letter topic.
+    pub dead_lettered: u64,
     /// Punctuations fired.
     pub punctuations: u64,
 }
@@ -558,6 +561,7 @@ impl Task {
         TaskMetricsSnapshot {
             processed: m.processed.get(),
             skipped_records: m.skipped_records.get(),
+            dead_lettered: m.dead_lettered.get(),
             punctuations: m.punctuations.get(),
         }
     }

@@ -730,6 +730,7 @@ impl TopologyTestDriver {
             .fold(TaskMetricsSnapshot::default(), |a, m| TaskMetricsSnapshot {
                 processed: a.processed + m.processed,
                 skipped_records: a.skipped_records + m.skipped_records,
+                dead_lettered: a.dead_lettered + m.dead_lettered,
                 punctuations: a.punctuations + m.punctuations,
             })
     }

@@ -196,6 +196,64 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[(Vec<u8>, Option<Vec<u8>
     producer.flush(Duration::from_secs(30)).expect("flush");
 }
 
+/// A record read back for checking: key, value, headers.
+pub type Checked = (Vec<u8>, Option<Vec<u8>>, Vec<(String, Vec<u8>)>);
+
+/// Like [`consume_until`], with headers.
+pub fn consume_with_headers(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+    want: usize,
+) -> Vec<Checked> {
+    use rdkafka::message::Headers as _;
+    let consumer = checker(bootstrap, topic);
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < timeout && out.len() < want {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().map(<[u8]>::to_vec),
+                headers,
+            ));
+        }
+    }
+    out
+}
+
+fn checker(bootstrap: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("checker-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
 /// Reads `topic` from the beginning until `done(records so far)` or `timeout`; returns (key, value) pairs.
 pub fn consume_until(
     bootstrap: &str,

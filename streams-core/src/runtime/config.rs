@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::StreamsError;
-use crate::handler::{DeserializationExceptionHandler, LogAndContinue, LogAndFail};
+use crate::handler::{
+    DeadLetterQueue, DeserializationExceptionHandler, LogAndContinue, LogAndFail,
+};
 
 /// Delivery guarantee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,7 +98,8 @@ pub struct StreamsConfig {
     pub rocksdb_memory_bytes: usize,
     /// `application.server`: `host:port` where this instance answers interactive queries.
     pub application_server: Option<String>,
-    /// `default.deserialization.exception.handler`: `fail` (default) or `continue`; or a handler of your own.
+    /// `default.deserialization.exception.handler`: `fail` (default), `continue`, or `dead-letter:<topic>`; or a
+    /// handler of your own.
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     deserialization_handler_name: String,
     /// librdkafka properties by client kind (`None` = every client).
@@ -232,12 +235,18 @@ impl StreamsConfig {
                 let h: Arc<dyn DeserializationExceptionHandler> = match value {
                     "fail" | "LogAndFailExceptionHandler" => Arc::new(LogAndFail),
                     "continue" | "LogAndContinueExceptionHandler" => Arc::new(LogAndContinue),
-                    other => {
-                        return Err(invalid(
-                            key,
-                            format!("expected 'fail' or 'continue', got '{other}' (set a handler of your own with with_deserialization_handler)"),
-                        ))
-                    }
+                    other => match other.strip_prefix("dead-letter:") {
+                        Some(topic) if !topic.is_empty() => Arc::new(DeadLetterQueue::new(topic)),
+                        _ => {
+                            return Err(invalid(
+                                key,
+                                format!(
+                                    "expected 'fail', 'continue' or 'dead-letter:<topic>', got '{other}' (or set \
+                                     a handler of your own with with_deserialization_handler)"
+                                ),
+                            ))
+                        }
+                    },
                 };
                 self.deserialization_handler = h;
                 self.deserialization_handler_name = value.to_string();

@@ -247,6 +247,19 @@ impl KafkaStreams {
         }
     }
 
+    /// Counters summed over every thread and task of this instance: records processed, skipped (bad records
+    /// the handler let pass, null table keys), dead-lettered, punctuations.
+    pub fn metrics(&self) -> crate::task::TaskMetricsSnapshot {
+        let Ok(threads) = self.inner.threads.lock() else {
+            return Default::default();
+        };
+        thread::sum_metrics(
+            threads
+                .iter()
+                .filter_map(|t| t.shared.metrics.lock().ok().map(|m| *m)),
+        )
+    }
+
     /// Messages of the errors that stopped threads, oldest first.
     pub fn errors(&self) -> Vec<String> {
         self.inner

@@ -23,7 +23,7 @@ use crate::runtime::clients::{
 };
 use crate::runtime::config::{ClientKind, StreamsConfig};
 use crate::runtime::restore::{ChangelogRestorer, StateRestoreListener};
-use crate::task::{Task, TaskEnv};
+use crate::task::{Task, TaskEnv, TaskMetricsSnapshot};
 use crate::topology::{PartitionPlan, SubTopology, Topology};
 
 /// Lifecycle of one stream thread.
@@ -59,6 +59,24 @@ pub(crate) struct ThreadShared {
     commits: Mutex<CommitState>,
     callback_error: Mutex<Option<StreamsError>>,
     on_state_change: Arc<dyn Fn() + Send + Sync>,
+    /// Counters of every task this thread ran, closed ones included.
+    pub metrics: Mutex<TaskMetricsSnapshot>,
+}
+
+fn add(a: TaskMetricsSnapshot, b: TaskMetricsSnapshot) -> TaskMetricsSnapshot {
+    TaskMetricsSnapshot {
+        processed: a.processed + b.processed,
+        skipped_records: a.skipped_records + b.skipped_records,
+        dead_lettered: a.dead_lettered + b.dead_lettered,
+        punctuations: a.punctuations + b.punctuations,
+    }
+}
+
+/// Sums counters.
+pub(crate) fn sum_metrics(
+    items: impl IntoIterator<Item = TaskMetricsSnapshot>,
+) -> TaskMetricsSnapshot {
+    items.into_iter().fold(TaskMetricsSnapshot::default(), add)
 }
 
 struct CommitState {
@@ -222,6 +240,7 @@ pub(crate) fn spawn(
         }),
         callback_error: Mutex::new(None),
         on_state_change,
+        metrics: Mutex::new(TaskMetricsSnapshot::default()),
     });
     let s2 = shared.clone();
     let handle = std::thread::Builder::new()
@@ -249,6 +268,8 @@ struct Loop<'a> {
     readers: HashMap<String, usize>,
     paused: HashSet<(String, i32)>,
     cache_per_store: usize,
+    /// Counters of closed tasks.
+    closed_metrics: TaskMetricsSnapshot,
 }
 
 fn now_ms() -> i64 {
@@ -313,6 +334,7 @@ fn run(
         readers,
         paused: HashSet::new(),
         cache_per_store: ctx.config.cache_max_bytes / store_instances.max(1),
+        closed_metrics: TaskMetricsSnapshot::default(),
     };
     let result = l.main_loop(&consumer);
     l.shutdown(&consumer, result.is_ok())?;
@@ -399,6 +421,7 @@ impl Loop<'_> {
             }
             self.producer.poll(Duration::ZERO);
             self.record_offsets();
+            self.publish_metrics();
             self.resume_drained(consumer, max_buffered / 2)?;
             let now = now_ms();
             for task in self.tasks.values_mut() {
@@ -420,6 +443,16 @@ impl Loop<'_> {
             }
         }
         Ok(())
+    }
+
+    fn publish_metrics(&self) {
+        let total = add(
+            self.closed_metrics,
+            sum_metrics(self.tasks.values().map(Task::metrics)),
+        );
+        if let Ok(mut m) = self.shared.metrics.lock() {
+            *m = total;
+        }
     }
 
     fn record_offsets(&mut self) {
@@ -515,6 +548,7 @@ impl Loop<'_> {
         for id in gone {
             if let Some(mut t) = self.tasks.remove(&id) {
                 tracing::info!(task = %id, "closing task");
+                self.closed_metrics = add(self.closed_metrics, t.metrics());
                 t.close()?;
             }
             if let Ok(mut c) = self.shared.commits.lock() {
@@ -609,6 +643,7 @@ impl Loop<'_> {
         if clean {
             result = self.commit(consumer);
         }
+        self.publish_metrics();
         for (id, mut t) in std::mem::take(&mut self.tasks) {
             if let Err(e) = t.close() {
                 tracing::warn!(task = %id, error = %e, "error closing task");
