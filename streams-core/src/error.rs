@@ -137,6 +137,9 @@ pub enum StreamsError {
         /// What happened.
         message: String,
     },
+    /// The group is rebalancing or this member left it: the task may belong to another instance now.
+    #[error("task migrated: {0}")]
+    TaskMigrated(String),
     /// A topic the topology uses is unknown to the broker or the test driver.
     #[error("unknown topic '{0}'")]
     UnknownTopic(String),
@@ -172,6 +175,7 @@ impl StreamsError {
     pub fn class(&self) -> ErrorClass {
         match self {
             StreamsError::UnknownTopic(_) => ErrorClass::Retriable,
+            StreamsError::TaskMigrated(_) => ErrorClass::TaskMigrated,
             _ => ErrorClass::Fatal,
         }
     }

@@ -155,9 +155,15 @@ fn commit<C: ConsumerContext>(
             tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
                 .map_err(|e| kafka("commit", e))?;
         }
-        consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| kafka("offset commit failed", e))?;
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+            use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+            return Err(match e {
+                KafkaError::ConsumerCommit(
+                    C::RebalanceInProgress | C::IllegalGeneration | C::UnknownMemberId,
+                ) => StreamsError::TaskMigrated(format!("offset commit refused: {e}")),
+                e => kafka("offset commit failed", e),
+            });
+        }
     }
     Ok(())
 }
@@ -177,7 +183,10 @@ impl ConsumerContext for StreamsConsumerContext {
                     Ok(mut c) => commit(&mut c, consumer),
                     Err(_) => Err(kafka("commit state", "poisoned")),
                 };
-                if let Err(e) = r {
+                if let Err(StreamsError::TaskMigrated(e)) = &r {
+                    // Another member owns the partitions already: it reprocesses from the last commit.
+                    tracing::warn!(thread = %self.shared.name, error = %e, "commit on revocation refused");
+                } else if let Err(e) = r {
                     tracing::error!(thread = %self.shared.name, error = %e, "commit on revocation failed");
                     if let Ok(mut slot) = self.shared.callback_error.lock() {
                         slot.get_or_insert(e);
@@ -438,7 +447,13 @@ impl Loop<'_> {
                 return Err(kafka("a record could not be delivered", f));
             }
             if last_commit.elapsed() >= self.ctx.config.commit_interval {
-                self.commit(consumer)?;
+                match self.commit(consumer) {
+                    // A rebalance is under way: the revocation callback commits before the partitions move.
+                    Err(StreamsError::TaskMigrated(e)) => {
+                        tracing::info!(error = %e, "commit postponed")
+                    }
+                    r => r?,
+                }
                 last_commit = Instant::now();
             }
         }
@@ -641,7 +656,13 @@ impl Loop<'_> {
         self.shared.set_state(ThreadState::PendingShutdown);
         let mut result = Ok(());
         if clean {
-            result = self.commit(consumer);
+            result = match self.commit(consumer) {
+                Err(StreamsError::TaskMigrated(e)) => {
+                    tracing::warn!(error = %e, "final commit refused; the next owner reprocesses from the last commit");
+                    Ok(())
+                }
+                r => r,
+            };
         }
         self.publish_metrics();
         for (id, mut t) in std::mem::take(&mut self.tasks) {
