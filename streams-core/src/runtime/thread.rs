@@ -357,6 +357,7 @@ impl Loop<'_> {
     ) -> Result<(), StreamsError> {
         let mut last_commit = Instant::now();
         let max_buffered = self.ctx.config.buffered_records_per_partition;
+        let poll_batch = (max_buffered / 2).max(1);
         while !self.shared.shutdown.load(Ordering::Relaxed) {
             let idle = !self.tasks.values().any(Task::has_queued);
             let mut polled = 0usize;
@@ -407,7 +408,10 @@ impl Loop<'_> {
                     self.paused.insert(key);
                 }
                 polled += 1;
-                if polled >= 1000 {
+                // Poll at most half a partition buffer per round: everything queued is processed before the next
+                // poll, so in steady state no partition fills up. Pausing is for a slow topology only, because
+                // librdkafka drops what it prefetched for a paused partition and fetches it again on resume.
+                if polled >= poll_batch {
                     break;
                 }
             }
@@ -422,7 +426,7 @@ impl Loop<'_> {
             }
             // Process what is queued, a bounded slice per task so no task starves the others.
             for task in self.tasks.values_mut() {
-                for _ in 0..1000 {
+                for _ in 0..max_buffered {
                     if !task.process_one()? {
                         break;
                     }
