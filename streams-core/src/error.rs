@@ -64,6 +64,14 @@ pub enum StreamsError {
         /// Known store names, formatted for the message.
         hint: String,
     },
+    /// A store cannot be queried right now: the instance is not running, or is rebalancing or restoring.
+    #[error("store '{store}' cannot be queried now: {reason}")]
+    StoreUnavailable {
+        /// The store.
+        store: String,
+        /// Why, and when to retry.
+        reason: String,
+    },
     /// A store was asked for with other key or value types than it holds.
     #[error("store '{store}' holds <{actual}> but <{requested}> was requested")]
     StoreTypeMismatch {

@@ -59,7 +59,8 @@ pub trait ChangelogWriter: Send + Sync {
 /// Brings a store up to date from its changelog before its task starts (the runtime's restoration).
 pub(crate) trait StateRestorer {
     /// Restores `inner` (just opened, not yet wrapped) of `store` from partition `task.partition` of
-    /// `changelog`. May wipe it: drop it, clear `dir`, and call `reopen`.
+    /// `changelog`. `wiped`: the store was just recreated empty (its checkpoint no longer applies). May wipe it:
+    /// drop it, clear `dir`, and call `reopen`.
     #[allow(clippy::too_many_arguments)]
     fn restore(
         &mut self,
@@ -68,6 +69,7 @@ pub(crate) trait StateRestorer {
         changelog: &str,
         dir: &std::path::Path,
         inner: Box<dyn KeyValueStore>,
+        wiped: bool,
         reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
     ) -> Result<Box<dyn KeyValueStore>, StreamsError>;
 }
@@ -252,11 +254,26 @@ fn open_store(
             },
         )?)
     };
-    let mut store: Box<dyn KeyValueStore> = reopen()?;
+    let restorable = def.logging && restorer.is_some();
+    let (mut store, wiped): (Box<dyn KeyValueStore>, bool) = match reopen() {
+        Ok(s) => (s, false),
+        // A store that cannot be opened is corrupt: with a changelog to restore from, start it afresh.
+        Err(e) if restorable && def.supplier.persistent() => {
+            tracing::warn!(store = name, task = %id, error = %e, "cannot open the store; wiping it and restoring from the changelog");
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|source| StreamsError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            (reopen()?, true)
+        }
+        Err(e) => return Err(e),
+    };
     let topic = Topology::changelog_topic(&env.application_id, name);
     if def.logging {
         if let Some(r) = restorer {
-            store = r.restore(id, name, &topic, &dir, store, &mut reopen)?;
+            store = r.restore(id, name, &topic, &dir, store, wiped, &mut reopen)?;
         }
     }
     if def.logging {

@@ -260,6 +260,40 @@ impl KafkaStreams {
         )
     }
 
+    /// A read-only view of store `name` over every task of this instance that holds a part of it (local
+    /// partitions only). Available while the instance is `Running`; while it rebalances or restores, or before
+    /// it starts, the error says so and the call can be retried.
+    pub fn store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::ReadOnlyKeyValueStore<K, V>, StreamsError> {
+        let state = self.state();
+        if state != State::Running {
+            let reason = match state {
+                State::Rebalancing => {
+                    "the instance is rebalancing or restoring state; retry shortly".to_string()
+                }
+                other => format!("the instance is {other:?}, not Running"),
+            };
+            return Err(StreamsError::StoreUnavailable {
+                store: name.to_string(),
+                reason,
+            });
+        }
+        let parts = {
+            let threads = self
+                .inner
+                .threads
+                .lock()
+                .map_err(|_| StreamsError::processor("poisoned"))?;
+            threads
+                .iter()
+                .flat_map(|t| t.shared.stores_named(name))
+                .collect()
+        };
+        crate::ReadOnlyKeyValueStore::new(&self.inner.topology, name, parts)
+    }
+
     /// Messages of the errors that stopped threads, oldest first.
     pub fn errors(&self) -> Vec<String> {
         self.inner

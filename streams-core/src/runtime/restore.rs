@@ -103,6 +103,7 @@ impl StateRestorer for ChangelogRestorer<'_> {
         changelog: &str,
         dir: &Path,
         mut inner: Box<dyn KeyValueStore>,
+        wiped: bool,
         reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
     ) -> Result<Box<dyn KeyValueStore>, StreamsError> {
         let p = task.partition;
@@ -116,7 +117,7 @@ impl StateRestorer for ChangelogRestorer<'_> {
                 )
             })?;
         let high = self.true_end(changelog, p, low, high)?;
-        let checkpoint = if inner.persistent() {
+        let checkpoint = if inner.persistent() && !wiped {
             self.checkpoint.get(&(changelog.to_string(), p)).copied()
         } else {
             None

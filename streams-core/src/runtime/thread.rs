@@ -86,6 +86,21 @@ struct CommitState {
 }
 
 impl ThreadShared {
+    /// Handles on the stores called `name` of this thread's tasks.
+    pub(crate) fn stores_named(&self, name: &str) -> Vec<SharedKeyValueStore> {
+        self.commits.lock().map_or_else(
+            |_| Vec::new(),
+            |c| {
+                c.tasks
+                    .values()
+                    .flat_map(|t| t.stores.iter())
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, s)| s.clone())
+                    .collect()
+            },
+        )
+    }
+
     fn set_state(&self, s: ThreadState) {
         if let Ok(mut st) = self.state.lock() {
             *st = s;
