@@ -204,6 +204,19 @@ impl TaskShared {
     }
 }
 
+/// Flushes each store of a list (cache, then changelog writes, then the store itself).
+pub(crate) fn flush_stores(stores: &[(String, SharedKeyValueStore)]) -> Result<(), StreamsError> {
+    for (name, store) in stores {
+        store
+            .lock()
+            .map_err(|_| StoreError::Poisoned {
+                store: name.clone(),
+            })?
+            .flush()?;
+    }
+    Ok(())
+}
+
 /// Everything a task needs from its surroundings.
 pub(crate) struct TaskEnv {
     pub application_id: Arc<str>,
@@ -558,15 +571,7 @@ impl Task {
 
     /// Flushes every store: caches, then changelog writes, then the stores themselves.
     pub(crate) fn flush(&mut self) -> Result<(), StreamsError> {
-        for (name, store) in &self.stores {
-            store
-                .lock()
-                .map_err(|_| StoreError::Poisoned {
-                    store: name.clone(),
-                })?
-                .flush()?;
-        }
-        Ok(())
+        flush_stores(&self.stores)
     }
 
     pub(crate) fn stores(&self) -> &[(String, SharedKeyValueStore)] {

@@ -261,26 +261,7 @@ pub fn consume_until(
     timeout: Duration,
     mut done: impl FnMut(&[(Vec<u8>, Option<Vec<u8>>)]) -> bool,
 ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("checker-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let partitions = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map_or(0, |t| t.partitions().len());
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).expect("assign");
+    let consumer = checker(bootstrap, topic);
     let mut out = Vec::new();
     let start = Instant::now();
     while start.elapsed() < timeout && !done(&out) {

@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::{Headers as _, Message};
 use rdkafka::producer::Producer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use state_store::{RocksDbResources, SharedKeyValueStore, StoreError};
+use state_store::{RocksDbResources, SharedKeyValueStore};
 
 use crate::error::StreamsError;
 use crate::processor::TaskId;
@@ -23,7 +23,7 @@ use crate::runtime::clients::{
 };
 use crate::runtime::config::{ClientKind, StreamsConfig};
 use crate::runtime::restore::{ChangelogRestorer, StateRestoreListener};
-use crate::task::{Task, TaskEnv, TaskMetricsSnapshot};
+use crate::task::{flush_stores, Task, TaskEnv, TaskMetricsSnapshot};
 use crate::topology::{PartitionPlan, SubTopology, Topology};
 
 /// Lifecycle of one stream thread.
@@ -123,29 +123,13 @@ fn commit<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
 ) -> Result<(), StreamsError> {
     for t in state.tasks.values() {
-        for (name, store) in &t.stores {
-            store
-                .lock()
-                .map_err(|_| StoreError::Poisoned {
-                    store: name.clone(),
-                })?
-                .flush()?;
-        }
+        flush_stores(&t.stores)?;
     }
     state
         .producer
         .flush(Duration::from_secs(60))
         .map_err(|e| kafka("producer flush failed", e))?;
-    if let Some(f) = state
-        .producer
-        .context()
-        .failure
-        .lock()
-        .ok()
-        .and_then(|f| f.clone())
-    {
-        return Err(kafka("a record could not be delivered", f));
-    }
+    delivery_failure(&state.producer)?;
     {
         let acked = state
             .producer
@@ -181,6 +165,20 @@ fn commit<C: ConsumerContext>(
         }
     }
     Ok(())
+}
+
+/// The first delivery failure the producer reported, as an error: an undelivered record would be lost.
+fn delivery_failure(producer: &StreamsProducer) -> Result<(), StreamsError> {
+    match producer
+        .context()
+        .failure
+        .lock()
+        .ok()
+        .and_then(|f| f.clone())
+    {
+        Some(f) => Err(kafka("a record could not be delivered", f)),
+        None => Ok(()),
+    }
 }
 
 pub(crate) struct StreamsConsumerContext {
@@ -455,16 +453,7 @@ impl Loop<'_> {
             for task in self.tasks.values_mut() {
                 task.set_wall_clock(now)?;
             }
-            if let Some(f) = self
-                .producer
-                .context()
-                .failure
-                .lock()
-                .ok()
-                .and_then(|f| f.clone())
-            {
-                return Err(kafka("a record could not be delivered", f));
-            }
+            delivery_failure(&self.producer)?;
             if last_commit.elapsed() >= self.ctx.config.commit_interval {
                 match self.commit(consumer) {
                     // A rebalance is under way: the revocation callback commits before the partitions move.
