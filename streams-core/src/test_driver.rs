@@ -335,12 +335,35 @@ impl DriverState {
         &mut self,
         topic: &str,
         partition: Option<i32>,
-        mut record: RawRecord,
+        record: RawRecord,
     ) -> Result<(), StreamsError> {
+        let view = RawRecordRef {
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            timestamp: record.timestamp,
+            headers: record.headers.clone(),
+            offset: -1,
+        };
+        let retained = self.append_ref(topic, partition, view)?;
+        if let Some((id, p, offset)) = retained {
+            let log = &mut self.logs[id];
+            log.order.push((p as i32, log.partitions[p].len()));
+            log.partitions[p].push(RawRecord { offset, ..record });
+        }
+        Ok(())
+    }
+
+    /// Routes a borrowed record; returns where to retain it (topic id, partition, offset) when records are kept.
+    fn append_ref(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        mut record: RawRecordRef<'_>,
+    ) -> Result<Option<(usize, usize, i64)>, StreamsError> {
         let id = self.topic_id(topic);
         let log = &mut self.logs[id];
         let n = log.partitions.len() as i32;
-        let partition = match (partition, &record.key) {
+        let partition = match (partition, record.key) {
             (Some(p), _) if (0..n).contains(&p) => p,
             (Some(p), _) => {
                 return Err(StreamsError::Config {
@@ -357,27 +380,14 @@ impl DriverState {
             }
         };
         let p = partition as usize;
-        record.offset = log.next_offsets[p];
+        let offset = log.next_offsets[p];
         log.next_offsets[p] += 1;
+        record.offset = offset;
         if let Some(readers) = &log.readers {
             let (task, input) = readers[p];
-            let view = RawRecordRef {
-                key: record.key.as_deref(),
-                value: record.value.as_deref(),
-                timestamp: record.timestamp,
-                headers: std::mem::take(&mut record.headers),
-                offset: record.offset,
-            };
-            let headers = view.headers.clone();
-            self.tasks[task].enqueue_at(input, view)?;
-            record.headers = headers;
+            self.tasks[task].enqueue_at(input, record)?;
         }
-        if self.retain {
-            let log = &mut self.logs[id];
-            log.order.push((partition, log.partitions[p].len()));
-            log.partitions[p].push(record);
-        }
-        Ok(())
+        Ok(self.retain.then_some((id, p, offset)))
     }
 
     fn drain_outbox(&mut self) -> Result<(), StreamsError> {
@@ -672,6 +682,36 @@ impl TopologyTestDriver {
         let mut st = self.state.borrow_mut();
         for (topic, partition, record) in records {
             st.append(topic, partition, record)?;
+        }
+        st.run()?;
+        if st.auto_commit {
+            st.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Pipes borrowed records into `topic` as one batch, like [`TopologyTestDriver::pipe_raw`] without copying
+    /// them in (they are copied only when records are retained). Benchmarks use it to feed the engine from one
+    /// buffer, as the runtime does from the consumer's messages.
+    pub fn pipe_raw_refs<'r>(
+        &self,
+        topic: &str,
+        records: impl IntoIterator<Item = (Option<i32>, RawRecordRef<'r>)>,
+    ) -> Result<(), StreamsError> {
+        let mut st = self.state.borrow_mut();
+        for (partition, record) in records {
+            if st.retain {
+                let owned = RawRecord {
+                    key: record.key.map(<[u8]>::to_vec),
+                    value: record.value.map(<[u8]>::to_vec),
+                    timestamp: record.timestamp,
+                    headers: record.headers,
+                    offset: -1,
+                };
+                st.append(topic, partition, owned)?;
+            } else {
+                st.append_ref(topic, partition, record)?;
+            }
         }
         st.run()?;
         if st.auto_commit {

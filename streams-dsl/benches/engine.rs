@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;
 
-use streams_dsl::streams_core::RawRecord;
+use streams_dsl::streams_core::{Headers, RawRecordRef};
 use streams_dsl::*;
 
 /// Records per driver call, like one poll of a consumer.
@@ -58,49 +58,47 @@ fn measure(records: usize, f: impl FnOnce()) -> Measure {
     }
 }
 
-/// Input: i64 keys over `keys` distinct values, i64 values, as raw records in chunks.
-fn input(n: usize, keys: u64) -> Vec<Vec<(Option<i32>, RawRecord)>> {
+/// Input: i64 keys over `keys` distinct values and i64 values, laid out in one buffer of 16 bytes per record
+/// (key then value), as a consumer hands records over without copying.
+fn input(n: usize, keys: u64) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut out = Vec::new();
-    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut buf = Vec::with_capacity(n * 16);
     for i in 0..n {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let key = (x % keys) as i64;
-        chunk.push((
+        buf.extend_from_slice(&((x % keys) as i64).to_be_bytes());
+        buf.extend_from_slice(&(i as i64).to_be_bytes());
+    }
+    buf
+}
+
+/// Records of `buf` from `start` to `end`.
+fn records(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+) -> impl Iterator<Item = (Option<i32>, RawRecordRef<'_>)> {
+    (start..end).map(move |i| {
+        (
             None,
-            RawRecord {
-                key: Some(key.to_be_bytes().to_vec()),
-                value: Some((i as i64).to_be_bytes().to_vec()),
+            RawRecordRef {
+                key: Some(&buf[i * 16..i * 16 + 8]),
+                value: Some(&buf[i * 16 + 8..i * 16 + 16]),
                 timestamp: i as i64,
-                ..Default::default()
+                headers: Headers::new(),
+                offset: -1,
             },
-        ));
-        if chunk.len() == CHUNK {
-            out.push(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
-        }
-    }
-    if !chunk.is_empty() {
-        out.push(chunk);
-    }
-    out
+        )
+    })
 }
 
-fn decode(b: &Option<Vec<u8>>) -> i64 {
-    i64::from_be_bytes(
-        b.as_deref()
-            .and_then(|b| b.try_into().ok())
-            .unwrap_or([0; 8]),
-    )
+fn decode(b: &[u8]) -> i64 {
+    i64::from_be_bytes(b.try_into().unwrap_or([0; 8]))
 }
 
-fn run_driver(
-    topology: Topology,
-    chunks: Vec<Vec<(Option<i32>, RawRecord)>>,
-    cache: usize,
-) -> Measure {
-    let n = chunks.iter().map(Vec::len).sum();
+fn run_driver(topology: Topology, buf: &[u8], cache: usize) -> Measure {
+    let n = buf.len() / 16;
     let driver = TopologyTestDriver::builder(topology)
         .retain_records(false)
         .cache_bytes_per_store(cache)
@@ -108,9 +106,11 @@ fn run_driver(
         .build()
         .expect("driver");
     let m = measure(n, || {
-        for (i, c) in chunks.into_iter().enumerate() {
-            driver.pipe_raw("input", c).expect("pipe");
-            if (i + 1) % (COMMIT_EVERY / CHUNK) == 0 {
+        for start in (0..n).step_by(CHUNK) {
+            driver
+                .pipe_raw_refs("input", records(buf, start, (start + CHUNK).min(n)))
+                .expect("pipe");
+            if (start / CHUNK + 1) % (COMMIT_EVERY / CHUNK) == 0 {
                 driver.commit().expect("commit");
             }
         }
@@ -173,26 +173,27 @@ fn main() {
     // Stateless: decode, map_values(v * 3), filter(even), encode for the output topic.
     if selected("map_values + filter") {
         let base = {
-            let chunks = input(n, keys);
+            let buf = input(n, keys);
             let mut out = Vec::with_capacity(16);
             let mut kept = 0usize;
             let m = measure(n, || {
-                for c in chunks {
-                    for (_, r) in c {
-                        let (k, v) = (decode(&r.key), decode(&r.value).wrapping_mul(3));
-                        if v % 2 == 0 {
-                            out.clear();
-                            out.extend_from_slice(&k.to_be_bytes());
-                            out.extend_from_slice(&v.to_be_bytes());
-                            kept += black_box(out.len()) / 16;
-                        }
+                for (_, r) in records(&buf, 0, n) {
+                    let (k, v) = (
+                        decode(r.key.unwrap_or_default()),
+                        decode(r.value.unwrap_or_default()).wrapping_mul(3),
+                    );
+                    if v % 2 == 0 {
+                        out.clear();
+                        out.extend_from_slice(&k.to_be_bytes());
+                        out.extend_from_slice(&v.to_be_bytes());
+                        kept += black_box(out.len()) / 16;
                     }
                 }
             });
             black_box(kept);
             m
         };
-        let ours = run_driver(stateless_topology(), input(n, keys), 0);
+        let ours = run_driver(stateless_topology(), &input(n, keys), 0);
         report("map_values + filter", &ours, &base, 10e6);
     }
     let counts = [
@@ -206,28 +207,30 @@ fn main() {
 
     // Count per key: decode the key, read-increment-write its count.
     let base = {
-        let chunks = input(n, keys);
+        let buf = input(n, keys);
         let mut counts: HashMap<i64, i64> = HashMap::new();
         let m = measure(n, || {
-            for c in chunks {
-                for (_, r) in c {
-                    *counts.entry(decode(&r.key)).or_insert(0) += 1;
-                }
+            for (_, r) in records(&buf, 0, n) {
+                *counts.entry(decode(r.key.unwrap_or_default())).or_insert(0) += 1;
             }
         });
         assert_eq!(counts.values().sum::<i64>() as usize, n);
         m
     };
     if selected("count, in-memory store") {
-        let ours = run_driver(count_topology(StoreKind::InMemory), input(n, keys), 1 << 20);
+        let ours = run_driver(
+            count_topology(StoreKind::InMemory),
+            &input(n, keys),
+            1 << 20,
+        );
         report("count, in-memory store", &ours, &base, 3e6);
     }
     if selected("count, RocksDB store (1 MiB cache)") {
-        let ours = run_driver(count_topology(StoreKind::RocksDb), input(n, keys), 1 << 20);
+        let ours = run_driver(count_topology(StoreKind::RocksDb), &input(n, keys), 1 << 20);
         report("count, RocksDB store (1 MiB cache)", &ours, &base, 1e6);
     }
     if selected("count, RocksDB store, no cache") {
-        let ours = run_driver(count_topology(StoreKind::RocksDb), input(n / 4, keys), 0);
+        let ours = run_driver(count_topology(StoreKind::RocksDb), &input(n / 4, keys), 0);
         report("count, RocksDB store, no cache", &ours, &base, 1e6);
     }
 }
