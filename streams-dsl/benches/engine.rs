@@ -110,7 +110,7 @@ fn run_driver(topology: Topology, buf: &[u8], cache: usize) -> Measure {
             driver
                 .pipe_raw_refs("input", records(buf, start, (start + CHUNK).min(n)))
                 .expect("pipe");
-            if (start / CHUNK + 1) % (COMMIT_EVERY / CHUNK) == 0 {
+            if (start / CHUNK + 1).is_multiple_of(COMMIT_EVERY / CHUNK) {
                 driver.commit().expect("commit");
             }
         }
