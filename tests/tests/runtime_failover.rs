@@ -74,6 +74,7 @@ fn create_topics(broker: &Broker) {
     for store in ["max", "count"] {
         broker.create_topic(&format!("{APP}-{store}-changelog"), 3);
     }
+    broker.create_topic(&format!("{APP}-metadata"), 1);
 }
 
 fn config(bootstrap: &str, dir: &std::path::Path) -> StreamsConfig {

@@ -89,6 +89,11 @@ impl TopicManager {
         Ok(())
     }
 
+    /// Creates (or checks) a compacted single-partition topic, such as the metadata topic.
+    pub(crate) fn ensure_compacted_topic(&self, topic: &str) -> Result<(), StreamsError> {
+        self.ensure_topic(topic, 1, true)
+    }
+
     fn ensure_topic(
         &self,
         topic: &str,

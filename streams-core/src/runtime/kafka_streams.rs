@@ -11,6 +11,7 @@ use crate::error::StreamsError;
 use crate::runtime::admin::TopicManager;
 use crate::runtime::config::StreamsConfig;
 use crate::runtime::embedded::{EmbeddedAdmin, EmbeddedKafka};
+use crate::runtime::metadata::{KeyQueryMetadata, MetadataService, StreamsMetadata};
 use crate::runtime::restore::{NoopRestoreListener, StateRestoreListener};
 use crate::runtime::thread::{self, ThreadContext, ThreadShared, ThreadState};
 use crate::topology::Topology;
@@ -67,6 +68,16 @@ struct Inner {
     context: Mutex<Option<Arc<ThreadContext>>>,
     next_thread: Mutex<usize>,
     errors: Mutex<Vec<String>>,
+    instance_id: String,
+    metadata: Mutex<Option<Arc<MetadataService>>>,
+}
+
+impl Inner {
+    fn leave_metadata(&self) {
+        if let Some(m) = self.metadata.lock().ok().and_then(|mut m| m.take()) {
+            m.leave();
+        }
+    }
 }
 
 /// Runs a [`Topology`] against Kafka: one consumer group (the application id), `num.stream.threads` threads, one
@@ -199,6 +210,14 @@ impl KafkaStreams {
     /// broker). Validates the configuration and the topology; contacts no broker yet.
     pub fn new(topology: Topology, setup: impl IntoStreamsSetup) -> Result<Self, StreamsError> {
         let (config, embedded) = setup.into_setup();
+        let instance_id = format!(
+            "{}-{}-{}",
+            config.application_id,
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
         config.validate()?;
         topology.validate()?;
         Ok(KafkaStreams {
@@ -214,6 +233,8 @@ impl KafkaStreams {
                 context: Mutex::new(None),
                 next_thread: Mutex::new(1),
                 errors: Mutex::new(Vec::new()),
+                instance_id,
+                metadata: Mutex::new(None),
             }),
         })
     }
@@ -294,6 +315,94 @@ impl KafkaStreams {
         crate::ReadOnlyKeyValueStore::new(&self.inner.topology, name, parts)
     }
 
+    /// This instance's id in the metadata.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    /// Every running instance of the application (this one included) with its `application.server`, its
+    /// partitions and the stores it holds parts of; empty before `start`.
+    pub fn all_metadata(&self) -> Vec<StreamsMetadata> {
+        let Some(m) = self.inner.metadata.lock().ok().and_then(|m| m.clone()) else {
+            return Vec::new();
+        };
+        let app = &self.inner.config.application_id;
+        let subs = self.inner.topology.sub_topologies();
+        m.instances()
+            .into_iter()
+            .map(|mut meta| {
+                meta.stores = subs
+                    .iter()
+                    .filter(|s| {
+                        s.source_topics.iter().any(|t| {
+                            let full = self.inner.topology.resolve_topic(app, t);
+                            meta.partitions.iter().any(|(pt, _)| *pt == full)
+                        })
+                    })
+                    .flat_map(|s| s.stores.iter().cloned())
+                    .collect();
+                meta
+            })
+            .collect()
+    }
+
+    /// The instances holding a part of `store`.
+    pub fn metadata_for_store(&self, store: &str) -> Vec<StreamsMetadata> {
+        self.all_metadata()
+            .into_iter()
+            .filter(|m| m.stores.contains(store))
+            .collect()
+    }
+
+    /// Which partition `key` of `store` falls in (murmur2 of the key bytes, as the default partitioner) and which
+    /// instance owns it now.
+    pub fn query_metadata_for_key<K: 'static>(
+        &self,
+        store: &str,
+        key: &K,
+        key_serde: &dyn crate::Serde<K>,
+    ) -> Result<KeyQueryMetadata, StreamsError> {
+        let inner = &self.inner;
+        let app = &inner.config.application_id;
+        let sub = inner
+            .topology
+            .sub_topologies()
+            .into_iter()
+            .find(|s| s.stores.iter().any(|x| x == store))
+            .ok_or_else(|| StreamsError::UnknownStore {
+                store: store.to_string(),
+                hint: String::new(),
+            })?;
+        let tasks = inner
+            .context
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.plan.task_counts[sub.id]))
+            .ok_or_else(|| StreamsError::StoreUnavailable {
+                store: store.to_string(),
+                reason: "the instance has not started".into(),
+            })?;
+        let mut bytes = Vec::new();
+        key_serde.serialize(key, &mut bytes).map_err(|source| {
+            StreamsError::Store(state_store::StoreError::Serde {
+                store: store.to_string(),
+                source,
+            })
+        })?;
+        let partition = crate::default_partition(&bytes, tasks);
+        let topics: Vec<String> = sub
+            .source_topics
+            .iter()
+            .map(|t| inner.topology.resolve_topic(app, t))
+            .collect();
+        let active = self.all_metadata().into_iter().find(|m| {
+            m.partitions
+                .iter()
+                .any(|(t, p)| *p == partition && topics.contains(t))
+        });
+        Ok(KeyQueryMetadata { partition, active })
+    }
+
     /// Messages of the errors that stopped threads, oldest first.
     pub fn errors(&self) -> Vec<String> {
         self.inner
@@ -322,6 +431,14 @@ impl KafkaStreams {
             .topology
             .partition_plan(app, |t| admin.source_partitions(t))?;
         admin.ensure(&plan)?;
+        admin.ensure_compacted_topic(&MetadataService::topic(app))?;
+        let metadata = Arc::new(MetadataService::start(
+            &inner.config,
+            inner.instance_id.clone(),
+        )?);
+        if let Ok(mut m) = inner.metadata.lock() {
+            *m = Some(metadata.clone());
+        }
         let ctx = Arc::new(ThreadContext {
             topology: inner.topology.clone(),
             subs: Arc::new(inner.topology.sub_topologies()),
@@ -331,6 +448,9 @@ impl KafkaStreams {
                 inner.config.rocksdb_memory_bytes,
                 inner.config.rocksdb_memory_bytes / 2,
             ),
+            on_assignment: Arc::new(move |thread: &str, parts: Vec<(String, i32)>| {
+                metadata.on_assignment(thread, parts)
+            }),
             restore_listener: inner
                 .restore_listener
                 .lock()
@@ -394,6 +514,7 @@ impl KafkaStreams {
                                 let waiter = inner.clone();
                                 std::thread::spawn(move || {
                                     wait_threads(&waiter, None);
+                                    waiter.leave_metadata();
                                     waiter.transition(State::Error);
                                 });
                             }
@@ -434,6 +555,7 @@ impl KafkaStreams {
             }
         }
         let done = wait_threads(inner, Some(Instant::now() + timeout));
+        inner.leave_metadata();
         if done && self.state() == State::PendingShutdown {
             inner.transition(State::NotRunning);
         }

@@ -14,10 +14,12 @@ mod clients;
 mod config;
 mod embedded;
 mod kafka_streams;
+mod metadata;
 mod restore;
 mod thread;
 
 pub use config::{is_secret_key, ClientKind, ProcessingGuarantee, StreamsConfig};
 pub use embedded::{EmbeddedAdmin, EmbeddedKafka};
 pub use kafka_streams::{IntoStreamsSetup, KafkaStreams, State, UncaughtErrorAction};
+pub use metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
 pub use restore::{NoopRestoreListener, StateRestoreListener};

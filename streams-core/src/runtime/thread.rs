@@ -236,7 +236,12 @@ pub(crate) struct ThreadContext {
     pub config: StreamsConfig,
     pub rocksdb: RocksDbResources,
     pub restore_listener: Arc<dyn StateRestoreListener>,
+    /// Told the partitions a thread owns after each assignment.
+    pub on_assignment: AssignmentHook,
 }
+
+/// Receives a thread's name and the partitions it owns after an assignment.
+pub(crate) type AssignmentHook = Arc<dyn Fn(&str, Vec<(String, i32)>) + Send + Sync>;
 
 /// Called with the thread's result when it ends.
 pub(crate) type ExitHook = Arc<dyn Fn(&Arc<ThreadShared>, Result<(), StreamsError>) + Send + Sync>;
@@ -596,6 +601,7 @@ impl Loop<'_> {
                 }
             }
         }
+        (self.ctx.on_assignment)(&self.shared.name, parts);
         self.shared.set_state(ThreadState::Running);
         Ok(())
     }
