@@ -93,6 +93,15 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
         })
     }
 
+    /// The bytes `key` is stored under.
+    pub fn encode_key(&self, key: &K) -> Result<Vec<u8>, StreamsError> {
+        let mut buf = Vec::new();
+        self.key_serde
+            .serialize(key, &mut buf)
+            .map_err(|e| self.serde_err(e))?;
+        Ok(buf)
+    }
+
     /// The value under `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>, StreamsError> {
         let mut buf = Vec::new();

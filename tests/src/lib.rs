@@ -274,3 +274,53 @@ pub fn consume_until(
     }
     out
 }
+
+/// A plain HTTP/1.1 GET on loopback, following redirects (up to three); returns the status and the body.
+pub fn http_get(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut url = url.to_string();
+    for _ in 0..4 {
+        let rest = url.strip_prefix("http://").expect("an http:// URL");
+        let (host, path) = rest
+            .split_once('/')
+            .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+        let mut stream = std::net::TcpStream::connect(host).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).expect("response");
+        let text = String::from_utf8_lossy(&response).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        if (300..400).contains(&status) {
+            let location = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("location: ")
+                        .or_else(|| l.strip_prefix("Location: "))
+                })
+                .expect("a Location header")
+                .trim()
+                .to_string();
+            url = location;
+            continue;
+        }
+        return (status, body.to_string());
+    }
+    panic!("too many redirects for {url}");
+}
+
+/// A free loopback port (bound then released).
+pub fn free_loopback_port() -> u16 {
+    free_port()
+}

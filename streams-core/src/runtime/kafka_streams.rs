@@ -403,6 +403,37 @@ impl KafkaStreams {
         Ok(KeyQueryMetadata { partition, active })
     }
 
+    /// Like [`KafkaStreams::query_metadata_for_key`], with the store's own key serde.
+    pub fn query_metadata_for_store_key<K: 'static, V: 'static>(
+        &self,
+        store: &str,
+        key: &K,
+    ) -> Result<KeyQueryMetadata, StreamsError> {
+        let def =
+            self.inner
+                .topology
+                .stores
+                .get(store)
+                .ok_or_else(|| StreamsError::UnknownStore {
+                    store: store.to_string(),
+                    hint: String::new(),
+                })?;
+        let serdes = def
+            .serdes
+            .downcast_ref::<crate::topology::StoreSerdes<K, V>>()
+            .ok_or_else(|| StreamsError::StoreTypeMismatch {
+                store: store.to_string(),
+                actual: format!("{}, {}", def.key_type, def.value_type),
+                requested: format!(
+                    "{}, {}",
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>()
+                ),
+            })?;
+        let key_serde = serdes.key.clone();
+        self.query_metadata_for_key(store, key, &*key_serde)
+    }
+
     /// Messages of the errors that stopped threads, oldest first.
     pub fn errors(&self) -> Vec<String> {
         self.inner

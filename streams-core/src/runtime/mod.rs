@@ -13,6 +13,8 @@ mod checkpoint;
 mod clients;
 mod config;
 mod embedded;
+#[cfg(feature = "http")]
+mod http;
 mod kafka_streams;
 mod metadata;
 mod restore;
@@ -20,6 +22,8 @@ mod thread;
 
 pub use config::{is_secret_key, ClientKind, ProcessingGuarantee, StreamsConfig};
 pub use embedded::{EmbeddedAdmin, EmbeddedKafka};
+#[cfg(feature = "http")]
+pub use http::{QueryServer, QueryServerBuilder, RunningQueryServer};
 pub use kafka_streams::{IntoStreamsSetup, KafkaStreams, State, UncaughtErrorAction};
 pub use metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
 pub use restore::{NoopRestoreListener, StateRestoreListener};
