@@ -2,9 +2,10 @@
 //!
 //! Starts the embedded broker (or uses `--bootstrap-servers host:port`), creates the `share-holders` topic,
 //! produces the sample positions, runs the application, and prints the `us-share-holders` store as JSON; then
-//! closes position 4 and prints it again.
+//! closes position 4 and prints it again. With `--serve`, it then keeps answering HTTP queries on
+//! 127.0.0.1:8080 (`--port N` to change) until Ctrl-C, e.g. `curl localhost:8080/stores/us-share-holders/keys/client1`.
 //!
-//! `cargo run -p examples --bin us_shareholders [-- --bootstrap-servers host:port]`
+//! `cargo run -p examples --bin us_shareholders [-- --bootstrap-servers host:port] [--serve [--port N]]`
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -70,6 +71,18 @@ fn main() -> Result<(), StreamsError> {
         .position(|a| a == "--bootstrap-servers")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    let serve = args.iter().any(|a| a == "--serve");
+    let port: u16 = match args
+        .iter()
+        .position(|a| a == "--port")
+        .and_then(|i| args.get(i + 1))
+    {
+        Some(p) => p.parse().map_err(|_| StreamsError::Config {
+            key: "--port".into(),
+            message: format!("expected a port number, got '{p}'"),
+        })?,
+        None => 8080,
+    };
     let state_dir = tempfile::tempdir().map_err(|source| StreamsError::Io {
         path: "temp dir".into(),
         source,
@@ -90,10 +103,16 @@ fn main() -> Result<(), StreamsError> {
         }
     };
     config.set("commit.interval.ms", "500")?;
+    if serve {
+        config.set("application.server", &format!("127.0.0.1:{port}"))?;
+    }
     config.set("state.dir", &state_dir.path().display().to_string())?;
     let bootstrap = config.bootstrap_servers.clone();
 
-    let streams = KafkaStreams::new(topology(StoreKind::RocksDb)?, (config, admin))?;
+    let streams = std::sync::Arc::new(KafkaStreams::new(
+        topology(StoreKind::RocksDb)?,
+        (config, admin),
+    )?);
     streams.set_state_listener(|from, to| println!("state: {from:?} -> {to:?}"));
     streams.start()?;
     if !streams.wait_for_state(State::Running, Duration::from_secs(60)) {
@@ -135,6 +154,26 @@ fn main() -> Result<(), StreamsError> {
         serde_json::to_string_pretty(&holders).unwrap_or_default()
     );
 
+    if serve {
+        let rt = tokio::runtime::Runtime::new().map_err(|source| StreamsError::Io {
+            path: "tokio runtime".into(),
+            source,
+        })?;
+        rt.block_on(async {
+            let server = streams_dsl::streams_core::runtime::QueryServer::builder(streams.clone())
+                .store::<String, BTreeSet<String>>(STORE)
+                .bind(([127, 0, 0, 1], port).into())
+                .serve()
+                .await?;
+            println!(
+                "serving queries at http://{}/stores/{STORE}/keys/<client> (also /stores, /metadata); Ctrl-C stops",
+                server.local_addr()
+            );
+            let _ = tokio::signal::ctrl_c().await;
+            server.shutdown().await;
+            Ok::<(), StreamsError>(())
+        })?;
+    }
     streams.close(Duration::from_secs(30));
     Ok(())
 }

@@ -684,6 +684,11 @@ impl Loop<'_> {
                 tracing::warn!(task = %id, error = %e, "error closing task");
             }
         }
+        // Everything is committed and closed: the revocation that leaving the group triggers has nothing to do.
+        if let Ok(mut c) = self.shared.commits.lock() {
+            c.tasks.clear();
+            c.offsets.clear();
+        }
         consumer.unsubscribe();
         result
     }
