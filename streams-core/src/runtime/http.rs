@@ -371,3 +371,33 @@ async fn scan(
         None => error(StatusCode::NOT_FOUND, format!("unknown store '{store}'")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_as_json_or_bare_strings() {
+        assert_eq!(parse_key::<i64>("42"), Some(42));
+        assert_eq!(
+            parse_key::<i64>("forty-two"),
+            None,
+            "an undecodable key is a 400, not a guess"
+        );
+        assert_eq!(parse_key::<String>("client1"), Some("client1".to_string()));
+        assert_eq!(
+            parse_key::<String>("\"quoted\""),
+            Some("quoted".to_string())
+        );
+        assert_eq!(
+            parse_key::<(String, i64)>("[\"a\",1]"),
+            Some(("a".to_string(), 1))
+        );
+    }
+
+    #[test]
+    fn redirect_paths_are_percent_encoded() {
+        assert_eq!(encode_path_segment("/p1 x"), "%2Fp1%20x");
+        assert_eq!(encode_path_segment("client-1_a.b~"), "client-1_a.b~");
+    }
+}
