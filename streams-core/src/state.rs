@@ -5,7 +5,7 @@ use std::sync::Arc;
 use state_store::{KeyRange, SharedKeyValueStore, SharedSerde, StoreError};
 
 use crate::error::StreamsError;
-use crate::topology::{StoreSerdes, Topology};
+use crate::topology::Topology;
 
 /// A read-only, typed view of one store over all its partitions: what the test driver's store access and
 /// interactive queries return. Keys come back in key-byte order across partitions.
@@ -34,33 +34,7 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
         name: &str,
         parts: Vec<SharedKeyValueStore>,
     ) -> Result<Self, StreamsError> {
-        let def = topology
-            .stores
-            .get(name)
-            .ok_or_else(|| StreamsError::UnknownStore {
-                store: name.to_string(),
-                hint: format!(
-                    " (stores: {})",
-                    topology
-                        .stores
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            })?;
-        let serdes = def
-            .serdes
-            .downcast_ref::<StoreSerdes<K, V>>()
-            .ok_or_else(|| StreamsError::StoreTypeMismatch {
-                store: name.to_string(),
-                actual: format!("{}, {}", def.key_type, def.value_type),
-                requested: format!(
-                    "{}, {}",
-                    std::any::type_name::<K>(),
-                    std::any::type_name::<V>()
-                ),
-            })?;
+        let serdes = topology.store_serdes::<K, V>(name)?;
         Ok(ReadOnlyKeyValueStore {
             name: Arc::from(name),
             parts,

@@ -554,6 +554,34 @@ impl Topology {
         Ok(self)
     }
 
+    /// The serdes of store `name`, which must hold `K` keys and `V` values.
+    pub(crate) fn store_serdes<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<&StoreSerdes<K, V>, StreamsError> {
+        let def = self
+            .stores
+            .get(name)
+            .ok_or_else(|| StreamsError::UnknownStore {
+                store: name.to_string(),
+                hint: format!(
+                    " (stores: {})",
+                    self.stores.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            })?;
+        def.serdes
+            .downcast_ref::<StoreSerdes<K, V>>()
+            .ok_or_else(|| StreamsError::StoreTypeMismatch {
+                store: name.to_string(),
+                actual: format!("{}, {}", def.key_type, def.value_type),
+                requested: format!(
+                    "{}, {}",
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>()
+                ),
+            })
+    }
+
     /// The internal topics declared so far.
     pub fn internal_topics(&self) -> impl Iterator<Item = &InternalTopic> {
         self.internal_topics.values()

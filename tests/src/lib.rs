@@ -324,3 +324,30 @@ pub fn http_get(url: &str) -> (u16, String) {
 pub fn free_loopback_port() -> u16 {
     free_port()
 }
+
+/// Waits until `f` holds, panicking with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A restore listener adding up the records restored.
+#[derive(Default, Clone)]
+pub struct CountingRestores(pub std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl CountingRestores {
+    /// Records restored so far.
+    pub fn restored(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl streams_dsl::streams_core::runtime::StateRestoreListener for CountingRestores {
+    fn on_restore_end(&self, _store: &str, _partition: i32, restored: u64) {
+        self.0
+            .fetch_add(restored, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use streams_dsl::streams_core::runtime::{KafkaStreams, QueryServer, State};
 use streams_dsl::*;
-use tests::{free_loopback_port, http_get, produce, Broker};
+use tests::{free_loopback_port, http_get, produce, wait_until, Broker};
 
 fn topology() -> Topology {
     let b = StreamsBuilder::new();
@@ -16,14 +16,6 @@ fn topology() -> Topology {
         .group_by(|_user, page| page.clone(), Grouped::as_name("by-page"))
         .count(Materialized::as_store("page-counts"));
     b.build().unwrap()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn count_via(port: u16, page: &str) -> Option<i64> {

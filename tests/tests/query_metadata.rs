@@ -2,11 +2,11 @@
 //! names, with the right value; after one instance leaves, the other answers for every key.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use streams_dsl::streams_core::runtime::{HostInfo, KafkaStreams, State};
 use streams_dsl::*;
-use tests::{produce, Broker};
+use tests::{produce, wait_until, Broker};
 
 fn topology() -> Topology {
     let b = StreamsBuilder::new();
@@ -14,14 +14,6 @@ fn topology() -> Topology {
         .group_by(|_user, page| page.clone(), Grouped::as_name("by-page"))
         .count(Materialized::as_store("page-counts"));
     b.build().unwrap()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn local(s: &KafkaStreams) -> BTreeMap<String, i64> {

@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use streams_dsl::streams_core::runtime::{
-    KafkaStreams, State, StateRestoreListener, StreamsConfig,
-};
+use streams_dsl::streams_core::runtime::{KafkaStreams, State, StreamsConfig};
 use streams_dsl::*;
 use tests::{consume_until, produce, Broker};
 
@@ -191,14 +189,6 @@ fn crash_and_restart_on_tansu() {
     crash_and_restart(Broker::tansu());
 }
 
-#[derive(Default)]
-struct Counting(Arc<AtomicU64>);
-impl StateRestoreListener for Counting {
-    fn on_restore_end(&self, _store: &str, _partition: i32, restored: u64) {
-        self.0.fetch_add(restored, Ordering::Relaxed);
-    }
-}
-
 fn two_instances_one_leaves(broker: Broker) {
     create_topics(&broker);
     let bootstrap = broker.bootstrap();
@@ -206,7 +196,7 @@ fn two_instances_one_leaves(broker: Broker) {
     let a = KafkaStreams::new(topology(), config(&bootstrap, dir_a.path())).unwrap();
     let b = KafkaStreams::new(topology(), config(&bootstrap, dir_b.path())).unwrap();
     let restored_b = Arc::new(AtomicU64::new(0));
-    b.set_restore_listener(Counting(restored_b.clone()));
+    b.set_restore_listener(tests::CountingRestores(restored_b.clone()));
     a.start().unwrap();
     b.start().unwrap();
     assert!(a.wait_for_state(State::Running, Duration::from_secs(60)));

@@ -83,15 +83,6 @@ fn a_missing_source_topic_is_rejected_at_start() {
     );
 }
 
-#[derive(Default)]
-struct Counting(std::sync::Arc<std::sync::atomic::AtomicU64>);
-impl streams_dsl::streams_core::runtime::StateRestoreListener for Counting {
-    fn on_restore_end(&self, _store: &str, _partition: i32, restored: u64) {
-        self.0
-            .fetch_add(restored, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 #[test]
 fn a_corrupt_store_is_wiped_and_restored_from_its_changelog() {
     let broker = Broker::embedded();
@@ -117,7 +108,7 @@ fn a_corrupt_store_is_wiped_and_restored_from_its_changelog() {
 
     let restored = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let streams = KafkaStreams::new(topology(), broker.config("corrupt", dir.path())).unwrap();
-    streams.set_restore_listener(Counting(restored.clone()));
+    streams.set_restore_listener(tests::CountingRestores(restored.clone()));
     streams.start().unwrap();
     assert!(
         streams.wait_for_state(State::Running, Duration::from_secs(60)),

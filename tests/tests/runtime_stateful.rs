@@ -7,17 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use examples::us_shareholders::{self, Position};
-use streams_dsl::streams_core::runtime::{KafkaStreams, State, StateRestoreListener};
+use streams_dsl::streams_core::runtime::{KafkaStreams, State};
 use streams_dsl::*;
 use tests::{consume_until, produce, Broker};
-
-#[derive(Default)]
-struct Counting(Arc<AtomicU64>);
-impl StateRestoreListener for Counting {
-    fn on_restore_end(&self, _store: &str, _partition: i32, restored: u64) {
-        self.0.fetch_add(restored, Ordering::Relaxed);
-    }
-}
 
 fn word_counts() -> Topology {
     let b = StreamsBuilder::new();
@@ -81,7 +73,7 @@ fn reference(clicks: &[(String, String)]) -> BTreeMap<String, i64> {
 
 fn start(broker: &Broker, dir: &std::path::Path, restored: &Arc<AtomicU64>) -> KafkaStreams {
     let streams = KafkaStreams::new(word_counts(), broker.config("page-views", dir)).unwrap();
-    streams.set_restore_listener(Counting(restored.clone()));
+    streams.set_restore_listener(tests::CountingRestores(restored.clone()));
     streams.start().unwrap();
     assert!(
         streams.wait_for_state(State::Running, Duration::from_secs(60)),

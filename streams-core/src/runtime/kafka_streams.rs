@@ -409,27 +409,7 @@ impl KafkaStreams {
         store: &str,
         key: &K,
     ) -> Result<KeyQueryMetadata, StreamsError> {
-        let def =
-            self.inner
-                .topology
-                .stores
-                .get(store)
-                .ok_or_else(|| StreamsError::UnknownStore {
-                    store: store.to_string(),
-                    hint: String::new(),
-                })?;
-        let serdes = def
-            .serdes
-            .downcast_ref::<crate::topology::StoreSerdes<K, V>>()
-            .ok_or_else(|| StreamsError::StoreTypeMismatch {
-                store: store.to_string(),
-                actual: format!("{}, {}", def.key_type, def.value_type),
-                requested: format!(
-                    "{}, {}",
-                    std::any::type_name::<K>(),
-                    std::any::type_name::<V>()
-                ),
-            })?;
+        let serdes = self.inner.topology.store_serdes::<K, V>(store)?;
         let key_serde = serdes.key.clone();
         self.query_metadata_for_key(store, key, &*key_serde)
     }
