@@ -1,4 +1,5 @@
 //! The topologies of the example applications, shared by their binaries and by the integration tests.
 
+pub mod checkout;
 pub mod us_shareholders;
 pub mod word_count;
