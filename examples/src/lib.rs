@@ -1,5 +1,6 @@
 //! The topologies of the example applications, shared by their binaries and by the integration tests.
 
 pub mod checkout;
+pub mod pizza;
 pub mod us_shareholders;
 pub mod word_count;

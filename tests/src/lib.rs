@@ -277,6 +277,11 @@ pub fn consume_until(
 
 /// A plain HTTP/1.1 GET on loopback, following redirects (up to three); returns the status and the body.
 pub fn http_get(url: &str) -> (u16, String) {
+    http_request("GET", url)
+}
+
+/// A plain HTTP/1.1 request without a body on loopback, following redirects; returns the status and the body.
+pub fn http_request(method: &str, url: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut url = url.to_string();
     for _ in 0..4 {
@@ -290,7 +295,7 @@ pub fn http_get(url: &str) -> (u16, String) {
             .unwrap();
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut response = Vec::new();

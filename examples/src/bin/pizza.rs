@@ -1,0 +1,151 @@
+//! Use case 2: the pizza pipeline, all in one process on the embedded broker (or `--bootstrap-servers`).
+//!
+//! Starts the four topping stages and the order application (each its own application id), serves the order
+//! service on 127.0.0.1:8080 (`--port N`), places a sample order of two pizzas and prints it once assembled, then
+//! keeps serving until Ctrl-C (`--once` stops after the sample):
+//!
+//! ```text
+//! curl -X POST localhost:8080/order/3      # {"order_id":"order-..."}
+//! curl localhost:8080/order/order-...      # {"id":...,"count":3,"pizzas":[...]}
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use examples::pizza::{self, Order, ORDERS_STORE, TOPICS};
+use streams_dsl::streams_core::runtime::{EmbeddedKafka, KafkaStreams, State, StreamsConfig};
+use streams_dsl::StreamsError;
+
+fn main() -> Result<(), StreamsError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let once = args.iter().any(|a| a == "--once");
+    let port: u16 = match arg("--port") {
+        Some(p) => p.parse().map_err(|_| StreamsError::Config {
+            key: "--port".into(),
+            message: format!("expected a port number, got '{p}'"),
+        })?,
+        None => 8080,
+    };
+    let external = arg("--bootstrap-servers");
+    let embedded = match &external {
+        Some(_) => None,
+        None => {
+            let k = EmbeddedKafka::start()?;
+            for t in TOPICS {
+                k.create_topic(t, 2)?;
+            }
+            Some(k)
+        }
+    };
+    let bootstrap = match (&external, &embedded) {
+        (Some(b), _) => b.clone(),
+        (None, Some(k)) => k.bootstrap_servers().to_string(),
+        (None, None) => return Err(StreamsError::processor("no broker to connect to")),
+    };
+    let state = tempfile::tempdir().map_err(|source| StreamsError::Io {
+        path: "temp dir".into(),
+        source,
+    })?;
+    let start = |app: &str, topology| -> Result<Arc<KafkaStreams>, StreamsError> {
+        let mut config = StreamsConfig::new(app, bootstrap.as_str());
+        config.set("commit.interval.ms", "500")?;
+        config.set("state.dir", &state.path().display().to_string())?;
+        let s = KafkaStreams::new(
+            topology,
+            (config, embedded.as_ref().map(EmbeddedKafka::admin)),
+        )?;
+        s.start()?;
+        Ok(Arc::new(s))
+    };
+    let mut apps = Vec::new();
+    for (app, topology) in pizza::stages()? {
+        apps.push(start(app, topology)?);
+    }
+    let orders = start("pizza-orders", pizza::orders()?)?;
+    apps.push(orders.clone());
+
+    let rt = tokio::runtime::Runtime::new().map_err(|source| StreamsError::Io {
+        path: "tokio runtime".into(),
+        source,
+    })?;
+    let router = pizza::order_service(&bootstrap, orders.clone())?;
+    let (addr, stop) = rt.block_on(pizza::serve(router, ([127, 0, 0, 1], port).into()))?;
+    println!("order service at http://{addr}: POST /order/{{count}}, GET /order/{{id}}");
+
+    // A sample order, placed through the service like any client would.
+    if !orders.wait_for_state(State::Running, Duration::from_secs(60)) {
+        return Err(StreamsError::processor(format!(
+            "orders not running: {:?}",
+            orders.errors()
+        )));
+    }
+    let order_id = sample_order(&addr.to_string())?;
+    println!("placed {order_id} (2 pizzas)");
+    let t0 = Instant::now();
+    loop {
+        if let Ok(Some(order)) = orders
+            .store::<String, Order>(ORDERS_STORE)
+            .and_then(|s| s.get(&order_id))
+        {
+            if order.pizzas.len() == order.count as usize {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&order).unwrap_or_default()
+                );
+                break;
+            }
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            return Err(StreamsError::processor(
+                "the sample order did not come through in 60 s",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !once {
+        println!("serving until Ctrl-C");
+        rt.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+    }
+    let _ = stop.send(());
+    for s in &apps {
+        s.close(Duration::from_secs(30));
+    }
+    Ok(())
+}
+
+/// `POST /order/2` on the service; returns the order id.
+fn sample_order(addr: &str) -> Result<String, StreamsError> {
+    use std::io::{Read, Write};
+    let io = |source| StreamsError::Io {
+        path: addr.to_string(),
+        source,
+    };
+    let mut s = std::net::TcpStream::connect(addr).map_err(io)?;
+    s.write_all(b"POST /order/2 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").map_err(io)?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).map_err(io)?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| StreamsError::processor(format!("bad answer {body}: {e}")))?;
+    v["order_id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| StreamsError::processor(format!("no order id in {body}")))
+}
