@@ -348,6 +348,10 @@ impl<S: KeyValueStore> KeyValueStore for CachingKeyValueStore<S> {
         self.flush()?;
         self.inner.close()
     }
+
+    fn cache_stats(&self) -> Option<CacheStats> {
+        Some(self.stats())
+    }
 }
 
 type CachedEntry<'a> = (&'a [u8], Option<&'a [u8]>);

@@ -211,6 +211,11 @@ pub trait KeyValueStore: Send {
     fn close(&mut self) -> Result<(), StoreError> {
         self.flush()
     }
+
+    /// Hit and miss counts of the write-back cache in this store's stack, if it has one.
+    fn cache_stats(&self) -> Option<crate::CacheStats> {
+        None
+    }
 }
 
 impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
@@ -249,6 +254,9 @@ impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
     }
     fn close(&mut self) -> Result<(), StoreError> {
         (**self).close()
+    }
+    fn cache_stats(&self) -> Option<crate::CacheStats> {
+        (**self).cache_stats()
     }
 }
 

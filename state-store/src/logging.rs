@@ -100,4 +100,7 @@ impl<S: KeyValueStore, L: ChangelogSink> KeyValueStore for ChangeLoggingKeyValue
     fn close(&mut self) -> Result<(), StoreError> {
         self.inner.close()
     }
+    fn cache_stats(&self) -> Option<crate::CacheStats> {
+        self.inner.cache_stats()
+    }
 }

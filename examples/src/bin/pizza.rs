@@ -2,7 +2,8 @@
 //!
 //! Starts the four topping stages and the order application (each its own application id), serves the order
 //! service on 127.0.0.1:8080 (`--port N`), places a sample order of two pizzas and prints it once assembled, then
-//! keeps serving until Ctrl-C (`--once` stops after the sample):
+//! keeps serving until Ctrl-C (`--once` stops after the sample). Metrics are exposed for Prometheus on
+//! 127.0.0.1:9464/metrics (`--metrics-port N`):
 //!
 //! ```text
 //! curl -X POST localhost:8080/order/3      # {"order_id":"order-..."}
@@ -38,6 +39,18 @@ fn main() -> Result<(), StreamsError> {
         })?,
         None => 8080,
     };
+    let metrics_port: u16 = match arg("--metrics-port") {
+        Some(p) => p.parse().map_err(|_| StreamsError::Config {
+            key: "--metrics-port".into(),
+            message: format!("expected a port number, got '{p}'"),
+        })?,
+        None => 9464,
+    };
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(([127, 0, 0, 1], metrics_port))
+        .install()
+        .map_err(|e| StreamsError::processor(format!("cannot start the metrics exporter: {e}")))?;
+    println!("metrics at http://127.0.0.1:{metrics_port}/metrics");
     let external = arg("--bootstrap-servers");
     let embedded = match &external {
         Some(_) => None,

@@ -171,6 +171,7 @@ impl StateRestorer for ChangelogRestorer<'_> {
                 .map_err(|e| kafka("cannot assign the restore consumer", e))?;
             let mut position = start;
             let mut last_progress = Instant::now();
+            let mut last_log = Instant::now();
             let mut keys: Vec<Vec<u8>> = Vec::new();
             let mut values: Vec<Option<Vec<u8>>> = Vec::new();
             while position < high {
@@ -208,6 +209,20 @@ impl StateRestorer for ChangelogRestorer<'_> {
                             }
                         }
                     }
+                }
+                metrics::counter!("streams_restored_records_total", "store" => store.to_string())
+                    .increment(got as u64);
+                metrics::gauge!("streams_restore_remaining_records", "store" => store.to_string(), "partition" => p.to_string())
+                    .set((high - position).max(0) as f64);
+                if last_log.elapsed() > Duration::from_secs(5) {
+                    tracing::info!(
+                        store,
+                        partition = p,
+                        restored = restored + got as u64,
+                        total,
+                        "restoring"
+                    );
+                    last_log = Instant::now();
                 }
                 let batch: Vec<BatchEntry<'_>> = keys
                     .iter()

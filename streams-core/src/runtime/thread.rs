@@ -297,6 +297,8 @@ struct Loop<'a> {
     cache_per_store: usize,
     /// Counters of closed tasks.
     closed_metrics: TaskMetricsSnapshot,
+    /// Processed and skipped counts already reported to the `metrics` facade, per task.
+    reported: HashMap<TaskId, (u64, u64)>,
 }
 
 fn now_ms() -> i64 {
@@ -362,6 +364,7 @@ fn run(
         paused: HashSet::new(),
         cache_per_store: ctx.config.cache_max_bytes / store_instances.max(1),
         closed_metrics: TaskMetricsSnapshot::default(),
+        reported: HashMap::new(),
     };
     let result = l.main_loop(&consumer);
     l.shutdown(&consumer, result.is_ok())?;
@@ -473,7 +476,21 @@ impl Loop<'_> {
         Ok(())
     }
 
-    fn publish_metrics(&self) {
+    fn publish_metrics(&mut self) {
+        // Per-task counters go to the `metrics` facade as increments, once per loop round (not per record).
+        for (id, task) in &self.tasks {
+            let m = task.metrics();
+            let seen = self.reported.entry(*id).or_insert((0, 0));
+            if m.processed > seen.0 {
+                metrics::counter!("streams_records_processed_total", "thread" => self.shared.name.clone(), "task" => id.to_string())
+                    .increment(m.processed - seen.0);
+            }
+            if m.skipped_records > seen.1 {
+                metrics::counter!("streams_records_skipped_total", "thread" => self.shared.name.clone(), "task" => id.to_string())
+                    .increment(m.skipped_records - seen.1);
+            }
+            *seen = (m.processed, m.skipped_records);
+        }
         let total = add(
             self.closed_metrics,
             sum_metrics(self.tasks.values().map(Task::metrics)),
@@ -523,12 +540,47 @@ impl Loop<'_> {
         let span = tracing::debug_span!("commit", tasks = self.tasks.len());
         let _enter = span.enter();
         self.record_offsets();
-        let mut c = self
-            .shared
-            .commits
-            .lock()
-            .map_err(|_| kafka("commit state", "poisoned"))?;
-        commit(&mut c, consumer)
+        let started = Instant::now();
+        {
+            let mut c = self
+                .shared
+                .commits
+                .lock()
+                .map_err(|_| kafka("commit state", "poisoned"))?;
+            commit(&mut c, consumer)?;
+        }
+        metrics::histogram!("streams_commit_latency_seconds", "thread" => self.shared.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        self.report_state(consumer);
+        Ok(())
+    }
+
+    /// Gauges refreshed at each commit: consumer lag per partition, store sizes and cache hit ratios.
+    fn report_state(&self, consumer: &BaseConsumer<StreamsConsumerContext>) {
+        if let Ok(positions) = consumer.position() {
+            for e in positions.elements() {
+                let Offset::Offset(position) = e.offset() else {
+                    continue;
+                };
+                if let Ok((_, high)) =
+                    consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_millis(200))
+                {
+                    metrics::gauge!("streams_consumer_lag", "topic" => e.topic().to_string(), "partition" => e.partition().to_string())
+                        .set((high - position).max(0) as f64);
+                }
+            }
+        }
+        for (id, task) in &self.tasks {
+            for (name, store) in task.stores() {
+                let Ok(s) = store.lock() else { continue };
+                if let Ok(n) = s.approximate_num_entries() {
+                    metrics::gauge!("streams_store_entries", "store" => name.clone(), "task" => id.to_string()).set(n as f64);
+                }
+                if let Some(c) = s.cache_stats() {
+                    metrics::gauge!("streams_cache_hit_ratio", "store" => name.clone(), "task" => id.to_string()).set(c.hit_ratio());
+                }
+            }
+        }
     }
 
     fn apply_events(&mut self) -> Result<(), StreamsError> {
