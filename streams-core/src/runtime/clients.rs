@@ -218,3 +218,31 @@ impl ChangelogWriter for ProducerChangelog {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::consumer::BaseConsumer;
+
+    /// The default librdkafka build accepts SASL/PLAIN settings passed through the configuration (TLS needs an
+    /// SSL-enabled build).
+    #[test]
+    fn sasl_plain_settings_reach_the_clients() {
+        let mut config = StreamsConfig::new("app", "127.0.0.1:1");
+        config.set("security.protocol", "SASL_PLAINTEXT").unwrap();
+        config.set("sasl.mechanism", "PLAIN").unwrap();
+        config.set("sasl.username", "u").unwrap();
+        config.set("sasl.password", "p").unwrap();
+        let consumer: Result<BaseConsumer, _> =
+            client_config(&config, ClientKind::MainConsumer).create();
+        assert!(consumer.is_ok(), "{:?}", consumer.err());
+        config
+            .set("admin.sasl.mechanism", "NOT-A-MECHANISM")
+            .unwrap();
+        let admin: Result<BaseConsumer, _> = client_config(&config, ClientKind::Admin).create();
+        assert!(
+            admin.is_err(),
+            "an invalid passthrough value is refused by librdkafka"
+        );
+    }
+}
