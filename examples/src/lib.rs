@@ -1,4 +1,5 @@
 //! The topologies of the example applications, shared by their binaries and by the integration tests.
+#![warn(missing_docs)]
 
 pub mod checkout;
 pub mod pizza;

@@ -280,7 +280,8 @@ pub fn http_get(url: &str) -> (u16, String) {
     http_request("GET", url)
 }
 
-/// A plain HTTP/1.1 request without a body on loopback, following redirects; returns the status and the body.
+/// A plain HTTP/1.1 request without a body on loopback, following redirects; returns the status and the body
+/// (status 0 when the connection is refused).
 pub fn http_request(method: &str, url: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut url = url.to_string();
@@ -289,7 +290,11 @@ pub fn http_request(method: &str, url: &str) -> (u16, String) {
         let (host, path) = rest
             .split_once('/')
             .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-        let mut stream = std::net::TcpStream::connect(host).expect("connect");
+        // A refused connection (an instance that has just left) is status 0, for callers that retry.
+        let mut stream = match std::net::TcpStream::connect(host) {
+            Ok(s) => s,
+            Err(e) => return (0, format!("cannot connect to {host}: {e}")),
+        };
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();

@@ -109,6 +109,15 @@ where
                 ),
             );
         };
+        // A key this instance holds is answered here: its tasks are current, while another instance's
+        // announcement may lag a rebalance.
+        let local = match streams.store::<K, V>(&self.name).and_then(|s| s.get(&key)) {
+            Ok(v) => v,
+            Err(e) => return from_streams_error(e),
+        };
+        if let Some(v) = local {
+            return Reply::Json(StatusCode::OK, json!({ "key": key, "value": v }));
+        }
         match streams.query_metadata_for_store_key::<K, V>(&self.name, &key) {
             Ok(meta) => {
                 if let Some(owner) = meta.active {
@@ -123,15 +132,11 @@ where
                         }
                     }
                 }
+                error(
+                    StatusCode::NOT_FOUND,
+                    format!("no key '{raw_key}' in store '{}'", self.name),
+                )
             }
-            Err(e) => return from_streams_error(e),
-        }
-        match streams.store::<K, V>(&self.name).and_then(|s| s.get(&key)) {
-            Ok(Some(v)) => Reply::Json(StatusCode::OK, json!({ "key": key, "value": v })),
-            Ok(None) => error(
-                StatusCode::NOT_FOUND,
-                format!("no key '{raw_key}' in store '{}'", self.name),
-            ),
             Err(e) => from_streams_error(e),
         }
     }
