@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod checkout;
+pub mod cli;
 pub mod pizza;
 pub mod us_shareholders;
 pub mod word_count;

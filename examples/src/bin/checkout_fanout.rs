@@ -7,70 +7,20 @@
 use std::time::{Duration, Instant};
 
 use examples::checkout::*;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use streams_dsl::streams_core::runtime::{EmbeddedKafka, KafkaStreams, StreamsConfig};
+use examples::cli::{init_logging, state_dir, Args, Cluster};
+use streams_dsl::streams_core::runtime::KafkaStreams;
 use streams_dsl::{StreamsError, Topology};
 
-fn publish(bootstrap: &str, checkouts: &[Checkout]) -> Result<(), StreamsError> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("partitioner", "murmur2_random")
-        .create()
-        .map_err(|e| StreamsError::processor(format!("producer: {e}")))?;
-    for c in checkouts {
-        let value = serde_json::to_vec(c).map_err(|e| StreamsError::processor(e.to_string()))?;
-        let r = BaseRecord::to(CHECKOUTS)
-            .key(c.order_id.as_str())
-            .payload(value.as_slice());
-        producer
-            .send(r)
-            .map_err(|(e, _)| StreamsError::processor(format!("send: {e}")))?;
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .map_err(|e| StreamsError::processor(format!("flush: {e}")))
-}
-
 fn main() -> Result<(), StreamsError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args: Vec<String> = std::env::args().collect();
-    let external = args
+    init_logging();
+    let topics: Vec<(&str, i32)> = [CHECKOUTS, SHIPMENTS, EMAILS, RESERVED, FRAUD_ALERTS]
         .iter()
-        .position(|a| a == "--bootstrap-servers")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
-    let embedded = match &external {
-        Some(_) => None,
-        None => {
-            let k = EmbeddedKafka::start()?;
-            for t in [CHECKOUTS, SHIPMENTS, EMAILS, RESERVED, FRAUD_ALERTS] {
-                k.create_topic(t, 2)?;
-            }
-            Some(k)
-        }
-    };
-    let bootstrap = external.unwrap_or_else(|| {
-        embedded
-            .as_ref()
-            .map(|k| k.bootstrap_servers().to_string())
-            .unwrap_or_default()
-    });
-    let state = tempfile::tempdir().map_err(|source| StreamsError::Io {
-        path: "temp dir".into(),
-        source,
-    })?;
+        .map(|t| (*t, 2))
+        .collect();
+    let cluster = Cluster::from_args(&Args::from_env(), &topics)?;
+    let state = state_dir()?;
     let start = |app: &str, topology: Topology| -> Result<KafkaStreams, StreamsError> {
-        let mut config = StreamsConfig::new(app, bootstrap.as_str());
-        config.set("commit.interval.ms", "500")?;
-        config.set("state.dir", &state.path().display().to_string())?;
-        let setup = (config, embedded.as_ref().map(EmbeddedKafka::admin));
-        let s = KafkaStreams::new(topology, setup)?;
+        let s = KafkaStreams::new(topology, cluster.config(app, state.path())?)?;
         s.start()?;
         Ok(s)
     };
@@ -80,7 +30,16 @@ fn main() -> Result<(), StreamsError> {
         ("inventory", start("inventory", inventory()?)?),
     ];
     let checkouts = sample_checkouts(20);
-    publish(&bootstrap, &checkouts)?;
+    let records: Vec<_> = checkouts
+        .iter()
+        .map(|c| {
+            (
+                Some(c.order_id.clone().into_bytes()),
+                serde_json::to_vec(c).ok(),
+            )
+        })
+        .collect();
+    cluster.produce(CHECKOUTS, &records)?;
     let wait_all = |apps: &[(&str, KafkaStreams)]| {
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(60)

@@ -13,72 +13,27 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use examples::cli::{init_logging, state_dir, Args, Cluster};
 use examples::pizza::{self, Order, ORDERS_STORE, TOPICS};
-use streams_dsl::streams_core::runtime::{EmbeddedKafka, KafkaStreams, State, StreamsConfig};
+use streams_dsl::streams_core::runtime::{KafkaStreams, State};
 use streams_dsl::StreamsError;
 
 fn main() -> Result<(), StreamsError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let once = args.iter().any(|a| a == "--once");
-    let port: u16 = match arg("--port") {
-        Some(p) => p.parse().map_err(|_| StreamsError::Config {
-            key: "--port".into(),
-            message: format!("expected a port number, got '{p}'"),
-        })?,
-        None => 8080,
-    };
-    let metrics_port: u16 = match arg("--metrics-port") {
-        Some(p) => p.parse().map_err(|_| StreamsError::Config {
-            key: "--metrics-port".into(),
-            message: format!("expected a port number, got '{p}'"),
-        })?,
-        None => 9464,
-    };
+    init_logging();
+    let args = Args::from_env();
+    let once = args.flag("--once");
+    let port = args.port("--port", 8080)?;
+    let metrics_port = args.port("--metrics-port", 9464)?;
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(([127, 0, 0, 1], metrics_port))
         .install()
         .map_err(|e| StreamsError::processor(format!("cannot start the metrics exporter: {e}")))?;
     println!("metrics at http://127.0.0.1:{metrics_port}/metrics");
-    let external = arg("--bootstrap-servers");
-    let embedded = match &external {
-        Some(_) => None,
-        None => {
-            let k = EmbeddedKafka::start()?;
-            for t in TOPICS {
-                k.create_topic(t, 2)?;
-            }
-            Some(k)
-        }
-    };
-    let bootstrap = match (&external, &embedded) {
-        (Some(b), _) => b.clone(),
-        (None, Some(k)) => k.bootstrap_servers().to_string(),
-        (None, None) => return Err(StreamsError::processor("no broker to connect to")),
-    };
-    let state = tempfile::tempdir().map_err(|source| StreamsError::Io {
-        path: "temp dir".into(),
-        source,
-    })?;
+    let topics: Vec<(&str, i32)> = TOPICS.iter().map(|t| (*t, 2)).collect();
+    let cluster = Cluster::from_args(&args, &topics)?;
+    let state = state_dir()?;
     let start = |app: &str, topology| -> Result<Arc<KafkaStreams>, StreamsError> {
-        let mut config = StreamsConfig::new(app, bootstrap.as_str());
-        config.set("commit.interval.ms", "500")?;
-        config.set("state.dir", &state.path().display().to_string())?;
-        let s = KafkaStreams::new(
-            topology,
-            (config, embedded.as_ref().map(EmbeddedKafka::admin)),
-        )?;
+        let s = KafkaStreams::new(topology, cluster.config(app, state.path())?)?;
         s.start()?;
         Ok(Arc::new(s))
     };
@@ -93,7 +48,7 @@ fn main() -> Result<(), StreamsError> {
         path: "tokio runtime".into(),
         source,
     })?;
-    let router = pizza::order_service(&bootstrap, orders.clone())?;
+    let router = pizza::order_service(cluster.bootstrap(), orders.clone())?;
     let (addr, stop) = rt.block_on(pizza::serve(router, ([127, 0, 0, 1], port).into()))?;
     println!("order service at http://{addr}: POST /order/{{count}}, GET /order/{{id}}");
 

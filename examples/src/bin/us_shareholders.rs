@@ -8,35 +8,15 @@
 //! `cargo run -p examples --bin us_shareholders [-- --bootstrap-servers host:port] [--serve [--port N]]`
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use examples::cli::{init_logging, state_dir, Args, Cluster};
 use examples::us_shareholders::{sample_positions, topology, Position, POSITIONS_TOPIC, STORE};
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use streams_dsl::streams_core::runtime::{EmbeddedKafka, KafkaStreams, State, StreamsConfig};
+use streams_dsl::streams_core::runtime::{KafkaStreams, QueryServer, State};
 use streams_dsl::{StoreKind, StreamsError};
 
 type Holders = std::collections::BTreeMap<String, BTreeSet<String>>;
-
-fn produce(bootstrap: &str, records: &[(String, Option<Vec<u8>>)]) -> Result<(), StreamsError> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("partitioner", "murmur2_random")
-        .create()
-        .map_err(|e| StreamsError::processor(format!("producer: {e}")))?;
-    for (k, v) in records {
-        let mut r: BaseRecord<'_, str, [u8]> = BaseRecord::to(POSITIONS_TOPIC).key(k.as_str());
-        if let Some(v) = v {
-            r = r.payload(v.as_slice());
-        }
-        producer
-            .send(r)
-            .map_err(|(e, _)| StreamsError::processor(format!("send: {e}")))?;
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .map_err(|e| StreamsError::processor(format!("flush: {e}")))
-}
 
 /// Reads the store until `done` holds (the application works asynchronously) or 30 s pass.
 fn wait_for(
@@ -57,59 +37,24 @@ fn wait_for(
     }
 }
 
-fn main() -> Result<(), StreamsError> {
-    // Library warnings (the embedded broker's limits, among others) on stderr; RUST_LOG overrides the level.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args: Vec<String> = std::env::args().collect();
-    let bootstrap_arg = args
-        .iter()
-        .position(|a| a == "--bootstrap-servers")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
-    let serve = args.iter().any(|a| a == "--serve");
-    let port: u16 = match args
-        .iter()
-        .position(|a| a == "--port")
-        .and_then(|i| args.get(i + 1))
-    {
-        Some(p) => p.parse().map_err(|_| StreamsError::Config {
-            key: "--port".into(),
-            message: format!("expected a port number, got '{p}'"),
-        })?,
-        None => 8080,
-    };
-    let state_dir = tempfile::tempdir().map_err(|source| StreamsError::Io {
-        path: "temp dir".into(),
-        source,
-    })?;
+fn position(p: &Position) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    (Some(p.id.clone().into_bytes()), serde_json::to_vec(p).ok())
+}
 
-    let embedded;
-    let (mut config, admin) = match &bootstrap_arg {
-        Some(servers) => (
-            StreamsConfig::new("us-shareholders", servers.as_str()),
-            None,
-        ),
-        None => {
-            embedded = EmbeddedKafka::start()?;
-            embedded.create_topic(POSITIONS_TOPIC, 2)?;
-            println!("embedded broker at {}", embedded.bootstrap_servers());
-            let (c, a) = StreamsConfig::embedded("us-shareholders", &embedded);
-            (c, Some(a))
-        }
-    };
-    config.set("commit.interval.ms", "500")?;
+fn main() -> Result<(), StreamsError> {
+    init_logging();
+    let args = Args::from_env();
+    let serve = args.flag("--serve");
+    let port = args.port("--port", 8080)?;
+    let cluster = Cluster::from_args(&args, &[(POSITIONS_TOPIC, 2)])?;
+    println!("broker at {}", cluster.bootstrap());
+    let state = state_dir()?;
+    let (mut config, admin) = cluster.config("us-shareholders", state.path())?;
     if serve {
         config.set("application.server", &format!("127.0.0.1:{port}"))?;
     }
-    config.set("state.dir", &state_dir.path().display().to_string())?;
-    let bootstrap = config.bootstrap_servers.clone();
 
-    let streams = std::sync::Arc::new(KafkaStreams::new(
+    let streams = Arc::new(KafkaStreams::new(
         topology(StoreKind::RocksDb)?,
         (config, admin),
     )?);
@@ -123,28 +68,24 @@ fn main() -> Result<(), StreamsError> {
         )));
     }
 
-    let positions: Vec<(String, Option<Vec<u8>>)> = sample_positions()
-        .iter()
-        .map(|p| (p.id.clone(), serde_json::to_vec(p).ok()))
-        .collect();
-    produce(&bootstrap, &positions)?;
+    let positions: Vec<_> = sample_positions().iter().map(position).collect();
+    cluster.produce(POSITIONS_TOPIC, &positions)?;
     let holders = wait_for(&streams, |h| h.len() == 2)?;
     println!(
         "us-share-holders:\n{}",
         serde_json::to_string_pretty(&holders).unwrap_or_default()
     );
 
-    produce(&bootstrap, &[("4".to_string(), None)])?;
+    cluster.produce(POSITIONS_TOPIC, &[(Some(b"4".to_vec()), None)])?;
     let holders = wait_for(&streams, |h| !h.contains_key("client2"))?;
     println!(
         "after position 4 is closed:\n{}",
         serde_json::to_string_pretty(&holders).unwrap_or_default()
     );
 
-    let moved = Position::new("3", "client1", "FB", 33, "LON");
-    produce(
-        &bootstrap,
-        &[("3".to_string(), serde_json::to_vec(&moved).ok())],
+    cluster.produce(
+        POSITIONS_TOPIC,
+        &[position(&Position::new("3", "client1", "FB", 33, "LON"))],
     )?;
     let holders = wait_for(&streams, |h| {
         h.get("client1").is_some_and(|ids| ids.len() == 1)
@@ -160,7 +101,7 @@ fn main() -> Result<(), StreamsError> {
             source,
         })?;
         rt.block_on(async {
-            let server = streams_dsl::streams_core::runtime::QueryServer::builder(streams.clone())
+            let server = QueryServer::builder(streams.clone())
                 .store::<String, BTreeSet<String>>(STORE)
                 .bind(([127, 0, 0, 1], port).into())
                 .serve()

@@ -5,10 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use examples::cli::{init_logging, state_dir, Args, Cluster};
 use examples::word_count::{topology, INPUT, OUTPUT, STORE};
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use streams_dsl::streams_core::runtime::{EmbeddedKafka, KafkaStreams, StreamsConfig};
+use streams_dsl::streams_core::runtime::KafkaStreams;
 use streams_dsl::StreamsError;
 
 const LINES: [&str; 4] = [
@@ -19,52 +18,16 @@ const LINES: [&str; 4] = [
 ];
 
 fn main() -> Result<(), StreamsError> {
-    let args: Vec<String> = std::env::args().collect();
-    let external = args
-        .iter()
-        .position(|a| a == "--bootstrap-servers")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
-    let embedded = match &external {
-        Some(_) => None,
-        None => {
-            let k = EmbeddedKafka::start()?;
-            k.create_topic(INPUT, 2)?;
-            k.create_topic(OUTPUT, 2)?;
-            Some(k)
-        }
-    };
-    let bootstrap = match (&external, &embedded) {
-        (Some(b), _) => b.clone(),
-        (None, Some(k)) => k.bootstrap_servers().to_string(),
-        (None, None) => return Err(StreamsError::processor("no broker to connect to")),
-    };
-    let state = tempfile::tempdir().map_err(|source| StreamsError::Io {
-        path: "temp dir".into(),
-        source,
-    })?;
-    let mut config = StreamsConfig::new("word-count", bootstrap.as_str());
-    config.set("commit.interval.ms", "500")?;
-    config.set("state.dir", &state.path().display().to_string())?;
-    let streams = KafkaStreams::new(
-        topology()?,
-        (config, embedded.as_ref().map(EmbeddedKafka::admin)),
-    )?;
+    init_logging();
+    let cluster = Cluster::from_args(&Args::from_env(), &[(INPUT, 2), (OUTPUT, 2)])?;
+    let state = state_dir()?;
+    let streams = KafkaStreams::new(topology()?, cluster.config("word-count", state.path())?)?;
     streams.start()?;
-
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .map_err(|e| StreamsError::processor(format!("producer: {e}")))?;
-    for line in LINES {
-        let r: BaseRecord<'_, (), str> = BaseRecord::to(INPUT).payload(line);
-        producer
-            .send(r)
-            .map_err(|(e, _)| StreamsError::processor(format!("send: {e}")))?;
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .map_err(|e| StreamsError::processor(format!("flush: {e}")))?;
+    let lines: Vec<_> = LINES
+        .iter()
+        .map(|l| (None, Some(l.as_bytes().to_vec())))
+        .collect();
+    cluster.produce(INPUT, &lines)?;
 
     let words: usize = LINES.iter().map(|l| l.split_whitespace().count()).sum();
     let t0 = Instant::now();
