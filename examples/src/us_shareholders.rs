@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use streams_dsl::{
-    Consumed, Grouped, Materialized, Serdes, StoreKind, StreamsBuilder, StreamsError, Topology,
+    Consumed, Grouped, Materialized, Produced, Serdes, StoreKind, StreamsBuilder, StreamsError,
+    Topology,
 };
 
 /// Input topic.
@@ -58,8 +59,17 @@ pub fn sample_positions() -> Vec<Position> {
 
 /// The topology: table -> filter(NASDAQ) -> group_by(client) -> aggregate(set of position ids).
 pub fn topology(store_kind: StoreKind) -> Result<Topology, StreamsError> {
+    topology_with_changes(store_kind, None)
+}
+
+/// The same topology, also writing every change of the `us-share-holders` table to `changes` (a deletion is a
+/// tombstone), for consumers outside the application.
+pub fn topology_with_changes(
+    store_kind: StoreKind,
+    changes: Option<&str>,
+) -> Result<Topology, StreamsError> {
     let builder = StreamsBuilder::new();
-    builder
+    let holders = builder
         .table(
             POSITIONS_TOPIC,
             Consumed::with(Serdes::string(), Serdes::json::<Position>()),
@@ -85,5 +95,8 @@ pub fn topology(store_kind: StoreKind) -> Result<Topology, StreamsError> {
                 .with_store_kind(store_kind)
                 .with_value_serde(Serdes::json::<BTreeSet<String>>()),
         );
+    if let Some(topic) = changes {
+        holders.to_stream().to(topic, Produced::new());
+    }
     builder.build()
 }

@@ -361,3 +361,14 @@ impl streams_dsl::streams_core::runtime::StateRestoreListener for CountingRestor
             .fetch_add(restored, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// Page views (`visits`: user -> page) counted per page into the store `page-counts`, through a repartition
+/// topic: the topology of the query tests.
+pub fn page_counts_topology() -> streams_dsl::Topology {
+    use streams_dsl::*;
+    let b = StreamsBuilder::new();
+    b.stream("visits", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by(|_user, page| page.clone(), Grouped::as_name("by-page"))
+        .count(Materialized::as_store("page-counts"));
+    b.build().expect("a valid topology")
+}

@@ -7,16 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streams_dsl::streams_core::runtime::{KafkaStreams, QueryServer, State};
-use streams_dsl::*;
-use tests::{free_loopback_port, http_get, produce, wait_until, Broker};
-
-fn topology() -> Topology {
-    let b = StreamsBuilder::new();
-    b.stream("visits", Consumed::with(Serdes::string(), Serdes::string()))
-        .group_by(|_user, page| page.clone(), Grouped::as_name("by-page"))
-        .count(Materialized::as_store("page-counts"));
-    b.build().unwrap()
-}
+use tests::{free_loopback_port, http_get, page_counts_topology, produce, wait_until, Broker};
 
 fn count_via(port: u16, page: &str) -> Option<i64> {
     let (status, body) = http_get(&format!(
@@ -45,7 +36,7 @@ fn run(broker: Broker) {
         config
             .set("application.server", &format!("127.0.0.1:{port}"))
             .unwrap();
-        let streams = Arc::new(KafkaStreams::new(topology(), (config, admin)).unwrap());
+        let streams = Arc::new(KafkaStreams::new(page_counts_topology(), (config, admin)).unwrap());
         let server = rt
             .block_on(
                 QueryServer::builder(streams.clone())

@@ -6,15 +6,7 @@ use std::time::Duration;
 
 use streams_dsl::streams_core::runtime::{HostInfo, KafkaStreams, State};
 use streams_dsl::*;
-use tests::{produce, wait_until, Broker};
-
-fn topology() -> Topology {
-    let b = StreamsBuilder::new();
-    b.stream("visits", Consumed::with(Serdes::string(), Serdes::string()))
-        .group_by(|_user, page| page.clone(), Grouped::as_name("by-page"))
-        .count(Materialized::as_store("page-counts"));
-    b.build().unwrap()
-}
+use tests::{page_counts_topology, produce, wait_until, Broker};
 
 fn local(s: &KafkaStreams) -> BTreeMap<String, i64> {
     s.store::<String, i64>("page-counts")
@@ -28,14 +20,14 @@ fn run(broker: Broker) {
     let start = |dir: &std::path::Path, server: &str| {
         let (mut config, admin) = broker.config("pages", dir);
         config.set("application.server", server).unwrap();
-        let s = KafkaStreams::new(topology(), (config, admin)).unwrap();
+        let s = KafkaStreams::new(page_counts_topology(), (config, admin)).unwrap();
         s.start().unwrap();
         s
     };
     let a = start(dir_a.path(), "127.0.0.1:18001");
     let b = start(dir_b.path(), "127.0.0.1:18002");
     assert!(matches!(
-        KafkaStreams::new(topology(), broker.config("pages", dir_a.path()))
+        KafkaStreams::new(page_counts_topology(), broker.config("pages", dir_a.path()))
             .unwrap()
             .store::<String, i64>("page-counts"),
         Err(StreamsError::StoreUnavailable { .. })

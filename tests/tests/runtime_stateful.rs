@@ -150,38 +150,12 @@ fn us_shareholders_through_topics(broker: Broker) {
     let out = "us-share-holders-out";
     broker.create_topic(out, 2);
     // The example's topology, with its table's changes written out to check them from outside.
-    let b = StreamsBuilder::new();
-    b.table(
-        us_shareholders::POSITIONS_TOPIC,
-        Consumed::with(Serdes::string(), Serdes::json::<Position>()),
-        Materialized::as_store("open-positions"),
-    )
-    .filter(|_, p| p.exchange == "NASDAQ")
-    .group_by(
-        |id, p| (p.client.clone(), id.clone()),
-        Grouped::with(Serdes::string(), Serdes::string()),
-    )
-    .aggregate(
-        BTreeSet::new,
-        |_, id, mut s: BTreeSet<String>| {
-            s.insert(id.clone());
-            s
-        },
-        |_, id, mut s: BTreeSet<String>| {
-            s.remove(id);
-            (!s.is_empty()).then_some(s)
-        },
-        Materialized::as_store(us_shareholders::STORE)
-            .with_value_serde(Serdes::json::<BTreeSet<String>>()),
-    )
-    .to_stream()
-    .to(out, Produced::new());
+    let topology = us_shareholders::topology_with_changes(StoreKind::RocksDb, Some(out)).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let streams = KafkaStreams::new(
-        b.build().unwrap(),
-        broker.config("us-shareholders", dir.path()),
-    )
-    .unwrap();
+    let (mut config, admin) = broker.config("us-shareholders", dir.path());
+    // Two threads share the tasks of the two sub-topologies.
+    config.set("num.stream.threads", "2").unwrap();
+    let streams = KafkaStreams::new(topology, (config, admin)).unwrap();
     streams.start().unwrap();
 
     let json = |p: &Position| Some(serde_json::to_vec(p).unwrap());
