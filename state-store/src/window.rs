@@ -13,6 +13,9 @@
 //! The same layouts are the wire format of windowed keys written to topics, so a Java consumer using Kafka's
 //! windowed deserializers reads them.
 //!
+//! Window starts and ends are times >= 0 (big-endian bytes of negative numbers would sort after positive ones);
+//! writing a negative one is an error.
+//!
 //! Retention: [`WindowStore::expire`] and [`SessionStore::expire`] delete what has fallen out of the retention
 //! period (deletions go through the whole stack, so the changelog gets tombstones), and reads never return
 //! expired entries even before they are deleted.
@@ -212,7 +215,11 @@ struct Base<K, V> {
 }
 
 impl<K: 'static, V: 'static> Base<K, V> {
-    fn new(store: SharedKeyValueStore, key_serde: SharedSerde<K>, value_serde: SharedSerde<V>) -> Self {
+    fn new(
+        store: SharedKeyValueStore,
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+    ) -> Self {
         let name: Arc<str> = match store.lock() {
             Ok(s) => Arc::from(s.name()),
             Err(p) => Arc::from(p.get_ref().name()),
@@ -364,6 +371,12 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// Stores `value` for `key` in the window starting at `start`; `None` deletes it (without duplicates).
     /// Windows already beyond retention are not written.
     pub fn put(&mut self, key: &K, start: i64, value: Option<&V>) -> Result<(), StoreError> {
+        if start < 0 {
+            return Err(StoreError::NegativeWindowTime {
+                store: self.base.name.to_string(),
+                time: start,
+            });
+        }
         if start < self.earliest_live() {
             return Ok(());
         }
@@ -428,8 +441,13 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
 
     /// The windows of `key` starting in `[from, to]`, by start (values in insertion order within a start when
     /// duplicates are kept).
-    pub fn fetch_range(&mut self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>, StoreError> {
-        let from = from.max(self.earliest_live());
+    pub fn fetch_range(
+        &mut self,
+        key: &K,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, V)>, StoreError> {
+        let from = from.max(self.earliest_live()).max(0);
         if from > to {
             return Ok(Vec::new());
         }
@@ -533,13 +551,13 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         &self.base.name
     }
 
+    /// Sessions ending at or after this are live: with a retention of gap + grace, a session that ended exactly
+    /// that long ago can still be merged with by a record `gap` after it arriving `grace` late.
     fn earliest_live_end(&self) -> i64 {
         if self.observed_time == i64::MIN {
             i64::MIN
         } else {
-            self.observed_time
-                .saturating_sub(self.retention_ms)
-                .saturating_add(1)
+            self.observed_time.saturating_sub(self.retention_ms)
         }
     }
 
@@ -561,6 +579,12 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
 
     /// Stores the aggregate of `key`'s session `window`.
     pub fn put(&mut self, key: &K, window: Window, value: &V) -> Result<(), StoreError> {
+        if window.start < 0 {
+            return Err(StoreError::NegativeWindowTime {
+                store: self.base.name.to_string(),
+                time: window.start,
+            });
+        }
         if window.end < self.earliest_live_end() {
             return Ok(());
         }
@@ -604,7 +628,7 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         earliest_end: i64,
         latest_start: i64,
     ) -> Result<Vec<(Window, V)>, StoreError> {
-        let earliest_end = earliest_end.max(self.earliest_live_end());
+        let earliest_end = earliest_end.max(self.earliest_live_end()).max(0);
         let key_len = self.base.encode_key(key)?;
         let mut lower = self.base.key_buf.clone();
         lower.extend_from_slice(&earliest_end.to_be_bytes());
@@ -616,12 +640,7 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
             Some(key_len),
             16,
             |w| be_i64(&w[8..]) <= latest_start && be_i64(w) >= earliest_end,
-            |b, _, w, v| {
-                Ok((
-                    Window::new(be_i64(&w[8..]), be_i64(w)),
-                    b.decode_value(v)?,
-                ))
-            },
+            |b, _, w, v| Ok((Window::new(be_i64(&w[8..]), be_i64(w)), b.decode_value(v)?)),
         )
     }
 
@@ -635,10 +654,7 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
             |w| be_i64(w) >= earliest,
             |b, k, w, v| {
                 Ok((
-                    Windowed::new(
-                        b.decode_key(k)?,
-                        Window::new(be_i64(&w[8..]), be_i64(w)),
-                    ),
+                    Windowed::new(b.decode_key(k)?, Window::new(be_i64(&w[8..]), be_i64(w))),
                     b.decode_value(v)?,
                 ))
             },
@@ -747,10 +763,12 @@ mod tests {
         let mut reference = BTreeMap::new();
         let mut x: u64 = 7;
         for _ in 0..2000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let key = format!("k{}", (x >> 33) % 7);
             let start = ((x >> 20) % 50) as i64 * 10;
-            if (x >> 50) % 5 == 0 {
+            if (x >> 50).is_multiple_of(5) {
                 s.put(&key, start, None).unwrap();
                 reference.remove(&(key, start));
             } else {
@@ -794,7 +812,7 @@ mod tests {
         assert_eq!(s.find_sessions(&k, 0, 1000).unwrap().len(), 2);
         assert_eq!(s.all().unwrap().len(), 3);
         assert_eq!(s.fetch_session(&k, Window::new(30, 40)).unwrap(), Some(3));
-        // Retention 1000 at 1045: sessions ending before 46 go, i.e. (30, 40).
+        // Retention 1000 at 1045: sessions ending before 45 go, i.e. (30, 40).
         assert_eq!(s.expire(1045).unwrap(), 1);
         assert_eq!(s.all().unwrap().len(), 2);
     }

@@ -53,12 +53,19 @@ mod kstream;
 mod ktable;
 mod ops;
 mod params;
+mod stream_join;
+mod windowed;
+mod windows;
 
 pub use builder::StreamsBuilder;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
 pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned};
+pub use state_store::{SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
+pub use stream_join::StreamJoined;
+pub use windowed::{SessionWindowedKStream, Suppressed, TimeWindowedKStream, WindowedBy};
+pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
 
 pub use state_store;
 pub use streams_core;

@@ -191,6 +191,7 @@ pub struct Materialized<K, V> {
     pub(crate) value_serde: Option<SharedSerde<V>>,
     pub(crate) logging: bool,
     pub(crate) caching: bool,
+    pub(crate) retention: Option<std::time::Duration>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -202,6 +203,7 @@ impl<K, V> Default for Materialized<K, V> {
             value_serde: None,
             logging: true,
             caching: true,
+            retention: None,
         }
     }
 }
@@ -256,6 +258,13 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     /// No write-back cache.
     pub fn with_caching_disabled(mut self) -> Self {
         self.caching = false;
+        self
+    }
+    /// How long a window or session store keeps windows, in stream time (windowed aggregations only). The
+    /// default is the window size (or inactivity gap) plus the grace period; interactive queries of older
+    /// windows need a longer retention. Must be at least that default.
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention = Some(retention);
         self
     }
 }
