@@ -9,6 +9,7 @@
 //! | `KGroupedStream` (`count`, `reduce`, `aggregate`) | [`KGroupedStream`] |
 //! | `KGroupedTable` (`count`, `reduce`, `aggregate` with adder and subtractor) | [`KGroupedTable`] |
 //! | `Consumed`, `Produced`, `Grouped`, `Materialized`, `Repartitioned` | same names |
+//! | `KStream#join`/`leftJoin` with a `KTable`, `KTable#join`/`leftJoin`/`outerJoin`, `Joined` | [`KStream::join`], [`KStream::left_join`], [`KTable::join`], [`KTable::left_join`], [`KTable::outer_join`], [`Joined`] |
 //! | `TopologyTestDriver` | [`TopologyTestDriver`] |
 //!
 //! An application depends on this crate alone: it re-exports the serdes, the Processor API, the test driver and
@@ -49,6 +50,7 @@
 mod builder;
 mod change;
 mod grouped;
+mod join;
 mod kstream;
 mod ktable;
 mod ops;
@@ -59,6 +61,7 @@ pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
 pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned};
+pub use params::Joined;
 
 pub use state_store;
 pub use streams_core;

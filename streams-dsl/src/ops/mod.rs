@@ -13,3 +13,6 @@ pub(crate) mod table_group_by;
 pub(crate) mod table_map_values;
 pub(crate) mod table_source;
 pub(crate) mod table_to_stream;
+pub(crate) mod stream_table_join;
+pub(crate) mod table_materialize;
+pub(crate) mod table_table_join;
