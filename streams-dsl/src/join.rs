@@ -87,6 +87,14 @@ impl<K: Data, V: Data> KTable<K, V> {
     where
         F: Fn(Option<&V>, Option<&VO>) -> Option<VR> + Send + Sync + 'static,
     {
+        // A side that makes rows on its own needs its old values: deleting its row must delete the joined row
+        // even when the other side has none.
+        if this_outer {
+            self.enable_send_old_values();
+        }
+        if other_outer {
+            other.enable_send_old_values();
+        }
         let this_view = self.with_store(&None, op);
         let other_view = other.with_store(&None, op);
         let mut b = self.b.borrow_mut();
