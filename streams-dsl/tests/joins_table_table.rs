@@ -63,6 +63,8 @@ struct Case {
     /// The right table is `map_values`ed without a store.
     map_right: bool,
     materialized: bool,
+    /// A downstream aggregation counts the joined rows (it asks the join for old values).
+    count_classes: bool,
     partitions: i32,
     ops: Vec<Op>,
 }
@@ -111,10 +113,12 @@ fn topology(c: &Case) -> Topology {
         ),
     };
     result.to_stream().to("out", Produced::new());
-    // Counting the joined rows by value class needs the join's old values (the retractions).
-    result
-        .group_by(|_, v| (v.rem_euclid(3), 1i64), Grouped::new())
-        .count(Materialized::as_store("classes").in_memory());
+    if c.count_classes {
+        // Counting the joined rows by value class needs the join's old values (the retractions).
+        result
+            .group_by(|_, v| (v.rem_euclid(3), 1i64), Grouped::new())
+            .count(Materialized::as_store("classes").in_memory());
+    }
     b.build().unwrap()
 }
 
@@ -185,6 +189,9 @@ fn check(c: Case) {
             assert_eq!(store.get(&key(k)).unwrap(), after.get(&key(k)).copied());
         }
     }
+    if !c.count_classes {
+        return;
+    }
     let mut classes: BTreeMap<i64, i64> = BTreeMap::new();
     for v in after.values() {
         *classes.entry(v.rem_euclid(3)).or_default() += 1;
@@ -203,10 +210,11 @@ proptest! {
     fn table_table_joins_match_a_hashmap(
         kind in kind(),
         materialized in any::<bool>(),
+        count_classes in any::<bool>(),
         partitions in 2i32..=4,
         ops in ops(),
     ) {
-        check(Case { kind, filter_left: false, map_right: false, materialized, partitions, ops });
+        check(Case { kind, filter_left: false, map_right: false, materialized, count_classes, partitions, ops });
     }
 
     #[test]
@@ -215,10 +223,11 @@ proptest! {
         filter_left in any::<bool>(),
         map_right in any::<bool>(),
         materialized in any::<bool>(),
+        count_classes in any::<bool>(),
         partitions in 2i32..=4,
         ops in ops(),
     ) {
-        check(Case { kind, filter_left, map_right, materialized, partitions, ops });
+        check(Case { kind, filter_left, map_right, materialized, count_classes, partitions, ops });
     }
 }
 
