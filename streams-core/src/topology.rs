@@ -845,10 +845,12 @@ impl Topology {
         let Some(group) = groups.iter().find(|g| g.contains(topic)) else {
             return writer(topic);
         };
-        let fixed = group.iter().filter_map(|t| match self.internal_topics.get(t) {
-            Some(it) => it.partitions,
-            None => known.get(t).copied(),
-        });
+        let fixed = group
+            .iter()
+            .filter_map(|t| match self.internal_topics.get(t) {
+                Some(it) => it.partitions,
+                None => known.get(t).copied(),
+            });
         if let Some(n) = fixed.max() {
             return Some(n);
         }

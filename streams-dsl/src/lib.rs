@@ -60,8 +60,8 @@ pub use builder::StreamsBuilder;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
-pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned};
 pub use params::Joined;
+pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned};
 
 pub use state_store;
 pub use streams_core;

@@ -170,7 +170,11 @@ fn check(c: Case) {
 }
 
 fn shape() -> impl Strategy<Value = Shape> {
-    prop_oneof![Just(Shape::Source), Just(Shape::Filtered), Just(Shape::Mapped)]
+    prop_oneof![
+        Just(Shape::Source),
+        Just(Shape::Filtered),
+        Just(Shape::Mapped)
+    ]
 }
 
 proptest! {
@@ -274,7 +278,10 @@ fn differently_partitioned_sides_fail_at_build() {
         StreamsError::CopartitionMismatch { topics } => {
             let mut topics = topics.clone();
             topics.sort();
-            assert_eq!(topics, vec![("events".to_string(), 3), ("rows".to_string(), 4)]);
+            assert_eq!(
+                topics,
+                vec![("events".to_string(), 3), ("rows".to_string(), 4)]
+            );
         }
         other => panic!("unexpected error: {other}"),
     }

@@ -91,7 +91,8 @@ fn topology(c: &Case) -> Topology {
     if c.filter_left {
         left = left.filter(|_, v| v % 3 != 0);
     }
-    let mut right = b.table::<String, i64>("right", Consumed::new(), Materialized::new().in_memory());
+    let mut right =
+        b.table::<String, i64>("right", Consumed::new(), Materialized::new().in_memory());
     if c.map_right {
         right = right.map_values(|v| v * 2);
     }
@@ -131,15 +132,16 @@ fn check(c: Case) {
     let right_in = d.input_topic("right", Serdes::string(), OptionSerde::new(Serdes::i64()));
     let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
     let (mut l, mut r): (HashMap<u8, i64>, HashMap<u8, i64>) = Default::default();
-    let expected = |c: &Case, l: &HashMap<u8, i64>, r: &HashMap<u8, i64>| -> BTreeMap<String, i64> {
-        (0u8..6)
-            .filter_map(|k| {
-                let lv = l.get(&k).and_then(|&v| left_view(c, v));
-                let rv = r.get(&k).map(|&v| right_view(c, v));
-                joined(c.kind, lv, rv).map(|j| (key(k), j))
-            })
-            .collect()
-    };
+    let expected =
+        |c: &Case, l: &HashMap<u8, i64>, r: &HashMap<u8, i64>| -> BTreeMap<String, i64> {
+            (0u8..6)
+                .filter_map(|k| {
+                    let lv = l.get(&k).and_then(|&v| left_view(c, v));
+                    let rv = r.get(&k).map(|&v| right_view(c, v));
+                    joined(c.kind, lv, rv).map(|j| (key(k), j))
+                })
+                .collect()
+        };
     // The joined table as its change stream says it is.
     let mut seen: BTreeMap<String, i64> = BTreeMap::new();
     for (i, op) in c.ops.iter().enumerate() {
@@ -165,7 +167,10 @@ fn check(c: Case) {
         }
         let after = expected(&c, &l, &r);
         let changes = out.read_key_values_to_vec().unwrap();
-        assert!(changes.len() <= 1, "one update makes at most one change: {changes:?}");
+        assert!(
+            changes.len() <= 1,
+            "one update makes at most one change: {changes:?}"
+        );
         for (k, v) in &changes {
             assert_eq!(k, &key(op.key()), "a change of another key after {op:?}");
             match v {
@@ -199,7 +204,11 @@ fn check(c: Case) {
     let counts = d.key_value_store::<i64, i64>("classes").unwrap();
     for class in 0..3 {
         let got = counts.get(&class).unwrap().unwrap_or(0);
-        assert_eq!(got, classes.get(&class).copied().unwrap_or(0), "class {class}");
+        assert_eq!(
+            got,
+            classes.get(&class).copied().unwrap_or(0),
+            "class {class}"
+        );
     }
 }
 
@@ -236,9 +245,11 @@ fn differently_partitioned_tables_fail_at_build() {
     let b = StreamsBuilder::new();
     let left = b.table::<String, i64>("left", Consumed::new(), Materialized::new().in_memory());
     let right = b.table::<String, i64>("right", Consumed::new(), Materialized::new().in_memory());
-    left.outer_join(&right, |l, r| l.copied().unwrap_or(0) + r.copied().unwrap_or(0))
-        .to_stream()
-        .to("out", Produced::new());
+    left.outer_join(&right, |l, r| {
+        l.copied().unwrap_or(0) + r.copied().unwrap_or(0)
+    })
+    .to_stream()
+    .to("out", Produced::new());
     let err = TopologyTestDriver::builder(b.build().unwrap())
         .partitions("left", 2)
         .partitions("right", 3)

@@ -25,7 +25,8 @@ fn topology() -> Topology {
         .left_join(
             &customers,
             |amount, name| format!("{amount}@{}", name.map_or("?", |n| n.as_str())),
-            Joined::with(Serdes::string(), Serdes::string(), Serdes::string()).with_name("orders-by-customer"),
+            Joined::with(Serdes::string(), Serdes::string(), Serdes::string())
+                .with_name("orders-by-customer"),
         )
         .to("enriched-orders", Produced::new());
     b.build().unwrap()
@@ -64,7 +65,12 @@ fn sorted_per_key(records: &[(String, String)]) -> BTreeMap<String, Vec<String>>
 fn raw(records: &[(String, Option<String>)]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     records
         .iter()
-        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_ref().map(|v| v.as_bytes().to_vec())))
+        .map(|(k, v)| {
+            (
+                k.as_bytes().to_vec(),
+                v.as_ref().map(|v| v.as_bytes().to_vec()),
+            )
+        })
         .collect()
 }
 
@@ -115,12 +121,18 @@ fn run(broker: Broker) {
     produce(
         &broker.bootstrap(),
         "orders",
-        &raw(&first.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect::<Vec<_>>()),
+        &raw(&first
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect::<Vec<_>>()),
     );
     let wait_for = |n: usize| {
-        consume_until(&broker.bootstrap(), "enriched-orders", Duration::from_secs(60), |r| {
-            r.len() >= n
-        })
+        consume_until(
+            &broker.bootstrap(),
+            "enriched-orders",
+            Duration::from_secs(60),
+            |r| r.len() >= n,
+        )
     };
     assert_eq!(wait_for(expected.len()).len(), expected.len());
 
@@ -143,11 +155,19 @@ fn run(broker: Broker) {
     produce(
         &broker.bootstrap(),
         "orders",
-        &raw(&second.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect::<Vec<_>>()),
+        &raw(&second
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect::<Vec<_>>()),
     );
     let got: Vec<(String, String)> = wait_for(expected.len())
         .into_iter()
-        .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v.unwrap()).unwrap()))
+        .map(|(k, v)| {
+            (
+                String::from_utf8(k).unwrap(),
+                String::from_utf8(v.unwrap()).unwrap(),
+            )
+        })
         .collect();
     assert!(streams.close(Duration::from_secs(30)));
     assert_eq!(got.len(), expected.len());
@@ -174,8 +194,11 @@ fn start_fails_when_joined_topics_are_not_co_partitioned() {
         .join(&customers, |o, c| format!("{o}{c}"), Joined::new())
         .to("out", Produced::new());
     let dir = tempfile::tempdir().unwrap();
-    let streams =
-        KafkaStreams::new(b.build().unwrap(), broker.config("not-copartitioned", dir.path())).unwrap();
+    let streams = KafkaStreams::new(
+        b.build().unwrap(),
+        broker.config("not-copartitioned", dir.path()),
+    )
+    .unwrap();
     let err = streams.start().expect_err("partition counts differ");
     let message = err.to_string();
     assert!(

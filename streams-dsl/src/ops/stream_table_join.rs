@@ -30,7 +30,11 @@ where
         Ok(())
     }
 
-    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<K, VR>) -> Result<(), StreamsError> {
+    fn process(
+        &mut self,
+        r: Record<K, V>,
+        ctx: &mut ProcessorContext<K, VR>,
+    ) -> Result<(), StreamsError> {
         let store = self
             .store
             .as_mut()
