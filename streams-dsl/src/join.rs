@@ -201,7 +201,7 @@ impl<K: Data, V: Data> KTable<K, V> {
     /// e.pipe_input("u1".into(), Some("ann@example.com".into())).unwrap();
     /// e.pipe_input("u1".into(), None).unwrap(); // the email is deleted: so is the joined row
     /// assert_eq!(
-    ///     out.read_values_to_vec().unwrap(),
+    ///     out.read_key_values_to_vec().unwrap().into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
     ///     vec![Some("Ann <ann@example.com>".to_string()), None]
     /// );
     /// ```
@@ -368,7 +368,7 @@ impl<K: Data, V: Data> KTable<K, V> {
     /// a_in.pipe_input("pen".into(), Some(7)).unwrap();
     /// b_in.pipe_input("pen".into(), None).unwrap();
     /// a_in.pipe_input("pen".into(), None).unwrap();
-    /// assert_eq!(out.read_values_to_vec().unwrap(), vec![Some(5), Some(12), Some(7), None]);
+    /// assert_eq!(out.read_key_values_to_vec().unwrap().into_iter().map(|(_, v)| v).collect::<Vec<_>>(), vec![Some(5), Some(12), Some(7), None]);
     /// ```
     pub fn outer_join<VO: Data, VR: Data, F>(
         &self,
@@ -520,7 +520,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// o.pipe_input("c1".into(), 10).unwrap(); // no customer c1 yet: dropped
     /// c.pipe_input("c1".into(), "Ann".into()).unwrap();
     /// o.pipe_input("c1".into(), 25).unwrap();
-    /// assert_eq!(out.read_values_to_vec().unwrap(), vec!["Ann: 25".to_string()]);
+    /// assert_eq!(out.read_key_values_to_vec().unwrap().into_iter().map(|(_, v)| v).collect::<Vec<_>>(), vec!["Ann: 25".to_string()]);
     /// ```
     pub fn join<VT: Data, VR: Data, F>(
         &self,
@@ -562,7 +562,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// c.pipe_input("c1".into(), "Ann".into()).unwrap();
     /// o.pipe_input("c1".into(), 25).unwrap();
     /// assert_eq!(
-    ///     out.read_values_to_vec().unwrap(),
+    ///     out.read_key_values_to_vec().unwrap().into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
     ///     vec!["unknown: 10".to_string(), "Ann: 25".to_string()]
     /// );
     /// ```
