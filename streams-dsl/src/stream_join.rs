@@ -159,6 +159,12 @@ impl<K: Data, V: Data> KStream<K, V> {
                 None,
             );
         }
+        // Both sides' records of a key must reach the same task.
+        let r = b
+            .topology
+            .add_copartition_group(&[&left_input, &right_input])
+            .map(|_| ());
+        b.check(r);
         let joiner = Arc::new(joiner);
         let unmatched: Option<Arc<str>> =
             (kind != JoinKind::Inner).then(|| Arc::from(shared_store.as_str()));

@@ -298,3 +298,27 @@ fn a_key_change_before_a_stream_join_repartitions_both_sides_consistently() {
     got.sort();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn streams_joined_must_be_co_partitioned() {
+    let b = StreamsBuilder::new();
+    let c = || Consumed::with(Serdes::string(), Serdes::i64());
+    b.stream("left", c())
+        .join_stream(
+            &b.stream("right", c()),
+            |l, r| l + r,
+            JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(10)),
+            StreamJoined::new().in_memory(),
+        )
+        .to("out", Produced::with(Serdes::string(), Serdes::i64()));
+    let err = TopologyTestDriver::builder(b.build().unwrap())
+        .partitions("left", 3)
+        .partitions("right", 2)
+        .build()
+        .err()
+        .expect("unequal partition counts are refused");
+    assert!(
+        matches!(err, StreamsError::CopartitionMismatch { .. }),
+        "{err}"
+    );
+}
