@@ -384,11 +384,7 @@ pub(crate) fn describe_global_stores(
     d: &crate::topology::TopologyDescription,
 ) -> std::fmt::Result {
     for g in &d.global_stores {
-        writeln!(
-            f,
-            "   Global store: {} (will not generate tasks)",
-            g.store
-        )?;
+        writeln!(f, "   Global store: {} (will not generate tasks)", g.store)?;
         writeln!(f, "    Source: {} (topics: [{}])", g.source, g.topic)?;
         writeln!(f)?;
     }

@@ -507,8 +507,7 @@ impl Topology {
         builder: KeyValueStoreBuilder<K, V>,
         processors: &[&str],
     ) -> Result<&mut Self, StreamsError> {
-        if self.stores.contains_key(&builder.name)
-            || self.global_stores.contains_key(&builder.name)
+        if self.stores.contains_key(&builder.name) || self.global_stores.contains_key(&builder.name)
         {
             return Err(StreamsError::DuplicateName(builder.name));
         }

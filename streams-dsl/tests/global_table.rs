@@ -23,13 +23,16 @@ enum Event {
 
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        (0u8..8, proptest::option::weighted(0.8, -50i64..50), proptest::option::of(0i32..3)).prop_map(
-            |(key, value, partition)| Event::Global {
+        (
+            0u8..8,
+            proptest::option::weighted(0.8, -50i64..50),
+            proptest::option::of(0i32..3)
+        )
+            .prop_map(|(key, value, partition)| Event::Global {
                 key,
                 value,
                 partition
-            }
-        ),
+            }),
         (0u8..20, 0u8..10, -100i64..100).prop_map(|(key, lookup, value)| Event::Stream {
             key,
             lookup,
@@ -51,10 +54,8 @@ fn topology(kind: StoreKind) -> Topology {
         Materialized::as_store("rates-store").with_store_kind(kind),
     );
     // Value = "lookup-key:amount".
-    let orders = b.stream::<String, String>(
-        "orders",
-        Consumed::with(Serdes::string(), Serdes::string()),
-    );
+    let orders =
+        b.stream::<String, String>("orders", Consumed::with(Serdes::string(), Serdes::string()));
     let lookup = |_: &String, v: &String| v.split(':').next().unwrap_or_default().to_string();
     let amount = |v: &String| v.split(':').nth(1).unwrap().parse::<i64>().unwrap();
     orders
@@ -154,7 +155,8 @@ fn seeded_events(n: usize, seed: u64) -> Vec<Event> {
             if next() % 3 == 0 {
                 let key = (next() % 16) as u8;
                 let value = (next() % 5 != 0).then(|| (next() % 100) as i64 - 50);
-                let partition = (next() % 2 == 0).then(|| (next() % GLOBAL_PARTITIONS as u64) as i32);
+                let partition =
+                    (next() % 2 == 0).then(|| (next() % GLOBAL_PARTITIONS as u64) as i32);
                 Event::Global {
                     key,
                     value,
@@ -283,7 +285,9 @@ fn null_keys_in_the_global_topic_are_skipped_and_null_values_delete() {
     g.pipe_input(None, Some("lost".into())).unwrap();
     g.pipe_input(Some("b".into()), Some("2".into())).unwrap();
     g.pipe_input(Some("a".into()), None).unwrap();
-    let store = d.key_value_store::<Option<String>, String>("g-store").unwrap();
+    let store = d
+        .key_value_store::<Option<String>, String>("g-store")
+        .unwrap();
     assert_eq!(
         store.all().unwrap(),
         vec![(Some("b".to_string()), "2".to_string())]

@@ -3,7 +3,7 @@
 //! its topic (in memory). Every join result is checked against a plain HashMap replay of the same seeded input.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,22 +111,20 @@ fn await_output(broker: &Broker, expected: &BTreeMap<String, String>) -> BTreeMa
     decode(&records)
 }
 
-fn start(
-    broker: &Broker,
-    kind: StoreKind,
-    dir: &std::path::Path,
-    restored: &Arc<AtomicU64>,
-) -> KafkaStreams {
+fn start(broker: &Broker, kind: StoreKind, dir: &std::path::Path) -> (KafkaStreams, u64) {
+    let restored = Arc::new(AtomicU64::new(0));
     let streams = KafkaStreams::new(topology(kind), broker.config("global-rates", dir)).unwrap();
     streams.set_restore_listener(CountingRestores(restored.clone()));
     streams.start().unwrap();
+    // start() returns once the global stores are restored, before any stream thread exists.
+    let restored_at_start = restored.load(Ordering::Relaxed);
     assert!(
         streams.wait_for_state(State::Running, Duration::from_secs(60)),
         "state {:?}, errors {:?}",
         streams.state(),
         streams.errors()
     );
-    streams
+    (streams, restored_at_start)
 }
 
 /// Waits until every key of the reference (and no other) is in the global store, read by interactive query.
@@ -136,12 +134,16 @@ fn await_store(streams: &KafkaStreams, reference: &HashMap<String, String>) {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     want.sort();
-    wait_until("the global store to follow its topic", Duration::from_secs(60), || {
-        streams
-            .store::<String, String>(STORE)
-            .and_then(|s| s.all())
-            .is_ok_and(|all| all == want)
-    });
+    wait_until(
+        "the global store to follow its topic",
+        Duration::from_secs(60),
+        || {
+            streams
+                .store::<String, String>(STORE)
+                .and_then(|s| s.all())
+                .is_ok_and(|all| all == want)
+        },
+    );
 }
 
 fn run(broker: Broker, kind: StoreKind, seed: u64) {
@@ -157,12 +159,10 @@ fn run(broker: Broker, kind: StoreKind, seed: u64) {
     //    global store has to be complete before the first order is processed.
     produce_rates(&broker, &mut rng, 600, KEYS, &mut reference);
     let mut expected = produce_orders(&broker, &mut rng, 0, 200, KEYS, &reference);
-    let restored = Arc::new(AtomicU64::new(0));
-    let streams = start(&broker, kind, dir.path(), &restored);
+    let (streams, restored) = start(&broker, kind, dir.path());
     assert_eq!(
-        restored.load(std::sync::atomic::Ordering::Relaxed),
-        600,
-        "the first start reads the whole global topic"
+        restored, 600,
+        "the first start reads the whole global topic before returning"
     );
     assert_eq!(await_output(&broker, &expected), expected);
     await_store(&streams, &reference);
@@ -170,25 +170,25 @@ fn run(broker: Broker, kind: StoreKind, seed: u64) {
     // 2. Updates produced while running reach the store, and orders after them see them.
     produce_rates(&broker, &mut rng, 300, KEYS + 10, &mut reference);
     await_store(&streams, &reference);
-    expected.extend(produce_orders(&broker, &mut rng, 200, 200, KEYS, &reference));
+    expected.extend(produce_orders(
+        &broker, &mut rng, 200, 200, KEYS, &reference,
+    ));
     assert_eq!(await_output(&broker, &expected), expected);
     assert!(streams.close(Duration::from_secs(30)));
 
     // 3. Updates produced while the application is down are there after a restart. A RocksDB store resumes from
     //    its checkpoint (it reads only the new records); an in-memory one re-reads the whole topic.
     produce_rates(&broker, &mut rng, 150, KEYS, &mut reference);
-    let restored = Arc::new(AtomicU64::new(0));
-    let streams = start(&broker, kind, dir.path(), &restored);
+    let (streams, restored) = start(&broker, kind, dir.path());
     let want_restored = match kind {
         StoreKind::RocksDb => 150,
         _ => 600 + 300 + 150,
     };
-    assert_eq!(
-        restored.load(std::sync::atomic::Ordering::Relaxed),
-        want_restored
-    );
+    assert_eq!(restored, want_restored);
     await_store(&streams, &reference);
-    expected.extend(produce_orders(&broker, &mut rng, 400, 200, KEYS, &reference));
+    expected.extend(produce_orders(
+        &broker, &mut rng, 400, 200, KEYS, &reference,
+    ));
     assert_eq!(await_output(&broker, &expected), expected);
     assert!(streams.close(Duration::from_secs(30)));
     assert_eq!(streams.state(), State::NotRunning);

@@ -283,12 +283,14 @@ pub(crate) fn start(
             ))
         })?;
         for p in 0..n {
-            let (low, high) = consumer.fetch_watermarks(&g.topic, p, TIMEOUT).map_err(|e| {
-                kafka(
-                    &format!("cannot read the offsets of global topic {}-{p}", g.topic),
-                    e,
-                )
-            })?;
+            let (low, high) = consumer
+                .fetch_watermarks(&g.topic, p, TIMEOUT)
+                .map_err(|e| {
+                    kafka(
+                        &format!("cannot read the offsets of global topic {}-{p}", g.topic),
+                        e,
+                    )
+                })?;
             parts.push(Part {
                 slot,
                 topic: g.topic.clone(),

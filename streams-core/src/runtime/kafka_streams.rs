@@ -295,12 +295,10 @@ impl KafkaStreams {
         let state = self.state();
         if state == State::Running && self.inner.topology.is_global_store(name) {
             // Every instance holds every key of a global store.
-            let part = self
-                .inner
-                .global
-                .lock()
-                .ok()
-                .and_then(|g| g.as_ref().and_then(|g| g.stores.get(name).map(|s| s.store.clone())));
+            let part = self.inner.global.lock().ok().and_then(|g| {
+                g.as_ref()
+                    .and_then(|g| g.stores.get(name).map(|s| s.store.clone()))
+            });
             return crate::ReadOnlyKeyValueStore::new(
                 &self.inner.topology,
                 name,
