@@ -183,6 +183,9 @@ impl Topology {
     }
 }
 
+/// The key and value type names a store holds, for type-mismatch messages.
+type StoredTypes = (&'static str, &'static str);
+
 /// One opened global store.
 pub(crate) struct GlobalSlot {
     pub name: String,
@@ -285,7 +288,7 @@ impl GlobalStores {
     pub(crate) fn view<K: 'static, V: 'static>(
         &self,
         name: &str,
-    ) -> Option<Result<ReadOnlyKeyValueStore<K, V>, (&'static str, &'static str)>> {
+    ) -> Option<Result<ReadOnlyKeyValueStore<K, V>, StoredTypes>> {
         let slot = self.get(name)?;
         Some(match slot.serdes.downcast_ref::<StoreSerdes<K, V>>() {
             Some(serdes) => Ok(ReadOnlyKeyValueStore::from_parts(

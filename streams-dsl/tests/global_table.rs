@@ -152,11 +152,12 @@ fn seeded_events(n: usize, seed: u64) -> Vec<Event> {
     };
     (0..n)
         .map(|_| {
-            if next() % 3 == 0 {
+            if next().is_multiple_of(3) {
                 let key = (next() % 16) as u8;
-                let value = (next() % 5 != 0).then(|| (next() % 100) as i64 - 50);
-                let partition =
-                    (next() % 2 == 0).then(|| (next() % GLOBAL_PARTITIONS as u64) as i32);
+                let value = (!next().is_multiple_of(5)).then(|| (next() % 100) as i64 - 50);
+                let partition = next()
+                    .is_multiple_of(2)
+                    .then(|| (next() % GLOBAL_PARTITIONS as u64) as i32);
                 Event::Global {
                     key,
                     value,

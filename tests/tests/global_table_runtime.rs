@@ -58,7 +58,7 @@ fn produce_rates(
     let mut raw = Vec::with_capacity(n);
     for _ in 0..n {
         let k = format!("r{}", rng.next() % keys);
-        let v = (rng.next() % 6 != 0).then(|| format!("{}", rng.next() % 10_000));
+        let v = (!rng.next().is_multiple_of(6)).then(|| format!("{}", rng.next() % 10_000));
         match &v {
             Some(v) => reference.insert(k.clone(), v.clone()),
             None => reference.remove(&k),
