@@ -31,6 +31,11 @@ use crate::params::{pick_serde, Consumed, Materialized};
 ///     Materialized::as_store("products-store").in_memory(),
 /// );
 /// assert_eq!(products.queryable_store_name(), "products-store");
+/// // Views (user -> product id), not partitioned like the products topic.
+/// builder
+///     .stream::<String, String>("views", Consumed::with(Serdes::string(), Serdes::string()))
+///     .join_global(&products, |_user, product_id| product_id.clone(), |_, name| name.clone())
+///     .to("viewed-products", Produced::with(Serdes::string(), Serdes::string()));
 /// let topology = builder.build().unwrap();
 ///
 /// let driver = TopologyTestDriver::builder(topology).default_partitions(4).build().unwrap();
@@ -39,6 +44,10 @@ use crate::params::{pick_serde, Consumed, Materialized};
 /// input.pipe_input("p2".into(), "toaster".into()).unwrap();
 /// let store = driver.key_value_store::<String, String>("products-store").unwrap();
 /// assert_eq!(store.get(&"p2".to_string()).unwrap(), Some("toaster".to_string()));
+///
+/// driver.input_topic("views", Serdes::string(), Serdes::string()).pipe_input("ann".into(), "p1".into()).unwrap();
+/// let out = driver.output_topic("viewed-products", Serdes::string(), Serdes::string());
+/// assert_eq!(out.read_key_value().unwrap(), Some(("ann".to_string(), "kettle".to_string())));
 /// ```
 pub struct GlobalKTable<K, V> {
     pub(crate) b: Shared,
