@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod global;
 mod handler;
 mod node;
 mod partitioner;
@@ -37,6 +38,7 @@ mod timestamp;
 mod topology;
 
 pub use error::{ErrorClass, StreamsError};
+pub use global::GlobalStoreDescription;
 pub use handler::{
     DeadLetterQueue, DeserializationExceptionHandler, DeserializationResponse, ErrorContext,
     LogAndContinue, LogAndFail, DLQ_ERROR_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER,

@@ -43,6 +43,21 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
         })
     }
 
+    /// A view of byte stores `parts` through the given serdes.
+    pub(crate) fn from_parts(
+        name: &str,
+        parts: Vec<SharedKeyValueStore>,
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+    ) -> Self {
+        ReadOnlyKeyValueStore {
+            name: Arc::from(name),
+            parts,
+            key_serde,
+            value_serde,
+        }
+    }
+
     /// The store's name.
     pub fn name(&self) -> &str {
         &self.name

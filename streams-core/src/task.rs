@@ -13,6 +13,7 @@ use state_store::{
 };
 
 use crate::error::StreamsError;
+use crate::global::GlobalStores;
 use crate::handler::DeserializationExceptionHandler;
 use crate::node::{BuildCtx, BuiltNode, NodeControl, SourceInput};
 use crate::processor::{PunctuationType, ScheduleId, TaskId};
@@ -133,6 +134,8 @@ pub(crate) struct TaskShared {
     pub next_schedule_id: Cell<u64>,
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     pub metrics: TaskMetrics,
+    /// The instance's global stores, readable by every processor.
+    pub globals: Arc<GlobalStores>,
 }
 
 impl TaskShared {
@@ -232,6 +235,8 @@ pub(crate) struct TaskEnv {
     pub changelog: Option<Arc<dyn ChangelogWriter>>,
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     pub wall_clock: i64,
+    /// The instance's global stores.
+    pub globals: Arc<GlobalStores>,
 }
 
 struct Input {
@@ -355,6 +360,7 @@ impl Task {
             next_schedule_id: Cell::new(0),
             deserialization_handler: env.deserialization_handler,
             metrics: TaskMetrics::default(),
+            globals: env.globals,
         });
 
         let mut built: HashMap<usize, BuiltNode> = HashMap::new();

@@ -11,6 +11,7 @@ use std::time::Duration;
 use state_store::{ChangelogSink, RocksDbResources, Serde, SharedSerde, StoreError};
 
 use crate::error::StreamsError;
+use crate::global::GlobalStores;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail};
 use crate::partitioner::default_partition;
 use crate::record::{Headers, RawRecord, RawRecordRef};
@@ -74,6 +75,8 @@ struct TopicLog {
     order: Vec<(i32, usize)>,
     read_cursor: usize,
     round_robin: i32,
+    /// For a topic feeding a global store: the store's index.
+    global: Option<usize>,
 }
 
 struct DriverCollector {
@@ -283,6 +286,9 @@ struct DriverState {
     wall_clock: i64,
     retain: bool,
     auto_commit: bool,
+    globals: Arc<GlobalStores>,
+    /// Full topic name -> index of the global store it feeds.
+    global_topics: HashMap<String, usize>,
     _temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -316,10 +322,12 @@ impl DriverState {
                         })
                         .collect()
                 });
+                let global = self.global_topics.get(topic).copied();
                 self.logs.push(TopicLog {
                     partitions: (0..n).map(|_| Vec::new()).collect(),
                     next_offsets: vec![0; n as usize],
                     readers,
+                    global,
                     ..TopicLog::default()
                 });
                 self.topic_ids
@@ -383,6 +391,12 @@ impl DriverState {
         let offset = log.next_offsets[p];
         log.next_offsets[p] += 1;
         record.offset = offset;
+        if let Some(g) = log.global {
+            // A global store sees its topic's records at once, as the global thread would.
+            if let Some(k) = record.key {
+                crate::global::apply(&self.globals.slots()[g], &[(k, record.value)])?;
+            }
+        }
         if let Some(readers) = &log.readers {
             let (task, input) = readers[p];
             self.tasks[task].enqueue_at(input, record)?;
@@ -556,6 +570,15 @@ impl TopologyTestDriver {
             discarded: changelog_discarded.clone(),
         });
         let rocksdb = RocksDbResources::new(32 << 20, 16 << 20);
+        // Global stores start empty: the driver's topics start empty.
+        let (globals, _) = GlobalStores::open(
+            &topology,
+            &state_dir.join(&*app).join("global"),
+            &rocksdb,
+            |_| false,
+        )?;
+        let globals = Arc::new(globals);
+        let global_topics = crate::global::topic_index(&globals);
         let mut tasks = Vec::new();
         let mut task_index = HashMap::new();
         let mut readers = HashMap::new();
@@ -564,7 +587,13 @@ impl TopologyTestDriver {
                 readers.insert(topology.resolve_topic(&app, t), s.id);
             }
         }
-        let read_topics: Rc<HashSet<String>> = Rc::new(readers.keys().cloned().collect());
+        let read_topics: Rc<HashSet<String>> = Rc::new(
+            readers
+                .keys()
+                .chain(global_topics.keys())
+                .cloned()
+                .collect(),
+        );
         let discarded = Rc::new(Cell::new(0));
         for s in &subs {
             for p in 0..task_counts[s.id] {
@@ -585,6 +614,7 @@ impl TopologyTestDriver {
                     changelog: Some(changelog_writer.clone()),
                     deserialization_handler: b.handler.clone(),
                     wall_clock: b.wall_clock,
+                    globals: globals.clone(),
                 };
                 task_index.insert((s.id, p), tasks.len());
                 tasks.push(Task::new(&topology, s, p, env, None)?);
@@ -610,6 +640,8 @@ impl TopologyTestDriver {
                 wall_clock: b.wall_clock,
                 retain: b.retain_records,
                 auto_commit: b.auto_commit,
+                globals,
+                global_topics,
                 _temp_dir: temp_dir,
             }),
         })
@@ -731,6 +763,10 @@ impl TopologyTestDriver {
         name: &str,
     ) -> Result<ReadOnlyKeyValueStore<K, V>, StreamsError> {
         let st = self.state.borrow();
+        if st.topology.is_global_store(name) {
+            let slot = st.globals.get(name).map(|s| s.store.clone());
+            return ReadOnlyKeyValueStore::new(&st.topology, name, slot.into_iter().collect());
+        }
         let parts = st
             .tasks
             .iter()

@@ -130,6 +130,19 @@ impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
         self.caching = enabled;
         self
     }
+
+    /// Name, supplier and serdes.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        String,
+        Arc<dyn KeyValueStoreSupplier>,
+        SharedSerde<K>,
+        SharedSerde<V>,
+    ) {
+        (self.name, self.supplier, self.key_serde, self.value_serde)
+    }
 }
 
 /// Options of a source node: serdes, timestamp extractor, and whether null keys are dropped.
@@ -270,6 +283,8 @@ pub struct Topology {
     pub(crate) internal_topics: BTreeMap<String, InternalTopic>,
     /// Groups of source topics (internal ones by short name) that must have equal partition counts.
     pub(crate) copartition_groups: Vec<BTreeSet<String>>,
+    /// Global stores by name (see `Topology::add_global_store`).
+    pub(crate) global_stores: BTreeMap<String, crate::global::GlobalStoreDef>,
 }
 
 impl fmt::Debug for Topology {
@@ -294,7 +309,7 @@ impl Topology {
                 "node names must not be empty".into(),
             ));
         }
-        if self.index_of(name).is_some() {
+        if self.index_of(name).is_some() || self.global_stores.values().any(|g| g.source == name) {
             return Err(StreamsError::DuplicateName(name.to_string()));
         }
         Ok(())
@@ -368,6 +383,12 @@ impl Topology {
                 return Err(StreamsError::InvalidTopology(format!(
                     "topic '{t}' is already read by source '{}'; read it once and share the stream",
                     other.name
+                )));
+            }
+            if let Some(g) = self.global_stores.values().find(|g| g.topic == *t) {
+                return Err(StreamsError::InvalidTopology(format!(
+                    "topic '{t}' feeds global store '{}' and cannot also be read by source '{name}'",
+                    g.def.name
                 )));
             }
         }
@@ -488,7 +509,8 @@ impl Topology {
         builder: KeyValueStoreBuilder<K, V>,
         processors: &[&str],
     ) -> Result<&mut Self, StreamsError> {
-        if self.stores.contains_key(&builder.name) {
+        if self.stores.contains_key(&builder.name) || self.global_stores.contains_key(&builder.name)
+        {
             return Err(StreamsError::DuplicateName(builder.name));
         }
         let name = builder.name.clone();
@@ -564,6 +586,7 @@ impl Topology {
         let def = self
             .stores
             .get(name)
+            .or_else(|| self.global_stores.get(name).map(|g| &g.def))
             .ok_or_else(|| StreamsError::UnknownStore {
                 store: name.to_string(),
                 hint: format!(
@@ -956,6 +979,7 @@ impl Topology {
             .collect();
         TopologyDescription {
             sub_topologies: subs,
+            global_stores: self.global_stores().collect(),
         }
     }
 }
@@ -998,6 +1022,8 @@ pub struct SubTopologyDescription {
 pub struct TopologyDescription {
     /// Sub-topologies in order.
     pub sub_topologies: Vec<SubTopologyDescription>,
+    /// Global stores, by store name; they run no tasks.
+    pub global_stores: Vec<crate::global::GlobalStoreDescription>,
 }
 
 impl fmt::Display for TopologyDescription {
@@ -1031,6 +1057,7 @@ impl fmt::Display for TopologyDescription {
             }
             writeln!(f)?;
         }
+        crate::global::describe_global_stores(f, self)?;
         Ok(())
     }
 }

@@ -173,7 +173,7 @@ pub(crate) type OldValueFlags = Vec<Arc<AtomicBool>>;
 /// println!("{}", topology.describe());
 /// ```
 pub struct StreamsBuilder {
-    inner: Shared,
+    pub(crate) inner: Shared,
 }
 
 impl Default for StreamsBuilder {

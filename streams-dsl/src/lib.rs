@@ -6,6 +6,7 @@
 //! | `StreamsBuilder` | [`StreamsBuilder`] |
 //! | `KStream` (`filter`, `map`, `mapValues`, `flatMap`, `selectKey`, `peek`, `foreach`, `split`, `merge`, `to`, `repartition`, `process`, `groupBy`, `groupByKey`) | [`KStream`] |
 //! | `KTable` (`filter`, `filterNot`, `mapValues`, `toStream`, `groupBy`) | [`KTable`] |
+//! | `GlobalKTable`, `KStream#join`/`leftJoin` with a `GlobalKTable` | [`GlobalKTable`], [`KStream::join_global`], [`KStream::left_join_global`] |
 //! | `KGroupedStream` (`count`, `reduce`, `aggregate`) | [`KGroupedStream`] |
 //! | `KGroupedTable` (`count`, `reduce`, `aggregate` with adder and subtractor) | [`KGroupedTable`] |
 //! | `Consumed`, `Produced`, `Grouped`, `Materialized`, `Repartitioned` | same names |
@@ -49,6 +50,7 @@
 
 mod builder;
 mod change;
+mod global_table;
 mod grouped;
 mod join;
 mod kstream;
@@ -60,6 +62,7 @@ mod windowed;
 mod windows;
 
 pub use builder::StreamsBuilder;
+pub use global_table::GlobalKTable;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;

@@ -11,6 +11,7 @@ use crate::error::StreamsError;
 use crate::runtime::admin::TopicManager;
 use crate::runtime::config::StreamsConfig;
 use crate::runtime::embedded::{EmbeddedAdmin, EmbeddedKafka};
+use crate::runtime::global::{self, GlobalThread};
 use crate::runtime::metadata::{KeyQueryMetadata, MetadataService, StreamsMetadata};
 use crate::runtime::restore::{NoopRestoreListener, StateRestoreListener};
 use crate::runtime::thread::{self, ThreadContext, ThreadShared, ThreadState};
@@ -70,6 +71,8 @@ struct Inner {
     errors: Mutex<Vec<String>>,
     instance_id: String,
     metadata: Mutex<Option<Arc<MetadataService>>>,
+    /// The global stream thread and the global stores, once started.
+    global: Mutex<Option<Arc<GlobalThread>>>,
 }
 
 impl Inner {
@@ -235,6 +238,7 @@ impl KafkaStreams {
                 errors: Mutex::new(Vec::new()),
                 instance_id,
                 metadata: Mutex::new(None),
+                global: Mutex::new(None),
             }),
         })
     }
@@ -289,6 +293,18 @@ impl KafkaStreams {
         name: &str,
     ) -> Result<crate::ReadOnlyKeyValueStore<K, V>, StreamsError> {
         let state = self.state();
+        if state == State::Running && self.inner.topology.is_global_store(name) {
+            // Every instance holds every key of a global store.
+            let part = self.inner.global.lock().ok().and_then(|g| {
+                g.as_ref()
+                    .and_then(|g| g.stores.get(name).map(|s| s.store.clone()))
+            });
+            return crate::ReadOnlyKeyValueStore::new(
+                &self.inner.topology,
+                name,
+                part.into_iter().collect(),
+            );
+        }
         if state != State::Running {
             let reason = match state {
                 State::Rebalancing => {
@@ -450,6 +466,7 @@ impl KafkaStreams {
         if let Ok(mut m) = inner.metadata.lock() {
             *m = Some(metadata.clone());
         }
+        let globals = start_global(inner, &admin)?;
         let ctx = Arc::new(ThreadContext {
             topology: inner.topology.clone(),
             subs: Arc::new(inner.topology.sub_topologies()),
@@ -467,6 +484,7 @@ impl KafkaStreams {
                 .lock()
                 .map(|l| l.clone())
                 .map_err(|_| StreamsError::processor("listener lock poisoned"))?,
+            globals,
         });
         if let Ok(mut c) = inner.context.lock() {
             *c = Some(ctx.clone());
@@ -628,12 +646,86 @@ fn wait_threads(inner: &Inner, deadline: Option<Instant>) -> bool {
             all
         };
         if all_done {
-            return true;
+            // The stream threads are gone: the global thread checkpoints and stops last.
+            let global = inner.global.lock().ok().and_then(|g| g.clone());
+            return global.is_none_or(|g| g.stop(deadline));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Restores the global stores (the instance is `Rebalancing` meanwhile) and starts the global thread, whose
+/// failure shuts the instance down. On error the instance ends in `Error`.
+fn start_global(
+    inner: &Arc<Inner>,
+    admin: &TopicManager,
+) -> Result<Arc<crate::global::GlobalStores>, StreamsError> {
+    let topology = &inner.topology;
+    if topology.global_stores().next().is_none() {
+        return Ok(crate::global::GlobalStores::empty());
+    }
+    inner.transition(State::Rebalancing);
+    let result = (|| {
+        let mut partitions = std::collections::BTreeMap::new();
+        for g in topology.global_stores() {
+            partitions.insert(g.topic.clone(), admin.source_partitions(&g.topic)?);
+        }
+        let listener = inner
+            .restore_listener
+            .lock()
+            .map(|l| l.clone())
+            .map_err(|_| StreamsError::processor("listener lock poisoned"))?;
+        let weak = Arc::downgrade(inner);
+        global::start(
+            topology,
+            &inner.config,
+            &RocksDbResources::new(
+                inner.config.rocksdb_memory_bytes,
+                inner.config.rocksdb_memory_bytes / 2,
+            ),
+            &partitions,
+            listener,
+            move |e| {
+                let Some(inner) = weak.upgrade() else { return };
+                if let Ok(mut errs) = inner.errors.lock() {
+                    errs.push(e.to_string());
+                }
+                if inner.transition(State::PendingError) {
+                    if let Ok(threads) = inner.threads.lock() {
+                        for t in threads.iter() {
+                            t.shared.shutdown.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    let waiter = inner.clone();
+                    std::thread::spawn(move || {
+                        wait_threads(&waiter, None);
+                        waiter.leave_metadata();
+                        waiter.transition(State::Error);
+                    });
+                }
+            },
+        )
+    })();
+    match result {
+        Ok(g) => {
+            let stores = g.stores.clone();
+            if let Ok(mut slot) = inner.global.lock() {
+                *slot = Some(Arc::new(g));
+            }
+            Ok(stores)
+        }
+        Err(e) => {
+            if let Ok(mut errs) = inner.errors.lock() {
+                errs.push(e.to_string());
+            }
+            inner.leave_metadata();
+            inner.transition(State::PendingError);
+            inner.transition(State::Error);
+            Err(e)
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod checkpoint;
 mod clients;
 mod config;
 mod embedded;
+mod global;
 #[cfg(feature = "http")]
 mod http;
 mod kafka_streams;

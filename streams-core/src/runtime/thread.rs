@@ -239,6 +239,8 @@ pub(crate) struct ThreadContext {
     pub restore_listener: Arc<dyn StateRestoreListener>,
     /// Told the partitions a thread owns after each assignment.
     pub on_assignment: AssignmentHook,
+    /// The instance's global stores, kept up to date by the global thread.
+    pub globals: Arc<crate::global::GlobalStores>,
 }
 
 /// Receives a thread's name and the partitions it owns after an assignment.
@@ -694,6 +696,7 @@ impl Loop<'_> {
             })),
             deserialization_handler: self.ctx.config.deserialization_handler.clone(),
             wall_clock: now_ms(),
+            globals: self.ctx.globals.clone(),
         };
         let sub = &self.ctx.subs[id.subtopology];
         let task = Task::new(

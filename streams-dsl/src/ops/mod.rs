@@ -3,6 +3,7 @@
 pub(crate) mod branch;
 pub(crate) mod filter;
 pub(crate) mod flat_map;
+pub(crate) mod global_join;
 pub(crate) mod map;
 pub(crate) mod passthrough;
 pub(crate) mod peek;
