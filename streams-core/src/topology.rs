@@ -486,7 +486,10 @@ impl Topology {
     /// sub-topology's other source topics, so the topic is co-partitioned with them whatever the writer's task
     /// count. A foreign-key join uses two: subscriptions go to the right table's partitions, responses come back
     /// to the left table's. A sub-topology reading only such topics cannot be sized.
-    pub fn add_reader_sized_internal_topic(&mut self, name: &str) -> Result<&mut Self, StreamsError> {
+    pub fn add_reader_sized_internal_topic(
+        &mut self,
+        name: &str,
+    ) -> Result<&mut Self, StreamsError> {
         self.add_internal_topic(name, None)?;
         self.reader_sized.insert(name.to_string());
         Ok(self)

@@ -1,22 +1,5 @@
 //! Foreign-key table-table joins (Kafka Streams' KIP-213): each left row names the right row it joins by a
 //! foreign key extracted from its value; the two tables need not be co-partitioned.
-//!
-//! # How it runs
-//!
-//! The left side keeps its own copy of the left rows and, for each change, sends a *subscription* keyed by the
-//! foreign key through the internal topic `<application.id>-<name>-subscription-registration-topic`: the left
-//! key, a 128-bit hash of the left value, the left partition and an instruction (subscribe, or unsubscribe from
-//! the previous foreign key). That topic has as many partitions as the right table, so each subscription reaches
-//! the task holding its right row. There, a changelogged *subscription store* keyed by (foreign key, left key)
-//! remembers the subscribers; on a subscription, and whenever the right row changes, the right side sends a
-//! *response* (the hash and the right value, or none) keyed by the left key through
-//! `<application.id>-<name>-subscription-response-topic`, back to the left partition that asked. The left side
-//! joins a response only if the left row still hashes the same: an answer to a subscription since replaced
-//! (say the row moved to another foreign key) is dropped, the newer answer being on its way.
-//!
-//! `<name>` is the result store's name when [`Materialized::as_store`] names it, else a generated
-//! `KTABLE-FK-JOIN-<n>`. The join keeps four stores, all changelogged: the result, `<name>-left-values`,
-//! `<name>-right-values` and `<name>-subscription-store`, of the result's store kind.
 
 use std::marker::PhantomData;
 use std::rc::Rc;
@@ -50,8 +33,27 @@ impl<K: Data, V: Data> KTable<K, V> {
     /// row changes (its value, its foreign key, its deletion) and when the right row it points to changes:
     /// an update of a right row updates every left row referring to it.
     ///
-    /// The two tables need not have the same partition count; see the [module documentation](self) for the
-    /// internal topics and stores this adds. The result is kept in the store `materialized` describes.
+    /// The two tables need not have the same partition count. The result is kept in the store `materialized`
+    /// describes. `foreign_key` returning `None` means the row joins nothing.
+    ///
+    /// # How it runs
+    ///
+    /// The left side keeps its own copy of the left rows and, for each change, sends a *subscription* keyed by the
+    /// foreign key through the internal topic `<application.id>-<name>-subscription-registration-topic`: the left
+    /// key, a 128-bit hash of the left value, the left partition and an instruction (subscribe, or unsubscribe from
+    /// the previous foreign key). That topic has as many partitions as the right table, so each subscription reaches
+    /// the task holding its right row. There, a changelogged *subscription store* keyed by (foreign key, left key)
+    /// remembers the subscribers; on a subscription, and whenever the right row changes, the right side sends a
+    /// *response* (the hash and the right value, or none) keyed by the left key through
+    /// `<application.id>-<name>-subscription-response-topic`, back to the left partition that asked. The left side
+    /// joins a response only if the left row still hashes the same: an answer to a subscription since replaced
+    /// (say the row moved to another foreign key) is dropped, the newer answer being on its way.
+    ///
+    /// `<name>` is the result store's name when [`Materialized::as_store`] names it, else a generated
+    /// `KTABLE-FK-JOIN-<n>`. The join keeps four stores, all changelogged: the result, `<name>-left-values`,
+    /// `<name>-right-values` and `<name>-subscription-store`, of the result's store kind.
+    ///
+    /// # Example
     ///
     /// ```
     /// use streams_dsl::*;
@@ -269,29 +271,37 @@ impl<K: Data, V: Data> KTable<K, V> {
             || ToLocalResponse::<VO> { _p: PhantomData },
             &[&send],
         );
-        let r = b.topology.add_reader_sized_internal_topic(&registration_topic).map(|_| ());
+        let r = b
+            .topology
+            .add_reader_sized_internal_topic(&registration_topic)
+            .map(|_| ());
         b.check(r);
         let sink = b.name("KTABLE-SINK-");
         let sub_writer: SharedSerde<Subscription<K>> =
             Arc::new(SubscriptionSerde { key: k.clone() });
-        let r = b.topology.add_sink(
-            &sink,
-            &registration_topic,
-            SinkOptions::from_shared(ko.clone(), sub_writer),
-            &[&to_subscription],
-        ).map(|_| ());
+        let r = b
+            .topology
+            .add_sink(
+                &sink,
+                &registration_topic,
+                SinkOptions::from_shared(ko.clone(), sub_writer),
+                &[&to_subscription],
+            )
+            .map(|_| ());
         b.check(r);
 
         // Right side, on the right table's partitions.
         let sub_source = b.name("KTABLE-SOURCE-");
-        let sub_reader: SharedSerde<Subscription<Bytes>> = Arc::new(SubscriptionSerde {
-            key: bytes.clone(),
-        });
-        let r = b.topology.add_source(
-            &sub_source,
-            &[&registration_topic],
-            SourceOptions::from_shared(bytes.clone(), sub_reader),
-        ).map(|_| ());
+        let sub_reader: SharedSerde<Subscription<Bytes>> =
+            Arc::new(SubscriptionSerde { key: bytes.clone() });
+        let r = b
+            .topology
+            .add_source(
+                &sub_source,
+                &[&registration_topic],
+                SourceOptions::from_shared(bytes.clone(), sub_reader),
+            )
+            .map(|_| ());
         b.check(r);
         let receive = b.name("KTABLE-FK-JOIN-SUBSCRIPTION-PROCESSOR-");
         let (ss, rs) = (
@@ -326,7 +336,10 @@ impl<K: Data, V: Data> KTable<K, V> {
             },
             &[&other.node],
         );
-        let r = b.topology.add_reader_sized_internal_topic(&response_topic).map(|_| ());
+        let r = b
+            .topology
+            .add_reader_sized_internal_topic(&response_topic)
+            .map(|_| ());
         b.check(r);
         let sink = b.name("KTABLE-SINK-");
         let resp_writer: SharedSerde<Response<Bytes>> = Arc::new(ResponseSerde {
@@ -334,23 +347,29 @@ impl<K: Data, V: Data> KTable<K, V> {
         });
         // Back to the partition that subscribed, whatever partitioner placed the left row there.
         let to_sender = |_: &str, _: &Bytes, r: &Response<Bytes>, _: i32| Some(r.partition);
-        let r = b.topology.add_sink(
-            &sink,
-            &response_topic,
-            SinkOptions::from_shared(bytes.clone(), resp_writer)
-                .with_partitioner(Some(Arc::new(to_sender))),
-            &[&receive, &update],
-        ).map(|_| ());
+        let r = b
+            .topology
+            .add_sink(
+                &sink,
+                &response_topic,
+                SinkOptions::from_shared(bytes.clone(), resp_writer)
+                    .with_partitioner(Some(Arc::new(to_sender))),
+                &[&receive, &update],
+            )
+            .map(|_| ());
         b.check(r);
 
         // Back on the left side: join the responses still current.
         let resp_source = b.name("KTABLE-SOURCE-");
         let resp_reader: SharedSerde<Response<VO>> = Arc::new(ResponseSerde { value: vo.clone() });
-        let r = b.topology.add_source(
-            &resp_source,
-            &[&response_topic],
-            SourceOptions::from_shared(k.clone(), resp_reader),
-        ).map(|_| ());
+        let r = b
+            .topology
+            .add_source(
+                &resp_source,
+                &[&response_topic],
+                SourceOptions::from_shared(k.clone(), resp_reader),
+            )
+            .map(|_| ());
         b.check(r);
         let (joiner, vs, ls, rstore, f2) = (
             Arc::new(joiner),
@@ -382,20 +401,31 @@ impl<K: Data, V: Data> KTable<K, V> {
         let internal = |name: &str| {
             KeyValueStoreBuilder::from_parts(name, supplier.clone(), bytes.clone(), bytes.clone())
         };
-        let r = b.topology.add_state_store(
-            KeyValueStoreBuilder::from_parts(&left_store, supplier.clone(), k.clone(), v),
-            &[&send, &resolve],
-        ).map(|_| ());
+        let r = b
+            .topology
+            .add_state_store(
+                KeyValueStoreBuilder::from_parts(&left_store, supplier.clone(), k.clone(), v),
+                &[&send, &resolve],
+            )
+            .map(|_| ());
         b.check(r);
         let r = b
             .topology
-            .add_state_store(internal(&right_store), &[&receive, &update]).map(|_| ());
+            .add_state_store(internal(&right_store), &[&receive, &update])
+            .map(|_| ());
         b.check(r);
         let r = b
             .topology
-            .add_state_store(internal(&subscription_store), &[&receive, &update]).map(|_| ());
+            .add_state_store(internal(&subscription_store), &[&receive, &update])
+            .map(|_| ());
         b.check(r);
-        b.add_store(&result_store, &materialized, k.clone(), vr.clone(), &resolve);
+        b.add_store(
+            &result_store,
+            &materialized,
+            k.clone(),
+            vr.clone(),
+            &resolve,
+        );
         drop(b);
         KTable::new(
             self.b.clone(),

@@ -30,7 +30,13 @@ fn keep_customer(credit: &i64) -> bool {
     credit % 3 != 0
 }
 
-/// Orders joined with customers three ways: inner, left, and left against a filtered customer table.
+/// The left rows the fourth join sees: orders whose payload is not `p3`.
+fn keep_order(order: &str) -> bool {
+    !order.ends_with("|p3")
+}
+
+/// Orders joined with customers four ways: inner, left, inner from filtered orders, and left against filtered
+/// customers.
 fn topology() -> Topology {
     let b = StreamsBuilder::new();
     let orders = b.table(
@@ -61,6 +67,12 @@ fn topology() -> Topology {
         )
         .to_stream()
         .to("left-out", Produced::new());
+    orders.filter(|_, o| keep_order(o)).join_foreign_key(
+        &customers,
+        |o: &String| customer_of(o),
+        inner_joiner,
+        Materialized::as_store("inner-filtered-orders").in_memory(),
+    );
     let kept = customers.filter(|_, credit| keep_customer(credit));
     orders.left_join_foreign_key(
         &kept,
@@ -113,8 +125,13 @@ impl Reference {
     }
 
     fn inner(&self) -> BTreeMap<String, String> {
+        self.inner_of(|_| true)
+    }
+
+    fn inner_of(&self, keep: impl Fn(&str) -> bool) -> BTreeMap<String, String> {
         self.orders
             .iter()
+            .filter(|(_, o)| keep(o))
             .filter_map(|(k, o)| {
                 let c = self.customers.get(&customer_of(o)?)?;
                 Some((k.clone(), inner_joiner(o, c)))
@@ -174,7 +191,13 @@ fn apply_output(d: &TopologyTestDriver, topic: &str, table: &mut BTreeMap<String
     }
 }
 
-fn raw<K: 'static, V: 'static>(key: &K, value: Option<&V>, ks: &dyn Serde<K>, vs: &dyn Serde<V>, ts: i64) -> RawRecord {
+fn raw<K: 'static, V: 'static>(
+    key: &K,
+    value: Option<&V>,
+    ks: &dyn Serde<K>,
+    vs: &dyn Serde<V>,
+    ts: i64,
+) -> RawRecord {
     let mut k = Vec::new();
     ks.serialize(key, &mut k).unwrap();
     let value = value.map(|v| {
@@ -221,11 +244,23 @@ fn run(
             let record = match op {
                 Op::Order(k, v) => (
                     "orders",
-                    raw(&order_key(*k), v.as_ref().map(order_value).as_ref(), &Serdes::string(), &Serdes::string(), ts),
+                    raw(
+                        &order_key(*k),
+                        v.as_ref().map(order_value).as_ref(),
+                        &Serdes::string(),
+                        &Serdes::string(),
+                        ts,
+                    ),
                 ),
                 Op::Customer(k, v) => (
                     "customers",
-                    raw(&customer_key(*k), v.as_ref(), &Serdes::string(), &Serdes::i64(), ts),
+                    raw(
+                        &customer_key(*k),
+                        v.as_ref(),
+                        &Serdes::string(),
+                        &Serdes::i64(),
+                        ts,
+                    ),
                 ),
             };
             records.push((record.0, None, record.1));
@@ -233,8 +268,24 @@ fn run(
         }
         d.pipe_raw_batch(records).unwrap();
         let context = format!("after batch {step} ({batch:?})");
-        prop_assert_eq!(store_contents(&d, "inner"), reference.inner(), "{}", &context);
-        prop_assert_eq!(store_contents(&d, "left"), reference.left(|_| true), "{}", &context);
+        prop_assert_eq!(
+            store_contents(&d, "inner"),
+            reference.inner(),
+            "{}",
+            &context
+        );
+        prop_assert_eq!(
+            store_contents(&d, "left"),
+            reference.left(|_| true),
+            "{}",
+            &context
+        );
+        prop_assert_eq!(
+            store_contents(&d, "inner-filtered-orders"),
+            reference.inner_of(keep_order),
+            "{}",
+            &context
+        );
         prop_assert_eq!(
             store_contents(&d, "left-filtered"),
             reference.left(keep_customer),
@@ -262,5 +313,147 @@ proptest! {
         let customer_partitions = (order_partitions - 2 + shift) % 3 + 2;
         prop_assert_ne!(order_partitions, customer_partitions);
         run(&batches, order_partitions, customer_partitions)?;
+    }
+}
+
+#[test]
+fn internal_topics_and_stores_are_named_after_the_join() {
+    let t = topology();
+    let topics: Vec<String> = t.internal_topics().map(|t| t.name.clone()).collect();
+    for name in ["inner", "left", "left-filtered"] {
+        for suffix in [
+            "subscription-registration-topic",
+            "subscription-response-topic",
+        ] {
+            let topic = format!("{name}-{suffix}");
+            assert!(topics.contains(&topic), "{topic} missing from {topics:?}");
+        }
+        for suffix in ["subscription-store", "left-values", "right-values"] {
+            let store = format!("{name}-{suffix}");
+            assert_eq!(
+                t.stores().find(|(s, _)| *s == store),
+                Some((store.as_str(), true)),
+                "{store} should exist and be changelogged"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_table_joins_itself_by_foreign_key() {
+    // Employees: id -> "manager id|name"; each employee's manager's name.
+    let b = StreamsBuilder::new();
+    let employees = b.table(
+        "employees",
+        Consumed::with(Serdes::i64(), Serdes::string()),
+        Materialized::new().in_memory(),
+    );
+    let manager_of = |e: &String| e.split_once('|').and_then(|(m, _)| m.parse::<i64>().ok());
+    let name_of = |e: &String| {
+        e.split_once('|')
+            .map_or(String::new(), |(_, n)| n.to_string())
+    };
+    employees.left_join_foreign_key(
+        &employees,
+        manager_of,
+        move |e, m: Option<&String>| {
+            format!(
+                "{} reports to {}",
+                name_of(e),
+                m.map_or("nobody".into(), name_of)
+            )
+        },
+        Materialized::as_store("reports-to").in_memory(),
+    );
+    let d = TopologyTestDriver::builder(b.build().unwrap())
+        .default_partitions(3)
+        .build()
+        .unwrap();
+    let input = d.input_topic("employees", Serdes::i64(), Serdes::option(Serdes::string()));
+    let mut rows: BTreeMap<i64, String> = BTreeMap::new();
+    let mut x: u64 = 7;
+    let mut next = |n: u64| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 33) % n
+    };
+    for step in 0..300 {
+        let id = next(12) as i64;
+        if next(5) == 0 {
+            rows.remove(&id);
+            input.pipe_input(id, None).unwrap();
+        } else {
+            let row = format!("{}|e{id}-{step}", next(14)); // managers 12 and 13 never exist
+            rows.insert(id, row.clone());
+            input.pipe_input(id, Some(row)).unwrap();
+        }
+        let expected: BTreeMap<i64, String> = rows
+            .iter()
+            .map(|(id, e)| {
+                let m = manager_of(e).and_then(|m| rows.get(&m));
+                (
+                    *id,
+                    format!(
+                        "{} reports to {}",
+                        name_of(e),
+                        m.map_or("nobody".into(), name_of)
+                    ),
+                )
+            })
+            .collect();
+        let got: BTreeMap<i64, String> = d
+            .key_value_store::<i64, String>("reports-to")
+            .unwrap()
+            .all()
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(got, expected, "after step {step}");
+    }
+}
+
+#[test]
+fn tables_of_another_builder_are_refused() {
+    let b1 = StreamsBuilder::new();
+    let b2 = StreamsBuilder::new();
+    let orders = b1.table::<String, String>("orders", Consumed::new(), Materialized::new());
+    let customers = b2.table::<String, i64>("customers", Consumed::new(), Materialized::new());
+    orders.join_foreign_key(
+        &customers,
+        |o: &String| customer_of(o),
+        inner_joiner,
+        Materialized::new(),
+    );
+    match b1.build() {
+        Err(StreamsError::InvalidTopology(m)) => {
+            assert!(m.contains("different StreamsBuilder"), "{m}")
+        }
+        other => panic!("expected an invalid topology, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_result_without_serde_is_named() {
+    #[derive(Clone, Debug)]
+    struct Enriched;
+    let b = StreamsBuilder::new();
+    let orders = b.table::<String, String>("orders", Consumed::new(), Materialized::new());
+    let customers = b.table::<String, i64>("customers", Consumed::new(), Materialized::new());
+    orders.join_foreign_key(
+        &customers,
+        |o: &String| customer_of(o),
+        |_, _| Enriched,
+        Materialized::new(),
+    );
+    match b.build() {
+        Err(e @ StreamsError::MissingSerde { .. }) => {
+            let m = e.to_string();
+            assert!(
+                m.contains("KTable::join_foreign_key") && m.contains("Enriched"),
+                "{m}"
+            );
+        }
+        other => panic!("expected a missing serde, got {other:?}"),
     }
 }

@@ -24,7 +24,8 @@ pub(crate) struct FkResolve<K, V, VO, VR, J> {
     pub _p: PhantomData<fn(VO)>,
 }
 
-impl<K: Data, V: Data, VO: Data, VR: Data, J> Processor<K, Response<VO>> for FkResolve<K, V, VO, VR, J>
+impl<K: Data, V: Data, VO: Data, VR: Data, J> Processor<K, Response<VO>>
+    for FkResolve<K, V, VO, VR, J>
 where
     J: Fn(&V, Option<&VO>) -> Option<VR> + Send + Sync + 'static,
 {
@@ -49,19 +50,24 @@ where
         let current_hash = match &current {
             Some(v) => {
                 self.buf.clear();
-                self.value_serde.serialize(v, &mut self.buf).map_err(|source| {
-                    StreamsError::Store(StoreError::Serde {
-                        store: self.left_store.to_string(),
-                        source,
-                    })
-                })?;
+                self.value_serde
+                    .serialize(v, &mut self.buf)
+                    .map_err(|source| {
+                        StreamsError::Store(StoreError::Serde {
+                            store: self.left_store.to_string(),
+                            source,
+                        })
+                    })?;
                 Some(value_hash(&self.buf))
             }
             None => None,
         };
         if current_hash != r.value.hash {
             // An answer to a subscription the left row has since replaced: its own answer is on the way.
-            tracing::trace!(node = ctx.name(), "dropping a stale foreign-key join response");
+            tracing::trace!(
+                node = ctx.name(),
+                "dropping a stale foreign-key join response"
+            );
             return Ok(());
         }
         let new = current.and_then(|v| (self.joiner)(&v, r.value.value.as_ref()));

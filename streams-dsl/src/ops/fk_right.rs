@@ -46,7 +46,10 @@ impl Processor<Bytes, Subscription<Bytes>> for FkSubscriptionReceive {
     type KOut = Bytes;
     type VOut = Response<Bytes>;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<Bytes, Response<Bytes>>) -> Result<(), StreamsError> {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<Bytes, Response<Bytes>>,
+    ) -> Result<(), StreamsError> {
         self.subs = Some(open(ctx, &self.subscription_store)?);
         self.right = Some(open(ctx, &self.right_store)?);
         Ok(())
@@ -111,7 +114,10 @@ impl<KO: Data, VO: Data> Processor<KO, Change<VO>> for FkRightUpdate<KO, VO> {
     type KOut = Bytes;
     type VOut = Response<Bytes>;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<Bytes, Response<Bytes>>) -> Result<(), StreamsError> {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<Bytes, Response<Bytes>>,
+    ) -> Result<(), StreamsError> {
         self.subs = Some(open(ctx, &self.subscription_store)?);
         self.right = Some(open(ctx, &self.right_store)?);
         Ok(())

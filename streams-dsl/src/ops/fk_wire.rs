@@ -11,7 +11,9 @@ use state_store::{Serde, SerdeError, SerdeErrorKind, SharedSerde};
 pub(crate) fn value_hash(bytes: &[u8]) -> u128 {
     const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
     const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-    bytes.iter().fold(OFFSET, |h, &b| (h ^ u128::from(b)).wrapping_mul(PRIME))
+    bytes
+        .iter()
+        .fold(OFFSET, |h, &b| (h ^ u128::from(b)).wrapping_mul(PRIME))
 }
 
 /// What the right side does with a subscription.
@@ -67,7 +69,10 @@ fn header(data: &[u8], len: usize, what: &'static str) -> Result<(), SerdeError>
         return Err(malformed(what, "record shorter than its header"));
     }
     if data[0] != VERSION {
-        return Err(malformed(what, &format!("unknown format version {}", data[0])));
+        return Err(malformed(
+            what,
+            &format!("unknown format version {}", data[0]),
+        ));
     }
     Ok(())
 }

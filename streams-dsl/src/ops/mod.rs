@@ -2,11 +2,11 @@
 
 pub(crate) mod branch;
 pub(crate) mod filter;
-pub(crate) mod flat_map;
 pub(crate) mod fk_left;
 pub(crate) mod fk_resolve;
 pub(crate) mod fk_right;
 pub(crate) mod fk_wire;
+pub(crate) mod flat_map;
 pub(crate) mod map;
 pub(crate) mod passthrough;
 pub(crate) mod peek;
