@@ -285,6 +285,8 @@ pub struct Topology {
     pub(crate) copartition_groups: Vec<BTreeSet<String>>,
     /// Global stores by name (see `Topology::add_global_store`).
     pub(crate) global_stores: BTreeMap<String, crate::global::GlobalStoreDef>,
+    /// Internal topics sized by the sub-topology reading them (see [`Topology::add_reader_sized_internal_topic`]).
+    pub(crate) reader_sized: BTreeSet<String>,
 }
 
 impl fmt::Debug for Topology {
@@ -500,6 +502,19 @@ impl Topology {
                 partitions,
             },
         );
+        Ok(self)
+    }
+
+    /// Declares an internal topic whose partition count follows the sub-topology that *reads* it, sized by that
+    /// sub-topology's other source topics, so the topic is co-partitioned with them whatever the writer's task
+    /// count. A foreign-key join uses two: subscriptions go to the right table's partitions, responses come back
+    /// to the left table's. A sub-topology reading only such topics cannot be sized.
+    pub fn add_reader_sized_internal_topic(
+        &mut self,
+        name: &str,
+    ) -> Result<&mut Self, StreamsError> {
+        self.add_internal_topic(name, None)?;
+        self.reader_sized.insert(name.to_string());
         Ok(self)
     }
 
@@ -722,7 +737,10 @@ impl Topology {
                 }
                 let mut count = Some(0);
                 for t in &s.source_topics {
-                    let n = if let Some(it) = self.internal_topics.get(t) {
+                    let n = if self.reader_sized.contains(t) {
+                        // Sized by this sub-topology, not the other way round.
+                        Some(0)
+                    } else if let Some(it) = self.internal_topics.get(t) {
                         it.partitions.or_else(|| {
                             self.internal_partitions(t, &groups, &known, &subs, &task_counts)
                         })
@@ -740,18 +758,36 @@ impl Topology {
         let task_counts: Vec<i32> = task_counts
             .into_iter()
             .enumerate()
-            .map(|(i, c)| {
-                c.ok_or_else(|| {
-                    StreamsError::InvalidTopology(format!(
-                        "cannot size sub-topology {i}: its repartition topics form a cycle"
-                    ))
-                })
+            .map(|(i, c)| match c {
+                Some(0) => Err(StreamsError::InvalidTopology(format!(
+                    "cannot size sub-topology {i}: it reads only internal topics sized by their reader"
+                ))),
+                Some(n) => Ok(n),
+                None => Err(StreamsError::InvalidTopology(format!(
+                    "cannot size sub-topology {i}: its repartition topics form a cycle"
+                ))),
             })
             .collect::<Result<_, _>>()?;
         let mut topic_partitions = BTreeMap::new();
         let mut changelogs = BTreeMap::new();
         let counts: Vec<Option<i32>> = task_counts.iter().copied().map(Some).collect();
         for it in self.internal_topics.values() {
+            if self.reader_sized.contains(&it.name) {
+                let reader = subs
+                    .iter()
+                    .find(|r| r.source_topics.contains(&it.name))
+                    .ok_or_else(|| {
+                        StreamsError::InvalidTopology(format!(
+                            "internal topic '{}' has no reader to size it",
+                            it.name
+                        ))
+                    })?;
+                topic_partitions.insert(
+                    self.resolve_topic(application_id, &it.name),
+                    task_counts[reader.id],
+                );
+                continue;
+            }
             let n = it
                 .partitions
                 .or_else(|| self.internal_partitions(&it.name, &groups, &known, &subs, &counts))

@@ -7,6 +7,7 @@
 //! | `KStream` (`filter`, `map`, `mapValues`, `flatMap`, `selectKey`, `peek`, `foreach`, `split`, `merge`, `to`, `repartition`, `process`, `groupBy`, `groupByKey`) | [`KStream`] |
 //! | `KTable` (`filter`, `filterNot`, `mapValues`, `toStream`, `groupBy`) | [`KTable`] |
 //! | `GlobalKTable`, `KStream#join`/`leftJoin` with a `GlobalKTable` | [`GlobalKTable`], [`KStream::join_global`], [`KStream::left_join_global`] |
+//! | `KTable` foreign-key `join`, `leftJoin` (KIP-213) | [`KTable::join_foreign_key`], [`KTable::left_join_foreign_key`] |
 //! | `KGroupedStream` (`count`, `reduce`, `aggregate`) | [`KGroupedStream`] |
 //! | `KGroupedTable` (`count`, `reduce`, `aggregate` with adder and subtractor) | [`KGroupedTable`] |
 //! | `Consumed`, `Produced`, `Grouped`, `Materialized`, `Repartitioned` | same names |
@@ -50,6 +51,7 @@
 
 mod builder;
 mod change;
+mod fk_join;
 mod global_table;
 mod grouped;
 mod join;

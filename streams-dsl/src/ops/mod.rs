@@ -2,6 +2,10 @@
 
 pub(crate) mod branch;
 pub(crate) mod filter;
+pub(crate) mod fk_left;
+pub(crate) mod fk_resolve;
+pub(crate) mod fk_right;
+pub(crate) mod fk_wire;
 pub(crate) mod flat_map;
 pub(crate) mod global_join;
 pub(crate) mod map;
