@@ -196,6 +196,7 @@ fn main() {
         let ours = run_driver(stateless_topology(), &input(n, keys), 0);
         report("map_values + filter", &ours, &base, 10e6);
     }
+    windowed_and_join(n, keys);
     let counts = [
         "count, in-memory store",
         "count, RocksDB store (1 MiB cache)",
@@ -232,5 +233,149 @@ fn main() {
     if selected("count, RocksDB store, no cache") {
         let ours = run_driver(count_topology(StoreKind::RocksDb), &input(n / 4, keys), 0);
         report("count, RocksDB store, no cache", &ours, &base, 1e6);
+    }
+}
+
+fn windowed_count_topology(kind: StoreKind) -> Topology {
+    let b = StreamsBuilder::new();
+    b.stream("input", Consumed::with(Serdes::i64(), Serdes::i64()))
+        .group_by_key(Grouped::new())
+        .windowed_by(TimeWindows::of_size_with_no_grace(
+            std::time::Duration::from_secs(60),
+        ))
+        .count(Materialized::as_store("counts").with_store_kind(kind));
+    b.build().expect("topology")
+}
+
+fn stream_table_join_topology(kind: StoreKind) -> Topology {
+    let b = StreamsBuilder::new();
+    let table = b.table(
+        "table",
+        Consumed::with(Serdes::i64(), Serdes::i64()),
+        Materialized::as_store("table").with_store_kind(kind),
+    );
+    b.stream("input", Consumed::with(Serdes::i64(), Serdes::i64()))
+        .join(&table, |v, t| v.wrapping_add(*t), Joined::new())
+        .to("output", Produced::new());
+    b.build().expect("topology")
+}
+
+/// Windowed count (1-minute tumbling windows; the input's timestamps advance 1 ms per record, so about 33
+/// windows of 10,000 keys) and a stream-table join against a table of every key.
+fn windowed_and_join(n: usize, keys: u64) {
+    const MINUTE: i64 = 60_000;
+    let windowed = [
+        "windowed count, in-memory store",
+        "windowed count, RocksDB store (1 MiB cache)",
+    ];
+    if windowed.iter().any(|w| selected(w)) {
+        let base = {
+            let buf = input(n, keys);
+            let mut counts: HashMap<(i64, i64), i64> = HashMap::new();
+            let m = measure(n, || {
+                for (_, r) in records(&buf, 0, n) {
+                    let start = r.timestamp - r.timestamp % MINUTE;
+                    *counts
+                        .entry((decode(r.key.unwrap_or_default()), start))
+                        .or_insert(0) += 1;
+                }
+            });
+            assert_eq!(counts.values().sum::<i64>() as usize, n);
+            m
+        };
+        if selected(windowed[0]) {
+            let ours = run_driver(
+                windowed_count_topology(StoreKind::InMemory),
+                &input(n, keys),
+                1 << 20,
+            );
+            report(windowed[0], &ours, &base, 1e6);
+        }
+        if selected(windowed[1]) {
+            let ours = run_driver(
+                windowed_count_topology(StoreKind::RocksDb),
+                &input(n, keys),
+                1 << 20,
+            );
+            report(windowed[1], &ours, &base, 1e6);
+        }
+    }
+    let joins = [
+        "stream-table join, in-memory table",
+        "stream-table join, RocksDB table (1 MiB cache)",
+    ];
+    if joins.iter().any(|w| selected(w)) {
+        let base = {
+            let buf = input(n, keys);
+            let table: HashMap<i64, i64> = (0..keys as i64).map(|k| (k, k * 7)).collect();
+            let mut out = Vec::with_capacity(16);
+            let mut joined = 0usize;
+            let m = measure(n, || {
+                for (_, r) in records(&buf, 0, n) {
+                    let k = decode(r.key.unwrap_or_default());
+                    if let Some(t) = table.get(&k) {
+                        let v = decode(r.value.unwrap_or_default()).wrapping_add(*t);
+                        out.clear();
+                        out.extend_from_slice(&k.to_be_bytes());
+                        out.extend_from_slice(&v.to_be_bytes());
+                        joined += black_box(out.len()) / 16;
+                    }
+                }
+            });
+            assert_eq!(black_box(joined), n);
+            m
+        };
+        for (name, kind) in joins.iter().zip([StoreKind::InMemory, StoreKind::RocksDb]) {
+            if !selected(name) {
+                continue;
+            }
+            let driver = TopologyTestDriver::builder(stream_table_join_topology(kind))
+                .retain_records(false)
+                .cache_bytes_per_store(1 << 20)
+                .commit_after_each_pipe(false)
+                .build()
+                .expect("driver");
+            let rows: Vec<[u8; 16]> = (0..keys as i64)
+                .map(|k| {
+                    let mut r = [0u8; 16];
+                    r[..8].copy_from_slice(&k.to_be_bytes());
+                    r[8..].copy_from_slice(&(k * 7).to_be_bytes());
+                    r
+                })
+                .collect();
+            driver
+                .pipe_raw_refs(
+                    "table",
+                    rows.iter().map(|r| {
+                        (
+                            None,
+                            RawRecordRef {
+                                key: Some(&r[..8]),
+                                value: Some(&r[8..]),
+                                timestamp: 0,
+                                headers: Headers::new(),
+                                offset: -1,
+                            },
+                        )
+                    }),
+                )
+                .expect("table");
+            driver.commit().expect("commit");
+            let buf = input(n, keys);
+            let before = driver.metrics().processed as usize;
+            let ours = measure(n, || {
+                for start in (0..n).step_by(CHUNK) {
+                    driver
+                        .pipe_raw_refs("input", records(&buf, start, (start + CHUNK).min(n)))
+                        .expect("pipe");
+                    if (start / CHUNK + 1).is_multiple_of(COMMIT_EVERY / CHUNK) {
+                        driver.commit().expect("commit");
+                    }
+                }
+                driver.commit().expect("commit");
+            });
+            assert_eq!(driver.metrics().processed as usize - before, n);
+            report(name, &ours, &base, 1e6);
+        }
     }
 }
