@@ -11,7 +11,7 @@ use examples::cli::{init_logging, state_dir, Args, Cluster};
 use examples::clickstream::{
     topology, window_counts, window_start, PageView, COUNTS, FINAL_COUNTS, PAGE_VIEWS,
 };
-use streams_dsl::streams_core::runtime::KafkaStreams;
+use streams_dsl::streams_core::runtime::{KafkaStreams, State};
 use streams_dsl::StreamsError;
 
 const PAGES: [&str; 5] = ["/", "/pricing", "/docs", "/blog", "/signup"];
@@ -36,6 +36,11 @@ fn main() -> Result<(), StreamsError> {
     let state = state_dir()?;
     let streams = KafkaStreams::new(topology()?, cluster.config("clickstream", state.path())?)?;
     streams.start()?;
+    if !streams.wait_for_state(State::Running, Duration::from_secs(60)) {
+        return Err(StreamsError::processor(
+            "the application did not start within 60 s",
+        ));
+    }
 
     // Views produced so far in each minute, to show next to what the application reports.
     let mut sent: BTreeMap<(i64, String), i64> = BTreeMap::new();
@@ -47,8 +52,14 @@ fn main() -> Result<(), StreamsError> {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            // A skewed choice: the home page is the most viewed.
-            let page = PAGES[((x >> 33) % 16).min(4) as usize % PAGES.len()];
+            // A skewed choice: the home page is viewed most, sign-up least.
+            let page = PAGES[match (x >> 33) % 16 {
+                0..=6 => 0,
+                7..=10 => 1,
+                11..=13 => 2,
+                14 => 3,
+                _ => 4,
+            }];
             let user = format!("user-{}", (x >> 20) % 50);
             let ts = now_ms();
             *sent
