@@ -10,6 +10,9 @@
 //! | `KTable` foreign-key `join`, `leftJoin` (KIP-213) | [`KTable::join_foreign_key`], [`KTable::left_join_foreign_key`] |
 //! | `KGroupedStream` (`count`, `reduce`, `aggregate`) | [`KGroupedStream`] |
 //! | `KGroupedTable` (`count`, `reduce`, `aggregate` with adder and subtractor) | [`KGroupedTable`] |
+//! | `KGroupedStream#windowedBy` with `TimeWindows`, `SlidingWindows`, `SessionWindows` | [`KGroupedStream::windowed_by`], [`TimeWindowedKStream`], [`SessionWindowedKStream`], [`Windowed`] |
+//! | `KTable#suppress(Suppressed.untilWindowCloses(..))` | [`KTable::suppress`], [`Suppressed`] |
+//! | `KStream#join`/`leftJoin`/`outerJoin` with a `KStream`, `JoinWindows`, `StreamJoined` | [`KStream::join_stream`], [`KStream::left_join_stream`], [`KStream::outer_join_stream`], [`JoinWindows`], [`StreamJoined`] |
 //! | `Consumed`, `Produced`, `Grouped`, `Materialized`, `Repartitioned` | same names |
 //! | `KStream#join`/`leftJoin` with a `KTable`, `KTable#join`/`leftJoin`/`outerJoin`, `Joined` | [`KStream::join`], [`KStream::left_join`], [`KTable::join`], [`KTable::left_join`], [`KTable::outer_join`], [`Joined`] |
 //! | `TopologyTestDriver` | [`TopologyTestDriver`] |
