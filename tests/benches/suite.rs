@@ -8,8 +8,9 @@
 //! raw clients and of the peer is a child process of this harness, so CPU time and peak memory are its own.
 //!
 //! `bash scripts/bench.sh suite [--quick]` builds and runs it (and installs the peer into a private virtual
-//! environment); `cargo bench -p tests --bench suite -- [--quick] [--no-peer] [--only NAME] [--out DIR]` runs
-//! it directly (the peer then needs `BENCH_QUIX_PYTHON`, or the virtual environment of the script).
+//! environment); `cargo bench -p tests --bench suite -- [--quick] [--no-peer] [--only NAME] [--out DIR] [--perf NAME]`
+//! runs it directly (`--perf NAME` records our runs of the matching workloads with `perf record -g` into the out
+//! directory) (the peer then needs `BENCH_QUIX_PYTHON`, or the virtual environment of the script).
 //!
 //! Rates are measured from a process's first input record to the moment it has processed the last one (handed
 //! its output to the producer); the time to flush and close after that is recorded as `close_s` in the JSON.
@@ -32,7 +33,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use streams_dsl::state_store::TypedKeyValueStore;
-use streams_dsl::streams_core::runtime::{KafkaStreams, State, StateRestoreListener, StreamsConfig};
+use streams_dsl::streams_core::runtime::{
+    KafkaStreams, State, StateRestoreListener, StreamsConfig,
+};
 use streams_dsl::*;
 
 /// Partitions of every topic of the suite.
@@ -440,10 +443,18 @@ fn streams_config(spec: &Spec) -> StreamsConfig {
         c.set(k, v).expect("config");
     };
     set(&mut c, "commit.interval.ms", &spec.commit_ms.to_string());
-    set(&mut c, "state.dir", spec.state_dir.to_str().expect("utf-8 path"));
+    set(
+        &mut c,
+        "state.dir",
+        spec.state_dir.to_str().expect("utf-8 path"),
+    );
     set(&mut c, "main.consumer.session.timeout.ms", "6000");
     set(&mut c, "main.consumer.heartbeat.interval.ms", "500");
-    set(&mut c, "main.consumer.fetch.wait.max.ms", &fetch_wait_ms(spec));
+    set(
+        &mut c,
+        "main.consumer.fetch.wait.max.ms",
+        &fetch_wait_ms(spec),
+    );
     c
 }
 
@@ -468,7 +479,8 @@ struct RestoreClock(Arc<Mutex<RestoreTimes>>);
 impl StateRestoreListener for RestoreClock {
     fn on_restore_start(&self, _store: &str, _partition: i32, _start: i64, _end: i64) {
         let mut t = self.0.lock().expect("restore clock");
-        t.first.get_or_insert_with(|| (Instant::now(), cpu_seconds()));
+        t.first
+            .get_or_insert_with(|| (Instant::now(), cpu_seconds()));
         t.pending += 1;
     }
     fn on_restore_end(&self, _store: &str, _partition: i32, restored: u64) {
@@ -685,6 +697,8 @@ struct Harness {
     quix: Option<PathBuf>,
     quix_script: PathBuf,
     seq: AtomicU64,
+    /// Workloads to record with perf, and where.
+    perf: Option<(String, PathBuf)>,
 }
 
 impl Harness {
@@ -784,7 +798,23 @@ impl Harness {
             c.arg(&self.quix_script).arg(spec.to_json().to_string());
             c
         } else {
-            let mut c = Command::new(std::env::current_exe()?);
+            // `--perf NAME`: our runs of the workloads matching NAME are recorded with `perf record -g`.
+            let exe = std::env::current_exe()?;
+            let mut c = match &self.perf {
+                Some((filter, dir))
+                    if spec.mode != "latency" && spec.workload.id().contains(filter.as_str()) =>
+                {
+                    let data = dir.join(format!("perf-{}-{}.data", spec.app, spec.mode));
+                    eprintln!("recording {}", data.display());
+                    let mut c = Command::new("perf");
+                    c.args(["record", "-F", "499", "-g", "-q", "-o"])
+                        .arg(&data)
+                        .arg("--")
+                        .arg(exe);
+                    c
+                }
+                _ => Command::new(exe),
+            };
             c.env(WORKER_ENV, spec.to_json().to_string());
             c
         };
@@ -809,7 +839,9 @@ impl Harness {
         let mut result = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(r) = line.strip_prefix("RESULT ") {
-                result = Some(Ok(serde_json::from_str::<Value>(r).map_err(|e| e.to_string())?));
+                result = Some(Ok(
+                    serde_json::from_str::<Value>(r).map_err(|e| e.to_string())?
+                ));
             } else if let Some(e) = line.strip_prefix("ERROR ") {
                 result = Some(Err(e.to_string()));
             }
@@ -968,7 +1000,8 @@ impl Harness {
             p.poll(Duration::ZERO);
             std::thread::sleep(Duration::from_micros(500));
         }
-        p.flush(Duration::from_secs(30)).map_err(|e| e.to_string())?;
+        p.flush(Duration::from_secs(30))
+            .map_err(|e| e.to_string())?;
         // Let the output catch up: stop once nothing arrives for a second (or after 15 s).
         let end = Instant::now();
         let mut last = seen.load(Ordering::Relaxed);
@@ -1109,7 +1142,11 @@ fn main() {
         quix,
         quix_script: Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_quix.py"),
         seq: AtomicU64::new(0),
+        perf: arg_value("--perf").map(|f| (f, out_dir.clone())),
     };
+    if h.perf.is_some() {
+        let _ = std::fs::create_dir_all(&out_dir);
+    }
     eprintln!(
         "suite ({}): tansu at {}, peer: {}",
         if quick { "quick" } else { "full" },
@@ -1284,7 +1321,10 @@ fn main() {
                 .cloned();
             let mut restore = json!({"set": set.name, "keys": set.records});
             let ours_rows = ours_app.as_ref().map(|r| r["ours"].clone());
-            restore["ours"] = if ours_rows.as_ref().is_some_and(|v| v.get("records").is_some()) {
+            restore["ours"] = if ours_rows
+                .as_ref()
+                .is_some_and(|v| v.get("records").is_some())
+            {
                 // Same application id as that count run (its changelog), new state dir.
                 let mut spec = h.spec(Count, "restore", set, &set.input_topic(), set.records);
                 spec.app = ours_app
@@ -1301,7 +1341,10 @@ fn main() {
             } else {
                 json!({"skipped": "count did not run"})
             };
-            restore["peer"] = match ours_app.as_ref().and_then(|r| r["peer_restore_app"].as_str()) {
+            restore["peer"] = match ours_app
+                .as_ref()
+                .and_then(|r| r["peer_restore_app"].as_str())
+            {
                 Some(app) => {
                     let mut spec = h.spec(Count, "restore", set, &set.input_topic(), set.records);
                     spec.app = app.to_string();
@@ -1462,6 +1505,8 @@ fn main() {
             out_dir.join("suite.json").display()
         );
     }
+    // Stop the broker (and remove the state dirs) before exiting.
+    drop(h);
     if failures > 0 {
         eprintln!("{failures} workload run(s) failed");
         std::process::exit(1);
