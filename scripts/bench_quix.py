@@ -22,7 +22,15 @@ def cpu_seconds():
 
 
 def peak_rss_kib():
-    # Linux reports ru_maxrss in KiB.
+    # VmHWM, as for our side: ru_maxrss would carry over the peak of the harness process this one was forked
+    # from (Linux keeps it across exec).
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
