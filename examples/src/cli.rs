@@ -11,6 +11,8 @@ use streams_dsl::StreamsError;
 
 /// A record to produce: key and value, `None` for null.
 pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+/// A record to produce with its timestamp (`None`: the producer's clock).
+pub type TimedKeyValue = (Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
 
 /// The command line of an example.
 pub struct Args(Vec<String>);
@@ -103,13 +105,26 @@ impl Cluster {
 
     /// Writes `records` (key, value; `None` value = tombstone) to `topic` and waits for them to be delivered.
     pub fn produce(&self, topic: &str, records: &[KeyValue]) -> Result<(), StreamsError> {
+        let stamped: Vec<TimedKeyValue> = records
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone(), None))
+            .collect();
+        self.produce_at(topic, &stamped)
+    }
+
+    /// Writes `records` (key, value, timestamp in ms; `None` = the producer's clock) to `topic` and waits for
+    /// them to be delivered.
+    pub fn produce_at(&self, topic: &str, records: &[TimedKeyValue]) -> Result<(), StreamsError> {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("partitioner", "murmur2_random")
             .create()
             .map_err(|e| StreamsError::processor(format!("producer: {e}")))?;
-        for (k, v) in records {
+        for (k, v, ts) in records {
             let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+            if let Some(ts) = ts {
+                r = r.timestamp(*ts);
+            }
             if let Some(k) = k {
                 r = r.key(k.as_slice());
             }

@@ -3,6 +3,7 @@
 
 pub mod checkout;
 pub mod cli;
+pub mod clickstream;
 pub mod pizza;
 pub mod us_shareholders;
 pub mod word_count;

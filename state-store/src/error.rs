@@ -103,6 +103,17 @@ pub enum StoreError {
         /// The store.
         store: String,
     },
+    /// A window or session before the epoch: windowed stores order windows by their start's bytes, which only
+    /// works for times >= 0 (Kafka rejects negative record timestamps too).
+    #[error(
+        "store '{store}': window time {time} is negative; windowed stores keep times >= 0 only"
+    )]
+    NegativeWindowTime {
+        /// The store.
+        store: String,
+        /// The offending time.
+        time: i64,
+    },
     /// The store was used after it was closed.
     #[error("store '{store}' is closed")]
     Closed {

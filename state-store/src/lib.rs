@@ -35,6 +35,7 @@ mod rocks;
 pub mod serde;
 mod supplier;
 mod typed;
+mod window;
 
 pub use cache::{CacheStats, CachingKeyValueStore};
 pub use error::{SerdeError, SerdeErrorKind, StoreError};
@@ -45,3 +46,6 @@ pub use rocks::{RocksDbKeyValueStore, RocksDbResources};
 pub use serde::{Serde, Serdes, SharedSerde};
 pub use supplier::{KeyValueStoreSupplier, StoreContext, StoreKind};
 pub use typed::{share, SharedKeyValueStore, TypedKeyValueStore};
+pub use window::{
+    SessionStore, SessionWindowedSerde, TimeWindowedSerde, Window, WindowStore, Windowed,
+};

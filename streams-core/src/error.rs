@@ -151,6 +151,16 @@ pub enum StreamsError {
     /// A topic the topology uses is unknown to the broker or the test driver.
     #[error("unknown topic '{0}'")]
     UnknownTopic(String),
+    /// Topics that must be co-partitioned (the inputs of a join) have different partition counts.
+    #[error(
+        "topics joined together must have the same number of partitions, but they have: {}; give them equal partition \
+         counts (or repartition one side with a fixed count)",
+        describe_counts(topics)
+    )]
+    CopartitionMismatch {
+        /// Each topic of the group (internal ones by full name) with its partition count.
+        topics: Vec<(String, i32)>,
+    },
     /// A configuration value is missing or invalid.
     #[error("invalid configuration '{key}': {message}")]
     Config {
@@ -168,6 +178,14 @@ pub enum StreamsError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn describe_counts(topics: &[(String, i32)]) -> String {
+    topics
+        .iter()
+        .map(|(t, n)| format!("{t} ({n} partitions)"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl StreamsError {

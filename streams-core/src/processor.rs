@@ -256,6 +256,14 @@ impl<K: Data, V: Data> ProcessorContext<K, V> {
         self.shared.task_id
     }
 
+    /// Counts a record this processor drops on purpose (a record too late for its window, say) in the task's
+    /// `dropped_records` metric, and logs why at debug level. Operators never drop a record without calling this.
+    pub fn record_dropped(&self, reason: &str) {
+        let m = &self.shared.metrics.dropped_records;
+        m.set(m.get() + 1);
+        tracing::debug!(processor = %self.name, task = %self.shared.task_id, reason, "record dropped");
+    }
+
     /// The application id.
     pub fn application_id(&self) -> &str {
         &self.shared.application_id

@@ -81,6 +81,7 @@ pub(crate) struct TaskMetrics {
     pub skipped_records: Cell<u64>,
     pub dead_lettered: Cell<u64>,
     pub punctuations: Cell<u64>,
+    pub dropped_records: Cell<u64>,
 }
 
 /// A snapshot of a task's counters.
@@ -94,6 +95,10 @@ pub struct TaskMetricsSnapshot {
     pub dead_lettered: u64,
     /// Punctuations fired.
     pub punctuations: u64,
+    /// Records operators dropped on purpose, each logged: records too late for their window's grace period,
+    /// records with a negative timestamp reaching a windowed operator, records without a key reaching a join or
+    /// an aggregation.
+    pub dropped_records: u64,
 }
 
 pub(crate) struct Schedule {
@@ -585,6 +590,7 @@ impl Task {
             skipped_records: m.skipped_records.get(),
             dead_lettered: m.dead_lettered.get(),
             punctuations: m.punctuations.get(),
+            dropped_records: m.dropped_records.get(),
         }
     }
 

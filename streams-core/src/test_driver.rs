@@ -772,6 +772,7 @@ impl TopologyTestDriver {
                 skipped_records: a.skipped_records + m.skipped_records,
                 dead_lettered: a.dead_lettered + m.dead_lettered,
                 punctuations: a.punctuations + m.punctuations,
+                dropped_records: a.dropped_records + m.dropped_records,
             })
     }
 

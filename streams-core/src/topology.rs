@@ -268,6 +268,8 @@ pub struct Topology {
     pub(crate) nodes: Vec<NodeDef>,
     pub(crate) stores: BTreeMap<String, StoreDef>,
     pub(crate) internal_topics: BTreeMap<String, InternalTopic>,
+    /// Groups of source topics (internal ones by short name) that must have equal partition counts.
+    pub(crate) copartition_groups: Vec<BTreeSet<String>>,
 }
 
 impl fmt::Debug for Topology {
@@ -688,6 +690,7 @@ impl Topology {
                 }
             }
         }
+        let groups = self.merged_copartition_groups();
         let mut task_counts: Vec<Option<i32>> = vec![None; subs.len()];
         for _ in 0..=subs.len() {
             for s in &subs {
@@ -698,9 +701,7 @@ impl Topology {
                 for t in &s.source_topics {
                     let n = if let Some(it) = self.internal_topics.get(t) {
                         it.partitions.or_else(|| {
-                            subs.iter()
-                                .find(|w| w.sink_topics.contains(t))
-                                .and_then(|w| task_counts[w.id])
+                            self.internal_partitions(t, &groups, &known, &subs, &task_counts)
                         })
                     } else {
                         known.get(t).copied()
@@ -726,20 +727,20 @@ impl Topology {
             .collect::<Result<_, _>>()?;
         let mut topic_partitions = BTreeMap::new();
         let mut changelogs = BTreeMap::new();
+        let counts: Vec<Option<i32>> = task_counts.iter().copied().map(Some).collect();
         for it in self.internal_topics.values() {
-            let writer = subs.iter().find(|w| w.sink_topics.contains(&it.name));
-            let n = match (it.partitions, writer) {
-                (Some(n), _) => n,
-                (None, Some(w)) => task_counts[w.id],
-                (None, None) => {
-                    return Err(StreamsError::InvalidTopology(format!(
+            let n = it
+                .partitions
+                .or_else(|| self.internal_partitions(&it.name, &groups, &known, &subs, &counts))
+                .ok_or_else(|| {
+                    StreamsError::InvalidTopology(format!(
                         "internal topic '{}' has no writer to size it",
                         it.name
-                    )))
-                }
-            };
+                    ))
+                })?;
             topic_partitions.insert(self.resolve_topic(application_id, &it.name), n);
         }
+        self.check_copartitioning(application_id, &groups, &known, &topic_partitions)?;
         for s in &subs {
             for store in &s.stores {
                 if self.stores.get(store).is_some_and(|d| d.logging) {
@@ -756,6 +757,134 @@ impl Topology {
             topic_partitions,
             changelogs,
         })
+    }
+
+    /// Declares that the topics read by the sources upstream of `nodes` (following parent links, so within one
+    /// sub-topology) must be co-partitioned: the same number of partitions, so that the same key lands in the
+    /// same partition number on each. Joins need this. A repartition topic in such a group without a fixed count
+    /// gets the group's count; otherwise [`Topology::partition_plan`] (and so the runtime and the test driver)
+    /// fails with [`StreamsError::CopartitionMismatch`] when the counts differ. Groups sharing a topic merge.
+    ///
+    /// ```
+    /// use streams_core::{Serdes, SourceOptions, StreamsError, Topology};
+    ///
+    /// let mut t = Topology::new();
+    /// t.add_source("clicks", &["clicks"], SourceOptions::new(Serdes::string(), Serdes::string())).unwrap();
+    /// t.add_source("users", &["users"], SourceOptions::new(Serdes::string(), Serdes::string())).unwrap();
+    /// t.add_copartition_group(&["clicks", "users"]).unwrap();
+    /// let counts = |topic: &str| -> Result<i32, StreamsError> { Ok(if topic == "clicks" { 4 } else { 3 }) };
+    /// let err = t.partition_plan("app", counts).unwrap_err();
+    /// assert!(err.to_string().contains("clicks (4 partitions)"));
+    /// ```
+    pub fn add_copartition_group(&mut self, nodes: &[&str]) -> Result<&mut Self, StreamsError> {
+        let mut topics = BTreeSet::new();
+        let mut stack = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            stack.push(self.index_of(n).ok_or_else(|| StreamsError::UnknownNode {
+                name: n.to_string(),
+            })?);
+        }
+        let mut seen = BTreeSet::new();
+        while let Some(i) = stack.pop() {
+            if !seen.insert(i) {
+                continue;
+            }
+            let node = &self.nodes[i];
+            if let NodeKind::Source { topics: t } = &node.kind {
+                topics.extend(t.iter().cloned());
+            }
+            stack.extend(node.parents.iter().copied());
+        }
+        if topics.len() > 1 && !self.copartition_groups.contains(&topics) {
+            self.copartition_groups.push(topics);
+        }
+        Ok(self)
+    }
+
+    /// The groups of topics (internal ones by short name) that must be co-partitioned, as declared with
+    /// [`Topology::add_copartition_group`].
+    pub fn copartition_groups(&self) -> &[BTreeSet<String>] {
+        &self.copartition_groups
+    }
+
+    /// The declared groups with overlapping ones merged.
+    fn merged_copartition_groups(&self) -> Vec<BTreeSet<String>> {
+        let mut merged: Vec<BTreeSet<String>> = Vec::new();
+        for g in &self.copartition_groups {
+            let mut g = g.clone();
+            let mut i = 0;
+            while i < merged.len() {
+                if merged[i].iter().any(|t| g.contains(t)) {
+                    g.extend(merged.swap_remove(i));
+                    i = 0;
+                } else {
+                    i += 1;
+                }
+            }
+            merged.push(g);
+        }
+        merged
+    }
+
+    /// The partition count of internal topic `topic` when it has no fixed count: in a co-partition group, the
+    /// group's count (the largest fixed count among its members, or else the largest count of their writers);
+    /// otherwise the task count of the sub-topology writing it. `None` while that is not known yet.
+    fn internal_partitions(
+        &self,
+        topic: &str,
+        groups: &[BTreeSet<String>],
+        known: &BTreeMap<String, i32>,
+        subs: &[SubTopology],
+        task_counts: &[Option<i32>],
+    ) -> Option<i32> {
+        let writer = |t: &str| {
+            subs.iter()
+                .find(|w| w.sink_topics.iter().any(|s| s == t))
+                .and_then(|w| task_counts[w.id])
+        };
+        let Some(group) = groups.iter().find(|g| g.contains(topic)) else {
+            return writer(topic);
+        };
+        let fixed = group
+            .iter()
+            .filter_map(|t| match self.internal_topics.get(t) {
+                Some(it) => it.partitions,
+                None => known.get(t).copied(),
+            });
+        if let Some(n) = fixed.max() {
+            return Some(n);
+        }
+        group
+            .iter()
+            .try_fold(0, |acc, t| writer(t).map(|n| acc.max(n)))
+    }
+
+    /// Fails when the topics of a co-partition group have different partition counts.
+    fn check_copartitioning(
+        &self,
+        application_id: &str,
+        groups: &[BTreeSet<String>],
+        known: &BTreeMap<String, i32>,
+        internal: &BTreeMap<String, i32>,
+    ) -> Result<(), StreamsError> {
+        for g in groups {
+            let counts: Vec<(String, i32)> = g
+                .iter()
+                .filter_map(|t| {
+                    let full = self.resolve_topic(application_id, t);
+                    let n = if self.is_internal_topic(t) {
+                        internal.get(&full).copied()
+                    } else {
+                        known.get(t).copied()
+                    };
+                    n.map(|n| (full, n))
+                })
+                .collect();
+            if counts.windows(2).any(|w| w[0].1 != w[1].1) {
+                return Err(StreamsError::CopartitionMismatch { topics: counts });
+            }
+        }
+        Ok(())
     }
 
     /// Checks the whole graph: every sub-topology reads at least one topic.

@@ -23,6 +23,9 @@ pub(crate) struct BuilderInner {
     pub topology: Topology,
     counter: usize,
     error: Option<StreamsError>,
+    /// For windowed tables, by node: the grace period and whether window ends are inclusive (sessions), which
+    /// `suppress(until_window_closes)` needs.
+    pub window_close: std::collections::HashMap<String, (i64, bool)>,
 }
 
 impl BuilderInner {
@@ -101,6 +104,29 @@ impl BuilderInner {
         source
     }
 
+    /// Adds a store with the implementation, logging and caching of `m` but keys and values of any type.
+    pub(crate) fn add_store_as<K: 'static, V: 'static, K2: 'static, V2: 'static>(
+        &mut self,
+        name: &str,
+        m: &Materialized<K, V>,
+        key_serde: SharedSerde<K2>,
+        value_serde: SharedSerde<V2>,
+        processor: &str,
+    ) {
+        let supplier = m
+            .supplier
+            .clone()
+            .unwrap_or_else(|| Arc::new(StoreKind::default()));
+        let builder = KeyValueStoreBuilder::from_parts(name, supplier, key_serde, value_serde)
+            .with_logging(m.logging)
+            .with_caching(m.caching);
+        let r = self
+            .topology
+            .add_state_store(builder, &[processor])
+            .map(|_| ());
+        self.check(r);
+    }
+
     /// Adds the store a [`Materialized`] describes, connected to `processor`.
     pub(crate) fn add_store<K: 'static, V: 'static>(
         &mut self,
@@ -164,6 +190,7 @@ impl StreamsBuilder {
                 topology: Topology::new(),
                 counter: 0,
                 error: None,
+                window_close: Default::default(),
             })),
         }
     }

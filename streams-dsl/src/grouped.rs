@@ -28,6 +28,73 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         KGroupedStream { stream, grouped }
     }
 
+    /// The node an aggregation named `store` reads from (a repartition topic's source when the key changed
+    /// upstream) and the key serde it knows.
+    pub(crate) fn prepare_input(
+        &self,
+        b: &mut crate::builder::BuilderInner,
+        op: &str,
+        store: &str,
+    ) -> (String, Option<SharedSerde<K>>) {
+        let s = &self.stream;
+        let key = b.check(pick_serde(
+            &self.grouped.key_serde,
+            &s.key_serde,
+            op,
+            "key",
+            GROUP_HINT,
+        ));
+        let mut input = s.node.clone();
+        if s.repartition_required {
+            let value = b.check(pick_serde(
+                &self.grouped.value_serde,
+                &s.value_serde,
+                op,
+                "value",
+                GROUP_HINT,
+            ));
+            if let (Some(k), Some(v)) = (key.clone(), value) {
+                let base = self
+                    .grouped
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| store.to_string());
+                input = b.repartition(&s.node, &base, k, v, None);
+            }
+        }
+        (input, key)
+    }
+
+    /// The value serde of the grouped records, if known.
+    pub(crate) fn value_serde(
+        &self,
+        b: &mut crate::builder::BuilderInner,
+        op: &str,
+    ) -> Option<SharedSerde<V>> {
+        b.check(pick_serde(
+            &self.grouped.value_serde,
+            &self.stream.value_serde,
+            op,
+            "value",
+            GROUP_HINT,
+        ))
+    }
+
+    pub(crate) fn clone_grouped(&self) -> Self {
+        KGroupedStream {
+            stream: self.stream.clone(),
+            grouped: Grouped {
+                key_serde: self.grouped.key_serde.clone(),
+                value_serde: self.grouped.value_serde.clone(),
+                name: self.grouped.name.clone(),
+            },
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.stream.b
+    }
+
     fn fold<VA: Data, F>(
         &self,
         op: &str,
@@ -46,27 +113,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             .name
             .clone()
             .unwrap_or_else(|| b.name("KSTREAM-AGGREGATE-STATE-STORE-"));
-        let key = b.check(pick_serde(
-            &self.grouped.key_serde,
-            &s.key_serde,
-            op,
-            "key",
-            GROUP_HINT,
-        ));
-        let mut input = s.node.clone();
-        if s.repartition_required {
-            let value = b.check(pick_serde(
-                &self.grouped.value_serde,
-                &s.value_serde,
-                op,
-                "value",
-                GROUP_HINT,
-            ));
-            if let (Some(k), Some(v)) = (key.clone(), value) {
-                let base = self.grouped.name.clone().unwrap_or_else(|| store.clone());
-                input = b.repartition(&s.node, &base, k, v, None);
-            }
-        }
+        let (input, key) = self.prepare_input(&mut b, op, &store);
         let flag = Arc::new(AtomicBool::new(false));
         let (f2, store_name, fold) = (
             flag.clone(),

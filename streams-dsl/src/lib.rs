@@ -9,6 +9,7 @@
 //! | `KGroupedStream` (`count`, `reduce`, `aggregate`) | [`KGroupedStream`] |
 //! | `KGroupedTable` (`count`, `reduce`, `aggregate` with adder and subtractor) | [`KGroupedTable`] |
 //! | `Consumed`, `Produced`, `Grouped`, `Materialized`, `Repartitioned` | same names |
+//! | `KStream#join`/`leftJoin` with a `KTable`, `KTable#join`/`leftJoin`/`outerJoin`, `Joined` | [`KStream::join`], [`KStream::left_join`], [`KTable::join`], [`KTable::left_join`], [`KTable::outer_join`], [`Joined`] |
 //! | `TopologyTestDriver` | [`TopologyTestDriver`] |
 //!
 //! An application depends on this crate alone: it re-exports the serdes, the Processor API, the test driver and
@@ -49,16 +50,25 @@
 mod builder;
 mod change;
 mod grouped;
+mod join;
 mod kstream;
 mod ktable;
 mod ops;
 mod params;
+mod stream_join;
+mod windowed;
+mod windows;
 
 pub use builder::StreamsBuilder;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
+pub use params::Joined;
 pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned};
+pub use state_store::{SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
+pub use stream_join::StreamJoined;
+pub use windowed::{SessionWindowedKStream, Suppressed, TimeWindowedKStream, WindowedBy};
+pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
 
 pub use state_store;
 pub use streams_core;

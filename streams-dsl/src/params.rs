@@ -191,6 +191,7 @@ pub struct Materialized<K, V> {
     pub(crate) value_serde: Option<SharedSerde<V>>,
     pub(crate) logging: bool,
     pub(crate) caching: bool,
+    pub(crate) retention: Option<std::time::Duration>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -202,6 +203,7 @@ impl<K, V> Default for Materialized<K, V> {
             value_serde: None,
             logging: true,
             caching: true,
+            retention: None,
         }
     }
 }
@@ -258,6 +260,13 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
         self.caching = false;
         self
     }
+    /// How long a window or session store keeps windows, in stream time (windowed aggregations only). The
+    /// default is the window size (or inactivity gap) plus the grace period; interactive queries of older
+    /// windows need a longer retention. Must be at least that default.
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
 }
 
 /// An explicit repartitioning: topic name, partition count and serdes.
@@ -302,6 +311,82 @@ impl<K: 'static, V: 'static> Repartitioned<K, V> {
     /// Gives the topic `n` partitions.
     pub fn with_partitions(mut self, n: i32) -> Self {
         self.partitions = Some(n);
+        self
+    }
+}
+
+/// How a stream is joined with a table: the key and value serdes of the stream (used when the stream must be
+/// repartitioned by its new key first), the serde of the table's values (used when the table has to be given a
+/// store), and a name for the join (its processor and its repartition topic `<name>-repartition`), as Kafka
+/// Streams' `Joined`.
+///
+/// ```
+/// use streams_dsl::{Joined, Serdes};
+/// let joined: Joined<String, i64, String> =
+///     Joined::with(Serdes::string(), Serdes::i64(), Serdes::string()).with_name("orders-with-customers");
+/// # let _ = joined;
+/// ```
+pub struct Joined<K, V, VO> {
+    pub(crate) key_serde: Option<SharedSerde<K>>,
+    pub(crate) value_serde: Option<SharedSerde<V>>,
+    pub(crate) other_value_serde: Option<SharedSerde<VO>>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K, V, VO> Default for Joined<K, V, VO> {
+    fn default() -> Self {
+        Joined {
+            key_serde: None,
+            value_serde: None,
+            other_value_serde: None,
+            name: None,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static, VO: 'static> Joined<K, V, VO> {
+    /// Serdes known from upstream or the types' defaults, a generated name.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Uses these serdes for the key, the stream's values and the table's values.
+    pub fn with(
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        other_value_serde: impl Serde<VO>,
+    ) -> Self {
+        Joined {
+            key_serde: Some(Arc::new(key_serde)),
+            value_serde: Some(Arc::new(value_serde)),
+            other_value_serde: Some(Arc::new(other_value_serde)),
+            name: None,
+        }
+    }
+    /// Names the join processor `name` and its repartition topic `<name>-repartition`.
+    pub fn as_name(name: impl Into<String>) -> Self {
+        Joined {
+            name: Some(name.into()),
+            ..Self::default()
+        }
+    }
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, serde: impl Serde<K>) -> Self {
+        self.key_serde = Some(Arc::new(serde));
+        self
+    }
+    /// Sets the serde of the stream's values.
+    pub fn with_value_serde(mut self, serde: impl Serde<V>) -> Self {
+        self.value_serde = Some(Arc::new(serde));
+        self
+    }
+    /// Sets the serde of the table's values.
+    pub fn with_other_value_serde(mut self, serde: impl Serde<VO>) -> Self {
+        self.other_value_serde = Some(Arc::new(serde));
+        self
+    }
+    /// Names the join.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
         self
     }
 }

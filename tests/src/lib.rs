@@ -171,14 +171,29 @@ pub fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Produces records (key, value; `None` value = tombstone) and waits for every delivery.
 pub fn produce(bootstrap: &str, topic: &str, records: &[(Vec<u8>, Option<Vec<u8>>)]) {
+    let stamped: Vec<_> = records
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone(), None))
+        .collect();
+    produce_at(bootstrap, topic, &stamped);
+}
+
+/// A record to produce: key, value (`None`: tombstone), timestamp (`None`: the producer's clock).
+pub type TimedRecord = (Vec<u8>, Option<Vec<u8>>, Option<i64>);
+
+/// Like [`produce`], with record timestamps.
+pub fn produce_at(bootstrap: &str, topic: &str, records: &[TimedRecord]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    for (k, v) in records {
+    for (k, v, ts) in records {
         let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(k.as_slice());
+        if let Some(ts) = ts {
+            r = r.timestamp(*ts);
+        }
         if let Some(v) = v {
             r = r.payload(v.as_slice());
         }

@@ -69,6 +69,7 @@ fn add(a: TaskMetricsSnapshot, b: TaskMetricsSnapshot) -> TaskMetricsSnapshot {
         skipped_records: a.skipped_records + b.skipped_records,
         dead_lettered: a.dead_lettered + b.dead_lettered,
         punctuations: a.punctuations + b.punctuations,
+        dropped_records: a.dropped_records + b.dropped_records,
     }
 }
 
@@ -298,7 +299,7 @@ struct Loop<'a> {
     /// Counters of closed tasks.
     closed_metrics: TaskMetricsSnapshot,
     /// Processed and skipped counts already reported to the `metrics` facade, per task.
-    reported: HashMap<TaskId, (u64, u64)>,
+    reported: HashMap<TaskId, (u64, u64, u64)>,
 }
 
 fn now_ms() -> i64 {
@@ -480,7 +481,7 @@ impl Loop<'_> {
         // Per-task counters go to the `metrics` facade as increments, once per loop round (not per record).
         for (id, task) in &self.tasks {
             let m = task.metrics();
-            let seen = self.reported.entry(*id).or_insert((0, 0));
+            let seen = self.reported.entry(*id).or_insert((0, 0, 0));
             if m.processed > seen.0 {
                 metrics::counter!("streams_records_processed_total", "thread" => self.shared.name.clone(), "task" => id.to_string())
                     .increment(m.processed - seen.0);
@@ -489,7 +490,11 @@ impl Loop<'_> {
                 metrics::counter!("streams_records_skipped_total", "thread" => self.shared.name.clone(), "task" => id.to_string())
                     .increment(m.skipped_records - seen.1);
             }
-            *seen = (m.processed, m.skipped_records);
+            if m.dropped_records > seen.2 {
+                metrics::counter!("streams_dropped_records_total", "thread" => self.shared.name.clone(), "task" => id.to_string())
+                    .increment(m.dropped_records - seen.2);
+            }
+            *seen = (m.processed, m.skipped_records, m.dropped_records);
         }
         let total = add(
             self.closed_metrics,

@@ -1,0 +1,43 @@
+//! Keeps the rows of a table that has no store of its own (a `filter` or `map_values` without `Materialized`) in
+//! a store, so that joins can look its rows up; forwards each change unchanged.
+
+use std::sync::Arc;
+
+use state_store::TypedKeyValueStore;
+use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
+
+use crate::change::Change;
+use crate::ops::stream_aggregate::missing_store;
+
+pub(crate) struct TableMaterialize<K, V> {
+    pub store_name: Arc<str>,
+    pub store: Option<TypedKeyValueStore<K, V>>,
+}
+
+impl<K: Data, V: Data> Processor<K, Change<V>> for TableMaterialize<K, V> {
+    type KOut = K;
+    type VOut = Change<V>;
+
+    fn init(&mut self, ctx: &mut ProcessorContext<K, Change<V>>) -> Result<(), StreamsError> {
+        self.store = Some(ctx.key_value_store(&self.store_name)?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        r: Record<K, Change<V>>,
+        ctx: &mut ProcessorContext<K, Change<V>>,
+    ) -> Result<(), StreamsError> {
+        let store = self
+            .store
+            .as_mut()
+            .ok_or_else(|| missing_store("table materialization"))?;
+        match &r.value.new {
+            Some(v) => store.put(&r.key, v)?,
+            None => {
+                store.delete(&r.key)?;
+            }
+        }
+        ctx.forward(r)
+    }
+}

@@ -1,0 +1,99 @@
+//! Windowed `count` / `reduce` / `aggregate` over tumbling and hopping windows.
+
+use std::sync::Arc;
+
+use state_store::{SharedSerde, Window, WindowStore, Windowed};
+use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
+
+use crate::change::Change;
+use crate::ops::stream_aggregate::missing_store;
+use crate::windows::TimeWindows;
+
+/// How often (in stream time) a windowed store deletes what fell out of retention: Kafka Streams' segment
+/// interval, half the retention but at least a minute.
+pub(crate) fn expiry_interval(retention_ms: i64) -> i64 {
+    (retention_ms / 2).max(60_000)
+}
+
+/// `fold(key, value, previous aggregate or None) -> new aggregate`, per window the record falls in.
+pub(crate) struct WindowAggregate<K, V, VA, F> {
+    pub store_name: Arc<str>,
+    pub windows: TimeWindows,
+    pub retention_ms: i64,
+    pub key_serde: SharedSerde<K>,
+    pub value_serde: SharedSerde<VA>,
+    pub fold: Arc<F>,
+    pub send_old: bool,
+    pub store: Option<WindowStore<K, VA>>,
+    pub observed: i64,
+    pub last_expiry: i64,
+    pub starts: Vec<i64>,
+    pub _p: std::marker::PhantomData<fn(V)>,
+}
+
+impl<K: Data, V: Data, VA: Data, F> Processor<K, V> for WindowAggregate<K, V, VA, F>
+where
+    F: Fn(&K, &V, Option<VA>) -> VA + Send + Sync + 'static,
+{
+    type KOut = Windowed<K>;
+    type VOut = Change<VA>;
+
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
+    ) -> Result<(), StreamsError> {
+        let typed = ctx.key_value_store::<Windowed<K>, VA>(&self.store_name)?;
+        self.store = Some(WindowStore::new(
+            typed.bytes().clone(),
+            self.key_serde.clone(),
+            self.value_serde.clone(),
+            self.windows.size_ms,
+            self.retention_ms,
+        ));
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        r: Record<K, V>,
+        ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
+    ) -> Result<(), StreamsError> {
+        let store = self
+            .store
+            .as_mut()
+            .ok_or_else(|| missing_store("windowed aggregate"))?;
+        let ts = r.timestamp;
+        if ts < 0 {
+            ctx.record_dropped("negative timestamp in a windowed aggregation");
+            return Ok(());
+        }
+        self.observed = self.observed.max(ts).max(ctx.stream_time());
+        store.observe_stream_time(self.observed);
+        let close = self.observed.saturating_sub(self.windows.grace_ms);
+        self.starts.clear();
+        let starts = &mut self.starts;
+        self.windows.for_each_start(ts, |s| starts.push(s));
+        for &start in &self.starts {
+            let end = start.saturating_add(self.windows.size_ms);
+            if end <= close {
+                ctx.record_dropped("record later than its window's grace period");
+                continue;
+            }
+            let prev = store.fetch(&r.key, start)?;
+            let old = if self.send_old { prev.clone() } else { None };
+            let new = (self.fold)(&r.key, &r.value, prev);
+            store.put(&r.key, start, Some(&new))?;
+            ctx.forward(Record {
+                key: Windowed::new(r.key.clone(), Window::new(start, end)),
+                value: Change::new(Some(new), old),
+                timestamp: ts,
+                headers: r.headers.clone(),
+            })?;
+        }
+        if self.observed - self.last_expiry >= expiry_interval(self.retention_ms) {
+            store.expire(self.observed)?;
+            self.last_expiry = self.observed;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! A stream-table join through a broker: orders keyed by order id are re-keyed by customer (so they go through a
+//! repartition topic sized like the customers topic) and left-joined with the customers table, in two phases
+//! with table updates and deletions in between. Output is checked against a plain computation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use streams_dsl::streams_core::runtime::{KafkaStreams, State};
+use streams_dsl::*;
+use tests::{consume_until, produce, wait_until, Broker};
+
+fn topology() -> Topology {
+    let b = StreamsBuilder::new();
+    let customers = b.table(
+        "customers",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_store("customers-store"),
+    );
+    // order id -> "customer:amount"
+    b.stream("orders", Consumed::with(Serdes::string(), Serdes::string()))
+        .map(|_order, v: String| {
+            let (customer, amount) = v.split_once(':').unwrap_or(("", "0"));
+            (customer.to_string(), amount.to_string())
+        })
+        .left_join(
+            &customers,
+            |amount, name| format!("{amount}@{}", name.map_or("?", |n| n.as_str())),
+            Joined::with(Serdes::string(), Serdes::string(), Serdes::string())
+                .with_name("orders-by-customer"),
+        )
+        .to("enriched-orders", Produced::new());
+    b.build().unwrap()
+}
+
+fn orders(from: usize, n: usize) -> Vec<(String, String)> {
+    (from..from + n)
+        .map(|i| (format!("o{i}"), format!("c{}:{}", (i * 7) % 13, i * 3)))
+        .collect()
+}
+
+/// Each order joined with `customers` as it is when the order is processed.
+fn reference(
+    orders: &[(String, String)],
+    customers: &HashMap<String, String>,
+) -> Vec<(String, String)> {
+    orders
+        .iter()
+        .map(|(_, v)| {
+            let (c, amount) = v.split_once(':').unwrap();
+            let name = customers.get(c).map_or("?", String::as_str);
+            (c.to_string(), format!("{amount}@{name}"))
+        })
+        .collect()
+}
+
+fn sorted_per_key(records: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in records {
+        m.entry(k.clone()).or_default().push(v.clone());
+    }
+    m.values_mut().for_each(|v| v.sort());
+    m
+}
+
+fn raw(records: &[(String, Option<String>)]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    records
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_bytes().to_vec(),
+                v.as_ref().map(|v| v.as_bytes().to_vec()),
+            )
+        })
+        .collect()
+}
+
+/// Produces table updates and waits until the instance's store shows `expected`.
+fn update_customers(
+    broker: &Broker,
+    streams: &KafkaStreams,
+    updates: &[(String, Option<String>)],
+    expected: &HashMap<String, String>,
+) {
+    produce(&broker.bootstrap(), "customers", &raw(updates));
+    wait_until("the customers table", Duration::from_secs(60), || {
+        let Ok(store) = streams.store::<String, String>("customers-store") else {
+            return false;
+        };
+        (0..13).all(|c| {
+            let k = format!("c{c}");
+            store.get(&k).ok() == Some(expected.get(&k).cloned())
+        })
+    });
+}
+
+fn run(broker: Broker) {
+    broker.create_topic("customers", 3);
+    broker.create_topic("orders", 4);
+    broker.create_topic("enriched-orders", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let streams = KafkaStreams::new(topology(), broker.config("order-join", dir.path())).unwrap();
+    streams.start().unwrap();
+    assert!(
+        streams.wait_for_state(State::Running, Duration::from_secs(60)),
+        "state {:?}, errors {:?}",
+        streams.state(),
+        streams.errors()
+    );
+
+    // Phase 1: customers c0..c9 exist (c10..c12 do not).
+    let mut customers: HashMap<String, String> = HashMap::new();
+    let mut updates = Vec::new();
+    for c in 0..10 {
+        let (k, v) = (format!("c{c}"), format!("name{c}"));
+        customers.insert(k.clone(), v.clone());
+        updates.push((k, Some(v)));
+    }
+    update_customers(&broker, &streams, &updates, &customers);
+    let first = orders(0, 150);
+    let mut expected = reference(&first, &customers);
+    produce(
+        &broker.bootstrap(),
+        "orders",
+        &raw(&first
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect::<Vec<_>>()),
+    );
+    let wait_for = |n: usize| {
+        consume_until(
+            &broker.bootstrap(),
+            "enriched-orders",
+            Duration::from_secs(60),
+            |r| r.len() >= n,
+        )
+    };
+    assert_eq!(wait_for(expected.len()).len(), expected.len());
+
+    // Phase 2: some customers renamed, some deleted, one added.
+    let mut updates = Vec::new();
+    for c in [1, 4, 7] {
+        let (k, v) = (format!("c{c}"), format!("renamed{c}"));
+        customers.insert(k.clone(), v.clone());
+        updates.push((k, Some(v)));
+    }
+    for c in [2, 5] {
+        customers.remove(&format!("c{c}"));
+        updates.push((format!("c{c}"), None));
+    }
+    customers.insert("c11".into(), "newcomer".into());
+    updates.push(("c11".into(), Some("newcomer".into())));
+    update_customers(&broker, &streams, &updates, &customers);
+    let second = orders(150, 150);
+    expected.extend(reference(&second, &customers));
+    produce(
+        &broker.bootstrap(),
+        "orders",
+        &raw(&second
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect::<Vec<_>>()),
+    );
+    let got: Vec<(String, String)> = wait_for(expected.len())
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8(k).unwrap(),
+                String::from_utf8(v.unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    assert!(streams.close(Duration::from_secs(30)));
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(sorted_per_key(&got), sorted_per_key(&expected));
+}
+
+#[test]
+fn stream_table_join_on_the_embedded_broker() {
+    run(Broker::embedded());
+}
+
+#[test]
+fn start_fails_when_joined_topics_are_not_co_partitioned() {
+    let broker = Broker::embedded();
+    broker.create_topic("customers", 3);
+    broker.create_topic("orders", 4);
+    let b = StreamsBuilder::new();
+    let customers = b.table(
+        "customers",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::new(),
+    );
+    b.stream("orders", Consumed::with(Serdes::string(), Serdes::string()))
+        .join(&customers, |o, c| format!("{o}{c}"), Joined::new())
+        .to("out", Produced::new());
+    let dir = tempfile::tempdir().unwrap();
+    let streams = KafkaStreams::new(
+        b.build().unwrap(),
+        broker.config("not-copartitioned", dir.path()),
+    )
+    .unwrap();
+    let err = streams.start().expect_err("partition counts differ");
+    let message = err.to_string();
+    assert!(
+        matches!(err, StreamsError::CopartitionMismatch { .. })
+            && message.contains("orders (4 partitions)")
+            && message.contains("customers (3 partitions)"),
+        "{message}"
+    );
+}
