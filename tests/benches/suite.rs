@@ -202,10 +202,8 @@ impl Workload {
     /// Why this library cannot run it yet, if it cannot.
     fn ours_unavailable(self) -> Option<&'static str> {
         match self {
-            WindowedCount => Some("not available: windowed aggregation is not in the DSL yet"),
-            StreamTableJoin => Some("not available: KStream::join(&KTable) is not in the DSL yet"),
-            TableTableJoin => Some("not available: KTable::join(&KTable) is not in the DSL yet"),
-            _ => None,
+            RawConsume | RawPipe | Consume | Passthrough | KvStore | Count | WindowedCount
+            | StreamTableJoin | TableTableJoin => None,
         }
     }
     /// Why the peer cannot run it, if it cannot.
@@ -427,6 +425,40 @@ fn topology(spec: &Spec) -> Result<Topology, String> {
             .to_stream()
             .map_values(|c| c.unwrap_or(0))
             .to(out, Produced::with(Serdes::i64(), Serdes::i64())),
+        WindowedCount => b
+            .stream(input, Consumed::with(Serdes::i64(), Serdes::bytes()))
+            .group_by_key(Grouped::new())
+            .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(1)))
+            .count(Materialized::as_store("windowed-counts"))
+            .to_stream()
+            .map(|k: Windowed<i64>, c: Option<i64>| (k.key, c.unwrap_or(0)))
+            .to(out, Produced::with(Serdes::i64(), Serdes::i64())),
+        StreamTableJoin => {
+            let table = b.table(
+                &spec.table,
+                Consumed::with(Serdes::i64(), Serdes::bytes()),
+                Materialized::as_store("table"),
+            );
+            b.stream(input, Consumed::with(Serdes::i64(), Serdes::bytes()))
+                .join(&table, |v: &Vec<u8>, _t: &Vec<u8>| v.clone(), Joined::new())
+                .to(out, Produced::with(Serdes::i64(), Serdes::bytes()));
+        }
+        TableTableJoin => {
+            let left = b.table(
+                input,
+                Consumed::with(Serdes::i64(), Serdes::bytes()),
+                Materialized::as_store("left"),
+            );
+            let right = b.table(
+                &spec.table,
+                Consumed::with(Serdes::i64(), Serdes::bytes()),
+                Materialized::as_store("right"),
+            );
+            left.join(&right, |v: &Vec<u8>, _r: &Vec<u8>| v.clone())
+                .to_stream()
+                .map_values(|v| v.unwrap_or_default())
+                .to(out, Produced::with(Serdes::i64(), Serdes::bytes()));
+        }
         w => {
             return Err(w
                 .ours_unavailable()
