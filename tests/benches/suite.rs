@@ -1,0 +1,1546 @@
+//! The benchmark suite: Kafka Streams' SimpleBenchmark workloads run through tansu by this library, beside the
+//! limit (raw rdkafka consume, and consume -> produce, on the same broker) and beside a peer (Quix Streams, a
+//! Python library on librdkafka with RocksDB state) on the same input in the same run.
+//!
+//! For each workload it reports records/s, records/s per CPU-core (process CPU time from the first processed
+//! record to the end), peak RSS, and p50 / p99 end-to-end latency with the input paced at half the measured
+//! maximum rate; and the speed of restoring a changelog into an empty state directory. Every run of ours, of the
+//! raw clients and of the peer is a child process of this harness, so CPU time and peak memory are its own.
+//!
+//! `bash scripts/bench.sh suite [--quick]` builds and runs it (and installs the peer into a private virtual
+//! environment); `cargo bench -p tests --bench suite -- [--quick] [--no-peer] [--only NAME] [--out DIR] [--perf NAME]`
+//! runs it directly (`--perf NAME` records our runs of the matching workloads with `perf record -g` into the out
+//! directory) (the peer then needs `BENCH_QUIX_PYTHON`, or the virtual environment of the script).
+//!
+//! Rates are measured from a process's first input record to the moment it has processed the last one (handed
+//! its output to the producer); the time to flush and close after that is recorded as `close_s` in the JSON.
+//!
+//! Results go to stdout as a Markdown table and to `<out>/suite.md` and `<out>/suite.json` (default out:
+//! `$CARGO_TARGET_DIR/bench-suite`). The run fails only if a workload fails, never on the numbers.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, Timestamp};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use streams_dsl::state_store::TypedKeyValueStore;
+use streams_dsl::streams_core::runtime::{
+    KafkaStreams, State, StateRestoreListener, StreamsConfig,
+};
+use streams_dsl::*;
+
+/// Partitions of every topic of the suite.
+const PARTITIONS: i32 = 2;
+/// Environment variable carrying a worker's spec: when set, this process is a worker, not the harness.
+const WORKER_ENV: &str = "BENCH_SUITE_WORKER";
+
+// ---------------------------------------------------------------------------------------------------------
+// Measuring a process from the inside.
+
+/// CPU time (user + system, all threads) of this process in seconds, from /proc.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12)) / ticks_per_second()
+}
+
+fn ticks_per_second() -> f64 {
+    // USER_HZ is 100 on every Linux architecture we run on.
+    100.0
+}
+
+/// Peak resident set size of this process in KiB (VmHWM).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A measured span inside a worker: started at its first record.
+struct Span {
+    cpu0: f64,
+    t0: Instant,
+}
+
+impl Span {
+    fn start() -> Span {
+        Span {
+            cpu0: cpu_seconds(),
+            t0: Instant::now(),
+        }
+    }
+    fn result(&self, records: u64) -> Value {
+        json!({
+            "records": records,
+            "wall_s": self.t0.elapsed().as_secs_f64(),
+            "cpu_s": cpu_seconds() - self.cpu0,
+            "peak_rss_kib": peak_rss_kib(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Workloads.
+
+/// The workloads, in table order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    /// Raw rdkafka group consumer: the limit for reading.
+    RawConsume,
+    /// Raw rdkafka consume -> produce: the limit for a pipe.
+    RawPipe,
+    /// Source only (foreach that does nothing).
+    Consume,
+    /// Source -> sink.
+    Passthrough,
+    /// Source -> get + put on a RocksDB key-value store (changelogged) -> sink.
+    KvStore,
+    /// Count per key (RocksDB, changelogged, cached) -> sink.
+    Count,
+    /// Count per key in 1 s tumbling windows -> sink.
+    WindowedCount,
+    /// Stream joined with a table on the key -> sink.
+    StreamTableJoin,
+    /// Table joined with a table on the key -> sink.
+    TableTableJoin,
+}
+
+use Workload::*;
+
+const ALL: [Workload; 9] = [
+    RawConsume,
+    RawPipe,
+    Consume,
+    Passthrough,
+    KvStore,
+    Count,
+    WindowedCount,
+    StreamTableJoin,
+    TableTableJoin,
+];
+
+impl Workload {
+    fn id(self) -> &'static str {
+        match self {
+            RawConsume => "raw-consume",
+            RawPipe => "raw-pipe",
+            Consume => "consume",
+            Passthrough => "passthrough",
+            KvStore => "kv-store",
+            Count => "count",
+            WindowedCount => "windowed-count",
+            StreamTableJoin => "stream-table-join",
+            TableTableJoin => "table-table-join",
+        }
+    }
+    fn from_id(id: &str) -> Option<Workload> {
+        ALL.into_iter().find(|w| w.id() == id)
+    }
+    fn title(self) -> &'static str {
+        match self {
+            RawConsume => "raw rdkafka consume (limit)",
+            RawPipe => "raw rdkafka consume -> produce (limit)",
+            Consume => "consume only",
+            Passthrough => "stream passthrough",
+            KvStore => "passthrough + kv store get/put",
+            Count => "count",
+            WindowedCount => "windowed count (1 s tumbling)",
+            StreamTableJoin => "stream-table join",
+            TableTableJoin => "table-table join",
+        }
+    }
+    fn is_limit(self) -> bool {
+        matches!(self, RawConsume | RawPipe)
+    }
+    /// The limit this workload is compared with.
+    fn limit(self) -> Option<Workload> {
+        match self {
+            RawConsume | RawPipe => None,
+            Consume => Some(RawConsume),
+            _ => Some(RawPipe),
+        }
+    }
+    /// Whether it writes an output topic (so latency can be measured).
+    fn has_output(self) -> bool {
+        !matches!(self, RawConsume | Consume)
+    }
+    /// Whether it keeps state per key (so the 1,000,000-key variant is meaningful).
+    fn stateful(self) -> bool {
+        matches!(
+            self,
+            KvStore | Count | WindowedCount | StreamTableJoin | TableTableJoin
+        )
+    }
+    fn needs_table(self) -> bool {
+        matches!(self, StreamTableJoin | TableTableJoin)
+    }
+    /// Why this library cannot run it yet, if it cannot.
+    fn ours_unavailable(self) -> Option<&'static str> {
+        match self {
+            RawConsume | RawPipe | Consume | Passthrough | KvStore | Count | WindowedCount
+            | StreamTableJoin | TableTableJoin => None,
+        }
+    }
+    /// Why the peer cannot run it, if it cannot.
+    fn peer_unavailable(self) -> Option<&'static str> {
+        match self {
+            RawConsume | RawPipe => Some("limit row"),
+            TableTableJoin => Some("not supported by Quix Streams (no tables)"),
+            _ => None,
+        }
+    }
+}
+
+/// What a worker process is asked to do.
+#[derive(Clone, Debug)]
+struct Spec {
+    workload: Workload,
+    /// "throughput", "latency" or "restore".
+    mode: &'static str,
+    bootstrap: String,
+    input: String,
+    table: String,
+    output: String,
+    /// Records to process before stopping (throughput), or restored records expected (restore).
+    n: u64,
+    app: String,
+    state_dir: PathBuf,
+    commit_ms: u64,
+}
+
+impl Spec {
+    fn to_json(&self) -> Value {
+        json!({
+            "workload": self.workload.id(),
+            "mode": self.mode,
+            "bootstrap": self.bootstrap,
+            "input": self.input,
+            "table": self.table,
+            "output": self.output,
+            "n": self.n,
+            "app": self.app,
+            "state_dir": self.state_dir,
+            "commit_ms": self.commit_ms,
+        })
+    }
+    fn from_json(v: &Value) -> Result<Spec, String> {
+        let s = |k: &str| {
+            v[k].as_str()
+                .map(str::to_string)
+                .ok_or(format!("spec field {k} missing"))
+        };
+        let mode = match v["mode"].as_str() {
+            Some("throughput") => "throughput",
+            Some("latency") => "latency",
+            Some("restore") => "restore",
+            other => return Err(format!("bad mode {other:?}")),
+        };
+        Ok(Spec {
+            workload: Workload::from_id(&s("workload")?).ok_or("bad workload")?,
+            mode,
+            bootstrap: s("bootstrap")?,
+            input: s("input")?,
+            table: s("table")?,
+            output: s("output")?,
+            n: v["n"].as_u64().ok_or("n missing")?,
+            app: s("app")?,
+            state_dir: PathBuf::from(s("state_dir")?),
+            commit_ms: v["commit_ms"].as_u64().unwrap_or(1000),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The worker side: ours and the raw clients.
+
+fn producer(bootstrap: &str, linger_ms: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", linger_ms)
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()
+        .expect("producer")
+}
+
+fn send(p: &BaseProducer, mut r: BaseRecord<'_, [u8], [u8]>) {
+    loop {
+        match p.send(r) {
+            Ok(()) => return,
+            Err((e, back)) => {
+                if !matches!(
+                    e,
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull
+                    )
+                ) {
+                    panic!("produce failed: {e}");
+                }
+                r = back;
+                p.poll(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+fn group_consumer(bootstrap: &str, group: &str, fetch_wait_ms: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("fetch.wait.max.ms", fetch_wait_ms)
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer")
+}
+
+/// Raw consume (and produce, when `pipe`): the limit.
+fn raw_worker(spec: &Spec, pipe: bool) -> Result<Value, String> {
+    let consumer = group_consumer(&spec.bootstrap, &spec.app, &fetch_wait_ms(spec));
+    consumer
+        .subscribe(&[spec.input.as_str()])
+        .map_err(|e| e.to_string())?;
+    let p = producer(&spec.bootstrap, "5");
+    let latency = spec.mode == "latency";
+    let mut seen = 0u64;
+    let mut span = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while latency || seen < spec.n {
+        if Instant::now() > deadline {
+            return Err(format!("timed out after {seen} of {} records", spec.n));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                span.get_or_insert_with(Span::start);
+                if pipe {
+                    let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&spec.output);
+                    if let Some(k) = m.key() {
+                        r = r.key(k);
+                    }
+                    if let Some(v) = m.payload() {
+                        r = r.payload(v);
+                    }
+                    if let Some(ts) = m.timestamp().to_millis() {
+                        r = r.timestamp(ts);
+                    }
+                    send(&p, r);
+                    if latency {
+                        p.poll(Duration::ZERO);
+                    }
+                }
+                seen += 1;
+            }
+            Some(Err(e)) => eprintln!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    let mut result = span.expect("records were consumed").result(seen);
+    let flush = Instant::now();
+    p.flush(Duration::from_secs(120))
+        .map_err(|e| e.to_string())?;
+    result["close_s"] = json!(flush.elapsed().as_secs_f64());
+    Ok(result)
+}
+
+/// A processor that reads the record's key in the store, writes the record's value there, and forwards it.
+struct GetPut {
+    store: Option<TypedKeyValueStore<i64, Vec<u8>>>,
+}
+
+impl Processor<i64, Vec<u8>> for GetPut {
+    type KOut = i64;
+    type VOut = Vec<u8>;
+    fn init(&mut self, ctx: &mut ProcessorContext<i64, Vec<u8>>) -> Result<(), StreamsError> {
+        self.store = Some(ctx.key_value_store("kv")?);
+        Ok(())
+    }
+    fn process(
+        &mut self,
+        record: Record<i64, Vec<u8>>,
+        ctx: &mut ProcessorContext<i64, Vec<u8>>,
+    ) -> Result<(), StreamsError> {
+        let store = self.store.as_mut().ok_or_else(|| StreamsError::Processor {
+            node: "get-put".into(),
+            message: "store not initialised".into(),
+        })?;
+        let _previous = store.get(&record.key)?;
+        store.put(&record.key, &record.value)?;
+        ctx.forward(record)
+    }
+}
+
+/// Our topology for `workload`.
+fn topology(spec: &Spec) -> Result<Topology, String> {
+    let b = StreamsBuilder::new();
+    let input = spec.input.as_str();
+    let out = spec.output.as_str();
+    match spec.workload {
+        Consume => b
+            .stream(input, Consumed::with(Serdes::bytes(), Serdes::bytes()))
+            .foreach(|_, _| {}),
+        Passthrough => b
+            .stream(input, Consumed::with(Serdes::bytes(), Serdes::bytes()))
+            .to(out, Produced::new()),
+        KvStore => {
+            b.add_state_store(
+                KeyValueStoreBuilder::new("kv", StoreKind::RocksDb, Serdes::i64(), Serdes::bytes())
+                    .with_caching_disabled(),
+            );
+            b.stream(input, Consumed::with(Serdes::i64(), Serdes::bytes()))
+                .process(|| GetPut { store: None }, &["kv"])
+                .to(out, Produced::with(Serdes::i64(), Serdes::bytes()));
+        }
+        Count => b
+            .stream(input, Consumed::with(Serdes::i64(), Serdes::bytes()))
+            .group_by_key(Grouped::new())
+            .count(Materialized::as_store("counts"))
+            .to_stream()
+            .map_values(|c| c.unwrap_or(0))
+            .to(out, Produced::with(Serdes::i64(), Serdes::i64())),
+        WindowedCount => b
+            .stream(input, Consumed::with(Serdes::i64(), Serdes::bytes()))
+            .group_by_key(Grouped::new())
+            .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(1)))
+            .count(Materialized::as_store("windowed-counts"))
+            .to_stream()
+            .map(|k: Windowed<i64>, c: Option<i64>| (k.key, c.unwrap_or(0)))
+            .to(out, Produced::with(Serdes::i64(), Serdes::i64())),
+        StreamTableJoin => {
+            let table = b.table(
+                &spec.table,
+                Consumed::with(Serdes::i64(), Serdes::bytes()),
+                Materialized::as_store("table"),
+            );
+            b.stream(input, Consumed::with(Serdes::i64(), Serdes::bytes()))
+                .join(&table, |v: &Vec<u8>, _t: &Vec<u8>| v.clone(), Joined::new())
+                .to(out, Produced::with(Serdes::i64(), Serdes::bytes()));
+        }
+        TableTableJoin => {
+            let left = b.table(
+                input,
+                Consumed::with(Serdes::i64(), Serdes::bytes()),
+                Materialized::as_store("left"),
+            );
+            let right = b.table(
+                &spec.table,
+                Consumed::with(Serdes::i64(), Serdes::bytes()),
+                Materialized::as_store("right"),
+            );
+            left.join(&right, |v: &Vec<u8>, _r: &Vec<u8>| v.clone())
+                .to_stream()
+                .map_values(|v| v.unwrap_or_default())
+                .to(out, Produced::with(Serdes::i64(), Serdes::bytes()));
+        }
+        w => {
+            return Err(w
+                .ours_unavailable()
+                .unwrap_or("not a topology workload")
+                .to_string())
+        }
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+fn streams_config(spec: &Spec) -> StreamsConfig {
+    let mut c = StreamsConfig::new(&spec.app, spec.bootstrap.clone());
+    let set = |c: &mut StreamsConfig, k: &str, v: &str| {
+        c.set(k, v).expect("config");
+    };
+    set(&mut c, "commit.interval.ms", &spec.commit_ms.to_string());
+    set(
+        &mut c,
+        "state.dir",
+        spec.state_dir.to_str().expect("utf-8 path"),
+    );
+    set(&mut c, "main.consumer.session.timeout.ms", "6000");
+    set(&mut c, "main.consumer.heartbeat.interval.ms", "500");
+    set(
+        &mut c,
+        "main.consumer.fetch.wait.max.ms",
+        &fetch_wait_ms(spec),
+    );
+    c
+}
+
+/// The consumers' `fetch.wait.max.ms`: librdkafka's default (500) for throughput runs, 10 in latency runs (on
+/// every side), because tansu answers a fetch only when that wait ends.
+fn fetch_wait_ms(spec: &Spec) -> String {
+    if spec.mode == "latency" { "10" } else { "500" }.to_string()
+}
+
+/// Restoration timing, from the first partition's start to the last partition's end.
+#[derive(Default)]
+struct RestoreTimes {
+    first: Option<(Instant, f64)>,
+    last: Option<(Instant, f64)>,
+    pending: i64,
+    restored: u64,
+}
+
+#[derive(Clone, Default)]
+struct RestoreClock(Arc<Mutex<RestoreTimes>>);
+
+impl StateRestoreListener for RestoreClock {
+    fn on_restore_start(&self, _store: &str, _partition: i32, _start: i64, _end: i64) {
+        let mut t = self.0.lock().expect("restore clock");
+        t.first
+            .get_or_insert_with(|| (Instant::now(), cpu_seconds()));
+        t.pending += 1;
+    }
+    fn on_restore_end(&self, _store: &str, _partition: i32, restored: u64) {
+        let mut t = self.0.lock().expect("restore clock");
+        t.last = Some((Instant::now(), cpu_seconds()));
+        t.pending -= 1;
+        t.restored += restored;
+    }
+}
+
+fn ours_worker(spec: &Spec) -> Result<Value, String> {
+    let topology = topology(spec)?;
+    let streams = KafkaStreams::new(topology, streams_config(spec)).map_err(|e| e.to_string())?;
+    let clock = RestoreClock::default();
+    if spec.mode == "restore" {
+        streams.set_restore_listener(clock.clone());
+    }
+    streams.start().map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut span = None;
+    loop {
+        let errors = streams.errors();
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+        if Instant::now() > deadline {
+            return Err("timed out".into());
+        }
+        match spec.mode {
+            "latency" => {}
+            "restore" => {
+                let t = clock.0.lock().expect("restore clock");
+                if streams.state() == State::Running && t.pending == 0 && t.restored >= spec.n {
+                    break;
+                }
+            }
+            _ => {
+                let done = streams.metrics().processed;
+                if done > 0 {
+                    span.get_or_insert_with(Span::start);
+                }
+                if done >= spec.n {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if spec.mode == "restore" {
+        let t = clock.0.lock().expect("restore clock");
+        let (Some((t0, c0)), Some((t1, c1))) = (t.first, t.last) else {
+            return Err("nothing was restored".into());
+        };
+        let result = json!({
+            "records": t.restored,
+            "wall_s": (t1 - t0).as_secs_f64(),
+            "cpu_s": c1 - c0,
+            "peak_rss_kib": peak_rss_kib(),
+        });
+        drop(t);
+        streams.close(Duration::from_secs(60));
+        return Ok(result);
+    }
+    let span = span.ok_or("no record was processed")?;
+    let mut result = span.result(streams.metrics().processed);
+    let close = Instant::now();
+    if !streams.close(Duration::from_secs(120)) {
+        return Err("close timed out".into());
+    }
+    result["close_s"] = json!(close.elapsed().as_secs_f64());
+    Ok(result)
+}
+
+fn worker_main(spec_text: &str) {
+    let result = serde_json::from_str::<Value>(spec_text)
+        .map_err(|e| e.to_string())
+        .and_then(|v| Spec::from_json(&v))
+        .and_then(|spec| match spec.workload {
+            RawConsume => raw_worker(&spec, false),
+            RawPipe => raw_worker(&spec, true),
+            _ => ours_worker(&spec),
+        });
+    match result {
+        Ok(v) => {
+            println!("RESULT {v}");
+        }
+        Err(e) => {
+            println!("ERROR {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The harness side.
+
+/// One input data set: keys, value size, records.
+#[derive(Clone, Debug)]
+struct DataSet {
+    name: String,
+    keys: u64,
+    value_bytes: usize,
+    records: u64,
+    /// Each key exactly once (a permutation of 0..records), for the restore measurement.
+    unique_keys: bool,
+}
+
+impl DataSet {
+    fn input_topic(&self) -> String {
+        format!("in-{}", self.name)
+    }
+    fn table_topic(&self) -> String {
+        format!("table-{}", self.name)
+    }
+    fn label_keys(&self) -> String {
+        if self.keys >= 1_000_000 {
+            format!("{}M", self.keys / 1_000_000)
+        } else if self.keys >= 1000 {
+            format!("{}k", self.keys / 1000)
+        } else {
+            self.keys.to_string()
+        }
+    }
+    fn label_value(&self) -> String {
+        if self.value_bytes >= 1024 {
+            format!("{} KiB", self.value_bytes / 1024)
+        } else {
+            format!("{} B", self.value_bytes)
+        }
+    }
+}
+
+struct Plan {
+    quick: bool,
+    sets: Vec<DataSet>,
+    /// Records the peer processes per throughput run (it is much slower; its rate is steady long before).
+    peer_records: u64,
+    latency_secs: f64,
+    /// Data set whose count run leaves the changelog that the restore measurement reads.
+    restore_set: String,
+}
+
+fn plan(quick: bool) -> Plan {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    if quick {
+        let n = env("BENCH_RECORDS", 100_000);
+        let restore = env("BENCH_RESTORE_KEYS", 20_000);
+        Plan {
+            quick,
+            sets: vec![
+                DataSet {
+                    name: "10k-100b".into(),
+                    keys: 10_000,
+                    value_bytes: 100,
+                    records: n,
+                    unique_keys: false,
+                },
+                DataSet {
+                    name: "restore".into(),
+                    keys: restore,
+                    value_bytes: 100,
+                    records: restore,
+                    unique_keys: true,
+                },
+            ],
+            peer_records: env("BENCH_PEER_RECORDS", 20_000).min(n),
+            latency_secs: 1.0,
+            restore_set: "restore".into(),
+        }
+    } else {
+        let n = env("BENCH_RECORDS", 1_000_000);
+        let restore = env("BENCH_RESTORE_KEYS", 1_000_000);
+        Plan {
+            quick,
+            sets: vec![
+                DataSet {
+                    name: "10k-100b".into(),
+                    keys: 10_000,
+                    value_bytes: 100,
+                    records: n,
+                    unique_keys: false,
+                },
+                DataSet {
+                    name: "10k-1kib".into(),
+                    keys: 10_000,
+                    value_bytes: 1024,
+                    records: (n / 4).max(1),
+                    unique_keys: false,
+                },
+                DataSet {
+                    name: "1m-100b".into(),
+                    keys: restore,
+                    value_bytes: 100,
+                    records: restore,
+                    unique_keys: true,
+                },
+            ],
+            peer_records: env("BENCH_PEER_RECORDS", 200_000),
+            latency_secs: 5.0,
+            restore_set: "1m-100b".into(),
+        }
+    }
+}
+
+struct Harness {
+    bootstrap: String,
+    _broker: tests::Broker,
+    work: tempfile::TempDir,
+    quix: Option<PathBuf>,
+    quix_script: PathBuf,
+    seq: AtomicU64,
+    /// Workloads to record with perf, and where.
+    perf: Option<(String, PathBuf)>,
+}
+
+impl Harness {
+    fn fresh(&self, what: &str) -> String {
+        format!("{what}-{}", self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Creates topic `name`, with its retention stated (the peer reads it from the broker to configure its
+    /// changelogs, and tansu reports only the settings given at creation).
+    fn topic(&self, name: &str) -> String {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<_> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("admin");
+        let t = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1))
+            .set("retention.ms", "-1")
+            .set("retention.bytes", "-1");
+        let r = tests::futures_block_on(admin.create_topics([&t], &AdminOptions::new()));
+        for r in r.expect("create topics") {
+            r.expect("topic created");
+        }
+        name.to_string()
+    }
+
+    /// Writes `set` to its input topic (and, for joins, one record per key to its table topic).
+    fn preload(&self, set: &DataSet) -> f64 {
+        let input = self.topic(&set.input_topic());
+        let p = producer(&self.bootstrap, "5");
+        let mut value = vec![0u8; set.value_bytes];
+        for (i, b) in value.iter_mut().enumerate() {
+            *b = b'a' + (i % 26) as u8;
+        }
+        // The table first: joins match stream records with table records of earlier timestamps.
+        if !set.unique_keys {
+            let table = self.topic(&set.table_topic());
+            for k in 0..set.keys {
+                let key = (k as i64).to_be_bytes();
+                send(
+                    &p,
+                    BaseRecord::to(&table)
+                        .key(&key[..])
+                        .payload(&value[..])
+                        .timestamp(now_ms()),
+                );
+            }
+        }
+        let t0 = Instant::now();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..set.records {
+            let k = if set.unique_keys {
+                (i * 7919) % set.records
+            } else {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % set.keys
+            };
+            let key = (k as i64).to_be_bytes();
+            send(
+                &p,
+                BaseRecord::to(&input)
+                    .key(&key[..])
+                    .payload(&value[..])
+                    .timestamp(now_ms()),
+            );
+        }
+        p.flush(Duration::from_secs(300)).expect("flush");
+        set.records as f64 / t0.elapsed().as_secs_f64()
+    }
+
+    fn spec(&self, w: Workload, mode: &'static str, set: &DataSet, input: &str, n: u64) -> Spec {
+        let app = self.fresh(&format!("bench-{}-{}", w.id(), set.name));
+        let state_dir = self.work.path().join(&app);
+        Spec {
+            workload: w,
+            mode,
+            bootstrap: self.bootstrap.clone(),
+            input: input.to_string(),
+            table: set.table_topic(),
+            output: if w.has_output() {
+                self.topic(&self.fresh(&format!("out-{}", w.id())))
+            } else {
+                String::new()
+            },
+            n,
+            app,
+            state_dir,
+            commit_ms: if mode == "latency" { 100 } else { 1000 },
+        }
+    }
+
+    /// Starts a worker for `spec`: ours/raw (this executable) or the peer.
+    fn spawn(&self, spec: &Spec, peer: bool) -> std::io::Result<Child> {
+        let mut cmd = if peer {
+            let mut c = Command::new(self.quix.as_ref().expect("peer python"));
+            c.arg(&self.quix_script).arg(spec.to_json().to_string());
+            c
+        } else {
+            // `--perf NAME`: our runs of the workloads matching NAME are recorded with `perf record -g`.
+            let exe = std::env::current_exe()?;
+            let mut c = match &self.perf {
+                Some((filter, dir))
+                    if spec.mode != "latency" && spec.workload.id().contains(filter.as_str()) =>
+                {
+                    let data = dir.join(format!("perf-{}-{}.data", spec.app, spec.mode));
+                    eprintln!("recording {}", data.display());
+                    let mut c = Command::new("perf");
+                    c.args(["record", "-F", "499", "-g", "-q", "-o"])
+                        .arg(&data)
+                        .arg("--")
+                        .arg(exe);
+                    c
+                }
+                _ => Command::new(exe),
+            };
+            c.env(WORKER_ENV, spec.to_json().to_string());
+            c
+        };
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()
+    }
+
+    /// Runs a worker to its end and returns its RESULT.
+    fn run(&self, spec: &Spec, peer: bool) -> Result<Value, String> {
+        let mut child = self.spawn(spec, peer).map_err(|e| e.to_string())?;
+        let stderr = child.stderr.take().expect("stderr");
+        let err_tail = std::thread::spawn(move || {
+            let mut tail: Vec<String> = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                tail.push(line);
+                if tail.len() > 20 {
+                    tail.remove(0);
+                }
+            }
+            tail
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let mut result = None;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(r) = line.strip_prefix("RESULT ") {
+                result = Some(Ok(
+                    serde_json::from_str::<Value>(r).map_err(|e| e.to_string())?
+                ));
+            } else if let Some(e) = line.strip_prefix("ERROR ") {
+                result = Some(Err(e.to_string()));
+            }
+        }
+        let status = child.wait().map_err(|e| e.to_string())?;
+        let tail = err_tail.join().unwrap_or_default();
+        match result {
+            Some(r) => r,
+            None => Err(format!(
+                "worker exited with {status} and no result; stderr: {}",
+                tail.join(" | ")
+            )),
+        }
+    }
+
+    /// End-to-end latency at `rate` records/s: a fresh input and output topic, the worker started on them, a
+    /// warm-up until the first output appears, then `secs` of paced input stamped with the send time; each
+    /// output record's latency is its arrival time minus its timestamp (which the workloads carry over).
+    fn latency(
+        &self,
+        w: Workload,
+        set: &DataSet,
+        rate: f64,
+        secs: f64,
+        peer: bool,
+    ) -> Result<Value, String> {
+        let input = self.topic(&self.fresh("lat-in"));
+        let spec = self.spec(w, "latency", set, &input, 0);
+        let mut child = self.spawn(&spec, peer).map_err(|e| e.to_string())?;
+        // Drain the worker's output so it never blocks.
+        let (so, se) = (child.stdout.take(), child.stderr.take());
+        let drains: Vec<_> = [
+            so.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            se.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            std::thread::spawn(move || {
+                BufReader::new(s)
+                    .lines()
+                    .map_while(Result::ok)
+                    .filter(|l| l.starts_with("ERROR"))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+        let result = self.measure_latency(&spec, set, rate, secs, &mut child);
+        let _ = child.kill();
+        let _ = child.wait();
+        let errors: Vec<String> = drains
+            .into_iter()
+            .flat_map(|d| d.join().unwrap_or_default())
+            .collect();
+        match result {
+            Err(e) if !errors.is_empty() => Err(format!("{e}; {}", errors.join("; "))),
+            r => r,
+        }
+    }
+
+    fn measure_latency(
+        &self,
+        spec: &Spec,
+        set: &DataSet,
+        rate: f64,
+        secs: f64,
+        child: &mut Child,
+    ) -> Result<Value, String> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", self.fresh("lat-reader"))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "5")
+            .create()
+            .map_err(|e| e.to_string())?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(&spec.output, p, Offset::Beginning)
+                .map_err(|e| e.to_string())?;
+        }
+        consumer.assign(&tpl).map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let paced_from = Arc::new(AtomicU64::new(u64::MAX));
+        let seen = Arc::new(AtomicU64::new(0));
+        let reader = {
+            let (stop, paced_from, seen) = (stop.clone(), paced_from.clone(), seen.clone());
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) {
+                        let now = now_ms();
+                        seen.fetch_add(1, Ordering::Relaxed);
+                        if let Timestamp::CreateTime(ts) | Timestamp::LogAppendTime(ts) =
+                            m.timestamp()
+                        {
+                            if ts as u64 >= paced_from.load(Ordering::Relaxed) {
+                                lat.push((now - ts).max(0) as f64);
+                            }
+                        }
+                    }
+                }
+                lat
+            })
+        };
+        let p = producer(&self.bootstrap, "1");
+        let value = vec![b'v'; set.value_bytes];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next_key = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x % set.keys) as i64).to_be_bytes()
+        };
+        // Warm-up: until the worker answers (it joins its group first).
+        let warm = Instant::now();
+        while seen.load(Ordering::Relaxed) == 0 {
+            if warm.elapsed() > Duration::from_secs(90) {
+                stop.store(true, Ordering::Relaxed);
+                let _ = reader.join();
+                return Err("no output within 90 s of warm-up".into());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                stop.store(true, Ordering::Relaxed);
+                let _ = reader.join();
+                return Err(format!("worker exited during warm-up ({status})"));
+            }
+            let key = next_key();
+            send(
+                &p,
+                BaseRecord::to(&spec.input)
+                    .key(&key[..])
+                    .payload(&value[..])
+                    .timestamp(now_ms()),
+            );
+            p.poll(Duration::from_millis(50));
+        }
+        // A moment for the other partition's warm-up records to drain.
+        std::thread::sleep(Duration::from_millis(500));
+        paced_from.store(now_ms() as u64 + 1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(2));
+        let t0 = Instant::now();
+        let mut sent = 0u64;
+        while t0.elapsed().as_secs_f64() < secs {
+            let due = (t0.elapsed().as_secs_f64() * rate) as u64;
+            while sent < due {
+                let key = next_key();
+                send(
+                    &p,
+                    BaseRecord::to(&spec.input)
+                        .key(&key[..])
+                        .payload(&value[..])
+                        .timestamp(now_ms()),
+                );
+                sent += 1;
+            }
+            p.poll(Duration::ZERO);
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        p.flush(Duration::from_secs(30))
+            .map_err(|e| e.to_string())?;
+        // Let the output catch up: stop once nothing arrives for a second (or after 15 s).
+        let end = Instant::now();
+        let mut last = seen.load(Ordering::Relaxed);
+        let mut quiet = Instant::now();
+        while end.elapsed() < Duration::from_secs(15) && quiet.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = seen.load(Ordering::Relaxed);
+            if now != last {
+                last = now;
+                quiet = Instant::now();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut lat = reader.join().map_err(|_| "latency reader panicked")?;
+        if lat.is_empty() {
+            return Err("no output for the paced input".into());
+        }
+        lat.sort_by(f64::total_cmp);
+        let pct = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
+        Ok(json!({
+            "rate": rate,
+            "sent": sent,
+            "outputs": lat.len(),
+            "p50_ms": pct(0.5),
+            "p99_ms": pct(0.99),
+        }))
+    }
+}
+
+/// Records/s of a worker result.
+fn rate(v: &Value) -> Option<f64> {
+    Some(v["records"].as_f64()? / v["wall_s"].as_f64()?.max(1e-9))
+}
+
+/// Records per CPU-second of a worker result.
+fn per_core(v: &Value) -> Option<f64> {
+    let cpu = v["cpu_s"].as_f64()?;
+    if cpu > 0.0 {
+        Some(v["records"].as_f64()? / cpu)
+    } else {
+        rate(v)
+    }
+}
+
+fn fmt_rate(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r >= 1e6 => format!("{:.2} M", r / 1e6),
+        Some(r) => format!("{:.0} k", r / 1e3),
+        None => "-".into(),
+    }
+}
+
+fn fmt_ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    }
+}
+
+fn fmt_latency(v: &Value) -> String {
+    match (v["p50_ms"].as_f64(), v["p99_ms"].as_f64()) {
+        (Some(a), Some(b)) => format!("{a:.0} / {b:.0}"),
+        _ => "-".into(),
+    }
+}
+
+fn fmt_rss(v: &Value) -> String {
+    v["peak_rss_kib"]
+        .as_f64()
+        .map_or("-".into(), |k| format!("{:.0}", k / 1024.0))
+}
+
+/// Either a measurement or a short word for why there is none (the reasons are listed under the table).
+fn cell(v: &Value, f: impl Fn(&Value) -> String) -> String {
+    if v.get("records").is_some() || v.get("p50_ms").is_some() {
+        f(v)
+    } else if v.get("error").is_some() {
+        "**error**".into()
+    } else {
+        match v["skipped"].as_str() {
+            Some("full run only") => "full run".into(),
+            Some("-") | Some("limit row") | None => "-".into(),
+            Some(_) => "n/a".into(),
+        }
+    }
+}
+
+fn find_quix(quick_skip: bool) -> Option<PathBuf> {
+    if quick_skip {
+        return None;
+    }
+    if let Ok(p) = std::env::var("BENCH_QUIX_PYTHON") {
+        return Some(PathBuf::from(p)).filter(|p| p.exists());
+    }
+    let cache = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|h| Path::new(&h).join(".cache")))
+        .ok()?;
+    Some(cache.join("streams-rs/quix-venv/bin/python")).filter(|p| p.exists())
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(WORKER_ENV) {
+        worker_main(&spec);
+        return;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let no_peer = args.iter().any(|a| a == "--no-peer");
+    let arg_value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let only = arg_value("--only");
+    let out_dir = arg_value("--out").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from("target"))
+            .join("bench-suite")
+    });
+    let plan = plan(quick);
+    let quix = find_quix(no_peer);
+    let quix_version = quix.as_ref().and_then(|py| {
+        Command::new(py)
+            .args(["-c", "import quixstreams; print(quixstreams.__version__)"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    });
+    let started = Instant::now();
+    let broker = tests::Broker::tansu();
+    let h = Harness {
+        bootstrap: broker.bootstrap(),
+        _broker: broker,
+        work: tempfile::tempdir().expect("work dir"),
+        quix,
+        quix_script: Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_quix.py"),
+        seq: AtomicU64::new(0),
+        perf: arg_value("--perf").map(|f| (f, out_dir.clone())),
+    };
+    if h.perf.is_some() {
+        let _ = std::fs::create_dir_all(&out_dir);
+    }
+    eprintln!(
+        "suite ({}): tansu at {}, peer: {}",
+        if quick { "quick" } else { "full" },
+        h.bootstrap,
+        quix_version
+            .as_deref()
+            .map_or("not installed (skipped)".to_string(), |v| format!(
+                "Quix Streams {v}"
+            ))
+    );
+    let selected = |w: Workload| only.as_deref().is_none_or(|o| w.id().contains(o));
+    let mut rows: Vec<Value> = Vec::new();
+    let mut failures = 0usize;
+    let mut restore_rows: Vec<Value> = Vec::new();
+    for set in &plan.sets {
+        let load_rate = h.preload(set);
+        eprintln!(
+            "[{:>5.0}s] loaded {} records into {} ({:.0} k/s)",
+            started.elapsed().as_secs_f64(),
+            set.records,
+            set.input_topic(),
+            load_rate / 1e3
+        );
+        let restore_set = set.name == plan.restore_set;
+        let mut limits: BTreeMap<&'static str, Value> = BTreeMap::new();
+        for w in ALL {
+            if !selected(w) && !w.is_limit() {
+                continue;
+            }
+            // The unique-key set is for stateful workloads (and the restore); its limits still run (not in quick
+            // mode, where it runs the count only, for the restore).
+            if set.unique_keys && !w.stateful() && !w.is_limit() {
+                continue;
+            }
+            if set.unique_keys && plan.quick && w != Count {
+                continue;
+            }
+            if set.unique_keys && w.needs_table() {
+                continue;
+            }
+            let mut row = json!({
+                "workload": w.id(),
+                "title": w.title(),
+                "set": set.name,
+                "keys": set.keys,
+                "value_bytes": set.value_bytes,
+                "records": set.records,
+            });
+            // Ours (or the raw client).
+            let ours = if let Some(why) = w.ours_unavailable() {
+                json!({"skipped": why})
+            } else {
+                let spec = h.spec(w, "throughput", set, &set.input_topic(), set.records);
+                if restore_set && w == Count {
+                    row["ours_restore_app"] = json!(spec.app);
+                }
+                match h.run(&spec, false) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failures += 1;
+                        json!({"error": e})
+                    }
+                }
+            };
+            eprintln!(
+                "[{:>5.0}s] {} / {}: ours {} rec/s",
+                started.elapsed().as_secs_f64(),
+                set.name,
+                w.id(),
+                fmt_rate(rate(&ours))
+            );
+            // The peer.
+            let peer = if let Some(why) = w.peer_unavailable() {
+                json!({"skipped": why})
+            } else if h.quix.is_none() {
+                json!({"skipped": "peer not installed"})
+            } else {
+                let n = if restore_set && w == Count {
+                    set.records
+                } else {
+                    plan.peer_records.min(set.records)
+                };
+                let spec = h.spec(w, "throughput", set, &set.input_topic(), n);
+                match h.run(&spec, true) {
+                    Ok(v) => {
+                        if restore_set && w == Count {
+                            row["peer_restore_app"] = json!(spec.app);
+                        }
+                        v
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        json!({"error": e})
+                    }
+                }
+            };
+            if h.quix.is_some() && w.peer_unavailable().is_none() {
+                eprintln!(
+                    "[{:>5.0}s] {} / {}: peer {} rec/s",
+                    started.elapsed().as_secs_f64(),
+                    set.name,
+                    w.id(),
+                    fmt_rate(rate(&peer))
+                );
+            }
+            // Latency at half of each side's own maximum rate (not on the unique-key set: its keys run out); in a
+            // full run, ours also at the peer's pace, for the same load on the broker.
+            let lat = |v: &Value, pace: Option<f64>, is_peer: bool| -> Value {
+                if v.get("skipped").is_some() {
+                    return json!({"skipped": "-"});
+                }
+                let Some(r) = pace.or_else(|| rate(v).map(|r| r / 2.0)) else {
+                    return json!({"skipped": "no throughput"});
+                };
+                if !w.has_output() || set.unique_keys {
+                    return json!({"skipped": "-"});
+                }
+                if plan.quick && w != Passthrough {
+                    return json!({"skipped": "full run only"});
+                }
+                match h.latency(w, set, r.max(100.0), plan.latency_secs, is_peer) {
+                    Ok(v) => v,
+                    Err(e) => json!({"error": e}),
+                }
+            };
+            let ours_lat = lat(&ours, None, false);
+            let peer_lat = lat(&peer, None, true);
+            let ours_lat_peer_pace = match rate(&peer) {
+                Some(p) if !plan.quick => lat(&ours, Some(p / 2.0), false),
+                _ => json!({"skipped": "-"}),
+            };
+            eprintln!(
+                "[{:>5.0}s] {} / {}: latency p50/p99 ms: ours {}, ours at the peer's pace {}, peer {}",
+                started.elapsed().as_secs_f64(),
+                set.name,
+                w.id(),
+                cell(&ours_lat, fmt_latency),
+                cell(&ours_lat_peer_pace, fmt_latency),
+                cell(&peer_lat, fmt_latency)
+            );
+            for l in [&ours_lat, &peer_lat, &ours_lat_peer_pace] {
+                if l.get("error").is_some() {
+                    failures += 1;
+                }
+            }
+            if w.is_limit() {
+                limits.insert(w.id(), ours.clone());
+            }
+            let limit = w.limit().and_then(|l| limits.get(l.id()));
+            row["ours"] = ours.clone();
+            row["peer"] = peer.clone();
+            row["ours_latency"] = ours_lat;
+            row["peer_latency"] = peer_lat;
+            row["ours_latency_at_peer_pace"] = ours_lat_peer_pace;
+            row["vs_limit_rate"] = json!(limit
+                .and_then(rate)
+                .and_then(|l| rate(&ours).map(|o| o / l)));
+            row["vs_limit_per_core"] = json!(limit
+                .and_then(per_core)
+                .and_then(|l| per_core(&ours).map(|o| o / l)));
+            row["vs_peer_rate"] = json!(rate(&peer).and_then(|p| rate(&ours).map(|o| o / p)));
+            row["vs_peer_per_core"] =
+                json!(per_core(&peer).and_then(|p| per_core(&ours).map(|o| o / p)));
+            rows.push(row);
+        }
+        if restore_set && selected(Count) {
+            // The count runs above left a changelog of `records` keys; restore it into empty state dirs.
+            let ours_app = rows
+                .iter()
+                .rev()
+                .find(|r| r["set"] == set.name.as_str() && r["workload"] == "count")
+                .cloned();
+            let mut restore = json!({"set": set.name, "keys": set.records});
+            let ours_rows = ours_app.as_ref().map(|r| r["ours"].clone());
+            restore["ours"] = if ours_rows
+                .as_ref()
+                .is_some_and(|v| v.get("records").is_some())
+            {
+                // Same application id as that count run (its changelog), new state dir.
+                let mut spec = h.spec(Count, "restore", set, &set.input_topic(), set.records);
+                spec.app = ours_app
+                    .as_ref()
+                    .and_then(|r| r["ours_restore_app"].as_str().map(str::to_string))
+                    .unwrap_or(spec.app);
+                match h.run(&spec, false) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failures += 1;
+                        json!({"error": e})
+                    }
+                }
+            } else {
+                json!({"skipped": "count did not run"})
+            };
+            restore["peer"] = match ours_app
+                .as_ref()
+                .and_then(|r| r["peer_restore_app"].as_str())
+            {
+                Some(app) => {
+                    let mut spec = h.spec(Count, "restore", set, &set.input_topic(), set.records);
+                    spec.app = app.to_string();
+                    match h.run(&spec, true) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            failures += 1;
+                            json!({"error": e})
+                        }
+                    }
+                }
+                None => json!({"skipped": "peer count did not run"}),
+            };
+            eprintln!(
+                "[{:>5.0}s] restore of {} keys: ours {} rec/s, peer {} rec/s",
+                started.elapsed().as_secs_f64(),
+                set.records,
+                fmt_rate(rate(&restore["ours"])),
+                fmt_rate(rate(&restore["peer"]))
+            );
+            restore_rows.push(restore);
+        }
+    }
+    let total = started.elapsed().as_secs_f64();
+
+    // The Markdown report.
+    let mut md = String::new();
+    md.push_str(&format!(
+        "Benchmark suite ({} mode) on tansu, {} partitions per topic, {} cores; peer: {}; {:.0} s in all.\n\
+         Rates are records/s from each process's first input record to the last one processed (final flush and \
+         close not included; see close_s in the JSON); per core = \
+         records per CPU-second of the process; latency = p50 / p99 ms end to end at half that side's own \
+         maximum rate (commit interval 100 ms on both sides); RSS = peak resident MiB of the process.\n\n",
+        if plan.quick { "quick" } else { "full" },
+        PARTITIONS,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        quix_version
+            .as_deref()
+            .map_or("not run".to_string(), |v| format!("Quix Streams {v}")),
+        total
+    ));
+    md.push_str(
+        "| workload | keys | value | ours rec/s | ours rec/s/core | ours/limit (rate, per core) | Quix rec/s | \
+         Quix rec/s/core | ours/Quix (rate) | ours/Quix (per core) | latency ours ms | latency ours at Quix's \
+         pace ms | latency Quix ms | RSS ours MiB | RSS Quix MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in &rows {
+        let (o, p) = (&r["ours"], &r["peer"]);
+        let vs_limit = match (r["vs_limit_rate"].as_f64(), r["vs_limit_per_core"].as_f64()) {
+            (Some(a), Some(b)) => format!("{a:.2}x, {b:.2}x"),
+            _ => "-".into(),
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r["title"].as_str().unwrap_or(""),
+            DataSet {
+                name: String::new(),
+                keys: r["keys"].as_u64().unwrap_or(0),
+                value_bytes: 0,
+                records: 0,
+                unique_keys: false
+            }
+            .label_keys(),
+            DataSet {
+                name: String::new(),
+                keys: 0,
+                value_bytes: r["value_bytes"].as_u64().unwrap_or(0) as usize,
+                records: 0,
+                unique_keys: false
+            }
+            .label_value(),
+            cell(o, |v| fmt_rate(rate(v))),
+            cell(o, |v| fmt_rate(per_core(v))),
+            vs_limit,
+            cell(p, |v| fmt_rate(rate(v))),
+            cell(p, |v| fmt_rate(per_core(v))),
+            fmt_ratio(rate(o), rate(p)),
+            fmt_ratio(per_core(o), per_core(p)),
+            cell(&r["ours_latency"], fmt_latency),
+            cell(&r["ours_latency_at_peer_pace"], fmt_latency),
+            cell(&r["peer_latency"], fmt_latency),
+            cell(o, fmt_rss),
+            cell(p, fmt_rss),
+        ));
+    }
+    let mut notes = BTreeMap::new();
+    for r in rows.iter().chain(&restore_rows) {
+        for (side, key) in [
+            ("ours", "ours"),
+            ("Quix", "peer"),
+            ("ours, latency", "ours_latency"),
+            ("Quix, latency", "peer_latency"),
+            ("ours, latency at Quix's pace", "ours_latency_at_peer_pace"),
+        ] {
+            let why = r[key]["error"]
+                .as_str()
+                .map(|e| format!("error: {e}"))
+                .or_else(|| {
+                    r[key]["skipped"]
+                        .as_str()
+                        .filter(|s| s.len() > 20)
+                        .map(str::to_string)
+                });
+            if let Some(why) = why {
+                let what = r["title"].as_str().unwrap_or("restore");
+                notes.insert(format!("{what} ({side})"), why);
+            }
+        }
+    }
+    if !notes.is_empty() {
+        md.push('\n');
+        for (what, why) in &notes {
+            md.push_str(&format!("- {what}: {why}\n"));
+        }
+    }
+    if !restore_rows.is_empty() {
+        md.push_str(
+            "\n| restore into an empty state dir | changelog records | ours rec/s | ours rec/s/core | Quix rec/s | \
+             Quix rec/s/core | ours/Quix (rate) |\n|---|---|---|---|---|---|---|\n",
+        );
+        for r in &restore_rows {
+            let (o, p) = (&r["ours"], &r["peer"]);
+            md.push_str(&format!(
+                "| count store, {} keys | {} | {} | {} | {} | {} | {} |\n",
+                r["keys"],
+                cell(o, |v| v["records"].to_string()),
+                cell(o, |v| fmt_rate(rate(v))),
+                cell(o, |v| fmt_rate(per_core(v))),
+                cell(p, |v| fmt_rate(rate(v))),
+                cell(p, |v| fmt_rate(per_core(v))),
+                fmt_ratio(rate(o), rate(p)),
+            ));
+        }
+    }
+    println!("{md}");
+    let report = json!({
+        "mode": if plan.quick { "quick" } else { "full" },
+        "broker": "tansu",
+        "partitions": PARTITIONS,
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "peer": quix_version.map(|v| format!("quixstreams {v}")),
+        "peer_records_per_run": plan.peer_records,
+        "latency_seconds": plan.latency_secs,
+        "total_seconds": total,
+        "workloads": rows,
+        "restore": restore_rows,
+    });
+    if std::fs::create_dir_all(&out_dir).is_ok() {
+        let _ = std::fs::write(out_dir.join("suite.md"), &md);
+        let _ = std::fs::write(
+            out_dir.join("suite.json"),
+            serde_json::to_string_pretty(&report).unwrap_or_default(),
+        );
+        println!(
+            "Results: {} and {}",
+            out_dir.join("suite.md").display(),
+            out_dir.join("suite.json").display()
+        );
+    }
+    // Stop the broker (and remove the state dirs) before exiting.
+    drop(h);
+    if failures > 0 {
+        eprintln!("{failures} workload run(s) failed");
+        std::process::exit(1);
+    }
+}
