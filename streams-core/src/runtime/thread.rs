@@ -294,6 +294,9 @@ struct Loop<'a> {
     tasks: BTreeMap<TaskId, Task>,
     /// (topic, partition) -> (task, input index).
     routes: HashMap<(String, i32), (TaskId, usize)>,
+    /// The route of the last record polled: records come in runs per partition, so most records skip the
+    /// lookup (and the topic name's copy it needs).
+    last_route: Option<(String, i32, (TaskId, usize))>,
     /// Full source topic name -> sub-topology.
     readers: HashMap<String, usize>,
     paused: HashSet<(String, i32)>,
@@ -363,6 +366,7 @@ fn run(
         producer,
         tasks: BTreeMap::new(),
         routes: HashMap::new(),
+        last_route: None,
         readers,
         paused: HashSet::new(),
         cache_per_store: ctx.config.cache_max_bytes / store_instances.max(1),
@@ -401,8 +405,18 @@ impl Loop<'_> {
                     }
                     Some(Ok(m)) => m,
                 };
-                let key = (m.topic().to_string(), m.partition());
-                let Some(&(task_id, input)) = self.routes.get(&key) else {
+                let route = match &self.last_route {
+                    Some((t, p, r)) if *p == m.partition() && t == m.topic() => Some(*r),
+                    _ => {
+                        let key = (m.topic().to_string(), m.partition());
+                        let r = self.routes.get(&key).copied();
+                        if let Some(r) = r {
+                            self.last_route = Some((key.0, key.1, r));
+                        }
+                        r
+                    }
+                };
+                let Some((task_id, input)) = route else {
                     continue;
                 };
                 let mut headers = Headers::new();
@@ -425,7 +439,12 @@ impl Loop<'_> {
                         offset: m.offset(),
                     },
                 )?;
-                if task.queued_at(input) >= max_buffered && !self.paused.contains(&key) {
+                if task.queued_at(input) >= max_buffered
+                    && !self
+                        .paused
+                        .contains(&(m.topic().to_string(), m.partition()))
+                {
+                    let key = (m.topic().to_string(), m.partition());
                     let mut tpl = TopicPartitionList::new();
                     tpl.add_partition(&key.0, key.1);
                     consumer.pause(&tpl).map_err(|e| kafka("pause", e))?;
@@ -651,6 +670,7 @@ impl Loop<'_> {
             }
         }
         self.routes.clear();
+        self.last_route = None;
         for (id, task) in &self.tasks {
             for (topic, p) in &parts {
                 if *p == id.partition && self.readers.get(topic) == Some(&id.subtopology) {
