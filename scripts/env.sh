@@ -5,20 +5,84 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/streams-rs/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-have_libclang() {
-    ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so' && return 0
-    compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null && return 0
-    compgen -G '/usr/lib/*/libclang*.so*' >/dev/null && return 0
+# Prints the path of the libclang that bindgen would load (RocksDB's bindings are generated with it) and succeeds,
+# or fails when there is none. This follows clang-sys, which bindgen loads libclang through: only $LIBCLANG_PATH when
+# it is set; otherwise `llvm-config --prefix`/lib*, then /usr/local/llvm*/lib*, /usr/local/lib*, /usr/lib* and the
+# two directory levels below them; file names libclang.so, libclang-*.so, libclang.so.* or libclang-*.so.*, but never
+# one containing "-cpp." (libclang-cpp is clang's C++ library, which many images ship alone; it lacks the C API). A
+# candidate counts only when it loads and exports clang_createIndex (checked with python3's ctypes when python3 is
+# there), so a file of the right name that cannot be loaded does not stop the install of libclang-dev.
+# LIBCLANG_SEARCH_ROOT (default /) moves the search under another root, for testing this function.
+find_libclang() {
+    local root="${LIBCLANG_SEARCH_ROOT:-}"
+    root="${root%/}"
+    local -a dirs=()
+    local restore_nullglob
+    restore_nullglob="$(shopt -p nullglob)"
+    shopt -s nullglob
+    if [ -n "${LIBCLANG_PATH:-}" ]; then
+        if [ -f "$LIBCLANG_PATH" ]; then
+            local only="$LIBCLANG_PATH"
+            eval "$restore_nullglob"
+            case "$(basename "$only")" in *-cpp.*) return 1 ;; esac
+            libclang_loads "$only" && { echo "$only"; return 0; }
+            return 1
+        fi
+        dirs=("$LIBCLANG_PATH")
+    else
+        if [ -z "$root" ] && command -v "${LLVM_CONFIG_PATH:-llvm-config}" >/dev/null 2>&1; then
+            local prefix
+            prefix="$("${LLVM_CONFIG_PATH:-llvm-config}" --prefix 2>/dev/null | head -n1)"
+            [ -n "$prefix" ] && dirs+=("$prefix/lib" "$prefix/lib64")
+        fi
+        dirs+=("$root"/usr/local/llvm*/lib* "$root"/usr/local/lib*/*/* "$root"/usr/local/lib*/* "$root"/usr/local/lib*
+            "$root"/usr/lib*/*/* "$root"/usr/lib*/* "$root"/usr/lib*)
+    fi
+    local dir file name
+    for dir in "${dirs[@]}"; do
+        [ -d "$dir" ] || continue
+        for file in "$dir"/libclang.so "$dir"/libclang-*.so "$dir"/libclang.so.* "$dir"/libclang-*.so.*; do
+            name="$(basename "$file")"
+            case "$name" in *-cpp.*) continue ;; esac
+            if libclang_loads "$file"; then
+                eval "$restore_nullglob"
+                echo "$file"
+                return 0
+            fi
+        done
+    done
+    eval "$restore_nullglob"
     return 1
 }
 
-# Installs what RocksDB and librdkafka need to build (libclang, a C++ compiler, make), or stops with the exact
+# Succeeds when the file is a shared library exporting libclang's C API (always, for an existing file, when python3
+# is missing).
+libclang_loads() {
+    [ -f "$1" ] || return 1
+    command -v python3 >/dev/null 2>&1 || return 0
+    python3 -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1]).clang_createIndex' "$1" >/dev/null 2>&1
+}
+
+have_libclang() {
+    find_libclang >/dev/null
+}
+
+# Installs what RocksDB and librdkafka need to build (libclang, a C++ compiler, make, OpenSSL, libcurl and zlib
+# headers), or stops with the exact
 # command to run when this user cannot install packages.
 ensure_build_prereqs() {
     local missing=()
     have_libclang || missing+=(libclang-dev)
     command -v c++ >/dev/null 2>&1 || missing+=(g++)
     command -v make >/dev/null 2>&1 || missing+=(make)
+    if command -v pkg-config >/dev/null 2>&1; then
+        # librdkafka links OpenSSL (TLS, SCRAM), libcurl (OIDC tokens for OAUTHBEARER) and zlib.
+        pkg-config --exists openssl || missing+=(libssl-dev)
+        pkg-config --exists libcurl || missing+=(libcurl4-openssl-dev)
+        pkg-config --exists zlib || missing+=(zlib1g-dev)
+    else
+        missing+=(pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev)
+    fi
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "Installing build prerequisites: ${missing[*]}" >&2
     local sudo=""
@@ -32,7 +96,8 @@ ensure_build_prereqs() {
         fi
     fi
     if ! command -v apt-get >/dev/null 2>&1; then
-        echo "error: missing ${missing[*]} (libclang for RocksDB's bindings, a C++ compiler, make);" >&2
+        echo "error: missing ${missing[*]} (libclang for RocksDB's bindings, a C++ compiler, make, and OpenSSL," >&2
+        echo "libcurl and zlib headers for librdkafka);" >&2
         echo "install them with your package manager, then run this again." >&2
         exit 1
     fi
