@@ -68,8 +68,8 @@ have_libclang() {
 }
 
 # Installs what RocksDB and librdkafka need to build (libclang, a C++ compiler, make, OpenSSL, libcurl and zlib
-# headers), or stops with the exact
-# command to run when this user cannot install packages.
+# headers), or stops with the exact command to run when this user cannot install packages. With
+# STREAMS_PREREQS_DRY_RUN set it only prints what is missing.
 ensure_build_prereqs() {
     local missing=()
     have_libclang || missing+=(libclang-dev)
@@ -84,6 +84,10 @@ ensure_build_prereqs() {
         missing+=(pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev)
     fi
     [ ${#missing[@]} -eq 0 ] && return 0
+    if [ -n "${STREAMS_PREREQS_DRY_RUN:-}" ]; then
+        echo "missing: ${missing[*]}"
+        return 0
+    fi
     echo "Installing build prerequisites: ${missing[*]}" >&2
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then

@@ -169,10 +169,13 @@ struct Service {
     next: AtomicU64,
 }
 
-/// The HTTP order service: `POST /order/{count}`, `GET /order/{id}`.
-pub fn order_service(bootstrap: &str, orders: Arc<KafkaStreams>) -> Result<Router, StreamsError> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+/// The HTTP order service: `POST /order/{count}`, `GET /order/{id}`; orders are written by a producer made from
+/// `producer_config` (bootstrap servers and connection settings).
+pub fn order_service(
+    mut producer_config: ClientConfig,
+    orders: Arc<KafkaStreams>,
+) -> Result<Router, StreamsError> {
+    let producer: BaseProducer = producer_config
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "1")
         .create()

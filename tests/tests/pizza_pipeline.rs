@@ -36,7 +36,13 @@ fn pizza_orders_over_http_on_the_embedded_broker() {
         .enable_all()
         .build()
         .unwrap();
-    let router = pizza::order_service(&broker.bootstrap(), orders.clone()).unwrap();
+    let router = pizza::order_service(
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .clone(),
+        orders.clone(),
+    )
+    .unwrap();
     let (addr, stop) = rt
         .block_on(pizza::serve(router, ([127, 0, 0, 1], 0).into()))
         .unwrap();

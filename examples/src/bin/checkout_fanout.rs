@@ -2,22 +2,32 @@
 //! `--bootstrap-servers`), runs shipping, email and inventory as separate applications, publishes checkouts,
 //! prints what each did; then starts a fourth consumer (fraud screening) without touching the others.
 //!
-//! `cargo run -p examples --bin checkout_fanout`
+//! `cargo run -p examples --bin checkout_fanout -- --help` lists the flags.
 
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use examples::checkout::*;
-use examples::cli::{init_logging, state_dir, Args, Cluster};
+use examples::cli::{init_logging, state_dir, Cluster, ConnectionArgs};
 use streams_dsl::streams_core::runtime::KafkaStreams;
 use streams_dsl::{StreamsError, Topology};
 
+/// Checkout fan-out: shipping, email and inventory consume the same checkout events as independent
+/// applications; a fourth (fraud screening) joins later without touching them.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
 fn main() -> Result<(), StreamsError> {
+    let cli = Cli::parse();
     init_logging();
     let topics: Vec<(&str, i32)> = [CHECKOUTS, SHIPMENTS, EMAILS, RESERVED, FRAUD_ALERTS]
         .iter()
         .map(|t| (*t, 2))
         .collect();
-    let cluster = Cluster::from_args(&Args::from_env(), &topics)?;
+    let cluster = Cluster::from_args(&cli.connection, &topics)?;
     let state = state_dir()?;
     let start = |app: &str, topology: Topology| -> Result<KafkaStreams, StreamsError> {
         let s = KafkaStreams::new(topology, cluster.config(app, state.path())?)?;

@@ -2,12 +2,13 @@
 //! counts views per page in 1-minute windows, and this program queries the current minute's counts live, once a
 //! second, while the views arrive.
 //!
-//! `cargo run -p examples --bin clickstream [-- --seconds N] [--bootstrap-servers HOST:PORT]`
+//! `cargo run -p examples --bin clickstream -- --help` lists the flags.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use examples::cli::{init_logging, state_dir, Args, Cluster};
+use clap::Parser;
+use examples::cli::{init_logging, state_dir, Cluster, ConnectionArgs};
 use examples::clickstream::{
     topology, window_counts, window_start, PageView, COUNTS, FINAL_COUNTS, PAGE_VIEWS,
 };
@@ -15,6 +16,16 @@ use streams_dsl::streams_core::runtime::{KafkaStreams, State};
 use streams_dsl::StreamsError;
 
 const PAGES: [&str; 5] = ["/", "/pricing", "/docs", "/blog", "/signup"];
+
+/// Clickstream analytics: page views counted per page in 1-minute windows, the current minute queried live.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// How long simulated users browse.
+    #[arg(long, default_value_t = 6)]
+    seconds: u64,
+}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -24,15 +35,13 @@ fn now_ms() -> i64 {
 }
 
 fn main() -> Result<(), StreamsError> {
+    let cli = Cli::parse();
     init_logging();
-    let args = Args::from_env();
-    let seconds: u64 = args
-        .value("--seconds")
-        .map(|s| s.parse())
-        .transpose()
-        .map_err(|e| StreamsError::processor(format!("--seconds: {e}")))?
-        .unwrap_or(6);
-    let cluster = Cluster::from_args(&args, &[(PAGE_VIEWS, 2), (COUNTS, 2), (FINAL_COUNTS, 2)])?;
+    let seconds = cli.seconds;
+    let cluster = Cluster::from_args(
+        &cli.connection,
+        &[(PAGE_VIEWS, 2), (COUNTS, 2), (FINAL_COUNTS, 2)],
+    )?;
     let state = state_dir()?;
     let streams = KafkaStreams::new(topology()?, cluster.config("clickstream", state.path())?)?;
     streams.start()?;

@@ -22,7 +22,12 @@ fn print_store(driver: &TopologyTestDriver, step: &str) -> Result<(), StreamsErr
     Ok(())
 }
 
+/// The US-shareholders topology in the in-process test driver: no broker, no flags.
+#[derive(clap::Parser)]
+struct Cli {}
+
 fn main() -> Result<(), StreamsError> {
+    <Cli as clap::Parser>::parse();
     let topology = topology(StoreKind::RocksDb)?;
     println!("{}", topology.describe());
     let driver = TopologyTestDriver::builder(topology)

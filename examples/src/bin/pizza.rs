@@ -13,24 +13,39 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use examples::cli::{init_logging, state_dir, Args, Cluster};
+use clap::Parser;
+use examples::cli::{init_logging, state_dir, Cluster, ConnectionArgs};
 use examples::pizza::{self, Order, ORDERS_STORE, TOPICS};
 use streams_dsl::streams_core::runtime::{KafkaStreams, State};
 use streams_dsl::StreamsError;
 
+/// The pizza pipeline: an order service and four topping stages, each its own application.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Stop after the sample order instead of serving until Ctrl-C.
+    #[arg(long)]
+    once: bool,
+    /// The order service's port.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The Prometheus metrics port.
+    #[arg(long, default_value_t = 9464)]
+    metrics_port: u16,
+}
+
 fn main() -> Result<(), StreamsError> {
+    let cli = Cli::parse();
     init_logging();
-    let args = Args::from_env();
-    let once = args.flag("--once");
-    let port = args.port("--port", 8080)?;
-    let metrics_port = args.port("--metrics-port", 9464)?;
+    let (once, port, metrics_port) = (cli.once, cli.port, cli.metrics_port);
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(([127, 0, 0, 1], metrics_port))
         .install()
         .map_err(|e| StreamsError::processor(format!("cannot start the metrics exporter: {e}")))?;
     println!("metrics at http://127.0.0.1:{metrics_port}/metrics");
     let topics: Vec<(&str, i32)> = TOPICS.iter().map(|t| (*t, 2)).collect();
-    let cluster = Cluster::from_args(&args, &topics)?;
+    let cluster = Cluster::from_args(&cli.connection, &topics)?;
     let state = state_dir()?;
     let start = |app: &str, topology| -> Result<Arc<KafkaStreams>, StreamsError> {
         let s = KafkaStreams::new(topology, cluster.config(app, state.path())?)?;
@@ -48,7 +63,7 @@ fn main() -> Result<(), StreamsError> {
         path: "tokio runtime".into(),
         source,
     })?;
-    let router = pizza::order_service(cluster.bootstrap(), orders.clone())?;
+    let router = pizza::order_service(cluster.producer_config()?, orders.clone())?;
     let (addr, stop) = rt.block_on(pizza::serve(router, ([127, 0, 0, 1], port).into()))?;
     println!("order service at http://{addr}: POST /order/{{count}}, GET /order/{{id}}");
 

@@ -5,16 +5,31 @@
 //! closes position 4 and prints it again. With `--serve`, it then keeps answering HTTP queries on
 //! 127.0.0.1:8080 (`--port N` to change) until Ctrl-C, e.g. `curl localhost:8080/stores/us-share-holders/keys/client1`.
 //!
-//! `cargo run -p examples --bin us_shareholders [-- --bootstrap-servers host:port] [--serve [--port N]]`
+//! `cargo run -p examples --bin us_shareholders -- --help` lists the flags.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use examples::cli::{init_logging, state_dir, Args, Cluster};
+use clap::Parser;
+use examples::cli::{init_logging, state_dir, Cluster, ConnectionArgs};
 use examples::us_shareholders::{sample_positions, topology, Position, POSITIONS_TOPIC, STORE};
 use streams_dsl::streams_core::runtime::{KafkaStreams, QueryServer, State};
 use streams_dsl::{StoreKind, StreamsError};
+
+/// Which clients hold US shares: the US-shareholders application (table filter -> group_by -> aggregate) on the
+/// sample positions, its store printed after each change.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Keep answering HTTP queries after the sample run, until Ctrl-C.
+    #[arg(long)]
+    serve: bool,
+    /// The HTTP port with --serve.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+}
 
 type Holders = std::collections::BTreeMap<String, BTreeSet<String>>;
 
@@ -42,11 +57,10 @@ fn position(p: &Position) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
 }
 
 fn main() -> Result<(), StreamsError> {
+    let cli = Cli::parse();
     init_logging();
-    let args = Args::from_env();
-    let serve = args.flag("--serve");
-    let port = args.port("--port", 8080)?;
-    let cluster = Cluster::from_args(&args, &[(POSITIONS_TOPIC, 2)])?;
+    let (serve, port) = (cli.serve, cli.port);
+    let cluster = Cluster::from_args(&cli.connection, &[(POSITIONS_TOPIC, 2)])?;
     println!("broker at {}", cluster.bootstrap());
     let state = state_dir()?;
     let (mut config, admin) = cluster.config("us-shareholders", state.path())?;

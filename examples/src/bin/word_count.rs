@@ -1,11 +1,12 @@
 //! Use case 5, the classic: counts words of text lines. Starts the embedded broker (or uses
 //! `--bootstrap-servers`), writes a few lines, runs the application and prints the counts.
 //!
-//! `cargo run -p examples --bin word_count`
+//! `cargo run -p examples --bin word_count -- --help` lists the flags.
 
 use std::time::{Duration, Instant};
 
-use examples::cli::{init_logging, state_dir, Args, Cluster};
+use clap::Parser;
+use examples::cli::{init_logging, state_dir, Cluster, ConnectionArgs};
 use examples::word_count::{topology, INPUT, OUTPUT, STORE};
 use streams_dsl::streams_core::runtime::KafkaStreams;
 use streams_dsl::StreamsError;
@@ -17,9 +18,17 @@ const LINES: [&str; 4] = [
     "and flow again",
 ];
 
+/// Word count: counts the words of a few lines of text and prints the counts.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
 fn main() -> Result<(), StreamsError> {
+    let cli = Cli::parse();
     init_logging();
-    let cluster = Cluster::from_args(&Args::from_env(), &[(INPUT, 2), (OUTPUT, 2)])?;
+    let cluster = Cluster::from_args(&cli.connection, &[(INPUT, 2), (OUTPUT, 2)])?;
     let state = state_dir()?;
     let streams = KafkaStreams::new(topology()?, cluster.config("word-count", state.path())?)?;
     streams.start()?;
