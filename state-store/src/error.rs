@@ -114,6 +114,26 @@ pub enum StoreError {
         /// The offending time.
         time: i64,
     },
+    /// The store's files are held open by another process or thread (RocksDB's `LOCK` file): not a sign of
+    /// damage, so the store must not be wiped; the holder has to close it first.
+    #[error("store '{store}': {path} is in use by another process or thread")]
+    Locked {
+        /// The store.
+        store: String,
+        /// The store's directory.
+        path: String,
+    },
+    /// The store's files are damaged (RocksDB reported corruption while opening them). A store with a changelog
+    /// is rebuilt from it; one without has lost its data.
+    #[error("store '{store}': the files in {path} are corrupt: {message}")]
+    Corrupt {
+        /// The store.
+        store: String,
+        /// The store's directory.
+        path: String,
+        /// RocksDB's message.
+        message: String,
+    },
     /// The store was used after it was closed.
     #[error("store '{store}' is closed")]
     Closed {

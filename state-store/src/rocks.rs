@@ -82,8 +82,34 @@ impl std::fmt::Debug for RocksDbKeyValueStore {
     }
 }
 
+/// Classifies an error opening a database: held by someone else, damaged, or anything else (a full disk, missing
+/// permissions), which neither wiping nor waiting repairs.
+fn open_error(store: &str, dir: &Path, e: rocksdb::Error) -> StoreError {
+    let message = e.to_string();
+    match e.kind() {
+        rocksdb::ErrorKind::Corruption => StoreError::Corrupt {
+            store: store.to_string(),
+            path: dir.display().to_string(),
+            message,
+        },
+        rocksdb::ErrorKind::IOError if message.contains("lock") || message.contains("LOCK") => {
+            StoreError::Locked {
+                store: store.to_string(),
+                path: dir.display().to_string(),
+            }
+        }
+        _ => StoreError::RocksDb {
+            store: store.to_string(),
+            message,
+        },
+    }
+}
+
 impl RocksDbKeyValueStore {
     /// Opens (creating if needed) the store `name` in directory `dir`, drawing memory from `resources`.
+    ///
+    /// A directory another process or thread has open gives [`StoreError::Locked`]; damaged files give
+    /// [`StoreError::Corrupt`].
     pub fn open(
         name: impl Into<String>,
         dir: &Path,
@@ -105,10 +131,7 @@ impl RocksDbKeyValueStore {
         table.set_cache_index_and_filter_blocks(true);
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
-        let db = DB::open(&opts, dir).map_err(|e| StoreError::RocksDb {
-            store: name.clone(),
-            message: e.to_string(),
-        })?;
+        let db = DB::open(&opts, dir).map_err(|e| open_error(&name, dir, e))?;
         let mut write_opts = WriteOptions::default();
         write_opts.disable_wal(true);
         Ok(RocksDbKeyValueStore {
@@ -273,5 +296,48 @@ impl KeyValueStore for RocksDbKeyValueStore {
             self.db = None;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store held open elsewhere was taken for a corrupt one, and wiped under its holder.
+    #[test]
+    fn a_store_held_open_elsewhere_is_locked_not_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let resources = RocksDbResources::new(8 << 20, 8 << 20);
+        let mut first = RocksDbKeyValueStore::open("s", dir.path(), &resources).unwrap();
+        first.put(b"k", b"v").unwrap();
+        match RocksDbKeyValueStore::open("s", dir.path(), &resources) {
+            Err(StoreError::Locked { store, path }) => {
+                assert_eq!(store, "s");
+                assert_eq!(path, dir.path().display().to_string());
+            }
+            Err(other) => panic!("expected Locked, got {other}"),
+            Ok(_) => panic!("a second open of a held store succeeded"),
+        }
+        assert_eq!(first.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        first.close().unwrap();
+        drop(first);
+        let again = RocksDbKeyValueStore::open("s", dir.path(), &resources).unwrap();
+        assert_eq!(again.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn damaged_files_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let resources = RocksDbResources::new(8 << 20, 8 << 20);
+        let mut s = RocksDbKeyValueStore::open("s", dir.path(), &resources).unwrap();
+        s.put(b"k", b"v").unwrap();
+        s.close().unwrap();
+        drop(s);
+        std::fs::write(dir.path().join("CURRENT"), b"garbage\n").unwrap();
+        match RocksDbKeyValueStore::open("s", dir.path(), &resources) {
+            Err(StoreError::Corrupt { store, .. }) => assert_eq!(store, "s"),
+            Err(other) => panic!("expected Corrupt, got {other:?}"),
+            Ok(_) => panic!("a store with a damaged CURRENT file opened"),
+        }
     }
 }

@@ -137,6 +137,15 @@ pub enum StreamsError {
     /// A state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another instance of the application (in this process or another) holds the state directory.
+    #[error(
+        "the state directory {path} is in use by another instance of this application (in this or another \
+         process); give each instance its own state.dir"
+    )]
+    StateDirLocked {
+        /// The application's state directory.
+        path: String,
+    },
     /// A processor reported an error.
     #[error("processor '{node}' failed: {message}")]
     Processor {

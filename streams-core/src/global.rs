@@ -218,6 +218,7 @@ impl GlobalStores {
         dir: &Path,
         rocksdb: &RocksDbResources,
         keep: impl Fn(&str) -> bool,
+        mut forget: impl FnMut(&str) -> Result<(), StreamsError>,
     ) -> Result<(Self, Vec<String>), StreamsError> {
         let mut slots = Vec::new();
         let mut fresh = Vec::new();
@@ -236,6 +237,7 @@ impl GlobalStores {
             };
             let mut starts_empty = !persistent;
             if persistent && !keep(&def.name) {
+                forget(&def.name)?;
                 wipe(&store_dir)?;
                 starts_empty = true;
             }
@@ -250,8 +252,11 @@ impl GlobalStores {
             };
             let store = match open() {
                 Ok(s) => s,
-                Err(e) if persistent => {
-                    tracing::warn!(store = %def.name, error = %e, "cannot open the global store; wiping it and re-reading its topic");
+                // Only damaged files are wiped; a store held by another process is an error (the application
+                // directory lock normally keeps other instances out).
+                Err(e @ StoreError::Corrupt { .. }) if persistent => {
+                    tracing::warn!(store = %def.name, error = %e, "the global store is corrupt; wiping it and re-reading its topic");
+                    forget(&def.name)?;
                     wipe(&store_dir)?;
                     starts_empty = true;
                     open()?

@@ -73,7 +73,29 @@ pub(crate) trait StateRestorer {
         wiped: bool,
         reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
     ) -> Result<Box<dyn KeyValueStore>, StreamsError>;
+
+    /// Forgets the checkpointed offset of partition `task.partition` of `changelog` (the store in `dir` is about
+    /// to be wiped): done first, so a crash while the store is rebuilt never leaves an offset the rebuilt store
+    /// has not reached.
+    fn discard_checkpoint(
+        &mut self,
+        task: TaskId,
+        changelog: &str,
+        dir: &std::path::Path,
+    ) -> Result<(), StreamsError>;
 }
+
+/// Whether `dir` holds anything: a persistent store whose directory is missing or empty starts from nothing,
+/// whatever the checkpoint says.
+fn has_files(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false)
+}
+
+/// How long opening a store waits for a thread of this instance that still holds it (a task moving between
+/// threads) to let it go.
+const STORE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Counters of one task.
 #[derive(Debug, Default)]
@@ -278,11 +300,35 @@ fn open_store(
         )?)
     };
     let restorable = def.logging && restorer.is_some();
-    let (mut store, wiped): (Box<dyn KeyValueStore>, bool) = match reopen() {
-        Ok(s) => (s, false),
-        // A store that cannot be opened is corrupt: with a changelog to restore from, start it afresh.
-        Err(e) if restorable && def.supplier.persistent() => {
-            tracing::warn!(store = name, task = %id, error = %e, "cannot open the store; wiping it and restoring from the changelog");
+    let persistent = def.supplier.persistent();
+    let topic = Topology::changelog_topic(&env.application_id, name);
+    let existed = persistent && has_files(&dir);
+    let mut waited = std::time::Duration::ZERO;
+    let opened = loop {
+        match reopen() {
+            // Another thread of this instance may still be closing the task; the application directory lock
+            // keeps other instances out. Wait for it, never wipe.
+            Err(StreamsError::Store(StoreError::Locked { .. })) if waited < STORE_LOCK_WAIT => {
+                let pause = std::time::Duration::from_millis(100);
+                std::thread::sleep(pause);
+                waited += pause;
+            }
+            other => break other,
+        }
+    };
+    let (mut store, wiped): (Box<dyn KeyValueStore>, bool) = match opened {
+        // A store whose files were missing, or that holds nothing, starts from nothing: its checkpoint (if any)
+        // no longer applies.
+        Ok(s) => {
+            let empty = persistent && existed && s.all()?.next().is_none();
+            (s, persistent && (!existed || empty))
+        }
+        // Only damaged files are wiped, and only with a changelog to rebuild them from.
+        Err(StreamsError::Store(e @ StoreError::Corrupt { .. })) if restorable && persistent => {
+            tracing::warn!(store = name, task = %id, error = %e, "the store is corrupt; wiping it and restoring from the changelog");
+            if let Some(r) = restorer.as_mut() {
+                r.discard_checkpoint(id, &topic, &dir)?;
+            }
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(|source| StreamsError::Io {
                     path: dir.display().to_string(),
@@ -293,7 +339,6 @@ fn open_store(
         }
         Err(e) => return Err(e),
     };
-    let topic = Topology::changelog_topic(&env.application_id, name);
     if def.logging {
         if let Some(r) = restorer {
             store = r.restore(id, name, &topic, &dir, store, wiped, &mut reopen)?;

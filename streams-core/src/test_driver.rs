@@ -576,6 +576,7 @@ impl TopologyTestDriver {
             &state_dir.join(&*app).join("global"),
             &rocksdb,
             |_| false,
+            |_| Ok(()),
         )?;
         let globals = Arc::new(globals);
         let global_topics = crate::global::topic_index(&globals);

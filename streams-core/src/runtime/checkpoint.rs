@@ -56,6 +56,21 @@ pub(crate) fn read(task_dir: &Path) -> Result<BTreeMap<(String, i32), i64>, Stre
     Ok(out)
 }
 
+/// Removes the entries of `partitions` from the checkpoint file, if it has them, before their stores are wiped or
+/// rebuilt: a crash in the middle must not leave an offset that a half-restored store would then be trusted to
+/// have reached.
+pub(crate) fn forget(task_dir: &Path, partitions: &[(String, i32)]) -> Result<(), StreamsError> {
+    let mut offsets = read(task_dir)?;
+    let before = offsets.len();
+    for tp in partitions {
+        offsets.remove(tp);
+    }
+    if offsets.len() != before {
+        write(task_dir, &offsets)?;
+    }
+    Ok(())
+}
+
 /// Writes the checkpoint atomically: a temporary file, synced, then renamed over the old one.
 pub(crate) fn write(
     task_dir: &Path,

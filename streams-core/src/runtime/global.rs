@@ -307,7 +307,11 @@ pub(crate) fn start(
     // A persistent store resumes from its checkpoint when every partition of its topic has a usable one.
     let mut keep: HashMap<String, bool> = HashMap::new();
     for (slot, g) in topology.global_stores.values().enumerate() {
-        let mut usable = g.def.supplier.persistent();
+        // A store whose files are missing starts from nothing, whatever the checkpoint says.
+        let files = std::fs::read_dir(dir.join(&g.def.name))
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false);
+        let mut usable = g.def.supplier.persistent() && files;
         for p in parts.iter().filter(|p| p.slot == slot) {
             match saved.get(&(p.topic.clone(), p.partition)) {
                 Some(&c) if c > p.end => {
@@ -335,9 +339,30 @@ pub(crate) fn start(
         }
         keep.insert(g.def.name.clone(), usable);
     }
-    let (stores, fresh) = GlobalStores::open(topology, &dir, rocksdb, |name| {
-        keep.get(name).copied().unwrap_or(false)
-    })?;
+    // A store re-read from the start loses its checkpoint entries first (before its files go), so a crash part way
+    // never leaves offsets a half-restored store would be trusted to have reached.
+    let forget = |name: &str| -> Result<(), StreamsError> {
+        let entries: Vec<(String, i32)> = parts
+            .iter()
+            .filter(|p| {
+                topology
+                    .global_stores
+                    .values()
+                    .nth(p.slot)
+                    .map(|g| g.def.name.as_str())
+                    == Some(name)
+            })
+            .map(|p| (p.topic.clone(), p.partition))
+            .collect();
+        checkpoint::forget(&dir, &entries)
+    };
+    let (stores, fresh) = GlobalStores::open(
+        topology,
+        &dir,
+        rocksdb,
+        |name| keep.get(name).copied().unwrap_or(false),
+        forget,
+    )?;
     for p in &mut parts {
         let slot = &stores.slots()[p.slot];
         if !fresh.contains(&slot.name) {

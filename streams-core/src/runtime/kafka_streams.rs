@@ -73,6 +73,8 @@ struct Inner {
     metadata: Mutex<Option<Arc<MetadataService>>>,
     /// The global stream thread and the global stores, once started.
     global: Mutex<Option<Arc<GlobalThread>>>,
+    /// The lock on `state.dir/<application.id>` while this instance may write there.
+    dir_lock: Mutex<Option<std::fs::File>>,
 }
 
 impl Inner {
@@ -239,6 +241,7 @@ impl KafkaStreams {
                 instance_id,
                 metadata: Mutex::new(None),
                 global: Mutex::new(None),
+                dir_lock: Mutex::new(None),
             }),
         })
     }
@@ -453,6 +456,12 @@ impl KafkaStreams {
             });
         }
         let app = &inner.config.application_id;
+        if has_persistent_state(&inner.topology) {
+            let lock = lock_state_dir(&inner.config)?;
+            if let Ok(mut l) = inner.dir_lock.lock() {
+                *l = Some(lock);
+            }
+        }
         let admin = TopicManager::new(&inner.config, inner.embedded.clone())?;
         let plan = inner
             .topology
@@ -585,6 +594,12 @@ impl KafkaStreams {
         }
         let done = wait_threads(inner, Some(Instant::now() + timeout));
         inner.leave_metadata();
+        if done {
+            // Every thread has closed its stores: another instance may take the directory.
+            if let Ok(mut l) = inner.dir_lock.lock() {
+                l.take();
+            }
+        }
         if done && self.state() == State::PendingShutdown {
             inner.transition(State::NotRunning);
         }
@@ -659,6 +674,41 @@ fn wait_threads(inner: &Inner, deadline: Option<Instant>) -> bool {
 
 /// Restores the global stores (the instance is `Rebalancing` meanwhile) and starts the global thread, whose
 /// failure shuts the instance down. On error the instance ends in `Error`.
+/// Whether the topology keeps anything on disk (a persistent task or global store).
+fn has_persistent_state(topology: &Topology) -> bool {
+    topology.stores.values().any(|d| d.supplier.persistent())
+        || topology
+            .global_stores
+            .values()
+            .any(|g| g.def.supplier.persistent())
+}
+
+/// Locks `state.dir/<application.id>` for this instance (a `.lock` file under an OS file lock, released when the
+/// instance closes or the process ends), as Kafka Streams does: two instances writing the same task directories
+/// would corrupt each other's stores and checkpoints.
+fn lock_state_dir(config: &StreamsConfig) -> Result<std::fs::File, StreamsError> {
+    let dir = config.state_dir.join(&config.application_id);
+    let io = |path: &std::path::Path, source: std::io::Error| StreamsError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StreamsError::StateDirLocked {
+            path: dir.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&path, e)),
+    }
+}
+
 fn start_global(
     inner: &Arc<Inner>,
     admin: &TopicManager,

@@ -12,6 +12,7 @@ use state_store::{BatchEntry, KeyValueStore};
 
 use crate::error::StreamsError;
 use crate::processor::TaskId;
+use crate::runtime::checkpoint;
 use crate::task::StateRestorer;
 
 /// Told about restoration progress, per store and partition.
@@ -147,6 +148,11 @@ impl StateRestorer for ChangelogRestorer<'_> {
                 low
             }
         };
+        // Restoring from the start: the checkpoint's offset goes first, so a crash part way never leaves an offset
+        // that the half-restored store would be trusted to have reached.
+        if wipe && self.checkpoint.contains_key(&(changelog.to_string(), p)) {
+            self.discard_checkpoint(task, changelog, dir)?;
+        }
         if wipe && inner.persistent() {
             inner.close()?;
             drop(inner);
@@ -243,5 +249,19 @@ impl StateRestorer for ChangelogRestorer<'_> {
         self.restored += restored;
         self.positions.insert((changelog.to_string(), p), high);
         Ok(inner)
+    }
+
+    fn discard_checkpoint(
+        &mut self,
+        task: TaskId,
+        changelog: &str,
+        dir: &Path,
+    ) -> Result<(), StreamsError> {
+        let entry = (changelog.to_string(), task.partition);
+        self.checkpoint.remove(&entry);
+        match dir.parent() {
+            Some(task_dir) => checkpoint::forget(task_dir, &[entry]),
+            None => Ok(()),
+        }
     }
 }

@@ -1,0 +1,242 @@
+//! State that must survive operator mistakes and races, each case a defect found in the runtime:
+//!
+//! - a store whose directory went missing kept its checkpoint, and a restart trusted it: only the changelog's
+//!   tail was restored into an empty store;
+//! - a store rebuilt from the start kept its old checkpoint entry while it was being rebuilt, so a crash part way
+//!   would have left a half-restored store trusted to be complete;
+//! - two instances of an application on one state directory both started and wrote the same task directories;
+//! - a store held open by someone else was taken for a corrupt one and deleted under its holder.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use streams_dsl::streams_core::runtime::{KafkaStreams, State, StateRestoreListener};
+use streams_dsl::*;
+use tests::{produce, Broker};
+
+const STORE: &str = "event-counts";
+
+fn topology() -> Topology {
+    let b = StreamsBuilder::new();
+    b.stream("events", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::new())
+        .count(Materialized::as_store(STORE));
+    b.build().unwrap()
+}
+
+type Records = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// `n` events over 7 keys, and the counts they must give.
+fn events(n: usize) -> (Records, Vec<(String, i64)>) {
+    let mut reference: BTreeMap<String, i64> = BTreeMap::new();
+    let records = (0..n)
+        .map(|i| {
+            let key = format!("k{}", (i * 5 + i / 3) % 7);
+            *reference.entry(key.clone()).or_default() += 1;
+            (key.into_bytes(), Some(b"e".to_vec()))
+        })
+        .collect();
+    (records, reference.into_iter().collect())
+}
+
+fn wait_processed(streams: &KafkaStreams, n: u64) {
+    let start = Instant::now();
+    while streams.metrics().processed < n && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        streams.metrics().processed >= n,
+        "processed {} of {n}: {:?}",
+        streams.metrics().processed,
+        streams.errors()
+    );
+}
+
+fn counts(streams: &KafkaStreams) -> Vec<(String, i64)> {
+    streams.store::<String, i64>(STORE).unwrap().all().unwrap()
+}
+
+/// Runs the application over `records` once, from a fresh state directory, and closes it cleanly (which writes
+/// the checkpoint).
+fn first_run(broker: &Broker, app: &str, dir: &std::path::Path, n: usize) -> Vec<(String, i64)> {
+    let (records, reference) = events(n);
+    produce(&broker.bootstrap(), "events", &records);
+    let streams = KafkaStreams::new(topology(), broker.config(app, dir)).unwrap();
+    streams.start().unwrap();
+    wait_processed(&streams, n as u64);
+    assert_eq!(counts(&streams), reference);
+    assert!(streams.close(Duration::from_secs(30)));
+    let checkpoint = std::fs::read_to_string(dir.join(app).join("0_0/.checkpoint"))
+        .expect("a clean close writes a checkpoint");
+    assert!(checkpoint.contains(&format!("{app}-{STORE}-changelog 0 ")));
+    reference
+}
+
+#[test]
+fn finding_a_store_whose_directory_went_missing_does_not_trust_its_checkpoint() {
+    let broker = Broker::embedded();
+    broker.create_topic("events", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let reference = first_run(&broker, "missing", dir.path(), 200);
+
+    // The store's files are gone (a disk replaced, a volume remounted, an operator's rm), the checkpoint stays.
+    std::fs::remove_dir_all(dir.path().join("missing/0_0").join(STORE)).unwrap();
+
+    let streams = KafkaStreams::new(topology(), broker.config("missing", dir.path())).unwrap();
+    streams.start().unwrap();
+    assert!(
+        streams.wait_for_state(State::Running, Duration::from_secs(60)),
+        "{:?}",
+        streams.errors()
+    );
+    tests::wait_until("the store is restored", Duration::from_secs(30), || {
+        streams
+            .store::<String, i64>(STORE)
+            .and_then(|s| s.all())
+            .map(|c| c == reference)
+            .unwrap_or(false)
+    });
+    assert_eq!(counts(&streams), reference);
+    assert!(streams.close(Duration::from_secs(30)));
+}
+
+/// Records, when a restoration starts, whether the task's checkpoint still names the changelog partition.
+#[derive(Clone)]
+struct CheckpointAtRestoreStart {
+    checkpoint: std::path::PathBuf,
+    changelog: String,
+    seen: Arc<Mutex<Vec<(i64, bool)>>>,
+}
+
+impl StateRestoreListener for CheckpointAtRestoreStart {
+    fn on_restore_start(&self, _store: &str, _partition: i32, start: i64, _end: i64) {
+        let text = std::fs::read_to_string(&self.checkpoint).unwrap_or_default();
+        let named = text.lines().any(|l| l.starts_with(&self.changelog));
+        self.seen.lock().unwrap().push((start, named));
+    }
+}
+
+#[test]
+fn finding_a_store_rebuilt_from_the_start_loses_its_checkpoint_entry_before_the_rebuild() {
+    let broker = Broker::embedded();
+    broker.create_topic("events", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let reference = first_run(&broker, "rebuilt", dir.path(), 150);
+    std::fs::write(
+        dir.path().join("rebuilt/0_0").join(STORE).join("CURRENT"),
+        b"garbage\n",
+    )
+    .unwrap();
+
+    let listener = CheckpointAtRestoreStart {
+        checkpoint: dir.path().join("rebuilt/0_0/.checkpoint"),
+        changelog: format!("rebuilt-{STORE}-changelog 0 "),
+        seen: Arc::default(),
+    };
+    let streams = KafkaStreams::new(topology(), broker.config("rebuilt", dir.path())).unwrap();
+    streams.set_restore_listener(listener.clone());
+    streams.start().unwrap();
+    assert!(
+        streams.wait_for_state(State::Running, Duration::from_secs(60)),
+        "{:?}",
+        streams.errors()
+    );
+    assert_eq!(counts(&streams), reference);
+    let seen = listener.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "one restoration: {seen:?}");
+    let (start, named) = seen[0];
+    assert_eq!(start, 0, "the corrupt store is rebuilt from the start");
+    assert!(
+        !named,
+        "while the store is rebuilt from offset 0, the checkpoint still claims it is complete"
+    );
+    assert!(streams.close(Duration::from_secs(30)));
+    // The next clean close checkpoints it again.
+    let text = std::fs::read_to_string(dir.path().join("rebuilt/0_0/.checkpoint")).unwrap();
+    assert!(
+        text.contains(&format!("rebuilt-{STORE}-changelog 0 ")),
+        "{text}"
+    );
+}
+
+#[test]
+fn finding_two_instances_on_one_state_directory_are_refused() {
+    let broker = Broker::embedded();
+    broker.create_topic("events", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (records, reference) = events(100);
+    produce(&broker.bootstrap(), "events", &records);
+    let first = KafkaStreams::new(topology(), broker.config("shared", dir.path())).unwrap();
+    first.start().unwrap();
+    wait_processed(&first, 100);
+
+    let second = KafkaStreams::new(topology(), broker.config("shared", dir.path())).unwrap();
+    match second.start() {
+        Err(StreamsError::StateDirLocked { path }) => {
+            assert_eq!(path, dir.path().join("shared").display().to_string());
+        }
+        other => panic!("a second instance on the same state directory: {other:?}"),
+    }
+    let message = StreamsError::StateDirLocked {
+        path: "/x/shared".into(),
+    }
+    .to_string();
+    assert!(
+        message.contains("/x/shared") && message.contains("state.dir"),
+        "{message}"
+    );
+
+    // The first one is untouched, and once it closes the directory can be taken.
+    assert_eq!(counts(&first), reference);
+    assert!(first.close(Duration::from_secs(30)));
+    let third = KafkaStreams::new(topology(), broker.config("shared", dir.path())).unwrap();
+    third.start().unwrap();
+    assert!(third.wait_for_state(State::Running, Duration::from_secs(60)));
+    assert_eq!(counts(&third), reference);
+    assert!(third.close(Duration::from_secs(30)));
+}
+
+#[test]
+fn finding_a_store_held_open_elsewhere_is_waited_for_not_wiped() {
+    let broker = Broker::embedded();
+    broker.create_topic("events", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let reference = first_run(&broker, "held", dir.path(), 120);
+    let store_dir = dir.path().join("held/0_0").join(STORE);
+
+    // Someone (a backup tool, a stuck thread) holds the store's RocksDB files for eight seconds.
+    let resources = state_store::RocksDbResources::new(8 << 20, 8 << 20);
+    let holder = state_store::RocksDbKeyValueStore::open(STORE, &store_dir, &resources).unwrap();
+    let released = Arc::new(AtomicBool::new(false));
+    let release = {
+        let released = released.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(8));
+            let mut holder = holder;
+            state_store::KeyValueStore::close(&mut holder).unwrap();
+            drop(holder);
+            released.store(true, Ordering::SeqCst);
+        })
+    };
+
+    let streams = KafkaStreams::new(topology(), broker.config("held", dir.path())).unwrap();
+    let restored = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    streams.set_restore_listener(tests::CountingRestores(restored.clone()));
+    streams.start().unwrap();
+    assert!(
+        streams.wait_for_state(State::Running, Duration::from_secs(60)),
+        "{:?}",
+        streams.errors()
+    );
+    release.join().unwrap();
+    assert!(released.load(Ordering::SeqCst));
+    assert_eq!(counts(&streams), reference);
+    assert_eq!(
+        restored.load(Ordering::Relaxed),
+        0,
+        "the store was kept (its checkpoint is current), not wiped and restored"
+    );
+    assert!(streams.close(Duration::from_secs(30)));
+}
