@@ -240,3 +240,49 @@ fn finding_a_store_held_open_elsewhere_is_waited_for_not_wiped() {
     );
     assert!(streams.close(Duration::from_secs(30)));
 }
+
+fn suppressed_topology() -> Topology {
+    let b = StreamsBuilder::new();
+    b.stream("events", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::new())
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+        .count(Materialized::as_store("minute-counts"))
+        .suppress(Suppressed::until_window_closes().with_name("final"))
+        .to_stream()
+        .map(|k, n| (k.key, n.unwrap_or(0)))
+        .to(
+            "final-counts",
+            Produced::with(Serdes::string(), Serdes::i64()),
+        );
+    b.build().unwrap()
+}
+
+#[test]
+fn finding_malformed_bytes_in_a_suppress_buffer_fail_loudly_not_in_a_panic() {
+    let broker = Broker::embedded();
+    broker.create_topic("events", 1);
+    broker.create_topic("final-counts", 1);
+    broker.create_topic("bad-buffer-final-store-changelog", 1);
+    // Something other than the application wrote to the suppression buffer's changelog: an entry too short for
+    // the buffer's layout (window end, then the windowed key).
+    produce(
+        &broker.bootstrap(),
+        "bad-buffer-final-store-changelog",
+        &[(b"abc".to_vec(), Some(b"x".to_vec()))],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let streams = KafkaStreams::new(
+        suppressed_topology(),
+        broker.config("bad-buffer", dir.path()),
+    )
+    .unwrap();
+    streams.start().unwrap();
+    assert!(
+        streams.wait_for_state(State::Error, Duration::from_secs(60)),
+        "the instance reports {:?} with a malformed buffer entry",
+        streams.state()
+    );
+    let errors = streams.errors().join("\n");
+    assert!(errors.contains("final-store"), "{errors}");
+    assert!(errors.contains("3 bytes"), "{errors}");
+}

@@ -26,3 +26,74 @@ pub(crate) mod table_source;
 pub(crate) mod table_table_join;
 pub(crate) mod table_to_stream;
 pub(crate) mod window_aggregate;
+
+/// Reading the fixed-width parts of operators' internal store layouts. Store contents come back from changelogs
+/// that anything could have written to, so a short entry is a typed error naming the store, never a panic.
+pub(crate) mod layout {
+    use state_store::{SerdeError, SerdeErrorKind, StoreError};
+    use streams_core::StreamsError;
+
+    /// The big-endian i64 at `at` of `bytes`, an entry of `store`.
+    pub(crate) fn i64_at(store: &str, bytes: &[u8], at: usize) -> Result<i64, StreamsError> {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(i64::from_be_bytes)
+            .ok_or_else(|| short(store, bytes.len(), at + 8))
+    }
+
+    /// The byte at `at` of `bytes`, an entry of `store`.
+    pub(crate) fn u8_at(store: &str, bytes: &[u8], at: usize) -> Result<u8, StreamsError> {
+        bytes
+            .get(at)
+            .copied()
+            .ok_or_else(|| short(store, bytes.len(), at + 1))
+    }
+
+    /// What follows the first `header` bytes of `bytes`, an entry of `store`.
+    pub(crate) fn after<'a>(
+        store: &str,
+        bytes: &'a [u8],
+        header: usize,
+    ) -> Result<&'a [u8], StreamsError> {
+        bytes
+            .get(header..)
+            .ok_or_else(|| short(store, bytes.len(), header))
+    }
+
+    fn short(store: &str, actual: usize, expected: usize) -> StreamsError {
+        StreamsError::from(StoreError::Serde {
+            store: store.to_string(),
+            source: SerdeError::new(
+                "internal store entry",
+                SerdeErrorKind::InvalidLength { expected, actual },
+                format!(
+                    "an entry of {actual} bytes where the layout needs at least {expected}; the store (or its \
+                     changelog) holds data this operator did not write"
+                ),
+            ),
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn short_entries_are_errors_naming_the_store() {
+            let bytes = 7i64.to_be_bytes();
+            assert_eq!(i64_at("s", &bytes, 0).unwrap(), 7);
+            assert_eq!(u8_at("s", &bytes, 7).unwrap(), 7);
+            assert_eq!(after("s", &bytes, 8).unwrap(), &[] as &[u8]);
+            for e in [
+                i64_at("buffer", &bytes[..5], 0).unwrap_err(),
+                i64_at("buffer", &bytes, 1).unwrap_err(),
+                u8_at("buffer", &bytes, 8).unwrap_err(),
+                after("buffer", &bytes, 9).unwrap_err(),
+            ] {
+                let text = e.to_string();
+                assert!(text.contains("buffer") && text.contains("bytes"), "{text}");
+            }
+        }
+    }
+}

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use state_store::{KeyRange, SharedKeyValueStore, SharedSerde, StoreError, WindowStore};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
+use crate::ops::layout;
 use crate::ops::stream_aggregate::missing_store;
 use crate::windows::JoinWindows;
 
@@ -54,12 +55,6 @@ fn poisoned(name: &str) -> StreamsError {
     store_err(StoreError::Poisoned {
         store: name.to_string(),
     })
-}
-
-fn be_i64(b: &[u8]) -> i64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    i64::from_be_bytes(a)
 }
 
 impl<K: Data, V1: Data, V2: Data, VR: Data, J> JoinCore<K, V1, V2, VR, J>
@@ -152,7 +147,7 @@ where
             let guard = store.lock().map_err(|_| poisoned(&name))?;
             for e in guard.scan(&KeyRange::all(), false).map_err(store_err)? {
                 let (k, v) = e.map_err(store_err)?;
-                let close = be_i64(&k);
+                let close = layout::i64_at(&name, &k, 0)?;
                 if close >= self.observed {
                     break;
                 }
@@ -173,10 +168,10 @@ where
             };
             let key = self
                 .key_serde
-                .deserialize(&k[HEADER..])
+                .deserialize(layout::after(&name, &k, HEADER)?)
                 .map_err(serde_err)?;
-            let t = be_i64(&k[9..17]);
-            let value = if k[8] == 0 {
+            let t = layout::i64_at(&name, &k, 9)?;
+            let value = if layout::u8_at(&name, &k, 8)? == 0 {
                 let l = self.left_serde.deserialize(&v).map_err(serde_err)?;
                 (self.joiner)(&key, Some(&l), None)
             } else {

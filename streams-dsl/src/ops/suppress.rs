@@ -10,6 +10,7 @@ use state_store::{KeyRange, SharedKeyValueStore, SharedSerde, StoreError, Window
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
+use crate::ops::layout;
 use crate::ops::stream_aggregate::missing_store;
 
 pub(crate) struct SuppressUntilClose<K, V> {
@@ -73,7 +74,7 @@ impl<K: Data, V: Data> SuppressUntilClose<K, V> {
             })?;
             for entry in guard.scan(&KeyRange::all(), false).map_err(store_err)? {
                 let (k, v) = entry.map_err(store_err)?;
-                let end = i64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8]));
+                let end = layout::i64_at(&self.store_name, &k, 0)?;
                 if !self.closed(end) {
                     next_min = Some(end);
                     break;
@@ -85,12 +86,12 @@ impl<K: Data, V: Data> SuppressUntilClose<K, V> {
         for (k, v) in due {
             let key = self
                 .key_serde
-                .deserialize(&k[8..])
+                .deserialize(layout::after(&self.store_name, &k, 8)?)
                 .map_err(|e| self.serde_error(e))?;
-            let ts = i64::from_be_bytes(v[..8].try_into().unwrap_or([0; 8]));
+            let ts = layout::i64_at(&self.store_name, &v, 0)?;
             let value = self
                 .value_serde
-                .deserialize(&v[8..])
+                .deserialize(layout::after(&self.store_name, &v, 8)?)
                 .map_err(|e| self.serde_error(e))?;
             store
                 .lock()
@@ -128,7 +129,7 @@ impl<K: Data, V: Data> Processor<Windowed<K>, Change<V>> for SuppressUntilClose<
             match it.next() {
                 Some(e) => {
                     let (k, _) = e.map_err(store_err)?;
-                    Some(i64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])))
+                    Some(layout::i64_at(&self.store_name, &k, 0)?)
                 }
                 None => None,
             }
