@@ -18,7 +18,7 @@ use serde_json::Value;
 use streams_dsl::streams_core::runtime::{KafkaStreams, QueryServer, RunningQueryServer, State};
 use streams_dsl::streams_core::NodeDescriptionKind;
 use streams_dsl::StoreKind;
-use tests::{free_loopback_port, http_get, produce, wait_until, Broker};
+use tests::{free_loopback_port, http_get, produce, wait_until, Broker, CountingRestores};
 
 const OPEN_POSITIONS: &str = "open-positions";
 
@@ -52,6 +52,23 @@ impl App {
     fn start(partitions: i32) -> App {
         let broker = Broker::embedded();
         broker.create_topic(POSITIONS_TOPIC, partitions);
+        App::launch(broker, Vec::new(), None)
+    }
+
+    /// Closes this instance and starts another one of the application on an empty state directory: it restores
+    /// its stores from their changelogs.
+    fn restart_with_empty_state(mut self, listener: CountingRestores) -> App {
+        assert!(self.streams.close(Duration::from_secs(30)));
+        if let Some(s) = self.server.take() {
+            self.rt.block_on(s.shutdown());
+        }
+        let App {
+            broker, written, ..
+        } = self;
+        App::launch(broker, written, Some(listener))
+    }
+
+    fn launch(broker: Broker, written: Vec<Position>, listener: Option<CountingRestores>) -> App {
         let dir = tempfile::tempdir().unwrap();
         let port = free_loopback_port();
         let (mut config, admin) = broker.config("ui-us-shareholders", dir.path());
@@ -75,6 +92,9 @@ impl App {
                     .serve(),
             )
             .unwrap();
+        if let Some(l) = listener {
+            streams.set_restore_listener(l);
+        }
         streams.start().unwrap();
         assert!(
             streams.wait_for_state(State::Running, Duration::from_secs(60)),
@@ -89,7 +109,7 @@ impl App {
             streams,
             server: Some(server),
             port,
-            written: Vec::new(),
+            written,
         }
     }
 
@@ -608,5 +628,58 @@ fn ui_page_in_headless_chromium_draws_the_topology_lists_tasks_and_looks_up_a_ke
         png.display()
     );
     println!("screenshot of the operator page: {}", png.display());
+    app.stop();
+}
+
+#[test]
+fn ui_tasks_report_the_restoration_of_an_instance_started_on_empty_state() {
+    let mut app = App::start(2);
+    app.write(&sample_positions());
+    app.write(&prefix_positions());
+    let restores = CountingRestores::default();
+    let app = app.restart_with_empty_state(restores.clone());
+    let expected = reference(&app.written);
+    wait_until("the restored store", Duration::from_secs(60), || {
+        app.streams
+            .store::<String, BTreeSet<String>>(STORE)
+            .and_then(|s| s.all())
+            .is_ok_and(|all| all.into_iter().collect::<BTreeMap<_, _>>() == expected)
+    });
+
+    // Every task with logged stores reports each store restored: done, all of it, and the application's own
+    // listener heard of the same records.
+    let (status, tasks) = app.get_json("/api/tasks");
+    assert_eq!(status, 200);
+    let subs = app.streams.topology().sub_topologies();
+    let mut restored = 0;
+    let mut per_store: BTreeMap<String, u64> = BTreeMap::new();
+    for t in tasks["tasks"].as_array().unwrap() {
+        assert_eq!(t["state"], "running");
+        let sub = &subs[t["subtopology"].as_u64().unwrap() as usize];
+        let mut stores: Vec<String> = t["restoration"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert_eq!(r["done"], true, "{r}");
+                assert_eq!(r["restored"], r["total"], "{r}");
+                assert_eq!(r["partition"], t["partition"]);
+                let n = r["restored"].as_u64().unwrap();
+                restored += n;
+                let store = r["store"].as_str().unwrap().to_string();
+                *per_store.entry(store.clone()).or_default() += n;
+                store
+            })
+            .collect();
+        stores.sort();
+        assert_eq!(stores, sub.stores, "task {}", t["id"]);
+    }
+    assert!(
+        per_store
+            .get(STORE)
+            .is_some_and(|n| *n >= expected.len() as u64),
+        "every client of the store came back from the changelog: {per_store:?}"
+    );
+    assert_eq!(restored, restores.restored());
     app.stop();
 }
