@@ -83,9 +83,12 @@ pub struct PartitionOffsets {
 
 impl PartitionOffsets {
     /// Records between the consumer's position (or, before it has one, the committed offset) and the end of the
-    /// partition; `None` while either is unknown.
+    /// partition; 0 for an empty partition; `None` while either is unknown.
     pub fn lag(&self) -> Option<i64> {
         let end = self.end_offset?;
+        if end <= 0 {
+            return Some(0);
+        }
         let at = self.position.or(self.committed_offset)?;
         Some((end - at).max(0))
     }
@@ -229,6 +232,12 @@ mod tests {
         assert_eq!(p.lag(), Some(0), "never negative");
         p.end_offset = None;
         assert_eq!(p.lag(), None);
+        p.position = None;
+        p.committed_offset = None;
+        p.end_offset = Some(5);
+        assert_eq!(p.lag(), None, "nothing read yet: unknown");
+        p.end_offset = Some(0);
+        assert_eq!(p.lag(), Some(0), "an empty partition");
     }
 
     #[test]
