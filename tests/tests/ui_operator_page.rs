@@ -450,10 +450,12 @@ fn ui_json_routes_match_the_topology_the_tasks_and_the_stores() {
     app.stop();
 }
 
-/// The Chromium binary: `$CHROMIUM`, else `chromium`, `chromium-browser`, `google-chrome` on the PATH.
+/// The Chromium binary: `$CHROMIUM` when set (none if it is not a file), else `chromium`, `chromium-browser` or
+/// `google-chrome` on the PATH.
 fn chromium() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("CHROMIUM") {
-        return Some(PathBuf::from(p));
+    if let Some(p) = std::env::var_os("CHROMIUM") {
+        let p = PathBuf::from(p);
+        return p.is_file().then_some(p);
     }
     let path = std::env::var("PATH").ok()?;
     ["chromium", "chromium-browser", "google-chrome"]
@@ -545,14 +547,13 @@ fn artifact_path() -> PathBuf {
 #[test]
 fn ui_page_in_headless_chromium_draws_the_topology_lists_tasks_and_looks_up_a_key() {
     let Some(bin) = chromium() else {
-        let reason =
-            "SKIP ui_page_in_headless_chromium: no Chromium found (set CHROMIUM, or install it: \
-                      apt-get update && apt-get install -y chromium; scripts/test.sh does)";
+        let reason = "no Chromium found ($CHROMIUM, or chromium on the PATH); install it with \
+                      `apt-get update && apt-get install -y chromium` (scripts/test.sh does)";
         assert!(
             std::env::var_os("STREAMS_REQUIRE_CHROMIUM").is_none(),
-            "{reason}, and STREAMS_REQUIRE_CHROMIUM is set"
+            "STREAMS_REQUIRE_CHROMIUM is set, and {reason}"
         );
-        eprintln!("{reason}");
+        eprintln!("SKIP ui_page_in_headless_chromium: {reason}");
         return;
     };
     let mut app = App::start(2);
