@@ -272,7 +272,8 @@ pub struct QueryServerBuilder {
 
 /// The HTTP query server of one instance. Binds to loopback unless told otherwise.
 ///
-/// Besides the store routes (see the [module documentation](self)), it serves an operator page at `/ui`: the
+/// Besides the store routes (`GET /stores`, `/metadata`, `/stores/{store}/keys/{key}` and
+/// `/stores/{store}?prefix=..|from=..&to=..&limit=N`), it serves an operator page at `/ui`: the
 /// topology as a graph, tasks and their restoration, consumer lag, throughput and commit latency, and a browser
 /// of the stores given to [`QueryServerBuilder::store`]; `/ui?store=NAME&key=KEY` (or `&prefix=P`) opens the
 /// browser on that lookup. The page is built into the binary and loads nothing from elsewhere; its data comes
