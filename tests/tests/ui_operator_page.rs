@@ -611,6 +611,26 @@ fn ui_page_in_headless_chromium_draws_the_topology_lists_tasks_and_looks_up_a_ke
         .unwrap_or_else(|e| panic!("the value shown is not JSON ({e}): {}", &row[open..close]));
     assert_eq!(Some(&shown), expected.get(client));
 
+    // Opened on a prefix, it lists exactly the keys with that prefix.
+    let prefix = "client";
+    let dom = run_chromium(
+        &bin,
+        &app.url(&format!("/ui?store={STORE}&prefix={prefix}")),
+        &["--dump-dom"],
+    );
+    let results = element(&dom, "browser-results", "</table>");
+    let listed: BTreeSet<String> = results
+        .split("data-key=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(unescape))
+        .collect();
+    let want: BTreeSet<String> = expected
+        .keys()
+        .filter(|k| k.starts_with(prefix))
+        .cloned()
+        .collect();
+    assert_eq!(listed, want);
+
     // A screenshot for people to look at.
     let png = artifact_path();
     let _ = std::fs::remove_file(&png);
