@@ -136,3 +136,36 @@ ensure_tansu() {
     fi
     export TANSU_BIN="$bin"
 }
+
+# Makes headless Chromium (the browser test of the operator page, tests/tests/ui_operator_page.rs) available as
+# $CHROMIUM: an existing $CHROMIUM, chromium / chromium-browser / google-chrome on the PATH, or Debian's `chromium`
+# package installed with apt-get. Fails, printing the command to run, when it cannot install it.
+ensure_chromium() {
+    if [ -n "${CHROMIUM:-}" ] && [ -x "$CHROMIUM" ]; then return 0; fi
+    local name
+    for name in chromium chromium-browser google-chrome; do
+        if command -v "$name" >/dev/null 2>&1; then export CHROMIUM="$(command -v "$name")"; return 0; fi
+    done
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo"
+        else
+            echo "note: the operator page's browser test needs Chromium; install it with:" >&2
+            echo "    sudo apt-get update && sudo apt-get install -y chromium" >&2
+            return 1
+        fi
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "note: the operator page's browser test needs Chromium; install it with your package manager" >&2
+        return 1
+    fi
+    echo "Installing Chromium (apt-get install chromium) for the operator page's browser test" >&2
+    if $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2 \
+        && command -v chromium >/dev/null 2>&1; then
+        export CHROMIUM="$(command -v chromium)"
+        return 0
+    fi
+    echo "note: could not install Chromium; run: sudo apt-get update && sudo apt-get install -y chromium" >&2
+    return 1
+}

@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 ensure_build_prereqs
 ensure_tansu
+# With Chromium there, the operator page's browser test must run rather than skip.
+ensure_chromium && export STREAMS_REQUIRE_CHROMIUM="${STREAMS_REQUIRE_CHROMIUM:-1}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"

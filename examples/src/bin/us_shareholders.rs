@@ -3,7 +3,8 @@
 //! Starts the embedded broker (or uses `--bootstrap-servers host:port`), creates the `share-holders` topic,
 //! produces the sample positions, runs the application, and prints the `us-share-holders` store as JSON; then
 //! closes position 4 and prints it again. With `--serve`, it then keeps answering HTTP queries on
-//! 127.0.0.1:8080 (`--port N` to change) until Ctrl-C, e.g. `curl localhost:8080/stores/us-share-holders/keys/client1`.
+//! 127.0.0.1:8080 (`--port N` to change) until Ctrl-C, e.g. `curl localhost:8080/stores/us-share-holders/keys/client1`;
+//! the operator page is at http://127.0.0.1:8080/ui.
 //!
 //! `cargo run -p examples --bin us_shareholders -- --help` lists the flags.
 
@@ -121,8 +122,9 @@ fn main() -> Result<(), StreamsError> {
                 .serve()
                 .await?;
             println!(
-                "serving queries at http://{}/stores/{STORE}/keys/<client> (also /stores, /metadata); Ctrl-C stops",
-                server.local_addr()
+                "serving queries at http://{addr}/stores/{STORE}/keys/<client> (also /stores, /metadata), the \
+                 operator page at http://{addr}/ui; Ctrl-C stops",
+                addr = server.local_addr()
             );
             let _ = tokio::signal::ctrl_c().await;
             server.shutdown().await;

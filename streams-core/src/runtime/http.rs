@@ -1,5 +1,5 @@
-//! The HTTP query server (feature `http`): reads stores of a running instance as JSON, and sends a request
-//! for a key held by another instance there with a redirect.
+//! The HTTP query server (feature `http`): reads stores of a running instance as JSON, sends a request for a
+//! key held by another instance there with a redirect, and serves an operator page.
 //!
 //! Routes:
 //! - `GET /stores`: the stores this server exposes;
@@ -7,10 +7,23 @@
 //! - `GET /stores/{store}/keys/{key}`: `{"key": .., "value": ..}`, or a 307 redirect to the instance holding
 //!   the key;
 //! - `GET /stores/{store}?prefix=..|from=..&to=..&limit=N`: a page of at most `limit` entries (bounded by the
-//!   server's maximum) from this instance's partitions; `/metadata` names the other instances.
+//!   server's maximum) from this instance's partitions, in key-byte order; `/metadata` names the other
+//!   instances. A prefix scan needs keys that serialize as strings, with the string serde or the JSON one (the
+//!   prefix is matched on the text of the key); any other key type answers 400;
+//! - `GET /ui`: the operator page, one HTML document with its script and style inline (no external resource):
+//!   the topology drawn as a graph, the tasks with their partitions and restoration progress, consumer lag per
+//!   partition, throughput and commit latency over the last minutes, and a store browser (`/ui?store=S&key=K`
+//!   or `/ui?store=S&prefix=P` opens it on that lookup). It refreshes itself every 2 seconds from:
+//! - `GET /api/topology`: the topology's structure (sub-topologies, nodes with their kind, topics, stores,
+//!   predecessors and successors; global stores), as [`Topology::describe`](crate::Topology::describe) gives it;
+//! - `GET /api/tasks`: each stream thread with its tasks, their input partitions (committed offset, position,
+//!   end offset, lag) and restoration progress (see [`KafkaStreams::metadata_for_local_threads`]);
+//! - `GET /api/metrics`: the instance's state, counters, errors, and its throughput and commit-latency samples
+//!   (see [`KafkaStreams::metrics_history`]).
 //!
-//! Keys in URLs are JSON (`42`, `"a b"`) or, for string keys, the bare text. Errors: 404 for an unknown store or
-//! key, 400 for an undecodable key or a page over the limit, 503 while the instance rebalances or restores.
+//! Keys in URLs are JSON (`42`, `"a b"`) or, for string keys, the bare text. Errors are JSON `{"error": ..}`:
+//! 404 for an unknown store or key, 400 for an undecodable key or prefix or a page over the limit, 503 while the
+//! instance rebalances or restores.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,6 +41,10 @@ use state_store::KeyRange;
 
 use crate::error::StreamsError;
 use crate::runtime::kafka_streams::KafkaStreams;
+use crate::topology::{NodeDescriptionKind, Topology};
+
+/// The operator page: HTML with its script and style inline.
+const UI_PAGE: &str = include_str!("ui.html");
 
 enum Reply {
     Json(StatusCode, Value),
@@ -80,6 +97,18 @@ fn parse_key<K: DeserializeOwned>(raw: &str) -> Option<K> {
     serde_json::from_str(raw)
         .ok()
         .or_else(|| serde_json::from_value(Value::String(raw.to_string())).ok())
+}
+
+/// The bytes every key starting with the text `prefix` starts with, given how the store encodes the key whose
+/// text is `prefix` (`encoded`): the same bytes for the string serde, the JSON string without its closing quote
+/// for the JSON serde (JSON escapes each character on its own, so the escaped prefix is a prefix of the escaped
+/// key). `None` for an encoding that keeps no text prefix.
+fn string_prefix_bytes(prefix: &str, encoded: &[u8]) -> Option<Vec<u8>> {
+    if encoded == prefix.as_bytes() {
+        return Some(encoded.to_vec());
+    }
+    let json = serde_json::to_vec(prefix).ok()?;
+    (encoded == json.as_slice()).then(|| json[..json.len() - 1].to_vec())
 }
 
 fn encode_path_segment(s: &str) -> String {
@@ -166,10 +195,36 @@ where
             store.encode_key(&k).map_err(from_streams_error)
         };
         let range = match (&q.prefix, &q.from, &q.to) {
-            (Some(p), None, None) => match key_bytes(p) {
-                Ok(b) => KeyRange::prefix(&b),
-                Err(r) => return r,
-            },
+            (Some(p), None, None) => {
+                let bad = |why: &str| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot scan store '{}' by prefix '{p}': {why}", self.name),
+                    )
+                };
+                let Some(key) = parse_key::<K>(p) else {
+                    return bad(&format!(
+                        "it does not decode as a key of type {}",
+                        std::any::type_name::<K>()
+                    ));
+                };
+                let Ok(Value::String(text)) = serde_json::to_value(&key) else {
+                    return bad(&format!(
+                        "prefix scans need string keys, and this store's keys are {}",
+                        std::any::type_name::<K>()
+                    ));
+                };
+                let encoded = match store.encode_key(&key) {
+                    Ok(b) => b,
+                    Err(e) => return from_streams_error(e),
+                };
+                match string_prefix_bytes(&text, &encoded) {
+                    Some(b) => KeyRange::prefix(&b),
+                    None => {
+                        return bad("the store's key serde does not keep the text of keys in order")
+                    }
+                }
+            }
             (None, from, to) => {
                 let from = match from.as_deref().map(key_bytes).transpose() {
                     Ok(f) => f,
@@ -201,6 +256,8 @@ where
 
 struct AppState {
     streams: Arc<KafkaStreams>,
+    /// The topology as JSON, computed once.
+    topology: Value,
     stores: BTreeMap<String, Arc<dyn Endpoint>>,
     max_page: usize,
 }
@@ -214,6 +271,13 @@ pub struct QueryServerBuilder {
 }
 
 /// The HTTP query server of one instance. Binds to loopback unless told otherwise.
+///
+/// Besides the store routes (`GET /stores`, `/metadata`, `/stores/{store}/keys/{key}` and
+/// `/stores/{store}?prefix=..|from=..&to=..&limit=N`), it serves an operator page at `/ui`: the
+/// topology as a graph, tasks and their restoration, consumer lag, throughput and commit latency, and a browser
+/// of the stores given to [`QueryServerBuilder::store`]; `/ui?store=NAME&key=KEY` (or `&prefix=P`) opens the
+/// browser on that lookup. The page is built into the binary and loads nothing from elsewhere; its data comes
+/// from `/api/topology`, `/api/tasks` and `/api/metrics`.
 ///
 /// ```no_run
 /// # async fn run(streams: std::sync::Arc<streams_core::runtime::KafkaStreams>) {
@@ -282,7 +346,9 @@ impl QueryServerBuilder {
             path: self.addr.to_string(),
             source,
         })?;
+        let topology = topology_json(self.streams.topology());
         let state = Arc::new(AppState {
+            topology,
             streams: self.streams,
             stores: self.stores,
             max_page: self.max_page,
@@ -292,6 +358,10 @@ impl QueryServerBuilder {
             .route("/metadata", get(metadata))
             .route("/stores/{store}", get(scan))
             .route("/stores/{store}/keys/{key}", get(get_key))
+            .route("/ui", get(ui_page))
+            .route("/api/topology", get(api_topology))
+            .route("/api/tasks", get(api_tasks))
+            .route("/api/metrics", get(api_metrics))
             .with_state(state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -356,6 +426,161 @@ async fn metadata(State(s): State<Arc<AppState>>) -> Json<Value> {
     Json(Value::Array(all))
 }
 
+async fn ui_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        UI_PAGE,
+    )
+        .into_response()
+}
+
+/// A JSON answer that browsers must not cache (the page polls it).
+fn fresh(v: Value) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], Json(v)).into_response()
+}
+
+/// The topology's structure: what [`Topology::describe`] prints, as JSON.
+fn topology_json(topology: &Topology) -> Value {
+    let desc = topology.describe();
+    let subs: Vec<Value> = desc
+        .sub_topologies
+        .iter()
+        .map(|s| {
+            let nodes: Vec<Value> = s
+                .nodes
+                .iter()
+                .map(|n| {
+                    let (kind, topics, stores) = match &n.kind {
+                        NodeDescriptionKind::Source(t) => ("source", t.clone(), Vec::new()),
+                        NodeDescriptionKind::Processor(st) => ("processor", Vec::new(), st.clone()),
+                        NodeDescriptionKind::Sink(t) => ("sink", vec![t.clone()], Vec::new()),
+                    };
+                    json!({
+                        "name": n.name,
+                        "kind": kind,
+                        "topics": topics,
+                        "stores": stores,
+                        "predecessors": n.predecessors,
+                        "successors": n.successors,
+                    })
+                })
+                .collect();
+            json!({ "id": s.id, "nodes": nodes })
+        })
+        .collect();
+    let stores: Vec<Value> = topology
+        .stores()
+        .map(|(name, logged)| json!({ "name": name, "logged": logged }))
+        .collect();
+    json!({
+        "sub_topologies": subs,
+        "global_stores": desc.global_stores.iter().map(|g| json!({
+            "store": g.store,
+            "source": g.source,
+            "topic": g.topic,
+        })).collect::<Vec<_>>(),
+        "stores": stores,
+    })
+}
+
+async fn api_topology(State(s): State<Arc<AppState>>) -> Response {
+    fresh(s.topology.clone())
+}
+
+async fn api_tasks(State(s): State<Arc<AppState>>) -> Response {
+    let threads = s.streams.metadata_for_local_threads();
+    let mut tasks = Vec::new();
+    let mut thread_list = Vec::new();
+    for t in &threads {
+        thread_list.push(json!({
+            "name": t.thread_name,
+            "state": t.thread_state,
+            "active_tasks": t.active_tasks.iter().map(|x| x.task_id.to_string()).collect::<Vec<_>>(),
+            "standby_tasks": t.standby_tasks.iter().map(|x| x.task_id.to_string()).collect::<Vec<_>>(),
+        }));
+        for task in &t.active_tasks {
+            let partitions: Vec<Value> = task
+                .topic_partitions
+                .iter()
+                .map(|p| {
+                    json!({
+                        "topic": p.topic,
+                        "partition": p.partition,
+                        "committed": p.committed_offset,
+                        "position": p.position,
+                        "end": p.end_offset,
+                        "lag": p.lag(),
+                    })
+                })
+                .collect();
+            let restoration: Vec<Value> = task
+                .restoration
+                .iter()
+                .map(|r| {
+                    json!({
+                        "store": r.store,
+                        "partition": r.partition,
+                        "restored": r.restored,
+                        "total": r.total,
+                        "done": r.done,
+                    })
+                })
+                .collect();
+            tasks.push(json!({
+                "id": task.task_id.to_string(),
+                "subtopology": task.task_id.subtopology,
+                "partition": task.task_id.partition,
+                "thread": t.thread_name,
+                "state": task.state.as_str(),
+                "standby": Value::Null,
+                "records_processed": task.records_processed,
+                "partitions": partitions,
+                "restoration": restoration,
+            }));
+        }
+    }
+    fresh(json!({ "threads": thread_list, "tasks": tasks }))
+}
+
+async fn api_metrics(State(s): State<Arc<AppState>>) -> Response {
+    let streams = &s.streams;
+    let m = streams.metrics();
+    let samples: Vec<Value> = streams
+        .metrics_history()
+        .iter()
+        .map(|x| {
+            json!({
+                "start_ms": x.start_ms,
+                "duration_ms": x.duration_ms,
+                "records_processed": x.records_processed,
+                "records_per_second": x.records_per_second(),
+                "commits": x.commits,
+                "commit_latency_avg_ms": x.commit_latency_avg_ms,
+                "commit_latency_max_ms": x.commit_latency_max_ms,
+            })
+        })
+        .collect();
+    fresh(json!({
+        "application_id": streams.application_id(),
+        "instance": streams.instance_id(),
+        "state": format!("{:?}", streams.state()),
+        "totals": {
+            "processed": m.processed,
+            "skipped": m.skipped_records,
+            "dead_lettered": m.dead_lettered,
+            "dropped": m.dropped_records,
+            "punctuations": m.punctuations,
+        },
+        "errors": streams.errors(),
+        "sample_interval_ms": crate::runtime::SAMPLE_INTERVAL.as_millis() as u64,
+        "samples": samples,
+        "stores": s.stores.keys().collect::<Vec<_>>(),
+    }))
+}
+
 async fn get_key(
     State(s): State<Arc<AppState>>,
     Path((store, key)): Path<(String, String)>,
@@ -398,6 +623,54 @@ mod tests {
             parse_key::<(String, i64)>("[\"a\",1]"),
             Some(("a".to_string(), 1))
         );
+    }
+
+    #[test]
+    fn string_prefixes_follow_the_key_encoding() {
+        // The string serde: the text itself.
+        assert_eq!(string_prefix_bytes("cli", b"cli"), Some(b"cli".to_vec()));
+        // The JSON serde: the quoted text without its closing quote, escapes included.
+        assert_eq!(
+            string_prefix_bytes("cli", br#""cli""#),
+            Some(br#""cli"#.to_vec())
+        );
+        let quoted = serde_json::to_vec("a\"b").unwrap();
+        assert_eq!(
+            string_prefix_bytes("a\"b", &quoted),
+            Some(br#""a\"b"#.to_vec())
+        );
+        assert_eq!(string_prefix_bytes("", b""), Some(Vec::new()));
+        // Anything else keeps no text prefix.
+        assert_eq!(string_prefix_bytes("7", &7i64.to_be_bytes()), None);
+    }
+
+    #[test]
+    fn topology_json_lists_every_node_with_its_edges() {
+        use crate::{Serdes, SinkOptions, SourceOptions};
+        let mut t = Topology::new();
+        t.add_source(
+            "in",
+            &["words"],
+            SourceOptions::new(Serdes::string(), Serdes::string()),
+        )
+        .unwrap();
+        t.add_sink(
+            "out",
+            "copy",
+            SinkOptions::new(Serdes::string(), Serdes::string()),
+            &["in"],
+        )
+        .unwrap();
+        let v = topology_json(&t);
+        let nodes = v["sub_topologies"][0]["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[0]["name"], "in");
+        assert_eq!(nodes[0]["kind"], "source");
+        assert_eq!(nodes[0]["topics"], json!(["words"]));
+        assert_eq!(nodes[0]["successors"], json!(["out"]));
+        assert_eq!(nodes[1]["kind"], "sink");
+        assert_eq!(nodes[1]["topics"], json!(["copy"]));
+        assert_eq!(nodes[1]["predecessors"], json!(["in"]));
     }
 
     #[test]

@@ -12,9 +12,11 @@ use crate::runtime::admin::TopicManager;
 use crate::runtime::config::StreamsConfig;
 use crate::runtime::embedded::{EmbeddedAdmin, EmbeddedKafka};
 use crate::runtime::global::{self, GlobalThread};
+use crate::runtime::history::{MetricsHistory, MetricsSample};
 use crate::runtime::metadata::{KeyQueryMetadata, MetadataService, StreamsMetadata};
 use crate::runtime::restore::{NoopRestoreListener, StateRestoreListener};
 use crate::runtime::thread::{self, ThreadContext, ThreadShared, ThreadState};
+use crate::runtime::thread_metadata::ThreadMetadata;
 use crate::topology::Topology;
 
 /// The lifecycle of a `KafkaStreams` instance, as in Kafka Streams.
@@ -75,6 +77,8 @@ struct Inner {
     global: Mutex<Option<Arc<GlobalThread>>>,
     /// The lock on `state.dir/<application.id>` while this instance may write there.
     dir_lock: Mutex<Option<std::fs::File>>,
+    /// Throughput and commit latency, per 10 seconds.
+    history: Arc<MetricsHistory>,
 }
 
 impl Inner {
@@ -242,6 +246,7 @@ impl KafkaStreams {
                 metadata: Mutex::new(None),
                 global: Mutex::new(None),
                 dir_lock: Mutex::new(None),
+                history: Arc::new(MetricsHistory::default()),
             }),
         })
     }
@@ -286,6 +291,34 @@ impl KafkaStreams {
                 .iter()
                 .filter_map(|t| t.shared.metrics.lock().ok().map(|m| *m)),
         )
+    }
+
+    /// What each stream thread of this instance runs now (Kafka Streams' `metadataForLocalThreads`): its state,
+    /// its active tasks with their input partitions (committed offset, position, end offset, lag) and their
+    /// restoration progress. Threads refresh these at most once a second and at each commit, so the figures
+    /// may be a second old. Standby tasks are not implemented: their lists are empty.
+    pub fn metadata_for_local_threads(&self) -> Vec<ThreadMetadata> {
+        let Ok(threads) = self.inner.threads.lock() else {
+            return Vec::new();
+        };
+        threads.iter().map(|t| t.shared.thread_metadata()).collect()
+    }
+
+    /// Throughput and commit latency of this instance, one sample per
+    /// [`SAMPLE_INTERVAL`](crate::runtime::SAMPLE_INTERVAL) (10 s) for the last 5 minutes, oldest first; the
+    /// last sample is the window in progress, shorter than the others.
+    pub fn metrics_history(&self) -> Vec<MetricsSample> {
+        self.inner.history.samples()
+    }
+
+    /// The topology this instance runs.
+    pub fn topology(&self) -> &Topology {
+        &self.inner.topology
+    }
+
+    /// The `application.id`.
+    pub fn application_id(&self) -> &str {
+        &self.inner.config.application_id
     }
 
     /// A read-only view of store `name` over every task of this instance that holds a part of it (local
@@ -494,6 +527,7 @@ impl KafkaStreams {
                 .map(|l| l.clone())
                 .map_err(|_| StreamsError::processor("listener lock poisoned"))?,
             globals,
+            history: inner.history.clone(),
         });
         if let Ok(mut c) = inner.context.lock() {
             *c = Some(ctx.clone());

@@ -14,17 +14,23 @@ mod clients;
 mod config;
 mod embedded;
 mod global;
+mod history;
 #[cfg(feature = "http")]
 mod http;
 mod kafka_streams;
 mod metadata;
 mod restore;
 mod thread;
+mod thread_metadata;
 
 pub use config::{is_secret_key, ClientKind, ProcessingGuarantee, StreamsConfig};
 pub use embedded::{EmbeddedAdmin, EmbeddedKafka};
+pub use history::{MetricsSample, SAMPLES_KEPT, SAMPLE_INTERVAL};
 #[cfg(feature = "http")]
 pub use http::{QueryServer, QueryServerBuilder, RunningQueryServer};
 pub use kafka_streams::{IntoStreamsSetup, KafkaStreams, State, UncaughtErrorAction};
 pub use metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
 pub use restore::{NoopRestoreListener, StateRestoreListener};
+pub use thread_metadata::{
+    PartitionOffsets, StoreRestoration, TaskMetadata, TaskState, ThreadMetadata,
+};

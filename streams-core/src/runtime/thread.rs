@@ -22,7 +22,11 @@ use crate::runtime::clients::{
     StreamsProducer,
 };
 use crate::runtime::config::{ClientKind, StreamsConfig};
+use crate::runtime::history::MetricsHistory;
 use crate::runtime::restore::{ChangelogRestorer, StateRestoreListener};
+use crate::runtime::thread_metadata::{
+    self, StoreRestoration, TaskMetadata, TaskState, ThreadMetadata, ThreadSnapshot,
+};
 use crate::task::{flush_stores, Task, TaskEnv, TaskMetricsSnapshot};
 use crate::topology::{PartitionPlan, SubTopology, Topology};
 
@@ -61,6 +65,9 @@ pub(crate) struct ThreadShared {
     on_state_change: Arc<dyn Fn() + Send + Sync>,
     /// Counters of every task this thread ran, closed ones included.
     pub metrics: Mutex<TaskMetricsSnapshot>,
+    /// What the thread's tasks are doing, refreshed at most once a second and at each commit, plus the partition
+    /// ends its consumer's statistics report.
+    snapshot: Mutex<ThreadSnapshot>,
 }
 
 fn add(a: TaskMetricsSnapshot, b: TaskMetricsSnapshot) -> TaskMetricsSnapshot {
@@ -83,6 +90,8 @@ pub(crate) fn sum_metrics(
 struct CommitState {
     producer: Arc<StreamsProducer>,
     offsets: HashMap<(String, i32), i64>,
+    /// The offsets of the last successful commit.
+    committed: HashMap<(String, i32), i64>,
     tasks: BTreeMap<TaskId, TaskCommit>,
 }
 
@@ -100,6 +109,29 @@ impl ThreadShared {
                     .collect()
             },
         )
+    }
+
+    /// The thread's tasks as they stand now.
+    pub(crate) fn thread_metadata(&self) -> ThreadMetadata {
+        let thread_state = self
+            .state
+            .lock()
+            .map_or_else(|_| "Dead".to_string(), |s| format!("{:?}", *s));
+        let active_tasks = self.snapshot.lock().map(|s| s.tasks()).unwrap_or_default();
+        ThreadMetadata {
+            thread_name: self.name.clone(),
+            thread_state,
+            active_tasks,
+            standby_tasks: Vec::new(),
+        }
+    }
+
+    fn update_task(&self, id: TaskId, f: impl FnOnce(&mut TaskMetadata)) {
+        if let Ok(mut s) = self.snapshot.lock() {
+            if let Some(t) = s.tasks.get_mut(&id) {
+                f(t);
+            }
+        }
     }
 
     fn set_state(&self, s: ThreadState) {
@@ -164,6 +196,10 @@ fn commit<C: ConsumerContext>(
                 e => kafka("offset commit failed", e),
             });
         }
+        let CommitState {
+            offsets, committed, ..
+        } = state;
+        committed.extend(offsets.iter().map(|(k, v)| (k.clone(), *v)));
     }
     Ok(())
 }
@@ -186,7 +222,19 @@ pub(crate) struct StreamsConsumerContext {
     shared: Arc<ThreadShared>,
 }
 
-impl ClientContext for StreamsConsumerContext {}
+impl ClientContext for StreamsConsumerContext {
+    /// The consumer's statistics (every `statistics.interval.ms`) carry the high watermark of each partition it
+    /// fetches: the cheap source of the partition ends that consumer lag is measured against.
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Some(ends) = thread_metadata::high_watermarks(statistics) else {
+            tracing::debug!("unreadable consumer statistics");
+            return;
+        };
+        if let Ok(mut s) = self.shared.snapshot.lock() {
+            s.end_offsets.extend(ends);
+        }
+    }
+}
 
 impl ConsumerContext for StreamsConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -241,6 +289,8 @@ pub(crate) struct ThreadContext {
     pub on_assignment: AssignmentHook,
     /// The instance's global stores, kept up to date by the global thread.
     pub globals: Arc<crate::global::GlobalStores>,
+    /// The instance's throughput and commit-latency samples.
+    pub history: Arc<MetricsHistory>,
 }
 
 /// Receives a thread's name and the partitions it owns after an assignment.
@@ -266,11 +316,13 @@ pub(crate) fn spawn(
         commits: Mutex::new(CommitState {
             producer: producer.clone(),
             offsets: HashMap::new(),
+            committed: HashMap::new(),
             tasks: BTreeMap::new(),
         }),
         callback_error: Mutex::new(None),
         on_state_change,
         metrics: Mutex::new(TaskMetricsSnapshot::default()),
+        snapshot: Mutex::new(ThreadSnapshot::default()),
     });
     let s2 = shared.clone();
     let handle = std::thread::Builder::new()
@@ -305,6 +357,77 @@ struct Loop<'a> {
     closed_metrics: TaskMetricsSnapshot,
     /// Processed and skipped counts already reported to the `metrics` facade, per task.
     reported: HashMap<TaskId, (u64, u64, u64)>,
+    /// Records processed by this thread already added to the instance's history.
+    counted: u64,
+    /// When the task snapshot was last refreshed.
+    last_snapshot: Instant,
+}
+
+/// How often the consumer reports statistics (and with them the partition ends lag is measured against),
+/// unless `statistics.interval.ms` is configured.
+const STATISTICS_INTERVAL_MS: &str = "3000";
+
+/// How often a thread refreshes its published task snapshot between commits.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Passes restoration progress to the application's listener and into the thread's task snapshot.
+struct TaskRestoreProgress {
+    inner: Arc<dyn StateRestoreListener>,
+    shared: Arc<ThreadShared>,
+    task: TaskId,
+}
+
+impl TaskRestoreProgress {
+    fn update(&self, store: &str, partition: i32, f: impl FnOnce(&mut StoreRestoration)) {
+        self.shared.update_task(self.task, |t| {
+            let i = match t
+                .restoration
+                .iter()
+                .position(|r| r.store == store && r.partition == partition)
+            {
+                Some(i) => i,
+                None => {
+                    t.restoration.push(StoreRestoration {
+                        store: store.to_string(),
+                        partition,
+                        restored: 0,
+                        total: 0,
+                        done: false,
+                    });
+                    t.restoration.len() - 1
+                }
+            };
+            f(&mut t.restoration[i]);
+        });
+    }
+}
+
+impl StateRestoreListener for TaskRestoreProgress {
+    fn on_restore_start(&self, store: &str, partition: i32, start: i64, end: i64) {
+        self.update(store, partition, |r| {
+            r.total = (end - start).max(0) as u64;
+            r.restored = 0;
+            r.done = false;
+        });
+        self.inner.on_restore_start(store, partition, start, end);
+    }
+
+    fn on_batch_restored(&self, store: &str, partition: i32, restored: u64, total: u64) {
+        self.update(store, partition, |r| {
+            r.restored = restored;
+            r.total = total;
+        });
+        self.inner
+            .on_batch_restored(store, partition, restored, total);
+    }
+
+    fn on_restore_end(&self, store: &str, partition: i32, restored: u64) {
+        self.update(store, partition, |r| {
+            r.restored = restored;
+            r.done = true;
+        });
+        self.inner.on_restore_end(store, partition, restored);
+    }
 }
 
 fn now_ms() -> i64 {
@@ -320,6 +443,10 @@ fn run(
 ) -> Result<(), StreamsError> {
     let app = &ctx.config.application_id;
     let mut c = client_config(&ctx.config, ClientKind::MainConsumer);
+    if c.get("statistics.interval.ms").is_none() {
+        // Partition ends for consumer lag (see `StreamsConsumerContext::stats_raw`), unless configured otherwise.
+        c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
     c.set("group.id", app)
         .set("client.id", format!("{}-consumer", shared.name))
         .set("partition.assignment.strategy", "range")
@@ -372,6 +499,8 @@ fn run(
         cache_per_store: ctx.config.cache_max_bytes / store_instances.max(1),
         closed_metrics: TaskMetricsSnapshot::default(),
         reported: HashMap::new(),
+        counted: 0,
+        last_snapshot: Instant::now(),
     };
     let result = l.main_loop(&consumer);
     l.shutdown(&consumer, result.is_ok())?;
@@ -478,6 +607,7 @@ impl Loop<'_> {
             self.producer.poll(Duration::ZERO);
             self.record_offsets();
             self.publish_metrics();
+            self.refresh_snapshot(consumer, false);
             self.resume_drained(consumer, max_buffered / 2)?;
             let now = now_ms();
             for task in self.tasks.values_mut() {
@@ -521,8 +651,49 @@ impl Loop<'_> {
             self.closed_metrics,
             sum_metrics(self.tasks.values().map(Task::metrics)),
         );
+        self.ctx
+            .history
+            .add_processed(total.processed.saturating_sub(self.counted));
+        self.counted = total.processed;
         if let Ok(mut m) = self.shared.metrics.lock() {
             *m = total;
+        }
+    }
+
+    /// Refreshes the published task snapshot (records processed, consumer positions, committed offsets): at
+    /// most once a second unless `force`d.
+    fn refresh_snapshot(&mut self, consumer: &BaseConsumer<StreamsConsumerContext>, force: bool) {
+        if !force && self.last_snapshot.elapsed() < SNAPSHOT_INTERVAL {
+            return;
+        }
+        self.last_snapshot = Instant::now();
+        let mut positions: HashMap<(String, i32), i64> = HashMap::new();
+        if let Ok(tpl) = consumer.position() {
+            for e in tpl.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    positions.insert((e.topic().to_string(), e.partition()), o);
+                }
+            }
+        }
+        let committed = self
+            .shared
+            .commits
+            .lock()
+            .map(|c| c.committed.clone())
+            .unwrap_or_default();
+        let Ok(mut snap) = self.shared.snapshot.lock() else {
+            return;
+        };
+        for (id, task) in &self.tasks {
+            let Some(meta) = snap.tasks.get_mut(id) else {
+                continue;
+            };
+            meta.records_processed = task.metrics().processed;
+            for p in &mut meta.topic_partitions {
+                let key = (p.topic.clone(), p.partition);
+                p.position = positions.get(&key).copied().or(p.position);
+                p.committed_offset = committed.get(&key).copied().or(p.committed_offset);
+            }
         }
     }
 
@@ -575,9 +746,12 @@ impl Loop<'_> {
                 .map_err(|_| kafka("commit state", "poisoned"))?;
             commit(&mut c, consumer)?;
         }
+        let latency = started.elapsed();
         metrics::histogram!("streams_commit_latency_seconds", "thread" => self.shared.name.clone())
-            .record(started.elapsed().as_secs_f64());
+            .record(latency.as_secs_f64());
+        self.ctx.history.record_commit(latency);
         self.report_state(consumer);
+        self.refresh_snapshot(consumer, true);
         Ok(())
     }
 
@@ -659,9 +833,14 @@ impl Loop<'_> {
             }
             if let Ok(mut c) = self.shared.commits.lock() {
                 c.tasks.remove(&id);
-                c.offsets.retain(|(topic, p), _| {
-                    !(self.readers.get(topic) == Some(&id.subtopology) && *p == id.partition)
-                });
+                let owned = |topic: &String, p: &i32| {
+                    self.readers.get(topic) == Some(&id.subtopology) && *p == id.partition
+                };
+                c.offsets.retain(|(topic, p), _| !owned(topic, p));
+                c.committed.retain(|(topic, p), _| !owned(topic, p));
+            }
+            if let Ok(mut s) = self.shared.snapshot.lock() {
+                s.tasks.remove(&id);
             }
         }
         for id in wanted.keys() {
@@ -691,10 +870,23 @@ impl Loop<'_> {
         let app = &self.ctx.config.application_id;
         let state_dir = self.ctx.config.state_dir.join(app);
         let task_dir = state_dir.join(id.to_string());
+        let checkpoint = checkpoint::read(&task_dir)?;
+        let sub = &self.ctx.subs[id.subtopology];
+        if let Ok(mut s) = self.shared.snapshot.lock() {
+            let topics = sub
+                .source_topics
+                .iter()
+                .map(|t| self.ctx.topology.resolve_topic(app, t));
+            s.tasks.insert(id, TaskMetadata::restoring(id, topics));
+        }
         let mut restorer = ChangelogRestorer {
             consumer: &self.restore_consumer,
-            checkpoint: checkpoint::read(&task_dir)?,
-            listener: self.ctx.restore_listener.clone(),
+            checkpoint,
+            listener: Arc::new(TaskRestoreProgress {
+                inner: self.ctx.restore_listener.clone(),
+                shared: self.shared.clone(),
+                task: id,
+            }),
             positions: BTreeMap::new(),
             restored: 0,
         };
@@ -718,14 +910,23 @@ impl Loop<'_> {
             wall_clock: now_ms(),
             globals: self.ctx.globals.clone(),
         };
-        let sub = &self.ctx.subs[id.subtopology];
-        let task = Task::new(
+        let task = match Task::new(
             &self.ctx.topology,
             sub,
             id.partition,
             env,
             Some(&mut restorer),
-        )?;
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                if let Ok(mut s) = self.shared.snapshot.lock() {
+                    s.tasks.remove(&id);
+                }
+                return Err(e);
+            }
+        };
+        self.shared
+            .update_task(id, |t| t.state = TaskState::Running);
         tracing::info!(task = %id, restored = restorer.restored, "task created");
         let stores = task.stores().to_vec();
         if let Ok(mut c) = self.shared.commits.lock() {
@@ -768,6 +969,10 @@ impl Loop<'_> {
         if let Ok(mut c) = self.shared.commits.lock() {
             c.tasks.clear();
             c.offsets.clear();
+            c.committed.clear();
+        }
+        if let Ok(mut s) = self.shared.snapshot.lock() {
+            s.tasks.clear();
         }
         consumer.unsubscribe();
         result
