@@ -19,6 +19,7 @@ mod http;
 mod kafka_streams;
 mod metadata;
 mod restore;
+mod security;
 mod thread;
 
 pub use config::{is_secret_key, ClientKind, ProcessingGuarantee, StreamsConfig};
