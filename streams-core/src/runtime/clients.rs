@@ -316,11 +316,15 @@ mod tests {
         // A secret under a misspelt key is not known to be one: the value is left out altogether.
         let mut config = StreamsConfig::new("app", "127.0.0.1:1");
         config.set("sasl.passwrod", secret).unwrap();
-        let e = client_config(&config, ClientKind::Producer)
+        let raw = client_config(&config, ClientKind::Producer)
             .create::<BaseConsumer>()
             .map(|_| ())
-            .map_err(|e| client_error(&config, ClientKind::Producer, e))
             .unwrap_err();
+        assert!(
+            raw.to_string().contains(secret),
+            "rdkafka's own error quotes the value: {raw}"
+        );
+        let e = client_error(&config, ClientKind::Producer, raw);
         let shown = format!("{e} {e:?}");
         assert!(shown.contains("sasl.passwrod"), "{shown}");
         assert!(!shown.contains(secret), "{shown}");
