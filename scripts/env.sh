@@ -169,3 +169,33 @@ ensure_chromium() {
     echo "note: could not install Chromium; run: sudo apt-get update && sudo apt-get install -y chromium" >&2
     return 1
 }
+
+# Makes what the TLS and SASL integration tests (tests/tests/security_tls.rs) need available: a TLS-terminating
+# proxy (stunnel, Debian's stunnel4 package) and the openssl command (certificates); installs what is missing, or
+# stops with the exact command to run.
+ensure_tls_proxy() {
+    local missing=()
+    command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || missing+=(stunnel4)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo"
+        else
+            echo "error: the TLS tests need ${missing[*]}; install with:" >&2
+            echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+            exit 1
+        fi
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: the TLS tests need ${missing[*]}; install with your package manager." >&2
+        exit 1
+    fi
+    echo "Installing ${missing[*]} (for the TLS tests)" >&2
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2; } || {
+        echo "error: could not install ${missing[*]}; run:" >&2
+        echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    }
+}

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 ensure_build_prereqs
 ensure_tansu
+ensure_tls_proxy
 # With Chromium there, the operator page's browser test must run rather than skip.
 ensure_chromium && export STREAMS_REQUIRE_CHROMIUM="${STREAMS_REQUIRE_CHROMIUM:-1}"
 log="$(mktemp)"

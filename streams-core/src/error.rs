@@ -14,6 +14,22 @@ pub enum ErrorClass {
     TaskMigrated,
 }
 
+/// Why a connection to the cluster failed (see [`StreamsError::Connection`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectionFailure {
+    /// The broker's TLS certificate could not be verified against the configured CA (`ssl.ca.location`,
+    /// `ssl.ca.pem`), or it does not name the broker's address.
+    Certificate,
+    /// The TLS handshake failed for another reason: the broker refused the client certificate, the listener does
+    /// not speak TLS, or the client's key or certificate cannot be used.
+    Tls,
+    /// The broker refused the SASL mechanism or credentials, or an OAUTHBEARER token could not be obtained.
+    Authentication,
+    /// No broker answered within the time allowed.
+    Unreachable,
+}
+
 /// Errors of the engine: topology construction, processing, state and configuration.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -177,6 +193,19 @@ pub enum StreamsError {
         key: String,
         /// What is wrong and how to fix it.
         message: String,
+    },
+    /// The cluster could not be reached, or refused this client's TLS handshake or SASL credentials. The message
+    /// names the broker and the setting to check; it never holds a secret.
+    #[error("cannot connect to the broker at {broker}: {detail}; check {setting}")]
+    Connection {
+        /// What went wrong.
+        failure: ConnectionFailure,
+        /// The broker (`host:port`) the failure was seen on, or the bootstrap servers when none answered.
+        broker: String,
+        /// The settings to check, e.g. `ssl.ca.location` or `sasl.username and sasl.password`.
+        setting: String,
+        /// librdkafka's description of the failure, with secrets removed.
+        detail: String,
     },
     /// An I/O operation failed.
     #[error("I/O error on {path}: {source}")]

@@ -37,7 +37,7 @@ mod test_driver;
 mod timestamp;
 mod topology;
 
-pub use error::{ErrorClass, StreamsError};
+pub use error::{ConnectionFailure, ErrorClass, StreamsError};
 pub use global::GlobalStoreDescription;
 pub use handler::{
     DeadLetterQueue, DeserializationExceptionHandler, DeserializationResponse, ErrorContext,

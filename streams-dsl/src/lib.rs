@@ -81,9 +81,9 @@ pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
 pub use state_store;
 pub use streams_core;
 pub use streams_core::{
-    default_partition, serde::JsonSerde, serde::OptionSerde, Data, DeserializationExceptionHandler,
-    Headers, KeyValueStoreBuilder, LogAndContinue, LogAndFail, Processor, ProcessorContext,
-    PunctuationType, ReadOnlyKeyValueStore, Record, RecordMetadata, Serde, Serdes, StoreKind,
-    StreamsError, TestInputTopic, TestOutputTopic, TestRecord, TimestampExtractor, Topology,
-    TopologyTestDriver,
+    default_partition, serde::JsonSerde, serde::OptionSerde, ConnectionFailure, Data,
+    DeserializationExceptionHandler, Headers, KeyValueStoreBuilder, LogAndContinue, LogAndFail,
+    Processor, ProcessorContext, PunctuationType, ReadOnlyKeyValueStore, Record, RecordMetadata,
+    Serde, Serdes, StoreKind, StreamsError, TestInputTopic, TestOutputTopic, TestRecord,
+    TimestampExtractor, Topology, TopologyTestDriver,
 };

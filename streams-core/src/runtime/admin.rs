@@ -4,28 +4,29 @@ use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 
-use crate::error::StreamsError;
+use crate::error::{ConnectionFailure, StreamsError};
 use crate::runtime::clients::{client_config, client_error};
 use crate::runtime::config::{ClientKind, StreamsConfig};
 use crate::runtime::embedded::EmbeddedAdmin;
+use crate::runtime::security::StreamsClientContext;
 use crate::topology::PartitionPlan;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 enum Creator {
-    Kafka(AdminClient<DefaultClientContext>),
+    Kafka(AdminClient<StreamsClientContext>),
     Embedded(EmbeddedAdmin),
 }
 
 /// Reads topic metadata and creates internal topics.
 pub(crate) struct TopicManager {
-    metadata: BaseConsumer,
+    metadata: BaseConsumer<StreamsClientContext>,
     creator: Creator,
     replication: i32,
+    bootstrap: String,
 }
 
 impl TopicManager {
@@ -35,20 +36,74 @@ impl TopicManager {
     ) -> Result<Self, StreamsError> {
         let mut c = client_config(config, ClientKind::Admin);
         c.set("allow.auto.create.topics", "false");
-        let metadata: BaseConsumer = c.create().map_err(|e| client_error(ClientKind::Admin, e))?;
+        let metadata: BaseConsumer<StreamsClientContext> = c
+            .create_with_context(StreamsClientContext::new(
+                config,
+                ClientKind::Admin,
+                "admin client (metadata)",
+            ))
+            .map_err(|e| client_error(config, ClientKind::Admin, e))?;
         let creator = match embedded {
             Some(e) => Creator::Embedded(e),
             None => Creator::Kafka(
                 client_config(config, ClientKind::Admin)
-                    .create()
-                    .map_err(|e| client_error(ClientKind::Admin, e))?,
+                    .create_with_context(StreamsClientContext::new(
+                        config,
+                        ClientKind::Admin,
+                        "admin client",
+                    ))
+                    .map_err(|e| client_error(config, ClientKind::Admin, e))?,
             ),
         };
         Ok(TopicManager {
             metadata,
             creator,
             replication: config.replication_factor,
+            bootstrap: config.bootstrap_servers.clone(),
         })
+    }
+
+    /// Waits until a broker answers a metadata request, for at most `timeout`. A TLS handshake or SASL
+    /// authentication failure (which librdkafka would retry forever) ends the wait at once with a
+    /// [`StreamsError::Connection`] naming the broker and the setting to check; no answer within `timeout` is
+    /// [`ConnectionFailure::Unreachable`].
+    pub(crate) fn check_connection(&self, timeout: Duration) -> Result<(), StreamsError> {
+        let start = Instant::now();
+        loop {
+            let left = timeout.saturating_sub(start.elapsed());
+            let attempt = self
+                .metadata
+                .fetch_metadata(None, left.min(Duration::from_secs(1)));
+            // librdkafka reports TLS and SASL failures as events on the client's queue: serve them.
+            for _ in 0..64 {
+                let _ = self.metadata.poll(Duration::ZERO);
+            }
+            let error = match attempt {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            if let Some(failure) = self.metadata.context().take_failure() {
+                return Err(failure);
+            }
+            if start.elapsed() >= timeout {
+                return Err(StreamsError::Connection {
+                    failure: ConnectionFailure::Unreachable,
+                    broker: self.bootstrap.clone(),
+                    setting: format!(
+                        "bootstrap.servers, security.protocol and the network (no broker answered within {} s)",
+                        timeout.as_secs()
+                    ),
+                    detail: {
+                        let context = self.metadata.context();
+                        let error = context.redactor().scrub(&error.to_string());
+                        match context.last_disconnect() {
+                            Some(last) => format!("{error}; last connection failure: {last}"),
+                            None => error,
+                        }
+                    },
+                });
+            }
+        }
     }
 
     /// The partition count of `topic`, `None` when it does not exist.
@@ -56,9 +111,18 @@ impl TopicManager {
         let md = self
             .metadata
             .fetch_metadata(Some(topic), TIMEOUT)
-            .map_err(|e| StreamsError::Config {
-                key: "bootstrap.servers".into(),
-                message: format!("cannot read metadata of topic '{topic}': {e}"),
+            .map_err(|e| {
+                // A TLS or SASL failure seen meanwhile explains the timeout better.
+                for _ in 0..64 {
+                    let _ = self.metadata.poll(Duration::ZERO);
+                }
+                self.metadata
+                    .context()
+                    .take_failure()
+                    .unwrap_or_else(|| StreamsError::Config {
+                        key: "bootstrap.servers".into(),
+                        message: format!("cannot read metadata of topic '{topic}': {e}"),
+                    })
             })?;
         Ok(md
             .topics()

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -15,12 +15,16 @@ use state_store::{ChangelogSink, StoreError};
 
 use crate::error::StreamsError;
 use crate::record::Headers;
-use crate::runtime::config::{ClientKind, StreamsConfig};
+use crate::runtime::config::{is_secret_key, ClientKind, StreamsConfig};
+use crate::runtime::security::{Redactor, StreamsClientContext};
 use crate::task::{ChangelogWriter, OutgoingRecord, RecordCollector};
 
-/// A librdkafka configuration for one kind of client: bootstrap servers, then passthrough properties.
+/// A librdkafka configuration for one kind of client: bootstrap servers, then passthrough properties. Every client
+/// is created with a [`StreamsClientContext`] (or one wrapping it), which receives librdkafka's log lines.
 pub(crate) fn client_config(config: &StreamsConfig, kind: ClientKind) -> ClientConfig {
     let mut c = ClientConfig::new();
+    // librdkafka's log lines go to the client context, which passes them to `tracing` (which filters them).
+    c.set_log_level(RDKafkaLogLevel::Debug);
     c.set("bootstrap.servers", &config.bootstrap_servers);
     for (k, v) in config.client_properties(kind) {
         c.set(k, v);
@@ -28,23 +32,68 @@ pub(crate) fn client_config(config: &StreamsConfig, kind: ClientKind) -> ClientC
     c
 }
 
-/// Maps a client creation error to a configuration error naming the property librdkafka rejected.
-pub(crate) fn client_error(kind: ClientKind, e: KafkaError) -> StreamsError {
-    StreamsError::Config {
-        key: format!("{kind:?} client"),
-        message: format!("librdkafka refused the configuration: {e}"),
+/// Maps a client creation error to a configuration error naming the property librdkafka rejected. No value is
+/// shown: the rejected one could be a secret (under a misspelt key, say), and librdkafka's description, which can
+/// quote it, is scrubbed of every secret value of the configuration.
+pub(crate) fn client_error(
+    config: &StreamsConfig,
+    kind: ClientKind,
+    e: KafkaError,
+) -> StreamsError {
+    let redactor = Redactor::new(config);
+    match e {
+        KafkaError::ClientConfig(_, description, key, value) => {
+            let mut description = redactor.scrub(&description);
+            if is_secret_key(&key) && !value.is_empty() {
+                description = description.replace(&format!("\"{value}\""), "\"[redacted]\"");
+            }
+            StreamsError::Config {
+                key,
+                message: format!("librdkafka refused it ({kind:?} client): {description}"),
+            }
+        }
+        other => StreamsError::Config {
+            key: format!("{kind:?} client"),
+            message: format!(
+                "librdkafka could not create the client: {}",
+                redactor.scrub(&other.to_string())
+            ),
+        },
     }
 }
 
 /// Tracks what the producer acknowledged: the highest offset per partition (changelog checkpoints need it) and
-/// the first delivery failure (which fails the thread: an undelivered record would be lost).
-#[derive(Default)]
+/// the first delivery failure (which fails the thread: an undelivered record would be lost). A broker refusing
+/// the producer's certificate or credentials counts as a delivery failure too: nothing would ever be delivered.
 pub(crate) struct DeliveryContext {
     pub acked: Mutex<HashMap<(String, i32), i64>>,
     pub failure: Mutex<Option<String>>,
+    client: StreamsClientContext,
 }
 
-impl ClientContext for DeliveryContext {}
+impl DeliveryContext {
+    pub(crate) fn new(client: StreamsClientContext) -> Self {
+        DeliveryContext {
+            acked: Mutex::default(),
+            failure: Mutex::default(),
+            client,
+        }
+    }
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.client.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(e) = self.client.report(&error, reason) {
+            if let Ok(mut f) = self.failure.lock() {
+                f.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
@@ -79,6 +128,7 @@ pub(crate) fn create_producer(
     client_id: &str,
 ) -> Result<Arc<StreamsProducer>, StreamsError> {
     let mut c = ClientConfig::new();
+    c.set_log_level(RDKafkaLogLevel::Debug);
     c.set("bootstrap.servers", &config.bootstrap_servers);
     c.set("client.id", client_id);
     c.set("partitioner", "murmur2_random");
@@ -87,9 +137,14 @@ pub(crate) fn create_producer(
     for (k, v) in config.client_properties(ClientKind::Producer) {
         c.set(k, v);
     }
+    let context = DeliveryContext::new(StreamsClientContext::new(
+        config,
+        ClientKind::Producer,
+        format!("producer {client_id}"),
+    ));
     let producer: StreamsProducer = c
-        .create_with_context(DeliveryContext::default())
-        .map_err(|e| client_error(ClientKind::Producer, e))?;
+        .create_with_context(context)
+        .map_err(|e| client_error(config, ClientKind::Producer, e))?;
     Ok(Arc::new(producer))
 }
 
@@ -224,25 +279,54 @@ mod tests {
     use super::*;
     use rdkafka::consumer::BaseConsumer;
 
-    /// The default librdkafka build accepts SASL/PLAIN settings passed through the configuration (TLS needs an
-    /// SSL-enabled build).
+    /// TLS and SASL settings (librdkafka is built with OpenSSL) reach the clients as librdkafka spells them.
     #[test]
-    fn sasl_plain_settings_reach_the_clients() {
+    fn security_settings_reach_the_clients() {
         let mut config = StreamsConfig::new("app", "127.0.0.1:1");
-        config.set("security.protocol", "SASL_PLAINTEXT").unwrap();
-        config.set("sasl.mechanism", "PLAIN").unwrap();
+        config.set("security.protocol", "SASL_SSL").unwrap();
+        config.set("sasl.mechanism", "SCRAM-SHA-256").unwrap();
         config.set("sasl.username", "u").unwrap();
         config.set("sasl.password", "p").unwrap();
-        let consumer: Result<BaseConsumer, _> =
-            client_config(&config, ClientKind::MainConsumer).create();
-        assert!(consumer.is_ok(), "{:?}", consumer.err());
+        for kind in ClientKind::ALL {
+            let c = client_config(&config, kind);
+            assert_eq!(c.get("sasl.mechanisms"), Some("SCRAM-SHA-256"), "{kind:?}");
+            let consumer: Result<BaseConsumer, _> = c.create();
+            assert!(consumer.is_ok(), "{kind:?}: {:?}", consumer.err());
+        }
+    }
+
+    /// librdkafka's creation errors can quote the rejected value; the error never shows it.
+    #[test]
+    fn creation_errors_never_show_secret_values() {
+        let secret = "Zq8-not-a-key-secret-value";
+        let mut config = StreamsConfig::new("app", "127.0.0.1:1");
+        config.set("security.protocol", "SSL").unwrap();
+        config.set("ssl.key.pem", secret).unwrap();
         config
-            .set("admin.sasl.mechanism", "NOT-A-MECHANISM")
+            .set("ssl.certificate.pem", "not a certificate")
             .unwrap();
-        let admin: Result<BaseConsumer, _> = client_config(&config, ClientKind::Admin).create();
+        let e = client_config(&config, ClientKind::Admin)
+            .create::<BaseConsumer>()
+            .map(|_| ())
+            .map_err(|e| client_error(&config, ClientKind::Admin, e))
+            .unwrap_err();
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains(secret), "{shown}");
+
+        // A secret under a misspelt key is not known to be one: the value is left out altogether.
+        let mut config = StreamsConfig::new("app", "127.0.0.1:1");
+        config.set("sasl.passwrod", secret).unwrap();
+        let raw = client_config(&config, ClientKind::Producer)
+            .create::<BaseConsumer>()
+            .map(|_| ())
+            .unwrap_err();
         assert!(
-            admin.is_err(),
-            "an invalid passthrough value is refused by librdkafka"
+            raw.to_string().contains(secret),
+            "rdkafka's own error quotes the value: {raw}"
         );
+        let e = client_error(&config, ClientKind::Producer, raw);
+        let shown = format!("{e} {e:?}");
+        assert!(shown.contains("sasl.passwrod"), "{shown}");
+        assert!(!shown.contains(secret), "{shown}");
     }
 }

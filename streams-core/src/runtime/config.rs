@@ -24,37 +24,211 @@ pub enum ProcessingGuarantee {
 
 /// Which clients a passthrough property goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum ClientKind {
     /// The group consumer of each stream thread.
     MainConsumer,
-    /// The consumer that restores stores from changelogs.
+    /// The consumers that restore stores from changelogs, and the one reading the application's metadata topic.
     RestoreConsumer,
-    /// The producer of each stream thread.
+    /// The consumer of the global thread, which keeps global stores and tables current.
+    GlobalConsumer,
+    /// The producer of each stream thread, and the one announcing this instance on the metadata topic.
     Producer,
-    /// The admin client that creates internal topics.
+    /// The admin client that creates internal topics and reads topic metadata (and checks the connection at
+    /// start).
     Admin,
 }
 
 impl ClientKind {
-    const PREFIXES: [(&'static str, &'static [ClientKind]); 5] = [
+    /// Every kind of client the runtime creates.
+    pub const ALL: [ClientKind; 5] = [
+        ClientKind::MainConsumer,
+        ClientKind::RestoreConsumer,
+        ClientKind::GlobalConsumer,
+        ClientKind::Producer,
+        ClientKind::Admin,
+    ];
+
+    const PREFIXES: [(&'static str, &'static [ClientKind]); 6] = [
         ("main.consumer.", &[ClientKind::MainConsumer]),
         ("restore.consumer.", &[ClientKind::RestoreConsumer]),
+        ("global.consumer.", &[ClientKind::GlobalConsumer]),
         (
             "consumer.",
-            &[ClientKind::MainConsumer, ClientKind::RestoreConsumer],
+            &[
+                ClientKind::MainConsumer,
+                ClientKind::RestoreConsumer,
+                ClientKind::GlobalConsumer,
+            ],
         ),
         ("producer.", &[ClientKind::Producer]),
         ("admin.", &[ClientKind::Admin]),
     ];
+
+    fn describe(self) -> &'static str {
+        match self {
+            ClientKind::MainConsumer => "main consumer",
+            ClientKind::RestoreConsumer => "restore consumer",
+            ClientKind::GlobalConsumer => "global consumer",
+            ClientKind::Producer => "producer",
+            ClientKind::Admin => "admin client",
+        }
+    }
 }
 
-/// Whether a property holds a secret that must never be printed.
+/// Whether a property holds a secret that must never be printed: passwords, passphrases, client secrets, private
+/// keys given inline (`ssl.key.pem`, `ssl_key`), OAUTHBEARER configurations and JAAS configurations (which embed
+/// passwords), and basic-auth credentials. A client prefix (`producer.` ...) does not change the answer.
+///
+/// ```
+/// use streams_core::runtime::is_secret_key;
+///
+/// assert!(is_secret_key("sasl.password"));
+/// assert!(is_secret_key("producer.ssl.key.password"));
+/// assert!(is_secret_key("sasl.oauthbearer.client.secret"));
+/// assert!(is_secret_key("ssl.key.pem"));
+/// assert!(!is_secret_key("ssl.certificate.pem"));
+/// assert!(!is_secret_key("sasl.username"));
+/// ```
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    k.contains("password")
-        || k.contains("secret")
-        || k.ends_with("sasl.oauthbearer.config")
+    const PARTS: [&str; 8] = [
+        "password",
+        "passphrase",
+        "secret",
+        "jaas",
+        "credential",
+        "user.info",
+        "private.key",
+        "sasl.oauthbearer.config",
+    ];
+    PARTS.iter().any(|p| k.contains(p))
         || k.ends_with("ssl.key.pem")
+        || k.ends_with("ssl_key")
+        || k.ends_with("ssl.keystore.key")
+}
+
+/// The SASL mechanisms this build of librdkafka offers.
+const SASL_MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
+
+/// Settings read from files, checked at start.
+const SSL_FILES: [&str; 5] = [
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.keystore.location",
+    "ssl.crl.location",
+];
+
+/// Translates a Kafka client property (the Java client's spelling, which Kafka Streams users know) into what
+/// librdkafka understands: the same key, another key, nothing (a setting librdkafka does not need), or an error
+/// naming the fix when librdkafka has no equivalent. Values of secret keys never appear in the error.
+fn librdkafka_property(
+    key: &str,
+    prop: &str,
+    value: &str,
+) -> Result<Vec<(String, String)>, StreamsError> {
+    let one = |k: &str, v: &str| Ok(vec![(k.to_string(), v.to_string())]);
+    let trimmed = value.trim();
+    match prop {
+        "security.protocol" => {
+            let v = trimmed.to_ascii_lowercase();
+            match v.as_str() {
+                "plaintext" | "ssl" | "sasl_plaintext" | "sasl_ssl" => one(prop, &v),
+                _ => Err(invalid(
+                    key,
+                    format!("expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, got '{value}'"),
+                )),
+            }
+        }
+        // The Java client's singular key; librdkafka's is plural (one mechanism either way).
+        "sasl.mechanism" | "sasl.mechanisms" => {
+            let v = trimmed.to_ascii_uppercase();
+            if v == "GSSAPI" {
+                return Err(invalid(
+                    key,
+                    "GSSAPI (Kerberos) is not available: librdkafka is built here without Cyrus SASL; use \
+                     PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER",
+                ));
+            }
+            if !SASL_MECHANISMS.contains(&v.as_str()) {
+                return Err(invalid(
+                    key,
+                    format!("expected one of {}, got '{value}'", SASL_MECHANISMS.join(", ")),
+                ));
+            }
+            one("sasl.mechanisms", &v)
+        }
+        "ssl.endpoint.identification.algorithm" => match trimmed.to_ascii_lowercase().as_str() {
+            // The Java client turns verification off with an empty value; librdkafka with "none".
+            "" | "none" => one(prop, "none"),
+            "https" => one(prop, "https"),
+            _ => Err(invalid(
+                key,
+                format!("expected 'https' (verify the broker's host name) or '' / 'none', got '{value}'"),
+            )),
+        },
+        "sasl.jaas.config" => Err(invalid(
+            key,
+            "is read by the Java client only (its value is not shown here); set sasl.username and \
+             sasl.password for PLAIN and SCRAM, or sasl.oauthbearer.method=oidc with \
+             sasl.oauthbearer.client.id, sasl.oauthbearer.client.secret and \
+             sasl.oauthbearer.token.endpoint.url for OAUTHBEARER",
+        )),
+        "sasl.login.callback.handler.class"
+        | "sasl.client.callback.handler.class"
+        | "sasl.login.class" => Err(invalid(
+            key,
+            "names a Java class, which librdkafka cannot load; for OAUTHBEARER tokens from an OIDC \
+             provider set sasl.oauthbearer.method=oidc with sasl.oauthbearer.client.id, \
+             sasl.oauthbearer.client.secret and sasl.oauthbearer.token.endpoint.url",
+        )),
+        "ssl.truststore.location" | "ssl.truststore.password" => Err(invalid(
+            key,
+            "librdkafka cannot read Java truststores (JKS or PKCS#12); export the CA certificates as PEM \
+             (keytool -exportcert -rfc -keystore truststore.jks -alias <alias> -file ca.pem) and set \
+             ssl.ca.location to that file (or ssl.ca.pem to its contents)",
+        )),
+        "ssl.truststore.type" => match trimmed.to_ascii_uppercase().as_str() {
+            "PEM" => Ok(Vec::new()),
+            _ => Err(invalid(
+                key,
+                "librdkafka reads CA certificates as PEM only; set ssl.ca.location (a PEM file) or \
+                 ssl.ca.pem instead of a truststore",
+            )),
+        },
+        // KIP-651's PEM settings of the Java client.
+        "ssl.truststore.certificates" => one("ssl.ca.pem", value),
+        "ssl.keystore.certificate.chain" => one("ssl.certificate.pem", value),
+        "ssl.keystore.key" => one("ssl.key.pem", value),
+        "ssl.keystore.type" => match trimmed.to_ascii_uppercase().as_str() {
+            // librdkafka's ssl.keystore.location reads PKCS#12; PEM goes through ssl.certificate/ssl.key.
+            "PKCS12" | "PEM" => Ok(Vec::new()),
+            _ => Err(invalid(
+                key,
+                format!(
+                    "librdkafka reads PKCS#12 keystores only, not '{value}'; convert it (keytool \
+                     -importkeystore -srckeystore keystore.jks -destkeystore keystore.p12 -deststoretype \
+                     PKCS12) and set ssl.keystore.location, or use ssl.certificate.location and \
+                     ssl.key.location with PEM files"
+                ),
+            )),
+        },
+        "ssl.protocol"
+        | "ssl.enabled.protocols"
+        | "ssl.keymanager.algorithm"
+        | "ssl.trustmanager.algorithm"
+        | "ssl.secure.random.implementation"
+        | "ssl.provider"
+        | "ssl.engine.factory.class"
+        | "security.providers" => Err(invalid(
+            key,
+            "is a setting of Java's TLS implementation, which librdkafka (OpenSSL) does not have; remove \
+             it (OpenSSL negotiates the best TLS version; ssl.cipher.suites and ssl.curves.list take \
+             OpenSSL names)",
+        )),
+        _ => one(prop, value),
+    }
 }
 
 /// The configuration of a `KafkaStreams` instance.
@@ -65,7 +239,10 @@ pub fn is_secret_key(key: &str) -> bool {
 /// let mut config = StreamsConfig::new("word-count", "localhost:9092");
 /// config.set("num.stream.threads", "2").unwrap();
 /// config.set("commit.interval.ms", "1000").unwrap();
-/// config.set("sasl.password", "hunter2").unwrap(); // passed to every client, never printed
+/// config.set("security.protocol", "SASL_SSL").unwrap(); // passed to every client
+/// config.set("sasl.mechanism", "SCRAM-SHA-256").unwrap(); // librdkafka's sasl.mechanisms
+/// config.set("sasl.username", "word-count").unwrap();
+/// config.set("sasl.password", "hunter2").unwrap(); // never printed
 /// config.set("producer.linger.ms", "5").unwrap(); // producer only
 /// assert_eq!(config.num_stream_threads, 2);
 /// assert!(!format!("{config:?}").contains("hunter2"));
@@ -200,8 +377,15 @@ impl StreamsConfig {
     }
 
     /// Sets one property. Kafka Streams keys set the typed fields; `main.consumer.`, `restore.consumer.`,
-    /// `consumer.`, `producer.` and `admin.` prefixes pass a librdkafka property to those clients only; any other
-    /// key is passed to every client (librdkafka rejects unknown ones when the clients are created).
+    /// `global.consumer.`, `consumer.` (all three consumers), `producer.` and `admin.` prefixes pass a librdkafka
+    /// property to those clients only; any other key is passed to every client (librdkafka rejects unknown ones
+    /// when the clients are created).
+    ///
+    /// The Java client's spellings of security settings are translated: `sasl.mechanism` becomes librdkafka's
+    /// `sasl.mechanisms`, `ssl.endpoint.identification.algorithm=` (empty) becomes `none`, and the PEM settings
+    /// `ssl.truststore.certificates`, `ssl.keystore.certificate.chain` and `ssl.keystore.key` become
+    /// `ssl.ca.pem`, `ssl.certificate.pem` and `ssl.key.pem`. Settings librdkafka has no equivalent for
+    /// (`sasl.jaas.config`, JKS truststores and keystores, Java class names) are refused with the fix.
     pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self, StreamsError> {
         match key {
             "application.id" => self.application_id = value.to_string(),
@@ -274,14 +458,16 @@ impl StreamsConfig {
                 if prop.is_empty() {
                     return Err(invalid(key, "a client prefix needs a property after it"));
                 }
-                match kinds {
-                    Some(kinds) => {
-                        for kind in kinds {
-                            self.client_properties.insert((Some(*kind), prop.to_string()), value.to_string());
+                for (prop, value) in librdkafka_property(key, prop, value)? {
+                    match kinds {
+                        Some(kinds) => {
+                            for kind in kinds {
+                                self.client_properties.insert((Some(*kind), prop.clone()), value.clone());
+                            }
                         }
-                    }
-                    None => {
-                        self.client_properties.insert((None, prop.to_string()), value.to_string());
+                        None => {
+                            self.client_properties.insert((None, prop), value);
+                        }
                     }
                 }
             }
@@ -300,6 +486,19 @@ impl StreamsConfig {
         self
     }
 
+    /// The values of every secret property (see [`is_secret_key`]), for scrubbing messages that could echo them.
+    pub(crate) fn secret_values(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .client_properties
+            .iter()
+            .filter(|((_, k), _)| is_secret_key(k))
+            .map(|(_, v)| v.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The librdkafka properties of one kind of client: those for every client, then the prefixed ones.
     pub fn client_properties(&self, kind: ClientKind) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
@@ -316,7 +515,17 @@ impl StreamsConfig {
         out
     }
 
-    /// Checks every setting; the error names the key and the fix.
+    fn common_client_properties(&self) -> BTreeMap<String, String> {
+        self.client_properties
+            .iter()
+            .filter(|((k, _), _)| k.is_none())
+            .map(|((_, p), v)| (p.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Checks every setting; the error names the key and the fix. Security settings are checked for consistency
+    /// (a SASL protocol needs a mechanism and its credentials, TLS files must exist, TLS or SASL settings without
+    /// the protocol that uses them are refused) for every kind of client.
     pub fn validate(&self) -> Result<(), StreamsError> {
         if self.application_id.is_empty() {
             return Err(invalid(
@@ -361,6 +570,15 @@ impl StreamsConfig {
                 "must be -1 (broker default) or at least 1",
             ));
         }
+        // Security settings, for every kind of client (a prefix can give one kind other settings).
+        let common = self.common_client_properties();
+        check_security(&common, None)?;
+        for kind in ClientKind::ALL {
+            let props = self.client_properties(kind);
+            if props != common {
+                check_security(&props, Some(kind))?;
+            }
+        }
         if let Some(server) = &self.application_server {
             let ok = server
                 .rsplit_once(':')
@@ -376,6 +594,186 @@ impl StreamsConfig {
     }
 }
 
+/// Checks the security settings of one kind of client (`None`: those every client shares).
+fn check_security(
+    props: &BTreeMap<String, String>,
+    kind: Option<ClientKind>,
+) -> Result<(), StreamsError> {
+    let whose = kind.map_or(String::new(), |k| format!(" (for the {})", k.describe()));
+    let err = |key: &str, message: String| invalid(key, format!("{message}{whose}"));
+    let get = |k: &str| props.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let protocol = get("security.protocol")
+        .unwrap_or("plaintext")
+        .to_ascii_uppercase();
+    let sasl = protocol.starts_with("SASL_");
+    let tls = protocol == "SSL" || protocol == "SASL_SSL";
+
+    if sasl {
+        let Some(mechanism) = get("sasl.mechanisms") else {
+            return Err(err(
+                "sasl.mechanism",
+                format!(
+                    "security.protocol is {protocol} but no SASL mechanism is set; set sasl.mechanism to PLAIN, \
+                     SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (GSSAPI/Kerberos is not available: librdkafka is \
+                     built without Cyrus SASL)"
+                ),
+            ));
+        };
+        match mechanism {
+            "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" => {
+                for key in ["sasl.username", "sasl.password"] {
+                    if get(key).is_none() {
+                        return Err(err(
+                            key,
+                            format!("is required by the SASL mechanism {mechanism}"),
+                        ));
+                    }
+                }
+            }
+            "OAUTHBEARER" => {
+                let oidc =
+                    get("sasl.oauthbearer.method").is_some_and(|m| m.eq_ignore_ascii_case("oidc"));
+                let unsecured = get("enable.sasl.oauthbearer.unsecure.jwt") == Some("true");
+                if oidc {
+                    let client_credentials = get("sasl.oauthbearer.grant.type")
+                        .is_none_or(|g| g == "client_credentials");
+                    let mut required = vec![
+                        "sasl.oauthbearer.token.endpoint.url",
+                        "sasl.oauthbearer.client.id",
+                    ];
+                    if client_credentials {
+                        required.push("sasl.oauthbearer.client.secret");
+                    }
+                    for key in required {
+                        if get(key).is_none() {
+                            return Err(err(
+                                key,
+                                "is required by sasl.oauthbearer.method=oidc".into(),
+                            ));
+                        }
+                    }
+                } else if !unsecured {
+                    return Err(err(
+                        "sasl.oauthbearer.method",
+                        "OAUTHBEARER needs a token: set sasl.oauthbearer.method=oidc with \
+                         sasl.oauthbearer.token.endpoint.url, sasl.oauthbearer.client.id and \
+                         sasl.oauthbearer.client.secret (or, for tests only, enable.sasl.oauthbearer.unsecure.jwt=true)"
+                            .into(),
+                    ));
+                }
+            }
+            // librdkafka_property admits only the mechanisms above; a value set otherwise is left to librdkafka.
+            _ => {}
+        }
+    } else if let Some(key) = [
+        "sasl.mechanisms",
+        "sasl.username",
+        "sasl.password",
+        "sasl.oauthbearer.method",
+    ]
+    .into_iter()
+    .find(|k| get(k).is_some())
+    {
+        let key = if key == "sasl.mechanisms" {
+            "sasl.mechanism"
+        } else {
+            key
+        };
+        return Err(err(
+            key,
+            format!(
+                "is set but security.protocol is {protocol}, which does not use SASL; set security.protocol to \
+                 SASL_SSL (or SASL_PLAINTEXT)"
+            ),
+        ));
+    }
+
+    let tls_keys = [
+        "ssl.ca.location",
+        "ssl.ca.pem",
+        "ssl.certificate.location",
+        "ssl.certificate.pem",
+        "ssl.key.location",
+        "ssl.key.pem",
+        "ssl.keystore.location",
+    ];
+    if !tls {
+        if let Some(key) = tls_keys.into_iter().find(|k| get(k).is_some()) {
+            return Err(err(
+                key,
+                format!(
+                    "is set but security.protocol is {protocol}, which does not use TLS; set security.protocol \
+                     to SSL (or SASL_SSL)"
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    for key in SSL_FILES {
+        let Some(path) = get(key) else { continue };
+        if key == "ssl.ca.location" && path == "probe" {
+            continue;
+        }
+        let p = std::path::Path::new(path);
+        let readable = if p.is_dir() {
+            key == "ssl.ca.location"
+        } else {
+            std::fs::File::open(p).is_ok()
+        };
+        if !readable {
+            return Err(err(
+                key,
+                format!(
+                    "'{path}' {}",
+                    if p.exists() {
+                        "cannot be read"
+                    } else {
+                        "does not exist"
+                    }
+                ),
+            ));
+        }
+        if key == "ssl.keystore.location" {
+            // A Java KeyStore starts with 0xFEEDFEED; librdkafka reads PKCS#12 only.
+            let mut magic = [0u8; 4];
+            let jks = std::fs::File::open(p)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+                .is_ok()
+                && magic == [0xFE, 0xED, 0xFE, 0xED];
+            if jks {
+                return Err(err(
+                    key,
+                    format!(
+                        "'{path}' is a Java KeyStore (JKS), which librdkafka cannot read; convert it (keytool \
+                         -importkeystore -srckeystore {path} -destkeystore keystore.p12 -deststoretype PKCS12) \
+                         or use ssl.certificate.location and ssl.key.location with PEM files"
+                    ),
+                ));
+            }
+        }
+    }
+    let has_key = get("ssl.key.location").is_some() || get("ssl.key.pem").is_some();
+    let has_cert =
+        get("ssl.certificate.location").is_some() || get("ssl.certificate.pem").is_some();
+    if has_key && !has_cert {
+        return Err(err(
+            "ssl.certificate.location",
+            "a client key is set (ssl.key.location or ssl.key.pem) but no client certificate; set \
+             ssl.certificate.location or ssl.certificate.pem"
+                .into(),
+        ));
+    }
+    if has_cert && !has_key {
+        return Err(err(
+            "ssl.key.location",
+            "a client certificate is set (ssl.certificate.location or ssl.certificate.pem) but no private key; \
+             set ssl.key.location or ssl.key.pem"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +787,9 @@ mod tests {
             ("commit.interval.ms", "250"),
             ("statestore.cache.max.bytes", "0"),
             ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
             ("producer.linger.ms", "5"),
             ("consumer.fetch.min.bytes", "10"),
             ("restore.consumer.fetch.min.bytes", "20"),
@@ -401,7 +802,7 @@ mod tests {
         assert_eq!(p.get("linger.ms").map(String::as_str), Some("5"));
         assert_eq!(
             p.get("security.protocol").map(String::as_str),
-            Some("SASL_SSL")
+            Some("sasl_ssl")
         );
         assert!(!p.contains_key("fetch.min.bytes"));
         assert_eq!(
@@ -458,5 +859,230 @@ mod tests {
             c.client_properties(ClientKind::Producer)["ssl.key.password"],
             "s3cret"
         );
+    }
+
+    fn secure(props: &[(&str, &str)]) -> Result<StreamsConfig, StreamsError> {
+        let mut c = StreamsConfig::new("app", "b:9093");
+        for (k, v) in props {
+            c.set(k, v)?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn java_spellings_are_mapped_to_librdkafka_for_every_client() {
+        let c = secure(&[
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanism", "scram-sha-512"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+            ("ssl.endpoint.identification.algorithm", ""),
+            ("ssl.truststore.type", "PEM"),
+            ("ssl.truststore.certificates", "-----BEGIN CERTIFICATE-----"),
+        ])
+        .unwrap();
+        for kind in ClientKind::ALL {
+            let p = c.client_properties(kind);
+            assert_eq!(p["security.protocol"], "sasl_ssl", "{kind:?}");
+            assert_eq!(p["sasl.mechanisms"], "SCRAM-SHA-512", "{kind:?}");
+            assert!(!p.contains_key("sasl.mechanism"), "{kind:?}");
+            assert_eq!(p["ssl.endpoint.identification.algorithm"], "none");
+            assert_eq!(p["ssl.ca.pem"], "-----BEGIN CERTIFICATE-----");
+            assert!(!p.contains_key("ssl.truststore.type"));
+        }
+        let c = secure(&[
+            ("security.protocol", "SSL"),
+            ("ssl.keystore.certificate.chain", "CERT"),
+            ("ssl.keystore.key", "KEY"),
+            ("ssl.keystore.type", "PEM"),
+        ])
+        .unwrap();
+        let p = c.client_properties(ClientKind::Producer);
+        assert_eq!(
+            (p["ssl.certificate.pem"].as_str(), p["ssl.key.pem"].as_str()),
+            ("CERT", "KEY")
+        );
+    }
+
+    #[test]
+    fn consumer_prefixes_reach_the_global_consumer() {
+        let mut c = StreamsConfig::new("app", "b:1");
+        c.set("consumer.fetch.min.bytes", "7").unwrap();
+        c.set("global.consumer.fetch.max.bytes", "9000").unwrap();
+        let g = c.client_properties(ClientKind::GlobalConsumer);
+        assert_eq!(g["fetch.min.bytes"], "7");
+        assert_eq!(g["fetch.max.bytes"], "9000");
+        assert!(!c
+            .client_properties(ClientKind::MainConsumer)
+            .contains_key("fetch.max.bytes"));
+        assert!(!c
+            .client_properties(ClientKind::Producer)
+            .contains_key("fetch.min.bytes"));
+    }
+
+    #[test]
+    fn java_only_settings_are_refused_with_the_fix() {
+        let mut c = StreamsConfig::new("app", "b:1");
+        let jaas =
+            "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"a\" \
+                    password=\"jaas-Secret-41\";";
+        let e = c.set("sasl.jaas.config", jaas).unwrap_err().to_string();
+        assert!(
+            e.contains("sasl.username") && e.contains("sasl.password"),
+            "{e}"
+        );
+        assert!(!e.contains("jaas-Secret-41"), "{e}");
+        let e = c
+            .set("ssl.truststore.location", "/etc/kafka/truststore.jks")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ssl.truststore.location") && e.contains("ssl.ca.location"),
+            "{e}"
+        );
+        let e = c.set("ssl.keystore.type", "JKS").unwrap_err().to_string();
+        assert!(
+            e.contains("PKCS12") && e.contains("ssl.keystore.location"),
+            "{e}"
+        );
+        let e = c.set("sasl.mechanism", "GSSAPI").unwrap_err().to_string();
+        assert!(e.contains("Kerberos") && e.contains("Cyrus"), "{e}");
+        let e = c
+            .set("producer.sasl.mechanism", "DIGEST")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("producer.sasl.mechanism") && e.contains("SCRAM-SHA-256"),
+            "{e}"
+        );
+        let e = c.set("security.protocol", "TLS").unwrap_err().to_string();
+        assert!(e.contains("SASL_SSL"), "{e}");
+        let e = c
+            .set("ssl.enabled.protocols", "TLSv1.3")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("OpenSSL"), "{e}");
+        let e = c
+            .set("sasl.login.callback.handler.class", "x.Y")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sasl.oauthbearer.method=oidc"), "{e}");
+    }
+
+    fn config_error(props: &[(&str, &str)]) -> (String, String) {
+        match secure(props) {
+            Err(StreamsError::Config { key, message }) => (key, message),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inconsistent_security_settings_name_the_key() {
+        let (k, m) = config_error(&[("security.protocol", "SASL_SSL")]);
+        assert_eq!(k, "sasl.mechanism");
+        assert!(m.contains("PLAIN") && m.contains("GSSAPI"), "{m}");
+        let (k, _) = config_error(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "u"),
+        ]);
+        assert_eq!(k, "sasl.password");
+        let (k, m) = config_error(&[("sasl.username", "u"), ("sasl.password", "p")]);
+        assert_eq!(k, "sasl.username");
+        assert!(m.contains("SASL_SSL"), "{m}");
+        let (k, m) = config_error(&[("ssl.ca.location", "/etc/ssl/ca.pem")]);
+        assert_eq!(k, "ssl.ca.location");
+        assert!(m.contains("security.protocol") && m.contains("SSL"), "{m}");
+        let (k, m) = config_error(&[
+            ("security.protocol", "SSL"),
+            ("ssl.ca.location", "/no/such/dir/ca.pem"),
+        ]);
+        assert_eq!(k, "ssl.ca.location");
+        assert!(
+            m.contains("/no/such/dir/ca.pem") && m.contains("does not exist"),
+            "{m}"
+        );
+        // A prefixed setting is checked for its client kind, and the message says which.
+        let (k, m) = config_error(&[
+            ("security.protocol", "SSL"),
+            ("producer.ssl.certificate.location", "/no/cert.pem"),
+        ]);
+        assert_eq!(k, "ssl.certificate.location");
+        assert!(m.contains("/no/cert.pem") && m.contains("producer"), "{m}");
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("client.pem");
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let (k, _) = config_error(&[
+            ("security.protocol", "SSL"),
+            ("ssl.certificate.location", cert.to_str().unwrap()),
+        ]);
+        assert_eq!(k, "ssl.key.location");
+        let jks = dir.path().join("keystore.jks");
+        std::fs::write(&jks, [0xFE, 0xED, 0xFE, 0xED, 0, 0, 0, 2]).unwrap();
+        let (k, m) = config_error(&[
+            ("security.protocol", "SSL"),
+            ("ssl.keystore.location", jks.to_str().unwrap()),
+        ]);
+        assert_eq!(k, "ssl.keystore.location");
+        assert!(m.contains("JKS") && m.contains("PKCS12"), "{m}");
+        let (k, _) = config_error(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.method", "oidc"),
+            ("sasl.oauthbearer.client.id", "id"),
+            ("sasl.oauthbearer.token.endpoint.url", "https://idp/token"),
+        ]);
+        assert_eq!(k, "sasl.oauthbearer.client.secret");
+        let (k, _) = config_error(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+        ]);
+        assert_eq!(k, "sasl.oauthbearer.method");
+        // Complete settings pass, the CA file being read from disk.
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        secure(&[
+            ("security.protocol", "SASL_SSL"),
+            ("ssl.ca.location", ca.to_str().unwrap()),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.method", "oidc"),
+            ("sasl.oauthbearer.client.id", "id"),
+            ("sasl.oauthbearer.client.secret", "s"),
+            ("sasl.oauthbearer.token.endpoint.url", "https://idp/token"),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn every_sensitive_librdkafka_property_is_secret() {
+        for key in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.key.pem",
+            "ssl_key",
+            "ssl.keystore.password",
+            "ssl.keystore.key",
+            "ssl.truststore.password",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.config",
+            "sasl.oauthbearer.assertion.private.key.pem",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            "sasl.jaas.config",
+            "basic.auth.user.info",
+            "main.consumer.sasl.password",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in [
+            "sasl.username",
+            "ssl.certificate.pem",
+            "ssl.ca.pem",
+            "ssl.key.location",
+            "sasl.oauthbearer.client.id",
+            "sasl.oauthbearer.token.endpoint.url",
+        ] {
+            assert!(!is_secret_key(key), "{key}");
+        }
     }
 }

@@ -28,6 +28,9 @@ use crate::error::StreamsError;
 use crate::global::{apply, GlobalStores};
 use crate::runtime::checkpoint;
 use crate::runtime::clients::{client_config, client_error};
+use crate::runtime::security::StreamsClientContext;
+
+type GlobalConsumer = BaseConsumer<StreamsClientContext>;
 use crate::runtime::config::{ClientKind, StreamsConfig};
 use crate::runtime::restore::StateRestoreListener;
 use crate::topology::Topology;
@@ -101,7 +104,7 @@ impl GlobalThread {
 /// The offsets after the last record of each partition, given their watermarks. Brokers report the end as the
 /// high watermark, but some (tansu) report one past the base offset of the last batch instead; reading every
 /// non-empty partition from just before its reported end, all at once, finds the real ends.
-fn true_ends(consumer: &BaseConsumer, parts: &mut [Part]) -> Result<(), StreamsError> {
+fn true_ends(consumer: &GlobalConsumer, parts: &mut [Part]) -> Result<(), StreamsError> {
     let probing: Vec<usize> = (0..parts.len())
         .filter(|&i| parts[i].end > parts[i].low)
         .collect();
@@ -222,7 +225,7 @@ fn write_checkpoint(
 
 /// Polls one batch (waiting up to `wait` for its first message) and applies it.
 fn poll_once(
-    consumer: &BaseConsumer,
+    consumer: &GlobalConsumer,
     stores: &GlobalStores,
     parts: &mut [Part],
     index: &HashMap<(String, i32), usize>,
@@ -263,15 +266,19 @@ pub(crate) fn start(
     let app = &config.application_id;
     let dir = config.state_dir.join(app).join("global");
     let saved = checkpoint::read(&dir)?;
-    let mut c = client_config(config, ClientKind::RestoreConsumer);
+    let mut c = client_config(config, ClientKind::GlobalConsumer);
     c.set("group.id", format!("{app}-global"))
         .set("client.id", format!("{app}-global-consumer"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest");
-    let consumer: BaseConsumer = c
-        .create()
-        .map_err(|e| client_error(ClientKind::RestoreConsumer, e))?;
+    let consumer: GlobalConsumer = c
+        .create_with_context(StreamsClientContext::new(
+            config,
+            ClientKind::GlobalConsumer,
+            "global consumer",
+        ))
+        .map_err(|e| client_error(config, ClientKind::GlobalConsumer, e))?;
 
     // Where each partition stands now.
     let mut parts = Vec::new();

@@ -51,6 +51,9 @@ pub enum UncaughtErrorAction {
     ShutdownClient,
 }
 
+/// How long `start` waits for a first answer from the cluster.
+const CONNECTION_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
 type StateListener = Arc<dyn Fn(State, State) + Send + Sync>;
 type ErrorHandler = Arc<dyn Fn(&StreamsError) -> UncaughtErrorAction + Send + Sync>;
 
@@ -475,8 +478,13 @@ impl KafkaStreams {
             .unwrap_or_default()
     }
 
-    /// Creates or checks the internal topics, then starts the stream threads. Returns once they are started;
-    /// watch [`KafkaStreams::state`] (or the listener) for `Running`.
+    /// Checks that the cluster answers, creates or checks the internal topics, then starts the stream threads.
+    /// Returns once they are started; watch [`KafkaStreams::state`] (or the listener) for `Running`.
+    ///
+    /// A broker that refuses the TLS handshake or the SASL credentials fails the call within seconds with
+    /// [`StreamsError::Connection`], naming the broker and the setting to check (`ssl.ca.location` when its
+    /// certificate cannot be verified, `sasl.username` and `sasl.password` when authentication fails); a
+    /// cluster that does not answer at all fails it after 30 seconds. The instance stays `Created`.
     pub fn start(&self) -> Result<(), StreamsError> {
         let inner = &self.inner;
         if self.state() != State::Created {
@@ -496,6 +504,9 @@ impl KafkaStreams {
             }
         }
         let admin = TopicManager::new(&inner.config, inner.embedded.clone())?;
+        // Fail fast on a broker that cannot be reached, or refuses the TLS handshake or the credentials:
+        // librdkafka alone would retry forever.
+        admin.check_connection(CONNECTION_CHECK_TIMEOUT)?;
         let plan = inner
             .topology
             .partition_plan(app, |t| admin.source_partitions(t))?;

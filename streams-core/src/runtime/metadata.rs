@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::StreamsError;
 use crate::runtime::clients::{client_config, client_error};
 use crate::runtime::config::{ClientKind, StreamsConfig};
+use crate::runtime::security::StreamsClientContext;
 
 /// Where an instance answers queries: its `application.server`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,7 +91,7 @@ pub(crate) struct MetadataService {
     instance_id: String,
     server: Option<String>,
     topic: String,
-    producer: BaseProducer,
+    producer: BaseProducer<StreamsClientContext>,
     own: Mutex<BTreeMap<String, Vec<(String, i32)>>>,
     view: Arc<Mutex<BTreeMap<String, Announcement>>>,
     stop: Arc<AtomicBool>,
@@ -105,9 +106,14 @@ impl MetadataService {
 
     pub(crate) fn start(config: &StreamsConfig, instance_id: String) -> Result<Self, StreamsError> {
         let topic = Self::topic(&config.application_id);
-        let producer: BaseProducer = client_config(config, ClientKind::Producer)
-            .create()
-            .map_err(|e| client_error(ClientKind::Producer, e))?;
+        let producer: BaseProducer<StreamsClientContext> =
+            client_config(config, ClientKind::Producer)
+                .create_with_context(StreamsClientContext::new(
+                    config,
+                    ClientKind::Producer,
+                    "metadata producer",
+                ))
+                .map_err(|e| client_error(config, ClientKind::Producer, e))?;
         let mut c = client_config(config, ClientKind::RestoreConsumer);
         c.set(
             "group.id",
@@ -115,9 +121,13 @@ impl MetadataService {
         )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
-        let consumer: BaseConsumer = c
-            .create()
-            .map_err(|e| client_error(ClientKind::RestoreConsumer, e))?;
+        let consumer: BaseConsumer<StreamsClientContext> = c
+            .create_with_context(StreamsClientContext::new(
+                config,
+                ClientKind::RestoreConsumer,
+                "metadata reader",
+            ))
+            .map_err(|e| client_error(config, ClientKind::RestoreConsumer, e))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&topic, 0, Offset::Beginning)
             .map_err(|e| StreamsError::processor(format!("metadata reader: {e}")))?;

@@ -20,6 +20,7 @@ mod http;
 mod kafka_streams;
 mod metadata;
 mod restore;
+mod security;
 mod thread;
 mod thread_metadata;
 

@@ -13,6 +13,7 @@ use state_store::{BatchEntry, KeyValueStore};
 use crate::error::StreamsError;
 use crate::processor::TaskId;
 use crate::runtime::checkpoint;
+use crate::runtime::security::StreamsClientContext;
 use crate::task::StateRestorer;
 
 /// Told about restoration progress, per store and partition.
@@ -32,7 +33,7 @@ impl StateRestoreListener for NoopRestoreListener {}
 
 /// Restores through the thread's restore consumer, starting from the task's checkpoint.
 pub(crate) struct ChangelogRestorer<'a> {
-    pub consumer: &'a BaseConsumer,
+    pub consumer: &'a BaseConsumer<StreamsClientContext>,
     pub checkpoint: BTreeMap<(String, i32), i64>,
     pub listener: Arc<dyn StateRestoreListener>,
     /// Where each changelog partition stands after restoration: the next offset to read.

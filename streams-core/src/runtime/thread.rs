@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message};
 use rdkafka::producer::Producer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -27,6 +29,7 @@ use crate::runtime::restore::{ChangelogRestorer, StateRestoreListener};
 use crate::runtime::thread_metadata::{
     self, StoreRestoration, TaskMetadata, TaskState, ThreadMetadata, ThreadSnapshot,
 };
+use crate::runtime::security::StreamsClientContext;
 use crate::task::{flush_stores, Task, TaskEnv, TaskMetricsSnapshot};
 use crate::topology::{PartitionPlan, SubTopology, Topology};
 
@@ -220,6 +223,7 @@ fn delivery_failure(producer: &StreamsProducer) -> Result<(), StreamsError> {
 
 pub(crate) struct StreamsConsumerContext {
     shared: Arc<ThreadShared>,
+    client: StreamsClientContext,
 }
 
 impl ClientContext for StreamsConsumerContext {
@@ -232,6 +236,20 @@ impl ClientContext for StreamsConsumerContext {
         };
         if let Ok(mut s) = self.shared.snapshot.lock() {
             s.end_offsets.extend(ends);
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.client.log(level, fac, log_message);
+    }
+
+    /// A broker refusing the certificate or the credentials stops the thread (the uncaught error handler
+    /// decides what follows) instead of letting librdkafka retry forever.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(e) = self.client.report(&error, reason) {
+            if let Ok(mut slot) = self.shared.callback_error.lock() {
+                slot.get_or_insert(e);
+            }
         }
     }
 }
@@ -341,7 +359,7 @@ pub(crate) fn spawn(
 struct Loop<'a> {
     ctx: &'a ThreadContext,
     shared: &'a Arc<ThreadShared>,
-    restore_consumer: BaseConsumer,
+    restore_consumer: BaseConsumer<StreamsClientContext>,
     producer: Arc<StreamsProducer>,
     tasks: BTreeMap<TaskId, Task>,
     /// (topic, partition) -> (task, input index).
@@ -459,17 +477,33 @@ fn run(
     let consumer: BaseConsumer<StreamsConsumerContext> = c
         .create_with_context(StreamsConsumerContext {
             shared: shared.clone(),
+            client: StreamsClientContext::new(
+                &ctx.config,
+                ClientKind::MainConsumer,
+                format!("main consumer {}-consumer", shared.name),
+            ),
         })
-        .map_err(|e| client_error(ClientKind::MainConsumer, e))?;
+        .map_err(|e| client_error(&ctx.config, ClientKind::MainConsumer, e))?;
     let mut rc = client_config(&ctx.config, ClientKind::RestoreConsumer);
     rc.set("group.id", format!("{app}-restore"))
         .set("client.id", format!("{}-restore-consumer", shared.name))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest");
-    let restore_consumer: BaseConsumer = rc
-        .create()
-        .map_err(|e| client_error(ClientKind::RestoreConsumer, e))?;
+    let fatal = shared.clone();
+    let restore_context = StreamsClientContext::new(
+        &ctx.config,
+        ClientKind::RestoreConsumer,
+        format!("restore consumer {}-restore-consumer", shared.name),
+    )
+    .on_fatal(move |e| {
+        if let Ok(mut slot) = fatal.callback_error.lock() {
+            slot.get_or_insert(e);
+        }
+    });
+    let restore_consumer: BaseConsumer<StreamsClientContext> = rc
+        .create_with_context(restore_context)
+        .map_err(|e| client_error(&ctx.config, ClientKind::RestoreConsumer, e))?;
 
     let mut readers = HashMap::new();
     for s in ctx.subs.iter() {
