@@ -123,20 +123,29 @@ pub(crate) type StreamsProducer = BaseProducer<DeliveryContext>;
 
 /// Creates the producer of a stream thread. Partitioning by murmur2 of the key matches the Java client, so
 /// co-partitioning holds with topics written by Java applications.
-pub(crate) fn create_producer(
-    config: &StreamsConfig,
-    client_id: &str,
-) -> Result<Arc<StreamsProducer>, StreamsError> {
+/// The stream thread producer's settings: defaults, the user's settings, then what the runtime manages.
+/// Idempotence keeps librdkafka's retries from reordering or duplicating records within a partition: a compacted
+/// changelog must end on the latest value of each key.
+pub(crate) fn producer_config(config: &StreamsConfig, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set_log_level(RDKafkaLogLevel::Debug);
     c.set("bootstrap.servers", &config.bootstrap_servers);
-    c.set("client.id", client_id);
     c.set("partitioner", "murmur2_random");
     c.set("linger.ms", "5");
     c.set("queue.buffering.max.messages", "1000000");
     for (k, v) in config.client_properties(ClientKind::Producer) {
         c.set(k, v);
     }
+    c.set("client.id", client_id);
+    c.set("enable.idempotence", "true");
+    c
+}
+
+pub(crate) fn create_producer(
+    config: &StreamsConfig,
+    client_id: &str,
+) -> Result<Arc<StreamsProducer>, StreamsError> {
+    let c = producer_config(config, client_id);
     let context = DeliveryContext::new(StreamsClientContext::new(
         config,
         ClientKind::Producer,
@@ -328,5 +337,25 @@ mod tests {
         let shown = format!("{e} {e:?}");
         assert!(shown.contains("sasl.passwrod"), "{shown}");
         assert!(!shown.contains(secret), "{shown}");
+    }
+}
+
+#[cfg(test)]
+mod producer_config_tests {
+    use super::*;
+
+    /// Defect: the producer ran without idempotence, so a retried batch could land after a later one and a
+    /// compacted changelog end on an older value.
+    #[test]
+    fn finding_the_producer_is_idempotent_whatever_is_configured() {
+        let mut config = StreamsConfig::new("app", "b:9092");
+        config.set("linger.ms", "20").unwrap();
+        config.set("producer.client.id", "mine").unwrap();
+        assert!(config.set("producer.enable.idempotence", "false").is_err());
+        let c = producer_config(&config, "app-StreamThread-1-producer");
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("linger.ms"), Some("20"));
+        assert_eq!(c.get("client.id"), Some("app-StreamThread-1-producer"));
+        assert_eq!(c.get("partitioner"), Some("murmur2_random"));
     }
 }

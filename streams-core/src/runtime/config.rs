@@ -108,6 +108,34 @@ pub fn is_secret_key(key: &str) -> bool {
         || k.ends_with("ssl.keystore.key")
 }
 
+/// Client properties the runtime sets itself, with why: the at-least-once commit protocol, task assignment and
+/// changelog ordering depend on them.
+const MANAGED: [(&str, &str); 8] = [
+    ("group.id", "it is the application.id"),
+    (
+        "enable.auto.commit",
+        "offsets are committed after the records are processed and the stores checkpointed",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets are stored when the records are processed",
+    ),
+    (
+        "partition.assignment.strategy",
+        "co-partitioned topics must be assigned together (the range assignor, eager)",
+    ),
+    (
+        "group.protocol",
+        "the classic group protocol carries the task assignment",
+    ),
+    ("isolation.level", "it follows processing.guarantee"),
+    (
+        "enable.idempotence",
+        "the producer is idempotent, so retries never reorder or duplicate changelog records",
+    ),
+    ("transactional.id", "it follows processing.guarantee"),
+];
+
 /// The SASL mechanisms this build of librdkafka offers.
 const SASL_MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 
@@ -442,9 +470,6 @@ impl StreamsConfig {
                      remove this key",
                 ))
             }
-            "group.id" | "enable.auto.commit" | "partition.assignment.strategy" | "enable.auto.offset.store" => {
-                return Err(invalid(key, "is managed by the library and cannot be set"))
-            }
             _ => {
                 let mut kinds: Option<&[ClientKind]> = None;
                 let mut prop = key;
@@ -457,6 +482,12 @@ impl StreamsConfig {
                 }
                 if prop.is_empty() {
                     return Err(invalid(key, "a client prefix needs a property after it"));
+                }
+                if let Some((_, why)) = MANAGED.iter().find(|(m, _)| *m == prop) {
+                    return Err(invalid(
+                        key,
+                        format!("is managed by the library and cannot be set, under any prefix: {why}"),
+                    ));
                 }
                 for (prop, value) in librdkafka_property(key, prop, value)? {
                     match kinds {
@@ -816,6 +847,44 @@ mod tests {
         assert!(!c
             .client_properties(ClientKind::Admin)
             .contains_key("linger.ms"));
+    }
+
+    #[test]
+    /// Defect: `main.consumer.enable.auto.commit=true` or `consumer.partition.assignment.strategy=...` passed the
+    /// check (only unprefixed keys were refused) and silently broke at-least-once and co-partitioning.
+    fn finding_managed_settings_cannot_be_overridden_under_any_prefix() {
+        let prefixes = [
+            "",
+            "main.consumer.",
+            "restore.consumer.",
+            "global.consumer.",
+            "consumer.",
+            "producer.",
+            "admin.",
+        ];
+        for (prop, _) in MANAGED {
+            for prefix in prefixes {
+                let key = format!("{prefix}{prop}");
+                let mut c = StreamsConfig::new("app", "b:9092");
+                let e = c.set(&key, "x").unwrap_err();
+                let text = e.to_string();
+                assert!(
+                    text.contains(&key) && text.contains("managed by the library"),
+                    "{key}: {text}"
+                );
+                for kind in ClientKind::ALL {
+                    assert!(!c.client_properties(kind).contains_key(prop), "{key}");
+                }
+            }
+        }
+        // Neighbours of managed keys still pass through.
+        let mut c = StreamsConfig::new("app", "b:9092");
+        c.set("main.consumer.auto.offset.reset", "latest").unwrap();
+        c.set("producer.enable.gapless.guarantee", "false").unwrap();
+        assert_eq!(
+            c.client_properties(ClientKind::MainConsumer)["auto.offset.reset"],
+            "latest"
+        );
     }
 
     #[test]

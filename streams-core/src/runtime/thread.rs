@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message};
@@ -26,10 +26,10 @@ use crate::runtime::clients::{
 use crate::runtime::config::{ClientKind, StreamsConfig};
 use crate::runtime::history::MetricsHistory;
 use crate::runtime::restore::{ChangelogRestorer, StateRestoreListener};
+use crate::runtime::security::StreamsClientContext;
 use crate::runtime::thread_metadata::{
     self, StoreRestoration, TaskMetadata, TaskState, ThreadMetadata, ThreadSnapshot,
 };
-use crate::runtime::security::StreamsClientContext;
 use crate::task::{flush_stores, Task, TaskEnv, TaskMetricsSnapshot};
 use crate::topology::{PartitionPlan, SubTopology, Topology};
 
@@ -454,26 +454,39 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The main consumer's settings: the user's, then what the runtime manages (set last, so nothing overrides it).
+/// A static membership id (`group.instance.id`) gets the thread's number appended, as in Kafka Streams: every
+/// thread is its own member.
+pub(crate) fn main_consumer_config(config: &StreamsConfig, thread_name: &str) -> ClientConfig {
+    let mut c = client_config(config, ClientKind::MainConsumer);
+    if c.get("statistics.interval.ms").is_none() {
+        // Partition ends for consumer lag (see `StreamsConsumerContext::stats_raw`), unless configured otherwise.
+        c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
+    if c.get("auto.offset.reset").is_none() {
+        c.set("auto.offset.reset", "earliest");
+    }
+    if let Some(id) = c.get("group.instance.id").map(str::to_string) {
+        let thread = thread_name.rsplit('-').next().unwrap_or(thread_name);
+        c.set("group.instance.id", format!("{id}-{thread}"));
+    }
+    c.set("group.id", &config.application_id)
+        .set("client.id", format!("{thread_name}-consumer"))
+        .set("partition.assignment.strategy", "range")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_uncommitted")
+        .set("enable.partition.eof", "false");
+    c
+}
+
 fn run(
     ctx: &ThreadContext,
     shared: &Arc<ThreadShared>,
     producer: Arc<StreamsProducer>,
 ) -> Result<(), StreamsError> {
     let app = &ctx.config.application_id;
-    let mut c = client_config(&ctx.config, ClientKind::MainConsumer);
-    if c.get("statistics.interval.ms").is_none() {
-        // Partition ends for consumer lag (see `StreamsConsumerContext::stats_raw`), unless configured otherwise.
-        c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
-    }
-    c.set("group.id", app)
-        .set("client.id", format!("{}-consumer", shared.name))
-        .set("partition.assignment.strategy", "range")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
-    for (k, v) in ctx.config.client_properties(ClientKind::MainConsumer) {
-        c.set(k, v);
-    }
+    let c = main_consumer_config(&ctx.config, &shared.name);
     let consumer: BaseConsumer<StreamsConsumerContext> = c
         .create_with_context(StreamsConsumerContext {
             shared: shared.clone(),
@@ -1010,5 +1023,36 @@ impl Loop<'_> {
         }
         consumer.unsubscribe();
         result
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    /// Defects: `group.instance.id` was given unchanged to every thread's consumer (two members with one static
+    /// id fence each other), and the user's prefixed properties were applied after the managed ones.
+    #[test]
+    fn finding_each_thread_is_its_own_static_member_and_managed_settings_come_last() {
+        let mut config = StreamsConfig::new("app", "b:9092");
+        config.set("group.instance.id", "host-a").unwrap();
+        config
+            .set("main.consumer.auto.offset.reset", "latest")
+            .unwrap();
+        let one = main_consumer_config(&config, "app-StreamThread-1");
+        let two = main_consumer_config(&config, "app-StreamThread-2");
+        assert_eq!(one.get("group.instance.id"), Some("host-a-1"));
+        assert_eq!(two.get("group.instance.id"), Some("host-a-2"));
+        assert_eq!(one.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(one.get("group.id"), Some("app"));
+        assert_eq!(one.get("enable.auto.commit"), Some("false"));
+        assert_eq!(one.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(one.get("partition.assignment.strategy"), Some("range"));
+        assert_eq!(one.get("isolation.level"), Some("read_uncommitted"));
+
+        let plain =
+            main_consumer_config(&StreamsConfig::new("app", "b:9092"), "app-StreamThread-1");
+        assert_eq!(plain.get("group.instance.id"), None);
+        assert_eq!(plain.get("auto.offset.reset"), Some("earliest"));
     }
 }
