@@ -5,7 +5,10 @@
 //! - a store rebuilt from the start kept its old checkpoint entry while it was being rebuilt, so a crash part way
 //!   would have left a half-restored store trusted to be complete;
 //! - two instances of an application on one state directory both started and wrote the same task directories;
-//! - a store held open by someone else was taken for a corrupt one and deleted under its holder.
+//! - a store held open by someone else was taken for a corrupt one and deleted under its holder;
+//! - malformed bytes in an operator's store (from a foreign changelog record) panicked the stream thread;
+//! - a changelog or global topic ending in a transaction marker never finished restoring: restoration waited for a
+//!   record at the end offset, and markers are never delivered.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -285,4 +288,145 @@ fn finding_malformed_bytes_in_a_suppress_buffer_fail_loudly_not_in_a_panic() {
     let errors = streams.errors().join("\n");
     assert!(errors.contains("final-store"), "{errors}");
     assert!(errors.contains("3 bytes"), "{errors}");
+}
+
+/// Writes `records` to `topic` in one committed transaction: the partition then ends with a commit marker, a
+/// control record no consumer ever receives.
+fn produce_in_transaction(bootstrap: &str, topic: &str, records: &[(Vec<u8>, Option<Vec<u8>>)]) {
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("transactional.id", "changelog-writer")
+            .create()
+            .expect("transactional producer");
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .expect("init transactions");
+    producer.begin_transaction().expect("begin");
+    for (k, v) in records {
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(k.as_slice());
+        if let Some(v) = v {
+            r = r.payload(v.as_slice());
+        }
+        producer.send(r).map_err(|(e, _)| e).expect("send");
+    }
+    producer
+        .commit_transaction(Duration::from_secs(30))
+        .expect("commit");
+}
+
+#[test]
+fn finding_a_changelog_ending_in_a_transaction_marker_finishes_restoring() {
+    // tansu writes transaction markers into the log as Kafka does (the embedded broker does not).
+    let broker = Broker::tansu();
+    broker.create_topic("events", 1);
+    let changelog = format!("marker-{STORE}-changelog");
+    broker.create_topic(&changelog, 1);
+    // The store's changelog as another writer (an exactly-once instance) leaves it: counts, then a commit marker.
+    let mut reference = Vec::new();
+    let mut records = Vec::new();
+    for (i, key) in ["a", "b", "c", "d"].iter().enumerate() {
+        let n = (i as i64 + 1) * 3;
+        reference.push((key.to_string(), n));
+        records.push((key.as_bytes().to_vec(), Some(n.to_be_bytes().to_vec())));
+    }
+    produce_in_transaction(&broker.bootstrap(), &changelog, &records);
+    {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .set("group.id", "watermarks")
+            .create()
+            .unwrap();
+        let (low, high) = c
+            .fetch_watermarks(&changelog, 0, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(
+            (low, high),
+            (0, records.len() as i64 + 1),
+            "the changelog ends with the commit marker"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let streams = KafkaStreams::new(topology(), broker.config("marker", dir.path())).unwrap();
+    let restored = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    streams.set_restore_listener(tests::CountingRestores(restored.clone()));
+    let started = Instant::now();
+    streams.start().unwrap();
+    assert!(
+        streams.wait_for_state(State::Running, Duration::from_secs(60)),
+        "{:?} {:?}",
+        streams.state(),
+        streams.errors()
+    );
+    tests::wait_until("the store is restored", Duration::from_secs(20), || {
+        streams
+            .store::<String, i64>(STORE)
+            .and_then(|s| s.all())
+            .map(|c| c == reference)
+            .unwrap_or(false)
+    });
+    assert_eq!(restored.load(Ordering::Relaxed), 4);
+    assert!(
+        streams.errors().is_empty(),
+        "restoration errors: {:?}",
+        streams.errors()
+    );
+    eprintln!("restored past the marker in {:?}", started.elapsed());
+    assert!(streams.close(Duration::from_secs(30)));
+}
+
+#[test]
+fn finding_a_global_topic_ending_in_a_transaction_marker_finishes_restoring() {
+    let broker = Broker::tansu();
+    broker.create_topic("rates", 1);
+    broker.create_topic("orders", 1);
+    broker.create_topic("orders-with-rates", 1);
+    let records: Vec<_> = (0..5)
+        .map(|i| {
+            (
+                format!("r{i}").into_bytes(),
+                Some(format!("{}", i * 10).into_bytes()),
+            )
+        })
+        .collect();
+    produce_in_transaction(&broker.bootstrap(), "rates", &records);
+    let b = StreamsBuilder::new();
+    let rates = b.global_table::<String, String>(
+        "rates",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_store("rates-store"),
+    );
+    b.stream::<String, String>("orders", Consumed::with(Serdes::string(), Serdes::string()))
+        .left_join_global(
+            &rates,
+            |_, k| k.clone(),
+            |k, r| format!("{k}={}", r.map_or("none", String::as_str)),
+        )
+        .to(
+            "orders-with-rates",
+            Produced::with(Serdes::string(), Serdes::string()),
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let streams =
+        KafkaStreams::new(b.build().unwrap(), broker.config("gmarker", dir.path())).unwrap();
+    // start() returns once the global store is restored; before the fix it failed after 30 s without progress.
+    streams.start().unwrap();
+    assert!(
+        streams.wait_for_state(State::Running, Duration::from_secs(60)),
+        "{:?}",
+        streams.errors()
+    );
+    let got = streams
+        .store::<String, String>("rates-store")
+        .unwrap()
+        .all()
+        .unwrap();
+    let want: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("r{i}"), format!("{}", i * 10)))
+        .collect();
+    assert_eq!(got, want);
+    assert!(streams.close(Duration::from_secs(30)));
 }

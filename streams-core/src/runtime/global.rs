@@ -406,6 +406,19 @@ pub(crate) fn start(
             &mut entries,
             Duration::from_millis(200),
         )?;
+        if got == 0 {
+            // Control records (transaction markers) are never delivered; the consumer's position moves past them.
+            for p in parts.iter_mut().filter(|p| p.position < p.end) {
+                if let Some(at) =
+                    crate::runtime::restore::consumer_position(&consumer, &p.topic, p.partition)
+                {
+                    if at > p.position {
+                        p.position = at;
+                        last_progress = Instant::now();
+                    }
+                }
+            }
+        }
         if got > 0 {
             last_progress = Instant::now();
         } else if last_progress.elapsed() > TIMEOUT {

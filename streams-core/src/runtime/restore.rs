@@ -97,6 +97,19 @@ impl ChangelogRestorer<'_> {
     }
 }
 
+/// The consumer's position (the next offset it will read) in `topic`-`partition`, once it has one.
+pub(crate) fn consumer_position<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    match positions.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
 impl StateRestorer for ChangelogRestorer<'_> {
     fn restore(
         &mut self,
@@ -207,6 +220,15 @@ impl StateRestorer for ChangelogRestorer<'_> {
                         None => {
                             if got > 0 {
                                 break;
+                            }
+                            // No record, but the consumer may have moved past control records (transaction
+                            // markers), which are never delivered: the end is reached when its position is.
+                            if let Some(at) = consumer_position(self.consumer, changelog, p) {
+                                if at > position {
+                                    position = at;
+                                    last_progress = Instant::now();
+                                    continue;
+                                }
                             }
                             if last_progress.elapsed() > TIMEOUT {
                                 return Err(kafka(
