@@ -299,6 +299,9 @@ pub struct StreamsConfig {
     pub buffered_records_per_partition: usize,
     /// `poll.ms`: longest a thread blocks waiting for records (default 100 ms).
     pub poll_timeout: Duration,
+    /// `task.timeout.ms`: how long restoration (of task stores and global stores) keeps retrying through
+    /// transient broker errors without progress before it fails (default 300 000 ms, as in Kafka Streams).
+    pub task_timeout: Duration,
     /// `rocksdb.memory.bytes`: memory for all RocksDB stores of the instance (default 64 MiB).
     pub rocksdb_memory_bytes: usize,
     /// `application.server`: `host:port` where this instance answers interactive queries.
@@ -345,6 +348,7 @@ impl fmt::Debug for StreamsConfig {
                 &self.buffered_records_per_partition,
             )
             .field("poll_timeout", &self.poll_timeout)
+            .field("task_timeout", &self.task_timeout)
             .field("rocksdb_memory_bytes", &self.rocksdb_memory_bytes)
             .field("application_server", &self.application_server)
             .field(
@@ -384,6 +388,7 @@ impl StreamsConfig {
             replication_factor: -1,
             buffered_records_per_partition: 1000,
             poll_timeout: Duration::from_millis(100),
+            task_timeout: Duration::from_millis(300_000),
             rocksdb_memory_bytes: 64 << 20,
             application_server: None,
             deserialization_handler: Arc::new(LogAndFail),
@@ -441,6 +446,7 @@ impl StreamsConfig {
                 self.buffered_records_per_partition = parse(key, value, "a number of records")?
             }
             "poll.ms" => self.poll_timeout = Duration::from_millis(parse(key, value, "milliseconds")?),
+            "task.timeout.ms" => self.task_timeout = Duration::from_millis(parse(key, value, "milliseconds")?),
             "rocksdb.memory.bytes" => self.rocksdb_memory_bytes = parse(key, value, "a number of bytes")?,
             "application.server" => self.application_server = Some(value.to_string()),
             "default.deserialization.exception.handler" | "deserialization.exception.handler" => {

@@ -2,8 +2,10 @@
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::error::StreamsError;
 
@@ -13,7 +15,30 @@ enum Command {
         partitions: i32,
         reply: mpsc::Sender<Result<(), String>>,
     },
+    Fault {
+        fault: Fault,
+        reply: mpsc::Sender<Result<(), String>>,
+    },
     Stop,
+}
+
+/// A failure the embedded broker can be told to show, for testing how an application copes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The broker stops answering (connections are closed and refused) until [`Fault::BrokerUp`].
+    BrokerDown,
+    /// The broker answers again.
+    BrokerUp,
+    /// The next requests of one kind fail, one error per request, in order.
+    RequestErrors {
+        /// The request kind (Produce, Fetch, OffsetCommit, JoinGroup, ...).
+        api: RDKafkaApiKey,
+        /// The errors to answer with.
+        errors: Vec<RDKafkaRespErr>,
+    },
+    /// Every answer is delayed by this much (zero removes the delay).
+    RoundTripTime(Duration),
 }
 
 /// Creates topics on an [`EmbeddedKafka`] from any thread.
@@ -28,12 +53,31 @@ impl std::fmt::Debug for Command {
             Command::CreateTopic {
                 name, partitions, ..
             } => write!(f, "CreateTopic({name}, {partitions})"),
+            Command::Fault { fault, .. } => write!(f, "Fault({fault:?})"),
             Command::Stop => write!(f, "Stop"),
         }
     }
 }
 
 impl EmbeddedAdmin {
+    /// Makes the broker show `fault`; see [`EmbeddedKafka::inject`].
+    pub fn inject(&self, fault: Fault) -> Result<(), StreamsError> {
+        let (reply, answer) = mpsc::channel();
+        let gone = || StreamsError::Config {
+            key: "bootstrap.servers".into(),
+            message: "the embedded broker has stopped".into(),
+        };
+        self.commands
+            .send(Command::Fault { fault, reply })
+            .map_err(|_| gone())?;
+        answer
+            .recv()
+            .map_err(|_| gone())?
+            .map_err(|message| StreamsError::Config {
+                key: "embedded broker fault".into(),
+                message,
+            })
+    }
     /// Creates `topic` with `partitions` partitions (an existing topic is left as it is).
     pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), StreamsError> {
         let (reply, answer) = mpsc::channel();
@@ -115,6 +159,20 @@ impl EmbeddedKafka {
                                 .map_err(|e| e.to_string());
                             let _ = reply.send(r);
                         }
+                        Command::Fault { fault, reply } => {
+                            let r = match fault {
+                                Fault::BrokerDown => cluster.broker_down(1),
+                                Fault::BrokerUp => cluster.broker_up(1),
+                                Fault::RequestErrors { api, errors } => {
+                                    cluster.request_errors(api, &errors);
+                                    Ok(())
+                                }
+                                Fault::RoundTripTime(delay) => {
+                                    cluster.broker_round_trip_time(1, delay)
+                                }
+                            };
+                            let _ = reply.send(r.map_err(|e| e.to_string()));
+                        }
                         Command::Stop => break,
                     }
                 }
@@ -159,6 +217,21 @@ impl EmbeddedKafka {
     /// A handle that creates topics from other threads.
     pub fn admin(&self) -> EmbeddedAdmin {
         self.admin.clone()
+    }
+
+    /// Makes the broker show `fault` (fault-injection tests: a broker going down and coming back, failing
+    /// requests, a slow network).
+    ///
+    /// ```no_run
+    /// use streams_core::runtime::{EmbeddedKafka, Fault};
+    ///
+    /// let kafka = EmbeddedKafka::start().unwrap();
+    /// kafka.inject(Fault::BrokerDown).unwrap();
+    /// // ... the application retries ...
+    /// kafka.inject(Fault::BrokerUp).unwrap();
+    /// ```
+    pub fn inject(&self, fault: Fault) -> Result<(), StreamsError> {
+        self.admin.inject(fault)
     }
 }
 

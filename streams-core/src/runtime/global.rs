@@ -32,7 +32,7 @@ use crate::runtime::security::StreamsClientContext;
 
 type GlobalConsumer = BaseConsumer<StreamsClientContext>;
 use crate::runtime::config::{ClientKind, StreamsConfig};
-use crate::runtime::restore::StateRestoreListener;
+use crate::runtime::restore::{retrying, transient, StateRestoreListener};
 use crate::topology::Topology;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -140,6 +140,9 @@ fn true_ends(consumer: &GlobalConsumer, parts: &mut [Part]) -> Result<(), Stream
                 }
                 idle_since = Instant::now();
             }
+            Some(Err(e)) if transient(&e) => {
+                tracing::warn!(error = %e, "reading the global topics' ends: transient error");
+            }
             Some(Err(e)) => return Err(kafka("cannot read a global topic", e)),
             None => {
                 let waited = idle_since.elapsed();
@@ -241,6 +244,11 @@ fn poll_once(
         };
         match consumer.poll(timeout) {
             Some(Ok(m)) => batch.push(m),
+            // The consumer reconnects by itself; callers bound the time without progress.
+            Some(Err(e)) if transient(&e) => {
+                tracing::warn!(error = %e, "reading a global topic: transient error");
+                break;
+            }
             Some(Err(e)) => return Err(kafka("cannot read a global topic", e)),
             None => break,
         }
@@ -290,14 +298,11 @@ pub(crate) fn start(
             ))
         })?;
         for p in 0..n {
-            let (low, high) = consumer
-                .fetch_watermarks(&g.topic, p, TIMEOUT)
-                .map_err(|e| {
-                    kafka(
-                        &format!("cannot read the offsets of global topic {}-{p}", g.topic),
-                        e,
-                    )
-                })?;
+            let (low, high) = retrying(
+                &format!("cannot read the offsets of global topic {}-{p}", g.topic),
+                config.task_timeout,
+                || consumer.fetch_watermarks(&g.topic, p, TIMEOUT),
+            )?;
             parts.push(Part {
                 slot,
                 topic: g.topic.clone(),
@@ -421,7 +426,7 @@ pub(crate) fn start(
         }
         if got > 0 {
             last_progress = Instant::now();
-        } else if last_progress.elapsed() > TIMEOUT {
+        } else if last_progress.elapsed() > config.task_timeout {
             let behind: Vec<String> = parts
                 .iter()
                 .filter(|p| p.position < p.end)
@@ -429,7 +434,11 @@ pub(crate) fn start(
                 .collect();
             return Err(kafka(
                 "restoring global stores",
-                format!("no progress for {TIMEOUT:?}: {}", behind.join(", ")),
+                format!(
+                    "no progress for {:?} (task.timeout.ms): {}",
+                    config.task_timeout,
+                    behind.join(", ")
+                ),
             ));
         }
     }

@@ -25,7 +25,7 @@ mod thread;
 mod thread_metadata;
 
 pub use config::{is_secret_key, ClientKind, ProcessingGuarantee, StreamsConfig};
-pub use embedded::{EmbeddedAdmin, EmbeddedKafka};
+pub use embedded::{EmbeddedAdmin, EmbeddedKafka, Fault};
 pub use history::{MetricsSample, SAMPLES_KEPT, SAMPLE_INTERVAL};
 #[cfg(feature = "http")]
 pub use http::{QueryServer, QueryServerBuilder, RunningQueryServer};

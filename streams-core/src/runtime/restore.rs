@@ -39,6 +39,50 @@ pub(crate) struct ChangelogRestorer<'a> {
     /// Where each changelog partition stands after restoration: the next offset to read.
     pub positions: BTreeMap<(String, i32), i64>,
     pub restored: u64,
+    /// How long restoration retries through transient errors without progress (`task.timeout.ms`).
+    pub timeout: Duration,
+}
+
+/// Whether a consumer error can pass: broker connections lost, leaders moving, requests timing out. Refused
+/// credentials or permissions, and librdkafka's fatal errors, cannot.
+pub(crate) fn transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    if matches!(e, rdkafka::error::KafkaError::MessageConsumptionFatal(_)) {
+        return false;
+    }
+    !matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::Fatal
+                | C::Authentication
+                | C::SaslAuthenticationFailed
+                | C::SSL
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+        )
+    )
+}
+
+/// Calls `f` until it succeeds, a non-transient error comes, or `timeout` passes, backing off between tries.
+pub(crate) fn retrying<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<T, rdkafka::error::KafkaError>,
+) -> Result<T, StreamsError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if transient(&e) && started.elapsed() < timeout => {
+                tracing::warn!(error = %e, "{what}: retrying in {pause:?}");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(kafka(what, e)),
+        }
+    }
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -72,6 +116,9 @@ impl ChangelogRestorer<'_> {
                 Some(Ok(m)) => {
                     end = end.max(m.offset() + 1);
                     idle_since = Instant::now();
+                }
+                Some(Err(e)) if transient(&e) => {
+                    tracing::warn!(topic, partition = p, error = %e, "reading the changelog's end: transient error");
                 }
                 Some(Err(e)) => {
                     return Err(kafka(&format!("cannot read changelog {topic}-{p}"), e))
@@ -122,15 +169,11 @@ impl StateRestorer for ChangelogRestorer<'_> {
         reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
     ) -> Result<Box<dyn KeyValueStore>, StreamsError> {
         let p = task.partition;
-        let (low, high) = self
-            .consumer
-            .fetch_watermarks(changelog, p, TIMEOUT)
-            .map_err(|e| {
-                kafka(
-                    &format!("cannot read the offsets of changelog {changelog}-{p}"),
-                    e,
-                )
-            })?;
+        let (low, high) = retrying(
+            &format!("cannot read the offsets of changelog {changelog}-{p}"),
+            self.timeout,
+            || self.consumer.fetch_watermarks(changelog, p, TIMEOUT),
+        )?;
         let high = self.true_end(changelog, p, low, high)?;
         let checkpoint = if inner.persistent() && !wiped {
             self.checkpoint.get(&(changelog.to_string(), p)).copied()
@@ -214,6 +257,19 @@ impl StateRestorer for ChangelogRestorer<'_> {
                             got += 1;
                             last_progress = Instant::now();
                         }
+                        Some(Err(e)) if transient(&e) => {
+                            // The consumer reconnects by itself; the no-progress bound below still holds.
+                            tracing::warn!(store, partition = p, error = %e, "restoring: transient error");
+                            if got > 0 {
+                                break;
+                            }
+                            if last_progress.elapsed() > self.timeout {
+                                return Err(kafka(
+                                    &format!("cannot read changelog {changelog}-{p}"),
+                                    e,
+                                ));
+                            }
+                        }
                         Some(Err(e)) => {
                             return Err(kafka(&format!("cannot read changelog {changelog}-{p}"), e))
                         }
@@ -230,10 +286,13 @@ impl StateRestorer for ChangelogRestorer<'_> {
                                     continue;
                                 }
                             }
-                            if last_progress.elapsed() > TIMEOUT {
+                            if last_progress.elapsed() > self.timeout {
                                 return Err(kafka(
                                     &format!("restoring {changelog}-{p}"),
-                                    format!("no progress for {TIMEOUT:?} at offset {position} of {high}"),
+                                    format!(
+                                        "no progress for {:?} (task.timeout.ms) at offset {position} of {high}",
+                                        self.timeout
+                                    ),
                                 ));
                             }
                         }

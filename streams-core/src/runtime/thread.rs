@@ -935,6 +935,7 @@ impl Loop<'_> {
                 task: id,
             }),
             positions: BTreeMap::new(),
+            timeout: self.ctx.config.task_timeout,
             restored: 0,
         };
         let mut partitions: HashMap<String, i32> =
