@@ -96,3 +96,57 @@ impl DeserializationExceptionHandler for LogAndContinue {
         DeserializationResponse::Continue
     }
 }
+
+/// A record the producer could not write to a sink topic.
+#[derive(Debug, Clone, Copy)]
+pub struct ProductionErrorContext<'a> {
+    /// The destination topic.
+    pub topic: &'a str,
+    /// The destination partition, when known.
+    pub partition: Option<i32>,
+    /// The serialized key.
+    pub key: Option<&'a [u8]>,
+    /// The serialized value.
+    pub value: Option<&'a [u8]>,
+}
+
+/// The production handler's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProductionResponse {
+    /// Stop: the thread fails with the production error.
+    Fail,
+    /// Drop the record and go on (it is logged and counted in `streams_production_errors_skipped_total`).
+    Continue,
+}
+
+/// Decides what to do with a record the broker or the producer refused for a reason of its own (too large,
+/// invalid), as Kafka Streams' `ProductionExceptionHandler`. Only such record-specific errors reach it: a broker
+/// that is unreachable, or a record for a changelog topic (whose loss would corrupt a store), always fails.
+pub trait ProductionExceptionHandler: Send + Sync + 'static {
+    /// Handles one refused record.
+    fn handle(&self, ctx: &ProductionErrorContext<'_>, error: &str) -> ProductionResponse;
+}
+
+/// The default: fail.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultProductionExceptionHandler;
+
+impl ProductionExceptionHandler for DefaultProductionExceptionHandler {
+    fn handle(&self, ctx: &ProductionErrorContext<'_>, error: &str) -> ProductionResponse {
+        tracing::error!(topic = ctx.topic, partition = ?ctx.partition, error, "cannot produce a record; failing");
+        ProductionResponse::Fail
+    }
+}
+
+/// Log the refused record (topic, partition and sizes; never its bytes) and go on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogAndContinueProduction;
+
+impl ProductionExceptionHandler for LogAndContinueProduction {
+    fn handle(&self, ctx: &ProductionErrorContext<'_>, error: &str) -> ProductionResponse {
+        tracing::warn!(topic = ctx.topic, partition = ?ctx.partition, key_bytes = ctx.key.map_or(0, <[u8]>::len),
+            value_bytes = ctx.value.map_or(0, <[u8]>::len), error, "cannot produce a record; dropping it");
+        ProductionResponse::Continue
+    }
+}

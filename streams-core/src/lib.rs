@@ -44,6 +44,10 @@ pub use handler::{
     LogAndContinue, LogAndFail, DLQ_ERROR_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER,
     DLQ_ROLE_HEADER, DLQ_TOPIC_HEADER,
 };
+pub use handler::{
+    DefaultProductionExceptionHandler, LogAndContinueProduction, ProductionErrorContext,
+    ProductionExceptionHandler, ProductionResponse,
+};
 pub use node::StreamPartitioner;
 pub use partitioner::{default_partition, murmur2};
 pub use processor::{Data, Processor, ProcessorContext, PunctuationType, ScheduleId, TaskId};

@@ -108,3 +108,84 @@ fn finding_a_broker_outage_during_restoration_is_retried_not_fatal() {
     assert!(streams.errors().is_empty(), "{:?}", streams.errors());
     assert!(streams.close(Duration::from_secs(30)));
 }
+
+/// Values pass through, except `big`, which becomes 2 MiB: more than a producer may send by default.
+fn inflating_topology() -> Topology {
+    let b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
+        .map_values(|v| if v == "big" { "x".repeat(2 << 20) } else { v })
+        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    b.build().unwrap()
+}
+
+fn produce_with_one_big(broker: &Broker) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..20)
+        .map(|i| {
+            let v = if i == 7 {
+                "big".to_string()
+            } else {
+                format!("v{i}")
+            };
+            (format!("k{i}").into_bytes(), Some(v.into_bytes()))
+        })
+        .collect();
+    produce(&broker.bootstrap(), "in", &records);
+    records
+        .into_iter()
+        .filter(|(_, v)| v.as_deref() != Some(b"big".as_slice()))
+        .map(|(k, v)| (k, v.unwrap()))
+        .collect()
+}
+
+/// Defect: one record a sink topic refuses (here: too large) failed the thread, and a replacement thread failed on
+/// the same record again: a crash loop with no way to skip it.
+#[test]
+fn finding_a_record_the_sink_refuses_can_be_dropped_by_the_production_handler() {
+    let broker = Broker::embedded();
+    broker.create_topic("in", 1);
+    broker.create_topic("out", 1);
+    let mut expected = produce_with_one_big(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, admin) = broker.config("inflate-continue", dir.path());
+    config
+        .set("default.production.exception.handler", "continue")
+        .unwrap();
+    let streams = KafkaStreams::new(inflating_topology(), (config, admin)).unwrap();
+    streams.start().unwrap();
+    let mut got: Vec<(Vec<u8>, Vec<u8>)> =
+        tests::consume_until(&broker.bootstrap(), "out", Duration::from_secs(60), |got| {
+            got.len() >= expected.len()
+        })
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "every record but the refused one reaches the sink"
+    );
+    assert_eq!(streams.state(), State::Running, "{:?}", streams.errors());
+    assert!(streams.close(Duration::from_secs(30)));
+}
+
+#[test]
+fn by_default_a_record_the_sink_refuses_fails_naming_the_topic_and_the_setting() {
+    let broker = Broker::embedded();
+    broker.create_topic("in", 1);
+    broker.create_topic("out", 1);
+    produce_with_one_big(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let streams = KafkaStreams::new(
+        inflating_topology(),
+        broker.config("inflate-fail", dir.path()),
+    )
+    .unwrap();
+    streams.start().unwrap();
+    assert!(streams.wait_for_state(State::Error, Duration::from_secs(60)));
+    let errors = streams.errors().join("\n");
+    assert!(
+        errors.contains("'out'") && errors.contains("default.production.exception.handler"),
+        "{errors}"
+    );
+}

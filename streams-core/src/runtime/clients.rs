@@ -14,6 +14,7 @@ use rdkafka::ClientContext;
 use state_store::{ChangelogSink, StoreError};
 
 use crate::error::StreamsError;
+use crate::handler::{ProductionErrorContext, ProductionExceptionHandler, ProductionResponse};
 use crate::record::Headers;
 use crate::runtime::config::{is_secret_key, ClientKind, StreamsConfig};
 use crate::runtime::security::{Redactor, StreamsClientContext};
@@ -69,6 +70,8 @@ pub(crate) struct DeliveryContext {
     pub acked: Mutex<HashMap<(String, i32), i64>>,
     pub failure: Mutex<Option<String>>,
     client: StreamsClientContext,
+    /// Decides about sink records the broker refuses for a reason of their own.
+    pub production_handler: Option<Arc<dyn ProductionExceptionHandler>>,
 }
 
 impl DeliveryContext {
@@ -77,8 +80,49 @@ impl DeliveryContext {
             acked: Mutex::default(),
             failure: Mutex::default(),
             client,
+            production_handler: None,
         }
     }
+}
+
+/// Whether a production error is about the record itself (its size, its content), so that dropping that one
+/// record is a choice the production handler may make. Other errors (the broker unreachable, authorization,
+/// a fenced producer) concern every record.
+fn record_specific(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidTimestamp
+        )
+    )
+}
+
+/// Changelog records are never dropped: a lost one would leave a restored store different from the one that
+/// wrote it.
+fn is_changelog(topic: &str) -> bool {
+    topic.ends_with("-changelog")
+}
+
+/// Asks `handler` about a refused sink record; true when it may be dropped (logged and counted).
+fn may_drop(
+    handler: &dyn ProductionExceptionHandler,
+    e: &KafkaError,
+    ctx: &ProductionErrorContext<'_>,
+) -> bool {
+    if is_changelog(ctx.topic) || !record_specific(e) {
+        return false;
+    }
+    let drop = handler.handle(ctx, &e.to_string()) == ProductionResponse::Continue;
+    if drop {
+        metrics::counter!("streams_production_errors_skipped_total", "topic" => ctx.topic.to_string())
+            .increment(1);
+    }
+    drop
 }
 
 impl ClientContext for DeliveryContext {
@@ -109,6 +153,17 @@ impl ProducerContext for DeliveryContext {
                 }
             }
             Err((e, m)) => {
+                if let Some(handler) = &self.production_handler {
+                    let ctx = ProductionErrorContext {
+                        topic: m.topic(),
+                        partition: Some(m.partition()),
+                        key: m.key(),
+                        value: m.payload(),
+                    };
+                    if may_drop(handler.as_ref(), e, &ctx) {
+                        return;
+                    }
+                }
                 if let Ok(mut f) = self.failure.lock() {
                     f.get_or_insert_with(|| {
                         format!("delivery to {}-{} failed: {e}", m.topic(), m.partition())
@@ -121,8 +176,6 @@ impl ProducerContext for DeliveryContext {
 
 pub(crate) type StreamsProducer = BaseProducer<DeliveryContext>;
 
-/// Creates the producer of a stream thread. Partitioning by murmur2 of the key matches the Java client, so
-/// co-partitioning holds with topics written by Java applications.
 /// The stream thread producer's settings: defaults, the user's settings, then what the runtime manages.
 /// Idempotence keeps librdkafka's retries from reordering or duplicating records within a partition: a compacted
 /// changelog must end on the latest value of each key.
@@ -141,16 +194,19 @@ pub(crate) fn producer_config(config: &StreamsConfig, client_id: &str) -> Client
     c
 }
 
+/// Creates the producer of a stream thread. Partitioning by murmur2 of the key matches the Java client, so
+/// co-partitioning holds with topics written by Java applications.
 pub(crate) fn create_producer(
     config: &StreamsConfig,
     client_id: &str,
 ) -> Result<Arc<StreamsProducer>, StreamsError> {
     let c = producer_config(config, client_id);
-    let context = DeliveryContext::new(StreamsClientContext::new(
+    let mut context = DeliveryContext::new(StreamsClientContext::new(
         config,
         ClientKind::Producer,
         format!("producer {client_id}"),
     ));
+    context.production_handler = Some(config.production_handler.clone());
     let producer: StreamsProducer = c
         .create_with_context(context)
         .map_err(|e| client_error(config, ClientKind::Producer, e))?;
@@ -206,10 +262,29 @@ pub(crate) struct ProducerCollector {
 
 impl RecordCollector for ProducerCollector {
     fn send(&mut self, r: OutgoingRecord<'_>) -> Result<(), StreamsError> {
-        send(&self.producer, &r).map_err(|e| StreamsError::Processor {
-            node: String::new(),
-            message: format!("cannot send to topic '{}': {e}", r.topic),
-        })
+        match send(&self.producer, &r) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let ctx = ProductionErrorContext {
+                    topic: r.topic,
+                    partition: r.partition,
+                    key: r.key,
+                    value: r.value,
+                };
+                let handler = self.producer.context().production_handler.clone();
+                if handler.is_some_and(|h| may_drop(h.as_ref(), &e, &ctx)) {
+                    return Ok(());
+                }
+                Err(StreamsError::Processor {
+                    node: String::new(),
+                    message: format!(
+                        "cannot send to topic '{}': {e} (default.production.exception.handler decides about \
+                         records refused for their size or content)",
+                        r.topic
+                    ),
+                })
+            }
+        }
     }
 
     fn partitions_for(&mut self, topic: &str) -> Result<i32, StreamsError> {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::error::StreamsError;
 use crate::handler::{
-    DeadLetterQueue, DeserializationExceptionHandler, LogAndContinue, LogAndFail,
+    DeadLetterQueue, DefaultProductionExceptionHandler, DeserializationExceptionHandler,
+    LogAndContinue, LogAndContinueProduction, LogAndFail, ProductionExceptionHandler,
 };
 
 /// Delivery guarantee.
@@ -310,6 +311,10 @@ pub struct StreamsConfig {
     /// handler of your own.
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     deserialization_handler_name: String,
+    /// `default.production.exception.handler`: `fail` (default) or `continue`, for records a sink topic refuses
+    /// (too large, invalid); or a handler of your own.
+    pub production_handler: Arc<dyn ProductionExceptionHandler>,
+    production_handler_name: String,
     /// librdkafka properties by client kind (`None` = every client).
     client_properties: BTreeMap<(Option<ClientKind>, String), String>,
 }
@@ -355,6 +360,7 @@ impl fmt::Debug for StreamsConfig {
                 "deserialization_handler",
                 &self.deserialization_handler_name,
             )
+            .field("production_handler", &self.production_handler_name)
             .field("client_properties", &props)
             .finish()
     }
@@ -393,6 +399,8 @@ impl StreamsConfig {
             application_server: None,
             deserialization_handler: Arc::new(LogAndFail),
             deserialization_handler_name: "fail".into(),
+            production_handler: Arc::new(DefaultProductionExceptionHandler),
+            production_handler_name: "fail".into(),
             client_properties: BTreeMap::new(),
         }
     }
@@ -469,6 +477,23 @@ impl StreamsConfig {
                 self.deserialization_handler = h;
                 self.deserialization_handler_name = value.to_string();
             }
+            "default.production.exception.handler" | "production.exception.handler" => {
+                let h: Arc<dyn ProductionExceptionHandler> = match value {
+                    "fail" | "DefaultProductionExceptionHandler" => Arc::new(DefaultProductionExceptionHandler),
+                    "continue" => Arc::new(LogAndContinueProduction),
+                    other => {
+                        return Err(invalid(
+                            key,
+                            format!(
+                                "expected 'fail' or 'continue', got '{other}' (or set a handler of your own with \
+                                 with_production_handler)"
+                            ),
+                        ))
+                    }
+                };
+                self.production_handler = h;
+                self.production_handler_name = value.to_string();
+            }
             "default.key.serde" | "default.value.serde" => {
                 return Err(invalid(
                     key,
@@ -510,6 +535,14 @@ impl StreamsConfig {
             }
         }
         Ok(self)
+    }
+
+    /// Sets a production exception handler of your own.
+    pub fn with_production_handler(mut self, handler: impl ProductionExceptionHandler) -> Self {
+        self.production_handler = Arc::new(handler);
+        self.production_handler_name =
+            std::any::type_name_of_val(&*self.production_handler).to_string();
+        self
     }
 
     /// Sets a deserialization handler of your own.
