@@ -282,3 +282,131 @@ fn finding_a_panic_is_handed_to_the_uncaught_error_handler_which_can_replace_the
     assert!(streams.errors().join("\n").contains("panicked in task 0_0"));
     assert!(streams.close(Duration::from_secs(30)));
 }
+
+/// Counts its wall-clock punctuations, and those that fire while its instance is rebalancing.
+struct Ticker {
+    rebalancing: std::sync::Arc<AtomicBool>,
+    during: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Processor<String, String> for Ticker {
+    type KOut = String;
+    type VOut = String;
+
+    fn init(&mut self, ctx: &mut ProcessorContext<String, String>) -> Result<(), StreamsError> {
+        ctx.schedule(Duration::from_millis(50), PunctuationType::WallClockTime)?;
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        _record: Record<String, String>,
+        _ctx: &mut ProcessorContext<String, String>,
+    ) -> Result<(), StreamsError> {
+        Ok(())
+    }
+
+    fn punctuate(
+        &mut self,
+        _schedule: streams_dsl::streams_core::ScheduleId,
+        _timestamp: i64,
+        _ctx: &mut ProcessorContext<String, String>,
+    ) -> Result<(), StreamsError> {
+        if self.rebalancing.load(Ordering::SeqCst) {
+            self.during.fetch_add(1, Ordering::SeqCst);
+        }
+        self.total.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// An instance of the ticker application with its counters: punctuations while rebalancing, all punctuations,
+/// moves to Rebalancing.
+#[allow(clippy::type_complexity)]
+fn ticker_instance(
+    broker: &Broker,
+    dir: &std::path::Path,
+) -> (
+    KafkaStreams,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+    let rebalancing = Arc::new(AtomicBool::new(false));
+    let during = Arc::new(AtomicU64::new(0));
+    let total = Arc::new(AtomicU64::new(0));
+    let rebalances = Arc::new(AtomicU64::new(0));
+    let b = StreamsBuilder::new();
+    let (r, d, t) = (rebalancing.clone(), during.clone(), total.clone());
+    b.stream("ticks", Consumed::with(Serdes::string(), Serdes::string()))
+        .process(
+            move || Ticker {
+                rebalancing: r.clone(),
+                during: d.clone(),
+                total: t.clone(),
+            },
+            &[],
+        );
+    let streams = KafkaStreams::new(b.build().unwrap(), broker.config("ticker", dir)).unwrap();
+    let (r, n) = (rebalancing.clone(), rebalances.clone());
+    // The listener runs on the stream thread, in the rebalance callback and when the assignment is applied, so
+    // the flag is exact with respect to that thread's punctuations.
+    streams.set_state_listener(move |_, to| {
+        r.store(to == State::Rebalancing, Ordering::SeqCst);
+        if to == State::Rebalancing {
+            n.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (streams, during, total, rebalances)
+}
+
+/// Defect: after a revocation the tasks stayed in the thread until the next assignment, and their wall-clock
+/// punctuations kept firing, writing after the commit that handed their partitions over. A second instance joining
+/// makes the first one revoke; none of its punctuations may fire until the new assignment is applied.
+#[test]
+fn finding_wall_clock_punctuations_do_not_run_on_revoked_tasks() {
+    let broker = Broker::embedded();
+    broker.create_topic("ticks", 1);
+    produce_words_to(&broker, "ticks");
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (a, during_a, total_a, rebalances_a) = ticker_instance(&broker, dir_a.path());
+    a.start().unwrap();
+    assert!(a.wait_for_state(State::Running, Duration::from_secs(60)));
+    wait_until("punctuations", Duration::from_secs(30), || {
+        total_a.load(Ordering::SeqCst) >= 10
+    });
+    assert_eq!(during_a.load(Ordering::SeqCst), 0);
+
+    let (b, during_b, _, _) = ticker_instance(&broker, dir_b.path());
+    b.start().unwrap();
+    wait_until(
+        "the first instance to rebalance and run again",
+        Duration::from_secs(60),
+        || {
+            rebalances_a.load(Ordering::SeqCst) >= 2
+                && a.state() == State::Running
+                && b.state() == State::Running
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        during_a.load(Ordering::SeqCst),
+        0,
+        "wall-clock punctuations fired on revoked tasks"
+    );
+    assert_eq!(during_b.load(Ordering::SeqCst), 0);
+    assert!(b.close(Duration::from_secs(30)));
+    assert!(a.close(Duration::from_secs(30)));
+}
+
+fn produce_words_to(broker: &Broker, topic: &str) {
+    produce(
+        &broker.bootstrap(),
+        topic,
+        &[(b"k".to_vec(), Some(b"v".to_vec()))],
+    );
+}
