@@ -349,6 +349,17 @@ impl<S: KeyValueStore> KeyValueStore for CachingKeyValueStore<S> {
         self.inner.close()
     }
 
+    fn close_dirty(&mut self) -> Result<(), StoreError> {
+        self.index.clear();
+        self.slots.clear();
+        self.free.clear();
+        self.head = NIL;
+        self.tail = NIL;
+        self.bytes = 0;
+        self.last_read.set(NIL);
+        self.inner.close_dirty()
+    }
+
     fn cache_stats(&self) -> Option<CacheStats> {
         Some(self.stats())
     }
@@ -402,6 +413,18 @@ mod tests {
     use crate::InMemoryKeyValueStore;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+
+    /// A dirty close drops what the cache holds: nothing reaches the store below (nor, through it, a changelog).
+    #[test]
+    fn close_dirty_writes_nothing_below() {
+        let mut store = CachingKeyValueStore::new(InMemoryKeyValueStore::new("s"), 1 << 20);
+        store.put(b"k", b"1").unwrap();
+        store.inner_mut().put(b"old", b"0").unwrap();
+        store.close_dirty().unwrap();
+        assert_eq!(store.inner().get(b"k").unwrap(), None);
+        assert_eq!(store.get(b"k").unwrap(), None);
+        assert_eq!(store.get(b"old").unwrap(), Some(b"0".to_vec()));
+    }
 
     #[derive(Debug, Clone)]
     enum Op {

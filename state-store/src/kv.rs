@@ -212,6 +212,14 @@ pub trait KeyValueStore: Send {
         self.flush()
     }
 
+    /// Releases resources without writing anything still buffered: a write-back cache drops its dirty entries
+    /// (they never reach the store below or its changelog). For a task whose partitions were lost to another
+    /// member, whose pending writes must not be published. The store must not be used afterwards; the default
+    /// releases nothing early (dropping the store does).
+    fn close_dirty(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Hit and miss counts of the write-back cache in this store's stack, if it has one.
     fn cache_stats(&self) -> Option<crate::CacheStats> {
         None
@@ -254,6 +262,9 @@ impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
     }
     fn close(&mut self) -> Result<(), StoreError> {
         (**self).close()
+    }
+    fn close_dirty(&mut self) -> Result<(), StoreError> {
+        (**self).close_dirty()
     }
     fn cache_stats(&self) -> Option<crate::CacheStats> {
         (**self).cache_stats()

@@ -100,6 +100,9 @@ impl<S: KeyValueStore, L: ChangelogSink> KeyValueStore for ChangeLoggingKeyValue
     fn close(&mut self) -> Result<(), StoreError> {
         self.inner.close()
     }
+    fn close_dirty(&mut self) -> Result<(), StoreError> {
+        self.inner.close_dirty()
+    }
     fn cache_stats(&self) -> Option<crate::CacheStats> {
         self.inner.cache_stats()
     }

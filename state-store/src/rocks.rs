@@ -297,6 +297,12 @@ impl KeyValueStore for RocksDbKeyValueStore {
         }
         Ok(())
     }
+
+    /// Releases the database (and its directory lock) without flushing it first.
+    fn close_dirty(&mut self) -> Result<(), StoreError> {
+        self.db = None;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -207,6 +207,20 @@ pub enum StreamsError {
         /// librdkafka's description of the failure, with secrets removed.
         detail: String,
     },
+    /// Application code (a processor, a punctuation, a serde, a timestamp extractor) panicked on a stream thread.
+    /// The panic is caught and the thread stops as it does on a returned error: the uncaught error handler decides
+    /// whether the instance moves to `Error` or the thread is replaced.
+    #[error("{}", describe_panic(thread, task.as_ref(), processor.as_deref(), message))]
+    Panic {
+        /// The stream thread.
+        thread: String,
+        /// The task that was running, when known.
+        task: Option<crate::processor::TaskId>,
+        /// The processor node that was running, when known.
+        processor: Option<String>,
+        /// The panic's message.
+        message: String,
+    },
     /// An I/O operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -216,6 +230,34 @@ pub enum StreamsError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn describe_panic(
+    thread: &str,
+    task: Option<&crate::processor::TaskId>,
+    processor: Option<&str>,
+    message: &str,
+) -> String {
+    let mut s = format!("stream thread '{thread}' panicked");
+    if let Some(t) = task {
+        s.push_str(&format!(" in task {t}"));
+    }
+    if let Some(p) = processor {
+        s.push_str(&format!(" at processor '{p}'"));
+    }
+    s.push_str(&format!(": {message}"));
+    s
+}
+
+/// The message of a caught panic's payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
 }
 
 fn describe_counts(topics: &[(String, i32)]) -> String {

@@ -113,7 +113,10 @@ struct ProcessorNode<P: Processor<KIn, VIn>, KIn, VIn> {
 impl<P: Processor<KIn, VIn>, KIn, VIn> Node<KIn, VIn> for ProcessorNode<P, KIn, VIn> {
     #[inline]
     fn process(&mut self, record: Record<KIn, VIn>) -> Result<(), StreamsError> {
-        self.processor.process(record, &mut self.ctx)
+        let outer = self.ctx.shared.current_node.replace(Some(self.ctx.node));
+        let r = self.processor.process(record, &mut self.ctx);
+        self.ctx.shared.current_node.set(outer);
+        r
     }
 }
 
@@ -123,7 +126,10 @@ impl<P: Processor<KIn, VIn>, KIn, VIn> NodeControl for ProcessorNode<P, KIn, VIn
     }
     fn punctuate(&mut self, id: ScheduleId, timestamp: i64) -> Result<(), StreamsError> {
         self.shared_clear_record();
-        self.processor.punctuate(id, timestamp, &mut self.ctx)
+        let outer = self.ctx.shared.current_node.replace(Some(self.ctx.node));
+        let r = self.processor.punctuate(id, timestamp, &mut self.ctx);
+        self.ctx.shared.current_node.set(outer);
+        r
     }
     fn close(&mut self) -> Result<(), StreamsError> {
         self.processor.close(&mut self.ctx)
@@ -196,6 +202,8 @@ struct SourceNode<K, V> {
     partition_time: Vec<i64>,
     children: Children<K, V>,
     shared: Rc<TaskShared>,
+    /// This node's index in the topology.
+    node: usize,
 }
 
 impl<K: Data, V: Data> SourceNode<K, V> {
@@ -259,6 +267,8 @@ impl<K: Data, V: Data> SourceNode<K, V> {
 
 impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
     fn enqueue(&mut self, slot: usize, raw: RawRecordRef<'_>) -> Result<bool, StreamsError> {
+        // Deserializers and the timestamp extractor run here.
+        self.shared.current_node.set(Some(self.node));
         if self.skip_null_keys && raw.key.is_none() {
             tracing::warn!(
                 topic = &*self.topics[slot],
@@ -323,6 +333,7 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
         };
         self.shared
             .begin_record(self.topic_ids[slot], q.offset, q.record.timestamp);
+        self.shared.current_node.set(Some(self.node));
         self.children.forward(q.record)?;
         Ok(true)
     }
@@ -352,6 +363,7 @@ impl<K: Data, V: Data> NodeFactory for SourceFactory<K, V> {
             partition_time: vec![-1; n],
             children,
             shared: ctx.shared.clone(),
+            node: ctx.node,
         }));
         Ok(BuiltNode {
             input: None,
@@ -393,11 +405,24 @@ struct SinkNode<K, V> {
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
     shared: Rc<TaskShared>,
+    /// This node's index in the topology.
+    node: usize,
 }
 
 impl<K: Data, V: Data> Node<K, V> for SinkNode<K, V> {
     #[inline]
     fn process(&mut self, record: Record<K, V>) -> Result<(), StreamsError> {
+        // Serializers and the partitioner run here.
+        let outer = self.shared.current_node.replace(Some(self.node));
+        let r = self.send(record);
+        self.shared.current_node.set(outer);
+        r
+    }
+}
+
+impl<K: Data, V: Data> SinkNode<K, V> {
+    #[inline]
+    fn send(&mut self, record: Record<K, V>) -> Result<(), StreamsError> {
         let has_key = self
             .key_serde
             .serialize_nullable(&record.key, &mut self.key_buf)
@@ -446,6 +471,7 @@ impl<K: Data, V: Data> NodeFactory for SinkFactory<K, V> {
             key_buf: Vec::new(),
             value_buf: Vec::new(),
             shared: ctx.shared.clone(),
+            node: ctx.node,
         }));
         Ok(BuiltNode {
             input: Some(Box::new(node)),

@@ -100,7 +100,8 @@ pub trait Processor<KIn, VIn>: 'static {
         Ok(())
     }
 
-    /// Called once when the task closes.
+    /// Called once when the task closes. A task whose partitions were lost to another member (a session timeout,
+    /// an exceeded `max.poll.interval.ms`) is dropped without this call: nothing it wrote could be published.
     fn close(
         &mut self,
         _ctx: &mut ProcessorContext<Self::KOut, Self::VOut>,

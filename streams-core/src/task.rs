@@ -12,7 +12,7 @@ use state_store::{
     RocksDbResources, SharedKeyValueStore, StoreContext, StoreError, TypedKeyValueStore,
 };
 
-use crate::error::StreamsError;
+use crate::error::{panic_message, StreamsError};
 use crate::global::GlobalStores;
 use crate::handler::DeserializationExceptionHandler;
 use crate::node::{BuildCtx, BuiltNode, NodeControl, SourceInput};
@@ -146,6 +146,9 @@ pub(crate) struct TaskShared {
     pub application_id: Arc<str>,
     topics: RefCell<Vec<Arc<str>>>,
     current: Cell<Option<(u32, i64)>>,
+    /// The node (index in the topology) running now: set on entry to a node and restored on its return, so after
+    /// a panic it names the innermost node that was running.
+    pub current_node: Cell<Option<usize>>,
     pub current_timestamp: Arc<AtomicI64>,
     pub stream_time: Cell<i64>,
     pub wall_clock: Cell<i64>,
@@ -278,6 +281,8 @@ pub(crate) struct Task {
     stores: Vec<(String, SharedKeyValueStore)>,
     next_stream_punctuation: i64,
     closed: bool,
+    /// Node names by topology index, to name the node a panic came from.
+    node_names: Vec<Rc<str>>,
 }
 
 fn open_store(
@@ -395,6 +400,7 @@ impl Task {
             application_id: env.application_id.clone(),
             topics: RefCell::new(Vec::new()),
             current: Cell::new(None),
+            current_node: Cell::new(None),
             current_timestamp: timestamp,
             stream_time: Cell::new(-1),
             wall_clock: Cell::new(env.wall_clock),
@@ -480,6 +486,11 @@ impl Task {
             stores: store_list,
             next_stream_punctuation: i64::MAX,
             closed: false,
+            node_names: topology
+                .nodes
+                .iter()
+                .map(|n| Rc::from(n.name.as_str()))
+                .collect(),
         };
         for c in task.controls.iter().flatten() {
             c.borrow_mut().init()?;
@@ -647,6 +658,53 @@ impl Task {
 
     pub(crate) fn stream_time(&self) -> i64 {
         self.shared.stream_time.get()
+    }
+
+    /// Runs `f` on this task; a panic in it (application code: a processor, a punctuation, a serde, a timestamp
+    /// extractor) becomes [`StreamsError::Panic`] naming `thread`, this task and the node that was running.
+    pub(crate) fn catch_panics<T>(
+        &mut self,
+        thread: &str,
+        f: impl FnOnce(&mut Task) -> Result<T, StreamsError>,
+    ) -> Result<T, StreamsError> {
+        self.shared.current_node.set(None);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(r) => r,
+            Err(payload) => {
+                let processor = self
+                    .shared
+                    .current_node
+                    .take()
+                    .and_then(|n| self.node_names.get(n))
+                    .map(|n| n.to_string());
+                self.shared.clear_record();
+                Err(StreamsError::Panic {
+                    thread: thread.to_string(),
+                    task: Some(self.id),
+                    processor,
+                    message: panic_message(&*payload),
+                })
+            }
+        }
+    }
+
+    /// Closes the task without writing anything, for partitions lost to another member (a session timeout, an
+    /// exceeded `max.poll.interval.ms`, fencing): caches are dropped unflushed, so nothing reaches the changelogs
+    /// or the stores below them; queued records are dropped; processors are not closed (a close may forward or
+    /// write). The caller writes no checkpoint and commits no offsets: the new owner may already be writing.
+    pub(crate) fn close_dirty(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.shared.clear_record();
+        self.clear_queues();
+        for (name, store) in &self.stores {
+            let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = s.close_dirty() {
+                tracing::warn!(task = %self.id, store = %name, error = %e, "error while dropping a store");
+            }
+        }
     }
 
     /// Closes processors, then flushes and closes stores.

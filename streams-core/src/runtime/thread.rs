@@ -46,6 +46,9 @@ pub(crate) enum ThreadState {
 
 enum Event {
     Revoked,
+    /// The partitions were lost (session timeout, `max.poll.interval.ms` exceeded, fencing, a rebalance error):
+    /// another member may own them already, so the tasks are closed dirty.
+    Lost,
     Assigned(Vec<(String, i32)>),
 }
 
@@ -254,9 +257,31 @@ impl ClientContext for StreamsConsumerContext {
     }
 }
 
+impl StreamsConsumerContext {
+    /// The assignment is lost: nothing may be flushed, checkpointed or committed for it (the new owner may already
+    /// be writing its changelogs), so the commit state forgets every task and the loop closes them dirty.
+    fn on_lost(&self, why: &str) {
+        tracing::warn!(thread = %self.shared.name, reason = why, "partitions lost: closing their tasks without flushing, checkpointing or committing");
+        if let Ok(mut c) = self.shared.commits.lock() {
+            c.tasks.clear();
+            c.offsets.clear();
+            c.committed.clear();
+        }
+        if let Ok(mut ev) = self.shared.events.lock() {
+            ev.push(Event::Lost);
+        }
+        self.shared.set_state(ThreadState::PartitionsRevoked);
+    }
+}
+
 impl ConsumerContext for StreamsConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
+            Rebalance::Revoke(_) if consumer.assignment_lost() => {
+                self.on_lost(
+                    "the assignment was lost (session timeout or max.poll.interval.ms exceeded)",
+                );
+            }
             Rebalance::Revoke(_) => {
                 // Commit before giving the partitions up, so their next owner starts where we stopped.
                 let r = match self.shared.commits.lock() {
@@ -288,9 +313,8 @@ impl ConsumerContext for StreamsConsumerContext {
                 }
                 self.shared.set_state(ThreadState::PartitionsAssigned);
             }
-            Rebalance::Error(e) => {
-                tracing::warn!(thread = %self.shared.name, error = %e, "rebalance error")
-            }
+            // The consumer unassigns every partition after a rebalance error, without a revocation.
+            Rebalance::Error(e) => self.on_lost(&format!("rebalance error: {e}")),
         }
     }
 }
@@ -348,12 +372,24 @@ pub(crate) fn spawn(
         .spawn(move || {
             let span = tracing::info_span!("stream_thread", thread = %s2.name);
             let _enter = span.enter();
-            let r = run(&ctx, &s2, producer);
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&ctx, &s2, producer)))
+                    .unwrap_or_else(|payload| Err(thread_panic(&s2.name, &*payload)));
             s2.set_state(ThreadState::Dead);
             on_exit(&s2, r);
         })
         .map_err(|source| StreamsError::Io { path: name, source })?;
     Ok((shared, handle))
+}
+
+/// A panic outside any task, as an error.
+fn thread_panic(thread: &str, payload: &(dyn std::any::Any + Send)) -> StreamsError {
+    StreamsError::Panic {
+        thread: thread.to_string(),
+        task: None,
+        processor: None,
+        message: crate::error::panic_message(payload),
+    }
 }
 
 struct Loop<'a> {
@@ -379,6 +415,9 @@ struct Loop<'a> {
     counted: u64,
     /// When the task snapshot was last refreshed.
     last_snapshot: Instant,
+    /// The partitions were revoked and not yet assigned again: the tasks are committed and wait to be closed or
+    /// resumed, so their wall-clock punctuations must not run.
+    suspended: bool,
 }
 
 /// How often the consumer reports statistics (and with them the partition ends lag is measured against),
@@ -548,8 +587,12 @@ fn run(
         reported: HashMap::new(),
         counted: 0,
         last_snapshot: Instant::now(),
+        suspended: false,
     };
-    let result = l.main_loop(&consumer);
+    // A panic in application code is caught per task (naming it); this catches the rest, so the thread stops as
+    // on a returned error.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.main_loop(&consumer)))
+        .unwrap_or_else(|payload| Err(thread_panic(&shared.name, &*payload)));
     l.shutdown(&consumer, result.is_ok())?;
     result
 }
@@ -605,16 +648,14 @@ impl Loop<'_> {
                     .tasks
                     .get_mut(&task_id)
                     .expect("routes point at live tasks");
-                task.enqueue_at(
-                    input,
-                    RawRecordRef {
-                        key: m.key(),
-                        value: m.payload(),
-                        timestamp: m.timestamp().to_millis().unwrap_or(-1),
-                        headers,
-                        offset: m.offset(),
-                    },
-                )?;
+                let raw = RawRecordRef {
+                    key: m.key(),
+                    value: m.payload(),
+                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                    headers,
+                    offset: m.offset(),
+                };
+                task.catch_panics(&self.shared.name, |t| t.enqueue_at(input, raw))?;
                 if task.queued_at(input) >= max_buffered
                     && !self
                         .paused
@@ -645,20 +686,27 @@ impl Loop<'_> {
             }
             // Process what is queued, a bounded slice per task so no task starves the others.
             for task in self.tasks.values_mut() {
-                for _ in 0..max_buffered {
-                    if !task.process_one()? {
-                        break;
+                task.catch_panics(&self.shared.name, |t| {
+                    for _ in 0..max_buffered {
+                        if !t.process_one()? {
+                            break;
+                        }
                     }
-                }
+                    Ok(())
+                })?;
             }
             self.producer.poll(Duration::ZERO);
             self.record_offsets();
             self.publish_metrics();
             self.refresh_snapshot(consumer, false);
             self.resume_drained(consumer, max_buffered / 2)?;
-            let now = now_ms();
-            for task in self.tasks.values_mut() {
-                task.set_wall_clock(now)?;
+            // Revoked tasks wait for the next assignment: their punctuations would write after the commit that
+            // handed their partitions over.
+            if !self.suspended {
+                let now = now_ms();
+                for task in self.tasks.values_mut() {
+                    task.catch_panics(&self.shared.name, |t| t.set_wall_clock(now))?;
+                }
             }
             delivery_failure(&self.producer)?;
             if last_commit.elapsed() >= self.ctx.config.commit_interval {
@@ -846,14 +894,34 @@ impl Loop<'_> {
                         t.clear_queues();
                     }
                     self.paused.clear();
+                    self.suspended = true;
                 }
+                Event::Lost => self.close_lost(),
                 Event::Assigned(parts) => self.assign(parts)?,
             }
         }
         Ok(())
     }
 
+    /// Closes every task dirty (see [`Task::close_dirty`]): the partitions were lost, the commit state already
+    /// forgot them, and the next assignment creates the tasks again from their last checkpoints.
+    fn close_lost(&mut self) {
+        for (id, mut t) in std::mem::take(&mut self.tasks) {
+            tracing::info!(task = %id, "closing task dirty: its partitions were lost");
+            self.closed_metrics = add(self.closed_metrics, t.metrics());
+            t.close_dirty();
+        }
+        self.routes.clear();
+        self.last_route = None;
+        self.paused.clear();
+        self.suspended = true;
+        if let Ok(mut s) = self.shared.snapshot.lock() {
+            s.tasks.clear();
+        }
+    }
+
     fn assign(&mut self, parts: Vec<(String, i32)>) -> Result<(), StreamsError> {
+        self.suspended = false;
         let mut wanted: BTreeMap<TaskId, ()> = BTreeMap::new();
         for (topic, p) in &parts {
             if let Some(&sub) = self.readers.get(topic) {
@@ -958,13 +1026,24 @@ impl Loop<'_> {
             wall_clock: now_ms(),
             globals: self.ctx.globals.clone(),
         };
-        let task = match Task::new(
-            &self.ctx.topology,
-            sub,
-            id.partition,
-            env,
-            Some(&mut restorer),
-        ) {
+        let created = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Task::new(
+                &self.ctx.topology,
+                sub,
+                id.partition,
+                env,
+                Some(&mut restorer),
+            )
+        }))
+        .unwrap_or_else(|payload| {
+            Err(StreamsError::Panic {
+                thread: self.shared.name.clone(),
+                task: Some(id),
+                processor: None,
+                message: crate::error::panic_message(&*payload),
+            })
+        });
+        let task = match created {
             Ok(t) => t,
             Err(e) => {
                 if let Ok(mut s) = self.shared.snapshot.lock() {
@@ -1009,7 +1088,11 @@ impl Loop<'_> {
         }
         self.publish_metrics();
         for (id, mut t) in std::mem::take(&mut self.tasks) {
-            if let Err(e) = t.close() {
+            if !clean {
+                // After an error or a panic nothing since the last commit is trusted: a task may have applied half
+                // a record. Flushing it would publish that, and the next owner would apply it again on top.
+                t.close_dirty();
+            } else if let Err(e) = t.close() {
                 tracing::warn!(task = %id, error = %e, "error closing task");
             }
         }
