@@ -828,6 +828,134 @@ mod tests {
         assert_eq!(nodes[1]["predecessors"], json!(["in"]));
     }
 
+    /// A store endpoint that records the thread it reads on and takes `delay` to answer.
+    struct SlowEndpoint {
+        delay: Duration,
+        read_on: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+    }
+
+    impl Endpoint for SlowEndpoint {
+        fn get(&self, _: &KafkaStreams, _: &str) -> Reply {
+            self.read_on
+                .lock()
+                .unwrap()
+                .push(std::thread::current().id());
+            std::thread::sleep(self.delay);
+            Reply::Json(StatusCode::OK, json!({}))
+        }
+        fn scan(&self, streams: &KafkaStreams, _: &ScanQuery, _: usize) -> Reply {
+            self.get(streams, "")
+        }
+    }
+
+    fn unstarted_streams() -> Arc<KafkaStreams> {
+        use crate::{Serdes, SinkOptions, SourceOptions};
+        let mut t = Topology::new();
+        t.add_source(
+            "in",
+            &["words"],
+            SourceOptions::new(Serdes::string(), Serdes::string()),
+        )
+        .unwrap();
+        t.add_sink(
+            "out",
+            "copy",
+            SinkOptions::new(Serdes::string(), Serdes::string()),
+            &["in"],
+        )
+        .unwrap();
+        let config = crate::runtime::StreamsConfig::new("http-unit", "127.0.0.1:1");
+        Arc::new(KafkaStreams::new(t, config).unwrap())
+    }
+
+    /// One GET over a fresh connection (from a blocking thread, leaving the runtime free); the status.
+    async fn status_of(addr: SocketAddr, path: &str) -> u16 {
+        let path = path.to_string();
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).unwrap();
+            String::from_utf8_lossy(&out)
+                .split_whitespace()
+                .nth(1)
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Defect: store reads (RocksDB gets and scans, which block) ran inside the async handlers, on the runtime
+    /// thread polling the request, stalling every other request and task on that worker. On a current-thread
+    /// runtime, a read must now happen on another thread.
+    #[test]
+    fn finding_store_reads_run_off_the_async_workers() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let endpoint = Arc::new(SlowEndpoint {
+            delay: Duration::ZERO,
+            read_on: Default::default(),
+        });
+        let mut builder = QueryServer::builder(unstarted_streams());
+        builder.stores.insert("s".into(), endpoint.clone());
+        let runtime_thread = std::thread::current().id();
+        rt.block_on(async {
+            let server = builder.serve().await.unwrap();
+            assert_eq!(
+                status_of(server.local_addr(), "/stores/s/keys/k").await,
+                200
+            );
+            assert_eq!(
+                status_of(server.local_addr(), "/stores/s?prefix=k").await,
+                200
+            );
+            server.shutdown().await;
+        });
+        let read_on = endpoint.read_on.lock().unwrap().clone();
+        assert_eq!(read_on.len(), 2);
+        assert!(
+            read_on.iter().all(|t| *t != runtime_thread),
+            "a store read ran on the runtime's own thread"
+        );
+    }
+
+    /// A request slower than the request timeout is answered 503, and the server keeps serving.
+    #[test]
+    fn a_request_over_the_request_timeout_is_answered_503() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let endpoint = Arc::new(SlowEndpoint {
+            delay: Duration::from_secs(2),
+            read_on: Default::default(),
+        });
+        let mut builder =
+            QueryServer::builder(unstarted_streams()).request_timeout(Duration::from_millis(200));
+        builder.stores.insert("s".into(), endpoint);
+        rt.block_on(async {
+            let server = builder.serve().await.unwrap();
+            let started = std::time::Instant::now();
+            assert_eq!(
+                status_of(server.local_addr(), "/stores/s/keys/k").await,
+                503
+            );
+            assert!(started.elapsed() < Duration::from_secs(2));
+            assert_eq!(status_of(server.local_addr(), "/stores").await, 200);
+            server.shutdown().await;
+        });
+    }
+
     #[test]
     fn redirect_paths_are_percent_encoded() {
         assert_eq!(encode_path_segment("/p1 x"), "%2Fp1%20x");
