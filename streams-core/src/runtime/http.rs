@@ -5,7 +5,8 @@
 //! - `GET /stores`: the stores this server exposes;
 //! - `GET /metadata`: every instance with its `application.server`, partitions and stores;
 //! - `GET /stores/{store}/keys/{key}`: `{"key": .., "value": ..}`, or a 307 redirect to the instance holding
-//!   the key;
+//!   the key when it advertises another address than this server's own `application.server` (instances behind
+//!   one address answer locally, or 503 while the key's partition is held by another of them);
 //! - `GET /stores/{store}?prefix=..|from=..&to=..&limit=N`: a page of at most `limit` entries (bounded by the
 //!   server's maximum) from this instance's partitions, in key-byte order; `/metadata` names the other
 //!   instances. A prefix scan needs keys that serialize as strings, with the string serde or the JSON one (the

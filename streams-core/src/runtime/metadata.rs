@@ -137,6 +137,9 @@ struct Announcer {
     refresh: Duration,
     /// Partitions per stream thread, and when they last changed; `None` before the first assignment.
     own: Mutex<Option<(ThreadPartitions, i64)>>,
+    /// Set once the tombstone is sent: nothing is announced after it (a thread ending late must not revive
+    /// the announcement).
+    left: AtomicBool,
 }
 
 impl Announcer {
@@ -154,21 +157,23 @@ impl Announcer {
         }
     }
 
-    /// Sends the current announcement (nothing before the first assignment).
+    /// Sends the current announcement (nothing before the first assignment, nor after leaving). The lock is
+    /// held while sending, so an announcement never follows the tombstone.
     fn announce(&self) {
-        let a = {
-            let Ok(own) = self.own.lock() else { return };
-            let Some((threads, assigned_ms)) = own.as_ref() else {
-                return;
-            };
-            let set: BTreeSet<(String, i32)> = threads.values().flatten().cloned().collect();
-            Announcement {
-                server: self.server.clone(),
-                partitions: set.into_iter().collect(),
-                at_ms: now_ms(),
-                assigned_ms: *assigned_ms,
-                refresh_ms: self.refresh.as_millis() as i64,
-            }
+        let Ok(own) = self.own.lock() else { return };
+        if self.left.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some((threads, assigned_ms)) = own.as_ref() else {
+            return;
+        };
+        let set: BTreeSet<(String, i32)> = threads.values().flatten().cloned().collect();
+        let a = Announcement {
+            server: self.server.clone(),
+            partitions: set.into_iter().collect(),
+            at_ms: now_ms(),
+            assigned_ms: *assigned_ms,
+            refresh_ms: self.refresh.as_millis() as i64,
         };
         match serde_json::to_vec(&a) {
             Ok(v) => self.send(Some(v)),
@@ -269,6 +274,7 @@ impl MetadataService {
             producer,
             refresh,
             own: Mutex::default(),
+            left: AtomicBool::new(false),
         });
         let (an, s) = (announcer.clone(), stop.clone());
         let heartbeat = std::thread::Builder::new()
@@ -333,7 +339,11 @@ impl MetadataService {
         if let Some(h) = self.heartbeat.lock().ok().and_then(|mut r| r.take()) {
             let _ = h.join();
         }
+        // Under the lock `announce` sends with, so no announcement can follow the tombstone.
+        let guard = self.announcer.own.lock();
+        self.announcer.left.store(true, Ordering::SeqCst);
         self.announcer.send(None);
+        drop(guard);
         self.stop_threads();
     }
 
@@ -437,6 +447,29 @@ mod tests {
             crashed.elapsed()
         );
         assert!(names(&b, "b"), "B's own claims stay");
+        b.leave();
+    }
+
+    /// A thread ending after the instance left (a close that timed out) does not revive its announcement.
+    #[test]
+    fn nothing_is_announced_after_the_tombstone() {
+        let kafka = EmbeddedKafka::start().unwrap();
+        let app = "metadata-after-leave";
+        kafka.create_topic(&MetadataService::topic(app), 1).unwrap();
+        let config = StreamsConfig::new(app, kafka.bootstrap_servers());
+        let a = MetadataService::start(&config, "a".into()).unwrap();
+        let b = MetadataService::start(&config, "b".into()).unwrap();
+        a.on_assignment("t0", vec![("in".into(), 0)]);
+        a.on_assignment("t1", vec![("in".into(), 1)]);
+        wait_for("B to see A", Duration::from_secs(20), || names(&b, "a"));
+        a.leave();
+        wait_for("B to see A's tombstone", Duration::from_secs(20), || {
+            !names(&b, "a")
+        });
+        a.on_thread_exit("t0");
+        a.on_assignment("t1", vec![("in".into(), 1)]);
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(!names(&b, "a"), "an announcement followed the tombstone");
         b.leave();
     }
 
