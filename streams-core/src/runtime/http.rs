@@ -5,7 +5,8 @@
 //! - `GET /stores`: the stores this server exposes;
 //! - `GET /metadata`: every instance with its `application.server`, partitions and stores;
 //! - `GET /stores/{store}/keys/{key}`: `{"key": .., "value": ..}`, or a 307 redirect to the instance holding
-//!   the key;
+//!   the key when it advertises another address than this server's own `application.server` (instances behind
+//!   one address answer locally, or 503 while the key's partition is held by another of them);
 //! - `GET /stores/{store}?prefix=..|from=..&to=..&limit=N`: a page of at most `limit` entries (bounded by the
 //!   server's maximum) from this instance's partitions, in key-byte order; `/metadata` names the other
 //!   instances. A prefix scan needs keys that serialize as strings, with the string serde or the JSON one (the
@@ -23,14 +24,21 @@
 //!
 //! Keys in URLs are JSON (`42`, `"a b"`) or, for string keys, the bare text. Errors are JSON `{"error": ..}`:
 //! 404 for an unknown store or key, 400 for an undecodable key or prefix or a page over the limit, 503 while the
-//! instance rebalances or restores.
+//! instance rebalances or restores, or when a request takes longer than the request timeout.
+//!
+//! Connections are bounded: a client must send a request's headers within the header-read timeout (the
+//! connection is closed otherwise), a request is answered within the request timeout, and at most
+//! `max_connections` connections are served at once (further ones wait in the listen backlog). Store reads run
+//! on tokio's blocking threads, never on the async workers.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -41,6 +49,7 @@ use state_store::KeyRange;
 
 use crate::error::StreamsError;
 use crate::runtime::kafka_streams::KafkaStreams;
+use crate::runtime::metadata::HostInfo;
 use crate::topology::{NodeDescriptionKind, Topology};
 
 /// The operator page: HTML with its script and style inline.
@@ -111,6 +120,23 @@ fn string_prefix_bytes(prefix: &str, encoded: &[u8]) -> Option<Vec<u8>> {
     (encoded == json.as_slice()).then(|| json[..json.len() - 1].to_vec())
 }
 
+/// Whether one of this instance's stream threads runs the task of `store` for `partition` now.
+fn holds_partition(streams: &KafkaStreams, store: &str, partition: i32) -> bool {
+    let Some(sub) = streams
+        .topology()
+        .sub_topologies()
+        .into_iter()
+        .find(|s| s.stores.iter().any(|x| x == store))
+    else {
+        return false;
+    };
+    streams.metadata_for_local_threads().iter().any(|t| {
+        t.active_tasks
+            .iter()
+            .any(|task| task.task_id.subtopology == sub.id && task.task_id.partition == partition)
+    })
+}
+
 fn encode_path_segment(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
@@ -147,26 +173,42 @@ where
         if let Some(v) = local {
             return Reply::Json(StatusCode::OK, json!({ "key": key, "value": v }));
         }
-        match streams.query_metadata_for_store_key::<K, V>(&self.name, &key) {
-            Ok(meta) => {
-                if let Some(owner) = meta.active {
-                    if owner.instance_id != streams.instance_id() {
-                        if let Some(host) = owner.host {
-                            let to = format!(
-                                "http://{host}/stores/{}/keys/{}",
-                                encode_path_segment(&self.name),
-                                encode_path_segment(raw_key)
-                            );
-                            return Reply::Redirect(to);
-                        }
-                    }
-                }
-                error(
-                    StatusCode::NOT_FOUND,
-                    format!("no key '{raw_key}' in store '{}'", self.name),
-                )
-            }
-            Err(e) => from_streams_error(e),
+        let meta = match streams.query_metadata_for_store_key::<K, V>(&self.name, &key) {
+            Ok(meta) => meta,
+            Err(e) => return from_streams_error(e),
+        };
+        let not_found = || {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("no key '{raw_key}' in store '{}'", self.name),
+            )
+        };
+        let Some(owner) = meta.active else {
+            return not_found();
+        };
+        if owner.instance_id == streams.instance_id() {
+            return not_found();
+        }
+        let own = streams.application_server().and_then(HostInfo::parse);
+        match owner.host {
+            // Another address: the key is answered there.
+            Some(host) if Some(&host) != own.as_ref() => Reply::Redirect(format!(
+                "http://{host}/stores/{}/keys/{}",
+                encode_path_segment(&self.name),
+                encode_path_segment(raw_key)
+            )),
+            // Another instance advertising this very address (several instances behind one address): a
+            // redirect would come back here. The answer is local, or unavailable while the partition is not here.
+            Some(_) if holds_partition(streams, &self.name, meta.partition) => not_found(),
+            Some(host) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "partition {} of store '{}' is held by instance {} behind this same address ({host}), \
+                     not by this one",
+                    meta.partition, self.name, owner.instance_id
+                ),
+            ),
+            None => not_found(),
         }
     }
 
@@ -268,7 +310,17 @@ pub struct QueryServerBuilder {
     stores: BTreeMap<String, Arc<dyn Endpoint>>,
     addr: SocketAddr,
     max_page: usize,
+    header_read_timeout: Duration,
+    request_timeout: Duration,
+    max_connections: usize,
 }
+
+/// The default [`QueryServerBuilder::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default [`QueryServerBuilder::request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`QueryServerBuilder::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// The HTTP query server of one instance. Binds to loopback unless told otherwise.
 ///
@@ -294,13 +346,17 @@ pub struct QueryServerBuilder {
 pub struct QueryServer;
 
 impl QueryServer {
-    /// A server for `streams` (default address 127.0.0.1:0, page size 1000).
+    /// A server for `streams` (default address 127.0.0.1:0, page size 1000, header-read timeout 10 s, request
+    /// timeout 30 s, at most 1024 connections).
     pub fn builder(streams: Arc<KafkaStreams>) -> QueryServerBuilder {
         QueryServerBuilder {
             streams,
             stores: BTreeMap::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_page: 1000,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -334,6 +390,25 @@ impl QueryServerBuilder {
         self
     }
 
+    /// How long a client has to send a request's headers (on a new connection, or the next request on a kept-alive
+    /// one) before the connection is closed.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a request may take once its headers are in; a slower one is answered 503.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The most connections served at once (at least 1); further ones wait in the listen backlog until one closes.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        self
+    }
+
     /// Binds and serves on the current tokio runtime until shut down.
     pub async fn serve(self) -> Result<RunningQueryServer, StreamsError> {
         let listener = tokio::net::TcpListener::bind(self.addr)
@@ -362,18 +437,16 @@ impl QueryServerBuilder {
             .route("/api/topology", get(api_topology))
             .route("/api/tasks", get(api_tasks))
             .route("/api/metrics", get(api_metrics))
-            .with_state(state);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "query server stopped");
-            }
-        });
+            .with_state(state)
+            .layer(axum::middleware::from_fn_with_state(
+                self.request_timeout,
+                request_deadline,
+            ));
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout);
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, app, http, self.max_connections, rx));
         tracing::info!(%local_addr, "query server listening");
         Ok(RunningQueryServer {
             local_addr,
@@ -383,10 +456,80 @@ impl QueryServerBuilder {
     }
 }
 
+/// Answers 503 when the rest of the request takes longer than `limit`.
+async fn request_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the request took longer than {} ms", limit.as_millis()),
+        )
+        .into_response(),
+    }
+}
+
+/// Whether the server was told to stop (or its handle is gone).
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Accepts connections while fewer than `max` are open, serves each on its own task, and on shutdown stops
+/// accepting, lets each connection finish its request and waits for them all.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    http: hyper::server::conn::http1::Builder,
+    max: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "query server cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone());
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "query connection ended");
+                    }
+                    return;
+                }
+                _ = stopped(&mut stop) => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    // Every permit back means every connection has ended.
+    let _ = slots.acquire_many(max as u32).await;
+}
+
 /// A running query server.
 pub struct RunningQueryServer {
     local_addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -399,7 +542,7 @@ impl RunningQueryServer {
     /// Stops accepting requests and waits for the server to end.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
         let _ = (&mut self.task).await;
     }
@@ -585,10 +728,11 @@ async fn get_key(
     State(s): State<Arc<AppState>>,
     Path((store, key)): Path<(String, String)>,
 ) -> Reply {
-    match s.stores.get(&store) {
-        Some(e) => e.get(&s.streams, &key),
-        None => error(StatusCode::NOT_FOUND, format!("unknown store '{store}'")),
-    }
+    let Some(e) = s.stores.get(&store).cloned() else {
+        return error(StatusCode::NOT_FOUND, format!("unknown store '{store}'"));
+    };
+    let streams = s.streams.clone();
+    blocking(move || e.get(&streams, &key)).await
 }
 
 async fn scan(
@@ -596,9 +740,21 @@ async fn scan(
     Path(store): Path<String>,
     Query(q): Query<ScanQuery>,
 ) -> Reply {
-    match s.stores.get(&store) {
-        Some(e) => e.scan(&s.streams, &q, s.max_page),
-        None => error(StatusCode::NOT_FOUND, format!("unknown store '{store}'")),
+    let Some(e) = s.stores.get(&store).cloned() else {
+        return error(StatusCode::NOT_FOUND, format!("unknown store '{store}'"));
+    };
+    let (streams, max_page) = (s.streams.clone(), s.max_page);
+    blocking(move || e.scan(&streams, &q, max_page)).await
+}
+
+/// Runs a store read (RocksDB gets and scans block) on tokio's blocking threads.
+async fn blocking(read: impl FnOnce() -> Reply + Send + 'static) -> Reply {
+    match tokio::task::spawn_blocking(read).await {
+        Ok(r) => r,
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the store read failed: {e}"),
+        ),
     }
 }
 
@@ -671,6 +827,134 @@ mod tests {
         assert_eq!(nodes[1]["kind"], "sink");
         assert_eq!(nodes[1]["topics"], json!(["copy"]));
         assert_eq!(nodes[1]["predecessors"], json!(["in"]));
+    }
+
+    /// A store endpoint that records the thread it reads on and takes `delay` to answer.
+    struct SlowEndpoint {
+        delay: Duration,
+        read_on: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+    }
+
+    impl Endpoint for SlowEndpoint {
+        fn get(&self, _: &KafkaStreams, _: &str) -> Reply {
+            self.read_on
+                .lock()
+                .unwrap()
+                .push(std::thread::current().id());
+            std::thread::sleep(self.delay);
+            Reply::Json(StatusCode::OK, json!({}))
+        }
+        fn scan(&self, streams: &KafkaStreams, _: &ScanQuery, _: usize) -> Reply {
+            self.get(streams, "")
+        }
+    }
+
+    fn unstarted_streams() -> Arc<KafkaStreams> {
+        use crate::{Serdes, SinkOptions, SourceOptions};
+        let mut t = Topology::new();
+        t.add_source(
+            "in",
+            &["words"],
+            SourceOptions::new(Serdes::string(), Serdes::string()),
+        )
+        .unwrap();
+        t.add_sink(
+            "out",
+            "copy",
+            SinkOptions::new(Serdes::string(), Serdes::string()),
+            &["in"],
+        )
+        .unwrap();
+        let config = crate::runtime::StreamsConfig::new("http-unit", "127.0.0.1:1");
+        Arc::new(KafkaStreams::new(t, config).unwrap())
+    }
+
+    /// One GET over a fresh connection (from a blocking thread, leaving the runtime free); the status.
+    async fn status_of(addr: SocketAddr, path: &str) -> u16 {
+        let path = path.to_string();
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).unwrap();
+            String::from_utf8_lossy(&out)
+                .split_whitespace()
+                .nth(1)
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Defect: store reads (RocksDB gets and scans, which block) ran inside the async handlers, on the runtime
+    /// thread polling the request, stalling every other request and task on that worker. On a current-thread
+    /// runtime, a read must now happen on another thread.
+    #[test]
+    fn finding_store_reads_run_off_the_async_workers() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let endpoint = Arc::new(SlowEndpoint {
+            delay: Duration::ZERO,
+            read_on: Default::default(),
+        });
+        let mut builder = QueryServer::builder(unstarted_streams());
+        builder.stores.insert("s".into(), endpoint.clone());
+        let runtime_thread = std::thread::current().id();
+        rt.block_on(async {
+            let server = builder.serve().await.unwrap();
+            assert_eq!(
+                status_of(server.local_addr(), "/stores/s/keys/k").await,
+                200
+            );
+            assert_eq!(
+                status_of(server.local_addr(), "/stores/s?prefix=k").await,
+                200
+            );
+            server.shutdown().await;
+        });
+        let read_on = endpoint.read_on.lock().unwrap().clone();
+        assert_eq!(read_on.len(), 2);
+        assert!(
+            read_on.iter().all(|t| *t != runtime_thread),
+            "a store read ran on the runtime's own thread"
+        );
+    }
+
+    /// A request slower than the request timeout is answered 503, and the server keeps serving.
+    #[test]
+    fn a_request_over_the_request_timeout_is_answered_503() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let endpoint = Arc::new(SlowEndpoint {
+            delay: Duration::from_secs(2),
+            read_on: Default::default(),
+        });
+        let mut builder =
+            QueryServer::builder(unstarted_streams()).request_timeout(Duration::from_millis(200));
+        builder.stores.insert("s".into(), endpoint);
+        rt.block_on(async {
+            let server = builder.serve().await.unwrap();
+            let started = std::time::Instant::now();
+            assert_eq!(
+                status_of(server.local_addr(), "/stores/s/keys/k").await,
+                503
+            );
+            assert!(started.elapsed() < Duration::from_secs(2));
+            assert_eq!(status_of(server.local_addr(), "/stores").await, 200);
+            server.shutdown().await;
+        });
     }
 
     #[test]

@@ -375,6 +375,11 @@ impl KafkaStreams {
         &self.inner.instance_id
     }
 
+    /// The address this instance advertises for queries (`application.server`), if set.
+    pub fn application_server(&self) -> Option<&str> {
+        self.inner.config.application_server.as_deref()
+    }
+
     /// Every running instance of the application (this one included) with its `application.server`, its
     /// partitions and the stores it holds parts of; empty before `start`.
     pub fn all_metadata(&self) -> Vec<StreamsMetadata> {
@@ -571,6 +576,10 @@ impl KafkaStreams {
         let on_exit = Arc::new(
             move |shared: &Arc<ThreadShared>, result: Result<(), StreamsError>| {
                 let Some(inner) = weak.upgrade() else { return };
+                // Its partitions are no longer served here (the group reassigns them).
+                if let Some(m) = inner.metadata.lock().ok().and_then(|m| m.clone()) {
+                    m.on_thread_exit(&shared.name);
+                }
                 if let Err(e) = result {
                     tracing::error!(thread = %shared.name, error = %e, "stream thread failed");
                     if let Ok(mut errs) = inner.errors.lock() {

@@ -28,7 +28,10 @@ pub use config::{is_secret_key, ClientKind, ProcessingGuarantee, StreamsConfig};
 pub use embedded::{EmbeddedAdmin, EmbeddedKafka, Fault};
 pub use history::{MetricsSample, SAMPLES_KEPT, SAMPLE_INTERVAL};
 #[cfg(feature = "http")]
-pub use http::{QueryServer, QueryServerBuilder, RunningQueryServer};
+pub use http::{
+    QueryServer, QueryServerBuilder, RunningQueryServer, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT,
+};
 pub use kafka_streams::{IntoStreamsSetup, KafkaStreams, State, UncaughtErrorAction};
 pub use metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
 pub use restore::{NoopRestoreListener, StateRestoreListener};
