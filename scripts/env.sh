@@ -199,3 +199,29 @@ ensure_tls_proxy() {
         exit 1
     }
 }
+
+# Makes Confluent's Python serializers (confluent-kafka with its Avro, Protobuf and JSON Schema extras) available
+# to the Schema Registry interop tests: a venv under the build cache, its interpreter exported as
+# $STREAMS_INTEROP_PYTHON. With it in place the interop tests must run (STREAMS_REQUIRE_PYTHON=1); when it cannot
+# be installed they print SKIP instead of failing.
+ensure_python_interop() {
+    local py="${PYTHON:-python3}"
+    local venv="${XDG_CACHE_HOME:-$HOME/.cache}/streams-rs/py-interop"
+    local imports="import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.protobuf, \
+confluent_kafka.schema_registry.json_schema"
+    if ! "$venv/bin/python" -c "$imports" >/dev/null 2>&1; then
+        if ! command -v "$py" >/dev/null 2>&1; then
+            echo "warning: no $py; the Schema Registry interop tests will be skipped" >&2
+            return 0
+        fi
+        echo "Installing confluent-kafka[avro,json,protobuf,schemaregistry] into $venv" >&2
+        { [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"; } &&
+            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+                "confluent-kafka[avro,json,protobuf,schemaregistry]==2.16.1" >&2 || {
+            echo "warning: could not install confluent-kafka; the Schema Registry interop tests will be skipped" >&2
+            return 0
+        }
+    fi
+    export STREAMS_INTEROP_PYTHON="$venv/bin/python"
+    export STREAMS_REQUIRE_PYTHON=1
+}

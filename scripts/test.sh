@@ -8,6 +8,7 @@ ensure_tansu
 ensure_tls_proxy
 # With Chromium there, the operator page's browser test must run rather than skip.
 ensure_chromium && export STREAMS_REQUIRE_CHROMIUM="${STREAMS_REQUIRE_CHROMIUM:-1}"
+ensure_python_interop
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"

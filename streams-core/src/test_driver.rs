@@ -438,6 +438,9 @@ impl DriverState {
 
     /// Processes until no task has queued records, delivering what sinks write as it goes.
     fn run(&mut self) -> Result<(), StreamsError> {
+        // Records sent while queueing input (dead letters of records that could not be deserialized) go out even
+        // when nothing is processed after them.
+        self.drain_outbox()?;
         loop {
             let mut progressed = false;
             for t in 0..self.tasks.len() {

@@ -18,7 +18,8 @@
 //! | `TopologyTestDriver` | [`TopologyTestDriver`] |
 //!
 //! An application depends on this crate alone: it re-exports the serdes, the Processor API, the test driver and
-//! the store kinds.
+//! the store kinds. The features `avro`, `protobuf` and `json-schema` add Confluent Schema Registry serdes as
+//! `streams_dsl::schema_registry` (none is on by default).
 //!
 //! # Costs
 //!
@@ -78,6 +79,8 @@ pub use stream_join::StreamJoined;
 pub use windowed::{SessionWindowedKStream, Suppressed, TimeWindowedKStream, WindowedBy};
 pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
 
+#[cfg(any(feature = "avro", feature = "protobuf", feature = "json-schema"))]
+pub use schema_registry;
 pub use state_store;
 pub use streams_core;
 pub use streams_core::{
