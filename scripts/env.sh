@@ -67,6 +67,40 @@ have_libclang() {
     find_libclang >/dev/null
 }
 
+# Installs Debian packages `$2...` for `$1` (what needs them), with sudo when not root, updating the package index
+# once per run. Fails, printing the exact command to run, when it cannot install them.
+apt_install() {
+    local why="$1"
+    shift
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo"
+        else
+            echo "error: $why needs $*; install with:" >&2
+            echo "    sudo apt-get update && sudo apt-get install -y $*" >&2
+            return 1
+        fi
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: $why needs $*; install them with your package manager, then run this again." >&2
+        return 1
+    fi
+    echo "Installing $* (for $why)" >&2
+    if [ -z "${STREAMS_APT_UPDATED:-}" ]; then
+        $sudo apt-get update -qq >&2 || {
+            echo "error: apt-get update failed; run: sudo apt-get update && sudo apt-get install -y $*" >&2
+            return 1
+        }
+        export STREAMS_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2 || {
+        echo "error: could not install $*; run:" >&2
+        echo "    sudo apt-get update && sudo apt-get install -y $*" >&2
+        return 1
+    }
+}
+
 # Installs what RocksDB and librdkafka need to build (libclang, a C++ compiler, make, OpenSSL, libcurl and zlib
 # headers), or stops with the exact command to run when this user cannot install packages. With
 # STREAMS_PREREQS_DRY_RUN set it only prints what is missing.
@@ -88,28 +122,7 @@ ensure_build_prereqs() {
         echo "missing: ${missing[*]}"
         return 0
     fi
-    echo "Installing build prerequisites: ${missing[*]}" >&2
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-            sudo="sudo"
-        else
-            echo "error: missing ${missing[*]}; install them with:" >&2
-            echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
-            exit 1
-        fi
-    fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "error: missing ${missing[*]} (libclang for RocksDB's bindings, a C++ compiler, make, and OpenSSL," >&2
-        echo "libcurl and zlib headers for librdkafka);" >&2
-        echo "install them with your package manager, then run this again." >&2
-        exit 1
-    fi
-    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2 || {
-        echo "error: could not install ${missing[*]}; run:" >&2
-        echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
-        exit 1
-    }
+    apt_install "building RocksDB and librdkafka (libclang for RocksDB's bindings, a C++ compiler, make, OpenSSL, libcurl and zlib headers)" "${missing[@]}" || exit 1
 }
 
 # Makes the tansu broker (a Kafka-protocol broker in one binary, used by the integration tests) available as
@@ -146,28 +159,8 @@ ensure_chromium() {
     for name in chromium chromium-browser google-chrome; do
         if command -v "$name" >/dev/null 2>&1; then export CHROMIUM="$(command -v "$name")"; return 0; fi
     done
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-            sudo="sudo"
-        else
-            echo "note: the operator page's browser test needs Chromium; install it with:" >&2
-            echo "    sudo apt-get update && sudo apt-get install -y chromium" >&2
-            return 1
-        fi
-    fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "note: the operator page's browser test needs Chromium; install it with your package manager" >&2
-        return 1
-    fi
-    echo "Installing Chromium (apt-get install chromium) for the operator page's browser test" >&2
-    if $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2 \
-        && command -v chromium >/dev/null 2>&1; then
-        export CHROMIUM="$(command -v chromium)"
-        return 0
-    fi
-    echo "note: could not install Chromium; run: sudo apt-get update && sudo apt-get install -y chromium" >&2
-    return 1
+    apt_install "the operator page's browser test" chromium && command -v chromium >/dev/null 2>&1 || return 1
+    export CHROMIUM="$(command -v chromium)"
 }
 
 # Makes what the TLS and SASL integration tests (tests/tests/security_tls.rs) need available: a TLS-terminating
@@ -178,26 +171,7 @@ ensure_tls_proxy() {
     command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || missing+=(stunnel4)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     [ ${#missing[@]} -eq 0 ] && return 0
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-            sudo="sudo"
-        else
-            echo "error: the TLS tests need ${missing[*]}; install with:" >&2
-            echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
-            exit 1
-        fi
-    fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "error: the TLS tests need ${missing[*]}; install with your package manager." >&2
-        exit 1
-    fi
-    echo "Installing ${missing[*]} (for the TLS tests)" >&2
-    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2; } || {
-        echo "error: could not install ${missing[*]}; run:" >&2
-        echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
-        exit 1
-    }
+    apt_install "the TLS tests" "${missing[@]}" || exit 1
 }
 
 # Makes Confluent's Python serializers (confluent-kafka with its Avro, Protobuf and JSON Schema extras) available
