@@ -87,7 +87,7 @@ pub(crate) trait StateRestorer {
 
 /// Whether `dir` holds anything: a persistent store whose directory is missing or empty starts from nothing,
 /// whatever the checkpoint says.
-fn has_files(dir: &std::path::Path) -> bool {
+pub(crate) fn has_files(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir)
         .map(|mut entries| entries.next().is_some())
         .unwrap_or(false)

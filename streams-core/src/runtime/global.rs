@@ -320,10 +320,8 @@ pub(crate) fn start(
     let mut keep: HashMap<String, bool> = HashMap::new();
     for (slot, g) in topology.global_stores.values().enumerate() {
         // A store whose files are missing starts from nothing, whatever the checkpoint says.
-        let files = std::fs::read_dir(dir.join(&g.def.name))
-            .map(|mut entries| entries.next().is_some())
-            .unwrap_or(false);
-        let mut usable = g.def.supplier.persistent() && files;
+        let mut usable =
+            g.def.supplier.persistent() && crate::task::has_files(&dir.join(&g.def.name));
         for p in parts.iter().filter(|p| p.slot == slot) {
             match saved.get(&(p.topic.clone(), p.partition)) {
                 Some(&c) if c > p.end => {
@@ -354,16 +352,10 @@ pub(crate) fn start(
     // A store re-read from the start loses its checkpoint entries first (before its files go), so a crash part way
     // never leaves offsets a half-restored store would be trusted to have reached.
     let forget = |name: &str| -> Result<(), StreamsError> {
+        let topic = topology.global_stores.get(name).map(|g| g.topic.as_str());
         let entries: Vec<(String, i32)> = parts
             .iter()
-            .filter(|p| {
-                topology
-                    .global_stores
-                    .values()
-                    .nth(p.slot)
-                    .map(|g| g.def.name.as_str())
-                    == Some(name)
-            })
+            .filter(|p| Some(p.topic.as_str()) == topic)
             .map(|p| (p.topic.clone(), p.partition))
             .collect();
         checkpoint::forget(&dir, &entries)
