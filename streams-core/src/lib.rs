@@ -32,6 +32,7 @@ mod processor;
 mod record;
 pub mod runtime;
 mod state;
+mod state_manager;
 mod task;
 mod test_driver;
 mod timestamp;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use state_store::{
     share, CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogSink, KeyValueStore,
-    RocksDbResources, SharedKeyValueStore, StoreContext, StoreError, TypedKeyValueStore,
+    RocksDbResources, SharedKeyValueStore, StoreError, TypedKeyValueStore,
 };
 
 use crate::error::{panic_message, StreamsError};
@@ -18,6 +18,7 @@ use crate::handler::DeserializationExceptionHandler;
 use crate::node::{BuildCtx, BuiltNode, NodeControl, SourceInput};
 use crate::processor::{PunctuationType, ScheduleId, TaskId};
 use crate::record::{Headers, RawRecordRef, RecordMetadata};
+use crate::state_manager::{StateManager, StoreEnv};
 use crate::topology::{NodeKind, StoreSerdes, SubTopology, Topology};
 
 /// A record on its way out of a task: to a sink topic (partition `None` means "by the default partitioner").
@@ -92,10 +93,6 @@ pub(crate) fn has_files(dir: &std::path::Path) -> bool {
         .map(|mut entries| entries.next().is_some())
         .unwrap_or(false)
 }
-
-/// How long opening a store waits for a thread of this instance that still holds it (a task moving between
-/// threads) to let it go.
-const STORE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Counters of one task.
 #[derive(Debug, Default)]
@@ -285,72 +282,19 @@ pub(crate) struct Task {
     node_names: Vec<Rc<str>>,
 }
 
-fn open_store(
+/// Wraps an opened store in its changelog and cache layers.
+fn wrap_store(
     topology: &Topology,
     name: &str,
     id: TaskId,
     env: &TaskEnv,
     timestamp: &Arc<AtomicI64>,
-    restorer: &mut Option<&mut dyn StateRestorer>,
-) -> Result<StoreSlot, StreamsError> {
+    mut store: Box<dyn KeyValueStore>,
+) -> StoreSlot {
     let def = &topology.stores[name];
-    let dir = env.state_dir.join(id.to_string()).join(name);
-    let mut reopen = || -> Result<Box<dyn KeyValueStore>, StreamsError> {
-        Ok(def.supplier.open(
-            name,
-            &StoreContext {
-                dir: &dir,
-                rocksdb: &env.rocksdb,
-            },
-        )?)
-    };
-    let restorable = def.logging && restorer.is_some();
-    let persistent = def.supplier.persistent();
-    let topic = Topology::changelog_topic(&env.application_id, name);
-    let existed = persistent && has_files(&dir);
-    let mut waited = std::time::Duration::ZERO;
-    let opened = loop {
-        match reopen() {
-            // Another thread of this instance may still be closing the task; the application directory lock
-            // keeps other instances out. Wait for it, never wipe.
-            Err(StreamsError::Store(StoreError::Locked { .. })) if waited < STORE_LOCK_WAIT => {
-                let pause = std::time::Duration::from_millis(100);
-                std::thread::sleep(pause);
-                waited += pause;
-            }
-            other => break other,
-        }
-    };
-    let (mut store, wiped): (Box<dyn KeyValueStore>, bool) = match opened {
-        // A store whose files were missing, or that holds nothing, starts from nothing: its checkpoint (if any)
-        // no longer applies.
-        Ok(s) => {
-            let empty = persistent && existed && s.all()?.next().is_none();
-            (s, persistent && (!existed || empty))
-        }
-        // Only damaged files are wiped, and only with a changelog to rebuild them from.
-        Err(StreamsError::Store(e @ StoreError::Corrupt { .. })) if restorable && persistent => {
-            tracing::warn!(store = name, task = %id, error = %e, "the store is corrupt; wiping it and restoring from the changelog");
-            if let Some(r) = restorer.as_mut() {
-                r.discard_checkpoint(id, &topic, &dir)?;
-            }
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|source| StreamsError::Io {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-            }
-            (reopen()?, true)
-        }
-        Err(e) => return Err(e),
-    };
-    if def.logging {
-        if let Some(r) = restorer {
-            store = r.restore(id, name, &topic, &dir, store, wiped, &mut reopen)?;
-        }
-    }
     if def.logging {
         if let Some(writer) = &env.changelog {
+            let topic = Topology::changelog_topic(&env.application_id, name);
             let mut sink = writer.sink(name, &topic, id.partition, timestamp.clone());
             store = Box::new(ChangeLoggingKeyValueStore::new(
                 store,
@@ -361,33 +305,56 @@ fn open_store(
     if def.caching && env.cache_bytes_per_store > 0 {
         store = Box::new(CachingKeyValueStore::new(store, env.cache_bytes_per_store));
     }
-    Ok(StoreSlot {
+    StoreSlot {
         store: share(store),
         serdes: def.serdes.clone(),
         key_type: def.key_type,
         value_type: def.value_type,
-    })
+    }
 }
 
 impl Task {
+    /// Opens the task's stores (restoring them through `restorer`) and builds the task.
     pub(crate) fn new(
         topology: &Topology,
         sub: &SubTopology,
         partition: i32,
         env: TaskEnv,
-        mut restorer: Option<&mut dyn StateRestorer>,
+        restorer: Option<&mut dyn StateRestorer>,
     ) -> Result<Task, StreamsError> {
         let id = TaskId {
             subtopology: sub.id,
             partition,
         };
+        let state = StateManager::open(
+            topology,
+            sub,
+            id,
+            &StoreEnv {
+                application_id: env.application_id.clone(),
+                state_dir: env.state_dir.clone(),
+                rocksdb: env.rocksdb.clone(),
+            },
+            restorer,
+        )?;
+        Task::with_state(topology, sub, env, state)
+    }
+
+    /// Builds the task on stores already opened and restored.
+    pub(crate) fn with_state(
+        topology: &Topology,
+        sub: &SubTopology,
+        env: TaskEnv,
+        state: StateManager,
+    ) -> Result<Task, StreamsError> {
+        let id = state.task;
         let timestamp = Arc::new(AtomicI64::new(0));
         let mut stores = HashMap::new();
         let mut store_list = Vec::new();
-        for name in &sub.stores {
-            let slot = open_store(topology, name, id, &env, &timestamp, &mut restorer)?;
-            store_list.push((name.clone(), slot.store.clone()));
-            stores.insert(name.clone(), slot);
+        for opened in state.stores {
+            let slot = wrap_store(topology, &opened.name, id, &env, &timestamp, opened.store);
+            store_list.push((opened.name.clone(), slot.store.clone()));
+            stores.insert(opened.name, slot);
         }
         let node_stores = sub
             .nodes

@@ -15,6 +15,7 @@ use crate::runtime::global::{self, GlobalThread};
 use crate::runtime::history::{MetricsHistory, MetricsSample};
 use crate::runtime::metadata::{KeyQueryMetadata, MetadataService, StreamsMetadata};
 use crate::runtime::restore::{NoopRestoreListener, StateRestoreListener};
+use crate::runtime::task_manager::Routing;
 use crate::runtime::thread::{self, ThreadContext, ThreadShared, ThreadState};
 use crate::runtime::thread_metadata::ThreadMetadata;
 use crate::topology::Topology;
@@ -525,10 +526,13 @@ impl KafkaStreams {
             *m = Some(metadata.clone());
         }
         let globals = start_global(inner, &admin)?;
+        let subs = inner.topology.sub_topologies();
+        let routing = Routing::new(&inner.topology, &subs, &plan, app);
         let ctx = Arc::new(ThreadContext {
             topology: inner.topology.clone(),
-            subs: Arc::new(inner.topology.sub_topologies()),
+            subs: Arc::new(subs),
             plan: Arc::new(plan),
+            routing,
             config: inner.config.clone(),
             rocksdb: RocksDbResources::new(
                 inner.config.rocksdb_memory_bytes,

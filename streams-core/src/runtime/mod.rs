@@ -19,8 +19,11 @@ mod history;
 mod http;
 mod kafka_streams;
 mod metadata;
+mod record_collector;
 mod restore;
 mod security;
+mod state_updater;
+mod task_manager;
 mod thread;
 mod thread_metadata;
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,9 @@ pub(crate) struct ChangelogRestorer<'a> {
     pub restored: u64,
     /// How long restoration retries through transient errors without progress (`task.timeout.ms`).
     pub timeout: Duration,
+    /// Set when the restoration is no longer wanted (the task moved elsewhere): it stops after the current batch,
+    /// keeping and checkpointing what it restored.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// Whether a consumer error can pass: broker connections lost, leaders moving, requests timing out. Refused
@@ -95,6 +99,37 @@ fn kafka(what: &str, e: impl std::fmt::Display) -> StreamsError {
 }
 
 impl ChangelogRestorer<'_> {
+    /// Stops a cancelled restoration at `position`: what was restored is flushed and checkpointed (with the
+    /// task's other stores' entries), so the next restoration resumes there.
+    fn stop_cancelled(
+        &mut self,
+        changelog: &str,
+        p: i32,
+        dir: &Path,
+        mut inner: Box<dyn KeyValueStore>,
+        position: i64,
+        restored: u64,
+    ) -> StreamsError {
+        let _ = self.consumer.unassign();
+        self.restored += restored;
+        let persistent = inner.persistent();
+        let kept = inner.flush().and_then(|()| inner.close());
+        drop(inner);
+        if kept.is_ok() && persistent {
+            let mut offsets = self.checkpoint.clone();
+            offsets.extend(self.positions.clone());
+            offsets.insert((changelog.to_string(), p), position);
+            if let Some(task_dir) = dir.parent() {
+                if let Err(e) = checkpoint::write(task_dir, &offsets) {
+                    tracing::warn!(error = %e, "cannot checkpoint a cancelled restoration");
+                }
+            }
+        }
+        StreamsError::TaskMigrated(format!(
+            "restoration of {changelog}-{p} cancelled at offset {position}"
+        ))
+    }
+
     /// The offset after the last record of the partition. Brokers report it as the high watermark, but some
     /// (tansu) report one past the base offset of the last batch instead; reading from just before the
     /// reported end finds the real one.
@@ -321,6 +356,14 @@ impl StateRestorer for ChangelogRestorer<'_> {
                 restored += got as u64;
                 self.listener.on_batch_restored(store, p, restored, total);
                 tracing::debug!(store, partition = p, restored, total, "restore progress");
+                if self
+                    .cancel
+                    .as_ref()
+                    .is_some_and(|c| c.load(Ordering::Relaxed))
+                    && position < high
+                {
+                    return Err(self.stop_cancelled(changelog, p, dir, inner, position, restored));
+                }
             }
             self.consumer
                 .unassign()

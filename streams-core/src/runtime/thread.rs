@@ -1,36 +1,33 @@
-//! A stream thread: one group consumer, one producer, one restore consumer, and the active tasks of the
-//! partitions assigned to it. The hot path (poll a batch, process, produce) is synchronous.
+//! The stream thread: the poll loop of one group consumer. It hands records to the active tasks of its
+//! [`TaskManager`], processes them, commits on the commit interval and applies rebalances. The hot path (poll a
+//! batch, process, produce) is synchronous; restoration runs beside it on the [`StateUpdater`], and every record
+//! leaves through the thread's [`StreamsRecordCollector`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message};
-use rdkafka::producer::Producer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use state_store::{RocksDbResources, SharedKeyValueStore};
 
 use crate::error::StreamsError;
 use crate::processor::TaskId;
 use crate::record::{Headers, RawRecordRef};
-use crate::runtime::checkpoint;
-use crate::runtime::clients::{
-    client_config, client_error, create_producer, ProducerChangelog, ProducerCollector,
-    StreamsProducer,
-};
+use crate::runtime::clients::{client_config, client_error, create_producer};
 use crate::runtime::config::{ClientKind, StreamsConfig};
 use crate::runtime::history::MetricsHistory;
-use crate::runtime::restore::{ChangelogRestorer, StateRestoreListener};
+use crate::runtime::record_collector::StreamsRecordCollector;
+use crate::runtime::restore::StateRestoreListener;
 use crate::runtime::security::StreamsClientContext;
-use crate::runtime::thread_metadata::{
-    self, StoreRestoration, TaskMetadata, TaskState, ThreadMetadata, ThreadSnapshot,
-};
-use crate::task::{flush_stores, Task, TaskEnv, TaskMetricsSnapshot};
+use crate::runtime::state_updater::StateUpdater;
+use crate::runtime::task_manager::{add, CommitState, Routing, TaskManager};
+use crate::runtime::thread_metadata::{self, TaskMetadata, ThreadMetadata, ThreadSnapshot};
+use crate::task::{Task, TaskMetricsSnapshot};
 use crate::topology::{PartitionPlan, SubTopology, Topology};
 
 /// Lifecycle of one stream thread.
@@ -52,38 +49,20 @@ enum Event {
     Assigned(Vec<(String, i32)>),
 }
 
-/// What a commit needs to know about one task, reachable from the rebalance callback.
-struct TaskCommit {
-    dir: PathBuf,
-    stores: Vec<(String, SharedKeyValueStore)>,
-    /// Changelog partitions of the task's logged stores and the next offset each is restored up to.
-    positions: BTreeMap<(String, i32), i64>,
-}
-
 /// State shared by the thread's loop and its consumer's rebalance callbacks.
 pub(crate) struct ThreadShared {
     pub name: String,
     pub shutdown: AtomicBool,
     pub state: Mutex<ThreadState>,
     events: Mutex<Vec<Event>>,
-    commits: Mutex<CommitState>,
+    pub(crate) commits: Mutex<CommitState>,
     callback_error: Mutex<Option<StreamsError>>,
     on_state_change: Arc<dyn Fn() + Send + Sync>,
     /// Counters of every task this thread ran, closed ones included.
     pub metrics: Mutex<TaskMetricsSnapshot>,
     /// What the thread's tasks are doing, refreshed at most once a second and at each commit, plus the partition
     /// ends its consumer's statistics report.
-    snapshot: Mutex<ThreadSnapshot>,
-}
-
-fn add(a: TaskMetricsSnapshot, b: TaskMetricsSnapshot) -> TaskMetricsSnapshot {
-    TaskMetricsSnapshot {
-        processed: a.processed + b.processed,
-        skipped_records: a.skipped_records + b.skipped_records,
-        dead_lettered: a.dead_lettered + b.dead_lettered,
-        punctuations: a.punctuations + b.punctuations,
-        dropped_records: a.dropped_records + b.dropped_records,
-    }
+    pub(crate) snapshot: Mutex<ThreadSnapshot>,
 }
 
 /// Sums counters.
@@ -91,14 +70,6 @@ pub(crate) fn sum_metrics(
     items: impl IntoIterator<Item = TaskMetricsSnapshot>,
 ) -> TaskMetricsSnapshot {
     items.into_iter().fold(TaskMetricsSnapshot::default(), add)
-}
-
-struct CommitState {
-    producer: Arc<StreamsProducer>,
-    offsets: HashMap<(String, i32), i64>,
-    /// The offsets of the last successful commit.
-    committed: HashMap<(String, i32), i64>,
-    tasks: BTreeMap<TaskId, TaskCommit>,
 }
 
 impl ThreadShared {
@@ -132,12 +103,17 @@ impl ThreadShared {
         }
     }
 
-    fn update_task(&self, id: TaskId, f: impl FnOnce(&mut TaskMetadata)) {
+    pub(crate) fn update_task(&self, id: TaskId, f: impl FnOnce(&mut TaskMetadata)) {
         if let Ok(mut s) = self.snapshot.lock() {
             if let Some(t) = s.tasks.get_mut(&id) {
                 f(t);
             }
         }
+    }
+
+    /// The thread's lifecycle state.
+    pub(crate) fn state(&self) -> ThreadState {
+        self.state.lock().map_or(ThreadState::Dead, |s| *s)
     }
 
     fn set_state(&self, s: ThreadState) {
@@ -152,75 +128,6 @@ fn kafka(what: &str, e: impl std::fmt::Display) -> StreamsError {
     StreamsError::Processor {
         node: String::new(),
         message: format!("{what}: {e}"),
-    }
-}
-
-/// Commits in the order that keeps at-least-once: flush caches (their writes go to the changelogs), flush the
-/// producer, flush the stores, write checkpoints, then commit the consumed offsets.
-fn commit<C: ConsumerContext>(
-    state: &mut CommitState,
-    consumer: &BaseConsumer<C>,
-) -> Result<(), StreamsError> {
-    for t in state.tasks.values() {
-        flush_stores(&t.stores)?;
-    }
-    state
-        .producer
-        .flush(Duration::from_secs(60))
-        .map_err(|e| kafka("producer flush failed", e))?;
-    delivery_failure(&state.producer)?;
-    {
-        let acked = state
-            .producer
-            .context()
-            .acked
-            .lock()
-            .map_err(|_| kafka("delivery state", "poisoned"))?;
-        for t in state.tasks.values_mut() {
-            for (key, pos) in t.positions.iter_mut() {
-                if let Some(&o) = acked.get(key) {
-                    *pos = (*pos).max(o + 1);
-                }
-            }
-            if !t.positions.is_empty() {
-                checkpoint::write(&t.dir, &t.positions)?;
-            }
-        }
-    }
-    if !state.offsets.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, p), o) in &state.offsets {
-            tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
-                .map_err(|e| kafka("commit", e))?;
-        }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-            use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
-            return Err(match e {
-                KafkaError::ConsumerCommit(
-                    C::RebalanceInProgress | C::IllegalGeneration | C::UnknownMemberId,
-                ) => StreamsError::TaskMigrated(format!("offset commit refused: {e}")),
-                e => kafka("offset commit failed", e),
-            });
-        }
-        let CommitState {
-            offsets, committed, ..
-        } = state;
-        committed.extend(offsets.iter().map(|(k, v)| (k.clone(), *v)));
-    }
-    Ok(())
-}
-
-/// The first delivery failure the producer reported, as an error: an undelivered record would be lost.
-fn delivery_failure(producer: &StreamsProducer) -> Result<(), StreamsError> {
-    match producer
-        .context()
-        .failure
-        .lock()
-        .ok()
-        .and_then(|f| f.clone())
-    {
-        Some(f) => Err(kafka("a record could not be delivered", f)),
-        None => Ok(()),
     }
 }
 
@@ -263,9 +170,7 @@ impl StreamsConsumerContext {
     fn on_lost(&self, why: &str) {
         tracing::warn!(thread = %self.shared.name, reason = why, "partitions lost: closing their tasks without flushing, checkpointing or committing");
         if let Ok(mut c) = self.shared.commits.lock() {
-            c.tasks.clear();
-            c.offsets.clear();
-            c.committed.clear();
+            c.clear();
         }
         if let Ok(mut ev) = self.shared.events.lock() {
             ev.push(Event::Lost);
@@ -285,7 +190,7 @@ impl ConsumerContext for StreamsConsumerContext {
             Rebalance::Revoke(_) => {
                 // Commit before giving the partitions up, so their next owner starts where we stopped.
                 let r = match self.shared.commits.lock() {
-                    Ok(mut c) => commit(&mut c, consumer),
+                    Ok(mut c) => c.commit(consumer),
                     Err(_) => Err(kafka("commit state", "poisoned")),
                 };
                 if let Err(StreamsError::TaskMigrated(e)) = &r {
@@ -317,6 +222,20 @@ impl ConsumerContext for StreamsConsumerContext {
             Rebalance::Error(e) => self.on_lost(&format!("rebalance error: {e}")),
         }
     }
+
+    /// Newly assigned partitions are paused at once, before anything is fetched for them: the loop resumes
+    /// each once its task's state is restored. Records fetched for a task that does not exist yet would have
+    /// nowhere to go.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            if let Err(e) = consumer.pause(tpl) {
+                tracing::error!(thread = %self.shared.name, error = %e, "cannot pause the assigned partitions");
+                if let Ok(mut slot) = self.shared.callback_error.lock() {
+                    slot.get_or_insert(kafka("pausing the assigned partitions", e));
+                }
+            }
+        }
+    }
 }
 
 /// Everything a thread needs, shared by all threads of an instance.
@@ -333,6 +252,8 @@ pub(crate) struct ThreadContext {
     pub globals: Arc<crate::global::GlobalStores>,
     /// The instance's throughput and commit-latency samples.
     pub history: Arc<MetricsHistory>,
+    /// Which sub-topology reads each topic, and the partition counts the tasks write to.
+    pub routing: Routing,
 }
 
 /// Receives a thread's name and the partitions it owns after an assignment.
@@ -350,17 +271,16 @@ pub(crate) fn spawn(
 ) -> Result<(Arc<ThreadShared>, std::thread::JoinHandle<()>), StreamsError> {
     let name = format!("{}-StreamThread-{index}", ctx.config.application_id);
     let producer = create_producer(&ctx.config, &format!("{name}-producer"))?;
+    let collector = Arc::new(StreamsRecordCollector::new(
+        producer,
+        ctx.config.task_timeout,
+    ));
     let shared = Arc::new(ThreadShared {
         name: name.clone(),
         shutdown: AtomicBool::new(false),
         state: Mutex::new(ThreadState::Starting),
         events: Mutex::new(Vec::new()),
-        commits: Mutex::new(CommitState {
-            producer: producer.clone(),
-            offsets: HashMap::new(),
-            committed: HashMap::new(),
-            tasks: BTreeMap::new(),
-        }),
+        commits: Mutex::new(CommitState::new(collector.clone())),
         callback_error: Mutex::new(None),
         on_state_change,
         metrics: Mutex::new(TaskMetricsSnapshot::default()),
@@ -372,9 +292,14 @@ pub(crate) fn spawn(
         .spawn(move || {
             let span = tracing::info_span!("stream_thread", thread = %s2.name);
             let _enter = span.enter();
-            let r =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&ctx, &s2, producer)))
-                    .unwrap_or_else(|payload| Err(thread_panic(&s2.name, &*payload)));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run(&ctx, &s2, collector)
+            }))
+            .unwrap_or_else(|payload| Err(thread_panic(&s2.name, &*payload)));
+            // The thread's slot outlives it (its counters stay in the instance's totals): its producer must not.
+            if let Ok(mut c) = s2.commits.lock() {
+                c.release();
+            }
             s2.set_state(ThreadState::Dead);
             on_exit(&s2, r);
         })
@@ -392,34 +317,6 @@ fn thread_panic(thread: &str, payload: &(dyn std::any::Any + Send)) -> StreamsEr
     }
 }
 
-struct Loop<'a> {
-    ctx: &'a ThreadContext,
-    shared: &'a Arc<ThreadShared>,
-    restore_consumer: BaseConsumer<StreamsClientContext>,
-    producer: Arc<StreamsProducer>,
-    tasks: BTreeMap<TaskId, Task>,
-    /// (topic, partition) -> (task, input index).
-    routes: HashMap<(String, i32), (TaskId, usize)>,
-    /// The route of the last record polled: records come in runs per partition, so most records skip the
-    /// lookup (and the topic name's copy it needs).
-    last_route: Option<(String, i32, (TaskId, usize))>,
-    /// Full source topic name -> sub-topology.
-    readers: HashMap<String, usize>,
-    paused: HashSet<(String, i32)>,
-    cache_per_store: usize,
-    /// Counters of closed tasks.
-    closed_metrics: TaskMetricsSnapshot,
-    /// Processed and skipped counts already reported to the `metrics` facade, per task.
-    reported: HashMap<TaskId, (u64, u64, u64)>,
-    /// Records processed by this thread already added to the instance's history.
-    counted: u64,
-    /// When the task snapshot was last refreshed.
-    last_snapshot: Instant,
-    /// The partitions were revoked and not yet assigned again: the tasks are committed and wait to be closed or
-    /// resumed, so their wall-clock punctuations must not run.
-    suspended: bool,
-}
-
 /// How often the consumer reports statistics (and with them the partition ends lag is measured against),
 /// unless `statistics.interval.ms` is configured.
 const STATISTICS_INTERVAL_MS: &str = "3000";
@@ -427,67 +324,7 @@ const STATISTICS_INTERVAL_MS: &str = "3000";
 /// How often a thread refreshes its published task snapshot between commits.
 const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Passes restoration progress to the application's listener and into the thread's task snapshot.
-struct TaskRestoreProgress {
-    inner: Arc<dyn StateRestoreListener>,
-    shared: Arc<ThreadShared>,
-    task: TaskId,
-}
-
-impl TaskRestoreProgress {
-    fn update(&self, store: &str, partition: i32, f: impl FnOnce(&mut StoreRestoration)) {
-        self.shared.update_task(self.task, |t| {
-            let i = match t
-                .restoration
-                .iter()
-                .position(|r| r.store == store && r.partition == partition)
-            {
-                Some(i) => i,
-                None => {
-                    t.restoration.push(StoreRestoration {
-                        store: store.to_string(),
-                        partition,
-                        restored: 0,
-                        total: 0,
-                        done: false,
-                    });
-                    t.restoration.len() - 1
-                }
-            };
-            f(&mut t.restoration[i]);
-        });
-    }
-}
-
-impl StateRestoreListener for TaskRestoreProgress {
-    fn on_restore_start(&self, store: &str, partition: i32, start: i64, end: i64) {
-        self.update(store, partition, |r| {
-            r.total = (end - start).max(0) as u64;
-            r.restored = 0;
-            r.done = false;
-        });
-        self.inner.on_restore_start(store, partition, start, end);
-    }
-
-    fn on_batch_restored(&self, store: &str, partition: i32, restored: u64, total: u64) {
-        self.update(store, partition, |r| {
-            r.restored = restored;
-            r.total = total;
-        });
-        self.inner
-            .on_batch_restored(store, partition, restored, total);
-    }
-
-    fn on_restore_end(&self, store: &str, partition: i32, restored: u64) {
-        self.update(store, partition, |r| {
-            r.restored = restored;
-            r.done = true;
-        });
-        self.inner.on_restore_end(store, partition, restored);
-    }
-}
-
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -520,11 +357,10 @@ pub(crate) fn main_consumer_config(config: &StreamsConfig, thread_name: &str) ->
 }
 
 fn run(
-    ctx: &ThreadContext,
+    ctx: &Arc<ThreadContext>,
     shared: &Arc<ThreadShared>,
-    producer: Arc<StreamsProducer>,
+    collector: Arc<StreamsRecordCollector>,
 ) -> Result<(), StreamsError> {
-    let app = &ctx.config.application_id;
     let c = main_consumer_config(&ctx.config, &shared.name);
     let consumer: BaseConsumer<StreamsConsumerContext> = c
         .create_with_context(StreamsConsumerContext {
@@ -536,68 +372,64 @@ fn run(
             ),
         })
         .map_err(|e| client_error(&ctx.config, ClientKind::MainConsumer, e))?;
-    let mut rc = client_config(&ctx.config, ClientKind::RestoreConsumer);
-    rc.set("group.id", format!("{app}-restore"))
-        .set("client.id", format!("{}-restore-consumer", shared.name))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest");
     let fatal = shared.clone();
-    let restore_context = StreamsClientContext::new(
-        &ctx.config,
-        ClientKind::RestoreConsumer,
-        format!("restore consumer {}-restore-consumer", shared.name),
-    )
-    .on_fatal(move |e| {
+    let updater = StateUpdater::start(ctx.clone(), &shared.name, move |e| {
         if let Ok(mut slot) = fatal.callback_error.lock() {
             slot.get_or_insert(e);
         }
-    });
-    let restore_consumer: BaseConsumer<StreamsClientContext> = rc
-        .create_with_context(restore_context)
-        .map_err(|e| client_error(&ctx.config, ClientKind::RestoreConsumer, e))?;
-
-    let mut readers = HashMap::new();
-    for s in ctx.subs.iter() {
-        for t in &s.source_topics {
-            readers.insert(ctx.topology.resolve_topic(app, t), s.id);
-        }
-    }
-    let topics: Vec<&str> = readers.keys().map(String::as_str).collect();
+    })?;
+    let topics: Vec<&str> = ctx.routing.readers.keys().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
         .map_err(|e| kafka("subscribe failed", e))?;
-    let store_instances: usize = ctx
-        .subs
-        .iter()
-        .map(|s| s.stores.len() * ctx.plan.task_counts[s.id].max(0) as usize)
-        .sum();
-    let mut l = Loop {
+    let mut t = StreamThread {
         ctx,
         shared,
-        restore_consumer,
-        producer,
-        tasks: BTreeMap::new(),
-        routes: HashMap::new(),
+        collector: collector.clone(),
+        tasks: TaskManager::new(ctx.clone(), shared.clone(), collector, updater),
         last_route: None,
-        readers,
         paused: HashSet::new(),
-        cache_per_store: ctx.config.cache_max_bytes / store_instances.max(1),
-        closed_metrics: TaskMetricsSnapshot::default(),
+        waiting: HashSet::new(),
         reported: HashMap::new(),
         counted: 0,
         last_snapshot: Instant::now(),
-        suspended: false,
     };
     // A panic in application code is caught per task (naming it); this catches the rest, so the thread stops as
     // on a returned error.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.main_loop(&consumer)))
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.main_loop(&consumer)))
         .unwrap_or_else(|payload| Err(thread_panic(&shared.name, &*payload)));
-    l.shutdown(&consumer, result.is_ok())?;
+    t.shutdown(&consumer, result.is_ok())?;
     result
 }
 
-impl Loop<'_> {
+/// The poll loop of one stream thread.
+struct StreamThread<'a> {
+    ctx: &'a Arc<ThreadContext>,
+    shared: &'a Arc<ThreadShared>,
+    collector: Arc<StreamsRecordCollector>,
+    tasks: TaskManager,
+    /// The route of the last record polled: records come in runs per partition, so most records skip the
+    /// lookup (and the topic name's copy it needs).
+    last_route: Option<(String, i32, (TaskId, usize))>,
+    /// Partitions paused because their task's queue is full.
+    paused: HashSet<(String, i32)>,
+    /// Assigned partitions paused until their task's state is restored.
+    waiting: HashSet<(String, i32)>,
+    /// Processed and skipped counts already reported to the `metrics` facade, per task.
+    reported: HashMap<TaskId, (u64, u64, u64)>,
+    /// Records processed by this thread already added to the instance's history.
+    counted: u64,
+    /// When the task snapshot was last refreshed.
+    last_snapshot: Instant,
+}
+
+fn one_partition(topic: &str, partition: i32) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    tpl
+}
+
+impl StreamThread<'_> {
     fn main_loop(
         &mut self,
         consumer: &BaseConsumer<StreamsConsumerContext>,
@@ -606,7 +438,7 @@ impl Loop<'_> {
         let max_buffered = self.ctx.config.buffered_records_per_partition;
         let poll_batch = (max_buffered / 2).max(1);
         while !self.shared.shutdown.load(Ordering::Relaxed) {
-            let idle = !self.tasks.values().any(Task::has_queued);
+            let idle = !self.tasks.tasks().values().any(Task::has_queued);
             let mut polled = 0usize;
             loop {
                 let timeout = if polled == 0 && idle {
@@ -615,7 +447,7 @@ impl Loop<'_> {
                     Duration::ZERO
                 };
                 let msg = consumer.poll(timeout);
-                self.apply_events()?;
+                self.apply_events(consumer)?;
                 let m = match msg {
                     None => break,
                     Some(Err(e)) => {
@@ -627,15 +459,17 @@ impl Loop<'_> {
                 let route = match &self.last_route {
                     Some((t, p, r)) if *p == m.partition() && t == m.topic() => Some(*r),
                     _ => {
-                        let key = (m.topic().to_string(), m.partition());
-                        let r = self.routes.get(&key).copied();
+                        let r = self.tasks.route(m.topic(), m.partition());
                         if let Some(r) = r {
-                            self.last_route = Some((key.0, key.1, r));
+                            self.last_route = Some((m.topic().to_string(), m.partition(), r));
                         }
                         r
                     }
                 };
                 let Some((task_id, input)) = route else {
+                    // A record of a partition whose task is not ready (its state is being restored): fetched
+                    // before the pause took effect. Rewind, so it is read again once the task runs.
+                    self.hold_back(consumer, m.topic(), m.partition(), m.offset())?;
                     continue;
                 };
                 let mut headers = Headers::new();
@@ -646,7 +480,7 @@ impl Loop<'_> {
                 }
                 let task = self
                     .tasks
-                    .get_mut(&task_id)
+                    .task_mut(task_id)
                     .expect("routes point at live tasks");
                 let raw = RawRecordRef {
                     key: m.key(),
@@ -661,11 +495,10 @@ impl Loop<'_> {
                         .paused
                         .contains(&(m.topic().to_string(), m.partition()))
                 {
-                    let key = (m.topic().to_string(), m.partition());
-                    let mut tpl = TopicPartitionList::new();
-                    tpl.add_partition(&key.0, key.1);
-                    consumer.pause(&tpl).map_err(|e| kafka("pause", e))?;
-                    self.paused.insert(key);
+                    consumer
+                        .pause(&one_partition(m.topic(), m.partition()))
+                        .map_err(|e| kafka("pause", e))?;
+                    self.paused.insert((m.topic().to_string(), m.partition()));
                 }
                 polled += 1;
                 // Poll at most half a partition buffer per round: everything queued is processed before the next
@@ -684,8 +517,9 @@ impl Loop<'_> {
             {
                 return Err(e);
             }
+            self.take_restored(consumer)?;
             // Process what is queued, a bounded slice per task so no task starves the others.
-            for task in self.tasks.values_mut() {
+            for task in self.tasks.tasks_mut() {
                 task.catch_panics(&self.shared.name, |t| {
                     for _ in 0..max_buffered {
                         if !t.process_one()? {
@@ -695,20 +529,21 @@ impl Loop<'_> {
                     Ok(())
                 })?;
             }
-            self.producer.poll(Duration::ZERO);
-            self.record_offsets();
+            self.collector.poll();
+            self.tasks.record_offsets();
             self.publish_metrics();
             self.refresh_snapshot(consumer, false);
             self.resume_drained(consumer, max_buffered / 2)?;
             // Revoked tasks wait for the next assignment: their punctuations would write after the commit that
             // handed their partitions over.
-            if !self.suspended {
+            if !self.tasks.suspended {
                 let now = now_ms();
-                for task in self.tasks.values_mut() {
-                    task.catch_panics(&self.shared.name, |t| t.set_wall_clock(now))?;
+                let name = &self.shared.name;
+                for task in self.tasks.tasks_mut() {
+                    task.catch_panics(name, |t| t.set_wall_clock(now))?;
                 }
             }
-            delivery_failure(&self.producer)?;
+            self.collector.failure()?;
             if last_commit.elapsed() >= self.ctx.config.commit_interval {
                 match self.commit(consumer) {
                     // A rebalance is under way: the revocation callback commits before the partitions move.
@@ -723,9 +558,70 @@ impl Loop<'_> {
         Ok(())
     }
 
+    /// Rewinds `topic`-`partition` to `offset` and keeps it paused until its task is ready.
+    fn hold_back(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), StreamsError> {
+        let key = (topic.to_string(), partition);
+        if self.waiting.contains(&key) && self.paused.contains(&key) {
+            return Ok(());
+        }
+        tracing::debug!(
+            topic,
+            partition,
+            offset,
+            "record of a task not ready: rewinding"
+        );
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .map_err(|e| kafka("rewind", e))?;
+        consumer
+            .pause(&one_partition(topic, partition))
+            .map_err(|e| kafka("pause", e))?;
+        consumer
+            .seek_partitions(tpl, Duration::from_secs(5))
+            .map_err(|e| kafka("rewind", e))?;
+        self.waiting.insert(key);
+        Ok(())
+    }
+
+    /// Creates the tasks whose state is restored and resumes their partitions.
+    fn take_restored(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+    ) -> Result<(), StreamsError> {
+        let ready = self.tasks.take_restored()?;
+        self.resume_ready(consumer, ready)?;
+        if !self.tasks.restoring() && self.shared.state() == ThreadState::PartitionsAssigned {
+            self.shared.set_state(ThreadState::Running);
+        }
+        Ok(())
+    }
+
+    fn resume_ready(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+        ready: Vec<(String, i32)>,
+    ) -> Result<(), StreamsError> {
+        if ready.is_empty() {
+            return Ok(());
+        }
+        self.last_route = None;
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in &ready {
+            self.waiting.remove(&(topic.clone(), *p));
+            tpl.add_partition(topic, *p);
+        }
+        consumer.resume(&tpl).map_err(|e| kafka("resume", e))
+    }
+
     fn publish_metrics(&mut self) {
         // Per-task counters go to the `metrics` facade as increments, once per loop round (not per record).
-        for (id, task) in &self.tasks {
+        for (id, task) in self.tasks.tasks() {
             let m = task.metrics();
             let seen = self.reported.entry(*id).or_insert((0, 0, 0));
             if m.processed > seen.0 {
@@ -743,8 +639,8 @@ impl Loop<'_> {
             *seen = (m.processed, m.skipped_records, m.dropped_records);
         }
         let total = add(
-            self.closed_metrics,
-            sum_metrics(self.tasks.values().map(Task::metrics)),
+            self.tasks.closed_metrics,
+            sum_metrics(self.tasks.tasks().values().map(Task::metrics)),
         );
         self.ctx
             .history
@@ -779,7 +675,7 @@ impl Loop<'_> {
         let Ok(mut snap) = self.shared.snapshot.lock() else {
             return;
         };
-        for (id, task) in &self.tasks {
+        for (id, task) in self.tasks.tasks() {
             let Some(meta) = snap.tasks.get_mut(id) else {
                 continue;
             };
@@ -792,16 +688,6 @@ impl Loop<'_> {
         }
     }
 
-    fn record_offsets(&mut self) {
-        if let Ok(mut c) = self.shared.commits.lock() {
-            for task in self.tasks.values() {
-                for (topic, p, o) in task.consumed_offsets() {
-                    c.offsets.insert((topic.to_string(), p), o);
-                }
-            }
-        }
-    }
-
     fn resume_drained(
         &mut self,
         consumer: &BaseConsumer<StreamsConsumerContext>,
@@ -810,17 +696,26 @@ impl Loop<'_> {
         let drained: Vec<(String, i32)> = self
             .paused
             .iter()
-            .filter(|k| match self.routes.get(*k) {
-                Some((t, i)) => self.tasks.get(t).is_none_or(|t| t.queued_at(*i) <= low),
+            .filter(|k| !self.waiting.contains(*k))
+            .filter(|k| match self.tasks.route_of(k) {
+                Some((t, i)) => self
+                    .tasks
+                    .tasks()
+                    .get(&t)
+                    .is_none_or(|t| t.queued_at(i) <= low),
                 None => true,
             })
             .cloned()
             .collect();
         for key in drained {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&key.0, key.1);
-            consumer.resume(&tpl).map_err(|e| kafka("resume", e))?;
             self.paused.remove(&key);
+            if self.tasks.route_of(&key).is_none() {
+                // No task reads it any more, or its task is not ready: it stays paused until it is.
+                continue;
+            }
+            consumer
+                .resume(&one_partition(&key.0, key.1))
+                .map_err(|e| kafka("resume", e))?;
         }
         Ok(())
     }
@@ -829,18 +724,15 @@ impl Loop<'_> {
         &mut self,
         consumer: &BaseConsumer<StreamsConsumerContext>,
     ) -> Result<(), StreamsError> {
-        let span = tracing::debug_span!("commit", tasks = self.tasks.len());
+        let span = tracing::debug_span!("commit", tasks = self.tasks.tasks().len());
         let _enter = span.enter();
-        self.record_offsets();
+        self.tasks.record_offsets();
         let started = Instant::now();
-        {
-            let mut c = self
-                .shared
-                .commits
-                .lock()
-                .map_err(|_| kafka("commit state", "poisoned"))?;
-            commit(&mut c, consumer)?;
-        }
+        self.shared
+            .commits
+            .lock()
+            .map_err(|_| kafka("commit state", "poisoned"))?
+            .commit(consumer)?;
         let latency = started.elapsed();
         metrics::histogram!("streams_commit_latency_seconds", "thread" => self.shared.name.clone())
             .record(latency.as_secs_f64());
@@ -865,7 +757,7 @@ impl Loop<'_> {
                 }
             }
         }
-        for (id, task) in &self.tasks {
+        for (id, task) in self.tasks.tasks() {
             for (name, store) in task.stores() {
                 let Ok(s) = store.lock() else { continue };
                 if let Ok(n) = s.approximate_num_entries() {
@@ -878,7 +770,10 @@ impl Loop<'_> {
         }
     }
 
-    fn apply_events(&mut self) -> Result<(), StreamsError> {
+    fn apply_events(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+    ) -> Result<(), StreamsError> {
         let events = std::mem::take(
             &mut *self
                 .shared
@@ -887,186 +782,33 @@ impl Loop<'_> {
                 .map_err(|_| kafka("events", "poisoned"))?,
         );
         for e in events {
+            self.last_route = None;
             match e {
                 Event::Revoked => {
-                    // The consumer fetches from the committed offsets again: drop what is queued.
-                    for t in self.tasks.values_mut() {
-                        t.clear_queues();
-                    }
+                    self.tasks.handle_revocation();
                     self.paused.clear();
-                    self.suspended = true;
+                    self.waiting.clear();
                 }
-                Event::Lost => self.close_lost(),
-                Event::Assigned(parts) => self.assign(parts)?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Closes every task dirty (see [`Task::close_dirty`]): the partitions were lost, the commit state already
-    /// forgot them, and the next assignment creates the tasks again from their last checkpoints.
-    fn close_lost(&mut self) {
-        for (id, mut t) in std::mem::take(&mut self.tasks) {
-            tracing::info!(task = %id, "closing task dirty: its partitions were lost");
-            self.closed_metrics = add(self.closed_metrics, t.metrics());
-            t.close_dirty();
-        }
-        self.routes.clear();
-        self.last_route = None;
-        self.paused.clear();
-        self.suspended = true;
-        if let Ok(mut s) = self.shared.snapshot.lock() {
-            s.tasks.clear();
-        }
-    }
-
-    fn assign(&mut self, parts: Vec<(String, i32)>) -> Result<(), StreamsError> {
-        self.suspended = false;
-        let mut wanted: BTreeMap<TaskId, ()> = BTreeMap::new();
-        for (topic, p) in &parts {
-            if let Some(&sub) = self.readers.get(topic) {
-                wanted.insert(
-                    TaskId {
-                        subtopology: sub,
-                        partition: *p,
-                    },
-                    (),
-                );
-            }
-        }
-        let gone: Vec<TaskId> = self
-            .tasks
-            .keys()
-            .filter(|id| !wanted.contains_key(id))
-            .copied()
-            .collect();
-        for id in gone {
-            if let Some(mut t) = self.tasks.remove(&id) {
-                tracing::info!(task = %id, "closing task");
-                self.closed_metrics = add(self.closed_metrics, t.metrics());
-                t.close()?;
-            }
-            if let Ok(mut c) = self.shared.commits.lock() {
-                c.tasks.remove(&id);
-                let owned = |topic: &String, p: &i32| {
-                    self.readers.get(topic) == Some(&id.subtopology) && *p == id.partition
-                };
-                c.offsets.retain(|(topic, p), _| !owned(topic, p));
-                c.committed.retain(|(topic, p), _| !owned(topic, p));
-            }
-            if let Ok(mut s) = self.shared.snapshot.lock() {
-                s.tasks.remove(&id);
-            }
-        }
-        for id in wanted.keys() {
-            if !self.tasks.contains_key(id) {
-                self.create_task(*id)?;
-            }
-        }
-        self.routes.clear();
-        self.last_route = None;
-        for (id, task) in &self.tasks {
-            for (topic, p) in &parts {
-                if *p == id.partition && self.readers.get(topic) == Some(&id.subtopology) {
-                    if let Some(i) = task.input_index(topic) {
-                        self.routes.insert((topic.clone(), *p), (*id, i));
+                Event::Lost => {
+                    self.tasks.handle_lost();
+                    self.paused.clear();
+                    self.waiting.clear();
+                    if let Ok(mut s) = self.shared.snapshot.lock() {
+                        s.tasks.retain(|id, _| self.tasks.tasks().contains_key(id));
+                    }
+                }
+                Event::Assigned(parts) => {
+                    // Every assigned partition starts paused (see `post_rebalance`): those of ready tasks resume
+                    // now, the others once their state is restored.
+                    self.waiting = parts.iter().cloned().collect();
+                    let ready = self.tasks.handle_assignment(parts)?;
+                    self.resume_ready(consumer, ready)?;
+                    if !self.tasks.restoring() {
+                        self.shared.set_state(ThreadState::Running);
                     }
                 }
             }
         }
-        (self.ctx.on_assignment)(&self.shared.name, parts);
-        self.shared.set_state(ThreadState::Running);
-        Ok(())
-    }
-
-    fn create_task(&mut self, id: TaskId) -> Result<(), StreamsError> {
-        let span = tracing::info_span!("task", task = %id);
-        let _enter = span.enter();
-        let app = &self.ctx.config.application_id;
-        let state_dir = self.ctx.config.state_dir.join(app);
-        let task_dir = state_dir.join(id.to_string());
-        let checkpoint = checkpoint::read(&task_dir)?;
-        let sub = &self.ctx.subs[id.subtopology];
-        if let Ok(mut s) = self.shared.snapshot.lock() {
-            let topics = sub
-                .source_topics
-                .iter()
-                .map(|t| self.ctx.topology.resolve_topic(app, t));
-            s.tasks.insert(id, TaskMetadata::restoring(id, topics));
-        }
-        let mut restorer = ChangelogRestorer {
-            consumer: &self.restore_consumer,
-            checkpoint,
-            listener: Arc::new(TaskRestoreProgress {
-                inner: self.ctx.restore_listener.clone(),
-                shared: self.shared.clone(),
-                task: id,
-            }),
-            positions: BTreeMap::new(),
-            timeout: self.ctx.config.task_timeout,
-            restored: 0,
-        };
-        let mut partitions: HashMap<String, i32> =
-            self.ctx.plan.topic_partitions.clone().into_iter().collect();
-        partitions.extend(self.ctx.plan.changelogs.clone());
-        partitions.extend(self.ctx.plan.external.clone());
-        let env = TaskEnv {
-            application_id: Arc::from(app.as_str()),
-            state_dir,
-            rocksdb: self.ctx.rocksdb.clone(),
-            cache_bytes_per_store: self.cache_per_store,
-            collector: Box::new(ProducerCollector {
-                producer: self.producer.clone(),
-                partitions,
-            }),
-            changelog: Some(Arc::new(ProducerChangelog {
-                producer: self.producer.clone(),
-            })),
-            deserialization_handler: self.ctx.config.deserialization_handler.clone(),
-            wall_clock: now_ms(),
-            globals: self.ctx.globals.clone(),
-        };
-        let created = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Task::new(
-                &self.ctx.topology,
-                sub,
-                id.partition,
-                env,
-                Some(&mut restorer),
-            )
-        }))
-        .unwrap_or_else(|payload| {
-            Err(StreamsError::Panic {
-                thread: self.shared.name.clone(),
-                task: Some(id),
-                processor: None,
-                message: crate::error::panic_message(&*payload),
-            })
-        });
-        let task = match created {
-            Ok(t) => t,
-            Err(e) => {
-                if let Ok(mut s) = self.shared.snapshot.lock() {
-                    s.tasks.remove(&id);
-                }
-                return Err(e);
-            }
-        };
-        self.shared
-            .update_task(id, |t| t.state = TaskState::Running);
-        tracing::info!(task = %id, restored = restorer.restored, "task created");
-        let stores = task.stores().to_vec();
-        if let Ok(mut c) = self.shared.commits.lock() {
-            c.tasks.insert(
-                id,
-                TaskCommit {
-                    dir: task_dir,
-                    stores,
-                    positions: restorer.positions,
-                },
-            );
-        }
-        self.tasks.insert(id, task);
         Ok(())
     }
 
@@ -1087,20 +829,10 @@ impl Loop<'_> {
             };
         }
         self.publish_metrics();
-        for (id, mut t) in std::mem::take(&mut self.tasks) {
-            if !clean {
-                // After an error or a panic nothing since the last commit is trusted: a task may have applied half
-                // a record. Flushing it would publish that, and the next owner would apply it again on top.
-                t.close_dirty();
-            } else if let Err(e) = t.close() {
-                tracing::warn!(task = %id, error = %e, "error closing task");
-            }
-        }
+        self.tasks.shutdown(clean);
         // Everything is committed and closed: the revocation that leaving the group triggers has nothing to do.
         if let Ok(mut c) = self.shared.commits.lock() {
-            c.tasks.clear();
-            c.offsets.clear();
-            c.committed.clear();
+            c.clear();
         }
         if let Ok(mut s) = self.shared.snapshot.lock() {
             s.tasks.clear();

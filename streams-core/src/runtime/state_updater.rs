@@ -1,0 +1,265 @@
+//! The state updater: restores the stores of a stream thread's new tasks on a thread of its own, with its own
+//! restore consumer, while the stream thread keeps polling (so a long restoration never exceeds
+//! `max.poll.interval.ms`) and keeps processing the tasks that are ready.
+//!
+//! The stream thread hands over a task id; the updater opens the task's stores, restores them from their
+//! changelogs and hands back the opened stores with the changelog offsets they reached. A job can be cancelled
+//! (its partitions were reassigned elsewhere): the updater stops between two batches, flushes what it restored
+//! and checkpoints it, so the next restoration of the task resumes from there.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::BaseConsumer;
+
+use crate::error::StreamsError;
+use crate::processor::TaskId;
+use crate::runtime::checkpoint;
+use crate::runtime::clients::{client_config, client_error};
+use crate::runtime::config::ClientKind;
+use crate::runtime::restore::{ChangelogRestorer, StateRestoreListener};
+use crate::runtime::security::StreamsClientContext;
+use crate::runtime::thread::ThreadContext;
+use crate::state_manager::{StateManager, StoreEnv};
+
+/// A task's stores, restored.
+pub(crate) struct RestoredTask {
+    pub state: StateManager,
+    /// The next changelog offset of each logged store's partition: where restoration stopped.
+    pub positions: BTreeMap<(String, i32), i64>,
+    /// Records applied.
+    pub restored: u64,
+}
+
+/// What the updater reports about one job.
+pub(crate) struct RestoreOutcome {
+    pub task: TaskId,
+    /// The job's number, as returned by [`StateUpdater::add`].
+    pub job: u64,
+    /// `Ok(None)`: the job was cancelled.
+    pub result: Result<Option<RestoredTask>, StreamsError>,
+}
+
+struct Job {
+    task: TaskId,
+    number: u64,
+    cancel: Arc<AtomicBool>,
+    listener: Arc<dyn StateRestoreListener>,
+}
+
+enum Command {
+    Restore(Job),
+    Shutdown,
+}
+
+/// Handle on a stream thread's state updater.
+pub(crate) struct StateUpdater {
+    commands: Sender<Command>,
+    outcomes: Receiver<RestoreOutcome>,
+    handle: Option<JoinHandle<()>>,
+    next_job: u64,
+}
+
+/// A job submitted to the updater: cancel it by setting the flag.
+pub(crate) struct PendingRestore {
+    pub job: u64,
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl StateUpdater {
+    /// Starts the updater of stream thread `thread`. `on_fatal` receives errors the restore consumer's client
+    /// reports (refused credentials and the like).
+    pub(crate) fn start(
+        ctx: Arc<ThreadContext>,
+        thread: &str,
+        on_fatal: impl Fn(StreamsError) + Send + Sync + 'static,
+    ) -> Result<StateUpdater, StreamsError> {
+        let app = &ctx.config.application_id;
+        let mut rc = client_config(&ctx.config, ClientKind::RestoreConsumer);
+        rc.set("group.id", format!("{app}-restore"))
+            .set("client.id", format!("{thread}-restore-consumer"))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest");
+        let restore_context = StreamsClientContext::new(
+            &ctx.config,
+            ClientKind::RestoreConsumer,
+            format!("restore consumer {thread}-restore-consumer"),
+        )
+        .on_fatal(on_fatal);
+        let consumer: BaseConsumer<StreamsClientContext> = rc
+            .create_with_context(restore_context)
+            .map_err(|e| client_error(&ctx.config, ClientKind::RestoreConsumer, e))?;
+        let (commands, command_rx) = mpsc::channel();
+        let (outcome_tx, outcomes) = mpsc::channel();
+        let name = format!("{thread}-StateUpdater");
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let span = tracing::info_span!("state_updater", thread = %name);
+                let _enter = span.enter();
+                run(&ctx, &consumer, &command_rx, &outcome_tx);
+            })
+            .map_err(|source| StreamsError::Io {
+                path: format!("{thread}-StateUpdater"),
+                source,
+            })?;
+        Ok(StateUpdater {
+            commands,
+            outcomes,
+            handle: Some(handle),
+            next_job: 0,
+        })
+    }
+
+    /// Queues the restoration of `task`'s stores.
+    pub(crate) fn add(
+        &mut self,
+        task: TaskId,
+        listener: Arc<dyn StateRestoreListener>,
+    ) -> Result<PendingRestore, StreamsError> {
+        self.next_job += 1;
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.commands
+            .send(Command::Restore(Job {
+                task,
+                number: self.next_job,
+                cancel: cancel.clone(),
+                listener,
+            }))
+            .map_err(|_| StreamsError::processor("the state updater stopped"))?;
+        Ok(PendingRestore {
+            job: self.next_job,
+            cancel,
+        })
+    }
+
+    /// The outcomes reported since the last call.
+    pub(crate) fn drain(&self) -> Vec<RestoreOutcome> {
+        self.outcomes.try_iter().collect()
+    }
+
+    /// Stops the updater (cancel the pending jobs first) and closes the stores of outcomes nobody took.
+    pub(crate) fn shutdown(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        for o in self.outcomes.try_iter() {
+            if let Ok(Some(r)) = o.result {
+                r.state.close();
+            }
+        }
+    }
+}
+
+impl Drop for StateUpdater {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(
+    ctx: &Arc<ThreadContext>,
+    consumer: &BaseConsumer<StreamsClientContext>,
+    commands: &Receiver<Command>,
+    outcomes: &Sender<RestoreOutcome>,
+) {
+    let mut queue: VecDeque<Job> = VecDeque::new();
+    loop {
+        // Take every waiting command; block only when there is nothing to do.
+        loop {
+            let next = if queue.is_empty() {
+                match commands.recv_timeout(Duration::from_millis(500)) {
+                    Ok(c) => Some(c),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                commands.try_recv().ok()
+            };
+            match next {
+                Some(Command::Restore(job)) => queue.push_back(job),
+                Some(Command::Shutdown) => return,
+                None => break,
+            }
+        }
+        let Some(job) = queue.pop_front() else {
+            continue;
+        };
+        let result = if job.cancel.load(Ordering::Relaxed) {
+            Ok(None)
+        } else {
+            restore_task(ctx, consumer, &job)
+        };
+        let failed = result.is_err();
+        let _ = outcomes.send(RestoreOutcome {
+            task: job.task,
+            job: job.number,
+            result,
+        });
+        if failed {
+            // The stream thread fails on this error; nothing more to restore.
+            return;
+        }
+    }
+}
+
+/// Opens and restores the stores of one task.
+fn restore_task(
+    ctx: &ThreadContext,
+    consumer: &BaseConsumer<StreamsClientContext>,
+    job: &Job,
+) -> Result<Option<RestoredTask>, StreamsError> {
+    let id = job.task;
+    let span = tracing::info_span!("restore", task = %id);
+    let _enter = span.enter();
+    let app = &ctx.config.application_id;
+    let state_dir = ctx.config.state_dir.join(app);
+    let task_dir = state_dir.join(id.to_string());
+    let mut restorer = ChangelogRestorer {
+        consumer,
+        checkpoint: checkpoint::read(&task_dir)?,
+        listener: job.listener.clone(),
+        positions: BTreeMap::new(),
+        timeout: ctx.config.task_timeout,
+        restored: 0,
+        cancel: Some(job.cancel.clone()),
+    };
+    let sub = &ctx.subs[id.subtopology];
+    let env = StoreEnv {
+        application_id: Arc::from(app.as_str()),
+        state_dir,
+        rocksdb: ctx.rocksdb.clone(),
+    };
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        StateManager::open(&ctx.topology, sub, id, &env, Some(&mut restorer))
+    }))
+    .unwrap_or_else(|payload| {
+        Err(StreamsError::Panic {
+            thread: std::thread::current()
+                .name()
+                .unwrap_or("state updater")
+                .to_string(),
+            task: Some(id),
+            processor: None,
+            message: crate::error::panic_message(&*payload),
+        })
+    });
+    match opened {
+        Ok(state) => Ok(Some(RestoredTask {
+            state,
+            positions: restorer.positions,
+            restored: restorer.restored,
+        })),
+        Err(_) if job.cancel.load(Ordering::Relaxed) => {
+            tracing::info!(task = %id, restored = restorer.restored, "restoration cancelled");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
