@@ -430,3 +430,175 @@ fn finding_a_global_topic_ending_in_a_transaction_marker_finishes_restoring() {
     assert_eq!(got, want);
     assert!(streams.close(Duration::from_secs(30)));
 }
+
+/// Notes when each restoration ends.
+#[derive(Clone, Default)]
+struct RestoreEnds(Arc<Mutex<Vec<(String, u64, Instant)>>>);
+
+impl StateRestoreListener for RestoreEnds {
+    fn on_restore_end(&self, store: &str, _partition: i32, restored: u64) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((store.to_string(), restored, Instant::now()));
+    }
+}
+
+/// Finding: restoration ran inside the poll loop, so the other tasks of the thread stopped until it ended (and
+/// a restoration longer than `max.poll.interval.ms` got the member evicted). Now the state updater restores
+/// beside the loop: a stateless task of the same thread processes while a large changelog is restored, and the
+/// restored store holds every key of the changelog.
+///
+/// `STREAMS_RESTORE_KEYS` sets the changelog's size (default 200,000); `STREAMS_RESTORE_ON_TANSU=1` runs it on
+/// tansu, which keeps the whole changelog (the embedded broker's log is bounded).
+#[test]
+fn finding_other_tasks_of_the_thread_process_while_a_store_restores() {
+    let keys: usize = std::env::var("STREAMS_RESTORE_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let broker = if std::env::var_os("STREAMS_RESTORE_ON_TANSU").is_some() {
+        Broker::tansu()
+    } else {
+        Broker::embedded()
+    };
+    broker.create_topic("clicks", 1);
+    broker.create_topic("clicks-out", 1);
+    broker.create_topic("orders", 1);
+    let app = "beside";
+    let changelog = format!("{app}-order-counts-changelog");
+    broker.create_topic(&changelog, 1);
+    // The count store's changelog as a previous owner left it: one count per key.
+    let state: Records = (0..keys)
+        .map(|i| {
+            (
+                format!("customer-{i:07}").into_bytes(),
+                Some(((i % 97) as i64 + 1).to_be_bytes().to_vec()),
+            )
+        })
+        .collect();
+    let produced = Instant::now();
+    produce(&broker.bootstrap(), &changelog, &state);
+    eprintln!(
+        "changelog of {keys} keys written in {:.1?}",
+        produced.elapsed()
+    );
+    let low = {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .create()
+            .unwrap();
+        let (low, high) = c
+            .fetch_watermarks(&changelog, 0, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(high, keys as i64, "the changelog holds every key");
+        // The embedded broker keeps a bounded log: the oldest records may be gone already.
+        low as usize
+    };
+
+    // A backlog of clicks for the stateless task.
+    let clicks: Vec<String> = (0..100_000).map(|i| format!("click-{i}")).collect();
+    let backlog: Records = clicks
+        .iter()
+        .map(|c| (b"u".to_vec(), Some(c.clone().into_bytes())))
+        .collect();
+    produce(&broker.bootstrap(), "clicks", &backlog);
+
+    let b = StreamsBuilder::new();
+    b.stream("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+        .map_values(|v: String| v.to_uppercase())
+        .to(
+            "clicks-out",
+            Produced::with(Serdes::string(), Serdes::string()),
+        );
+    b.stream("orders", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::new())
+        .count(Materialized::as_store("order-counts"));
+    let topology = b.build().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let streams = KafkaStreams::new(topology, broker.config(app, dir.path())).unwrap();
+    let ends = RestoreEnds::default();
+    streams.set_restore_listener(ends.clone());
+    // Every output click and when it arrived.
+    let arrivals = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::Message;
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .set("group.id", "click-reader")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        c.subscribe(&["clicks-out"]).unwrap();
+        let (arrivals, done) = (arrivals.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+                    let v = String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap();
+                    arrivals.lock().unwrap().push((v, Instant::now()));
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    streams.start().unwrap();
+
+    assert!(
+        streams.wait_for_state(State::Running, Duration::from_secs(300)),
+        "{:?}",
+        streams.errors()
+    );
+    let restored_at = {
+        let e = ends.0.lock().unwrap();
+        let (_, restored, at) = e
+            .iter()
+            .find(|(s, _, _)| s == "order-counts")
+            .cloned()
+            .expect("the count store was restored");
+        assert_eq!(
+            restored,
+            (keys - low) as u64,
+            "every changelog record restored"
+        );
+        at
+    };
+    tests::wait_until("every click is out", Duration::from_secs(120), || {
+        arrivals.lock().unwrap().len() >= clicks.len()
+    });
+    let finished = Instant::now();
+    done.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    let arrivals = arrivals.lock().unwrap().clone();
+    let got: Vec<&str> = arrivals.iter().map(|(v, _)| v.as_str()).collect();
+    let expected: Vec<String> = clicks.iter().map(|v| v.to_uppercase()).collect();
+    assert_eq!(got, expected, "every click, in order, upper-cased");
+    // Clicks were processed before the restoration ended: the stateless task did not wait for the stateful one.
+    let window = restored_at.saturating_duration_since(started);
+    let during = arrivals.iter().filter(|(_, t)| *t < restored_at).count();
+    let after = arrivals.len() - during;
+    eprintln!(
+        "restoring {} records took {window:.1?} from start(); meanwhile the other task of the thread processed \
+         {during} clicks ({:.0}/s); the remaining {after} took {:.1?} ({:.0}/s)",
+        keys - low,
+        during as f64 / window.as_secs_f64().max(0.001),
+        finished.saturating_duration_since(restored_at),
+        after as f64 / finished.saturating_duration_since(restored_at).as_secs_f64().max(0.001),
+    );
+    assert!(
+        during > 0,
+        "no click processed during a restoration of {window:?}"
+    );
+    // The restored store holds the changelog's counts.
+    let store = streams.store::<String, i64>("order-counts").unwrap();
+    for i in (low..keys).step_by((keys - low) / 10 + 1) {
+        assert_eq!(
+            store.get(&format!("customer-{i:07}")).unwrap(),
+            Some((i % 97) as i64 + 1)
+        );
+    }
+    assert!(streams.close(Duration::from_secs(30)));
+}

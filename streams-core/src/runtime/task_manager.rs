@@ -18,6 +18,7 @@ use crate::runtime::restore::StateRestoreListener;
 use crate::runtime::state_updater::{PendingRestore, RestoredTask, StateUpdater};
 use crate::runtime::thread::{now_ms, ThreadContext, ThreadShared};
 use crate::runtime::thread_metadata::{TaskMetadata, TaskState};
+use crate::state_manager::{StateManager, StoreEnv};
 use crate::task::{flush_stores, Task, TaskEnv, TaskMetricsSnapshot};
 use crate::topology::{PartitionPlan, SubTopology, Topology};
 
@@ -32,6 +33,8 @@ pub(crate) struct Routing {
     pub sources: Vec<Vec<String>>,
     /// Store instances over every task of the instance (the record cache is split between them).
     pub store_instances: usize,
+    /// Whether the tasks of each sub-topology have changelogged stores to restore.
+    pub restores: Vec<bool>,
 }
 
 impl Routing {
@@ -62,11 +65,16 @@ impl Routing {
             .iter()
             .map(|s| s.stores.len() * plan.task_counts[s.id].max(0) as usize)
             .sum();
+        let restores = subs
+            .iter()
+            .map(|s| s.stores.iter().any(|n| topology.stores[n].logging))
+            .collect();
         Routing {
             readers,
             partitions,
             sources,
             store_instances,
+            restores,
         }
     }
 
@@ -365,6 +373,29 @@ impl TaskManager {
             if let Ok(mut s) = self.shared.snapshot.lock() {
                 let topics = self.ctx.routing.sources[id.subtopology].iter().cloned();
                 s.tasks.insert(id, TaskMetadata::restoring(id, topics));
+            }
+            if !self.ctx.routing.restores[id.subtopology] {
+                // Nothing to restore: the task starts at once instead of queueing behind restorations.
+                let env = StoreEnv {
+                    application_id: Arc::from(self.ctx.config.application_id.as_str()),
+                    state_dir: self
+                        .ctx
+                        .config
+                        .state_dir
+                        .join(&self.ctx.config.application_id),
+                    rocksdb: self.ctx.rocksdb.clone(),
+                };
+                let sub = &self.ctx.subs[id.subtopology];
+                let state = StateManager::open(&self.ctx.topology, sub, id, &env, None)?;
+                self.create_task(
+                    id,
+                    RestoredTask {
+                        state,
+                        positions: BTreeMap::new(),
+                        restored: 0,
+                    },
+                )?;
+                continue;
             }
             let listener: Arc<dyn StateRestoreListener> = Arc::new(TaskRestoreProgress {
                 inner: self.ctx.restore_listener.clone(),
