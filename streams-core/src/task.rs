@@ -267,6 +267,9 @@ struct Input {
     slot: usize,
     /// Offset after the last processed record (what to commit); -1 before the first.
     next_offset: i64,
+    /// The highest timestamp processed from this partition (Kafka's partition time); -1 before the first. It is
+    /// committed with the offset, so stream time survives a restart.
+    partition_time: i64,
 }
 
 /// One sub-topology instantiated for one partition.
@@ -442,6 +445,7 @@ impl Task {
                     source: source.clone(),
                     slot,
                     next_offset: -1,
+                    partition_time: -1,
                 });
             }
         }
@@ -488,12 +492,30 @@ impl Task {
         }
     }
 
-    /// (topic, partition, next offset to commit) of each input that processed something.
-    pub(crate) fn consumed_offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> {
-        self.inputs
-            .iter()
-            .filter(|i| i.next_offset >= 0)
-            .map(|i| (&*i.topic, self.id.partition, i.next_offset))
+    /// (topic, partition, next offset to commit, partition time) of each input that processed something.
+    pub(crate) fn consumed_offsets(&self) -> impl Iterator<Item = (&str, i32, i64, i64)> {
+        self.inputs.iter().filter(|i| i.next_offset >= 0).map(|i| {
+            (
+                &*i.topic,
+                self.id.partition,
+                i.next_offset,
+                i.partition_time,
+            )
+        })
+    }
+
+    /// Sets the partition times committed by the task's previous owner (`topic` -> time) and the task's stream
+    /// time to the highest of them, as Kafka Streams does when it initializes a task.
+    pub(crate) fn init_partition_times(&mut self, times: &HashMap<String, i64>) {
+        for i in &mut self.inputs {
+            if let Some(&t) = times.get(&*i.topic) {
+                i.partition_time = i.partition_time.max(t);
+                if t > self.shared.stream_time.get() {
+                    self.shared.stream_time.set(t);
+                }
+            }
+        }
+        self.recompute_next_stream_punctuation();
     }
 
     /// Whether any input has queued records.
@@ -542,6 +564,9 @@ impl Task {
         }
         if let Some((_, offset)) = self.shared.current.get() {
             input.next_offset = offset + 1;
+            input.partition_time = input
+                .partition_time
+                .max(self.shared.current_timestamp.load(Ordering::Relaxed));
         }
         let m = &self.shared.metrics.processed;
         m.set(m.get() + 1);

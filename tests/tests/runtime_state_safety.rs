@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use streams_dsl::streams_core::runtime::{KafkaStreams, State, StateRestoreListener};
 use streams_dsl::*;
-use tests::{produce, Broker};
+use tests::{produce, produce_at, Broker};
 
 const STORE: &str = "event-counts";
 
@@ -601,4 +601,74 @@ fn finding_other_tasks_of_the_thread_process_while_a_store_restores() {
         );
     }
     assert!(streams.close(Duration::from_secs(30)));
+}
+
+fn window_counts(streams: &KafkaStreams) -> BTreeMap<(String, i64), i64> {
+    streams
+        .store::<Windowed<String>, i64>("window-counts")
+        .and_then(|s| s.all())
+        .map(|all| {
+            all.into_iter()
+                .map(|(w, n)| ((w.key, w.window.start), n))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Finding: stream time was not kept across restarts (Kafka Streams commits each partition's time in the
+/// offset metadata), so after a restart a record far behind the old stream time was accepted into a window that
+/// had closed. Kafka's rule (KStreamWindowAggregate): a record is dropped when its window's end plus grace is at
+/// or before stream time; the restarted task must still know stream time 100 s.
+#[test]
+fn finding_stream_time_survives_a_restart_so_late_records_stay_dropped() {
+    let broker = Broker::embedded();
+    broker.create_topic("readings", 1);
+    let topology = || {
+        let b = StreamsBuilder::new();
+        b.stream(
+            "readings",
+            Consumed::with(Serdes::string(), Serdes::string()),
+        )
+        .group_by_key(Grouped::new())
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(10)))
+        .count(Materialized::as_store("window-counts").with_retention(Duration::from_secs(3600)));
+        b.build().unwrap()
+    };
+    let record = |t: i64| (b"a".to_vec(), Some(b"r".to_vec()), Some(t));
+    let dir = tempfile::tempdir().unwrap();
+
+    produce_at(
+        &broker.bootstrap(),
+        "readings",
+        &[record(1_000), record(100_000)],
+    );
+    let first = KafkaStreams::new(topology(), broker.config("time", dir.path())).unwrap();
+    first.start().unwrap();
+    wait_processed(&first, 2);
+    assert!(first.close(Duration::from_secs(30)));
+
+    // After the restart: a record for the window [0 s, 10 s), closed since stream time reached 100 s, then one
+    // in the current window.
+    produce_at(
+        &broker.bootstrap(),
+        "readings",
+        &[record(2_000), record(100_500)],
+    );
+    let second = KafkaStreams::new(topology(), broker.config("time", dir.path())).unwrap();
+    second.start().unwrap();
+    wait_processed(&second, 2);
+    let expected: BTreeMap<(String, i64), i64> =
+        [(("a".to_string(), 0), 1), (("a".to_string(), 100_000), 2)].into();
+    tests::wait_until(
+        "the current window's count",
+        Duration::from_secs(30),
+        || window_counts(&second).get(&("a".to_string(), 100_000)) == Some(&2),
+    );
+    assert_eq!(
+        window_counts(&second),
+        expected,
+        "the late record is dropped"
+    );
+    assert_eq!(second.metrics().dropped_records, 1);
+    assert!(second.close(Duration::from_secs(30)));
 }

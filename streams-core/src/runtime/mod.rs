@@ -19,6 +19,7 @@ mod history;
 mod http;
 mod kafka_streams;
 mod metadata;
+mod offset_metadata;
 mod record_collector;
 mod restore;
 mod security;

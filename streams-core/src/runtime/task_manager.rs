@@ -13,6 +13,7 @@ use state_store::SharedKeyValueStore;
 use crate::error::StreamsError;
 use crate::processor::TaskId;
 use crate::runtime::checkpoint;
+use crate::runtime::offset_metadata;
 use crate::runtime::record_collector::StreamsRecordCollector;
 use crate::runtime::restore::StateRestoreListener;
 use crate::runtime::state_updater::{PendingRestore, RestoredTask, StateUpdater};
@@ -110,7 +111,8 @@ pub(crate) struct TaskCommit {
 pub(crate) struct CommitState {
     /// `None` once the thread stopped: its producer is released with it.
     pub collector: Option<Arc<StreamsRecordCollector>>,
-    pub offsets: HashMap<(String, i32), i64>,
+    /// Next offset to commit and partition time, per input partition.
+    pub offsets: HashMap<(String, i32), (i64, i64)>,
     /// The offsets of the last successful commit.
     pub committed: HashMap<(String, i32), i64>,
     pub tasks: BTreeMap<TaskId, TaskCommit>,
@@ -173,9 +175,13 @@ impl CommitState {
         }
         if !self.offsets.is_empty() {
             let mut tpl = TopicPartitionList::new();
-            for ((topic, p), o) in &self.offsets {
-                tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
+            for ((topic, p), (o, time)) in &self.offsets {
+                let mut e = tpl.add_partition(topic, *p);
+                e.set_offset(Offset::Offset(*o))
                     .map_err(|e| kafka("commit", e))?;
+                if *time >= 0 {
+                    e.set_metadata(offset_metadata::encode(*time));
+                }
             }
             if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
                 use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
@@ -187,7 +193,7 @@ impl CommitState {
                 });
             }
             self.committed
-                .extend(self.offsets.iter().map(|(k, v)| (k.clone(), *v)));
+                .extend(self.offsets.iter().map(|(k, (o, _))| (k.clone(), *o)));
         }
         Ok(())
     }
@@ -250,6 +256,8 @@ pub(crate) struct TaskManager {
     /// The partitions were revoked and not yet assigned again: the tasks are committed and wait to be closed or
     /// resumed, so their wall-clock punctuations must not run.
     pub suspended: bool,
+    /// Tasks created since the last [`TaskManager::take_created`].
+    created: Vec<TaskId>,
 }
 
 impl TaskManager {
@@ -272,6 +280,7 @@ impl TaskManager {
             cache_per_store,
             closed_metrics: TaskMetricsSnapshot::default(),
             suspended: false,
+            created: Vec::new(),
         }
     }
 
@@ -520,15 +529,21 @@ impl TaskManager {
             );
         }
         self.tasks.insert(id, task);
+        self.created.push(id);
         Ok(())
+    }
+
+    /// The tasks created since the last call (their stream time is still to be initialized).
+    pub(crate) fn take_created(&mut self) -> Vec<TaskId> {
+        std::mem::take(&mut self.created)
     }
 
     /// Records the next offset to commit of every input that processed something.
     pub(crate) fn record_offsets(&self) {
         if let Ok(mut c) = self.shared.commits.lock() {
             for task in self.tasks.values() {
-                for (topic, p, o) in task.consumed_offsets() {
-                    c.offsets.insert((topic.to_string(), p), o);
+                for (topic, p, o, time) in task.consumed_offsets() {
+                    c.offsets.insert((topic.to_string(), p), (o, time));
                 }
             }
         }

@@ -21,8 +21,9 @@ use crate::record::{Headers, RawRecordRef};
 use crate::runtime::clients::{client_config, client_error, create_producer};
 use crate::runtime::config::{ClientKind, StreamsConfig};
 use crate::runtime::history::MetricsHistory;
+use crate::runtime::offset_metadata;
 use crate::runtime::record_collector::StreamsRecordCollector;
-use crate::runtime::restore::StateRestoreListener;
+use crate::runtime::restore::{retrying, StateRestoreListener};
 use crate::runtime::security::StreamsClientContext;
 use crate::runtime::state_updater::StateUpdater;
 use crate::runtime::task_manager::{add, CommitState, Routing, TaskManager};
@@ -595,9 +596,54 @@ impl StreamThread<'_> {
         consumer: &BaseConsumer<StreamsConsumerContext>,
     ) -> Result<(), StreamsError> {
         let ready = self.tasks.take_restored()?;
+        self.init_stream_times(consumer)?;
         self.resume_ready(consumer, ready)?;
         if !self.tasks.restoring() && self.shared.state() == ThreadState::PartitionsAssigned {
             self.shared.set_state(ThreadState::Running);
+        }
+        Ok(())
+    }
+
+    /// Gives each new task the partition times committed with its input offsets (see [`offset_metadata`]), so
+    /// stream time continues where the previous owner left it.
+    fn init_stream_times(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+    ) -> Result<(), StreamsError> {
+        let created = self.tasks.take_created();
+        if created.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for id in &created {
+            for topic in &self.ctx.routing.sources[id.subtopology] {
+                tpl.add_partition(topic, id.partition);
+            }
+        }
+        let committed = retrying(
+            "cannot read the committed offsets",
+            self.ctx.config.task_timeout,
+            || consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)),
+        )?;
+        for id in created {
+            let times: HashMap<String, i64> = committed
+                .elements()
+                .iter()
+                .filter(|e| e.partition() == id.partition)
+                .filter_map(|e| {
+                    Some((
+                        e.topic().to_string(),
+                        offset_metadata::decode(e.metadata())?,
+                    ))
+                })
+                .collect();
+            if times.is_empty() {
+                continue;
+            }
+            if let Some(task) = self.tasks.task_mut(id) {
+                tracing::debug!(task = %id, ?times, "partition times from the committed offsets");
+                task.init_partition_times(&times);
+            }
         }
         Ok(())
     }
@@ -802,6 +848,7 @@ impl StreamThread<'_> {
                     // now, the others once their state is restored.
                     self.waiting = parts.iter().cloned().collect();
                     let ready = self.tasks.handle_assignment(parts)?;
+                    self.init_stream_times(consumer)?;
                     self.resume_ready(consumer, ready)?;
                     if !self.tasks.restoring() {
                         self.shared.set_state(ThreadState::Running);
