@@ -26,6 +26,7 @@
 mod error;
 mod global;
 mod handler;
+mod idle;
 mod node;
 mod partitioner;
 mod processor;

@@ -15,6 +15,7 @@ use state_store::{
 use crate::error::{panic_message, StreamsError};
 use crate::global::GlobalStores;
 use crate::handler::DeserializationExceptionHandler;
+use crate::idle::{IdleState, InputState};
 use crate::node::{BuildCtx, BuiltNode, NodeControl, SourceInput};
 use crate::processor::{PunctuationType, ScheduleId, TaskId};
 use crate::record::{Headers, RawRecordRef, RecordMetadata};
@@ -270,6 +271,8 @@ struct Input {
     /// The highest timestamp processed from this partition (Kafka's partition time); -1 before the first. It is
     /// committed with the offset, so stream time survives a restart.
     partition_time: i64,
+    /// The committed offset the task started from; -1 when none.
+    committed: i64,
 }
 
 /// One sub-topology instantiated for one partition.
@@ -283,6 +286,8 @@ pub(crate) struct Task {
     closed: bool,
     /// Node names by topology index, to name the node a panic came from.
     node_names: Vec<Rc<str>>,
+    /// `max.task.idle.ms` and the wait it imposes on a task with several inputs.
+    idle: IdleState,
 }
 
 /// Wraps an opened store in its changelog and cache layers.
@@ -446,10 +451,13 @@ impl Task {
                     slot,
                     next_offset: -1,
                     partition_time: -1,
+                    committed: -1,
                 });
             }
         }
+        let idle = IdleState::new(0, inputs.len());
         let mut task = Task {
+            idle,
             id,
             shared,
             controls,
@@ -504,18 +512,68 @@ impl Task {
         })
     }
 
-    /// Sets the partition times committed by the task's previous owner (`topic` -> time) and the task's stream
-    /// time to the highest of them, as Kafka Streams does when it initializes a task.
-    pub(crate) fn init_partition_times(&mut self, times: &HashMap<String, i64>) {
+    /// Starts the task where its previous owner committed: `committed` maps each input topic to the committed
+    /// offset and the partition time in its metadata. The task's stream time becomes the highest partition time,
+    /// as in Kafka Streams.
+    pub(crate) fn init_from_committed(&mut self, committed: &HashMap<String, (i64, Option<i64>)>) {
         for i in &mut self.inputs {
-            if let Some(&t) = times.get(&*i.topic) {
-                i.partition_time = i.partition_time.max(t);
-                if t > self.shared.stream_time.get() {
-                    self.shared.stream_time.set(t);
+            if let Some(&(offset, time)) = committed.get(&*i.topic) {
+                i.committed = offset;
+                if let Some(t) = time {
+                    i.partition_time = i.partition_time.max(t);
+                    if t > self.shared.stream_time.get() {
+                        self.shared.stream_time.set(t);
+                    }
                 }
             }
         }
         self.recompute_next_stream_punctuation();
+    }
+
+    /// Sets `max.task.idle.ms` (see [`crate::idle`]).
+    pub(crate) fn set_max_task_idle(&mut self, ms: i64) {
+        self.idle = IdleState::new(ms, self.inputs.len());
+    }
+
+    /// Whether the task may process now: always with one input; with several, when each has records queued or
+    /// the idling rules allow it. `lag(topic, partition, committed)` tells how many records the broker holds
+    /// beyond what was polled (`None`: unknown).
+    pub(crate) fn processable(
+        &mut self,
+        now: i64,
+        lag: &mut dyn FnMut(&str, i32, i64) -> Option<i64>,
+    ) -> bool {
+        if self.inputs.len() <= 1 || self.idle.disabled() {
+            return true;
+        }
+        let mut all = true;
+        let mut any = false;
+        for i in &self.inputs {
+            let queued = i.source.borrow().queued(i.slot) > 0;
+            all &= queued;
+            any |= queued;
+        }
+        if all {
+            return true;
+        }
+        if !any {
+            return false;
+        }
+        let partition = self.id.partition;
+        let states: Vec<InputState> = self
+            .inputs
+            .iter()
+            .map(|i| {
+                if i.source.borrow().queued(i.slot) > 0 {
+                    InputState::Buffered
+                } else {
+                    InputState::Empty {
+                        lag: lag(&i.topic, partition, i.committed),
+                    }
+                }
+            })
+            .collect();
+        self.idle.ready(now, &states)
     }
 
     /// Whether any input has queued records.

@@ -208,3 +208,80 @@ fn start_fails_when_joined_topics_are_not_co_partitioned() {
         "{message}"
     );
 }
+
+/// Finding: a task did not synchronise its partitions by timestamp (`max.task.idle.ms`): records of one input
+/// were processed while another input still had earlier records on the broker, not yet fetched. Kafka Streams
+/// (KIP-695, default `max.task.idle.ms = 0`) waits for records the broker holds: here the customer (time 1 s)
+/// is in the table before any order (time 2 s and later) is joined, so every order finds its customer.
+#[test]
+fn finding_a_join_waits_for_earlier_records_the_broker_holds() {
+    let broker = Broker::embedded();
+    broker.create_topic("idle-customers", 1);
+    broker.create_topic("idle-orders", 1);
+    broker.create_topic("idle-enriched", 1);
+    let b = StreamsBuilder::new();
+    let customers = b.table(
+        "idle-customers",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_store("idle-customers-store"),
+    );
+    b.stream(
+        "idle-orders",
+        Consumed::with(Serdes::string(), Serdes::string()),
+    )
+    .left_join(
+        &customers,
+        |amount, name| format!("{amount}@{}", name.map_or("?", |n| n.as_str())),
+        Joined::with(Serdes::string(), Serdes::string(), Serdes::string()),
+    )
+    .to("idle-enriched", Produced::new());
+    let topology = b.build().unwrap();
+
+    // Orders, each later than the customer.
+    let n = 20_000;
+    let orders: Vec<tests::TimedRecord> = (0..n)
+        .map(|i| {
+            (
+                b"c1".to_vec(),
+                Some(format!("{i}").into_bytes()),
+                Some(2_000 + i as i64),
+            )
+        })
+        .collect();
+    tests::produce_at(&broker.bootstrap(), "idle-orders", &orders);
+    // The customers topic holds a long history before the customer the orders need: it takes the consumer
+    // several fetches to reach it, while the orders are all fetched at once.
+    let mut history: Vec<tests::TimedRecord> = (0..300_000)
+        .map(|i| {
+            (
+                format!("f{i}").into_bytes(),
+                Some(b"filler-customer-name".to_vec()),
+                Some(i as i64 / 300),
+            )
+        })
+        .collect();
+    history.push((b"c1".to_vec(), Some(b"Ada".to_vec()), Some(1_000)));
+    tests::produce_at(&broker.bootstrap(), "idle-customers", &history);
+
+    let dir = tempfile::tempdir().unwrap();
+    let streams = KafkaStreams::new(topology, broker.config("idle", dir.path())).unwrap();
+    streams.start().unwrap();
+    let out = consume_until(
+        &broker.bootstrap(),
+        "idle-enriched",
+        Duration::from_secs(60),
+        |out| out.len() >= n,
+    );
+    let got: Vec<String> = out
+        .iter()
+        .map(|(_, v)| String::from_utf8(v.clone().unwrap()).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..n).map(|i| format!("{i}@Ada")).collect();
+    let unmatched = got.iter().filter(|v| v.ends_with("@?")).count();
+    assert_eq!(
+        unmatched, 0,
+        "orders joined before their earlier customer was processed"
+    );
+    assert_eq!(got, expected);
+    assert!(streams.close(Duration::from_secs(30)));
+}

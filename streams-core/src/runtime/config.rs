@@ -298,6 +298,10 @@ pub struct StreamsConfig {
     pub replication_factor: i32,
     /// `buffered.records.per.partition`: records queued per partition before it is paused (default 1000).
     pub buffered_records_per_partition: usize,
+    /// `max.task.idle.ms`: how long a task with several input partitions waits for an empty, caught-up
+    /// partition before processing the others (default 0: it waits only for records the broker holds and
+    /// the consumer has not polled yet; -1: never waits). Kafka Streams' semantics.
+    pub max_task_idle_ms: i64,
     /// `poll.ms`: longest a thread blocks waiting for records (default 100 ms).
     pub poll_timeout: Duration,
     /// `task.timeout.ms`: how long restoration (of task stores and global stores) keeps retrying through
@@ -352,6 +356,7 @@ impl fmt::Debug for StreamsConfig {
                 "buffered_records_per_partition",
                 &self.buffered_records_per_partition,
             )
+            .field("max_task_idle_ms", &self.max_task_idle_ms)
             .field("poll_timeout", &self.poll_timeout)
             .field("task_timeout", &self.task_timeout)
             .field("rocksdb_memory_bytes", &self.rocksdb_memory_bytes)
@@ -393,6 +398,7 @@ impl StreamsConfig {
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             replication_factor: -1,
             buffered_records_per_partition: 1000,
+            max_task_idle_ms: 0,
             poll_timeout: Duration::from_millis(100),
             task_timeout: Duration::from_millis(300_000),
             rocksdb_memory_bytes: 64 << 20,
@@ -454,6 +460,16 @@ impl StreamsConfig {
                 self.buffered_records_per_partition = parse(key, value, "a number of records")?
             }
             "poll.ms" => self.poll_timeout = Duration::from_millis(parse(key, value, "milliseconds")?),
+            "max.task.idle.ms" => {
+                let ms: i64 = parse(key, value, "milliseconds, or -1")?;
+                if ms < -1 {
+                    return Err(invalid(
+                        key,
+                        format!("must be -1 (never wait) or a number of milliseconds >= 0, got {ms}"),
+                    ));
+                }
+                self.max_task_idle_ms = ms;
+            }
             "task.timeout.ms" => self.task_timeout = Duration::from_millis(parse(key, value, "milliseconds")?),
             "rocksdb.memory.bytes" => self.rocksdb_memory_bytes = parse(key, value, "a number of bytes")?,
             "application.server" => self.application_server = Some(value.to_string()),

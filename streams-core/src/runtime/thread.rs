@@ -424,6 +424,72 @@ struct StreamThread<'a> {
     last_snapshot: Instant,
 }
 
+/// Consumer lag per partition for the idling rules, from what the consumer already knows (no request): the
+/// high watermark of the last fetch response against the consumer's position, or, before the first record,
+/// against the committed offset (or the log start).
+struct Lags<'c> {
+    consumer: &'c BaseConsumer<StreamsConsumerContext>,
+    positions: Option<HashMap<(String, i32), i64>>,
+}
+
+impl<'c> Lags<'c> {
+    fn new(consumer: &'c BaseConsumer<StreamsConsumerContext>) -> Self {
+        Lags {
+            consumer,
+            positions: None,
+        }
+    }
+
+    fn lag(&mut self, topic: &str, partition: i32, committed: i64) -> Option<i64> {
+        let (low, high) = cached_watermarks(self.consumer, topic, partition)?;
+        let consumer = self.consumer;
+        let positions = self.positions.get_or_insert_with(|| {
+            consumer
+                .position()
+                .map(|tpl| {
+                    tpl.elements()
+                        .iter()
+                        .filter_map(|e| match e.offset() {
+                            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        let start = positions
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .unwrap_or(if committed >= 0 { committed } else { low });
+        Some((high - start).max(0))
+    }
+}
+
+/// The watermarks librdkafka cached from its last fetch response for the partition; `None` before any.
+fn cached_watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid for the consumer's lifetime, the topic is a NUL-terminated string that
+    // outlives the call, and librdkafka only writes the two integers.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        && high >= 0
+        && low >= 0)
+        .then_some((low, high))
+}
+
 fn one_partition(topic: &str, partition: i32) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, partition);
@@ -519,11 +585,17 @@ impl StreamThread<'_> {
                 return Err(e);
             }
             self.take_restored(consumer)?;
-            // Process what is queued, a bounded slice per task so no task starves the others.
+            // Process what is queued, a bounded slice per task so no task starves the others. A task with several
+            // inputs waits while one of them is empty and may still receive earlier records (max.task.idle.ms).
+            let now = now_ms();
+            let mut lags = Lags::new(consumer);
             for task in self.tasks.tasks_mut() {
                 task.catch_panics(&self.shared.name, |t| {
                     for _ in 0..max_buffered {
-                        if !t.process_one()? {
+                        if !t.processable(now, &mut |topic, p, committed| {
+                            lags.lag(topic, p, committed)
+                        }) || !t.process_one()?
+                        {
                             break;
                         }
                     }
@@ -626,23 +698,25 @@ impl StreamThread<'_> {
             || consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)),
         )?;
         for id in created {
-            let times: HashMap<String, i64> = committed
+            let starts: HashMap<String, (i64, Option<i64>)> = committed
                 .elements()
                 .iter()
                 .filter(|e| e.partition() == id.partition)
-                .filter_map(|e| {
-                    Some((
+                .map(|e| {
+                    let offset = match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => -1,
+                    };
+                    (
                         e.topic().to_string(),
-                        offset_metadata::decode(e.metadata())?,
-                    ))
+                        (offset, offset_metadata::decode(e.metadata())),
+                    )
                 })
                 .collect();
-            if times.is_empty() {
-                continue;
-            }
             if let Some(task) = self.tasks.task_mut(id) {
-                tracing::debug!(task = %id, ?times, "partition times from the committed offsets");
-                task.init_partition_times(&times);
+                tracing::debug!(task = %id, ?starts, "starting from the committed offsets");
+                task.init_from_committed(&starts);
+                task.set_max_task_idle(self.ctx.config.max_task_idle_ms);
             }
         }
         Ok(())
