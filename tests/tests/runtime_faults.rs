@@ -193,8 +193,10 @@ fn by_default_a_record_the_sink_refuses_fails_naming_the_topic_and_the_setting()
     );
 }
 
+type Records = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// `n` events over 11 keys, and the counts they must give.
-fn events(n: usize) -> (Vec<(Vec<u8>, Option<Vec<u8>>)>, Vec<(String, i64)>) {
+fn events(n: usize) -> (Records, Vec<(String, i64)>) {
     let mut reference: BTreeMap<String, i64> = BTreeMap::new();
     let records = (0..n)
         .map(|i| {
