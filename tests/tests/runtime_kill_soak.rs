@@ -377,6 +377,20 @@ impl Latest {
     }
 }
 
+/// A gap (a sequence number skipped) is a lost record, and permanent: fail as soon as one shows.
+fn assert_no_gaps(sums: &Latest, seed: u64) {
+    let gaps: Vec<String> = sums
+        .sums()
+        .iter()
+        .filter(|(_, s)| s.gaps > 0)
+        .map(|(k, s)| format!("{k}: {s:?}"))
+        .collect();
+    assert!(
+        gaps.is_empty(),
+        "records lost (seed {seed}): sequence gaps in {SUM_OUT}: {gaps:?}"
+    );
+}
+
 /// The sum state a key must end with: every record applied once, no gap.
 fn sums_match(sums: &BTreeMap<String, SumState>, reference: &BTreeMap<String, KeyRef>) -> bool {
     sums.len() == reference.len()
@@ -581,6 +595,7 @@ fn soak(kills: u64, seed: u64) {
     for n in 1..=kills {
         let pause = rng.millis(1000, 4000);
         sums.read_for(pause); // keeps the checker's consumer current while waiting
+        assert_no_gaps(&sums, seed);
         for w in &mut workers {
             w.assert_alive();
         }
@@ -641,6 +656,7 @@ fn soak(kills: u64, seed: u64) {
             );
         }
         sums.read_for(Duration::from_millis(250));
+        assert_no_gaps(&sums, seed);
         counts.read_for(Duration::from_millis(250));
         for w in &mut workers {
             w.assert_alive();
