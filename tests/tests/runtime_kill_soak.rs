@@ -589,11 +589,21 @@ fn soak(kills: u64, seed: u64) {
         }
     }
 
-    let (mut wipes, mut double_starts) = (0u64, 0u64);
+    let (mut killed, mut wipes, mut double_starts, mut both_at_once, mut quick) =
+        (0u64, 0, 0, 0, 0);
     let run_start = Instant::now();
     let mut last_kill = Instant::now();
-    for n in 1..=kills {
-        let pause = rng.millis(1000, 4000);
+    let mut step = 0;
+    while killed < kills {
+        step += 1;
+        // Mostly a few seconds of processing between kills; sometimes well under a second, so that a worker is
+        // killed again while it rejoins the group or restores its stores.
+        let pause = if rng.chance(0.25) {
+            quick += 1;
+            rng.millis(200, 900)
+        } else {
+            rng.millis(1000, 4000)
+        };
         sums.read_for(pause); // keeps the checker's consumer current while waiting
         assert_no_gaps(&sums, seed);
         for w in &mut workers {
@@ -601,31 +611,41 @@ fn soak(kills: u64, seed: u64) {
         }
         if rng.chance(0.3) {
             let target = rng.below(2) as usize;
-            double_start(&bootstrap, &mut workers[target], base.path(), n);
+            double_start(&bootstrap, &mut workers[target], base.path(), step);
             double_starts += 1;
         }
-        let victim = rng.below(2) as usize;
-        let wipe = rng.chance(0.35);
+        let victims: Vec<usize> = if kills - killed >= 2 && rng.chance(0.15) {
+            both_at_once += 1;
+            vec![0, 1]
+        } else {
+            vec![rng.below(2) as usize]
+        };
         let down = rng.millis(0, 1500);
-        let w = &mut workers[victim];
-        eprintln!(
-            "soak: kill {n}/{kills} at {:.1} s: {} (pid {}){}, restart after {} ms; {} records produced",
-            run_start.elapsed().as_secs_f64(),
-            w.name,
-            w.pid(),
-            if wipe { ", state directory wiped" } else { "" },
-            down.as_millis(),
-            produced.load(Ordering::Relaxed)
-        );
-        w.kill();
-        last_kill = Instant::now();
-        if wipe {
-            std::fs::remove_dir_all(&w.dir).unwrap();
-            std::fs::create_dir_all(&w.dir).unwrap();
-            wipes += 1;
+        for &victim in &victims {
+            let wipe = rng.chance(0.35);
+            let w = &mut workers[victim];
+            killed += 1;
+            eprintln!(
+                "soak: kill {killed}/{kills} at {:.1} s: {} (pid {}){}, restart after {} ms; {} records produced",
+                run_start.elapsed().as_secs_f64(),
+                w.name,
+                w.pid(),
+                if wipe { ", state directory wiped" } else { "" },
+                down.as_millis(),
+                produced.load(Ordering::Relaxed)
+            );
+            w.kill();
+            if wipe {
+                std::fs::remove_dir_all(&w.dir).unwrap();
+                std::fs::create_dir_all(&w.dir).unwrap();
+                wipes += 1;
+            }
         }
+        last_kill = Instant::now();
         std::thread::sleep(down);
-        w.start(&bootstrap);
+        for &victim in &victims {
+            workers[victim].start(&bootstrap);
+        }
     }
 
     // Input keeps arriving a little after the last kill, then stops.
@@ -686,13 +706,25 @@ fn soak(kills: u64, seed: u64) {
         .iter()
         .map(|(k, r)| final_counts[k] - r.records as i64)
         .sum();
+    // A kill -9 must not corrupt a RocksDB store (its write-ahead log makes it crash-safe); the runtime would
+    // rebuild one it finds corrupt from the changelog, and says so in the log.
+    let corrupt: usize = workers
+        .iter()
+        .map(|w| {
+            std::fs::read_to_string(&w.log)
+                .unwrap_or_default()
+                .matches("the store is corrupt")
+                .count()
+        })
+        .sum();
     let keys_with_duplicates = reference
         .iter()
         .filter(|(k, r)| final_counts[*k] as u64 > r.records)
         .count();
     eprintln!(
-        "soak figures (seed {seed}): kills {kills}, state directories wiped {wipes}, double starts refused \
-         {double_starts}, records produced {total} over {} keys and {PARTITIONS} partitions in {:.1} s, converged \
+        "soak figures (seed {seed}): kills {killed} (both workers at once {both_at_once} times, {quick} kills \
+         under a second after the previous one), state directories wiped {wipes}, double starts refused \
+         {double_starts}, stores found corrupt at a restart {corrupt}, records produced {total} over {} keys and {PARTITIONS} partitions in {:.1} s, converged \
          {:.1} s after the last kill, records lost {lost}, gaps {gaps}; counts: {duplicates} duplicates over \
          {keys_with_duplicates} keys ({}), replays skipped by the idempotent sum {skipped}",
         reference.len(),
