@@ -407,6 +407,29 @@ fn counts_cover(counts: &BTreeMap<String, i64>, reference: &BTreeMap<String, Key
         .all(|(k, r)| counts.get(k).is_some_and(|c| *c as u64 >= r.records))
 }
 
+/// The number of members of the application's consumer group, once it is `want` or `timeout` has passed.
+fn group_members(bootstrap: &str, timeout: Duration, want: usize) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let start = Instant::now();
+    loop {
+        let n = match consumer.fetch_group_list(Some(APP), Duration::from_secs(10)) {
+            Ok(list) => list
+                .groups()
+                .iter()
+                .find(|g| g.name() == APP)
+                .map_or(0, |g| g.members().len()),
+            Err(e) => panic!("describing the group {APP}: {e}"),
+        };
+        if n == want || start.elapsed() > timeout {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// A worker process, killed (SIGKILL) on drop.
 struct Worker {
     name: String,
@@ -684,6 +707,8 @@ fn soak(kills: u64, seed: u64) {
     }
     let converged = last_kill.elapsed();
 
+    let members = group_members(&bootstrap, Duration::from_secs(60), 2);
+
     // The changelog (what a wiped or new instance restores from) holds the same state as the output.
     let mut changelog = Latest::new(&bootstrap, &format!("{APP}-{SUM_STORE}-changelog"));
     let start = Instant::now();
@@ -724,7 +749,7 @@ fn soak(kills: u64, seed: u64) {
     eprintln!(
         "soak figures (seed {seed}): kills {killed} (both workers at once {both_at_once} times, {quick} kills \
          under a second after the previous one), state directories wiped {wipes}, double starts refused \
-         {double_starts}, stores found corrupt at a restart {corrupt}, records produced {total} over {} keys and {PARTITIONS} partitions in {:.1} s, converged \
+         {double_starts}, group members at the end {members}, stores found corrupt at a restart {corrupt}, records produced {total} over {} keys and {PARTITIONS} partitions in {:.1} s, converged \
          {:.1} s after the last kill, records lost {lost}, gaps {gaps}; counts: {duplicates} duplicates over \
          {keys_with_duplicates} keys ({}), replays skipped by the idempotent sum {skipped}",
         reference.len(),
@@ -750,6 +775,11 @@ fn soak(kills: u64, seed: u64) {
             r.records
         );
     }
+    // Both workers are members of the application's group again (and so share its partitions).
+    assert_eq!(
+        members, 2,
+        "members of the group {APP} at the end (seed {seed})"
+    );
     // Every worker recovered by itself and is still running.
     for w in &mut workers {
         w.assert_alive();
