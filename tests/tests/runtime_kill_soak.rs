@@ -747,9 +747,10 @@ fn soak(kills: u64, seed: u64) {
         .filter(|(k, r)| final_counts[*k] as u64 > r.records)
         .count();
     eprintln!(
-        "soak figures (seed {seed}): kills {killed} (both workers at once {both_at_once} times, {quick} kills \
-         under a second after the previous one), state directories wiped {wipes}, double starts refused \
-         {double_starts}, group members at the end {members}, stores found corrupt at a restart {corrupt}, records produced {total} over {} keys and {PARTITIONS} partitions in {:.1} s, converged \
+        "soak figures (seed {seed}): kills {killed} (both workers at once {both_at_once} times; {quick} times \
+         after a pause of 200-900 ms instead of 1-4 s), state directories wiped {wipes}, double starts refused \
+         {double_starts}, group members at the end {members}, stores found corrupt at a restart {corrupt}, \
+         records produced {total} over {} keys and {PARTITIONS} partitions in {:.1} s, converged \
          {:.1} s after the last kill, records lost {lost}, gaps {gaps}; counts: {duplicates} duplicates over \
          {keys_with_duplicates} keys ({}), replays skipped by the idempotent sum {skipped}",
         reference.len(),
