@@ -632,7 +632,9 @@ fn soak(kills: u64, seed: u64) {
         for w in &mut workers {
             w.assert_alive();
         }
-        if rng.chance(0.3) {
+        // Every run, however short, has at least one double start and one wiped state directory.
+        let last_step = kills - killed <= 2;
+        if rng.chance(0.3) || (double_starts == 0 && last_step) {
             let target = rng.below(2) as usize;
             double_start(&bootstrap, &mut workers[target], base.path(), step);
             double_starts += 1;
@@ -645,7 +647,7 @@ fn soak(kills: u64, seed: u64) {
         };
         let down = rng.millis(0, 1500);
         for &victim in &victims {
-            let wipe = rng.chance(0.35);
+            let wipe = rng.chance(0.35) || (wipes == 0 && killed + 1 == kills);
             let w = &mut workers[victim];
             killed += 1;
             eprintln!(
