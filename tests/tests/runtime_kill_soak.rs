@@ -29,7 +29,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
-use streams_dsl::streams_core::runtime::{KafkaStreams, State, StreamsConfig};
+use streams_dsl::streams_core::runtime::{KafkaStreams, QueryServer, State, StreamsConfig};
 use streams_dsl::*;
 use tests::Broker;
 
@@ -154,8 +154,16 @@ fn soak_worker_process() {
         ))
         .try_init();
     let pid = std::process::id();
-    let streams =
-        KafkaStreams::new(topology(), worker_config(&bootstrap, Path::new(&dir))).unwrap();
+    let port: Option<u16> = std::env::var("SOAK_WORKER_PORT")
+        .ok()
+        .map(|p| p.parse().expect("SOAK_WORKER_PORT: a port"));
+    let mut config = worker_config(&bootstrap, Path::new(&dir));
+    if let Some(port) = port {
+        config
+            .set("application.server", &format!("127.0.0.1:{port}"))
+            .unwrap();
+    }
+    let streams = std::sync::Arc::new(KafkaStreams::new(topology(), config).unwrap());
     streams.set_state_listener(move |from, to| eprintln!("worker {pid}: {from:?} -> {to:?}"));
     match streams.start() {
         Ok(()) => eprintln!("{STARTED}{pid}"),
@@ -168,6 +176,25 @@ fn soak_worker_process() {
             std::process::exit(FAILED_EXIT);
         }
     }
+    // The query server starts once the state directory is ours: a process refused it must not take the port.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _server = port.map(|port| {
+        rt.block_on(
+            QueryServer::builder(streams.clone())
+                .store::<String, i64>(COUNT_STORE)
+                .store::<String, String>(SUM_STORE)
+                .bind(([127, 0, 0, 1], port).into())
+                .serve(),
+        )
+        .unwrap_or_else(|e| {
+            eprintln!("SOAK_WORKER_FAILED: query server on port {port}: {e}");
+            std::process::exit(FAILED_EXIT);
+        })
+    });
     loop {
         std::thread::sleep(Duration::from_millis(200));
         if !matches!(streams.state(), State::Rebalancing | State::Running) {
@@ -430,15 +457,45 @@ fn group_members(bootstrap: &str, timeout: Duration, want: usize) -> usize {
     }
 }
 
+/// A store's value for `key`, asked through the query server on `port` (redirected to the instance holding the
+/// key); `None` while it cannot answer (a rebalance, a restoration).
+fn query(port: u16, store: &str, key: &str) -> Option<serde_json::Value> {
+    let (status, body) = tests::http_get(&format!(
+        "http://127.0.0.1:{port}/stores/{store}/keys/{key}"
+    ));
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    (v["key"] == key).then(|| v["value"].clone())
+}
+
+/// The keys whose stores, asked through the query server on `port`, do not hold the reference (or cannot answer).
+fn stores_off(port: u16, reference: &BTreeMap<String, KeyRef>) -> Vec<String> {
+    reference
+        .iter()
+        .filter_map(|(k, r)| {
+            let sum = query(port, SUM_STORE, k).and_then(|v| v.as_str().and_then(SumState::parse));
+            let count = query(port, COUNT_STORE, k).and_then(|v| v.as_i64());
+            let ok = sum.is_some_and(|s| {
+                s.last_seq == r.last_seq && s.sum == r.sum && s.applied == r.records && s.gaps == 0
+            }) && count.is_some_and(|c| c as u64 >= r.records);
+            (!ok).then(|| format!("{k}: want {r:?}, sum {sum:?}, count {count:?}"))
+        })
+        .collect()
+}
+
 /// A worker process, killed (SIGKILL) on drop.
 struct Worker {
     name: String,
+    /// Its query server's port (the same in every incarnation).
+    port: u16,
     dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
 }
 
-fn spawn_worker(bootstrap: &str, dir: &Path, log: &Path) -> Child {
+fn spawn_worker(bootstrap: &str, dir: &Path, log: &Path, port: u16) -> Child {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -448,6 +505,7 @@ fn spawn_worker(bootstrap: &str, dir: &Path, log: &Path) -> Child {
         .args(["soak_worker_process", "--exact", "--ignored", "--nocapture"])
         .env("SOAK_WORKER_BOOTSTRAP", bootstrap)
         .env("SOAK_WORKER_STATE_DIR", dir)
+        .env("SOAK_WORKER_PORT", port.to_string())
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
@@ -468,7 +526,7 @@ fn tail(path: &Path, n: u64) -> String {
 
 impl Worker {
     fn start(&mut self, bootstrap: &str) {
-        self.child = Some(spawn_worker(bootstrap, &self.dir, &self.log));
+        self.child = Some(spawn_worker(bootstrap, &self.dir, &self.log, self.port));
     }
 
     fn pid(&self) -> u32 {
@@ -526,7 +584,7 @@ impl Drop for Worker {
 fn double_start(bootstrap: &str, worker: &mut Worker, logs: &Path, n: u64) {
     worker.wait_started(Duration::from_secs(60));
     let log = logs.join(format!("double-start-{n}.log"));
-    let mut intruder = spawn_worker(bootstrap, &worker.dir, &log);
+    let mut intruder = spawn_worker(bootstrap, &worker.dir, &log, worker.port);
     let start = Instant::now();
     let status = loop {
         if let Some(status) = intruder.try_wait().unwrap() {
@@ -584,6 +642,7 @@ fn soak(kills: u64, seed: u64) {
             std::fs::create_dir_all(&dir).unwrap();
             Worker {
                 name: format!("worker-{i}"),
+                port: tests::free_loopback_port(),
                 dir,
                 log: base.path().join(format!("worker-{i}.log")),
                 child: None,
@@ -711,6 +770,29 @@ fn soak(kills: u64, seed: u64) {
 
     let members = group_members(&bootstrap, Duration::from_secs(60), 2);
 
+    // The stores themselves, by interactive query through each worker (every key, from either instance).
+    let start = Instant::now();
+    let mut off: Vec<String> = Vec::new();
+    for w in &workers {
+        loop {
+            let now_off = stores_off(w.port, &reference);
+            if now_off.is_empty() || start.elapsed() > Duration::from_secs(60) {
+                off.extend(
+                    now_off
+                        .into_iter()
+                        .map(|o| format!("through {}: {o}", w.name)),
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let queried = if off.is_empty() {
+        format!("all {} keys through both workers", reference.len())
+    } else {
+        format!("{} answers off", off.len())
+    };
+
     // The changelog (what a wiped or new instance restores from) holds the same state as the output.
     let mut changelog = Latest::new(&bootstrap, &format!("{APP}-{SUM_STORE}-changelog"));
     let start = Instant::now();
@@ -751,7 +833,7 @@ fn soak(kills: u64, seed: u64) {
     eprintln!(
         "soak figures (seed {seed}): kills {killed} (both workers at once {both_at_once} times; {quick} times \
          after a pause of 200-900 ms instead of 1-4 s), state directories wiped {wipes}, double starts refused \
-         {double_starts}, group members at the end {members}, stores found corrupt at a restart {corrupt}, \
+         {double_starts}, group members at the end {members}, stores by interactive query: {queried}, stores found corrupt at a restart {corrupt}, \
          records produced {total} over {} keys and {PARTITIONS} partitions in {:.1} s, converged \
          {:.1} s after the last kill, records lost {lost}, gaps {gaps}; counts: {duplicates} duplicates over \
          {keys_with_duplicates} keys ({}), replays skipped by the idempotent sum {skipped}",
@@ -782,6 +864,11 @@ fn soak(kills: u64, seed: u64) {
             r.records
         );
     }
+    assert!(
+        off.is_empty(),
+        "the stores, by interactive query, differ from the reference (seed {seed}):\n{}",
+        off.join("\n")
+    );
     // Both workers are members of the application's group again (and so share its partitions).
     assert_eq!(
         members, 2,
