@@ -2,7 +2,8 @@
 //! without pause; at moments chosen by a seeded random generator one worker is killed with SIGKILL and restarted,
 //! sometimes with its state directory wiped first, and sometimes a third process is started on the state
 //! directory of a live worker (it must be refused with `StateDirLocked` and change nothing). At the end the output
-//! and the changelog are checked against a reference computed from the produced input.
+//! topics, the changelog and the stores (by interactive query through each worker's query server) are checked
+//! against a reference computed from the produced input, and both workers must be alive and in the group.
 //!
 //! The application keeps two aggregates per key:
 //!
@@ -13,7 +14,7 @@
 //!   must equal the reference exactly, and it counts the gaps it sees (a number more than one above the last), so
 //!   a lost record shows up both as a wrong sum and as a gap.
 //!
-//! `STREAMS_SOAK_KILLS` sets the number of kills (default 5, about a minute); `SOAK_SEED` replays a run's choices
+//! `STREAMS_SOAK_KILLS` sets the number of kills (default 5, 30-40 s; 100 take about 5 minutes); `SOAK_SEED` replays a run's choices
 //! (the seed is printed). Skipped, saying so, when tansu is not installed.
 
 use std::collections::BTreeMap;
@@ -163,7 +164,7 @@ fn soak_worker_process() {
             .set("application.server", &format!("127.0.0.1:{port}"))
             .unwrap();
     }
-    let streams = std::sync::Arc::new(KafkaStreams::new(topology(), config).unwrap());
+    let streams = Arc::new(KafkaStreams::new(topology(), config).unwrap());
     streams.set_state_listener(move |from, to| eprintln!("worker {pid}: {from:?} -> {to:?}"));
     match streams.start() {
         Ok(()) => eprintln!("{STARTED}{pid}"),
