@@ -210,19 +210,41 @@ fn events(n: usize) -> (Records, Vec<(String, i64)>) {
 
 /// Waits until the store holds `reference`, failing at once if the instance leaves the running states.
 fn wait_for_counts(streams: &KafkaStreams, reference: &[(String, i64)], timeout: Duration) {
-    tests::wait_until("the counts match the input", timeout, || {
-        assert!(
-            matches!(streams.state(), State::Rebalancing | State::Running),
-            "{:?}: {:?}",
-            streams.state(),
-            streams.errors()
-        );
-        streams
-            .store::<String, i64>(STORE)
-            .and_then(|s| s.all())
-            .map(|c| c == reference)
-            .unwrap_or(false)
-    });
+    wait_for_instances(&[streams], reference, timeout);
+}
+
+/// Waits until the stores of `instances` together hold `reference`, failing at once if one leaves the running
+/// states; on a timeout, says what each instance was doing and what its store held.
+fn wait_for_instances(instances: &[&KafkaStreams], reference: &[(String, i64)], timeout: Duration) {
+    let want: BTreeMap<String, i64> = reference.iter().cloned().collect();
+    let start = Instant::now();
+    loop {
+        let mut got: BTreeMap<String, i64> = BTreeMap::new();
+        for s in instances {
+            assert!(
+                matches!(s.state(), State::Rebalancing | State::Running),
+                "{:?}: {:?}",
+                s.state(),
+                s.errors()
+            );
+            if let Ok(all) = s.store::<String, i64>(STORE).and_then(|st| st.all()) {
+                got.extend(all);
+            }
+        }
+        if got == want {
+            return;
+        }
+        if start.elapsed() > timeout {
+            let states: Vec<_> = instances
+                .iter()
+                .map(|s| format!("{:?} {:?} {:?}", s.state(), s.errors(), s.metrics()))
+                .collect();
+            panic!(
+                "after {timeout:?} the stores hold {got:?}, not {want:?}; instances: {states:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -282,24 +304,8 @@ fn join_group_errors_are_retried_until_the_group_forms() {
             .entry(String::from_utf8(k.clone()).unwrap())
             .or_default() += 1;
     }
-    tests::wait_until(
-        "the two instances together hold the counts of all input",
-        Duration::from_secs(90),
-        || {
-            let mut got: BTreeMap<String, i64> = BTreeMap::new();
-            for s in [&streams, &second] {
-                assert!(
-                    matches!(s.state(), State::Rebalancing | State::Running),
-                    "{:?}",
-                    s.errors()
-                );
-                if let Ok(all) = s.store::<String, i64>(STORE).and_then(|st| st.all()) {
-                    got.extend(all);
-                }
-            }
-            got == both
-        },
-    );
+    let both: Vec<(String, i64)> = both.into_iter().collect();
+    wait_for_instances(&[&streams, &second], &both, Duration::from_secs(90));
     assert!(second.close(Duration::from_secs(30)));
     assert!(streams.close(Duration::from_secs(30)));
 }
