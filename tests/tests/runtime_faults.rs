@@ -1,6 +1,8 @@
 //! Broker faults through the embedded broker's fault injection: the application rides them out and its state is
 //! exact afterwards.
 //!
+//! Also: retriable errors answering the group's JoinGroup requests, and a slow broker (every answer delayed).
+//!
 //! Defect pinned here: a transient broker error (a connection lost, the broker restarting) while a store was
 //! being restored from its changelog was fatal: the instance went to `Error` and needed an operator.
 
@@ -9,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use streams_dsl::streams_core::runtime::{
     EmbeddedAdmin, Fault, KafkaStreams, State, StateRestoreListener,
 };
@@ -188,4 +191,161 @@ fn by_default_a_record_the_sink_refuses_fails_naming_the_topic_and_the_setting()
         errors.contains("'out'") && errors.contains("default.production.exception.handler"),
         "{errors}"
     );
+}
+
+type Records = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// `n` events over 11 keys, and the counts they must give.
+fn events(n: usize) -> (Records, Vec<(String, i64)>) {
+    let mut reference: BTreeMap<String, i64> = BTreeMap::new();
+    let records = (0..n)
+        .map(|i| {
+            let k = format!("k{}", (i * 3 + i / 5) % 11);
+            *reference.entry(k.clone()).or_default() += 1;
+            (k.into_bytes(), Some(b"e".to_vec()))
+        })
+        .collect();
+    (records, reference.into_iter().collect())
+}
+
+/// Waits until the store holds `reference`, failing at once if the instance leaves the running states.
+fn wait_for_counts(streams: &KafkaStreams, reference: &[(String, i64)], timeout: Duration) {
+    wait_for_instances(&[streams], reference, timeout);
+}
+
+/// Waits until the stores of `instances` together hold `reference`, failing at once if one leaves the running
+/// states; on a timeout, says what each instance was doing and what its store held.
+fn wait_for_instances(instances: &[&KafkaStreams], reference: &[(String, i64)], timeout: Duration) {
+    let want: BTreeMap<String, i64> = reference.iter().cloned().collect();
+    let start = Instant::now();
+    loop {
+        let mut got: BTreeMap<String, i64> = BTreeMap::new();
+        for s in instances {
+            assert!(
+                matches!(s.state(), State::Rebalancing | State::Running),
+                "{:?}: {:?}",
+                s.state(),
+                s.errors()
+            );
+            if let Ok(all) = s.store::<String, i64>(STORE).and_then(|st| st.all()) {
+                got.extend(all);
+            }
+        }
+        if got == want {
+            return;
+        }
+        if start.elapsed() > timeout {
+            let states: Vec<_> = instances
+                .iter()
+                .map(|s| format!("{:?} {:?} {:?}", s.state(), s.errors(), s.metrics()))
+                .collect();
+            panic!(
+                "after {timeout:?} the stores hold {got:?}, not {want:?}; instances: {states:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn join_group_errors_are_retried_until_the_group_forms() {
+    let broker = Broker::embedded();
+    broker.create_topic("events", 2);
+    let Broker::Embedded(kafka) = &broker else {
+        unreachable!()
+    };
+    let (records, reference) = events(300);
+    produce(&broker.bootstrap(), "events", &records);
+    // The coordinator refuses the first JoinGroup requests with the errors a moving or loading coordinator
+    // answers with, and one unknown member id.
+    let errors = vec![
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+    ];
+    kafka
+        .inject(Fault::RequestErrors {
+            api: RDKafkaApiKey::JoinGroup,
+            errors,
+        })
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let streams = KafkaStreams::new(topology(), broker.config("join-errors", dir.path())).unwrap();
+    streams.start().unwrap();
+    wait_for_counts(&streams, &reference, Duration::from_secs(90));
+    assert_eq!(streams.state(), State::Running);
+    assert!(streams.errors().is_empty(), "{:?}", streams.errors());
+
+    // A second instance joining later meets the same errors; the group re-forms and nothing is lost.
+    kafka
+        .inject(Fault::RequestErrors {
+            api: RDKafkaApiKey::JoinGroup,
+            errors: vec![
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+            ],
+        })
+        .unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let second = KafkaStreams::new(topology(), broker.config("join-errors", dir2.path())).unwrap();
+    second.start().unwrap();
+    assert!(
+        second.wait_for_state(State::Running, Duration::from_secs(60)),
+        "{:?}",
+        second.errors()
+    );
+    let (more, _) = events(200);
+    produce(&broker.bootstrap(), "events", &more);
+    let mut both: BTreeMap<String, i64> = reference.iter().cloned().collect();
+    for (k, _) in &more {
+        *both
+            .entry(String::from_utf8(k.clone()).unwrap())
+            .or_default() += 1;
+    }
+    let both: Vec<(String, i64)> = both.into_iter().collect();
+    wait_for_instances(&[&streams, &second], &both, Duration::from_secs(90));
+    assert!(second.close(Duration::from_secs(30)));
+    assert!(streams.close(Duration::from_secs(30)));
+}
+
+#[test]
+fn a_slow_broker_delays_but_does_not_fail_the_application() {
+    let broker = Broker::embedded();
+    broker.create_topic("events", 2);
+    let Broker::Embedded(kafka) = &broker else {
+        unreachable!()
+    };
+    let (records, reference) = events(300);
+    produce(&broker.bootstrap(), "events", &records);
+    // Every answer takes 400 ms: twice the commit interval, almost the heartbeat interval.
+    kafka
+        .inject(Fault::RoundTripTime(Duration::from_millis(400)))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let streams = KafkaStreams::new(topology(), broker.config("slow", dir.path())).unwrap();
+    let started = Instant::now();
+    streams.start().unwrap();
+    wait_for_counts(&streams, &reference, Duration::from_secs(120));
+    let slow = started.elapsed();
+    assert!(
+        slow >= Duration::from_millis(800),
+        "the delay was in effect: caught up in {slow:?}"
+    );
+    // Back to normal speed, the same instance keeps up with new input.
+    kafka.inject(Fault::RoundTripTime(Duration::ZERO)).unwrap();
+    let (more, _) = events(150);
+    produce(&broker.bootstrap(), "events", &more);
+    let mut both: BTreeMap<String, i64> = reference.into_iter().collect();
+    for (k, _) in &more {
+        *both
+            .entry(String::from_utf8(k.clone()).unwrap())
+            .or_default() += 1;
+    }
+    let both: Vec<(String, i64)> = both.into_iter().collect();
+    wait_for_counts(&streams, &both, Duration::from_secs(60));
+    assert_eq!(streams.state(), State::Running);
+    assert!(streams.errors().is_empty(), "{:?}", streams.errors());
+    assert!(streams.close(Duration::from_secs(30)));
 }
