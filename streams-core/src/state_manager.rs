@@ -147,3 +147,172 @@ fn open_store(
     }
     Ok(store)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::processor::{Processor, ProcessorContext};
+    use crate::record::Record;
+    use crate::serde::Serdes;
+    use crate::topology::{KeyValueStoreBuilder, SourceOptions};
+    use state_store::StoreKind;
+
+    struct Noop;
+    impl Processor<String, String> for Noop {
+        type KOut = String;
+        type VOut = String;
+        fn process(
+            &mut self,
+            _: Record<String, String>,
+            _: &mut ProcessorContext<String, String>,
+        ) -> Result<(), StreamsError> {
+            Ok(())
+        }
+    }
+
+    fn topology(logging: bool) -> Topology {
+        let mut t = Topology::new();
+        t.add_source(
+            "in",
+            &["in"],
+            SourceOptions::new(Serdes::string(), Serdes::string()),
+        )
+        .unwrap();
+        t.add_processor::<String, String, _, _>("p", || Noop, &["in"])
+            .unwrap();
+        t.add_state_store(
+            KeyValueStoreBuilder::new("s", StoreKind::RocksDb, Serdes::string(), Serdes::string())
+                .with_logging(logging),
+            &["p"],
+        )
+        .unwrap();
+        t
+    }
+
+    /// What the state manager asked of the restorer, in order.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Vec<String>,
+    }
+
+    impl StateRestorer for Recorder {
+        fn restore(
+            &mut self,
+            _task: TaskId,
+            store: &str,
+            changelog: &str,
+            _dir: &std::path::Path,
+            inner: Box<dyn KeyValueStore>,
+            wiped: bool,
+            _reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
+        ) -> Result<Box<dyn KeyValueStore>, StreamsError> {
+            self.calls
+                .push(format!("restore {store} from {changelog} wiped={wiped}"));
+            Ok(inner)
+        }
+
+        fn discard_checkpoint(
+            &mut self,
+            _task: TaskId,
+            changelog: &str,
+            dir: &std::path::Path,
+        ) -> Result<(), StreamsError> {
+            // Forgotten before the store is wiped: its files must still be there.
+            self.calls.push(format!(
+                "forget {changelog} (store files present: {})",
+                has_files(dir)
+            ));
+            Ok(())
+        }
+    }
+
+    const TASK: TaskId = TaskId {
+        subtopology: 0,
+        partition: 0,
+    };
+
+    fn env(dir: &std::path::Path) -> StoreEnv {
+        StoreEnv {
+            application_id: Arc::from("app"),
+            state_dir: dir.to_path_buf(),
+            rocksdb: RocksDbResources::new(8 << 20, 8 << 20),
+        }
+    }
+
+    fn open(t: &Topology, env: &StoreEnv, r: &mut Recorder) -> Result<StateManager, StreamsError> {
+        let sub = &t.sub_topologies()[0];
+        StateManager::open(t, sub, TASK, env, Some(r))
+    }
+
+    #[test]
+    fn a_missing_store_is_restored_from_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topology(true);
+        let mut r = Recorder::default();
+        let state = open(&t, &env(dir.path()), &mut r).unwrap();
+        assert_eq!(state.task_dir, dir.path().join("0_0"));
+        assert_eq!(r.calls, ["restore s from app-s-changelog wiped=true"]);
+    }
+
+    #[test]
+    fn a_store_with_data_keeps_its_checkpoint_and_an_empty_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topology(true);
+        let env = env(dir.path());
+        let mut state = open(&t, &env, &mut Recorder::default()).unwrap();
+        // Closed empty: the next open does not trust a checkpoint.
+        state.stores[0].store.close().unwrap();
+        drop(state);
+        let mut r = Recorder::default();
+        let mut state = open(&t, &env, &mut r).unwrap();
+        assert_eq!(r.calls, ["restore s from app-s-changelog wiped=true"]);
+        state.stores[0].store.put(b"k", b"v").unwrap();
+        state.stores[0].store.close().unwrap();
+        drop(state);
+        let mut r = Recorder::default();
+        let _state = open(&t, &env, &mut r).unwrap();
+        assert_eq!(r.calls, ["restore s from app-s-changelog wiped=false"]);
+    }
+
+    #[test]
+    fn a_corrupt_store_forgets_its_checkpoint_then_is_wiped_and_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topology(true);
+        let env = env(dir.path());
+        let mut state = open(&t, &env, &mut Recorder::default()).unwrap();
+        state.stores[0].store.put(b"k", b"v").unwrap();
+        state.stores[0].store.close().unwrap();
+        drop(state);
+        std::fs::write(dir.path().join("0_0/s/CURRENT"), b"garbage\n").unwrap();
+        let mut r = Recorder::default();
+        let state = open(&t, &env, &mut r).unwrap();
+        assert_eq!(
+            r.calls,
+            [
+                "forget app-s-changelog (store files present: true)",
+                "restore s from app-s-changelog wiped=true"
+            ]
+        );
+        assert_eq!(state.stores[0].store.get(b"k").unwrap(), None);
+    }
+
+    #[test]
+    fn a_corrupt_store_without_changelog_is_an_error_not_a_wipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topology(false);
+        let env = env(dir.path());
+        let mut state = open(&t, &env, &mut Recorder::default()).unwrap();
+        state.stores[0].store.put(b"k", b"v").unwrap();
+        state.stores[0].store.close().unwrap();
+        drop(state);
+        std::fs::write(dir.path().join("0_0/s/CURRENT"), b"garbage\n").unwrap();
+        let mut r = Recorder::default();
+        match open(&t, &env, &mut r) {
+            Err(StreamsError::Store(StoreError::Corrupt { .. })) => {}
+            Err(other) => panic!("expected a corrupt-store error, got {other}"),
+            Ok(_) => panic!("a corrupt store without changelog opened"),
+        }
+        assert!(r.calls.is_empty(), "{:?}", r.calls);
+        assert!(has_files(&dir.path().join("0_0/s")), "nothing was deleted");
+    }
+}

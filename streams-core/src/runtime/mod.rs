@@ -1,12 +1,28 @@
 //! Running topologies against Kafka: [`KafkaStreams`], its configuration, and the embedded broker.
 //!
-//! Each stream thread owns a group consumer (group = `application.id`, range assignor, so partition `p` of every
-//! co-partitioned topic lands on the same thread), a producer, and a restore consumer. Tasks are created when
-//! partitions are assigned: their stores are restored from the changelog topics, starting from the task's
-//! checkpoint file. Commits (every `commit.interval.ms`, and before partitions are given up) flush the caches,
-//! the producer and the stores, write checkpoints atomically, then commit the consumed offsets: processing is
-//! at-least-once. After a crash, the records processed since the last commit are processed again, and their
-//! effect on state may apply twice.
+//! Inside, the parts a Kafka Streams engineer expects, one module each:
+//!
+//! - the **stream thread** (`thread.rs`): the poll loop of one group consumer (group = `application.id`, range
+//!   assignor, so partition `p` of every co-partitioned topic lands on the same thread). It routes polled records
+//!   to tasks, processes them (respecting `max.task.idle.ms` for tasks with several inputs), commits every
+//!   `commit.interval.ms` and applies rebalances; newly assigned partitions start paused and resume once their
+//!   task is ready.
+//! - the **task manager** (`task_manager.rs`): the thread's active tasks and those being restored; assignment,
+//!   revocation (tasks suspended until the next assignment), loss (tasks closed dirty: nothing flushed,
+//!   checkpointed or committed), clean and dirty close; and what a commit covers.
+//! - the **state manager** (`crate::state_manager`): a task's stores opened in its directory; missing or empty
+//!   stores never trust a checkpoint; only corrupt ones are wiped, after their checkpoint entry is forgotten; a
+//!   store held by another thread is waited for.
+//! - the **state updater** (`state_updater.rs`): restores new tasks' stores on its own thread with its own restore
+//!   consumer, from each task's checkpoint to the end offset, while the stream thread keeps processing.
+//! - the **record collector** (`record_collector.rs`): the thread's one producer (idempotent) through which every
+//!   sink and changelog record goes; delivery tracking, the production exception handler, and the flush a commit
+//!   waits for.
+//!
+//! A commit flushes the caches, the producer and the stores, writes checkpoints atomically, then commits the
+//! consumed offsets with each partition's stream time in the offset metadata: processing is at-least-once. After
+//! a crash, the records processed since the last commit are processed again, and their effect on state may apply
+//! twice.
 
 mod admin;
 mod checkpoint;

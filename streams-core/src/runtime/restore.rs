@@ -25,6 +25,9 @@ pub trait StateRestoreListener: Send + Sync + 'static {
     fn on_batch_restored(&self, _store: &str, _partition: i32, _restored: u64, _total: u64) {}
     /// Done: `restored` records applied.
     fn on_restore_end(&self, _store: &str, _partition: i32, _restored: u64) {}
+    /// Stopped before the end, `restored` records applied, because the task moved to another instance or
+    /// thread (Kafka's `onRestoreSuspended`). What was restored is kept and checkpointed.
+    fn on_restore_suspended(&self, _store: &str, _partition: i32, _restored: u64) {}
 }
 
 /// A listener that does nothing (progress still goes to `tracing`).
@@ -362,6 +365,7 @@ impl StateRestorer for ChangelogRestorer<'_> {
                     .is_some_and(|c| c.load(Ordering::Relaxed))
                     && position < high
                 {
+                    self.listener.on_restore_suspended(store, p, restored);
                     return Err(self.stop_cancelled(changelog, p, dir, inner, position, restored));
                 }
             }

@@ -635,6 +635,11 @@ impl StateRestoreListener for TaskRestoreProgress {
         });
         self.inner.on_restore_end(store, partition, restored);
     }
+
+    fn on_restore_suspended(&self, store: &str, partition: i32, restored: u64) {
+        self.update(store, partition, |r| r.restored = restored);
+        self.inner.on_restore_suspended(store, partition, restored);
+    }
 }
 
 #[cfg(test)]
