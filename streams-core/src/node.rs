@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use state_store::SharedSerde;
 
+use crate::error::panic_message;
 use crate::error::StreamsError;
-use crate::handler::{DeserializationResponse, ErrorContext};
+use crate::handler::{add_error_headers, DeserializationResponse, ErrorContext, FailedSource};
 use crate::processor::{Children, Data, Node, NodeRef, Processor, ProcessorContext, ScheduleId};
 use crate::record::{RawRecordRef, Record};
-use crate::task::{OutgoingRecord, TaskShared};
-use crate::timestamp::TimestampExtractor;
+use crate::task::{current_thread_name, OutgoingRecord, SourceBytes, TaskShared};
+use crate::timestamp::{InvalidTimestampAction, TimestampExtractor};
 
 /// Key and value types of a node's input or output, comparable at runtime.
 #[derive(Debug, Clone, Copy)]
@@ -114,7 +115,15 @@ impl<P: Processor<KIn, VIn>, KIn, VIn> Node<KIn, VIn> for ProcessorNode<P, KIn, 
     #[inline]
     fn process(&mut self, record: Record<KIn, VIn>) -> Result<(), StreamsError> {
         let outer = self.ctx.shared.current_node.replace(Some(self.ctx.node));
-        let r = self.processor.process(record, &mut self.ctx);
+        // A failure here (an error or a panic of this processor) goes to the processing exception handler. The
+        // unwinding guard costs nothing while nothing panics.
+        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.processor.process(record, &mut self.ctx)
+        })) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => self.failed(e, None),
+            Err(payload) => self.failed(self.panic_error(&*payload), None),
+        };
         self.ctx.shared.current_node.set(outer);
         r
     }
@@ -127,7 +136,14 @@ impl<P: Processor<KIn, VIn>, KIn, VIn> NodeControl for ProcessorNode<P, KIn, VIn
     fn punctuate(&mut self, id: ScheduleId, timestamp: i64) -> Result<(), StreamsError> {
         self.shared_clear_record();
         let outer = self.ctx.shared.current_node.replace(Some(self.ctx.node));
-        let r = self.processor.punctuate(id, timestamp, &mut self.ctx);
+        // As Kafka Streams 4.x, a failing punctuation goes to the processing exception handler too.
+        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.processor.punctuate(id, timestamp, &mut self.ctx)
+        })) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => self.failed(e, Some(timestamp)),
+            Err(payload) => self.failed(self.panic_error(&*payload), Some(timestamp)),
+        };
         self.ctx.shared.current_node.set(outer);
         r
     }
@@ -139,6 +155,29 @@ impl<P: Processor<KIn, VIn>, KIn, VIn> NodeControl for ProcessorNode<P, KIn, VIn
 impl<P: Processor<KIn, VIn>, KIn, VIn> ProcessorNode<P, KIn, VIn> {
     fn shared_clear_record(&self) {
         self.ctx.shared.clear_record();
+    }
+
+    #[cold]
+    fn failed(
+        &self,
+        error: StreamsError,
+        punctuation_time: Option<i64>,
+    ) -> Result<(), StreamsError> {
+        self.ctx
+            .shared
+            .on_processing_error(&self.ctx.name, error, punctuation_time)
+    }
+
+    #[cold]
+    fn panic_error(&self, payload: &(dyn Any + Send)) -> StreamsError {
+        // A panic of a sink below this processor (a serializer) is that sink's, and not for the processing
+        // handler: the sink's own guard reports it settled.
+        StreamsError::Panic {
+            thread: current_thread_name(),
+            task: Some(self.ctx.shared.task_id),
+            processor: Some(self.ctx.name.to_string()),
+            message: panic_message(payload),
+        }
     }
 }
 
@@ -189,6 +228,8 @@ pub(crate) struct SourceFactory<K, V> {
 struct Queued<K, V> {
     record: Record<K, V>,
     offset: i64,
+    /// The record as read, when the task keeps it for the processing handler.
+    source: Option<Box<SourceBytes>>,
 }
 
 struct SourceNode<K, V> {
@@ -222,6 +263,7 @@ impl<K: Data, V: Data> SourceNode<K, V> {
             role,
             key: raw.key,
             value: raw.value,
+            dead_letter_topic: self.shared.dead_letter_topic.as_deref(),
         };
         match self.shared.deserialization_handler.handle(&ctx, &error) {
             DeserializationResponse::Continue => {
@@ -233,14 +275,28 @@ impl<K: Data, V: Data> SourceNode<K, V> {
             }
             DeserializationResponse::DeadLetter(dlq) => {
                 let partition = self.shared.task_id.partition;
-                let headers = raw
-                    .headers
-                    .clone()
-                    .with(crate::handler::DLQ_ERROR_HEADER, error.to_string())
-                    .with(crate::handler::DLQ_TOPIC_HEADER, topic.to_string())
-                    .with(crate::handler::DLQ_PARTITION_HEADER, partition.to_string())
-                    .with(crate::handler::DLQ_OFFSET_HEADER, raw.offset.to_string())
-                    .with(crate::handler::DLQ_ROLE_HEADER, role);
+                let error = StreamsError::Deserialization {
+                    topic: topic.to_string(),
+                    partition,
+                    offset: raw.offset,
+                    role,
+                    source: error,
+                };
+                let mut headers = raw.headers.clone();
+                add_error_headers(
+                    &mut headers,
+                    "streams_core::StreamsError::Deserialization",
+                    &error,
+                    FailedSource {
+                        topic: Some(topic),
+                        partition: Some(partition),
+                        offset: Some(raw.offset),
+                    },
+                );
+                headers.add(
+                    crate::handler::DLQ_ROLE_HEADER,
+                    Some(role.as_bytes().to_vec()),
+                );
                 self.shared.collector.borrow_mut().send(OutgoingRecord {
                     topic: &dlq,
                     partition: None,
@@ -281,6 +337,13 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
                 .set(self.shared.metrics.skipped_records.get() + 1);
             return Ok(false);
         }
+        let source = self.shared.keep_source.then(|| {
+            Box::new(SourceBytes {
+                key: raw.key.map(<[u8]>::to_vec),
+                value: raw.value.map(<[u8]>::to_vec),
+                headers: raw.headers.clone(),
+            })
+        });
         let key = match self.factory_key.deserialize_nullable(raw.key) {
             Ok(k) => k,
             Err(e) => return self.handle_error(slot, &raw, "key", e),
@@ -295,10 +358,26 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
             timestamp: raw.timestamp,
             headers: raw.headers,
         };
+        let mut on_invalid = InvalidTimestampAction::Fail;
         if let Some(ex) = &self.extractor {
             record.timestamp = ex.extract(&record, self.partition_time[slot]);
+            if record.timestamp < 0 {
+                on_invalid = ex.on_invalid();
+            }
         }
         if record.timestamp < 0 {
+            if on_invalid == InvalidTimestampAction::Skip {
+                tracing::warn!(
+                    topic = &*self.topics[slot],
+                    partition = self.shared.task_id.partition,
+                    offset = raw.offset,
+                    timestamp = record.timestamp,
+                    "skipping a record with an invalid timestamp"
+                );
+                let m = &self.shared.metrics.skipped_records;
+                m.set(m.get() + 1);
+                return Ok(false);
+            }
             return Err(StreamsError::InvalidTimestamp {
                 topic: self.topics[slot].to_string(),
                 partition: self.shared.task_id.partition,
@@ -310,6 +389,7 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
         self.queues[slot].push_back(Queued {
             record,
             offset: raw.offset,
+            source,
         });
         Ok(true)
     }
@@ -333,6 +413,9 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
         };
         self.shared
             .begin_record(self.topic_ids[slot], q.offset, q.record.timestamp);
+        if self.shared.keep_source {
+            *self.shared.current_source.borrow_mut() = q.source;
+        }
         self.shared.current_node.set(Some(self.node));
         self.children.forward(q.record)?;
         Ok(true)
@@ -399,6 +482,8 @@ pub(crate) struct SinkFactory<K, V> {
 
 struct SinkNode<K, V> {
     topic: Arc<str>,
+    /// This node's name.
+    name: Rc<str>,
     key_serde: SharedSerde<K>,
     value_serde: SharedSerde<V>,
     partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
@@ -412,9 +497,26 @@ struct SinkNode<K, V> {
 impl<K: Data, V: Data> Node<K, V> for SinkNode<K, V> {
     #[inline]
     fn process(&mut self, record: Record<K, V>) -> Result<(), StreamsError> {
-        // Serializers and the partitioner run here.
+        // Serializers and the partitioner run here. Their failures, and the producer's, are not for the
+        // processing handler of the processor above: they are settled here (a refused record has had the
+        // production handler already).
         let outer = self.shared.current_node.replace(Some(self.node));
-        let r = self.send(record);
+        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.send(record))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.shared.error_settled.set(true);
+                Err(e)
+            }
+            Err(payload) => {
+                self.shared.error_settled.set(true);
+                Err(StreamsError::Panic {
+                    thread: current_thread_name(),
+                    task: Some(self.shared.task_id),
+                    processor: Some(self.name.to_string()),
+                    message: panic_message(&*payload),
+                })
+            }
+        };
         self.shared.current_node.set(outer);
         r
     }
@@ -465,6 +567,7 @@ impl<K: Data, V: Data> NodeFactory for SinkFactory<K, V> {
         })?;
         let node: NodeRef<K, V> = Rc::new(RefCell::new(SinkNode {
             topic,
+            name: ctx.name.clone(),
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
             partitioner: self.partitioner.clone(),

@@ -14,7 +14,10 @@ use state_store::{
 
 use crate::error::{panic_message, StreamsError};
 use crate::global::GlobalStores;
-use crate::handler::DeserializationExceptionHandler;
+use crate::handler::{
+    DeserializationExceptionHandler, ProcessingAction, ProcessingErrorContext,
+    ProcessingExceptionHandler,
+};
 use crate::node::{BuildCtx, BuiltNode, NodeControl, SourceInput};
 use crate::processor::{PunctuationType, ScheduleId, TaskId};
 use crate::record::{Headers, RawRecordRef, RecordMetadata};
@@ -112,9 +115,12 @@ pub(crate) struct TaskMetrics {
 pub struct TaskMetricsSnapshot {
     /// Records processed.
     pub processed: u64,
-    /// Records skipped: undeserializable records the handler let pass, and null keys on table sources.
+    /// Records skipped: undeserializable records the handler let pass, records whose processing failed and the
+    /// processing handler continued (once per failing processor), records with an invalid timestamp the
+    /// extractor skips, and null keys on table sources.
     pub skipped_records: u64,
-    /// Of the skipped records, those written to a dead-letter topic.
+    /// Dead-letter records written (for skipped records, and for failures the handlers answered with dead
+    /// letters).
     pub dead_lettered: u64,
     /// Punctuations fired.
     pub punctuations: u64,
@@ -158,9 +164,27 @@ pub(crate) struct TaskShared {
     pub schedules: RefCell<Vec<Schedule>>,
     pub next_schedule_id: Cell<u64>,
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    /// `errors.dead.letter.queue.topic.name`.
+    pub dead_letter_topic: Option<Arc<str>>,
+    /// Whether sources keep each record's bytes and headers until it is processed (for the processing handler).
+    pub keep_source: bool,
+    /// The bytes and headers of the record being processed, when kept.
+    pub current_source: RefCell<Option<Box<SourceBytes>>>,
+    /// Set when an error on its way up must not reach the processing handler again (a handler chose to fail, or
+    /// the error is not about the record); cleared at each record.
+    pub error_settled: Cell<bool>,
     pub metrics: TaskMetrics,
     /// The instance's global stores, readable by every processor.
     pub globals: Arc<GlobalStores>,
+}
+
+/// A source record as read, kept while it is queued for the processing handler and dead-letter records.
+#[derive(Debug, Default)]
+pub(crate) struct SourceBytes {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Headers,
 }
 
 impl TaskShared {
@@ -173,6 +197,7 @@ impl TaskShared {
     #[inline]
     pub(crate) fn begin_record(&self, topic: u32, offset: i64, timestamp: i64) {
         self.current.set(Some((topic, offset)));
+        self.error_settled.set(false);
         self.current_timestamp.store(timestamp, Ordering::Relaxed);
         if timestamp > self.stream_time.get() {
             self.stream_time.set(timestamp);
@@ -181,6 +206,108 @@ impl TaskShared {
 
     pub(crate) fn clear_record(&self) {
         self.current.set(None);
+        self.error_settled.set(false);
+        if self.keep_source {
+            self.current_source.borrow_mut().take();
+        }
+    }
+
+    /// Routes an error of processor `node` (`name`) to the processing handler: `Ok` when the handler continues
+    /// (the record is skipped there and counted), the error otherwise. Errors already settled further down, and
+    /// errors that are not about the record, pass through untouched.
+    pub(crate) fn on_processing_error(
+        &self,
+        name: &str,
+        error: StreamsError,
+        punctuation_time: Option<i64>,
+    ) -> Result<(), StreamsError> {
+        if self.error_settled.get() || !handleable(&error) {
+            self.error_settled.set(true);
+            return Err(error);
+        }
+        let error = match error {
+            StreamsError::Processor { node, message } if node.is_empty() => {
+                StreamsError::Processor {
+                    node: name.to_string(),
+                    message,
+                }
+            }
+            other => other,
+        };
+        let metadata = if punctuation_time.is_some() {
+            None
+        } else {
+            self.record_metadata()
+        };
+        let source = if metadata.is_some() {
+            self.current_source.borrow_mut().take()
+        } else {
+            None
+        };
+        let ctx = ProcessingErrorContext {
+            processor: name,
+            task: self.task_id,
+            topic: metadata.as_ref().map(|m| &*m.topic),
+            partition: metadata.as_ref().map(|m| m.partition),
+            offset: metadata.as_ref().map(|m| m.offset),
+            timestamp: punctuation_time
+                .unwrap_or_else(|| self.current_timestamp.load(Ordering::Relaxed)),
+            headers: source.as_ref().map(|s| &s.headers),
+            source_key: source.as_ref().and_then(|s| s.key.as_deref()),
+            source_value: source.as_ref().and_then(|s| s.value.as_deref()),
+            dead_letter_topic: self.dead_letter_topic.as_deref(),
+        };
+        let handler = &self.processing_handler;
+        // The handler is application code too: a panic in it fails the thread, and must not reach the processing
+        // handler of a processor further up.
+        let response = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler.handle(&ctx, &error)
+        })) {
+            Ok(r) => r,
+            Err(payload) => {
+                self.error_settled.set(true);
+                return Err(StreamsError::Panic {
+                    thread: current_thread_name(),
+                    task: Some(self.task_id),
+                    processor: Some(name.to_string()),
+                    message: format!(
+                        "the processing exception handler panicked ({}) while handling: {error}",
+                        panic_message(&*payload)
+                    ),
+                });
+            }
+        };
+        let written = response.dead_letters.len() as u64;
+        for r in &response.dead_letters {
+            let sent = self.collector.borrow_mut().send(OutgoingRecord {
+                topic: &r.topic,
+                partition: None,
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                timestamp: r.timestamp.max(0),
+                headers: &r.headers,
+            });
+            if let Err(e) = sent {
+                self.error_settled.set(true);
+                return Err(e);
+            }
+        }
+        let m = &self.metrics;
+        m.dead_lettered.set(m.dead_lettered.get() + written);
+        // Put the bytes back: a sibling branch may fail on the same record.
+        if let Some(s) = source {
+            *self.current_source.borrow_mut() = Some(s);
+        }
+        match response.action {
+            ProcessingAction::Continue => {
+                m.skipped_records.set(m.skipped_records.get() + 1);
+                Ok(())
+            }
+            _ => {
+                self.error_settled.set(true);
+                Err(error)
+            }
+        }
     }
 
     pub(crate) fn record_metadata(&self) -> Option<RecordMetadata> {
@@ -237,6 +364,26 @@ impl TaskShared {
     }
 }
 
+/// Whether the processing handler may decide about `error`: not when the task moved to another instance, nor when
+/// a changelog write failed or a store is unusable after a panic (every later record would fail the same way, and
+/// a changelog missing a write would make a restored store differ).
+fn handleable(error: &StreamsError) -> bool {
+    !matches!(
+        error,
+        StreamsError::TaskMigrated(_)
+            | StreamsError::Store(StoreError::Changelog { .. })
+            | StreamsError::Store(StoreError::Poisoned { .. })
+    )
+}
+
+/// The name of the running thread (stream threads are named after the thread they run).
+pub(crate) fn current_thread_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("unnamed thread")
+        .to_string()
+}
+
 /// Flushes each store of a list (cache, then changelog writes, then the store itself).
 pub(crate) fn flush_stores(stores: &[(String, SharedKeyValueStore)]) -> Result<(), StreamsError> {
     for (name, store) in stores {
@@ -259,6 +406,9 @@ pub(crate) struct TaskEnv {
     pub collector: Box<dyn RecordCollector>,
     pub changelog: Option<Arc<dyn ChangelogWriter>>,
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    /// `errors.dead.letter.queue.topic.name`.
+    pub dead_letter_topic: Option<Arc<str>>,
     pub wall_clock: i64,
     /// The instance's global stores.
     pub globals: Arc<GlobalStores>,
@@ -410,6 +560,12 @@ impl Task {
             schedules: RefCell::new(Vec::new()),
             next_schedule_id: Cell::new(0),
             deserialization_handler: env.deserialization_handler,
+            keep_source: env.dead_letter_topic.is_some()
+                || env.processing_handler.uses_source_bytes(),
+            processing_handler: env.processing_handler,
+            dead_letter_topic: env.dead_letter_topic,
+            current_source: RefCell::new(None),
+            error_settled: Cell::new(false),
             metrics: TaskMetrics::default(),
             globals: env.globals,
         });

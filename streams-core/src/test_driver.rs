@@ -12,7 +12,9 @@ use state_store::{ChangelogSink, RocksDbResources, Serde, SharedSerde, StoreErro
 
 use crate::error::StreamsError;
 use crate::global::GlobalStores;
-use crate::handler::{DeserializationExceptionHandler, LogAndFail};
+use crate::handler::{
+    DeserializationExceptionHandler, LogAndFail, LogAndFailProcessing, ProcessingExceptionHandler,
+};
 use crate::partitioner::default_partition;
 use crate::record::{Headers, RawRecord, RawRecordRef};
 use crate::state::ReadOnlyKeyValueStore;
@@ -204,6 +206,8 @@ pub struct TestDriverBuilder {
     retain_records: bool,
     auto_commit: bool,
     handler: Arc<dyn DeserializationExceptionHandler>,
+    processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    dead_letter_topic: Option<Arc<str>>,
 }
 
 impl TestDriverBuilder {
@@ -256,6 +260,19 @@ impl TestDriverBuilder {
         handler: impl DeserializationExceptionHandler,
     ) -> Self {
         self.handler = Arc::new(handler);
+        self
+    }
+
+    /// What to do when a processor fails on a record; default [`LogAndFailProcessing`].
+    pub fn processing_handler(mut self, handler: impl ProcessingExceptionHandler) -> Self {
+        self.processing_handler = Arc::new(handler);
+        self
+    }
+
+    /// `errors.dead.letter.queue.topic.name`: where the built-in handlers that continue also write the failed
+    /// source record. Read it with an output topic of that name.
+    pub fn dead_letter_queue_topic(mut self, topic: impl Into<String>) -> Self {
+        self.dead_letter_topic = Some(Arc::from(topic.into()));
         self
     }
 
@@ -515,6 +532,8 @@ impl TopologyTestDriver {
             retain_records: true,
             auto_commit: true,
             handler: Arc::new(LogAndFail),
+            processing_handler: Arc::new(LogAndFailProcessing),
+            dead_letter_topic: None,
         }
     }
 
@@ -617,6 +636,8 @@ impl TopologyTestDriver {
                     }),
                     changelog: Some(changelog_writer.clone()),
                     deserialization_handler: b.handler.clone(),
+                    processing_handler: b.processing_handler.clone(),
+                    dead_letter_topic: b.dead_letter_topic.clone(),
                     wall_clock: b.wall_clock,
                     globals: globals.clone(),
                 };

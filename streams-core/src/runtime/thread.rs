@@ -1023,6 +1023,13 @@ impl Loop<'_> {
                 producer: self.producer.clone(),
             })),
             deserialization_handler: self.ctx.config.deserialization_handler.clone(),
+            processing_handler: self.ctx.config.processing_handler.clone(),
+            dead_letter_topic: self
+                .ctx
+                .config
+                .dead_letter_queue_topic
+                .as_deref()
+                .map(Arc::from),
             wall_clock: now_ms(),
             globals: self.ctx.globals.clone(),
         };
