@@ -111,16 +111,34 @@ pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Adds Kafka Streams' six error headers to `headers` (after the source record's own).
+/// Adds Kafka Streams' six error headers to `headers` (after the source record's own) for `error`, named
+/// `exception`.
 pub(crate) fn add_error_headers(
     headers: &mut Headers,
     exception: &str,
     error: &(dyn std::error::Error + 'static),
     source: FailedSource<'_>,
 ) {
+    add_error_headers_text(
+        headers,
+        exception,
+        &error.to_string(),
+        &error_chain(error),
+        source,
+    );
+}
+
+/// [`add_error_headers`] with the message and the chain of causes given as text.
+pub(crate) fn add_error_headers_text(
+    headers: &mut Headers,
+    exception: &str,
+    message: &str,
+    stacktrace: &str,
+    source: FailedSource<'_>,
+) {
     headers.add(DLQ_EXCEPTION_HEADER, Some(exception.as_bytes().to_vec()));
-    headers.add(DLQ_STACKTRACE_HEADER, Some(error_chain(error).into_bytes()));
-    headers.add(DLQ_MESSAGE_HEADER, Some(error.to_string().into_bytes()));
+    headers.add(DLQ_STACKTRACE_HEADER, Some(stacktrace.as_bytes().to_vec()));
+    headers.add(DLQ_MESSAGE_HEADER, Some(message.as_bytes().to_vec()));
     headers.add(
         DLQ_TOPIC_HEADER,
         source.topic.map(|t| t.as_bytes().to_vec()),

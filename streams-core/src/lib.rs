@@ -58,7 +58,9 @@ pub use partitioner::{default_partition, murmur2};
 pub use processor::{Data, Processor, ProcessorContext, PunctuationType, ScheduleId, TaskId};
 pub use record::{Header, Headers, RawRecord, RawRecordRef, Record, RecordMetadata};
 pub use state::ReadOnlyKeyValueStore;
-pub use task::{ChangelogWriter, OutgoingRecord, RecordCollector, TaskMetricsSnapshot};
+pub use task::{
+    ChangelogWriter, DroppedRecord, OutgoingRecord, RecordCollector, TaskMetricsSnapshot,
+};
 pub use test_driver::{
     TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver,
 };

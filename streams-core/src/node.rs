@@ -556,7 +556,14 @@ impl<K: Data, V: Data> SinkNode<K, V> {
             value: has_value.then_some(self.value_buf.as_slice()),
             timestamp: record.timestamp,
             headers: &record.headers,
-        })
+        })?;
+        match collector.take_dropped() {
+            None => Ok(()),
+            Some(dropped) => {
+                drop(collector);
+                self.shared.dead_letter_dropped(&self.topic, dropped)
+            }
+        }
     }
 }
 

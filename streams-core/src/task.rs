@@ -15,8 +15,8 @@ use state_store::{
 use crate::error::{panic_message, StreamsError};
 use crate::global::GlobalStores;
 use crate::handler::{
-    DeserializationExceptionHandler, ProcessingAction, ProcessingErrorContext,
-    ProcessingExceptionHandler,
+    add_error_headers_text, DeserializationExceptionHandler, FailedSource, ProcessingAction,
+    ProcessingErrorContext, ProcessingExceptionHandler,
 };
 use crate::node::{BuildCtx, BuiltNode, NodeControl, SourceInput};
 use crate::processor::{PunctuationType, ScheduleId, TaskId};
@@ -46,6 +46,21 @@ pub trait RecordCollector {
     fn send(&mut self, record: OutgoingRecord<'_>) -> Result<(), StreamsError>;
     /// The partition count of `topic`.
     fn partitions_for(&mut self, topic: &str) -> Result<i32, StreamsError>;
+    /// Whether the last record [`send`](RecordCollector::send) accepted was dropped instead of written (the
+    /// production exception handler let it go), and why; answered once. The task then writes the source record
+    /// to the dead-letter topic, when one is configured. By default nothing is ever dropped.
+    fn take_dropped(&mut self) -> Option<DroppedRecord> {
+        None
+    }
+}
+
+/// Why a collector dropped a record (see [`RecordCollector::take_dropped`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedRecord {
+    /// The error's type, for the `__streams.errors.exception` header (e.g. `rdkafka::error::KafkaError`).
+    pub error_type: String,
+    /// The error message.
+    pub message: String,
 }
 
 /// Opens the changelog sink of one store of one task.
@@ -361,6 +376,55 @@ impl TaskShared {
             serdes.key.clone(),
             serdes.value.clone(),
         ))
+    }
+}
+
+impl TaskShared {
+    /// Writes the record being processed to the dead-letter topic (when one is configured and the record was
+    /// kept) because a sink's record derived from it was dropped by the production handler (KIP-1034).
+    pub(crate) fn dead_letter_dropped(
+        &self,
+        sink_topic: &str,
+        dropped: DroppedRecord,
+    ) -> Result<(), StreamsError> {
+        let Some(dlq) = self.dead_letter_topic.as_deref() else {
+            return Ok(());
+        };
+        let (Some(meta), Some(source)) = (
+            self.record_metadata(),
+            self.current_source
+                .borrow()
+                .as_ref()
+                .map(|s| (s.key.clone(), s.value.clone(), s.headers.clone())),
+        ) else {
+            tracing::warn!(sink_topic, error = %dropped.message,
+                "a dropped record has no source record (it came from a punctuation); nothing is dead-lettered");
+            return Ok(());
+        };
+        let (key, value, mut headers) = source;
+        let message = format!("cannot send to topic '{sink_topic}': {}", dropped.message);
+        add_error_headers_text(
+            &mut headers,
+            &dropped.error_type,
+            &message,
+            &message,
+            FailedSource {
+                topic: Some(&meta.topic),
+                partition: Some(meta.partition),
+                offset: Some(meta.offset),
+            },
+        );
+        self.collector.borrow_mut().send(OutgoingRecord {
+            topic: dlq,
+            partition: None,
+            key: key.as_deref(),
+            value: value.as_deref(),
+            timestamp: self.current_timestamp.load(Ordering::Relaxed).max(0),
+            headers: &headers,
+        })?;
+        let m = &self.metrics.dead_lettered;
+        m.set(m.get() + 1);
+        Ok(())
     }
 }
 

@@ -258,6 +258,8 @@ pub(crate) fn send(producer: &StreamsProducer, r: &OutgoingRecord<'_>) -> Result
 pub(crate) struct ProducerCollector {
     pub producer: Arc<StreamsProducer>,
     pub partitions: HashMap<String, i32>,
+    /// Why the last record was dropped by the production handler, until the task asks.
+    pub dropped: Option<crate::task::DroppedRecord>,
 }
 
 impl RecordCollector for ProducerCollector {
@@ -273,6 +275,10 @@ impl RecordCollector for ProducerCollector {
                 };
                 let handler = self.producer.context().production_handler.clone();
                 if handler.is_some_and(|h| may_drop(h.as_ref(), &e, &ctx)) {
+                    self.dropped = Some(crate::task::DroppedRecord {
+                        error_type: "rdkafka::error::KafkaError".into(),
+                        message: e.to_string(),
+                    });
                     return Ok(());
                 }
                 Err(StreamsError::Processor {
@@ -285,6 +291,10 @@ impl RecordCollector for ProducerCollector {
                 })
             }
         }
+    }
+
+    fn take_dropped(&mut self) -> Option<crate::task::DroppedRecord> {
+        self.dropped.take()
     }
 
     fn partitions_for(&mut self, topic: &str) -> Result<i32, StreamsError> {
