@@ -121,7 +121,7 @@ fn dead_letter_records_land_on_the_topic_with_kafka_headers() {
     let dlq = consume_with_headers(
         &broker.bootstrap(),
         "orders-dlq",
-        Duration::from_secs(30),
+        Duration::from_secs(10),
         bad + 1,
     );
     assert_eq!(dlq.len(), bad, "nothing else is dead-lettered");
