@@ -333,8 +333,10 @@ impl ProcessingErrorContext<'_> {
 pub enum ProcessingAction {
     /// Stop: the thread fails with the processor's error (the uncaught error handler decides what follows).
     Fail,
-    /// Skip what is left of this record's processing at the failed processor (other branches and the processors
-    /// before it keep what they did) and go on with the next record; counted in `skipped_records`.
+    /// Skip the record at the failed processor and go on; counted in `skipped_records`. After an error, the
+    /// record's processing goes on elsewhere as if the processor had forwarded nothing more (other branches still
+    /// get it, as in Kafka Streams); after a panic, the rest of the record's processing is abandoned (panics are
+    /// caught once per record). What processors did before the failure stays done.
     Continue,
 }
 
@@ -453,5 +455,172 @@ impl ProcessingExceptionHandler for LogAndContinueProcessing {
             Some(r) => response.with_dead_letter(r),
             None => response,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(h: &Headers, key: &str) -> Option<Option<String>> {
+        h.last(key)
+            .map(|h| h.value.clone().map(|v| String::from_utf8(v).unwrap()))
+    }
+
+    #[test]
+    fn error_type_names_are_the_variant_paths() {
+        assert_eq!(
+            error_type_name(&StreamsError::processor("x")),
+            "streams_core::StreamsError::Processor"
+        );
+        assert_eq!(
+            error_type_name(&StreamsError::TaskMigrated("t".into())),
+            "streams_core::StreamsError::TaskMigrated"
+        );
+        assert_eq!(
+            error_type_name(&StreamsError::UnknownTopic("t".into())),
+            "streams_core::StreamsError::UnknownTopic"
+        );
+    }
+
+    #[test]
+    fn error_chain_lists_each_cause_on_its_own_line() {
+        let e = StreamsError::Deserialization {
+            topic: "in".into(),
+            partition: 2,
+            offset: 9,
+            role: "key",
+            source: SerdeError::new(
+                "i64",
+                state_store::SerdeErrorKind::InvalidUtf8,
+                "expected 8 bytes, got 3",
+            ),
+        };
+        let chain = error_chain(&e);
+        let lines: Vec<&str> = chain.lines().collect();
+        assert_eq!(lines.len(), 2, "{chain}");
+        assert_eq!(lines[0], e.to_string());
+        assert!(
+            lines[1].starts_with("caused by: ") && lines[1].contains("expected 8 bytes, got 3"),
+            "{chain}"
+        );
+    }
+
+    fn context<'a>(
+        topic: Option<&'a str>,
+        headers: &'a Headers,
+        dlq: Option<&'a str>,
+    ) -> ProcessingErrorContext<'a> {
+        ProcessingErrorContext {
+            processor: "enrich",
+            task: TaskId {
+                subtopology: 1,
+                partition: 3,
+            },
+            topic,
+            partition: topic.map(|_| 3),
+            offset: topic.map(|_| 41),
+            timestamp: 1234,
+            headers: topic.map(|_| headers),
+            source_key: topic.map(|_| &b"key"[..]),
+            source_value: topic.map(|_| &b"value"[..]),
+            dead_letter_topic: dlq,
+        }
+    }
+
+    #[test]
+    fn log_and_continue_processing_dead_letters_the_source_record_only_with_a_topic() {
+        let source_headers = Headers::new().with("trace", "abc");
+        let error = StreamsError::Processor {
+            node: "enrich".into(),
+            message: "no customer".into(),
+        };
+
+        let r = LogAndContinueProcessing
+            .handle(&context(Some("orders"), &source_headers, None), &error);
+        assert_eq!(r, ProcessingResponse::resume());
+
+        let r = LogAndContinueProcessing.handle(
+            &context(Some("orders"), &source_headers, Some("dlq")),
+            &error,
+        );
+        assert_eq!(r.action, ProcessingAction::Continue);
+        assert_eq!(r.dead_letters.len(), 1);
+        let d = &r.dead_letters[0];
+        assert_eq!(d.topic, "dlq");
+        assert_eq!(d.key.as_deref(), Some(&b"key"[..]));
+        assert_eq!(d.value.as_deref(), Some(&b"value"[..]));
+        assert_eq!(d.timestamp, 1234);
+        let keys: Vec<&str> = d.headers.iter().map(|h| h.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "trace",
+                "__streams.errors.exception",
+                "__streams.errors.stacktrace",
+                "__streams.errors.message",
+                "__streams.errors.topic",
+                "__streams.errors.partition",
+                "__streams.errors.offset"
+            ]
+        );
+        let h = |k| header(&d.headers, k).unwrap();
+        assert_eq!(h("trace").as_deref(), Some("abc"));
+        assert_eq!(
+            h(DLQ_EXCEPTION_HEADER).as_deref(),
+            Some("streams_core::StreamsError::Processor")
+        );
+        assert_eq!(
+            h(DLQ_MESSAGE_HEADER).as_deref(),
+            Some("processor 'enrich' failed: no customer")
+        );
+        assert_eq!(
+            h(DLQ_STACKTRACE_HEADER).as_deref(),
+            Some("processor 'enrich' failed: no customer")
+        );
+        assert_eq!(h(DLQ_TOPIC_HEADER).as_deref(), Some("orders"));
+        assert_eq!(h(DLQ_PARTITION_HEADER).as_deref(), Some("3"));
+        assert_eq!(h(DLQ_OFFSET_HEADER).as_deref(), Some("41"));
+
+        // A punctuation has no source record: nothing to dead-letter.
+        let r =
+            LogAndContinueProcessing.handle(&context(None, &source_headers, Some("dlq")), &error);
+        assert_eq!(r, ProcessingResponse::resume());
+    }
+
+    #[test]
+    fn log_and_fail_processing_fails_and_needs_no_source_bytes() {
+        let headers = Headers::new();
+        let r = LogAndFailProcessing.handle(
+            &context(Some("orders"), &headers, Some("dlq")),
+            &StreamsError::processor("x"),
+        );
+        assert_eq!(r, ProcessingResponse::fail());
+        assert!(!LogAndFailProcessing.uses_source_bytes());
+        assert!(LogAndContinueProcessing.uses_source_bytes());
+    }
+
+    #[test]
+    fn log_and_continue_deserialization_dead_letters_only_with_a_topic() {
+        let mut ctx = ErrorContext {
+            topic: "in",
+            partition: 0,
+            offset: 1,
+            role: "value",
+            key: None,
+            value: Some(&[1, 2, 3]),
+            dead_letter_topic: None,
+        };
+        let e = SerdeError::new("i64", state_store::SerdeErrorKind::InvalidUtf8, "bad");
+        assert_eq!(
+            LogAndContinue.handle(&ctx, &e),
+            DeserializationResponse::Continue
+        );
+        ctx.dead_letter_topic = Some("dlq");
+        assert_eq!(
+            LogAndContinue.handle(&ctx, &e),
+            DeserializationResponse::DeadLetter("dlq".into())
+        );
+        assert_eq!(LogAndFail.handle(&ctx, &e), DeserializationResponse::Fail);
     }
 }

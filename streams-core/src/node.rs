@@ -115,14 +115,11 @@ impl<P: Processor<KIn, VIn>, KIn, VIn> Node<KIn, VIn> for ProcessorNode<P, KIn, 
     #[inline]
     fn process(&mut self, record: Record<KIn, VIn>) -> Result<(), StreamsError> {
         let outer = self.ctx.shared.current_node.replace(Some(self.ctx.node));
-        // A failure here (an error or a panic of this processor) goes to the processing exception handler. The
-        // unwinding guard costs nothing while nothing panics.
-        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.processor.process(record, &mut self.ctx)
-        })) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => self.failed(e, None),
-            Err(payload) => self.failed(self.panic_error(&*payload), None),
+        // An error of this processor goes to the processing exception handler here; a panic is caught once per
+        // record, by the task (`Task::process_one`), and handed to the same handler.
+        let r = match self.processor.process(record, &mut self.ctx) {
+            Ok(()) => Ok(()),
+            Err(e) => self.failed(e, None),
         };
         self.ctx.shared.current_node.set(outer);
         r
@@ -170,8 +167,6 @@ impl<P: Processor<KIn, VIn>, KIn, VIn> ProcessorNode<P, KIn, VIn> {
 
     #[cold]
     fn panic_error(&self, payload: &(dyn Any + Send)) -> StreamsError {
-        // A panic of a sink below this processor (a serializer) is that sink's, and not for the processing
-        // handler: the sink's own guard reports it settled.
         StreamsError::Panic {
             thread: current_thread_name(),
             task: Some(self.ctx.shared.task_id),
@@ -482,8 +477,6 @@ pub(crate) struct SinkFactory<K, V> {
 
 struct SinkNode<K, V> {
     topic: Arc<str>,
-    /// This node's name.
-    name: Rc<str>,
     key_serde: SharedSerde<K>,
     value_serde: SharedSerde<V>,
     partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
@@ -499,24 +492,12 @@ impl<K: Data, V: Data> Node<K, V> for SinkNode<K, V> {
     fn process(&mut self, record: Record<K, V>) -> Result<(), StreamsError> {
         // Serializers and the partitioner run here. Their failures, and the producer's, are not for the
         // processing handler of the processor above: they are settled here (a refused record has had the
-        // production handler already).
+        // production handler already). A panic here is the task's to catch, and it fails too.
         let outer = self.shared.current_node.replace(Some(self.node));
-        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.send(record))) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                self.shared.error_settled.set(true);
-                Err(e)
-            }
-            Err(payload) => {
-                self.shared.error_settled.set(true);
-                Err(StreamsError::Panic {
-                    thread: current_thread_name(),
-                    task: Some(self.shared.task_id),
-                    processor: Some(self.name.to_string()),
-                    message: panic_message(&*payload),
-                })
-            }
-        };
+        let r = self.send(record);
+        if r.is_err() {
+            self.shared.error_settled.set(true);
+        }
         self.shared.current_node.set(outer);
         r
     }
@@ -557,6 +538,10 @@ impl<K: Data, V: Data> SinkNode<K, V> {
             timestamp: record.timestamp,
             headers: &record.headers,
         })?;
+        // Only a dead-letter topic needs to know about dropped records: skip the call otherwise.
+        if self.shared.dead_letter_topic.is_none() {
+            return Ok(());
+        }
         match collector.take_dropped() {
             None => Ok(()),
             Some(dropped) => {
@@ -574,7 +559,6 @@ impl<K: Data, V: Data> NodeFactory for SinkFactory<K, V> {
         })?;
         let node: NodeRef<K, V> = Rc::new(RefCell::new(SinkNode {
             topic,
-            name: ctx.name.clone(),
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
             partitioner: self.partitioner.clone(),

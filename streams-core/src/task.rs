@@ -789,10 +789,22 @@ impl Task {
                 None => return Ok(false),
             }
         };
-        let input = &mut self.inputs[chosen];
-        if !input.source.borrow_mut().process_next(input.slot)? {
+        let input = &self.inputs[chosen];
+        // A panic of a processor goes to the processing exception handler; the unwinding guard costs nothing
+        // while nothing panics (one per record, not per node).
+        let processed = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            input.source.borrow_mut().process_next(input.slot)
+        })) {
+            Ok(r) => r?,
+            Err(payload) => {
+                self.on_record_panic(&*payload)?;
+                true
+            }
+        };
+        if !processed {
             return Ok(false);
         }
+        let input = &mut self.inputs[chosen];
         if let Some((_, offset)) = self.shared.current.get() {
             input.next_offset = offset + 1;
         }
@@ -802,6 +814,33 @@ impl Task {
             self.punctuate(PunctuationType::StreamTime, self.shared.stream_time.get())?;
         }
         Ok(true)
+    }
+
+    /// A panic while a record was processed: a processor's goes to the processing exception handler (`Ok` when it
+    /// continues: the rest of the record's processing is skipped), any other node's (a sink's serializer) fails.
+    #[cold]
+    fn on_record_panic(
+        &mut self,
+        payload: &(dyn std::any::Any + Send),
+    ) -> Result<(), StreamsError> {
+        let node = self.shared.current_node.take();
+        let name = node.and_then(|n| self.node_names.get(n)).cloned();
+        let error = StreamsError::Panic {
+            thread: current_thread_name(),
+            task: Some(self.id),
+            processor: name.as_ref().map(|n| n.to_string()),
+            message: panic_message(payload),
+        };
+        let processor = node.is_some_and(|n| self.controls.get(n).is_some_and(Option::is_some));
+        match name {
+            Some(name) if processor && !self.shared.error_settled.get() => {
+                self.shared.on_processing_error(&name, error, None)
+            }
+            _ => {
+                self.shared.clear_record();
+                Err(error)
+            }
+        }
     }
 
     fn recompute_next_stream_punctuation(&mut self) {

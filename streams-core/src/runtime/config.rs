@@ -576,17 +576,15 @@ impl StreamsConfig {
 
     /// Sets a production exception handler of your own.
     pub fn with_production_handler(mut self, handler: impl ProductionExceptionHandler) -> Self {
+        self.production_handler_name = std::any::type_name_of_val(&handler).to_string();
         self.production_handler = Arc::new(handler);
-        self.production_handler_name =
-            std::any::type_name_of_val(&*self.production_handler).to_string();
         self
     }
 
     /// Sets a processing exception handler of your own (see [`ProcessingExceptionHandler`]).
     pub fn with_processing_handler(mut self, handler: impl ProcessingExceptionHandler) -> Self {
+        self.processing_handler_name = std::any::type_name_of_val(&handler).to_string();
         self.processing_handler = Arc::new(handler);
-        self.processing_handler_name =
-            std::any::type_name_of_val(&*self.processing_handler).to_string();
         self
     }
 
@@ -595,9 +593,8 @@ impl StreamsConfig {
         mut self,
         handler: impl DeserializationExceptionHandler,
     ) -> Self {
+        self.deserialization_handler_name = std::any::type_name_of_val(&handler).to_string();
         self.deserialization_handler = Arc::new(handler);
-        self.deserialization_handler_name =
-            std::any::type_name_of_val(&*self.deserialization_handler).to_string();
         self
     }
 
@@ -969,6 +966,39 @@ mod tests {
             c.client_properties(ClientKind::MainConsumer)["auto.offset.reset"],
             "latest"
         );
+    }
+
+    #[test]
+    fn processing_handler_and_dead_letter_topic_are_set_by_key_or_in_code() {
+        let mut c = StreamsConfig::new("app", "b:9092");
+        assert!(c.dead_letter_queue_topic.is_none());
+        assert!(format!("{c:?}").contains("processing_handler: \"fail\""));
+        c.set("processing.exception.handler", "continue").unwrap();
+        assert!(format!("{c:?}").contains("processing_handler: \"continue\""));
+        c.set(
+            "processing.exception.handler",
+            "LogAndFailProcessingExceptionHandler",
+        )
+        .unwrap();
+        c.set("errors.dead.letter.queue.topic.name", "orders-dlq")
+            .unwrap();
+        assert_eq!(c.dead_letter_queue_topic.as_deref(), Some("orders-dlq"));
+        let e = c.set("processing.exception.handler", "skip").unwrap_err();
+        assert!(
+            e.to_string().contains("processing.exception.handler")
+                && e.to_string().contains("with_processing_handler"),
+            "{e}"
+        );
+        let e = c
+            .set("errors.dead.letter.queue.topic.name", " ")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("errors.dead.letter.queue.topic.name"),
+            "{e}"
+        );
+        let c = c.with_processing_handler(LogAndContinueProcessing);
+        assert!(format!("{c:?}").contains("LogAndContinueProcessing"));
     }
 
     #[test]
