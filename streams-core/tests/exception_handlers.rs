@@ -613,3 +613,126 @@ fn use_partition_time_on_invalid_fails_before_any_partition_time() {
         "{err:?}"
     );
 }
+
+/// A value serde whose serializer refuses negative numbers.
+struct NonNegative;
+
+impl Serde<i64> for NonNegative {
+    fn serialize(&self, value: &i64, out: &mut Vec<u8>) -> Result<(), serde::SerdeError> {
+        if *value < 0 {
+            return Err(serde::SerdeError::new(
+                "i64",
+                serde::SerdeErrorKind::InvalidUtf8,
+                "negative",
+            ));
+        }
+        out.extend_from_slice(&value.to_be_bytes());
+        Ok(())
+    }
+    fn deserialize(&self, data: &[u8]) -> Result<i64, serde::SerdeError> {
+        Serdes::i64().deserialize(data)
+    }
+}
+
+#[test]
+fn sink_failures_never_reach_the_processing_handler() {
+    let mut t = Topology::new();
+    t.add_source("src", &["in"], longs()).unwrap();
+    t.add_processor("pass", || Pass, &["src"]).unwrap();
+    t.add_sink(
+        "out",
+        "out",
+        SinkOptions::new(Serdes::string(), NonNegative),
+        &["pass"],
+    )
+    .unwrap();
+    let seen = Recording::default();
+    let d = TopologyTestDriver::builder(t)
+        .processing_handler(seen.clone())
+        .build()
+        .unwrap();
+    let input = d.input_topic("in", Serdes::string(), Serdes::i64());
+    input.pipe_input("a".into(), 1).unwrap();
+    let err = input.pipe_input("b".into(), -1).unwrap_err();
+    assert!(
+        matches!(&err, StreamsError::Serialization { topic, role: "value", .. } if topic == "out"),
+        "{err:?}"
+    );
+    assert!(seen.0.lock().unwrap().is_empty());
+    assert_eq!(d.metrics().skipped_records, 0);
+}
+
+/// A handler that panics.
+struct PanickingHandler;
+
+impl ProcessingExceptionHandler for PanickingHandler {
+    fn handle(&self, _: &ProcessingErrorContext<'_>, _: &StreamsError) -> ProcessingResponse {
+        panic!("handler bug");
+    }
+}
+
+#[test]
+fn a_panicking_handler_fails_naming_the_processor_and_the_original_error() {
+    let d = TopologyTestDriver::builder(topology())
+        .processing_handler(PanickingHandler)
+        .build()
+        .unwrap();
+    let err = d
+        .input_topic("in", Serdes::string(), Serdes::i64())
+        .pipe_input("a".into(), 7)
+        .unwrap_err();
+    match &err {
+        StreamsError::Panic {
+            processor, message, ..
+        } => {
+            assert_eq!(processor.as_deref(), Some("checked"));
+            assert!(message.contains("handler bug"), "{message}");
+            assert!(message.contains("value 7 is divisible by 7"), "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Records what it is told, and says it does not read the source bytes.
+#[derive(Clone, Default)]
+struct NoBytes(Recording);
+
+impl ProcessingExceptionHandler for NoBytes {
+    fn handle(&self, ctx: &ProcessingErrorContext<'_>, error: &StreamsError) -> ProcessingResponse {
+        self.0.handle(ctx, error)
+    }
+    fn uses_source_bytes(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn source_bytes_are_kept_only_for_handlers_that_use_them_or_a_dead_letter_topic() {
+    for dlq in [false, true] {
+        let seen = NoBytes::default();
+        let mut b = TopologyTestDriver::builder(topology()).processing_handler(seen.clone());
+        if dlq {
+            b = b.dead_letter_queue_topic("dlq");
+        }
+        let d = b.build().unwrap();
+        d.input_topic("in", Serdes::string(), Serdes::i64())
+            .pipe_input("a".into(), 7)
+            .unwrap();
+        let seen = seen.0 .0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1);
+        let bytes = (seen[0].key.clone(), seen[0].value.clone());
+        if dlq {
+            assert_eq!(
+                bytes,
+                (Some(b"a".to_vec()), Some(7i64.to_be_bytes().to_vec()))
+            );
+        } else {
+            assert_eq!(bytes, (None, None));
+        }
+        // The metadata is there either way.
+        assert_eq!(
+            (seen[0].topic.as_deref(), seen[0].offset),
+            (Some("in"), Some(0))
+        );
+    }
+}
