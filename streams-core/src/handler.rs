@@ -25,7 +25,8 @@ pub struct ErrorContext<'a> {
     /// The raw value.
     pub value: Option<&'a [u8]>,
     /// `errors.dead.letter.queue.topic.name`, when set: [`LogAndContinue`] answers
-    /// [`DeserializationResponse::DeadLetter`] with it.
+    /// [`DeserializationResponse::DeadLetter`] with it, [`LogAndFail`]
+    /// [`DeserializationResponse::DeadLetterAndFail`].
     pub dead_letter_topic: Option<&'a str>,
 }
 
@@ -41,6 +42,10 @@ pub enum DeserializationResponse {
     /// headers (see [`DLQ_EXCEPTION_HEADER`] and the other `DLQ_*_HEADER` constants) plus [`DLQ_ROLE_HEADER`],
     /// then skip it (counted in `skipped_records` and `dead_lettered`).
     DeadLetter(String),
+    /// Write the raw record to this dead-letter topic as [`DeserializationResponse::DeadLetter`] does, then fail
+    /// as [`DeserializationResponse::Fail`] does ([`LogAndFail`] with `errors.dead.letter.queue.topic.name` set,
+    /// as Kafka Streams' fail handlers write dead letters too).
+    DeadLetterAndFail(String),
 }
 
 /// Header naming the error's type on dead-letter records: `streams_core::StreamsError::<variant>` (Kafka Streams
@@ -183,15 +188,19 @@ pub trait DeserializationExceptionHandler: Send + Sync + 'static {
     fn handle(&self, ctx: &ErrorContext<'_>, error: &SerdeError) -> DeserializationResponse;
 }
 
-/// The default: fail.
+/// The default: fail. With `errors.dead.letter.queue.topic.name` set, the record is written there first (as
+/// Kafka Streams' `LogAndFailExceptionHandler` does): a restarted instance fails on it again, and writes it again.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogAndFail;
 
 impl DeserializationExceptionHandler for LogAndFail {
     fn handle(&self, ctx: &ErrorContext<'_>, error: &SerdeError) -> DeserializationResponse {
         tracing::error!(topic = ctx.topic, partition = ctx.partition, offset = ctx.offset, role = ctx.role,
-            %error, "cannot deserialize record; failing");
-        DeserializationResponse::Fail
+            %error, dead_letter_topic = ?ctx.dead_letter_topic, "cannot deserialize record; failing");
+        match ctx.dead_letter_topic {
+            Some(t) => DeserializationResponse::DeadLetterAndFail(t.to_string()),
+            None => DeserializationResponse::Fail,
+        }
     }
 }
 
@@ -243,7 +252,9 @@ pub trait ProductionExceptionHandler: Send + Sync + 'static {
     fn handle(&self, ctx: &ProductionErrorContext<'_>, error: &str) -> ProductionResponse;
 }
 
-/// The default: fail.
+/// The default: fail. With `errors.dead.letter.queue.topic.name` set, the source record is written there first,
+/// as Kafka Streams' `DefaultProductionExceptionHandler` does (for records refused when they are sent; see
+/// [`LogAndContinueProduction`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultProductionExceptionHandler;
 
@@ -254,7 +265,10 @@ impl ProductionExceptionHandler for DefaultProductionExceptionHandler {
     }
 }
 
-/// Log the refused record (topic, partition and sizes; never its bytes) and go on.
+/// Log the refused record (topic, partition and sizes; never its bytes) and go on. With
+/// `errors.dead.letter.queue.topic.name` set, the source record the refused one came from is written there, for a
+/// record refused when it is sent (too large for `message.max.bytes`, say); one the broker refuses later, in a
+/// delivery report, is dropped without a dead letter (its source record is gone by then).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogAndContinueProduction;
 
@@ -420,7 +434,9 @@ pub trait ProcessingExceptionHandler: Send + Sync + 'static {
     }
 }
 
-/// The default: log the failure and fail.
+/// The default: log the failure and fail. With `errors.dead.letter.queue.topic.name` set, the source record is
+/// written there first ([`ProcessingErrorContext::dead_letter_record`]), as Kafka Streams'
+/// `LogAndFailProcessingExceptionHandler` does.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogAndFailProcessing;
 
@@ -429,7 +445,14 @@ impl ProcessingExceptionHandler for LogAndFailProcessing {
         tracing::error!(processor = ctx.processor, task = %ctx.task, topic = ?ctx.topic, partition = ?ctx.partition,
             offset = ?ctx.offset, %error, "processing failed; failing (set processing.exception.handler to \
             continue to skip such records)");
-        ProcessingResponse::fail()
+        let response = ProcessingResponse::fail();
+        match ctx
+            .dead_letter_topic
+            .and_then(|t| ctx.dead_letter_record(t, error))
+        {
+            Some(r) => response.with_dead_letter(r),
+            None => response,
+        }
     }
 
     fn uses_source_bytes(&self) -> bool {
@@ -589,19 +612,26 @@ mod tests {
     }
 
     #[test]
-    fn log_and_fail_processing_fails_and_needs_no_source_bytes() {
+    fn log_and_fail_processing_fails_and_dead_letters_only_with_a_topic() {
         let headers = Headers::new();
+        let r = LogAndFailProcessing.handle(
+            &context(Some("orders"), &headers, None),
+            &StreamsError::processor("x"),
+        );
+        assert_eq!(r, ProcessingResponse::fail());
         let r = LogAndFailProcessing.handle(
             &context(Some("orders"), &headers, Some("dlq")),
             &StreamsError::processor("x"),
         );
-        assert_eq!(r, ProcessingResponse::fail());
+        assert_eq!(r.action, ProcessingAction::Fail);
+        assert_eq!(r.dead_letters.len(), 1);
+        assert_eq!(r.dead_letters[0].topic, "dlq");
         assert!(!LogAndFailProcessing.uses_source_bytes());
         assert!(LogAndContinueProcessing.uses_source_bytes());
     }
 
     #[test]
-    fn log_and_continue_deserialization_dead_letters_only_with_a_topic() {
+    fn built_in_deserialization_handlers_dead_letter_only_with_a_topic() {
         let mut ctx = ErrorContext {
             topic: "in",
             partition: 0,
@@ -621,6 +651,11 @@ mod tests {
             LogAndContinue.handle(&ctx, &e),
             DeserializationResponse::DeadLetter("dlq".into())
         );
+        assert_eq!(
+            LogAndFail.handle(&ctx, &e),
+            DeserializationResponse::DeadLetterAndFail("dlq".into())
+        );
+        ctx.dead_letter_topic = None;
         assert_eq!(LogAndFail.handle(&ctx, &e), DeserializationResponse::Fail);
     }
 }

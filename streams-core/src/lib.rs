@@ -59,7 +59,7 @@ pub use processor::{Data, Processor, ProcessorContext, PunctuationType, Schedule
 pub use record::{Header, Headers, RawRecord, RawRecordRef, Record, RecordMetadata};
 pub use state::ReadOnlyKeyValueStore;
 pub use task::{
-    ChangelogWriter, DroppedRecord, OutgoingRecord, RecordCollector, TaskMetricsSnapshot,
+    ChangelogWriter, OutgoingRecord, RecordCollector, RefusedRecord, TaskMetricsSnapshot,
 };
 pub use test_driver::{
     TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver,

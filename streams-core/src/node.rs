@@ -260,7 +260,8 @@ impl<K: Data, V: Data> SourceNode<K, V> {
             value: raw.value,
             dead_letter_topic: self.shared.dead_letter_topic.as_deref(),
         };
-        match self.shared.deserialization_handler.handle(&ctx, &error) {
+        let response = self.shared.deserialization_handler.handle(&ctx, &error);
+        match &response {
             DeserializationResponse::Continue => {
                 self.shared
                     .metrics
@@ -268,7 +269,9 @@ impl<K: Data, V: Data> SourceNode<K, V> {
                     .set(self.shared.metrics.skipped_records.get() + 1);
                 Ok(false)
             }
-            DeserializationResponse::DeadLetter(dlq) => {
+            DeserializationResponse::DeadLetter(dlq)
+            | DeserializationResponse::DeadLetterAndFail(dlq) => {
+                let fail = matches!(response, DeserializationResponse::DeadLetterAndFail(_));
                 let partition = self.shared.task_id.partition;
                 let error = StreamsError::Deserialization {
                     topic: topic.to_string(),
@@ -293,7 +296,7 @@ impl<K: Data, V: Data> SourceNode<K, V> {
                     Some(role.as_bytes().to_vec()),
                 );
                 self.shared.collector.borrow_mut().send(OutgoingRecord {
-                    topic: &dlq,
+                    topic: dlq,
                     partition: None,
                     key: raw.key,
                     value: raw.value,
@@ -301,8 +304,11 @@ impl<K: Data, V: Data> SourceNode<K, V> {
                     headers: &headers,
                 })?;
                 let m = &self.shared.metrics;
-                m.skipped_records.set(m.skipped_records.get() + 1);
                 m.dead_lettered.set(m.dead_lettered.get() + 1);
+                if fail {
+                    return Err(error);
+                }
+                m.skipped_records.set(m.skipped_records.get() + 1);
                 Ok(false)
             }
             DeserializationResponse::Fail => Err(StreamsError::Deserialization {
@@ -530,23 +536,24 @@ impl<K: Data, V: Data> SinkNode<K, V> {
             }
             None => None,
         };
-        collector.send(OutgoingRecord {
+        let sent = collector.send(OutgoingRecord {
             topic: &self.topic,
             partition,
             key: has_key.then_some(self.key_buf.as_slice()),
             value: has_value.then_some(self.value_buf.as_slice()),
             timestamp: record.timestamp,
             headers: &record.headers,
-        })?;
-        // Only a dead-letter topic needs to know about dropped records: skip the call otherwise.
+        });
+        // Only a dead-letter topic needs to know about refused records: skip the call otherwise.
         if self.shared.dead_letter_topic.is_none() {
-            return Ok(());
+            return sent;
         }
-        match collector.take_dropped() {
-            None => Ok(()),
-            Some(dropped) => {
+        match collector.take_refused() {
+            None => sent,
+            Some(refused) => {
                 drop(collector);
-                self.shared.dead_letter_dropped(&self.topic, dropped)
+                self.shared.dead_letter_refused(&self.topic, refused)?;
+                sent
             }
         }
     }

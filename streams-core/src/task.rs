@@ -46,17 +46,18 @@ pub trait RecordCollector {
     fn send(&mut self, record: OutgoingRecord<'_>) -> Result<(), StreamsError>;
     /// The partition count of `topic`.
     fn partitions_for(&mut self, topic: &str) -> Result<i32, StreamsError>;
-    /// Whether the last record [`send`](RecordCollector::send) accepted was dropped instead of written (the
-    /// production exception handler let it go), and why; answered once. The task then writes the source record
-    /// to the dead-letter topic, when one is configured. By default nothing is ever dropped.
-    fn take_dropped(&mut self) -> Option<DroppedRecord> {
+    /// Whether the last record [`send`](RecordCollector::send) was refused for a reason of its own (too large,
+    /// invalid) and the production exception handler decided about it (dropping it, when `send` returned `Ok`, or
+    /// failing), and why; answered once. The task then writes the source record to the dead-letter topic, when one
+    /// is configured. By default no record is ever refused.
+    fn take_refused(&mut self) -> Option<RefusedRecord> {
         None
     }
 }
 
-/// Why a collector dropped a record (see [`RecordCollector::take_dropped`]).
+/// Why a collector refused a record (see [`RecordCollector::take_refused`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DroppedRecord {
+pub struct RefusedRecord {
     /// The error's type, for the `__streams.errors.exception` header (e.g. `rdkafka::error::KafkaError`).
     pub error_type: String,
     /// The error message.
@@ -381,11 +382,12 @@ impl TaskShared {
 
 impl TaskShared {
     /// Writes the record being processed to the dead-letter topic (when one is configured and the record was
-    /// kept) because a sink's record derived from it was dropped by the production handler (KIP-1034).
-    pub(crate) fn dead_letter_dropped(
+    /// kept) because a sink's record derived from it was refused, whatever the production handler decided
+    /// (KIP-1034: Kafka Streams' handlers write dead letters when they fail too).
+    pub(crate) fn dead_letter_refused(
         &self,
         sink_topic: &str,
-        dropped: DroppedRecord,
+        dropped: RefusedRecord,
     ) -> Result<(), StreamsError> {
         let Some(dlq) = self.dead_letter_topic.as_deref() else {
             return Ok(());
@@ -398,7 +400,7 @@ impl TaskShared {
                 .map(|s| (s.key.clone(), s.value.clone(), s.headers.clone())),
         ) else {
             tracing::warn!(sink_topic, error = %dropped.message,
-                "a dropped record has no source record (it came from a punctuation); nothing is dead-lettered");
+                "a refused record has no source record (it came from a punctuation); nothing is dead-lettered");
             return Ok(());
         };
         let (key, value, mut headers) = source;

@@ -269,8 +269,8 @@ impl TestDriverBuilder {
         self
     }
 
-    /// `errors.dead.letter.queue.topic.name`: where the built-in handlers that continue also write the failed
-    /// source record. Read it with an output topic of that name.
+    /// `errors.dead.letter.queue.topic.name`: where the built-in handlers also write the failed source record.
+    /// Read it with an output topic of that name.
     pub fn dead_letter_queue_topic(mut self, topic: impl Into<String>) -> Self {
         self.dead_letter_topic = Some(Arc::from(topic.into()));
         self
@@ -416,7 +416,9 @@ impl DriverState {
         }
         if let Some(readers) = &log.readers {
             let (task, input) = readers[p];
-            self.tasks[task].enqueue_at(input, record)?;
+            if let Err(e) = self.tasks[task].enqueue_at(input, record) {
+                return Err(self.deliver_then(e));
+            }
         }
         Ok(self.retain.then_some((id, p, offset)))
     }
@@ -453,6 +455,15 @@ impl DriverState {
         Ok(())
     }
 
+    /// Delivers what was written before a task failed (a dead-letter record written by a handler that then
+    /// failed, say), as a producer would, and hands back the task's error.
+    fn deliver_then(&mut self, error: StreamsError) -> StreamsError {
+        if let Err(e) = self.drain_outbox() {
+            tracing::warn!(error = %e, "cannot deliver the records written before a task failed");
+        }
+        error
+    }
+
     /// Processes until no task has queued records, delivering what sinks write as it goes.
     fn run(&mut self) -> Result<(), StreamsError> {
         // Records sent while queueing input (dead letters of records that could not be deserialized) go out even
@@ -461,7 +472,12 @@ impl DriverState {
         loop {
             let mut progressed = false;
             for t in 0..self.tasks.len() {
-                while self.tasks[t].process_one()? {
+                loop {
+                    match self.tasks[t].process_one() {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => return Err(self.deliver_then(e)),
+                    }
                     progressed = true;
                     self.drain_outbox()?;
                 }
@@ -810,7 +826,9 @@ impl TopologyTestDriver {
             .saturating_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX));
         let now = st.wall_clock;
         for t in 0..st.tasks.len() {
-            st.tasks[t].set_wall_clock(now)?;
+            if let Err(e) = st.tasks[t].set_wall_clock(now) {
+                return Err(st.deliver_then(e));
+            }
             st.drain_outbox()?;
         }
         st.run()?;

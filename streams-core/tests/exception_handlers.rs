@@ -736,3 +736,82 @@ fn source_bytes_are_kept_only_for_handlers_that_use_them_or_a_dead_letter_topic(
         );
     }
 }
+
+#[test]
+fn fail_handlers_write_the_dead_letter_before_failing() {
+    // Processing: the default handler with a dead-letter topic.
+    let d = TopologyTestDriver::builder(topology())
+        .dead_letter_queue_topic("dlq")
+        .build()
+        .unwrap();
+    let input = d.input_topic("in", Serdes::string(), Serdes::i64());
+    input.pipe_input("a".into(), 1).unwrap();
+    let err = input.pipe_input("b".into(), 14).unwrap_err();
+    assert!(
+        matches!(&err, StreamsError::Processor { node, .. } if node == "checked"),
+        "{err:?}"
+    );
+    let dlq = d
+        .output_topic("dlq", Serdes::bytes(), Serdes::bytes())
+        .read_records_to_vec()
+        .unwrap();
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(
+        (dlq[0].key.as_slice(), dlq[0].value.as_slice()),
+        (&b"b"[..], &14i64.to_be_bytes()[..])
+    );
+    assert_eq!(
+        header(&dlq[0].headers, "__streams.errors.offset").as_deref(),
+        Some("1")
+    );
+    assert_eq!(d.metrics().skipped_records, 0);
+
+    // Deserialization: the default handler with a dead-letter topic.
+    let mut t = Topology::new();
+    t.add_source("src", &["in"], longs()).unwrap();
+    t.add_sink(
+        "out",
+        "out",
+        SinkOptions::new(Serdes::string(), Serdes::i64()),
+        &["src"],
+    )
+    .unwrap();
+    let d = TopologyTestDriver::builder(t)
+        .dead_letter_queue_topic("dlq")
+        .build()
+        .unwrap();
+    let err = d
+        .pipe_raw(
+            "in",
+            [(
+                None,
+                RawRecord {
+                    key: Some(b"k".to_vec()),
+                    value: Some(vec![9]),
+                    ..Default::default()
+                },
+            )],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StreamsError::Deserialization {
+                offset: 0,
+                role: "value",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let dlq = d
+        .output_topic("dlq", Serdes::bytes(), Serdes::bytes())
+        .read_records_to_vec()
+        .unwrap();
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].value, vec![9]);
+    assert_eq!(
+        header(&dlq[0].headers, "__streams.errors.exception").as_deref(),
+        Some("streams_core::StreamsError::Deserialization")
+    );
+}

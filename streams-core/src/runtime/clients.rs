@@ -258,8 +258,8 @@ pub(crate) fn send(producer: &StreamsProducer, r: &OutgoingRecord<'_>) -> Result
 pub(crate) struct ProducerCollector {
     pub producer: Arc<StreamsProducer>,
     pub partitions: HashMap<String, i32>,
-    /// Why the last record was dropped by the production handler, until the task asks.
-    pub dropped: Option<crate::task::DroppedRecord>,
+    /// Why the last record was refused (the production handler decided about it), until the task asks.
+    pub refused: Option<crate::task::RefusedRecord>,
 }
 
 impl RecordCollector for ProducerCollector {
@@ -274,11 +274,14 @@ impl RecordCollector for ProducerCollector {
                     value: r.value,
                 };
                 let handler = self.producer.context().production_handler.clone();
-                if handler.is_some_and(|h| may_drop(h.as_ref(), &e, &ctx)) {
-                    self.dropped = Some(crate::task::DroppedRecord {
+                // A record the handler decides about (dropped or not) goes to the dead-letter topic, if any.
+                if handler.is_some() && record_specific(&e) && !is_changelog(r.topic) {
+                    self.refused = Some(crate::task::RefusedRecord {
                         error_type: "rdkafka::error::KafkaError".into(),
                         message: e.to_string(),
                     });
+                }
+                if handler.is_some_and(|h| may_drop(h.as_ref(), &e, &ctx)) {
                     return Ok(());
                 }
                 Err(StreamsError::Processor {
@@ -293,8 +296,8 @@ impl RecordCollector for ProducerCollector {
         }
     }
 
-    fn take_dropped(&mut self) -> Option<crate::task::DroppedRecord> {
-        self.dropped.take()
+    fn take_refused(&mut self) -> Option<crate::task::RefusedRecord> {
+        self.refused.take()
     }
 
     fn partitions_for(&mut self, topic: &str) -> Result<i32, StreamsError> {

@@ -320,9 +320,9 @@ pub struct StreamsConfig {
     /// processor or punctuation returning an error or panicking); or a handler of your own.
     pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
     processing_handler_name: String,
-    /// `errors.dead.letter.queue.topic.name`: where the built-in handlers that continue (deserialization
-    /// `continue`, processing `continue`, production `continue`) also write the failed source record, with Kafka
-    /// Streams' `__streams.errors.*` headers. The topic must exist. Unset by default.
+    /// `errors.dead.letter.queue.topic.name`: where the built-in handlers (deserialization, processing and
+    /// production, `fail` and `continue` alike, as in Kafka Streams) also write the failed source record, with
+    /// Kafka Streams' `__streams.errors.*` headers. The topic must exist. Unset by default.
     pub dead_letter_queue_topic: Option<String>,
     /// librdkafka properties by client kind (`None` = every client).
     client_properties: BTreeMap<(Option<ClientKind>, String), String>,

@@ -1018,7 +1018,7 @@ impl Loop<'_> {
             collector: Box::new(ProducerCollector {
                 producer: self.producer.clone(),
                 partitions,
-                dropped: None,
+                refused: None,
             }),
             changelog: Some(Arc::new(ProducerChangelog {
                 producer: self.producer.clone(),
