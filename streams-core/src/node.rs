@@ -306,6 +306,7 @@ impl<K: Data, V: Data> SourceNode<K, V> {
                 let m = &self.shared.metrics;
                 m.dead_lettered.set(m.dead_lettered.get() + 1);
                 if fail {
+                    self.shared.deliver_before_failing();
                     return Err(error);
                 }
                 m.skipped_records.set(m.skipped_records.get() + 1);
@@ -553,6 +554,9 @@ impl<K: Data, V: Data> SinkNode<K, V> {
             Some(refused) => {
                 drop(collector);
                 self.shared.dead_letter_refused(&self.topic, refused)?;
+                if sent.is_err() {
+                    self.shared.deliver_before_failing();
+                }
                 sent
             }
         }

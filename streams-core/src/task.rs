@@ -53,6 +53,11 @@ pub trait RecordCollector {
     fn take_refused(&mut self) -> Option<RefusedRecord> {
         None
     }
+    /// Delivers what was sent so far, before the task fails on an error a handler wrote dead letters for (a
+    /// thread that fails does not flush its producer otherwise). By default there is nothing to wait for.
+    fn deliver_before_failing(&mut self) -> Result<(), StreamsError> {
+        Ok(())
+    }
 }
 
 /// Why a collector refused a record (see [`RecordCollector::take_refused`]).
@@ -321,6 +326,9 @@ impl TaskShared {
             }
             _ => {
                 self.error_settled.set(true);
+                if written > 0 {
+                    self.deliver_before_failing();
+                }
                 Err(error)
             }
         }
@@ -381,6 +389,14 @@ impl TaskShared {
 }
 
 impl TaskShared {
+    /// Delivers the dead letters just written before the task fails (logged if that fails: the task's own error
+    /// is the one to report).
+    pub(crate) fn deliver_before_failing(&self) {
+        if let Err(e) = self.collector.borrow_mut().deliver_before_failing() {
+            tracing::warn!(task = %self.task_id, error = %e, "cannot deliver the dead letters written before failing");
+        }
+    }
+
     /// Writes the record being processed to the dead-letter topic (when one is configured and the record was
     /// kept) because a sink's record derived from it was refused, whatever the production handler decided
     /// (KIP-1034: Kafka Streams' handlers write dead letters when they fail too).

@@ -166,3 +166,70 @@ fn dead_letter_records_land_on_the_topic_with_kafka_headers() {
         assert!(h("__streams.errors.stacktrace").starts_with(&message));
     }
 }
+
+/// Under the default `fail` processing handler, the failing record is dead-lettered (delivered before the thread
+/// stops), and the instance ends in `Error`, as Kafka Streams' `LogAndFailProcessingExceptionHandler` does.
+#[test]
+fn the_fail_handler_dead_letters_the_record_then_stops() {
+    let broker = Broker::embedded();
+    broker.create_topic("orders", 1);
+    broker.create_topic("orders-out", 1);
+    broker.create_topic("orders-dlq", 1);
+    let raw: Vec<(Vec<u8>, Option<Vec<u8>>)> = ["a", "b", "boom", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            (
+                format!("order{i}").into_bytes(),
+                Some(v.as_bytes().to_vec()),
+            )
+        })
+        .collect();
+    produce(&broker.bootstrap(), "orders", &raw);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, admin) = broker.config("dlq-fail-app", dir.path());
+    config
+        .set("errors.dead.letter.queue.topic.name", "orders-dlq")
+        .unwrap();
+    let streams = KafkaStreams::new(topology(), (config, admin)).unwrap();
+    streams.start().unwrap();
+    let start = Instant::now();
+    while streams.state() != streams_dsl::streams_core::runtime::State::Error
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        streams.state(),
+        streams_dsl::streams_core::runtime::State::Error
+    );
+    let errors = streams.errors().join("\n");
+    assert!(
+        errors.contains("cannot process order value 'boom'")
+            && errors.contains("at processor 'KSTREAM-MAP"),
+        "{errors}"
+    );
+    let dlq = consume_with_headers(
+        &broker.bootstrap(),
+        "orders-dlq",
+        Duration::from_secs(10),
+        2,
+    );
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let (key, value, headers) = &dlq[0];
+    assert_eq!(
+        (key.as_slice(), value.as_deref()),
+        (&b"order2"[..], Some(&b"boom"[..]))
+    );
+    let h = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+    };
+    assert_eq!(
+        h("__streams.errors.exception").as_deref(),
+        Some("streams_core::StreamsError::Panic")
+    );
+    assert_eq!(h("__streams.errors.offset").as_deref(), Some("2"));
+}

@@ -300,6 +300,15 @@ impl RecordCollector for ProducerCollector {
         self.refused.take()
     }
 
+    fn deliver_before_failing(&mut self) -> Result<(), StreamsError> {
+        self.producer
+            .flush(Duration::from_secs(10))
+            .map_err(|e| StreamsError::Processor {
+                node: String::new(),
+                message: format!("cannot deliver the dead letters written before failing: {e}"),
+            })
+    }
+
     fn partitions_for(&mut self, topic: &str) -> Result<i32, StreamsError> {
         if let Some(&n) = self.partitions.get(topic) {
             return Ok(n);
