@@ -209,7 +209,8 @@ pub enum StreamsError {
     },
     /// Application code (a processor, a punctuation, a serde, a timestamp extractor) panicked on a stream thread.
     /// The panic is caught and the thread stops as it does on a returned error: the uncaught error handler decides
-    /// whether the instance moves to `Error` or the thread is replaced.
+    /// whether the instance moves to `Error` or the thread is replaced. A panic of a processor or a punctuation is
+    /// given to the processing exception handler first, which may skip the record instead.
     #[error("{}", describe_panic(thread, task.as_ref(), processor.as_deref(), message))]
     Panic {
         /// The stream thread.

@@ -42,24 +42,34 @@ mod topology;
 pub use error::{ConnectionFailure, ErrorClass, StreamsError};
 pub use global::GlobalStoreDescription;
 pub use handler::{
-    DeadLetterQueue, DeserializationExceptionHandler, DeserializationResponse, ErrorContext,
-    LogAndContinue, LogAndFail, DLQ_ERROR_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER,
-    DLQ_ROLE_HEADER, DLQ_TOPIC_HEADER,
+    DeadLetterQueue, DeadLetterRecord, DeserializationExceptionHandler, DeserializationResponse,
+    ErrorContext, LogAndContinue, LogAndFail, DLQ_ERROR_HEADER, DLQ_EXCEPTION_HEADER,
+    DLQ_MESSAGE_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_ROLE_HEADER,
+    DLQ_STACKTRACE_HEADER, DLQ_TOPIC_HEADER,
 };
 pub use handler::{
     DefaultProductionExceptionHandler, LogAndContinueProduction, ProductionErrorContext,
     ProductionExceptionHandler, ProductionResponse,
+};
+pub use handler::{
+    LogAndContinueProcessing, LogAndFailProcessing, ProcessingAction, ProcessingErrorContext,
+    ProcessingExceptionHandler, ProcessingResponse,
 };
 pub use node::StreamPartitioner;
 pub use partitioner::{default_partition, murmur2};
 pub use processor::{Data, Processor, ProcessorContext, PunctuationType, ScheduleId, TaskId};
 pub use record::{Header, Headers, RawRecord, RawRecordRef, Record, RecordMetadata};
 pub use state::ReadOnlyKeyValueStore;
-pub use task::{ChangelogWriter, OutgoingRecord, RecordCollector, TaskMetricsSnapshot};
+pub use task::{
+    ChangelogWriter, OutgoingRecord, RecordCollector, RefusedRecord, TaskMetricsSnapshot,
+};
 pub use test_driver::{
     TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver,
 };
-pub use timestamp::{RecordTimestamp, TimestampExtractor, UsePartitionTimeOnInvalid};
+pub use timestamp::{
+    FailOnInvalidTimestamp, InvalidTimestampAction, LogAndSkipOnInvalidTimestamp, RecordTimestamp,
+    TimestampExtractor, UsePartitionTimeOnInvalid,
+};
 pub use topology::{
     InternalTopic, KeyValueStoreBuilder, NodeDescription, NodeDescriptionKind, PartitionPlan,
     SinkOptions, SourceOptions, SubTopology, SubTopologyDescription, Topology, TopologyDescription,

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use state_store::SharedSerde;
 
+use crate::error::panic_message;
 use crate::error::StreamsError;
-use crate::handler::{DeserializationResponse, ErrorContext};
+use crate::handler::{add_error_headers, DeserializationResponse, ErrorContext, FailedSource};
 use crate::processor::{Children, Data, Node, NodeRef, Processor, ProcessorContext, ScheduleId};
 use crate::record::{RawRecordRef, Record};
-use crate::task::{OutgoingRecord, TaskShared};
-use crate::timestamp::TimestampExtractor;
+use crate::task::{current_thread_name, OutgoingRecord, SourceBytes, TaskShared};
+use crate::timestamp::{InvalidTimestampAction, TimestampExtractor};
 
 /// Key and value types of a node's input or output, comparable at runtime.
 #[derive(Debug, Clone, Copy)]
@@ -114,7 +115,12 @@ impl<P: Processor<KIn, VIn>, KIn, VIn> Node<KIn, VIn> for ProcessorNode<P, KIn, 
     #[inline]
     fn process(&mut self, record: Record<KIn, VIn>) -> Result<(), StreamsError> {
         let outer = self.ctx.shared.current_node.replace(Some(self.ctx.node));
-        let r = self.processor.process(record, &mut self.ctx);
+        // An error of this processor goes to the processing exception handler here; a panic is caught once per
+        // record, by the task (`Task::process_one`), and handed to the same handler.
+        let r = match self.processor.process(record, &mut self.ctx) {
+            Ok(()) => Ok(()),
+            Err(e) => self.failed(e, None),
+        };
         self.ctx.shared.current_node.set(outer);
         r
     }
@@ -127,7 +133,14 @@ impl<P: Processor<KIn, VIn>, KIn, VIn> NodeControl for ProcessorNode<P, KIn, VIn
     fn punctuate(&mut self, id: ScheduleId, timestamp: i64) -> Result<(), StreamsError> {
         self.shared_clear_record();
         let outer = self.ctx.shared.current_node.replace(Some(self.ctx.node));
-        let r = self.processor.punctuate(id, timestamp, &mut self.ctx);
+        // As Kafka Streams 4.x, a failing punctuation goes to the processing exception handler too.
+        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.processor.punctuate(id, timestamp, &mut self.ctx)
+        })) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => self.failed(e, Some(timestamp)),
+            Err(payload) => self.failed(self.panic_error(&*payload), Some(timestamp)),
+        };
         self.ctx.shared.current_node.set(outer);
         r
     }
@@ -139,6 +152,27 @@ impl<P: Processor<KIn, VIn>, KIn, VIn> NodeControl for ProcessorNode<P, KIn, VIn
 impl<P: Processor<KIn, VIn>, KIn, VIn> ProcessorNode<P, KIn, VIn> {
     fn shared_clear_record(&self) {
         self.ctx.shared.clear_record();
+    }
+
+    #[cold]
+    fn failed(
+        &self,
+        error: StreamsError,
+        punctuation_time: Option<i64>,
+    ) -> Result<(), StreamsError> {
+        self.ctx
+            .shared
+            .on_processing_error(&self.ctx.name, error, punctuation_time)
+    }
+
+    #[cold]
+    fn panic_error(&self, payload: &(dyn Any + Send)) -> StreamsError {
+        StreamsError::Panic {
+            thread: current_thread_name(),
+            task: Some(self.ctx.shared.task_id),
+            processor: Some(self.ctx.name.to_string()),
+            message: panic_message(payload),
+        }
     }
 }
 
@@ -189,6 +223,8 @@ pub(crate) struct SourceFactory<K, V> {
 struct Queued<K, V> {
     record: Record<K, V>,
     offset: i64,
+    /// The record as read, when the task keeps it for the processing handler.
+    source: Option<Box<SourceBytes>>,
 }
 
 struct SourceNode<K, V> {
@@ -222,8 +258,10 @@ impl<K: Data, V: Data> SourceNode<K, V> {
             role,
             key: raw.key,
             value: raw.value,
+            dead_letter_topic: self.shared.dead_letter_topic.as_deref(),
         };
-        match self.shared.deserialization_handler.handle(&ctx, &error) {
+        let response = self.shared.deserialization_handler.handle(&ctx, &error);
+        match &response {
             DeserializationResponse::Continue => {
                 self.shared
                     .metrics
@@ -231,18 +269,34 @@ impl<K: Data, V: Data> SourceNode<K, V> {
                     .set(self.shared.metrics.skipped_records.get() + 1);
                 Ok(false)
             }
-            DeserializationResponse::DeadLetter(dlq) => {
+            DeserializationResponse::DeadLetter(dlq)
+            | DeserializationResponse::DeadLetterAndFail(dlq) => {
+                let fail = matches!(response, DeserializationResponse::DeadLetterAndFail(_));
                 let partition = self.shared.task_id.partition;
-                let headers = raw
-                    .headers
-                    .clone()
-                    .with(crate::handler::DLQ_ERROR_HEADER, error.to_string())
-                    .with(crate::handler::DLQ_TOPIC_HEADER, topic.to_string())
-                    .with(crate::handler::DLQ_PARTITION_HEADER, partition.to_string())
-                    .with(crate::handler::DLQ_OFFSET_HEADER, raw.offset.to_string())
-                    .with(crate::handler::DLQ_ROLE_HEADER, role);
+                let error = StreamsError::Deserialization {
+                    topic: topic.to_string(),
+                    partition,
+                    offset: raw.offset,
+                    role,
+                    source: error,
+                };
+                let mut headers = raw.headers.clone();
+                add_error_headers(
+                    &mut headers,
+                    "streams_core::StreamsError::Deserialization",
+                    &error,
+                    FailedSource {
+                        topic: Some(topic),
+                        partition: Some(partition),
+                        offset: Some(raw.offset),
+                    },
+                );
+                headers.add(
+                    crate::handler::DLQ_ROLE_HEADER,
+                    Some(role.as_bytes().to_vec()),
+                );
                 self.shared.collector.borrow_mut().send(OutgoingRecord {
-                    topic: &dlq,
+                    topic: dlq,
                     partition: None,
                     key: raw.key,
                     value: raw.value,
@@ -250,8 +304,12 @@ impl<K: Data, V: Data> SourceNode<K, V> {
                     headers: &headers,
                 })?;
                 let m = &self.shared.metrics;
-                m.skipped_records.set(m.skipped_records.get() + 1);
                 m.dead_lettered.set(m.dead_lettered.get() + 1);
+                if fail {
+                    self.shared.deliver_before_failing();
+                    return Err(error);
+                }
+                m.skipped_records.set(m.skipped_records.get() + 1);
                 Ok(false)
             }
             DeserializationResponse::Fail => Err(StreamsError::Deserialization {
@@ -281,6 +339,13 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
                 .set(self.shared.metrics.skipped_records.get() + 1);
             return Ok(false);
         }
+        let source = self.shared.keep_source.then(|| {
+            Box::new(SourceBytes {
+                key: raw.key.map(<[u8]>::to_vec),
+                value: raw.value.map(<[u8]>::to_vec),
+                headers: raw.headers.clone(),
+            })
+        });
         let key = match self.factory_key.deserialize_nullable(raw.key) {
             Ok(k) => k,
             Err(e) => return self.handle_error(slot, &raw, "key", e),
@@ -295,10 +360,26 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
             timestamp: raw.timestamp,
             headers: raw.headers,
         };
+        let mut on_invalid = InvalidTimestampAction::Fail;
         if let Some(ex) = &self.extractor {
             record.timestamp = ex.extract(&record, self.partition_time[slot]);
+            if record.timestamp < 0 {
+                on_invalid = ex.on_invalid();
+            }
         }
         if record.timestamp < 0 {
+            if on_invalid == InvalidTimestampAction::Skip {
+                tracing::warn!(
+                    topic = &*self.topics[slot],
+                    partition = self.shared.task_id.partition,
+                    offset = raw.offset,
+                    timestamp = record.timestamp,
+                    "skipping a record with an invalid timestamp"
+                );
+                let m = &self.shared.metrics.skipped_records;
+                m.set(m.get() + 1);
+                return Ok(false);
+            }
             return Err(StreamsError::InvalidTimestamp {
                 topic: self.topics[slot].to_string(),
                 partition: self.shared.task_id.partition,
@@ -310,6 +391,7 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
         self.queues[slot].push_back(Queued {
             record,
             offset: raw.offset,
+            source,
         });
         Ok(true)
     }
@@ -333,6 +415,9 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
         };
         self.shared
             .begin_record(self.topic_ids[slot], q.offset, q.record.timestamp);
+        if self.shared.keep_source {
+            *self.shared.current_source.borrow_mut() = q.source;
+        }
         self.shared.current_node.set(Some(self.node));
         self.children.forward(q.record)?;
         Ok(true)
@@ -412,9 +497,14 @@ struct SinkNode<K, V> {
 impl<K: Data, V: Data> Node<K, V> for SinkNode<K, V> {
     #[inline]
     fn process(&mut self, record: Record<K, V>) -> Result<(), StreamsError> {
-        // Serializers and the partitioner run here.
+        // Serializers and the partitioner run here. Their failures, and the producer's, are not for the
+        // processing handler of the processor above: they are settled here (a refused record has had the
+        // production handler already). A panic here is the task's to catch, and it fails too.
         let outer = self.shared.current_node.replace(Some(self.node));
         let r = self.send(record);
+        if r.is_err() {
+            self.shared.error_settled.set(true);
+        }
         self.shared.current_node.set(outer);
         r
     }
@@ -447,14 +537,29 @@ impl<K: Data, V: Data> SinkNode<K, V> {
             }
             None => None,
         };
-        collector.send(OutgoingRecord {
+        let sent = collector.send(OutgoingRecord {
             topic: &self.topic,
             partition,
             key: has_key.then_some(self.key_buf.as_slice()),
             value: has_value.then_some(self.value_buf.as_slice()),
             timestamp: record.timestamp,
             headers: &record.headers,
-        })
+        });
+        // Only a dead-letter topic needs to know about refused records: skip the call otherwise.
+        if self.shared.dead_letter_topic.is_none() {
+            return sent;
+        }
+        match collector.take_refused() {
+            None => sent,
+            Some(refused) => {
+                drop(collector);
+                self.shared.dead_letter_refused(&self.topic, refused)?;
+                if sent.is_err() {
+                    self.shared.deliver_before_failing();
+                }
+                sent
+            }
+        }
     }
 }
 

@@ -14,7 +14,10 @@ use state_store::{
 
 use crate::error::{panic_message, StreamsError};
 use crate::global::GlobalStores;
-use crate::handler::DeserializationExceptionHandler;
+use crate::handler::{
+    add_error_headers_text, DeserializationExceptionHandler, FailedSource, ProcessingAction,
+    ProcessingErrorContext, ProcessingExceptionHandler,
+};
 use crate::idle::{IdleState, InputState};
 use crate::node::{BuildCtx, BuiltNode, NodeControl, SourceInput};
 use crate::processor::{PunctuationType, ScheduleId, TaskId};
@@ -45,6 +48,27 @@ pub trait RecordCollector {
     fn send(&mut self, record: OutgoingRecord<'_>) -> Result<(), StreamsError>;
     /// The partition count of `topic`.
     fn partitions_for(&mut self, topic: &str) -> Result<i32, StreamsError>;
+    /// Whether the last record [`send`](RecordCollector::send) was refused for a reason of its own (too large,
+    /// invalid) and the production exception handler decided about it (dropping it, when `send` returned `Ok`, or
+    /// failing), and why; answered once. The task then writes the source record to the dead-letter topic, when one
+    /// is configured. By default no record is ever refused.
+    fn take_refused(&mut self) -> Option<RefusedRecord> {
+        None
+    }
+    /// Delivers what was sent so far, before the task fails on an error a handler wrote dead letters for (a
+    /// thread that fails does not flush its producer otherwise). By default there is nothing to wait for.
+    fn deliver_before_failing(&mut self) -> Result<(), StreamsError> {
+        Ok(())
+    }
+}
+
+/// Why a collector refused a record (see [`RecordCollector::take_refused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedRecord {
+    /// The error's type, for the `__streams.errors.exception` header (e.g. `rdkafka::error::KafkaError`).
+    pub error_type: String,
+    /// The error message.
+    pub message: String,
 }
 
 /// Opens the changelog sink of one store of one task.
@@ -110,9 +134,12 @@ pub(crate) struct TaskMetrics {
 pub struct TaskMetricsSnapshot {
     /// Records processed.
     pub processed: u64,
-    /// Records skipped: undeserializable records the handler let pass, and null keys on table sources.
+    /// Records skipped: undeserializable records the handler let pass, records whose processing failed and the
+    /// processing handler continued (once per failing processor), records with an invalid timestamp the
+    /// extractor skips, and null keys on table sources.
     pub skipped_records: u64,
-    /// Of the skipped records, those written to a dead-letter topic.
+    /// Dead-letter records written (for skipped records, and for failures the handlers answered with dead
+    /// letters).
     pub dead_lettered: u64,
     /// Punctuations fired.
     pub punctuations: u64,
@@ -156,9 +183,27 @@ pub(crate) struct TaskShared {
     pub schedules: RefCell<Vec<Schedule>>,
     pub next_schedule_id: Cell<u64>,
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    /// `errors.dead.letter.queue.topic.name`.
+    pub dead_letter_topic: Option<Arc<str>>,
+    /// Whether sources keep each record's bytes and headers until it is processed (for the processing handler).
+    pub keep_source: bool,
+    /// The bytes and headers of the record being processed, when kept.
+    pub current_source: RefCell<Option<Box<SourceBytes>>>,
+    /// Set when an error on its way up must not reach the processing handler again (a handler chose to fail, or
+    /// the error is not about the record); cleared at each record.
+    pub error_settled: Cell<bool>,
     pub metrics: TaskMetrics,
     /// The instance's global stores, readable by every processor.
     pub globals: Arc<GlobalStores>,
+}
+
+/// A source record as read, kept while it is queued for the processing handler and dead-letter records.
+#[derive(Debug, Default)]
+pub(crate) struct SourceBytes {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Headers,
 }
 
 impl TaskShared {
@@ -171,6 +216,7 @@ impl TaskShared {
     #[inline]
     pub(crate) fn begin_record(&self, topic: u32, offset: i64, timestamp: i64) {
         self.current.set(Some((topic, offset)));
+        self.error_settled.set(false);
         self.current_timestamp.store(timestamp, Ordering::Relaxed);
         if timestamp > self.stream_time.get() {
             self.stream_time.set(timestamp);
@@ -179,6 +225,111 @@ impl TaskShared {
 
     pub(crate) fn clear_record(&self) {
         self.current.set(None);
+        self.error_settled.set(false);
+        if self.keep_source {
+            self.current_source.borrow_mut().take();
+        }
+    }
+
+    /// Routes an error of processor `node` (`name`) to the processing handler: `Ok` when the handler continues
+    /// (the record is skipped there and counted), the error otherwise. Errors already settled further down, and
+    /// errors that are not about the record, pass through untouched.
+    pub(crate) fn on_processing_error(
+        &self,
+        name: &str,
+        error: StreamsError,
+        punctuation_time: Option<i64>,
+    ) -> Result<(), StreamsError> {
+        if self.error_settled.get() || !handleable(&error) {
+            self.error_settled.set(true);
+            return Err(error);
+        }
+        let error = match error {
+            StreamsError::Processor { node, message } if node.is_empty() => {
+                StreamsError::Processor {
+                    node: name.to_string(),
+                    message,
+                }
+            }
+            other => other,
+        };
+        let metadata = if punctuation_time.is_some() {
+            None
+        } else {
+            self.record_metadata()
+        };
+        let source = if metadata.is_some() {
+            self.current_source.borrow_mut().take()
+        } else {
+            None
+        };
+        let ctx = ProcessingErrorContext {
+            processor: name,
+            task: self.task_id,
+            topic: metadata.as_ref().map(|m| &*m.topic),
+            partition: metadata.as_ref().map(|m| m.partition),
+            offset: metadata.as_ref().map(|m| m.offset),
+            timestamp: punctuation_time
+                .unwrap_or_else(|| self.current_timestamp.load(Ordering::Relaxed)),
+            headers: source.as_ref().map(|s| &s.headers),
+            source_key: source.as_ref().and_then(|s| s.key.as_deref()),
+            source_value: source.as_ref().and_then(|s| s.value.as_deref()),
+            dead_letter_topic: self.dead_letter_topic.as_deref(),
+        };
+        let handler = &self.processing_handler;
+        // The handler is application code too: a panic in it fails the thread, and must not reach the processing
+        // handler of a processor further up.
+        let response = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler.handle(&ctx, &error)
+        })) {
+            Ok(r) => r,
+            Err(payload) => {
+                self.error_settled.set(true);
+                return Err(StreamsError::Panic {
+                    thread: current_thread_name(),
+                    task: Some(self.task_id),
+                    processor: Some(name.to_string()),
+                    message: format!(
+                        "the processing exception handler panicked ({}) while handling: {error}",
+                        panic_message(&*payload)
+                    ),
+                });
+            }
+        };
+        let written = response.dead_letters.len() as u64;
+        for r in &response.dead_letters {
+            let sent = self.collector.borrow_mut().send(OutgoingRecord {
+                topic: &r.topic,
+                partition: None,
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                timestamp: r.timestamp.max(0),
+                headers: &r.headers,
+            });
+            if let Err(e) = sent {
+                self.error_settled.set(true);
+                return Err(e);
+            }
+        }
+        let m = &self.metrics;
+        m.dead_lettered.set(m.dead_lettered.get() + written);
+        // Put the bytes back: a sibling branch may fail on the same record.
+        if let Some(s) = source {
+            *self.current_source.borrow_mut() = Some(s);
+        }
+        match response.action {
+            ProcessingAction::Continue => {
+                m.skipped_records.set(m.skipped_records.get() + 1);
+                Ok(())
+            }
+            _ => {
+                self.error_settled.set(true);
+                if written > 0 {
+                    self.deliver_before_failing();
+                }
+                Err(error)
+            }
+        }
     }
 
     pub(crate) fn record_metadata(&self) -> Option<RecordMetadata> {
@@ -235,6 +386,84 @@ impl TaskShared {
     }
 }
 
+impl TaskShared {
+    /// Delivers the dead letters just written before the task fails (logged if that fails: the task's own error
+    /// is the one to report).
+    pub(crate) fn deliver_before_failing(&self) {
+        if let Err(e) = self.collector.borrow_mut().deliver_before_failing() {
+            tracing::warn!(task = %self.task_id, error = %e, "cannot deliver the dead letters written before failing");
+        }
+    }
+
+    /// Writes the record being processed to the dead-letter topic (when one is configured and the record was
+    /// kept) because a sink's record derived from it was refused, whatever the production handler decided
+    /// (KIP-1034: Kafka Streams' handlers write dead letters when they fail too).
+    pub(crate) fn dead_letter_refused(
+        &self,
+        sink_topic: &str,
+        dropped: RefusedRecord,
+    ) -> Result<(), StreamsError> {
+        let Some(dlq) = self.dead_letter_topic.as_deref() else {
+            return Ok(());
+        };
+        let (Some(meta), Some(source)) = (
+            self.record_metadata(),
+            self.current_source
+                .borrow()
+                .as_ref()
+                .map(|s| (s.key.clone(), s.value.clone(), s.headers.clone())),
+        ) else {
+            tracing::warn!(sink_topic, error = %dropped.message,
+                "a refused record has no source record (it came from a punctuation); nothing is dead-lettered");
+            return Ok(());
+        };
+        let (key, value, mut headers) = source;
+        let message = format!("cannot send to topic '{sink_topic}': {}", dropped.message);
+        add_error_headers_text(
+            &mut headers,
+            &dropped.error_type,
+            &message,
+            &message,
+            FailedSource {
+                topic: Some(&meta.topic),
+                partition: Some(meta.partition),
+                offset: Some(meta.offset),
+            },
+        );
+        self.collector.borrow_mut().send(OutgoingRecord {
+            topic: dlq,
+            partition: None,
+            key: key.as_deref(),
+            value: value.as_deref(),
+            timestamp: self.current_timestamp.load(Ordering::Relaxed).max(0),
+            headers: &headers,
+        })?;
+        let m = &self.metrics.dead_lettered;
+        m.set(m.get() + 1);
+        Ok(())
+    }
+}
+
+/// Whether the processing handler may decide about `error`: not when the task moved to another instance, nor when
+/// a changelog write failed or a store is unusable after a panic (every later record would fail the same way, and
+/// a changelog missing a write would make a restored store differ).
+fn handleable(error: &StreamsError) -> bool {
+    !matches!(
+        error,
+        StreamsError::TaskMigrated(_)
+            | StreamsError::Store(StoreError::Changelog { .. })
+            | StreamsError::Store(StoreError::Poisoned { .. })
+    )
+}
+
+/// The name of the running thread (stream threads are named after the thread they run).
+pub(crate) fn current_thread_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("unnamed thread")
+        .to_string()
+}
+
 /// Flushes each store of a list (cache, then changelog writes, then the store itself).
 pub(crate) fn flush_stores(stores: &[(String, SharedKeyValueStore)]) -> Result<(), StreamsError> {
     for (name, store) in stores {
@@ -257,6 +486,9 @@ pub(crate) struct TaskEnv {
     pub collector: Box<dyn RecordCollector>,
     pub changelog: Option<Arc<dyn ChangelogWriter>>,
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    /// `errors.dead.letter.queue.topic.name`.
+    pub dead_letter_topic: Option<Arc<str>>,
     pub wall_clock: i64,
     /// The instance's global stores.
     pub globals: Arc<GlobalStores>,
@@ -385,6 +617,12 @@ impl Task {
             schedules: RefCell::new(Vec::new()),
             next_schedule_id: Cell::new(0),
             deserialization_handler: env.deserialization_handler,
+            keep_source: env.dead_letter_topic.is_some()
+                || env.processing_handler.uses_source_bytes(),
+            processing_handler: env.processing_handler,
+            dead_letter_topic: env.dead_letter_topic,
+            current_source: RefCell::new(None),
+            error_settled: Cell::new(false),
             metrics: TaskMetrics::default(),
             globals: env.globals,
         });
@@ -616,10 +854,22 @@ impl Task {
                 None => return Ok(false),
             }
         };
-        let input = &mut self.inputs[chosen];
-        if !input.source.borrow_mut().process_next(input.slot)? {
+        let input = &self.inputs[chosen];
+        // A panic of a processor goes to the processing exception handler; the unwinding guard costs nothing
+        // while nothing panics (one per record; the engine bench runs as fast with it as without it).
+        let processed = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            input.source.borrow_mut().process_next(input.slot)
+        })) {
+            Ok(r) => r?,
+            Err(payload) => {
+                self.on_record_panic(&*payload)?;
+                true
+            }
+        };
+        if !processed {
             return Ok(false);
         }
+        let input = &mut self.inputs[chosen];
         if let Some((_, offset)) = self.shared.current.get() {
             input.next_offset = offset + 1;
             input.partition_time = input
@@ -632,6 +882,33 @@ impl Task {
             self.punctuate(PunctuationType::StreamTime, self.shared.stream_time.get())?;
         }
         Ok(true)
+    }
+
+    /// A panic while a record was processed: a processor's goes to the processing exception handler (`Ok` when it
+    /// continues: the rest of the record's processing is skipped), any other node's (a sink's serializer) fails.
+    #[cold]
+    fn on_record_panic(
+        &mut self,
+        payload: &(dyn std::any::Any + Send),
+    ) -> Result<(), StreamsError> {
+        let node = self.shared.current_node.take();
+        let name = node.and_then(|n| self.node_names.get(n)).cloned();
+        let error = StreamsError::Panic {
+            thread: current_thread_name(),
+            task: Some(self.id),
+            processor: name.as_ref().map(|n| n.to_string()),
+            message: panic_message(payload),
+        };
+        let processor = node.is_some_and(|n| self.controls.get(n).is_some_and(Option::is_some));
+        match name {
+            Some(name) if processor && !self.shared.error_settled.get() => {
+                self.shared.on_processing_error(&name, error, None)
+            }
+            _ => {
+                self.shared.clear_record();
+                Err(error)
+            }
+        }
     }
 
     fn recompute_next_stream_punctuation(&mut self) {

@@ -12,7 +12,9 @@ use state_store::{ChangelogSink, RocksDbResources, Serde, SharedSerde, StoreErro
 
 use crate::error::StreamsError;
 use crate::global::GlobalStores;
-use crate::handler::{DeserializationExceptionHandler, LogAndFail};
+use crate::handler::{
+    DeserializationExceptionHandler, LogAndFail, LogAndFailProcessing, ProcessingExceptionHandler,
+};
 use crate::partitioner::default_partition;
 use crate::record::{Headers, RawRecord, RawRecordRef};
 use crate::state::ReadOnlyKeyValueStore;
@@ -204,6 +206,8 @@ pub struct TestDriverBuilder {
     retain_records: bool,
     auto_commit: bool,
     handler: Arc<dyn DeserializationExceptionHandler>,
+    processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    dead_letter_topic: Option<Arc<str>>,
 }
 
 impl TestDriverBuilder {
@@ -256,6 +260,19 @@ impl TestDriverBuilder {
         handler: impl DeserializationExceptionHandler,
     ) -> Self {
         self.handler = Arc::new(handler);
+        self
+    }
+
+    /// What to do when a processor fails on a record; default [`LogAndFailProcessing`].
+    pub fn processing_handler(mut self, handler: impl ProcessingExceptionHandler) -> Self {
+        self.processing_handler = Arc::new(handler);
+        self
+    }
+
+    /// `errors.dead.letter.queue.topic.name`: where the built-in handlers also write the failed source record.
+    /// Read it with an output topic of that name.
+    pub fn dead_letter_queue_topic(mut self, topic: impl Into<String>) -> Self {
+        self.dead_letter_topic = Some(Arc::from(topic.into()));
         self
     }
 
@@ -399,7 +416,9 @@ impl DriverState {
         }
         if let Some(readers) = &log.readers {
             let (task, input) = readers[p];
-            self.tasks[task].enqueue_at(input, record)?;
+            if let Err(e) = self.tasks[task].enqueue_at(input, record) {
+                return Err(self.deliver_then(e));
+            }
         }
         Ok(self.retain.then_some((id, p, offset)))
     }
@@ -436,6 +455,15 @@ impl DriverState {
         Ok(())
     }
 
+    /// Delivers what was written before a task failed (a dead-letter record written by a handler that then
+    /// failed, say), as a producer would, and hands back the task's error.
+    fn deliver_then(&mut self, error: StreamsError) -> StreamsError {
+        if let Err(e) = self.drain_outbox() {
+            tracing::warn!(error = %e, "cannot deliver the records written before a task failed");
+        }
+        error
+    }
+
     /// Processes until no task has queued records, delivering what sinks write as it goes.
     fn run(&mut self) -> Result<(), StreamsError> {
         // Records sent while queueing input (dead letters of records that could not be deserialized) go out even
@@ -444,7 +472,12 @@ impl DriverState {
         loop {
             let mut progressed = false;
             for t in 0..self.tasks.len() {
-                while self.tasks[t].process_one()? {
+                loop {
+                    match self.tasks[t].process_one() {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => return Err(self.deliver_then(e)),
+                    }
                     progressed = true;
                     self.drain_outbox()?;
                 }
@@ -515,6 +548,8 @@ impl TopologyTestDriver {
             retain_records: true,
             auto_commit: true,
             handler: Arc::new(LogAndFail),
+            processing_handler: Arc::new(LogAndFailProcessing),
+            dead_letter_topic: None,
         }
     }
 
@@ -617,6 +652,8 @@ impl TopologyTestDriver {
                     }),
                     changelog: Some(changelog_writer.clone()),
                     deserialization_handler: b.handler.clone(),
+                    processing_handler: b.processing_handler.clone(),
+                    dead_letter_topic: b.dead_letter_topic.clone(),
                     wall_clock: b.wall_clock,
                     globals: globals.clone(),
                 };
@@ -789,7 +826,9 @@ impl TopologyTestDriver {
             .saturating_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX));
         let now = st.wall_clock;
         for t in 0..st.tasks.len() {
-            st.tasks[t].set_wall_clock(now)?;
+            if let Err(e) = st.tasks[t].set_wall_clock(now) {
+                return Err(st.deliver_then(e));
+            }
             st.drain_outbox()?;
         }
         st.run()?;

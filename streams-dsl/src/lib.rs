@@ -85,7 +85,8 @@ pub use state_store;
 pub use streams_core;
 pub use streams_core::{
     default_partition, serde::JsonSerde, serde::OptionSerde, ConnectionFailure, Data,
-    DeserializationExceptionHandler, Headers, KeyValueStoreBuilder, LogAndContinue, LogAndFail,
+    DeserializationExceptionHandler, Headers, KeyValueStoreBuilder, LogAndContinue,
+    LogAndContinueProcessing, LogAndFail, LogAndFailProcessing, ProcessingExceptionHandler,
     Processor, ProcessorContext, PunctuationType, ReadOnlyKeyValueStore, Record, RecordMetadata,
     Serde, Serdes, StoreKind, StreamsError, TestInputTopic, TestOutputTopic, TestRecord,
     TimestampExtractor, Topology, TopologyTestDriver,

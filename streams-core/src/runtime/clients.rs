@@ -258,6 +258,8 @@ pub(crate) fn send(producer: &StreamsProducer, r: &OutgoingRecord<'_>) -> Result
 pub(crate) struct ProducerCollector {
     pub producer: Arc<StreamsProducer>,
     pub partitions: HashMap<String, i32>,
+    /// Why the last record was refused (the production handler decided about it), until the task asks.
+    pub refused: Option<crate::task::RefusedRecord>,
 }
 
 impl RecordCollector for ProducerCollector {
@@ -272,6 +274,13 @@ impl RecordCollector for ProducerCollector {
                     value: r.value,
                 };
                 let handler = self.producer.context().production_handler.clone();
+                // A record the handler decides about (dropped or not) goes to the dead-letter topic, if any.
+                if handler.is_some() && record_specific(&e) && !is_changelog(r.topic) {
+                    self.refused = Some(crate::task::RefusedRecord {
+                        error_type: "rdkafka::error::KafkaError".into(),
+                        message: e.to_string(),
+                    });
+                }
                 if handler.is_some_and(|h| may_drop(h.as_ref(), &e, &ctx)) {
                     return Ok(());
                 }
@@ -285,6 +294,19 @@ impl RecordCollector for ProducerCollector {
                 })
             }
         }
+    }
+
+    fn take_refused(&mut self) -> Option<crate::task::RefusedRecord> {
+        self.refused.take()
+    }
+
+    fn deliver_before_failing(&mut self) -> Result<(), StreamsError> {
+        self.producer
+            .flush(Duration::from_secs(10))
+            .map_err(|e| StreamsError::Processor {
+                node: String::new(),
+                message: format!("cannot deliver the dead letters written before failing: {e}"),
+            })
     }
 
     fn partitions_for(&mut self, topic: &str) -> Result<i32, StreamsError> {

@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::error::StreamsError;
 use crate::handler::{
     DeadLetterQueue, DefaultProductionExceptionHandler, DeserializationExceptionHandler,
-    LogAndContinue, LogAndContinueProduction, LogAndFail, ProductionExceptionHandler,
+    LogAndContinue, LogAndContinueProcessing, LogAndContinueProduction, LogAndFail,
+    LogAndFailProcessing, ProcessingExceptionHandler, ProductionExceptionHandler,
 };
 
 /// Delivery guarantee.
@@ -319,6 +320,14 @@ pub struct StreamsConfig {
     /// (too large, invalid); or a handler of your own.
     pub production_handler: Arc<dyn ProductionExceptionHandler>,
     production_handler_name: String,
+    /// `processing.exception.handler`: `fail` (default) or `continue`, for records whose processing fails (a
+    /// processor or punctuation returning an error or panicking); or a handler of your own.
+    pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    processing_handler_name: String,
+    /// `errors.dead.letter.queue.topic.name`: where the built-in handlers (deserialization, processing and
+    /// production, `fail` and `continue` alike, as in Kafka Streams) also write the failed source record, with
+    /// Kafka Streams' `__streams.errors.*` headers. The topic must exist. Unset by default.
+    pub dead_letter_queue_topic: Option<String>,
     /// librdkafka properties by client kind (`None` = every client).
     client_properties: BTreeMap<(Option<ClientKind>, String), String>,
 }
@@ -366,6 +375,8 @@ impl fmt::Debug for StreamsConfig {
                 &self.deserialization_handler_name,
             )
             .field("production_handler", &self.production_handler_name)
+            .field("processing_handler", &self.processing_handler_name)
+            .field("dead_letter_queue_topic", &self.dead_letter_queue_topic)
             .field("client_properties", &props)
             .finish()
     }
@@ -407,6 +418,9 @@ impl StreamsConfig {
             deserialization_handler_name: "fail".into(),
             production_handler: Arc::new(DefaultProductionExceptionHandler),
             production_handler_name: "fail".into(),
+            processing_handler: Arc::new(LogAndFailProcessing),
+            processing_handler_name: "fail".into(),
+            dead_letter_queue_topic: None,
             client_properties: BTreeMap::new(),
         }
     }
@@ -510,6 +524,29 @@ impl StreamsConfig {
                 self.production_handler = h;
                 self.production_handler_name = value.to_string();
             }
+            "processing.exception.handler" => {
+                let h: Arc<dyn ProcessingExceptionHandler> = match value {
+                    "fail" | "LogAndFailProcessingExceptionHandler" => Arc::new(LogAndFailProcessing),
+                    "continue" | "LogAndContinueProcessingExceptionHandler" => Arc::new(LogAndContinueProcessing),
+                    other => {
+                        return Err(invalid(
+                            key,
+                            format!(
+                                "expected 'fail' or 'continue', got '{other}' (or set a handler of your own with \
+                                 with_processing_handler)"
+                            ),
+                        ))
+                    }
+                };
+                self.processing_handler = h;
+                self.processing_handler_name = value.to_string();
+            }
+            "errors.dead.letter.queue.topic.name" => {
+                if value.trim().is_empty() {
+                    return Err(invalid(key, "expected a topic name, got an empty value"));
+                }
+                self.dead_letter_queue_topic = Some(value.trim().to_string());
+            }
             "default.key.serde" | "default.value.serde" => {
                 return Err(invalid(
                     key,
@@ -555,9 +592,15 @@ impl StreamsConfig {
 
     /// Sets a production exception handler of your own.
     pub fn with_production_handler(mut self, handler: impl ProductionExceptionHandler) -> Self {
+        self.production_handler_name = std::any::type_name_of_val(&handler).to_string();
         self.production_handler = Arc::new(handler);
-        self.production_handler_name =
-            std::any::type_name_of_val(&*self.production_handler).to_string();
+        self
+    }
+
+    /// Sets a processing exception handler of your own (see [`ProcessingExceptionHandler`]).
+    pub fn with_processing_handler(mut self, handler: impl ProcessingExceptionHandler) -> Self {
+        self.processing_handler_name = std::any::type_name_of_val(&handler).to_string();
+        self.processing_handler = Arc::new(handler);
         self
     }
 
@@ -566,9 +609,8 @@ impl StreamsConfig {
         mut self,
         handler: impl DeserializationExceptionHandler,
     ) -> Self {
+        self.deserialization_handler_name = std::any::type_name_of_val(&handler).to_string();
         self.deserialization_handler = Arc::new(handler);
-        self.deserialization_handler_name =
-            std::any::type_name_of_val(&*self.deserialization_handler).to_string();
         self
     }
 
@@ -940,6 +982,39 @@ mod tests {
             c.client_properties(ClientKind::MainConsumer)["auto.offset.reset"],
             "latest"
         );
+    }
+
+    #[test]
+    fn processing_handler_and_dead_letter_topic_are_set_by_key_or_in_code() {
+        let mut c = StreamsConfig::new("app", "b:9092");
+        assert!(c.dead_letter_queue_topic.is_none());
+        assert!(format!("{c:?}").contains("processing_handler: \"fail\""));
+        c.set("processing.exception.handler", "continue").unwrap();
+        assert!(format!("{c:?}").contains("processing_handler: \"continue\""));
+        c.set(
+            "processing.exception.handler",
+            "LogAndFailProcessingExceptionHandler",
+        )
+        .unwrap();
+        c.set("errors.dead.letter.queue.topic.name", "orders-dlq")
+            .unwrap();
+        assert_eq!(c.dead_letter_queue_topic.as_deref(), Some("orders-dlq"));
+        let e = c.set("processing.exception.handler", "skip").unwrap_err();
+        assert!(
+            e.to_string().contains("processing.exception.handler")
+                && e.to_string().contains("with_processing_handler"),
+            "{e}"
+        );
+        let e = c
+            .set("errors.dead.letter.queue.topic.name", " ")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("errors.dead.letter.queue.topic.name"),
+            "{e}"
+        );
+        let c = c.with_processing_handler(LogAndContinueProcessing);
+        assert!(format!("{c:?}").contains("LogAndContinueProcessing"));
     }
 
     #[test]

@@ -39,6 +39,7 @@ impl StreamsRecordCollector {
         ProducerCollector {
             producer: self.producer.clone(),
             partitions,
+            refused: None,
         }
     }
 

@@ -491,6 +491,13 @@ impl TaskManager {
             ),
             changelog: Some(Arc::new(self.collector.changelog_writer())),
             deserialization_handler: self.ctx.config.deserialization_handler.clone(),
+            processing_handler: self.ctx.config.processing_handler.clone(),
+            dead_letter_topic: self
+                .ctx
+                .config
+                .dead_letter_queue_topic
+                .as_deref()
+                .map(Arc::from),
             wall_clock: now_ms(),
             globals: self.ctx.globals.clone(),
         };
