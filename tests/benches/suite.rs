@@ -1172,7 +1172,7 @@ fn main() {
         _broker: broker,
         work: tempfile::tempdir().expect("work dir"),
         quix,
-        quix_script: Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_quix.py"),
+        quix_script: manifest_dir().join("../scripts/bench_quix.py"),
         seq: AtomicU64::new(0),
         perf: arg_value("--perf").map(|f| (f, out_dir.clone())),
     };
@@ -1543,4 +1543,12 @@ fn main() {
         eprintln!("{failures} workload run(s) failed");
         std::process::exit(1);
     }
+}
+
+/// The package's directory, as cargo gives it when it runs the binary: a build cache shared between checkouts
+/// can hand out a binary compiled in another checkout, whose compile-time path would point there.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    manifest_dir()
         .parent()
         .expect("the tests crate lives in the workspace")
         .to_path_buf()
@@ -174,4 +174,12 @@ fn a_real_libclang_is_found_under_the_names_clang_sys_accepts() {
             "libclang-dev asked for although {name} is there"
         );
     }
+}
+
+/// The package's directory, as cargo gives it when it runs the binary: a build cache shared between checkouts
+/// can hand out a binary compiled in another checkout, whose compile-time path would point there.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

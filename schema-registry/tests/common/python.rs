@@ -73,7 +73,7 @@ impl Python {
 
     /// Runs the interop script; `Err` with its standard error when it fails.
     pub fn try_run(&self, request: &Value) -> Result<Value, String> {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/interop.py");
+        let script = manifest_dir().join("tests/py/interop.py");
         let mut child = Command::new(&self.interpreter)
             .arg(&script)
             .stdin(Stdio::piped())
@@ -117,4 +117,12 @@ pub fn unhex(text: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
         .collect()
+}
+
+/// The package's directory, as cargo gives it when it runs the binary: a build cache shared between checkouts
+/// can hand out a binary compiled in another checkout, whose compile-time path would point there.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
