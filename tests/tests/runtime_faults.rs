@@ -12,7 +12,8 @@
 //! - retriable errors answering Produce (`NOT_LEADER_OR_FOLLOWER`, `REQUEST_TIMED_OUT`, `NOT_ENOUGH_REPLICAS`),
 //!   Fetch (`NOT_LEADER_OR_FOLLOWER`, `REQUEST_TIMED_OUT`, `LEADER_NOT_AVAILABLE`) and OffsetCommit
 //!   (`REBALANCE_IN_PROGRESS`, `COORDINATOR_NOT_AVAILABLE`, `NOT_COORDINATOR`, `REQUEST_TIMED_OUT`), several in a
-//!   row: nothing lost, counts at least the reference, the instance running again without an error;
+//!   row, and more OffsetCommit errors in a row than librdkafka retries: nothing lost, counts at least the
+//!   reference, the instance running again without an error;
 //! - a non-retriable Fetch error (`TOPIC_AUTHORIZATION_FAILED`): the stream thread fails, and the instance goes
 //!   to `Error` through the uncaught error handler with an error naming the cause;
 //! - retriable errors answering the group's JoinGroup requests, and a slow broker (every answer delayed);
@@ -26,7 +27,10 @@
 //! - a non-retriable consumer error (a topic the application may not read) was logged and ignored: the instance
 //!   stayed `Running` and processed nothing from that topic, with no error to see;
 //! - a `start()` that failed on the connection check kept the state directory locked: calling `start()` again on
-//!   the same (still `Created`) instance failed with `StateDirLocked` even once the broker answered.
+//!   the same (still `Created`) instance failed with `StateDirLocked` even once the broker answered;
+//! - an offset commit failing with an error that passes, once librdkafka's own two retries were spent (three
+//!   `REQUEST_TIMED_OUT` in a row, or a coordinator out of reach for longer than `session.timeout.ms` in an
+//!   outage), failed the stream thread and the instance went to `Error`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -522,6 +526,36 @@ fn embedded(broker: &Broker) -> &streams_dsl::streams_core::runtime::EmbeddedKaf
     kafka
 }
 
+/// The offsets `group` has committed on the partitions of `events`, read with a client outside the group.
+fn committed_offsets(bootstrap: &str, group: &str) -> Vec<(i32, rdkafka::Offset)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition("events", 0);
+    tpl.add_partition("events", 1);
+    c.committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets")
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect()
+}
+
+/// The sum of committed offsets (records of `events` the group is done with).
+fn committed_total(offsets: &[(i32, rdkafka::Offset)]) -> i64 {
+    offsets
+        .iter()
+        .map(|(_, o)| match o {
+            rdkafka::Offset::Offset(o) => *o,
+            _ => 0,
+        })
+        .sum()
+}
+
 /// The case librdkafka's defaults are tuned for: the cluster gone for over a minute. Nothing in the instance may
 /// give up within 70 s (`max.poll.interval.ms`, `delivery.timeout.ms` and `task.timeout.ms` are 300 s), so it
 /// must recover without an operator. The group session (6 s here) expires meanwhile, so the tasks are closed as
@@ -542,6 +576,10 @@ fn a_70_second_broker_outage_mid_run_is_ridden_out_without_losing_records() {
     // Before any fault, nothing can be counted twice: the store equals the reference.
     wait_for_counts(&streams, &input.reference(), Duration::from_secs(60));
 
+    // Commits run every 200 ms: within a second, the group has committed everything it counted.
+    std::thread::sleep(Duration::from_secs(1));
+    let before = committed_offsets(&broker.bootstrap(), "outage-70");
+    assert_eq!(committed_total(&before), 300, "{before:?}");
     kafka.inject(Fault::BrokerDown).unwrap();
     let down = Instant::now();
     let mut states = std::collections::BTreeSet::new();
@@ -552,6 +590,9 @@ fn a_70_second_broker_outage_mid_run_is_ridden_out_without_losing_records() {
     }
     kafka.inject(Fault::BrokerUp).unwrap();
     let up = Instant::now();
+    // The outage does not take committed offsets back.
+    let after = committed_offsets(&broker.bootstrap(), "outage-70");
+    assert!(committed_total(&after) >= 300, "{after:?}");
     produce(&broker.bootstrap(), "events", &input.add(300, 600));
     let (twice, counts) = wait_at_least_once(&broker, &streams, &input, Duration::from_secs(180));
     let recovery = up.elapsed();
@@ -759,5 +800,23 @@ fn finding_a_topic_authorization_failure_on_fetch_fails_the_thread_loudly() {
     assert!(
         errors.to_lowercase().contains("authorization"),
         "the error names the cause: {errors}"
+    );
+}
+
+/// Defect: librdkafka retries a failed OffsetCommit twice; a third error in a row (the coordinator slow or
+/// loading, or out of reach longer than `session.timeout.ms` in an outage) reached the stream thread, which
+/// failed on it: the instance went to `Error` for an error that passes. The commit is now retried at the next
+/// commit interval, for up to `task.timeout.ms`.
+#[test]
+fn finding_offset_commits_failing_several_times_in_a_row_are_retried_not_fatal() {
+    use RDKafkaRespErr::*;
+    retriable_errors_case(
+        "commit-timeouts",
+        RDKafkaApiKey::OffsetCommit,
+        [
+            [RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 4],
+            [RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 4],
+        ]
+        .concat(),
     );
 }

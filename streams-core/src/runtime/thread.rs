@@ -281,7 +281,7 @@ pub(crate) fn spawn(
         shutdown: AtomicBool::new(false),
         state: Mutex::new(ThreadState::Starting),
         events: Mutex::new(Vec::new()),
-        commits: Mutex::new(CommitState::new(collector.clone())),
+        commits: Mutex::new(CommitState::new(collector.clone(), ctx.config.task_timeout)),
         callback_error: Mutex::new(None),
         on_state_change,
         metrics: Mutex::new(TaskMetricsSnapshot::default()),
