@@ -490,7 +490,8 @@ impl KafkaStreams {
     /// A broker that refuses the TLS handshake or the SASL credentials fails the call within seconds with
     /// [`StreamsError::Connection`], naming the broker and the setting to check (`ssl.ca.location` when its
     /// certificate cannot be verified, `sasl.username` and `sasl.password` when authentication fails); a
-    /// cluster that does not answer at all fails it after 30 seconds. The instance stays `Created`.
+    /// cluster that does not answer at all fails it after 30 seconds. The instance stays `Created`, its state
+    /// directory unlocked, and `start()` may be called again.
     pub fn start(&self) -> Result<(), StreamsError> {
         let inner = &self.inner;
         if self.state() != State::Created {
@@ -502,13 +503,27 @@ impl KafkaStreams {
                 ),
             });
         }
-        let app = &inner.config.application_id;
         if has_persistent_state(&inner.topology) {
             let lock = lock_state_dir(&inner.config)?;
             if let Ok(mut l) = inner.dir_lock.lock() {
                 *l = Some(lock);
             }
         }
+        let started = self.start_locked();
+        if started.is_err() && self.state() == State::Created {
+            // Nothing was started: release the state directory, so `start()` can be called again (once the
+            // cluster answers, say) on this instance or another one.
+            if let Ok(mut l) = inner.dir_lock.lock() {
+                *l = None;
+            }
+        }
+        started
+    }
+
+    /// [`KafkaStreams::start`] once the state directory is locked.
+    fn start_locked(&self) -> Result<(), StreamsError> {
+        let inner = &self.inner;
+        let app = &inner.config.application_id;
         let admin = TopicManager::new(&inner.config, inner.embedded.clone())?;
         // Fail fast on a broker that cannot be reached, or refuses the TLS handshake or the credentials:
         // librdkafka alone would retry forever.

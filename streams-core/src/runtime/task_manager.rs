@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
@@ -15,7 +16,7 @@ use crate::processor::TaskId;
 use crate::runtime::checkpoint;
 use crate::runtime::offset_metadata;
 use crate::runtime::record_collector::StreamsRecordCollector;
-use crate::runtime::restore::StateRestoreListener;
+use crate::runtime::restore::{transient, StateRestoreListener};
 use crate::runtime::state_updater::{PendingRestore, RestoredTask, StateUpdater};
 use crate::runtime::thread::{now_ms, ThreadContext, ThreadShared};
 use crate::runtime::thread_metadata::{TaskMetadata, TaskState};
@@ -116,6 +117,10 @@ pub(crate) struct CommitState {
     /// The offsets of the last successful commit.
     pub committed: HashMap<(String, i32), i64>,
     pub tasks: BTreeMap<TaskId, TaskCommit>,
+    /// How long offset commits may keep failing with errors that pass (`task.timeout.ms`).
+    commit_timeout: Duration,
+    /// Since when offset commits fail with errors that pass, if they do.
+    failing_since: Option<Instant>,
 }
 
 fn kafka(what: &str, e: impl std::fmt::Display) -> StreamsError {
@@ -126,12 +131,17 @@ fn kafka(what: &str, e: impl std::fmt::Display) -> StreamsError {
 }
 
 impl CommitState {
-    pub(crate) fn new(collector: Arc<StreamsRecordCollector>) -> CommitState {
+    pub(crate) fn new(
+        collector: Arc<StreamsRecordCollector>,
+        commit_timeout: Duration,
+    ) -> CommitState {
         CommitState {
             collector: Some(collector),
             offsets: HashMap::new(),
             committed: HashMap::new(),
             tasks: BTreeMap::new(),
+            commit_timeout,
+            failing_since: None,
         }
     }
 
@@ -185,13 +195,39 @@ impl CommitState {
             }
             if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
                 use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
-                return Err(match e {
+                return match e {
                     KafkaError::ConsumerCommit(
                         C::RebalanceInProgress | C::IllegalGeneration | C::UnknownMemberId,
-                    ) => StreamsError::TaskMigrated(format!("offset commit refused: {e}")),
-                    e => kafka("offset commit failed", e),
-                });
+                    ) => Err(StreamsError::TaskMigrated(format!(
+                        "offset commit refused: {e}"
+                    ))),
+                    // The coordinator moving or out of reach (a broker restarting, a network outage): the
+                    // offsets stay uncommitted, which at-least-once allows (their records are processed again
+                    // after a failure), and the next commit tries again, for up to task.timeout.ms.
+                    e if transient(&e)
+                        && self
+                            .failing_since
+                            .get_or_insert_with(Instant::now)
+                            .elapsed()
+                            < self.commit_timeout =>
+                    {
+                        tracing::warn!(error = %e, "offset commit failed; retrying at the next commit");
+                        Ok(())
+                    }
+                    e => Err(kafka(
+                        &format!(
+                            "offset commit failed{}",
+                            self.failing_since.map_or(String::new(), |t| format!(
+                                " (commits failing for {:?}; task.timeout.ms is {:?})",
+                                t.elapsed(),
+                                self.commit_timeout
+                            ))
+                        ),
+                        e,
+                    )),
+                };
             }
+            self.failing_since = None;
             self.committed
                 .extend(self.offsets.iter().map(|(k, (o, _))| (k.clone(), *o)));
         }

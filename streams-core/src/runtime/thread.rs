@@ -23,7 +23,7 @@ use crate::runtime::config::{ClientKind, StreamsConfig};
 use crate::runtime::history::MetricsHistory;
 use crate::runtime::offset_metadata;
 use crate::runtime::record_collector::StreamsRecordCollector;
-use crate::runtime::restore::{retrying, StateRestoreListener};
+use crate::runtime::restore::{retrying, transient, StateRestoreListener};
 use crate::runtime::security::StreamsClientContext;
 use crate::runtime::state_updater::StateUpdater;
 use crate::runtime::task_manager::{add, CommitState, Routing, TaskManager};
@@ -281,7 +281,7 @@ pub(crate) fn spawn(
         shutdown: AtomicBool::new(false),
         state: Mutex::new(ThreadState::Starting),
         events: Mutex::new(Vec::new()),
-        commits: Mutex::new(CommitState::new(collector.clone())),
+        commits: Mutex::new(CommitState::new(collector.clone(), ctx.config.task_timeout)),
         callback_error: Mutex::new(None),
         on_state_change,
         metrics: Mutex::new(TaskMetricsSnapshot::default()),
@@ -517,10 +517,15 @@ impl StreamThread<'_> {
                 self.apply_events(consumer)?;
                 let m = match msg {
                     None => break,
-                    Some(Err(e)) => {
+                    // A connection lost or a leader moving passes: librdkafka retries. A refusal that cannot
+                    // pass (an input topic the application may not read, a fatal client error) fails the thread,
+                    // for the uncaught error handler to decide: logged and skipped, it would stop the input for
+                    // good with nothing but a warning to show for it.
+                    Some(Err(e)) if transient(&e) => {
                         tracing::warn!(error = %e, "consumer error");
                         break;
                     }
+                    Some(Err(e)) => return Err(kafka("the stream thread's consumer failed", e)),
                     Some(Ok(m)) => m,
                 };
                 let route = match &self.last_route {
