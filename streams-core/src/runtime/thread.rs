@@ -915,12 +915,10 @@ impl StreamThread<'_> {
                     self.waiting.clear();
                 }
                 Event::Lost => {
+                    // Closed tasks leave the snapshot; restorations go on and stay in it.
                     self.tasks.handle_lost();
                     self.paused.clear();
                     self.waiting.clear();
-                    if let Ok(mut s) = self.shared.snapshot.lock() {
-                        s.tasks.retain(|id, _| self.tasks.tasks().contains_key(id));
-                    }
                 }
                 Event::Assigned(parts) => {
                     // Every assigned partition starts paused (see `post_rebalance`): those of ready tasks resume
