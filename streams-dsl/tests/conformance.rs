@@ -1,0 +1,472 @@
+//! Conformance scenarios transcribed from Apache Kafka's own Kafka Streams tests. Each scenario pipes the exact
+//! input records of one Kafka test method (keys, values, timestamps) through the [`TopologyTestDriver`] and
+//! asserts the output records (with their timestamps) and store contents that the Kafka test asserts; the doc
+//! comment of each scenario names the Kafka test class and method it comes from. Kafka 4.x semantics are the
+//! reference. Scenarios marked `#[ignore = "deviation: ..."]` are faithful transcriptions on which this library
+//! is known to differ from Kafka Streams; the reason names what Kafka gives and what is produced here.
+
+use std::time::Duration;
+
+use streams_dsl::*;
+
+/// Every unread record of `out` as (key, value, timestamp).
+fn read_all<K: 'static, V: 'static>(out: &TestOutputTopic<'_, K, V>) -> Vec<(K, V, i64)> {
+    out.read_records_to_vec()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.value, r.timestamp))
+        .collect()
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+fn ss(v: &str) -> Option<String> {
+    Some(v.to_string())
+}
+
+fn int_string() -> Consumed<i32, String> {
+    Consumed::with(Serdes::i32(), Serdes::string())
+}
+
+fn driver(b: StreamsBuilder) -> TopologyTestDriver {
+    TopologyTestDriver::new(b.build().unwrap()).unwrap()
+}
+
+/// Output of a windowed table as ("key@start/end", value).
+fn windowed_to<V: Data>(t: &KTable<Windowed<String>, V>, topic: &str, serde: impl Serde<V>) {
+    t.to_stream()
+        .map(|k, v| (format!("{}@{}/{}", k.key, k.window.start, k.window.end), v))
+        .to(
+            topic,
+            Produced::with(Serdes::string(), OptionSerde::new(serde)),
+        );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Stateless KStream operators
+// ---------------------------------------------------------------------------------------------------------------
+
+fn filter_scenario(negate: bool) -> usize {
+    let b = StreamsBuilder::new();
+    let st = b.stream("topic", int_string());
+    let f = |k: &i32, _: &String| k % 3 == 0;
+    if negate {
+        st.filter_not(f).to("out", Produced::new());
+    } else {
+        st.filter(f).to("out", Produced::new());
+    }
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::i32(), Serdes::string());
+    for k in [1, 2, 3, 4, 5, 6, 7] {
+        input.pipe_input(k, format!("V{k}")).unwrap();
+    }
+    d.output_topic("out", Serdes::i32(), Serdes::string())
+        .read_records_to_vec()
+        .unwrap()
+        .len()
+}
+
+/// KStreamFilterTest.testFilter
+#[test]
+fn kstream_filter_test_filter() {
+    assert_eq!(filter_scenario(false), 2);
+}
+
+/// KStreamFilterTest.testFilterNot
+#[test]
+fn kstream_filter_test_filter_not() {
+    assert_eq!(filter_scenario(true), 5);
+}
+
+/// KStreamFilterTest.testFilterWithComposedPredicate
+#[test]
+fn kstream_filter_test_filter_with_composed_predicate() {
+    let b = StreamsBuilder::new();
+    b.stream("topic", int_string())
+        .filter(|k, _| k % 3 == 0 && k % 2 == 0)
+        .to("out", Produced::new());
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::i32(), Serdes::string());
+    for k in [1, 2, 3, 4, 5, 6, 7] {
+        input.pipe_input(k, format!("V{k}")).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::i32(), Serdes::string());
+    assert_eq!(out.read_records_to_vec().unwrap().len(), 1);
+}
+
+/// KStreamMapTest.testMap
+#[test]
+fn kstream_map_test_map() {
+    let b = StreamsBuilder::new();
+    b.stream("topic", int_string())
+        .map(|k, v| (v, k))
+        .to("out", Produced::with(Serdes::string(), Serdes::i32()));
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::i32(), Serdes::string());
+    for k in [0, 1, 2, 3] {
+        input.pipe_input(k, format!("V{k}")).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), Serdes::i32());
+    assert_eq!(
+        out.read_key_values_to_vec().unwrap(),
+        vec![(s("V0"), 0), (s("V1"), 1), (s("V2"), 2), (s("V3"), 3)]
+    );
+}
+
+/// KStreamFlatMapTest.testFlatMap
+#[test]
+fn kstream_flat_map_test_flat_map() {
+    let b = StreamsBuilder::new();
+    b.stream("topic", int_string())
+        .flat_map(|k, v| (0..k).map(move |i| ((k * 10 + i).to_string(), v.clone())))
+        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::i32(), Serdes::string());
+    for k in [0, 1, 2, 3] {
+        input.pipe_input(k, format!("V{k}")).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), Serdes::string());
+    let got = out.read_key_values_to_vec().unwrap();
+    let expected: Vec<(String, String)> = [
+        ("10", "V1"),
+        ("20", "V2"),
+        ("21", "V2"),
+        ("30", "V3"),
+        ("31", "V3"),
+        ("32", "V3"),
+    ]
+    .iter()
+    .map(|(k, v)| (s(k), s(v)))
+    .collect();
+    assert_eq!(got, expected);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// KStream-KTable join
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The topology of KStreamKTableJoinTest.setUp: `stream.join(table, TOSTRING_JOINER)`.
+fn stream_table_join_driver() -> TopologyTestDriver {
+    let b = StreamsBuilder::new();
+    let stream = b.stream("streamTopic", int_string());
+    let table = b.table("tableTopic", int_string(), Materialized::new());
+    stream
+        .join(&table, |v, t| format!("{v}+{t}"), Joined::new())
+        .to("out", Produced::with(Serdes::i32(), Serdes::string()));
+    driver(b)
+}
+
+const EXPECTED_KEYS: [i32; 4] = [0, 1, 2, 3];
+
+/// `pushToStream`: key `expectedKeys[i]`, value prefix + key, timestamp `i`.
+fn push_to_stream(d: &TopologyTestDriver, count: usize, prefix: &str) {
+    let t = d.input_topic("streamTopic", Serdes::i32(), Serdes::string());
+    for (i, k) in EXPECTED_KEYS.iter().take(count).enumerate() {
+        t.pipe_input_at(*k, format!("{prefix}{k}"), i as i64)
+            .unwrap();
+    }
+}
+
+/// `pushToTable`: Kafka uses random timestamps; the join output does not depend on them (stream-time
+/// semantics of a non-versioned table), so fixed distinct ones stand in.
+fn push_to_table(d: &TopologyTestDriver, count: usize, prefix: &str) {
+    let t = d.input_topic("tableTopic", Serdes::i32(), Serdes::string());
+    for (i, k) in EXPECTED_KEYS.iter().take(count).enumerate() {
+        t.pipe_input_at(*k, format!("{prefix}{k}"), 1_000_003 * (i as i64 + 1))
+            .unwrap();
+    }
+}
+
+fn join_out(d: &TopologyTestDriver) -> Vec<(i32, String, i64)> {
+    read_all(&d.output_topic("out", Serdes::i32(), Serdes::string()))
+}
+
+/// KStreamKTableJoinTest.shouldNotJoinWithEmptyTableOnStreamUpdates
+#[test]
+fn kstream_ktable_join_should_not_join_with_empty_table_on_stream_updates() {
+    let d = stream_table_join_driver();
+    push_to_stream(&d, 2, "X");
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKTableJoinTest.shouldNotJoinOnTableUpdates
+#[test]
+fn kstream_ktable_join_should_not_join_on_table_updates() {
+    let d = stream_table_join_driver();
+    push_to_stream(&d, 2, "X");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_table(&d, 2, "Y");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(join_out(&d), vec![(0, s("X0+Y0"), 0), (1, s("X1+Y1"), 1)]);
+    push_to_table(&d, 4, "YY");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(
+        join_out(&d),
+        vec![
+            (0, s("X0+YY0"), 0),
+            (1, s("X1+YY1"), 1),
+            (2, s("X2+YY2"), 2),
+            (3, s("X3+YY3"), 3),
+        ]
+    );
+    push_to_table(&d, 4, "YYY");
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKTableJoinTest.shouldJoinOnlyIfMatchFoundOnStreamUpdates
+#[test]
+fn kstream_ktable_join_should_join_only_if_match_found_on_stream_updates() {
+    let d = stream_table_join_driver();
+    push_to_table(&d, 2, "Y");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(join_out(&d), vec![(0, s("X0+Y0"), 0), (1, s("X1+Y1"), 1)]);
+}
+
+/// KStreamKTableJoinTest.shouldClearTableEntryOnNullValueUpdates
+#[test]
+fn kstream_ktable_join_should_clear_table_entry_on_null_value_updates() {
+    let d = stream_table_join_driver();
+    push_to_table(&d, 4, "Y");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(
+        join_out(&d),
+        vec![
+            (0, s("X0+Y0"), 0),
+            (1, s("X1+Y1"), 1),
+            (2, s("X2+Y2"), 2),
+            (3, s("X3+Y3"), 3),
+        ]
+    );
+    // pushNullValueToTable: keys 0 and 1, null values, the input topic's auto timestamp (0).
+    let t = d.input_topic(
+        "tableTopic",
+        Serdes::i32(),
+        OptionSerde::new(Serdes::string()),
+    );
+    for k in [0, 1] {
+        t.pipe_input_at(k, None, 0).unwrap();
+    }
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "XX");
+    assert_eq!(join_out(&d), vec![(2, s("XX2+Y2"), 2), (3, s("XX3+Y3"), 3)]);
+}
+
+/// KStreamKTableJoinTest.shouldLogAndMeterWhenSkippingNullLeftValue
+#[test]
+#[ignore = "deviation: Kafka drops a stream record with a null value before the join (dropped-records 1); a null value read as None is joined here (1:null+Y1)"]
+fn kstream_ktable_join_should_skip_null_left_value() {
+    let b = StreamsBuilder::new();
+    let stream = b.stream(
+        "streamTopic",
+        Consumed::with(Serdes::i32(), OptionSerde::new(Serdes::string())),
+    );
+    let table = b.table("tableTopic", int_string(), Materialized::new());
+    stream
+        .join(
+            &table,
+            |v: &Option<String>, t: &String| format!("{}+{t}", v.as_deref().unwrap_or("null")),
+            Joined::new(),
+        )
+        .to("out", Produced::with(Serdes::i32(), Serdes::string()));
+    let d = driver(b);
+    d.input_topic("tableTopic", Serdes::i32(), Serdes::string())
+        .pipe_input_at(1, s("Y1"), 0)
+        .unwrap();
+    d.input_topic(
+        "streamTopic",
+        Serdes::i32(),
+        OptionSerde::new(Serdes::string()),
+    )
+    .pipe_input_at(1, None, 0)
+    .unwrap();
+    assert_eq!(join_out(&d), vec![]);
+    assert_eq!(d.metrics().dropped_records, 1);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// KTable-KTable join
+// ---------------------------------------------------------------------------------------------------------------
+
+/// KTableKTableInnerJoinTest.testJoin (doTestJoin)
+#[test]
+#[ignore = "deviation: Kafka stamps a table-table join result with the max of both sides' timestamps (X0+Y0 at 5); we stamp it with the triggering record's (0)"]
+fn ktable_ktable_inner_join_test_join() {
+    let b = StreamsBuilder::new();
+    let t1 = b.table("topic1", int_string(), Materialized::new());
+    let t2 = b.table("topic2", int_string(), Materialized::new());
+    t1.join(&t2, |a, b| format!("{a}+{b}")).to_stream().to(
+        "output",
+        Produced::with(Serdes::i32(), OptionSerde::new(Serdes::string())),
+    );
+    let d = driver(b);
+    let nk = || OptionSerde::new(Serdes::i32());
+    let nv = || OptionSerde::new(Serdes::string());
+    let in1 = d.input_topic("topic1", nk(), nv());
+    let in2 = d.input_topic("topic2", nk(), nv());
+    let out = d.output_topic("output", Serdes::i32(), OptionSerde::new(Serdes::string()));
+    let keys = EXPECTED_KEYS;
+
+    for i in 0..2 {
+        in1.pipe_input_at(Some(keys[i]), ss(&format!("X{}", keys[i])), 5 + i as i64)
+            .unwrap();
+    }
+    in1.pipe_input_at(None, ss("SomeVal"), 42).unwrap();
+    assert_eq!(read_all(&out), vec![]);
+
+    for i in 0..2 {
+        in2.pipe_input_at(Some(keys[i]), ss(&format!("Y{}", keys[i])), 10 * i as i64)
+            .unwrap();
+    }
+    in2.pipe_input_at(None, ss("AnotherVal"), 73).unwrap();
+    assert_eq!(
+        read_all(&out),
+        vec![(0, ss("X0+Y0"), 5), (1, ss("X1+Y1"), 10)]
+    );
+
+    for k in keys {
+        in1.pipe_input_at(Some(k), ss(&format!("XX{k}")), 7)
+            .unwrap();
+    }
+    assert_eq!(
+        read_all(&out),
+        vec![(0, ss("XX0+Y0"), 7), (1, ss("XX1+Y1"), 10)]
+    );
+
+    for k in keys {
+        in2.pipe_input_at(Some(k), ss(&format!("YY{k}")), k as i64 * 5)
+            .unwrap();
+    }
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (0, ss("XX0+YY0"), 7),
+            (1, ss("XX1+YY1"), 7),
+            (2, ss("XX2+YY2"), 10),
+            (3, ss("XX3+YY3"), 15),
+        ]
+    );
+
+    for k in keys {
+        in1.pipe_input_at(Some(k), ss(&format!("XXX{k}")), 6)
+            .unwrap();
+    }
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (0, ss("XXX0+YY0"), 6),
+            (1, ss("XXX1+YY1"), 6),
+            (2, ss("XXX2+YY2"), 10),
+            (3, ss("XXX3+YY3"), 15),
+        ]
+    );
+
+    in2.pipe_input_at(Some(keys[0]), None, 5).unwrap();
+    in2.pipe_input_at(Some(keys[1]), None, 7).unwrap();
+    assert_eq!(read_all(&out), vec![(0, None, 6), (1, None, 7)]);
+
+    for k in keys {
+        in1.pipe_input_at(Some(k), ss(&format!("XXXX{k}")), 13)
+            .unwrap();
+    }
+    assert_eq!(
+        read_all(&out),
+        vec![(2, ss("XXXX2+YY2"), 13), (3, ss("XXXX3+YY3"), 15)]
+    );
+
+    in1.pipe_input_at(Some(keys[0]), None, 0).unwrap();
+    in1.pipe_input_at(Some(keys[1]), None, 42).unwrap();
+    in1.pipe_input_at(Some(keys[2]), None, 5).unwrap();
+    in1.pipe_input_at(Some(keys[3]), None, 20).unwrap();
+    assert_eq!(read_all(&out), vec![(2, None, 10), (3, None, 20)]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Windowed aggregation
+// ---------------------------------------------------------------------------------------------------------------
+
+/// KStreamWindowAggregateTest.testAggBasic
+#[test]
+#[ignore = "deviation: Kafka stamps a window update with the max timestamp in the window (late B@0/10 updates at 8, 8, 9; B@5/15 at 13); we use the triggering record's (3, 2, 9; 9)"]
+fn kstream_window_aggregate_test_agg_basic() {
+    let b = StreamsBuilder::new();
+    let table = b
+        .stream("topic1", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(
+            TimeWindows::of_size_and_grace(Duration::from_millis(10), Duration::from_millis(100))
+                .advance_by(Duration::from_millis(5)),
+        )
+        .aggregate(
+            || s("0"),
+            |_, v, agg| format!("{agg}+{v}"),
+            Materialized::as_store("topic1-Canonized").with_value_serde(Serdes::string()),
+        );
+    windowed_to(&table, "out", Serdes::string());
+    let d = driver(b);
+    let input = d.input_topic("topic1", Serdes::string(), Serdes::string());
+    let records = [
+        ("A", "1", 0),
+        ("B", "2", 1),
+        ("C", "3", 2),
+        ("D", "4", 3),
+        ("A", "1", 4),
+        ("A", "1", 5),
+        ("B", "2", 6),
+        ("D", "4", 7),
+        ("B", "2", 8),
+        ("C", "3", 9),
+        ("A", "1", 10),
+        ("B", "2", 11),
+        ("D", "4", 12),
+        ("B", "2", 13),
+        ("C", "3", 14),
+        ("B", "1", 3),
+        ("B", "2", 2),
+        ("B", "3", 9),
+    ];
+    for (k, v, ts) in records {
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let expected: Vec<(String, Option<String>, i64)> = [
+        ("A@0/10", "0+1", 0),
+        ("B@0/10", "0+2", 1),
+        ("C@0/10", "0+3", 2),
+        ("D@0/10", "0+4", 3),
+        ("A@0/10", "0+1+1", 4),
+        ("A@0/10", "0+1+1+1", 5),
+        ("A@5/15", "0+1", 5),
+        ("B@0/10", "0+2+2", 6),
+        ("B@5/15", "0+2", 6),
+        ("D@0/10", "0+4+4", 7),
+        ("D@5/15", "0+4", 7),
+        ("B@0/10", "0+2+2+2", 8),
+        ("B@5/15", "0+2+2", 8),
+        ("C@0/10", "0+3+3", 9),
+        ("C@5/15", "0+3", 9),
+        ("A@5/15", "0+1+1", 10),
+        ("A@10/20", "0+1", 10),
+        ("B@5/15", "0+2+2+2", 11),
+        ("B@10/20", "0+2", 11),
+        ("D@5/15", "0+4+4", 12),
+        ("D@10/20", "0+4", 12),
+        ("B@5/15", "0+2+2+2+2", 13),
+        ("B@10/20", "0+2+2", 13),
+        ("C@5/15", "0+3+3", 14),
+        ("C@10/20", "0+3", 14),
+        ("B@0/10", "0+2+2+2+1", 8),
+        ("B@0/10", "0+2+2+2+1+2", 8),
+        ("B@0/10", "0+2+2+2+1+2+3", 9),
+        ("B@5/15", "0+2+2+2+2+3", 13),
+    ]
+    .iter()
+    .map(|(k, v, ts)| (s(k), ss(v), *ts))
+    .collect();
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
+    assert_eq!(read_all(&out), expected);
+}
