@@ -598,16 +598,15 @@ fn ktable_filter_should_get_values_on_materialization() {
 // KTable aggregation
 // ---------------------------------------------------------------------------------------------------------------
 
-/// KTableAggregateTest.testAggBasic (the stored version of the test pipes no timestamps and asserts keys and
-/// values only)
+/// KTableAggregateTest.testAggBasic
 #[test]
-#[ignore = "deviation: Kafka regroups an update with an unchanged key as one update (A:0+1-1+3); we emit the subtraction then the addition (A:0+1-1, A:0+1-1+3)"]
+#[ignore = "deviation: Kafka regroups an update with an unchanged key as one update (A:0+1-1+3@20); we emit the subtraction then the addition (A:0+1-1, A:0+1-1+3)"]
 fn ktable_aggregate_test_agg_basic() {
     let b = StreamsBuilder::new();
     b.table(
         "topic1",
         Consumed::with(Serdes::string(), Serdes::string()),
-        Materialized::as_store("anyStoreName"),
+        Materialized::new(),
     )
     .group_by(
         |k, v| (k.clone(), v.clone()),
@@ -624,49 +623,46 @@ fn ktable_aggregate_test_agg_basic() {
         "out",
         Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
     );
-    let d = TopologyTestDriver::builder(b.build().unwrap())
-        .cache_bytes_per_store(0)
-        .build()
-        .unwrap();
+    let d = driver(b);
     let input = d.input_topic("topic1", Serdes::string(), Serdes::string());
-    for (k, v) in [
-        ("A", "1"),
-        ("B", "2"),
-        ("A", "3"),
-        ("B", "4"),
-        ("C", "5"),
-        ("D", "6"),
-        ("B", "7"),
-        ("C", "8"),
+    for (k, v, ts) in [
+        ("A", "1", 10),
+        ("B", "2", 15),
+        ("A", "3", 20),
+        ("B", "4", 18),
+        ("C", "5", 5),
+        ("D", "6", 25),
+        ("B", "7", 15),
+        ("C", "8", 10),
     ] {
-        input.pipe_input(s(k), s(v)).unwrap();
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
     }
     let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
-    let got = out.read_key_values_to_vec().unwrap();
-    let expected: Vec<(String, Option<String>)> = [
-        ("A", "0+1"),
-        ("B", "0+2"),
-        ("A", "0+1-1+3"),
-        ("B", "0+2-2+4"),
-        ("C", "0+5"),
-        ("D", "0+6"),
-        ("B", "0+2-2+4-4+7"),
-        ("C", "0+5-5+8"),
+    let expected: Vec<(String, Option<String>, i64)> = [
+        ("A", "0+1", 10),
+        ("B", "0+2", 15),
+        ("A", "0+1-1+3", 20),
+        ("B", "0+2-2+4", 18),
+        ("C", "0+5", 5),
+        ("D", "0+6", 25),
+        ("B", "0+2-2+4-4+7", 18),
+        ("C", "0+5-5+8", 10),
     ]
     .iter()
-    .map(|(k, v)| (s(k), ss(v)))
+    .map(|(k, v, ts)| (s(k), ss(v), *ts))
     .collect();
-    assert_eq!(got, expected);
+    assert_eq!(read_all(&out), expected);
 }
 
-/// KTableAggregateTest.testCount (keys and values, as the stored version asserts)
+/// KTableAggregateTest.testCount
 #[test]
+#[ignore = "deviation: Kafka stamps an aggregate update with the max of the aggregate's and the record's timestamps (green:2@10, green:2@12); we use the record's (9, 11)"]
 fn ktable_aggregate_test_count() {
     let b = StreamsBuilder::new();
     b.table(
         "count-test-input",
         Consumed::with(Serdes::string(), Serdes::string()),
-        Materialized::as_store("anyStoreName"),
+        Materialized::new(),
     )
     .group_by(
         |_, v| (v.clone(), v.clone()),
@@ -678,43 +674,40 @@ fn ktable_aggregate_test_count() {
         "out",
         Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
     );
-    let d = TopologyTestDriver::builder(b.build().unwrap())
-        .cache_bytes_per_store(0)
-        .build()
-        .unwrap();
+    let d = driver(b);
     let input = d.input_topic("count-test-input", Serdes::string(), Serdes::string());
-    for (k, v) in [
-        ("A", "green"),
-        ("B", "green"),
-        ("A", "blue"),
-        ("C", "yellow"),
-        ("D", "green"),
+    for (k, v, ts) in [
+        ("A", "green", 10),
+        ("B", "green", 9),
+        ("A", "blue", 12),
+        ("C", "yellow", 15),
+        ("D", "green", 11),
     ] {
-        input.pipe_input(s(k), s(v)).unwrap();
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
     }
     let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
     assert_eq!(
-        out.read_key_values_to_vec().unwrap(),
+        read_all(&out),
         vec![
-            (s("green"), Some(1)),
-            (s("green"), Some(2)),
-            (s("green"), Some(1)),
-            (s("blue"), Some(1)),
-            (s("yellow"), Some(1)),
-            (s("green"), Some(2)),
+            (s("green"), Some(1), 10),
+            (s("green"), Some(2), 10),
+            (s("green"), Some(1), 12),
+            (s("blue"), Some(1), 12),
+            (s("yellow"), Some(1), 15),
+            (s("green"), Some(2), 12),
         ]
     );
 }
 
-/// KTableAggregateTest.testRemoveOldBeforeAddNew (keys and values, as the stored version asserts)
+/// KTableAggregateTest.testRemoveOldBeforeAddNew
 #[test]
-#[ignore = "deviation: Kafka regroups 12:B->C (same group 1) as one update (1:2); we emit the subtraction then the addition (1:, 1:2)"]
+#[ignore = "deviation: Kafka regroups 12:B->C (same group 1) as one update (1:2@12); we emit the subtraction then the addition (1:, 1:2)"]
 fn ktable_aggregate_test_remove_old_before_add_new() {
     let b = StreamsBuilder::new();
     b.table(
         "count-test-input",
         Consumed::with(Serdes::string(), Serdes::string()),
-        Materialized::as_store("anyStoreName"),
+        Materialized::new(),
     )
     .group_by(
         |k: &String, _| (k[0..1].to_string(), k[1..2].to_string()),
@@ -731,31 +724,405 @@ fn ktable_aggregate_test_remove_old_before_add_new() {
         "out",
         Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
     );
-    let d = TopologyTestDriver::builder(b.build().unwrap())
-        .cache_bytes_per_store(0)
-        .build()
-        .unwrap();
+    let d = driver(b);
     let input = d.input_topic(
         "count-test-input",
         Serdes::string(),
         OptionSerde::new(Serdes::string()),
     );
-    for (k, v) in [
-        ("11", ss("A")),
-        ("12", ss("B")),
-        ("11", None),
-        ("12", ss("C")),
+    for (k, v, ts) in [
+        ("11", ss("A"), 10),
+        ("12", ss("B"), 8),
+        ("11", None, 12),
+        ("12", ss("C"), 6),
     ] {
-        input.pipe_input(s(k), v).unwrap();
+        input.pipe_input_at(s(k), v, ts).unwrap();
     }
     let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
     assert_eq!(
-        out.read_key_values_to_vec().unwrap(),
+        read_all(&out),
         vec![
-            (s("1"), ss("1")),
-            (s("1"), ss("12")),
-            (s("1"), ss("2")),
-            (s("1"), ss("2")),
+            (s("1"), ss("1"), 10),
+            (s("1"), ss("12"), 10),
+            (s("1"), ss("2"), 12),
+            (s("1"), ss("2"), 12),
         ]
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// KStream-KStream join
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum JoinKind {
+    Inner,
+    Left,
+    Outer,
+}
+
+/// `stream1.<kind>Join(stream2, TOSTRING_JOINER, windows)` from topic1 and topic2 to "out" ("null" for a missing
+/// side, as `MockValueJoiner.TOSTRING_JOINER` prints it).
+fn stream_join_driver(kind: JoinKind, windows: JoinWindows) -> TopologyTestDriver {
+    let b = StreamsBuilder::new();
+    let s1 = b.stream("topic1", int_string());
+    let s2 = b.stream("topic2", int_string());
+    let joined = || StreamJoined::with(Serdes::i32(), Serdes::string(), Serdes::string());
+    let name = |v: Option<&String>| v.map_or(s("null"), |v| v.clone());
+    let out = match kind {
+        JoinKind::Inner => s1.join_stream(&s2, |a, b| format!("{a}+{b}"), windows, joined()),
+        JoinKind::Left => s1.left_join_stream(
+            &s2,
+            move |a, b| format!("{a}+{}", name(b)),
+            windows,
+            joined(),
+        ),
+        JoinKind::Outer => s1.outer_join_stream(
+            &s2,
+            move |a, b| format!("{}+{}", name(a), name(b)),
+            windows,
+            joined(),
+        ),
+    };
+    out.to("out", Produced::with(Serdes::i32(), Serdes::string()));
+    driver(b)
+}
+
+/// Pipes `prefix + key` for each of `keys` into `topic` at `ts(i)`.
+fn pipe_keys(
+    d: &TopologyTestDriver,
+    topic: &str,
+    keys: &[i32],
+    prefix: &str,
+    ts: impl Fn(usize) -> i64,
+) {
+    let t = d.input_topic(topic, Serdes::i32(), Serdes::string());
+    for (i, k) in keys.iter().enumerate() {
+        t.pipe_input_at(*k, format!("{prefix}{k}"), ts(i)).unwrap();
+    }
+}
+
+fn kvt(items: &[(i32, &str, i64)]) -> Vec<(i32, String, i64)> {
+    items.iter().map(|(k, v, t)| (*k, s(v), *t)).collect()
+}
+
+/// KStreamKStreamJoinTest.testJoin
+#[test]
+fn kstream_kstream_join_test_join() {
+    let d = stream_join_driver(
+        JoinKind::Inner,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k[..2], "a", |_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+a0", 0), (1, "A1+a1", 0)]));
+    pipe_keys(&d, "topic1", &k, "B", |_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "B0+a0", 0), (1, "B1+a1", 0)]));
+    pipe_keys(&d, "topic2", &k, "b", |_| 0);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+b0", 0),
+            (0, "B0+b0", 0),
+            (1, "A1+b1", 0),
+            (1, "B1+b1", 0),
+            (2, "B2+b2", 0),
+            (3, "B3+b3", 0),
+        ])
+    );
+    pipe_keys(&d, "topic1", &k, "C", |_| 0);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "C0+a0", 0),
+            (0, "C0+b0", 0),
+            (1, "C1+a1", 0),
+            (1, "C1+b1", 0),
+            (2, "C2+b2", 0),
+            (3, "C3+b3", 0),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k[..2], "c", |_| 0);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+c0", 0),
+            (0, "B0+c0", 0),
+            (0, "C0+c0", 0),
+            (1, "A1+c1", 0),
+            (1, "B1+c1", 0),
+            (1, "C1+c1", 0),
+        ])
+    );
+}
+
+/// KStreamKStreamJoinTest.testAsymmetricWindowingAfter
+#[test]
+#[ignore = "deviation: Kafka joins a record behind stream time while its partners are retained (A0+b0@1000); we drop it as later than the join window's grace (no output)"]
+fn kstream_kstream_join_test_asymmetric_windowing_after() {
+    let d = stream_join_driver(
+        JoinKind::Inner,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(0))
+            .after(Duration::from_millis(100)),
+    );
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k, "A", |i| 1000 + i as i64);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k, "a", |_| 999);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k, "b", |_| 1000);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+b0", 1000)]));
+    pipe_keys(&d, "topic2", &k, "c", |_| 1001);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+c0", 1001), (1, "A1+c1", 1001)]));
+    pipe_keys(&d, "topic2", &k, "d", |_| 1002);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(0, "A0+d0", 1002), (1, "A1+d1", 1002), (2, "A2+d2", 1002)])
+    );
+    pipe_keys(&d, "topic2", &k, "e", |_| 1003);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+e0", 1003),
+            (1, "A1+e1", 1003),
+            (2, "A2+e2", 1003),
+            (3, "A3+e3", 1003),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "f", |_| 1100);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+f0", 1100),
+            (1, "A1+f1", 1100),
+            (2, "A2+f2", 1100),
+            (3, "A3+f3", 1100),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "g", |_| 1101);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(1, "A1+g1", 1101), (2, "A2+g2", 1101), (3, "A3+g3", 1101)])
+    );
+    pipe_keys(&d, "topic2", &k, "h", |_| 1102);
+    assert_eq!(join_out(&d), kvt(&[(2, "A2+h2", 1102), (3, "A3+h3", 1102)]));
+    pipe_keys(&d, "topic2", &k, "i", |_| 1103);
+    assert_eq!(join_out(&d), kvt(&[(3, "A3+i3", 1103)]));
+    pipe_keys(&d, "topic2", &k, "j", |_| 1104);
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKStreamJoinTest.testAsymmetricWindowingBefore
+#[test]
+#[ignore = "deviation: Kafka joins a record behind stream time while its partners are retained (A0+b0@1000); we drop it as later than the join window's grace (no output)"]
+fn kstream_kstream_join_test_asymmetric_windowing_before() {
+    let d = stream_join_driver(
+        JoinKind::Inner,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(0))
+            .before(Duration::from_millis(100)),
+    );
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k, "A", |i| 1000 + i as i64);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k, "a", |_| 899);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k, "b", |_| 900);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+b0", 1000)]));
+    pipe_keys(&d, "topic2", &k, "c", |_| 901);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+c0", 1000), (1, "A1+c1", 1001)]));
+    pipe_keys(&d, "topic2", &k, "d", |_| 902);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(0, "A0+d0", 1000), (1, "A1+d1", 1001), (2, "A2+d2", 1002)])
+    );
+    pipe_keys(&d, "topic2", &k, "e", |_| 903);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+e0", 1000),
+            (1, "A1+e1", 1001),
+            (2, "A2+e2", 1002),
+            (3, "A3+e3", 1003),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "f", |_| 1000);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+f0", 1000),
+            (1, "A1+f1", 1001),
+            (2, "A2+f2", 1002),
+            (3, "A3+f3", 1003),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "g", |_| 1001);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(1, "A1+g1", 1001), (2, "A2+g2", 1002), (3, "A3+g3", 1003)])
+    );
+    pipe_keys(&d, "topic2", &k, "h", |_| 1002);
+    assert_eq!(join_out(&d), kvt(&[(2, "A2+h2", 1002), (3, "A3+h3", 1003)]));
+    pipe_keys(&d, "topic2", &k, "i", |_| 1003);
+    assert_eq!(join_out(&d), kvt(&[(3, "A3+i3", 1003)]));
+    pipe_keys(&d, "topic2", &k, "j", |_| 1004);
+    assert_eq!(join_out(&d), vec![]);
+}
+
+fn pipe1(d: &TopologyTestDriver, topic: &str, k: i32, v: &str, ts: i64) {
+    d.input_topic(topic, Serdes::i32(), Serdes::string())
+        .pipe_input_at(k, s(v), ts)
+        .unwrap();
+}
+
+/// KStreamKStreamLeftJoinTest.testLeftJoinDuplicates
+#[test]
+fn kstream_kstream_left_join_test_left_join_duplicates() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        ),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 0, "A0-0", 0);
+    pipe1(&d, "topic2", 1, "a0", 111);
+    pipe1(&d, "topic2", 2, "dummy", 500);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 0), (0, "A0-0+null", 0)]));
+    pipe1(&d, "topic1", 2, "A2", 1000);
+    pipe1(&d, "topic1", 2, "A2-0", 1000);
+    pipe1(&d, "topic2", 2, "a2", 1001);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(2, "A2+a2", 1001), (2, "A2-0+a2", 1001)])
+    );
+    pipe1(&d, "topic2", 3, "a3", 315);
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKStreamLeftJoinTest.testLeftExpiredNonJoinedRecordsAreEmittedByTheLeftProcessor
+#[test]
+fn kstream_kstream_left_join_expired_non_joined_emitted_by_left_processor() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_and_grace(Duration::from_millis(100), Duration::ZERO),
+    );
+    pipe1(&d, "topic1", 0, "A0", 1);
+    pipe1(&d, "topic1", 1, "A1", 2);
+    pipe1(&d, "topic1", 0, "A0-0", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 1, "a1", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+a1", 3)]));
+    pipe1(&d, "topic1", 2, "dummy", 401);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 1), (0, "A0-0+null", 3)]));
+    pipe1(&d, "topic2", 2, "dummy", 401);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+dummy", 401)]));
+}
+
+/// KStreamKStreamLeftJoinTest.testLeftExpiredNonJoinedRecordsAreEmittedByTheRightProcessor
+#[test]
+fn kstream_kstream_left_join_expired_non_joined_emitted_by_right_processor() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_and_grace(Duration::from_millis(100), Duration::ZERO),
+    );
+    pipe1(&d, "topic1", 0, "A0", 1);
+    pipe1(&d, "topic1", 1, "A1", 2);
+    pipe1(&d, "topic1", 0, "A0-0", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 1, "a1", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+a1", 3)]));
+    pipe1(&d, "topic2", 2, "dummy", 401);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 1), (0, "A0-0+null", 3)]));
+    pipe1(&d, "topic1", 2, "dummy", 402);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+dummy", 402)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testOuterJoinDuplicates (the right stream's Long values piped as their decimal
+/// strings, which is how the joiner prints them)
+#[test]
+#[ignore = "deviation: Kafka emits expired non-joined records of equal timestamp right side first (null+11 before A0+null); we emit the left side first"]
+fn kstream_kstream_outer_join_test_outer_join_duplicates() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        ),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 0, "A0-0", 0);
+    pipe1(&d, "topic2", 1, "11", 0);
+    pipe1(&d, "topic2", 1, "12", 0);
+    pipe1(&d, "topic2", 1, "10", 111);
+    pipe1(&d, "topic2", 3, "100", 211);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (1, "null+11", 0),
+            (1, "null+12", 0),
+            (0, "A0+null", 0),
+            (0, "A0-0+null", 0),
+        ])
+    );
+    pipe1(&d, "topic1", 2, "A2", 200);
+    pipe1(&d, "topic1", 2, "A2-0", 200);
+    pipe1(&d, "topic2", 2, "13", 201);
+    pipe1(&d, "topic2", 2, "14", 201);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (2, "A2+13", 201),
+            (2, "A2-0+13", 201),
+            (2, "A2+14", 201),
+            (2, "A2-0+14", 201),
+        ])
+    );
+    pipe1(&d, "topic2", 3, "100", 1500);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(1, "null+10", 111), (3, "null+100", 211)])
+    );
+}
+
+/// KStreamKStreamOuterJoinTest.testRightExpiredNonJoinedRecordsAreEmittedByTheLeftProcessor
+#[test]
+fn kstream_kstream_outer_join_right_expired_non_joined_emitted_by_left_processor() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    pipe1(&d, "topic2", 0, "10", 1);
+    pipe1(&d, "topic2", 1, "11", 2);
+    pipe1(&d, "topic2", 0, "12", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 1, "A1", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+11", 3)]));
+    pipe1(&d, "topic1", 2, "dummy", 401);
+    assert_eq!(join_out(&d), kvt(&[(0, "null+10", 1), (0, "null+12", 3)]));
+    pipe1(&d, "topic2", 2, "100", 402);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+100", 402)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testGracePeriod
+#[test]
+#[ignore = "deviation: Kafka emits expired non-joined records of equal timestamp right side first (null+11 before A0+null); we emit the left side first"]
+fn kstream_kstream_outer_join_test_grace_period() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        ),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic2", 1, "11", 0);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 1, "A1", 101);
+    pipe1(&d, "topic2", 0, "10", 101);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 0, "100", 112);
+    assert_eq!(join_out(&d), kvt(&[(1, "null+11", 0), (0, "A0+null", 0)]));
 }
