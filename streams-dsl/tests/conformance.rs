@@ -1470,3 +1470,303 @@ fn kgrouped_stream_should_reduce_session_windows() {
     assert_eq!(last.get("2@15/15"), Some(&(ss("Z"), 15)));
     assert_eq!(last.get("1@70/100"), Some(&(ss("A:B:C"), 100)));
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// KStream-KTable left join, KTable-KTable left and outer join
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The topology of KStreamKTableLeftJoinTest.setUp: `stream.leftJoin(table, TOSTRING_JOINER)`.
+fn stream_table_left_join_driver() -> TopologyTestDriver {
+    let b = StreamsBuilder::new();
+    let stream = b.stream("streamTopic", int_string());
+    let table = b.table("tableTopic", int_string(), Materialized::new());
+    stream
+        .left_join(
+            &table,
+            |v, t: Option<&String>| format!("{v}+{}", t.map_or("null", |t| t.as_str())),
+            Joined::new(),
+        )
+        .to("out", Produced::with(Serdes::i32(), Serdes::string()));
+    driver(b)
+}
+
+/// KStreamKTableLeftJoinTest.shouldJoinWithEmptyTableOnStreamUpdates
+#[test]
+fn kstream_ktable_left_join_should_join_with_empty_table_on_stream_updates() {
+    let d = stream_table_left_join_driver();
+    push_to_stream(&d, 2, "X");
+    assert_eq!(join_out(&d), kvt(&[(0, "X0+null", 0), (1, "X1+null", 1)]));
+}
+
+/// KStreamKTableLeftJoinTest.shouldNotJoinOnTableUpdates
+#[test]
+fn kstream_ktable_left_join_should_not_join_on_table_updates() {
+    let d = stream_table_left_join_driver();
+    push_to_stream(&d, 2, "X");
+    assert_eq!(join_out(&d), kvt(&[(0, "X0+null", 0), (1, "X1+null", 1)]));
+    push_to_table(&d, 2, "Y");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "X0+Y0", 0),
+            (1, "X1+Y1", 1),
+            (2, "X2+null", 2),
+            (3, "X3+null", 3),
+        ])
+    );
+    push_to_table(&d, 4, "YY");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "X0+YY0", 0),
+            (1, "X1+YY1", 1),
+            (2, "X2+YY2", 2),
+            (3, "X3+YY3", 3),
+        ])
+    );
+    push_to_table(&d, 4, "YYY");
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKTableLeftJoinTest.shouldClearTableEntryOnNullValueUpdates
+#[test]
+fn kstream_ktable_left_join_should_clear_table_entry_on_null_value_updates() {
+    let d = stream_table_left_join_driver();
+    push_to_table(&d, 4, "Y");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "X0+Y0", 0),
+            (1, "X1+Y1", 1),
+            (2, "X2+Y2", 2),
+            (3, "X3+Y3", 3),
+        ])
+    );
+    let t = d.input_topic(
+        "tableTopic",
+        Serdes::i32(),
+        OptionSerde::new(Serdes::string()),
+    );
+    for k in [0, 1] {
+        t.pipe_input_at(k, None, 0).unwrap();
+    }
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "XX");
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "XX0+null", 0),
+            (1, "XX1+null", 1),
+            (2, "XX2+Y2", 2),
+            (3, "XX3+Y3", 3),
+        ])
+    );
+}
+
+type Rows = Vec<(i32, Option<String>, i64)>;
+
+/// The input sequence shared by KTableKTable{Inner,Left,Outer}JoinTest.testJoin, through `table1.<kind>Join(table2,
+/// TOSTRING_JOINER)`; returns the output read after each of its seven steps.
+fn table_table_join_steps(kind: JoinKind) -> Vec<Rows> {
+    let b = StreamsBuilder::new();
+    let t1 = b.table("topic1", int_string(), Materialized::new());
+    let t2 = b.table("topic2", int_string(), Materialized::new());
+    let name = |v: Option<&String>| v.map_or(s("null"), |v| v.clone());
+    let joined = match kind {
+        JoinKind::Inner => t1.join(&t2, |a, b| format!("{a}+{b}")),
+        JoinKind::Left => t1.left_join(&t2, move |a, b| format!("{a}+{}", name(b))),
+        JoinKind::Outer => t1.outer_join(&t2, move |a, b| format!("{}+{}", name(a), name(b))),
+    };
+    joined.to_stream().to(
+        "output",
+        Produced::with(Serdes::i32(), OptionSerde::new(Serdes::string())),
+    );
+    let d = driver(b);
+    let nk = || OptionSerde::new(Serdes::i32());
+    let nv = || OptionSerde::new(Serdes::string());
+    let in1 = d.input_topic("topic1", nk(), nv());
+    let in2 = d.input_topic("topic2", nk(), nv());
+    let out = d.output_topic("output", Serdes::i32(), OptionSerde::new(Serdes::string()));
+    let keys = EXPECTED_KEYS;
+    let mut steps = Vec::new();
+
+    for (i, k) in keys[..2].iter().enumerate() {
+        in1.pipe_input_at(Some(*k), ss(&format!("X{k}")), 5 + i as i64)
+            .unwrap();
+    }
+    in1.pipe_input_at(None, ss("SomeVal"), 42).unwrap();
+    steps.push(read_all(&out));
+    for (i, k) in keys[..2].iter().enumerate() {
+        in2.pipe_input_at(Some(*k), ss(&format!("Y{k}")), 10 * i as i64)
+            .unwrap();
+    }
+    in2.pipe_input_at(None, ss("AnotherVal"), 73).unwrap();
+    steps.push(read_all(&out));
+    for k in keys {
+        in1.pipe_input_at(Some(k), ss(&format!("XX{k}")), 7)
+            .unwrap();
+    }
+    steps.push(read_all(&out));
+    for k in keys {
+        in2.pipe_input_at(Some(k), ss(&format!("YY{k}")), k as i64 * 5)
+            .unwrap();
+    }
+    steps.push(read_all(&out));
+    for k in keys {
+        in1.pipe_input_at(Some(k), ss(&format!("XXX{k}")), 6)
+            .unwrap();
+    }
+    steps.push(read_all(&out));
+    in2.pipe_input_at(Some(keys[0]), None, 5).unwrap();
+    in2.pipe_input_at(Some(keys[1]), None, 7).unwrap();
+    steps.push(read_all(&out));
+    for k in keys {
+        in1.pipe_input_at(Some(k), ss(&format!("XXXX{k}")), 13)
+            .unwrap();
+    }
+    steps.push(read_all(&out));
+    for (k, ts) in [(0, 0), (1, 42), (2, 5), (3, 20)] {
+        in1.pipe_input_at(Some(keys[k]), None, ts).unwrap();
+    }
+    steps.push(read_all(&out));
+    steps
+}
+
+fn rows(items: &[(i32, Option<&str>, i64)]) -> Rows {
+    items.iter().map(|(k, v, t)| (*k, v.map(s), *t)).collect()
+}
+
+/// The expected output of steps 2 to 5 shared by KTableKTableLeftJoinTest.testJoin and
+/// KTableKTableOuterJoinTest.testJoin.
+fn left_and_outer_common_steps() -> Vec<Rows> {
+    vec![
+        rows(&[(0, Some("X0+null"), 5), (1, Some("X1+null"), 6)]),
+        rows(&[(0, Some("X0+Y0"), 5), (1, Some("X1+Y1"), 10)]),
+        rows(&[
+            (0, Some("XX0+Y0"), 7),
+            (1, Some("XX1+Y1"), 10),
+            (2, Some("XX2+null"), 7),
+            (3, Some("XX3+null"), 7),
+        ]),
+        rows(&[
+            (0, Some("XX0+YY0"), 7),
+            (1, Some("XX1+YY1"), 7),
+            (2, Some("XX2+YY2"), 10),
+            (3, Some("XX3+YY3"), 15),
+        ]),
+        rows(&[
+            (0, Some("XXX0+YY0"), 6),
+            (1, Some("XXX1+YY1"), 6),
+            (2, Some("XXX2+YY2"), 10),
+            (3, Some("XXX3+YY3"), 15),
+        ]),
+        rows(&[(0, Some("XXX0+null"), 6), (1, Some("XXX1+null"), 7)]),
+        rows(&[
+            (0, Some("XXXX0+null"), 13),
+            (1, Some("XXXX1+null"), 13),
+            (2, Some("XXXX2+YY2"), 13),
+            (3, Some("XXXX3+YY3"), 15),
+        ]),
+    ]
+}
+
+/// KTableKTableLeftJoinTest.testJoin
+#[test]
+#[ignore = "deviation: Kafka stamps a table-table join result with the max of both sides' timestamps (X0+Y0 at 5); we stamp it with the triggering record's (0)"]
+fn ktable_ktable_left_join_test_join() {
+    let mut expected = left_and_outer_common_steps();
+    expected.push(rows(&[
+        (0, None, 0),
+        (1, None, 42),
+        (2, None, 10),
+        (3, None, 20),
+    ]));
+    assert_eq!(table_table_join_steps(JoinKind::Left), expected);
+}
+
+/// KTableKTableOuterJoinTest.testJoin
+#[test]
+#[ignore = "deviation: Kafka stamps a table-table join result with the max of both sides' timestamps (X0+Y0 at 5); we stamp it with the triggering record's (0)"]
+fn ktable_ktable_outer_join_test_join() {
+    let mut expected = left_and_outer_common_steps();
+    expected.push(rows(&[
+        (0, None, 0),
+        (1, None, 42),
+        (2, Some("null+YY2"), 10),
+        (3, Some("null+YY3"), 20),
+    ]));
+    assert_eq!(table_table_join_steps(JoinKind::Outer), expected);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// KTable mapValues, KStream selectKey
+// ---------------------------------------------------------------------------------------------------------------
+
+/// KTableMapValuesTest.testKTable
+#[test]
+fn ktable_map_values_test_ktable() {
+    let b = StreamsBuilder::new();
+    b.table(
+        "topic1",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::new(),
+    )
+    .map_values(|v: &String| v.as_bytes()[0] as i32 - 48)
+    .to_stream()
+    .to(
+        "out",
+        Produced::with(Serdes::string(), OptionSerde::new(Serdes::i32())),
+    );
+    let d = driver(b);
+    let input = d.input_topic("topic1", Serdes::string(), Serdes::string());
+    for (k, v, ts) in [
+        ("A", "1", 5),
+        ("B", "2", 25),
+        ("C", "3", 20),
+        ("D", "4", 10),
+    ] {
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i32()));
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (s("A"), Some(1), 5),
+            (s("B"), Some(2), 25),
+            (s("C"), Some(3), 20),
+            (s("D"), Some(4), 10),
+        ]
+    );
+}
+
+/// KStreamSelectKeyTest.testSelectKey (records piped without a key)
+#[test]
+fn kstream_select_key_test_select_key() {
+    let b = StreamsBuilder::new();
+    b.stream(
+        "topic",
+        Consumed::with(OptionSerde::new(Serdes::string()), Serdes::i32()),
+    )
+    .select_key(|_, v| match v {
+        1 => s("ONE"),
+        2 => s("TWO"),
+        _ => s("THREE"),
+    })
+    .to("out", Produced::with(Serdes::string(), Serdes::i32()));
+    let d = driver(b);
+    let input = d.input_topic("topic", OptionSerde::new(Serdes::string()), Serdes::i32());
+    for v in [1, 2, 3] {
+        input.pipe_input_at(None, v, 0).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), Serdes::i32());
+    assert_eq!(
+        read_all(&out),
+        vec![(s("ONE"), 1, 0), (s("TWO"), 2, 0), (s("THREE"), 3, 0)]
+    );
+}
