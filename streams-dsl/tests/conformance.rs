@@ -1770,3 +1770,249 @@ fn kstream_select_key_test_select_key() {
         vec![(s("ONE"), 1, 0), (s("TWO"), 2, 0), (s("THREE"), 3, 0)]
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// split, mapValues, flatMapValues, merge
+// ---------------------------------------------------------------------------------------------------------------
+
+/// KStreamSplitTest.withDriver: keys -1..=7, values "V<key>".
+fn split_input(d: &TopologyTestDriver) {
+    let t = d.input_topic("topic", Serdes::i32(), Serdes::string());
+    for k in [-1, 0, 1, 2, 3, 4, 5, 6, 7] {
+        t.pipe_input(k, format!("V{k}")).unwrap();
+    }
+}
+
+fn values_of(d: &TopologyTestDriver, topic: &str) -> Vec<String> {
+    d.output_topic(topic, Serdes::i32(), Serdes::string())
+        .read_records_to_vec()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.value)
+        .collect()
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| s(x)).collect()
+}
+
+/// KStreamSplitTest.testKStreamSplit
+#[test]
+fn kstream_split_test_kstream_split() {
+    let b = StreamsBuilder::new();
+    let branches = b
+        .stream("topic", int_string())
+        .split_named("")
+        .branch("x2", |k, _| k % 2 == 0)
+        .branch("x3", |k, _| k % 3 == 0)
+        .branch("x5", |k, _| k % 5 == 0)
+        .no_default_branch();
+    for name in ["x2", "x3", "x5"] {
+        branches[name].to(name, Produced::new());
+    }
+    let d = driver(b);
+    split_input(&d);
+    assert_eq!(values_of(&d, "x2"), strings(&["V0", "V2", "V4", "V6"]));
+    assert_eq!(values_of(&d, "x3"), strings(&["V3"]));
+    assert_eq!(values_of(&d, "x5"), strings(&["V5"]));
+}
+
+/// KStreamSplitTest.testResultingMap
+#[test]
+fn kstream_split_test_resulting_map() {
+    let b = StreamsBuilder::new();
+    let branches = b
+        .stream("topic", int_string())
+        .split_named("foo-")
+        .branch("bar", |k, _| k % 2 == 0)
+        .branch("2", |k, _| k % 3 == 0)
+        .branch("3", |k, _| k % 5 == 0)
+        .branch("4", |k, _| *k < 0)
+        .branch("5", |k, _| k % 7 == 0)
+        .default_branch("0");
+    // Branches 2 (a consumer) and 3 (a function returning null) are not in Kafka's map.
+    for name in ["foo-bar", "foo-4", "foo-5", "foo-0"] {
+        branches[name].to(name, Produced::new());
+    }
+    let d = driver(b);
+    split_input(&d);
+    assert_eq!(values_of(&d, "foo-bar"), strings(&["V0", "V2", "V4", "V6"]));
+    assert_eq!(values_of(&d, "foo-4"), strings(&["V-1"]));
+    assert_eq!(values_of(&d, "foo-5"), strings(&["V7"]));
+    assert_eq!(values_of(&d, "foo-0"), strings(&["V1"]));
+}
+
+/// KStreamSplitTest.testBranchingWithNoTerminalOperation
+#[test]
+fn kstream_split_test_branching_with_no_terminal_operation() {
+    let b = StreamsBuilder::new();
+    let branches = b
+        .stream("topic", int_string())
+        .split_named("")
+        .branch("even", |k, _| k % 2 == 0)
+        .branch("five", |k, _| k % 5 == 0)
+        .no_default_branch();
+    branches["even"].to("output", Produced::new());
+    branches["five"].to("output", Produced::new());
+    let d = driver(b);
+    split_input(&d);
+    assert_eq!(
+        values_of(&d, "output"),
+        strings(&["V0", "V2", "V4", "V5", "V6"])
+    );
+}
+
+fn map_values_scenario(with_key: bool) -> Vec<(i32, i32, i64)> {
+    let b = StreamsBuilder::new();
+    let st = b.stream("topic", int_string());
+    let mapped = if with_key {
+        st.map_values_with_key(|k, v: String| v.len() as i32 + k)
+    } else {
+        st.map_values(|v: String| v.len() as i32)
+    };
+    mapped.to("out", Produced::with(Serdes::i32(), Serdes::i32()));
+    let d = driver(b);
+    let t = d.input_topic("topic", Serdes::i32(), Serdes::string());
+    for k in [1, 10, 100, 1000] {
+        t.pipe_input_at(k, k.to_string(), k as i64 / 2).unwrap();
+    }
+    read_all(&d.output_topic("out", Serdes::i32(), Serdes::i32()))
+}
+
+/// KStreamMapValuesTest.testFlatMapValues (a mapValues test despite its name)
+#[test]
+fn kstream_map_values_test_map_values() {
+    assert_eq!(
+        map_values_scenario(false),
+        vec![(1, 1, 0), (10, 2, 5), (100, 3, 50), (1000, 4, 500)]
+    );
+}
+
+/// KStreamMapValuesTest.testMapValuesWithKeys
+#[test]
+fn kstream_map_values_test_map_values_with_keys() {
+    assert_eq!(
+        map_values_scenario(true),
+        vec![(1, 2, 0), (10, 12, 5), (100, 103, 50), (1000, 1004, 500)]
+    );
+}
+
+fn flat_map_values_scenario(with_key: bool) -> Vec<(i32, String, i64)> {
+    let b = StreamsBuilder::new();
+    b.stream("topic", Consumed::with(Serdes::i32(), Serdes::i32()))
+        .flat_map_values(move |k, v: i32| {
+            let second = if with_key {
+                format!("k{k}")
+            } else {
+                format!("V{v}")
+            };
+            vec![format!("v{v}"), second]
+        })
+        .to("out", Produced::with(Serdes::i32(), Serdes::string()));
+    let d = driver(b);
+    let t = d.input_topic("topic", Serdes::i32(), Serdes::i32());
+    for k in [0, 1, 2, 3] {
+        t.pipe_input_at(k, k, 0).unwrap();
+    }
+    read_all(&d.output_topic("out", Serdes::i32(), Serdes::string()))
+}
+
+/// KStreamFlatMapValuesTest.testFlatMapValues
+#[test]
+fn kstream_flat_map_values_test_flat_map_values() {
+    assert_eq!(
+        flat_map_values_scenario(false),
+        kvt(&[
+            (0, "v0", 0),
+            (0, "V0", 0),
+            (1, "v1", 0),
+            (1, "V1", 0),
+            (2, "v2", 0),
+            (2, "V2", 0),
+            (3, "v3", 0),
+            (3, "V3", 0),
+        ])
+    );
+}
+
+/// KStreamFlatMapValuesTest.testFlatMapValuesWithKeys
+#[test]
+fn kstream_flat_map_values_test_flat_map_values_with_keys() {
+    assert_eq!(
+        flat_map_values_scenario(true),
+        kvt(&[
+            (0, "v0", 0),
+            (0, "k0", 0),
+            (1, "v1", 0),
+            (1, "k1", 0),
+            (2, "v2", 0),
+            (2, "k2", 0),
+            (3, "v3", 0),
+            (3, "k3", 0),
+        ])
+    );
+}
+
+fn string_string() -> Consumed<String, String> {
+    Consumed::with(Serdes::string(), Serdes::string())
+}
+
+/// KStreamImplTest.shouldMergeTwoStreams
+#[test]
+fn kstream_impl_should_merge_two_streams() {
+    let b = StreamsBuilder::new();
+    let s1 = b.stream("topic-1", string_string());
+    let s2 = b.stream("topic-2", string_string());
+    s1.merge(&s2).to("out", Produced::new());
+    let d = driver(b);
+    let t1 = d.input_topic("topic-1", Serdes::string(), Serdes::string());
+    let t2 = d.input_topic("topic-2", Serdes::string(), Serdes::string());
+    t1.pipe_input(s("A"), s("aa")).unwrap();
+    t2.pipe_input(s("B"), s("bb")).unwrap();
+    t2.pipe_input(s("C"), s("cc")).unwrap();
+    t1.pipe_input(s("D"), s("dd")).unwrap();
+    let out = d.output_topic("out", Serdes::string(), Serdes::string());
+    let expected: Vec<(String, String, i64)> = [("A", "aa"), ("B", "bb"), ("C", "cc"), ("D", "dd")]
+        .iter()
+        .map(|(k, v)| (s(k), s(v), 0))
+        .collect();
+    assert_eq!(read_all(&out), expected);
+}
+
+/// KStreamImplTest.shouldMergeMultipleStreams
+#[test]
+fn kstream_impl_should_merge_multiple_streams() {
+    let b = StreamsBuilder::new();
+    let topics = ["topic-1", "topic-2", "topic-3", "topic-4"];
+    let sources: Vec<_> = topics
+        .iter()
+        .map(|t| b.stream(t, string_string()))
+        .collect();
+    sources[0]
+        .merge(&sources[1])
+        .merge(&sources[2])
+        .merge(&sources[3])
+        .to("out", Produced::new());
+    let d = driver(b);
+    let records = [
+        (0, "A", "aa", 1),
+        (1, "B", "bb", 9),
+        (2, "C", "cc", 2),
+        (3, "D", "dd", 8),
+        (3, "E", "ee", 3),
+        (2, "F", "ff", 7),
+        (1, "G", "gg", 4),
+        (0, "H", "hh", 6),
+    ];
+    for (t, k, v, ts) in records {
+        d.input_topic(topics[t], Serdes::string(), Serdes::string())
+            .pipe_input_at(s(k), s(v), ts)
+            .unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), Serdes::string());
+    let expected: Vec<(String, String, i64)> = records
+        .iter()
+        .map(|(_, k, v, ts)| (s(k), s(v), *ts))
+        .collect();
+    assert_eq!(read_all(&out), expected);
+}
