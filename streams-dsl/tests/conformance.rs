@@ -2016,3 +2016,235 @@ fn kstream_impl_should_merge_multiple_streams() {
         .collect();
     assert_eq!(read_all(&out), expected);
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// suppress(untilWindowCloses)
+// ---------------------------------------------------------------------------------------------------------------
+
+type Counted = Vec<(String, Option<i64>, i64)>;
+
+/// The topology of SuppressScenarioTest's final-results scenarios: `groupBy(key)`, windowed count (caching
+/// disabled) to "output-raw", and its `suppress(untilWindowCloses(unbounded()))` to "output-suppressed", both
+/// keyed by `Windowed.toString()` ("[k1@0/2]"). Pipes `k`/"v1" records at the given timestamps; returns (raw,
+/// suppressed).
+fn suppress_scenario(
+    count: impl FnOnce(KGroupedStream<String, String>) -> KTable<Windowed<String>, i64>,
+    records: &[(&str, i64)],
+) -> (Counted, Counted) {
+    let b = StreamsBuilder::new();
+    let grouped = b.stream("input", string_string()).group_by(
+        |k, _| k.clone(),
+        Grouped::with(Serdes::string(), Serdes::string()),
+    );
+    let counts = count(grouped);
+    let name = |k: Windowed<String>| format!("[{}@{}/{}]", k.key, k.window.start, k.window.end);
+    let produced = || Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64()));
+    counts
+        .suppress(Suppressed::until_window_closes())
+        .to_stream()
+        .map(move |k, v| (name(k), v))
+        .to("output-suppressed", produced());
+    counts
+        .to_stream()
+        .map(move |k, v| (name(k), v))
+        .to("output-raw", produced());
+    let d = driver(b);
+    let input = d.input_topic("input", Serdes::string(), Serdes::string());
+    for (k, ts) in records {
+        input.pipe_input_at(s(k), s("v1"), *ts).unwrap();
+    }
+    let read =
+        |t: &str| read_all(&d.output_topic(t, Serdes::string(), OptionSerde::new(Serdes::i64())));
+    (read("output-raw"), read("output-suppressed"))
+}
+
+fn counted(items: &[(&str, Option<i64>, i64)]) -> Counted {
+    items.iter().map(|(k, v, t)| (s(k), *v, *t)).collect()
+}
+
+fn no_cache(name: &str) -> Materialized<String, i64> {
+    Materialized::as_store(name).with_caching_disabled()
+}
+
+/// SuppressScenarioTest.shouldSupportFinalResultsForTimeWindows
+#[test]
+#[ignore = "deviation: Kafka stamps a window update with the window's max timestamp ([k1@0/2] 4 at 1 after the record at 0); we use the record's (0)"]
+fn suppress_scenario_final_results_for_time_windows() {
+    let (raw, suppressed) = suppress_scenario(
+        |g| {
+            g.windowed_by(TimeWindows::of_size_and_grace(
+                Duration::from_millis(2),
+                Duration::from_millis(1),
+            ))
+            .count(no_cache("counts"))
+        },
+        &[
+            ("k1", 0),
+            ("k1", 1),
+            ("k1", 2),
+            ("k1", 1),
+            ("k1", 0),
+            ("k1", 5),
+            ("k1", 0),
+        ],
+    );
+    assert_eq!(
+        raw,
+        counted(&[
+            ("[k1@0/2]", Some(1), 0),
+            ("[k1@0/2]", Some(2), 1),
+            ("[k1@2/4]", Some(1), 2),
+            ("[k1@0/2]", Some(3), 1),
+            ("[k1@0/2]", Some(4), 1),
+            ("[k1@4/6]", Some(1), 5),
+        ])
+    );
+    assert_eq!(
+        suppressed,
+        counted(&[("[k1@0/2]", Some(4), 1), ("[k1@2/4]", Some(1), 2)])
+    );
+}
+
+/// SuppressScenarioTest.shouldSupportFinalResultsForTimeWindowsWithLargeJump
+#[test]
+#[ignore = "deviation: Kafka stamps a window update with the window's max timestamp ([k1@0/2] 3 at 1 after the record at 0); we use the record's (0)"]
+fn suppress_scenario_final_results_for_time_windows_with_large_jump() {
+    let (raw, suppressed) = suppress_scenario(
+        |g| {
+            g.windowed_by(TimeWindows::of_size_and_grace(
+                Duration::from_millis(2),
+                Duration::from_millis(2),
+            ))
+            .count(no_cache("counts").with_key_serde(Serdes::string()))
+        },
+        &[
+            ("k1", 0),
+            ("k1", 1),
+            ("k1", 2),
+            ("k1", 0),
+            ("k1", 3),
+            ("k1", 0),
+            ("k1", 4),
+            ("k1", 0),
+            ("k1", 30),
+        ],
+    );
+    assert_eq!(
+        raw,
+        counted(&[
+            ("[k1@0/2]", Some(1), 0),
+            ("[k1@0/2]", Some(2), 1),
+            ("[k1@2/4]", Some(1), 2),
+            ("[k1@0/2]", Some(3), 1),
+            ("[k1@2/4]", Some(2), 3),
+            ("[k1@0/2]", Some(4), 1),
+            ("[k1@4/6]", Some(1), 4),
+            ("[k1@30/32]", Some(1), 30),
+        ])
+    );
+    assert_eq!(
+        suppressed,
+        counted(&[
+            ("[k1@0/2]", Some(4), 1),
+            ("[k1@2/4]", Some(2), 3),
+            ("[k1@4/6]", Some(1), 4),
+        ])
+    );
+}
+
+/// SuppressScenarioTest.shouldSupportFinalResultsForSlidingWindows (raw output sorted by key, then timestamp, as
+/// the test sorts it)
+#[test]
+fn suppress_scenario_final_results_for_sliding_windows() {
+    let (mut raw, suppressed) = suppress_scenario(
+        |g| {
+            g.windowed_by(SlidingWindows::of_time_difference_and_grace(
+                Duration::from_millis(5),
+                Duration::from_millis(15),
+            ))
+            .count(no_cache("counts").with_key_serde(Serdes::string()))
+        },
+        &[
+            ("k1", 10),
+            ("k1", 11),
+            ("k1", 10),
+            ("k1", 13),
+            ("k1", 10),
+            ("k1", 24),
+            ("k1", 5),
+            ("k1", 7),
+            ("k1", 90),
+        ],
+    );
+    raw.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+    assert_eq!(
+        raw,
+        counted(&[
+            ("[k1@11/16]", Some(1), 11),
+            ("[k1@11/16]", Some(2), 13),
+            ("[k1@12/17]", Some(1), 13),
+            ("[k1@19/24]", Some(1), 24),
+            ("[k1@5/10]", Some(1), 10),
+            ("[k1@5/10]", Some(2), 10),
+            ("[k1@5/10]", Some(3), 10),
+            ("[k1@5/10]", Some(4), 10),
+            ("[k1@5/10]", Some(5), 10),
+            ("[k1@6/11]", Some(2), 11),
+            ("[k1@6/11]", Some(3), 11),
+            ("[k1@6/11]", Some(4), 11),
+            ("[k1@6/11]", Some(5), 11),
+            ("[k1@8/13]", Some(4), 13),
+            ("[k1@8/13]", Some(5), 13),
+            ("[k1@85/90]", Some(1), 90),
+        ])
+    );
+    assert_eq!(
+        suppressed,
+        counted(&[
+            ("[k1@5/10]", Some(5), 10),
+            ("[k1@6/11]", Some(5), 11),
+            ("[k1@8/13]", Some(5), 13),
+            ("[k1@11/16]", Some(2), 13),
+            ("[k1@12/17]", Some(1), 13),
+            ("[k1@19/24]", Some(1), 24),
+        ])
+    );
+}
+
+/// SuppressScenarioTest.shouldSupportFinalResultsForSessionWindows
+#[test]
+#[ignore = "deviation: Kafka re-emits a session a record falls into as a tombstone then the new value at the session's max timestamp ([k1@0/5] null@5, 3@5; merged [k1@0/0] tombstone @0); we update in place at the record's time ([k1@0/5] 3@1; tombstone @5)"]
+fn suppress_scenario_final_results_for_session_windows() {
+    let (raw, suppressed) = suppress_scenario(
+        |g| {
+            g.windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+                Duration::from_millis(5),
+            ))
+            .count(no_cache("counts"))
+        },
+        &[
+            ("k1", 0),
+            ("k1", 5),
+            ("k1", 1),
+            ("k2", 11),
+            ("k1", 5),
+            ("k1", 30),
+        ],
+    );
+    assert_eq!(
+        raw,
+        counted(&[
+            ("[k1@0/0]", Some(1), 0),
+            ("[k1@0/0]", None, 0),
+            ("[k1@0/5]", Some(2), 5),
+            ("[k1@0/5]", None, 5),
+            ("[k1@0/5]", Some(3), 5),
+            ("[k2@11/11]", Some(1), 11),
+            ("[k1@30/30]", Some(1), 30),
+        ])
+    );
+    assert_eq!(
+        suppressed,
+        counted(&[("[k1@0/5]", Some(3), 5), ("[k2@11/11]", Some(1), 11)])
+    );
+}
