@@ -2248,3 +2248,189 @@ fn suppress_scenario_final_results_for_session_windows() {
         counted(&[("[k1@0/5]", Some(3), 5), ("[k2@11/11]", Some(1), 11)])
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Window expiry, sliding-window aggregation, null join keys
+// ---------------------------------------------------------------------------------------------------------------
+
+/// `groupByKey().windowedBy(windows).aggregate("", (k, v, agg) -> agg + "+" + v)` to "output" keyed by
+/// `Windowed.toString()`, as in KStreamWindowAggregateTest's expiry scenarios.
+fn expiry_scenario(
+    windows: TimeWindows,
+    records: &[(&str, i64)],
+) -> (Vec<(String, String, i64)>, u64) {
+    let b = StreamsBuilder::new();
+    b.stream("topic", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(windows)
+        .aggregate(
+            String::new,
+            |_, v, agg| format!("{agg}+{v}"),
+            Materialized::as_store("topic1-Canonicalized")
+                .with_value_serde(Serdes::string())
+                .with_logging_disabled(),
+        )
+        .to_stream()
+        .map(|k, v| {
+            (
+                format!("[{}@{}/{}]", k.key, k.window.start, k.window.end),
+                v.unwrap_or_default(),
+            )
+        })
+        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::string(), Serdes::string());
+    for (v, ts) in records {
+        input.pipe_input_at(s("k"), s(v), *ts).unwrap();
+    }
+    let out = read_all(&d.output_topic("output", Serdes::string(), Serdes::string()));
+    (out, d.metrics().dropped_records)
+}
+
+fn kvs(items: &[(&str, &str, i64)]) -> Vec<(String, String, i64)> {
+    items.iter().map(|(k, v, t)| (s(k), s(v), *t)).collect()
+}
+
+/// KStreamWindowAggregateTest.shouldLogAndMeterWhenSkippingExpiredWindow (eager emission; the skipped records
+/// counted as dropped, where Kafka logs each)
+#[test]
+fn kstream_window_aggregate_should_skip_expired_window() {
+    let (out, dropped) = expiry_scenario(
+        TimeWindows::of_size_and_grace(Duration::from_millis(10), Duration::from_millis(90))
+            .advance_by(Duration::from_millis(5)),
+        &[
+            ("100", 100),
+            ("0", 0),
+            ("1", 1),
+            ("2", 2),
+            ("3", 3),
+            ("4", 4),
+            ("5", 5),
+            ("6", 6),
+            ("105", 105),
+            ("106", 106),
+        ],
+    );
+    assert_eq!(
+        out,
+        kvs(&[
+            ("[k@95/105]", "+100", 100),
+            ("[k@100/110]", "+100", 100),
+            ("[k@5/15]", "+5", 5),
+            ("[k@5/15]", "+5+6", 6),
+            ("[k@100/110]", "+100+105", 105),
+            ("[k@105/115]", "+105", 105),
+            ("[k@100/110]", "+100+105+106", 106),
+            ("[k@105/115]", "+105+106", 106),
+        ])
+    );
+    // Kafka logs seven skips: records 0..=6 for the expired window [0,10).
+    assert_eq!(dropped, 7);
+}
+
+/// KStreamWindowAggregateTest.shouldLogAndMeterWhenSkippingExpiredWindowByGrace (eager emission)
+#[test]
+fn kstream_window_aggregate_should_skip_expired_window_by_grace() {
+    let (out, dropped) = expiry_scenario(
+        TimeWindows::of_size_and_grace(Duration::from_millis(10), Duration::from_millis(90))
+            .advance_by(Duration::from_millis(10)),
+        &[
+            ("100", 200),
+            ("0", 100),
+            ("1", 101),
+            ("2", 102),
+            ("3", 103),
+            ("4", 104),
+            ("5", 105),
+            ("6", 6),
+        ],
+    );
+    assert_eq!(out, kvs(&[("[k@200/210]", "+100", 200)]));
+    assert_eq!(dropped, 7);
+}
+
+/// KStreamSlidingWindowAggregateTest.testAggregateSmallInput (eager emission; output gathered as a set of
+/// (value, timestamp) per window start, as the test gathers it)
+#[test]
+fn kstream_sliding_window_aggregate_test_aggregate_small_input() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let b = StreamsBuilder::new();
+    b.stream("topic", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(SlidingWindows::of_time_difference_and_grace(
+            Duration::from_millis(10),
+            Duration::from_millis(5),
+        ))
+        .aggregate(
+            || s("0"),
+            |_, v, agg| format!("{agg}+{v}"),
+            Materialized::as_store("store-name").with_value_serde(Serdes::string()),
+        )
+        .to_stream()
+        .map(|k, v| (k.window.start, v))
+        .to(
+            "out",
+            Produced::with(Serdes::i64(), OptionSerde::new(Serdes::string())),
+        );
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::string(), Serdes::string());
+    for (v, ts) in [
+        ("1", 10),
+        ("2", 10),
+        ("3", 14),
+        ("4", 15),
+        ("5", 20),
+        ("6", 22),
+        ("7", 30),
+    ] {
+        input.pipe_input_at(s("A"), s(v), ts).unwrap();
+    }
+    let mut got: BTreeMap<i64, BTreeSet<(Option<String>, i64)>> = BTreeMap::new();
+    for (start, v, ts) in
+        read_all(&d.output_topic("out", Serdes::i64(), OptionSerde::new(Serdes::string())))
+    {
+        got.entry(start).or_default().insert((v, ts));
+    }
+    let expected: BTreeMap<i64, BTreeSet<(Option<String>, i64)>> = [
+        (0, vec![("0+1", 10), ("0+1+2", 10)]),
+        (4, vec![("0+1+2+3", 14)]),
+        (5, vec![("0+1+2+3+4", 15)]),
+        (10, vec![("0+1+2+3+4+5", 20)]),
+        (11, vec![("0+3", 14), ("0+3+4", 15), ("0+3+4+5", 20)]),
+        (12, vec![("0+3+4+5+6", 22)]),
+        (15, vec![("0+4", 15), ("0+4+5", 20), ("0+4+5+6", 22)]),
+        (16, vec![("0+5", 20), ("0+5+6", 22)]),
+        (20, vec![("0+5+6+7", 30)]),
+        (21, vec![("0+6", 22), ("0+6+7", 30)]),
+        (23, vec![("0+7", 30)]),
+    ]
+    .into_iter()
+    .map(|(start, vs)| (start, vs.into_iter().map(|(v, t)| (ss(v), t)).collect()))
+    .collect();
+    assert_eq!(got, expected);
+}
+
+/// KStreamKTableJoinTest.shouldLogAndMeterWhenSkippingNullLeftKey (keys typed as nullable on both sides; Kafka
+/// counts one dropped record)
+#[test]
+#[ignore = "deviation: Kafka skips a null-key stream record and counts it in dropped-records (1); we give no output but count no drop (0)"]
+fn kstream_ktable_join_should_skip_null_left_key() {
+    let b = StreamsBuilder::new();
+    let key = || OptionSerde::new(Serdes::i32());
+    let stream = b.stream("streamTopic", Consumed::with(key(), Serdes::string()));
+    let table = b.table(
+        "tableTopic",
+        Consumed::with(key(), Serdes::string()),
+        Materialized::new(),
+    );
+    stream
+        .join(&table, |v, t| format!("{v}+{t}"), Joined::new())
+        .to("out", Produced::with(key(), Serdes::string()));
+    let d = driver(b);
+    d.input_topic("streamTopic", key(), Serdes::string())
+        .pipe_input(None, s("A"))
+        .unwrap();
+    let out = d.output_topic("out", key(), Serdes::string());
+    assert_eq!(read_all(&out), vec![]);
+    assert_eq!(d.metrics().dropped_records, 1);
+}
