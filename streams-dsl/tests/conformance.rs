@@ -2428,3 +2428,107 @@ fn kstream_session_window_aggregate_should_skip_late_record_with_nonzero_grace()
     assert!(!keys.iter().any(|k| k.starts_with("Late1")), "{keys:?}");
     assert_eq!(dropped, 1);
 }
+
+/// KStreamKStreamLeftJoinTest.testOrdering
+#[test]
+fn kstream_kstream_left_join_test_ordering() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 1, "A1", 100);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 1, "a1", 110);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 0), (1, "A1+a1", 110)]));
+}
+
+/// KStreamKStreamLeftJoinTest.testGracePeriod
+#[test]
+fn kstream_kstream_left_join_test_grace_period() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        ),
+    );
+    pipe_keys(&d, "topic1", &EXPECTED_KEYS[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &EXPECTED_KEYS, "a", |_| 101);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 0, "dummy", 1201);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 0), (1, "A1+null", 0)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testOrdering
+#[test]
+fn kstream_kstream_outer_join_test_ordering() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 1, "A1", 100);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 1, "11", 110);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 0), (1, "A1+11", 110)]));
+}
+
+/// KStreamSlidingWindowAggregateTest.testReduceSmallInput (eager emission; a set of (value, timestamp) per
+/// window start, as the test gathers it)
+#[test]
+fn kstream_sliding_window_aggregate_test_reduce_small_input() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let b = StreamsBuilder::new();
+    b.stream("topic", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(SlidingWindows::of_time_difference_and_grace(
+            Duration::from_millis(10),
+            Duration::from_millis(5),
+        ))
+        .reduce(
+            |a, v| format!("{a}+{v}"),
+            Materialized::as_store("store-name"),
+        )
+        .to_stream()
+        .map(|k, v| (k.window.start, v))
+        .to(
+            "out",
+            Produced::with(Serdes::i64(), OptionSerde::new(Serdes::string())),
+        );
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::string(), Serdes::string());
+    for (v, ts) in [
+        ("1", 10),
+        ("2", 14),
+        ("3", 15),
+        ("4", 22),
+        ("5", 26),
+        ("6", 30),
+    ] {
+        input.pipe_input_at(s("A"), s(v), ts).unwrap();
+    }
+    let mut got: BTreeMap<i64, BTreeSet<(Option<String>, i64)>> = BTreeMap::new();
+    for (start, v, ts) in
+        read_all(&d.output_topic("out", Serdes::i64(), OptionSerde::new(Serdes::string())))
+    {
+        got.entry(start).or_default().insert((v, ts));
+    }
+    let expected: BTreeMap<i64, BTreeSet<(Option<String>, i64)>> = [
+        (0, vec![("1", 10)]),
+        (4, vec![("1+2", 14)]),
+        (5, vec![("1+2+3", 15)]),
+        (11, vec![("2", 14), ("2+3", 15)]),
+        (12, vec![("2+3+4", 22)]),
+        (15, vec![("3", 15), ("3+4", 22)]),
+        (16, vec![("4", 22), ("4+5", 26)]),
+        (20, vec![("4+5+6", 30)]),
+        (23, vec![("5", 26), ("5+6", 30)]),
+        (27, vec![("6", 30)]),
+    ]
+    .into_iter()
+    .map(|(start, vs)| (start, vs.into_iter().map(|(v, t)| (ss(v), t)).collect()))
+    .collect();
+    assert_eq!(got, expected);
+}
