@@ -747,16 +747,34 @@ fn kstream_kstream_join_test_join() {
         JoinKind::Inner,
         JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
     );
+    test_join_sequence(&d);
+}
+
+/// KStreamKStreamJoinTest.testOuterJoin (the same inputs and outputs, through an outer join with 24 h grace)
+#[test]
+fn kstream_kstream_join_test_outer_join() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(100),
+            Duration::from_secs(24 * 3600),
+        ),
+    );
+    test_join_sequence(&d);
+}
+
+/// The inputs and expected outputs shared by KStreamKStreamJoinTest.testJoin and testOuterJoin.
+fn test_join_sequence(d: &TopologyTestDriver) {
     let k = EXPECTED_KEYS;
-    pipe_keys(&d, "topic1", &k[..2], "A", |_| 0);
-    assert_eq!(join_out(&d), vec![]);
-    pipe_keys(&d, "topic2", &k[..2], "a", |_| 0);
-    assert_eq!(join_out(&d), kvt(&[(0, "A0+a0", 0), (1, "A1+a1", 0)]));
-    pipe_keys(&d, "topic1", &k, "B", |_| 0);
-    assert_eq!(join_out(&d), kvt(&[(0, "B0+a0", 0), (1, "B1+a1", 0)]));
-    pipe_keys(&d, "topic2", &k, "b", |_| 0);
+    pipe_keys(d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(d), vec![]);
+    pipe_keys(d, "topic2", &k[..2], "a", |_| 0);
+    assert_eq!(join_out(d), kvt(&[(0, "A0+a0", 0), (1, "A1+a1", 0)]));
+    pipe_keys(d, "topic1", &k, "B", |_| 0);
+    assert_eq!(join_out(d), kvt(&[(0, "B0+a0", 0), (1, "B1+a1", 0)]));
+    pipe_keys(d, "topic2", &k, "b", |_| 0);
     assert_eq!(
-        join_out(&d),
+        join_out(d),
         kvt(&[
             (0, "A0+b0", 0),
             (0, "B0+b0", 0),
@@ -766,9 +784,9 @@ fn kstream_kstream_join_test_join() {
             (3, "B3+b3", 0),
         ])
     );
-    pipe_keys(&d, "topic1", &k, "C", |_| 0);
+    pipe_keys(d, "topic1", &k, "C", |_| 0);
     assert_eq!(
-        join_out(&d),
+        join_out(d),
         kvt(&[
             (0, "C0+a0", 0),
             (0, "C0+b0", 0),
@@ -778,9 +796,9 @@ fn kstream_kstream_join_test_join() {
             (3, "C3+b3", 0),
         ])
     );
-    pipe_keys(&d, "topic2", &k[..2], "c", |_| 0);
+    pipe_keys(d, "topic2", &k[..2], "c", |_| 0);
     assert_eq!(
-        join_out(&d),
+        join_out(d),
         kvt(&[
             (0, "A0+c0", 0),
             (0, "B0+c0", 0),
