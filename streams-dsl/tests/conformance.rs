@@ -106,12 +106,19 @@ fn kstream_map_test_map() {
     let d = driver(b);
     let input = d.input_topic("topic", Serdes::i32(), Serdes::string());
     for k in [0, 1, 2, 3] {
-        input.pipe_input(k, format!("V{k}")).unwrap();
+        input
+            .pipe_input_at(k, format!("V{k}"), 10 - k as i64)
+            .unwrap();
     }
     let out = d.output_topic("out", Serdes::string(), Serdes::i32());
     assert_eq!(
-        out.read_key_values_to_vec().unwrap(),
-        vec![(s("V0"), 0), (s("V1"), 1), (s("V2"), 2), (s("V3"), 3)]
+        read_all(&out),
+        vec![
+            (s("V0"), 0, 10),
+            (s("V1"), 1, 9),
+            (s("V2"), 2, 8),
+            (s("V3"), 3, 7)
+        ]
     );
 }
 
@@ -128,8 +135,8 @@ fn kstream_flat_map_test_flat_map() {
         input.pipe_input(k, format!("V{k}")).unwrap();
     }
     let out = d.output_topic("out", Serdes::string(), Serdes::string());
-    let got = out.read_key_values_to_vec().unwrap();
-    let expected: Vec<(String, String)> = [
+    let got = read_all(&out);
+    let expected: Vec<(String, String, i64)> = [
         ("10", "V1"),
         ("20", "V2"),
         ("21", "V2"),
@@ -138,7 +145,7 @@ fn kstream_flat_map_test_flat_map() {
         ("32", "V3"),
     ]
     .iter()
-    .map(|(k, v)| (s(k), s(v)))
+    .map(|(k, v)| (s(k), s(v), 0))
     .collect();
     assert_eq!(got, expected);
 }
