@@ -1,0 +1,2556 @@
+//! Conformance scenarios transcribed from Apache Kafka's own Kafka Streams tests. Each scenario pipes the exact
+//! input records of one Kafka test method (keys, values, timestamps) through the [`TopologyTestDriver`] and
+//! asserts the output records (with their timestamps) and store contents that the Kafka test asserts; the doc
+//! comment of each scenario names the Kafka test class and method it comes from. Kafka 4.x semantics are the
+//! reference. Scenarios marked `#[ignore = "deviation: ..."]` are faithful transcriptions on which this library
+//! is known to differ from Kafka Streams; the reason names what Kafka gives and what is produced here.
+
+use std::time::Duration;
+
+use streams_dsl::*;
+
+/// Every unread record of `out` as (key, value, timestamp).
+fn read_all<K: 'static, V: 'static>(out: &TestOutputTopic<'_, K, V>) -> Vec<(K, V, i64)> {
+    out.read_records_to_vec()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.value, r.timestamp))
+        .collect()
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+fn ss(v: &str) -> Option<String> {
+    Some(v.to_string())
+}
+
+fn int_string() -> Consumed<i32, String> {
+    Consumed::with(Serdes::i32(), Serdes::string())
+}
+
+fn driver(b: StreamsBuilder) -> TopologyTestDriver {
+    TopologyTestDriver::new(b.build().unwrap()).unwrap()
+}
+
+/// Output of a windowed table as ("key@start/end", value).
+fn windowed_to<V: Data>(t: &KTable<Windowed<String>, V>, topic: &str, serde: impl Serde<V>) {
+    t.to_stream()
+        .map(|k, v| (format!("{}@{}/{}", k.key, k.window.start, k.window.end), v))
+        .to(
+            topic,
+            Produced::with(Serdes::string(), OptionSerde::new(serde)),
+        );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Stateless KStream operators
+// ---------------------------------------------------------------------------------------------------------------
+
+fn filter_scenario(negate: bool) -> usize {
+    let b = StreamsBuilder::new();
+    let st = b.stream("topic", int_string());
+    let f = |k: &i32, _: &String| k % 3 == 0;
+    if negate {
+        st.filter_not(f).to("out", Produced::new());
+    } else {
+        st.filter(f).to("out", Produced::new());
+    }
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::i32(), Serdes::string());
+    for k in [1, 2, 3, 4, 5, 6, 7] {
+        input.pipe_input(k, format!("V{k}")).unwrap();
+    }
+    d.output_topic("out", Serdes::i32(), Serdes::string())
+        .read_records_to_vec()
+        .unwrap()
+        .len()
+}
+
+/// KStreamFilterTest.testFilter
+#[test]
+fn kstream_filter_test_filter() {
+    assert_eq!(filter_scenario(false), 2);
+}
+
+/// KStreamFilterTest.testFilterNot
+#[test]
+fn kstream_filter_test_filter_not() {
+    assert_eq!(filter_scenario(true), 5);
+}
+
+/// KStreamFilterTest.testFilterWithComposedPredicate
+#[test]
+fn kstream_filter_test_filter_with_composed_predicate() {
+    let b = StreamsBuilder::new();
+    b.stream("topic", int_string())
+        .filter(|k, _| k % 3 == 0 && k % 2 == 0)
+        .to("out", Produced::new());
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::i32(), Serdes::string());
+    for k in [1, 2, 3, 4, 5, 6, 7] {
+        input.pipe_input(k, format!("V{k}")).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::i32(), Serdes::string());
+    assert_eq!(out.read_records_to_vec().unwrap().len(), 1);
+}
+
+/// KStreamMapTest.testMap
+#[test]
+fn kstream_map_test_map() {
+    let b = StreamsBuilder::new();
+    b.stream("topic", int_string())
+        .map(|k, v| (v, k))
+        .to("out", Produced::with(Serdes::string(), Serdes::i32()));
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::i32(), Serdes::string());
+    for k in [0, 1, 2, 3] {
+        input
+            .pipe_input_at(k, format!("V{k}"), 10 - k as i64)
+            .unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), Serdes::i32());
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (s("V0"), 0, 10),
+            (s("V1"), 1, 9),
+            (s("V2"), 2, 8),
+            (s("V3"), 3, 7)
+        ]
+    );
+}
+
+/// KStreamFlatMapTest.testFlatMap
+#[test]
+fn kstream_flat_map_test_flat_map() {
+    let b = StreamsBuilder::new();
+    b.stream("topic", int_string())
+        .flat_map(|k, v| (0..k).map(move |i| ((k * 10 + i).to_string(), v.clone())))
+        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::i32(), Serdes::string());
+    for k in [0, 1, 2, 3] {
+        input.pipe_input(k, format!("V{k}")).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), Serdes::string());
+    let got = read_all(&out);
+    let expected: Vec<(String, String, i64)> = [
+        ("10", "V1"),
+        ("20", "V2"),
+        ("21", "V2"),
+        ("30", "V3"),
+        ("31", "V3"),
+        ("32", "V3"),
+    ]
+    .iter()
+    .map(|(k, v)| (s(k), s(v), 0))
+    .collect();
+    assert_eq!(got, expected);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// KStream-KTable join
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The topology of KStreamKTableJoinTest.setUp: `stream.join(table, TOSTRING_JOINER)`.
+fn stream_table_join_driver() -> TopologyTestDriver {
+    let b = StreamsBuilder::new();
+    let stream = b.stream("streamTopic", int_string());
+    let table = b.table("tableTopic", int_string(), Materialized::new());
+    stream
+        .join(&table, |v, t| format!("{v}+{t}"), Joined::new())
+        .to("out", Produced::with(Serdes::i32(), Serdes::string()));
+    driver(b)
+}
+
+const EXPECTED_KEYS: [i32; 4] = [0, 1, 2, 3];
+
+/// `pushToStream`: key `expectedKeys[i]`, value prefix + key, timestamp `i`.
+fn push_to_stream(d: &TopologyTestDriver, count: usize, prefix: &str) {
+    let t = d.input_topic("streamTopic", Serdes::i32(), Serdes::string());
+    for (i, k) in EXPECTED_KEYS.iter().take(count).enumerate() {
+        t.pipe_input_at(*k, format!("{prefix}{k}"), i as i64)
+            .unwrap();
+    }
+}
+
+/// `pushToTable`: Kafka uses random timestamps; the join output does not depend on them (stream-time
+/// semantics of a non-versioned table), so fixed distinct ones stand in.
+fn push_to_table(d: &TopologyTestDriver, count: usize, prefix: &str) {
+    let t = d.input_topic("tableTopic", Serdes::i32(), Serdes::string());
+    for (i, k) in EXPECTED_KEYS.iter().take(count).enumerate() {
+        t.pipe_input_at(*k, format!("{prefix}{k}"), 1_000_003 * (i as i64 + 1))
+            .unwrap();
+    }
+}
+
+fn join_out(d: &TopologyTestDriver) -> Vec<(i32, String, i64)> {
+    read_all(&d.output_topic("out", Serdes::i32(), Serdes::string()))
+}
+
+/// KStreamKTableJoinTest.shouldNotJoinWithEmptyTableOnStreamUpdates
+#[test]
+fn kstream_ktable_join_should_not_join_with_empty_table_on_stream_updates() {
+    let d = stream_table_join_driver();
+    push_to_stream(&d, 2, "X");
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKTableJoinTest.shouldNotJoinOnTableUpdates
+#[test]
+fn kstream_ktable_join_should_not_join_on_table_updates() {
+    let d = stream_table_join_driver();
+    push_to_stream(&d, 2, "X");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_table(&d, 2, "Y");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(join_out(&d), vec![(0, s("X0+Y0"), 0), (1, s("X1+Y1"), 1)]);
+    push_to_table(&d, 4, "YY");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(
+        join_out(&d),
+        vec![
+            (0, s("X0+YY0"), 0),
+            (1, s("X1+YY1"), 1),
+            (2, s("X2+YY2"), 2),
+            (3, s("X3+YY3"), 3),
+        ]
+    );
+    push_to_table(&d, 4, "YYY");
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKTableJoinTest.shouldJoinOnlyIfMatchFoundOnStreamUpdates
+#[test]
+fn kstream_ktable_join_should_join_only_if_match_found_on_stream_updates() {
+    let d = stream_table_join_driver();
+    push_to_table(&d, 2, "Y");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(join_out(&d), vec![(0, s("X0+Y0"), 0), (1, s("X1+Y1"), 1)]);
+}
+
+/// KStreamKTableJoinTest.shouldClearTableEntryOnNullValueUpdates
+#[test]
+fn kstream_ktable_join_should_clear_table_entry_on_null_value_updates() {
+    let d = stream_table_join_driver();
+    push_to_table(&d, 4, "Y");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(
+        join_out(&d),
+        vec![
+            (0, s("X0+Y0"), 0),
+            (1, s("X1+Y1"), 1),
+            (2, s("X2+Y2"), 2),
+            (3, s("X3+Y3"), 3),
+        ]
+    );
+    // pushNullValueToTable: keys 0 and 1, null values, the input topic's auto timestamp (0).
+    let t = d.input_topic(
+        "tableTopic",
+        Serdes::i32(),
+        OptionSerde::new(Serdes::string()),
+    );
+    for k in [0, 1] {
+        t.pipe_input_at(k, None, 0).unwrap();
+    }
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "XX");
+    assert_eq!(join_out(&d), vec![(2, s("XX2+Y2"), 2), (3, s("XX3+Y3"), 3)]);
+}
+
+/// KStreamKTableJoinTest.shouldLogAndMeterWhenSkippingNullLeftValue
+#[test]
+#[ignore = "deviation: Kafka skips a stream record with a null value and counts it in dropped-records (1); a null value read as None goes to the join and no drop is counted (0)"]
+fn kstream_ktable_join_should_skip_null_left_value() {
+    let b = StreamsBuilder::new();
+    let stream = b.stream(
+        "streamTopic",
+        Consumed::with(Serdes::i32(), OptionSerde::new(Serdes::string())),
+    );
+    let table = b.table("tableTopic", int_string(), Materialized::new());
+    stream
+        .join(
+            &table,
+            |v: &Option<String>, t: &String| format!("{}+{t}", v.as_deref().unwrap_or("null")),
+            Joined::new(),
+        )
+        .to("out", Produced::with(Serdes::i32(), Serdes::string()));
+    let d = driver(b);
+    d.input_topic(
+        "streamTopic",
+        Serdes::i32(),
+        OptionSerde::new(Serdes::string()),
+    )
+    .pipe_input_at(1, None, 0)
+    .unwrap();
+    assert_eq!(join_out(&d), vec![]);
+    assert_eq!(d.metrics().dropped_records, 1);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// KTable-KTable join
+// ---------------------------------------------------------------------------------------------------------------
+
+/// KTableKTableInnerJoinTest.testJoin (doTestJoin)
+#[test]
+#[ignore = "deviation: Kafka stamps a table-table join result with the max of both sides' timestamps (X0+Y0 at 5); we stamp it with the triggering record's (0)"]
+fn ktable_ktable_inner_join_test_join() {
+    let expected = vec![
+        rows(&[]),
+        rows(&[(0, Some("X0+Y0"), 5), (1, Some("X1+Y1"), 10)]),
+        rows(&[(0, Some("XX0+Y0"), 7), (1, Some("XX1+Y1"), 10)]),
+        rows(&[
+            (0, Some("XX0+YY0"), 7),
+            (1, Some("XX1+YY1"), 7),
+            (2, Some("XX2+YY2"), 10),
+            (3, Some("XX3+YY3"), 15),
+        ]),
+        rows(&[
+            (0, Some("XXX0+YY0"), 6),
+            (1, Some("XXX1+YY1"), 6),
+            (2, Some("XXX2+YY2"), 10),
+            (3, Some("XXX3+YY3"), 15),
+        ]),
+        rows(&[(0, None, 6), (1, None, 7)]),
+        rows(&[(2, Some("XXXX2+YY2"), 13), (3, Some("XXXX3+YY3"), 15)]),
+        rows(&[(2, None, 10), (3, None, 20)]),
+    ];
+    assert_eq!(table_table_join_steps(JoinKind::Inner), expected);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Windowed aggregation
+// ---------------------------------------------------------------------------------------------------------------
+
+/// KStreamWindowAggregateTest.testAggBasic
+#[test]
+#[ignore = "deviation: Kafka stamps a window update with the max timestamp in the window (late B@0/10 updates at 8, 8, 9; B@5/15 at 13); we use the triggering record's (3, 2, 9; 9)"]
+fn kstream_window_aggregate_test_agg_basic() {
+    let b = StreamsBuilder::new();
+    let table = b
+        .stream("topic1", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(
+            TimeWindows::of_size_and_grace(Duration::from_millis(10), Duration::from_millis(100))
+                .advance_by(Duration::from_millis(5)),
+        )
+        .aggregate(
+            || s("0"),
+            |_, v, agg| format!("{agg}+{v}"),
+            Materialized::as_store("topic1-Canonized").with_value_serde(Serdes::string()),
+        );
+    windowed_to(&table, "out", Serdes::string());
+    let d = driver(b);
+    let input = d.input_topic("topic1", Serdes::string(), Serdes::string());
+    let records = [
+        ("A", "1", 0),
+        ("B", "2", 1),
+        ("C", "3", 2),
+        ("D", "4", 3),
+        ("A", "1", 4),
+        ("A", "1", 5),
+        ("B", "2", 6),
+        ("D", "4", 7),
+        ("B", "2", 8),
+        ("C", "3", 9),
+        ("A", "1", 10),
+        ("B", "2", 11),
+        ("D", "4", 12),
+        ("B", "2", 13),
+        ("C", "3", 14),
+        ("B", "1", 3),
+        ("B", "2", 2),
+        ("B", "3", 9),
+    ];
+    for (k, v, ts) in records {
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let expected: Vec<(String, Option<String>, i64)> = [
+        ("A@0/10", "0+1", 0),
+        ("B@0/10", "0+2", 1),
+        ("C@0/10", "0+3", 2),
+        ("D@0/10", "0+4", 3),
+        ("A@0/10", "0+1+1", 4),
+        ("A@0/10", "0+1+1+1", 5),
+        ("A@5/15", "0+1", 5),
+        ("B@0/10", "0+2+2", 6),
+        ("B@5/15", "0+2", 6),
+        ("D@0/10", "0+4+4", 7),
+        ("D@5/15", "0+4", 7),
+        ("B@0/10", "0+2+2+2", 8),
+        ("B@5/15", "0+2+2", 8),
+        ("C@0/10", "0+3+3", 9),
+        ("C@5/15", "0+3", 9),
+        ("A@5/15", "0+1+1", 10),
+        ("A@10/20", "0+1", 10),
+        ("B@5/15", "0+2+2+2", 11),
+        ("B@10/20", "0+2", 11),
+        ("D@5/15", "0+4+4", 12),
+        ("D@10/20", "0+4", 12),
+        ("B@5/15", "0+2+2+2+2", 13),
+        ("B@10/20", "0+2+2", 13),
+        ("C@5/15", "0+3+3", 14),
+        ("C@10/20", "0+3", 14),
+        ("B@0/10", "0+2+2+2+1", 8),
+        ("B@0/10", "0+2+2+2+1+2", 8),
+        ("B@0/10", "0+2+2+2+1+2+3", 9),
+        ("B@5/15", "0+2+2+2+2+3", 13),
+    ]
+    .iter()
+    .map(|(k, v, ts)| (s(k), ss(v), *ts))
+    .collect();
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
+    assert_eq!(read_all(&out), expected);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// KTable filter
+// ---------------------------------------------------------------------------------------------------------------
+
+/// KTableFilterTest.doTestKTable: `table.filter(even)` and `table.filterNot(even)` as streams.
+fn ktable_filter_scenario(materialize_filter: bool) {
+    let b = StreamsBuilder::new();
+    let table1 = b.table(
+        "topic1",
+        Consumed::with(Serdes::string(), Serdes::i32()),
+        Materialized::new(),
+    );
+    let even = |_: &String, v: &i32| v % 2 == 0;
+    let table2 = if materialize_filter {
+        table1.filter_materialized(even, Materialized::as_store("store2"))
+    } else {
+        table1.filter(even)
+    };
+    let table3 = table1.filter_not(even);
+    let produced = || Produced::with(Serdes::string(), OptionSerde::new(Serdes::i32()));
+    table2.to_stream().to("out2", produced());
+    table3.to_stream().to("out3", produced());
+    let d = TopologyTestDriver::builder(b.build().unwrap())
+        .cache_bytes_per_store(0)
+        .build()
+        .unwrap();
+    let input = d.input_topic("topic1", Serdes::string(), OptionSerde::new(Serdes::i32()));
+    for (k, v, ts) in [
+        ("A", Some(1), 10),
+        ("B", Some(2), 5),
+        ("C", Some(3), 8),
+        ("D", Some(4), 14),
+        ("A", None, 18),
+        ("B", None, 15),
+    ] {
+        input.pipe_input_at(s(k), v, ts).unwrap();
+    }
+    let out2 = d.output_topic("out2", Serdes::string(), OptionSerde::new(Serdes::i32()));
+    let out3 = d.output_topic("out3", Serdes::string(), OptionSerde::new(Serdes::i32()));
+    assert_eq!(
+        read_all(&out2),
+        vec![
+            (s("A"), None, 10),
+            (s("B"), Some(2), 5),
+            (s("C"), None, 8),
+            (s("D"), Some(4), 14),
+            (s("A"), None, 18),
+            (s("B"), None, 15),
+        ]
+    );
+    assert_eq!(
+        read_all(&out3),
+        vec![
+            (s("A"), Some(1), 10),
+            (s("B"), None, 5),
+            (s("C"), Some(3), 8),
+            (s("D"), None, 14),
+            (s("A"), None, 18),
+            (s("B"), None, 15),
+        ]
+    );
+}
+
+/// KTableFilterTest.shouldPassThroughWithoutMaterialization
+#[test]
+fn ktable_filter_should_pass_through_without_materialization() {
+    ktable_filter_scenario(false);
+}
+
+/// KTableFilterTest.shouldPassThroughOnMaterialization
+#[test]
+fn ktable_filter_should_pass_through_on_materialization() {
+    ktable_filter_scenario(true);
+}
+
+/// KTableFilterTest.shouldGetValuesOnMaterialization (the value getters of `filter` and `filterNot`, read here
+/// through their materialized stores `store2` and `store3`; the stores give values without their timestamps)
+#[test]
+fn ktable_filter_should_get_values_on_materialization() {
+    let b = StreamsBuilder::new();
+    let table1 = b.table(
+        "topic1",
+        Consumed::with(Serdes::string(), Serdes::i32()),
+        Materialized::new(),
+    );
+    table1.filter_materialized(|_, v| v % 2 == 0, Materialized::as_store("store2"));
+    // filterNot(predicate, Materialized.as("store3"))
+    table1.filter_materialized(|_, v| v % 2 != 0, Materialized::as_store("store3"));
+    let d = TopologyTestDriver::builder(b.build().unwrap())
+        .cache_bytes_per_store(0)
+        .build()
+        .unwrap();
+    let input = d.input_topic("topic1", Serdes::string(), OptionSerde::new(Serdes::i32()));
+    let get = |store: &str, k: &str| {
+        d.key_value_store::<String, i32>(store)
+            .unwrap()
+            .get(&s(k))
+            .unwrap()
+    };
+    let check = |s2: [Option<i32>; 3], s3: [Option<i32>; 3]| {
+        for (i, k) in ["A", "B", "C"].iter().enumerate() {
+            assert_eq!(get("store2", k), s2[i], "store2 {k}");
+            assert_eq!(get("store3", k), s3[i], "store3 {k}");
+        }
+    };
+
+    input.pipe_input_at(s("A"), Some(1), 5).unwrap();
+    input.pipe_input_at(s("B"), Some(1), 10).unwrap();
+    input.pipe_input_at(s("C"), Some(1), 15).unwrap();
+    check([None, None, None], [Some(1), Some(1), Some(1)]);
+
+    input.pipe_input_at(s("A"), Some(2), 10).unwrap();
+    input.pipe_input_at(s("B"), Some(2), 5).unwrap();
+    check([Some(2), Some(2), None], [None, None, Some(1)]);
+
+    input.pipe_input_at(s("A"), Some(3), 15).unwrap();
+    check([None, Some(2), None], [Some(3), None, Some(1)]);
+
+    input.pipe_input_at(s("A"), None, 10).unwrap();
+    input.pipe_input_at(s("B"), None, 20).unwrap();
+    check([None, None, None], [None, None, Some(1)]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// KTable aggregation
+// ---------------------------------------------------------------------------------------------------------------
+
+/// KTableAggregateTest.testAggBasic
+#[test]
+#[ignore = "deviation: Kafka regroups an update with an unchanged key as one update (A:0+1-1+3@20); we emit the subtraction then the addition (A:0+1-1, A:0+1-1+3)"]
+fn ktable_aggregate_test_agg_basic() {
+    let b = StreamsBuilder::new();
+    b.table(
+        "topic1",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::new(),
+    )
+    .group_by(
+        |k, v| (k.clone(), v.clone()),
+        Grouped::with(Serdes::string(), Serdes::string()),
+    )
+    .aggregate(
+        || s("0"),
+        |_, v, agg| format!("{agg}+{v}"),
+        |_, v, agg| Some(format!("{agg}-{v}")),
+        Materialized::as_store("topic1-Canonized").with_value_serde(Serdes::string()),
+    )
+    .to_stream()
+    .to(
+        "out",
+        Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+    );
+    let d = driver(b);
+    let input = d.input_topic("topic1", Serdes::string(), Serdes::string());
+    for (k, v, ts) in [
+        ("A", "1", 10),
+        ("B", "2", 15),
+        ("A", "3", 20),
+        ("B", "4", 18),
+        ("C", "5", 5),
+        ("D", "6", 25),
+        ("B", "7", 15),
+        ("C", "8", 10),
+    ] {
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
+    let expected: Vec<(String, Option<String>, i64)> = [
+        ("A", "0+1", 10),
+        ("B", "0+2", 15),
+        ("A", "0+1-1+3", 20),
+        ("B", "0+2-2+4", 18),
+        ("C", "0+5", 5),
+        ("D", "0+6", 25),
+        ("B", "0+2-2+4-4+7", 18),
+        ("C", "0+5-5+8", 10),
+    ]
+    .iter()
+    .map(|(k, v, ts)| (s(k), ss(v), *ts))
+    .collect();
+    assert_eq!(read_all(&out), expected);
+}
+
+/// KTableAggregateTest.testCount
+#[test]
+#[ignore = "deviation: Kafka stamps an aggregate update with the max of the aggregate's and the record's timestamps (green:2@10, green:2@12); we use the record's (9, 11)"]
+fn ktable_aggregate_test_count() {
+    let b = StreamsBuilder::new();
+    b.table(
+        "count-test-input",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::new(),
+    )
+    .group_by(
+        |_, v| (v.clone(), v.clone()),
+        Grouped::with(Serdes::string(), Serdes::string()),
+    )
+    .count(Materialized::as_store("count"))
+    .to_stream()
+    .to(
+        "out",
+        Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+    );
+    let d = driver(b);
+    let input = d.input_topic("count-test-input", Serdes::string(), Serdes::string());
+    for (k, v, ts) in [
+        ("A", "green", 10),
+        ("B", "green", 9),
+        ("A", "blue", 12),
+        ("C", "yellow", 15),
+        ("D", "green", 11),
+    ] {
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (s("green"), Some(1), 10),
+            (s("green"), Some(2), 10),
+            (s("green"), Some(1), 12),
+            (s("blue"), Some(1), 12),
+            (s("yellow"), Some(1), 15),
+            (s("green"), Some(2), 12),
+        ]
+    );
+}
+
+/// KTableAggregateTest.testRemoveOldBeforeAddNew
+#[test]
+#[ignore = "deviation: Kafka regroups 12:B->C (same group 1) as one update (1:2@12); we emit the subtraction then the addition (1:, 1:2)"]
+fn ktable_aggregate_test_remove_old_before_add_new() {
+    let b = StreamsBuilder::new();
+    b.table(
+        "count-test-input",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::new(),
+    )
+    .group_by(
+        |k: &String, _| (k[0..1].to_string(), k[1..2].to_string()),
+        Grouped::with(Serdes::string(), Serdes::string()),
+    )
+    .aggregate(
+        String::new,
+        |_, v, agg| agg + v,
+        |_, v, agg| Some(agg.replace(v.as_str(), "")),
+        Materialized::as_store("someStore").with_value_serde(Serdes::string()),
+    )
+    .to_stream()
+    .to(
+        "out",
+        Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+    );
+    let d = driver(b);
+    let input = d.input_topic(
+        "count-test-input",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    );
+    for (k, v, ts) in [
+        ("11", ss("A"), 10),
+        ("12", ss("B"), 8),
+        ("11", None, 12),
+        ("12", ss("C"), 6),
+    ] {
+        input.pipe_input_at(s(k), v, ts).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (s("1"), ss("1"), 10),
+            (s("1"), ss("12"), 10),
+            (s("1"), ss("2"), 12),
+            (s("1"), ss("2"), 12),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// KStream-KStream join
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum JoinKind {
+    Inner,
+    Left,
+    Outer,
+}
+
+/// `stream1.<kind>Join(stream2, TOSTRING_JOINER, windows)` from topic1 and topic2 to "out" ("null" for a missing
+/// side, as `MockValueJoiner.TOSTRING_JOINER` prints it).
+fn stream_join_driver(kind: JoinKind, windows: JoinWindows) -> TopologyTestDriver {
+    let b = StreamsBuilder::new();
+    let s1 = b.stream("topic1", int_string());
+    let s2 = b.stream("topic2", int_string());
+    let joined = || StreamJoined::with(Serdes::i32(), Serdes::string(), Serdes::string());
+    let name = |v: Option<&String>| v.map_or(s("null"), |v| v.clone());
+    let out = match kind {
+        JoinKind::Inner => s1.join_stream(&s2, |a, b| format!("{a}+{b}"), windows, joined()),
+        JoinKind::Left => s1.left_join_stream(
+            &s2,
+            move |a, b| format!("{a}+{}", name(b)),
+            windows,
+            joined(),
+        ),
+        JoinKind::Outer => s1.outer_join_stream(
+            &s2,
+            move |a, b| format!("{}+{}", name(a), name(b)),
+            windows,
+            joined(),
+        ),
+    };
+    out.to("out", Produced::with(Serdes::i32(), Serdes::string()));
+    driver(b)
+}
+
+/// Pipes `prefix + key` for each of `keys` into `topic` at `ts(i)`.
+fn pipe_keys(
+    d: &TopologyTestDriver,
+    topic: &str,
+    keys: &[i32],
+    prefix: &str,
+    ts: impl Fn(usize) -> i64,
+) {
+    let t = d.input_topic(topic, Serdes::i32(), Serdes::string());
+    for (i, k) in keys.iter().enumerate() {
+        t.pipe_input_at(*k, format!("{prefix}{k}"), ts(i)).unwrap();
+    }
+}
+
+fn kvt(items: &[(i32, &str, i64)]) -> Vec<(i32, String, i64)> {
+    items.iter().map(|(k, v, t)| (*k, s(v), *t)).collect()
+}
+
+/// KStreamKStreamJoinTest.testJoin
+#[test]
+fn kstream_kstream_join_test_join() {
+    let d = stream_join_driver(
+        JoinKind::Inner,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    test_join_sequence(&d);
+}
+
+/// KStreamKStreamJoinTest.testOuterJoin (the same inputs and outputs, through an outer join with 24 h grace)
+#[test]
+fn kstream_kstream_join_test_outer_join() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(100),
+            Duration::from_secs(24 * 3600),
+        ),
+    );
+    test_join_sequence(&d);
+}
+
+/// The inputs and expected outputs shared by KStreamKStreamJoinTest.testJoin and testOuterJoin.
+fn test_join_sequence(d: &TopologyTestDriver) {
+    let k = EXPECTED_KEYS;
+    pipe_keys(d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(d), vec![]);
+    pipe_keys(d, "topic2", &k[..2], "a", |_| 0);
+    assert_eq!(join_out(d), kvt(&[(0, "A0+a0", 0), (1, "A1+a1", 0)]));
+    pipe_keys(d, "topic1", &k, "B", |_| 0);
+    assert_eq!(join_out(d), kvt(&[(0, "B0+a0", 0), (1, "B1+a1", 0)]));
+    pipe_keys(d, "topic2", &k, "b", |_| 0);
+    assert_eq!(
+        join_out(d),
+        kvt(&[
+            (0, "A0+b0", 0),
+            (0, "B0+b0", 0),
+            (1, "A1+b1", 0),
+            (1, "B1+b1", 0),
+            (2, "B2+b2", 0),
+            (3, "B3+b3", 0),
+        ])
+    );
+    pipe_keys(d, "topic1", &k, "C", |_| 0);
+    assert_eq!(
+        join_out(d),
+        kvt(&[
+            (0, "C0+a0", 0),
+            (0, "C0+b0", 0),
+            (1, "C1+a1", 0),
+            (1, "C1+b1", 0),
+            (2, "C2+b2", 0),
+            (3, "C3+b3", 0),
+        ])
+    );
+    pipe_keys(d, "topic2", &k[..2], "c", |_| 0);
+    assert_eq!(
+        join_out(d),
+        kvt(&[
+            (0, "A0+c0", 0),
+            (0, "B0+c0", 0),
+            (0, "C0+c0", 0),
+            (1, "A1+c1", 0),
+            (1, "B1+c1", 0),
+            (1, "C1+c1", 0),
+        ])
+    );
+}
+
+/// KStreamKStreamJoinTest.testAsymmetricWindowingAfter
+#[test]
+#[ignore = "deviation: Kafka joins a record behind stream time while its partners are retained (A0+b0@1000); we drop it as later than the join window's grace (no output)"]
+fn kstream_kstream_join_test_asymmetric_windowing_after() {
+    let d = stream_join_driver(
+        JoinKind::Inner,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(0))
+            .after(Duration::from_millis(100)),
+    );
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k, "A", |i| 1000 + i as i64);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k, "a", |_| 999);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k, "b", |_| 1000);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+b0", 1000)]));
+    pipe_keys(&d, "topic2", &k, "c", |_| 1001);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+c0", 1001), (1, "A1+c1", 1001)]));
+    pipe_keys(&d, "topic2", &k, "d", |_| 1002);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(0, "A0+d0", 1002), (1, "A1+d1", 1002), (2, "A2+d2", 1002)])
+    );
+    pipe_keys(&d, "topic2", &k, "e", |_| 1003);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+e0", 1003),
+            (1, "A1+e1", 1003),
+            (2, "A2+e2", 1003),
+            (3, "A3+e3", 1003),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "f", |_| 1100);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+f0", 1100),
+            (1, "A1+f1", 1100),
+            (2, "A2+f2", 1100),
+            (3, "A3+f3", 1100),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "g", |_| 1101);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(1, "A1+g1", 1101), (2, "A2+g2", 1101), (3, "A3+g3", 1101)])
+    );
+    pipe_keys(&d, "topic2", &k, "h", |_| 1102);
+    assert_eq!(join_out(&d), kvt(&[(2, "A2+h2", 1102), (3, "A3+h3", 1102)]));
+    pipe_keys(&d, "topic2", &k, "i", |_| 1103);
+    assert_eq!(join_out(&d), kvt(&[(3, "A3+i3", 1103)]));
+    pipe_keys(&d, "topic2", &k, "j", |_| 1104);
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKStreamJoinTest.testAsymmetricWindowingBefore
+#[test]
+#[ignore = "deviation: Kafka joins a record behind stream time while its partners are retained (A0+b0@1000); we drop it as later than the join window's grace (no output)"]
+fn kstream_kstream_join_test_asymmetric_windowing_before() {
+    let d = stream_join_driver(
+        JoinKind::Inner,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(0))
+            .before(Duration::from_millis(100)),
+    );
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k, "A", |i| 1000 + i as i64);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k, "a", |_| 899);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k, "b", |_| 900);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+b0", 1000)]));
+    pipe_keys(&d, "topic2", &k, "c", |_| 901);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+c0", 1000), (1, "A1+c1", 1001)]));
+    pipe_keys(&d, "topic2", &k, "d", |_| 902);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(0, "A0+d0", 1000), (1, "A1+d1", 1001), (2, "A2+d2", 1002)])
+    );
+    pipe_keys(&d, "topic2", &k, "e", |_| 903);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+e0", 1000),
+            (1, "A1+e1", 1001),
+            (2, "A2+e2", 1002),
+            (3, "A3+e3", 1003),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "f", |_| 1000);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+f0", 1000),
+            (1, "A1+f1", 1001),
+            (2, "A2+f2", 1002),
+            (3, "A3+f3", 1003),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "g", |_| 1001);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(1, "A1+g1", 1001), (2, "A2+g2", 1002), (3, "A3+g3", 1003)])
+    );
+    pipe_keys(&d, "topic2", &k, "h", |_| 1002);
+    assert_eq!(join_out(&d), kvt(&[(2, "A2+h2", 1002), (3, "A3+h3", 1003)]));
+    pipe_keys(&d, "topic2", &k, "i", |_| 1003);
+    assert_eq!(join_out(&d), kvt(&[(3, "A3+i3", 1003)]));
+    pipe_keys(&d, "topic2", &k, "j", |_| 1004);
+    assert_eq!(join_out(&d), vec![]);
+}
+
+fn pipe1(d: &TopologyTestDriver, topic: &str, k: i32, v: &str, ts: i64) {
+    d.input_topic(topic, Serdes::i32(), Serdes::string())
+        .pipe_input_at(k, s(v), ts)
+        .unwrap();
+}
+
+/// KStreamKStreamLeftJoinTest.testLeftJoinDuplicates
+#[test]
+fn kstream_kstream_left_join_test_left_join_duplicates() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        ),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 0, "A0-0", 0);
+    pipe1(&d, "topic2", 1, "a0", 111);
+    pipe1(&d, "topic2", 2, "dummy", 500);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 0), (0, "A0-0+null", 0)]));
+    pipe1(&d, "topic1", 2, "A2", 1000);
+    pipe1(&d, "topic1", 2, "A2-0", 1000);
+    pipe1(&d, "topic2", 2, "a2", 1001);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(2, "A2+a2", 1001), (2, "A2-0+a2", 1001)])
+    );
+    pipe1(&d, "topic2", 3, "a3", 315);
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKStreamLeftJoinTest.testLeftExpiredNonJoinedRecordsAreEmittedByTheLeftProcessor
+#[test]
+fn kstream_kstream_left_join_expired_non_joined_emitted_by_left_processor() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_and_grace(Duration::from_millis(100), Duration::ZERO),
+    );
+    pipe1(&d, "topic1", 0, "A0", 1);
+    pipe1(&d, "topic1", 1, "A1", 2);
+    pipe1(&d, "topic1", 0, "A0-0", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 1, "a1", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+a1", 3)]));
+    pipe1(&d, "topic1", 2, "dummy", 401);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 1), (0, "A0-0+null", 3)]));
+    pipe1(&d, "topic2", 2, "dummy", 401);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+dummy", 401)]));
+}
+
+/// KStreamKStreamLeftJoinTest.testLeftExpiredNonJoinedRecordsAreEmittedByTheRightProcessor
+#[test]
+fn kstream_kstream_left_join_expired_non_joined_emitted_by_right_processor() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_and_grace(Duration::from_millis(100), Duration::ZERO),
+    );
+    pipe1(&d, "topic1", 0, "A0", 1);
+    pipe1(&d, "topic1", 1, "A1", 2);
+    pipe1(&d, "topic1", 0, "A0-0", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 1, "a1", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+a1", 3)]));
+    pipe1(&d, "topic2", 2, "dummy", 401);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 1), (0, "A0-0+null", 3)]));
+    pipe1(&d, "topic1", 2, "dummy", 402);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+dummy", 402)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testOuterJoinDuplicates (the right stream's Long values piped as their decimal
+/// strings, which is how the joiner prints them)
+#[test]
+#[ignore = "deviation: Kafka emits expired non-joined records of equal timestamp right side first (null+11 before A0+null); we emit the left side first"]
+fn kstream_kstream_outer_join_test_outer_join_duplicates() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        ),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 0, "A0-0", 0);
+    pipe1(&d, "topic2", 1, "11", 0);
+    pipe1(&d, "topic2", 1, "12", 0);
+    pipe1(&d, "topic2", 1, "10", 111);
+    pipe1(&d, "topic2", 3, "100", 211);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (1, "null+11", 0),
+            (1, "null+12", 0),
+            (0, "A0+null", 0),
+            (0, "A0-0+null", 0),
+        ])
+    );
+    pipe1(&d, "topic1", 2, "A2", 200);
+    pipe1(&d, "topic1", 2, "A2-0", 200);
+    pipe1(&d, "topic2", 2, "13", 201);
+    pipe1(&d, "topic2", 2, "14", 201);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (2, "A2+13", 201),
+            (2, "A2-0+13", 201),
+            (2, "A2+14", 201),
+            (2, "A2-0+14", 201),
+        ])
+    );
+    pipe1(&d, "topic2", 3, "100", 1500);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(1, "null+10", 111), (3, "null+100", 211)])
+    );
+}
+
+/// KStreamKStreamOuterJoinTest.testRightExpiredNonJoinedRecordsAreEmittedByTheLeftProcessor
+#[test]
+fn kstream_kstream_outer_join_right_expired_non_joined_emitted_by_left_processor() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    pipe1(&d, "topic2", 0, "10", 1);
+    pipe1(&d, "topic2", 1, "11", 2);
+    pipe1(&d, "topic2", 0, "12", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 1, "A1", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+11", 3)]));
+    pipe1(&d, "topic1", 2, "dummy", 401);
+    assert_eq!(join_out(&d), kvt(&[(0, "null+10", 1), (0, "null+12", 3)]));
+    pipe1(&d, "topic2", 2, "100", 402);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+100", 402)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testGracePeriod
+#[test]
+#[ignore = "deviation: Kafka emits expired non-joined records of equal timestamp right side first (null+11 before A0+null); we emit the left side first"]
+fn kstream_kstream_outer_join_test_grace_period() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        ),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic2", 1, "11", 0);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 1, "A1", 101);
+    pipe1(&d, "topic2", 0, "10", 101);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 0, "100", 112);
+    assert_eq!(join_out(&d), kvt(&[(1, "null+11", 0), (0, "A0+null", 0)]));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// KGroupedStream: count, reduce, aggregate; time, sliding and session windows
+// ---------------------------------------------------------------------------------------------------------------
+
+/// `builder.stream("topic", Consumed.with(String, String)).groupByKey()` of KGroupedStreamImplTest.
+fn grouped_stream(b: &StreamsBuilder) -> KGroupedStream<String, String> {
+    b.stream("topic", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+}
+
+/// A driver that skips records whose null value the stream's serde cannot represent, as Kafka's aggregations
+/// skip records with a null value.
+fn skipping_driver(b: StreamsBuilder) -> TopologyTestDriver {
+    TopologyTestDriver::builder(b.build().unwrap())
+        .deserialization_handler(LogAndContinue)
+        .build()
+        .unwrap()
+}
+
+/// KGroupedStreamImplTest.processData
+fn process_data(d: &TopologyTestDriver) {
+    let t = d.input_topic(
+        "topic",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    );
+    for (k, v, ts) in [
+        ("1", ss("A"), 5),
+        ("2", ss("B"), 1),
+        ("1", ss("C"), 3),
+        ("1", ss("D"), 10),
+        ("3", ss("E"), 8),
+        ("3", ss("F"), 9),
+        ("3", None, 0),
+    ] {
+        t.pipe_input_at(s(k), v, ts).unwrap();
+    }
+}
+
+/// KGroupedStreamImplTest.shouldCountAndMaterializeResults (store values; the store read here has no timestamps)
+#[test]
+fn kgrouped_stream_should_count_and_materialize_results() {
+    let b = StreamsBuilder::new();
+    grouped_stream(&b).count(Materialized::as_store("count"));
+    let d = skipping_driver(b);
+    process_data(&d);
+    let store = d.key_value_store::<String, i64>("count").unwrap();
+    assert_eq!(store.get(&s("1")).unwrap(), Some(3));
+    assert_eq!(store.get(&s("2")).unwrap(), Some(1));
+    assert_eq!(store.get(&s("3")).unwrap(), Some(2));
+}
+
+/// KGroupedStreamImplTest.shouldReduceAndMaterializeResults (store values)
+#[test]
+fn kgrouped_stream_should_reduce_and_materialize_results() {
+    let b = StreamsBuilder::new();
+    grouped_stream(&b).reduce(
+        |a, v| format!("{a}+{v}"),
+        Materialized::as_store("reduce")
+            .with_key_serde(Serdes::string())
+            .with_value_serde(Serdes::string()),
+    );
+    let d = skipping_driver(b);
+    process_data(&d);
+    let store = d.key_value_store::<String, String>("reduce").unwrap();
+    assert_eq!(store.get(&s("1")).unwrap(), ss("A+C+D"));
+    assert_eq!(store.get(&s("2")).unwrap(), ss("B"));
+    assert_eq!(store.get(&s("3")).unwrap(), ss("E+F"));
+}
+
+/// KGroupedStreamImplTest.shouldAggregateAndMaterializeResults (store values)
+#[test]
+fn kgrouped_stream_should_aggregate_and_materialize_results() {
+    let b = StreamsBuilder::new();
+    grouped_stream(&b).aggregate(
+        || s("0"),
+        |_, v, agg| format!("{agg}+{v}"),
+        Materialized::as_store("aggregate")
+            .with_key_serde(Serdes::string())
+            .with_value_serde(Serdes::string()),
+    );
+    let d = skipping_driver(b);
+    process_data(&d);
+    let store = d.key_value_store::<String, String>("aggregate").unwrap();
+    assert_eq!(store.get(&s("1")).unwrap(), ss("0+A+C+D"));
+    assert_eq!(store.get(&s("2")).unwrap(), ss("0+B"));
+    assert_eq!(store.get(&s("3")).unwrap(), ss("0+E+F"));
+}
+
+/// The last value and timestamp per key of `records` (MockProcessor.lastValueAndTimestampPerKey).
+fn last_per_key<V: Clone>(
+    records: &[(String, V, i64)],
+) -> std::collections::BTreeMap<String, (V, i64)> {
+    records
+        .iter()
+        .map(|(k, v, t)| (k.clone(), (v.clone(), *t)))
+        .collect()
+}
+
+/// KGroupedStreamImplTest.shouldAggregateWithDefaultSerdes
+#[test]
+fn kgrouped_stream_should_aggregate_with_default_serdes() {
+    let b = StreamsBuilder::new();
+    grouped_stream(&b)
+        .aggregate(
+            || s("0"),
+            |_, v, agg| format!("{agg}+{v}"),
+            Materialized::new(),
+        )
+        .to_stream()
+        .to(
+            "out",
+            Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+        );
+    let d = skipping_driver(b);
+    process_data(&d);
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
+    let last = last_per_key(&read_all(&out));
+    assert_eq!(last[&s("1")], (ss("0+A+C+D"), 10));
+    assert_eq!(last[&s("2")], (ss("0+B"), 1));
+    assert_eq!(last[&s("3")], (ss("0+E+F"), 9));
+}
+
+/// KGroupedStreamImplTest.shouldCountWindowed
+#[test]
+#[ignore = "deviation: Kafka stamps a window update with the window's max timestamp (1@0/500 count 3 at 499 after the record at 100); we use the record's (100)"]
+fn kgrouped_stream_should_count_windowed() {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(TimeWindows::of_size_and_grace(
+            Duration::from_millis(500),
+            Duration::from_millis(100),
+        ))
+        .count(Materialized::as_store("aggregate-by-key-windowed"));
+    windowed_to(&t, "out", Serdes::i64());
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::string(), Serdes::string());
+    for (k, v, ts) in [
+        ("1", "A", 0),
+        ("1", "A", 499),
+        ("1", "A", 100),
+        ("2", "B", 0),
+        ("2", "B", 100),
+        ("2", "B", 200),
+        ("3", "C", 1),
+        ("1", "A", 500),
+        ("1", "A", 500),
+        ("2", "B", 500),
+        ("2", "B", 500),
+        ("3", "B", 100),
+    ] {
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
+    let expected: Vec<(String, Option<i64>, i64)> = [
+        ("1@0/500", 1, 0),
+        ("1@0/500", 2, 499),
+        ("1@0/500", 3, 499),
+        ("2@0/500", 1, 0),
+        ("2@0/500", 2, 100),
+        ("2@0/500", 3, 200),
+        ("3@0/500", 1, 1),
+        ("1@500/1000", 1, 500),
+        ("1@500/1000", 2, 500),
+        ("2@500/1000", 1, 500),
+        ("2@500/1000", 2, 500),
+        ("3@0/500", 2, 100),
+    ]
+    .iter()
+    .map(|(k, v, t)| (s(k), Some(*v), *t))
+    .collect();
+    assert_eq!(read_all(&out), expected);
+}
+
+/// KGroupedStreamImplTest.shouldCountSlidingWindows (output sorted by key, then window start, as the test
+/// sorts it)
+#[test]
+fn kgrouped_stream_should_count_sliding_windows() {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(SlidingWindows::of_time_difference_and_grace(
+            Duration::from_millis(500),
+            Duration::from_millis(2000),
+        ))
+        .count(Materialized::as_store("aggregate-by-key-windowed"));
+    t.to_stream()
+        .map(|k, v| ((k.key, k.window.start, k.window.end), v))
+        .to(
+            "out",
+            Produced::with(
+                Serdes::json::<(String, i64, i64)>(),
+                OptionSerde::new(Serdes::i64()),
+            ),
+        );
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::string(), Serdes::string());
+    for (k, v, ts) in [
+        ("1", "A", 500),
+        ("1", "A", 999),
+        ("1", "A", 600),
+        ("2", "B", 500),
+        ("2", "B", 600),
+        ("2", "B", 700),
+        ("3", "C", 501),
+        ("1", "A", 1000),
+        ("1", "A", 1000),
+        ("2", "B", 1000),
+        ("2", "B", 1000),
+        ("3", "C", 600),
+    ] {
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let out = d.output_topic(
+        "out",
+        Serdes::json::<(String, i64, i64)>(),
+        OptionSerde::new(Serdes::i64()),
+    );
+    let mut got = read_all(&out);
+    got.sort_by(|a, b| (&a.0 .0, a.0 .1).cmp(&(&b.0 .0, b.0 .1)));
+    type SlidingCount = ((String, i64, i64), Option<i64>, i64);
+    let expected: Vec<SlidingCount> = [
+        ("1", 0, 500, 1, 500),
+        ("1", 100, 600, 2, 600),
+        ("1", 499, 999, 2, 999),
+        ("1", 499, 999, 3, 999),
+        ("1", 500, 1000, 4, 1000),
+        ("1", 500, 1000, 5, 1000),
+        ("1", 501, 1001, 1, 999),
+        ("1", 501, 1001, 2, 999),
+        ("1", 501, 1001, 3, 1000),
+        ("1", 501, 1001, 4, 1000),
+        ("1", 601, 1101, 1, 999),
+        ("1", 601, 1101, 2, 1000),
+        ("1", 601, 1101, 3, 1000),
+        ("1", 1000, 1500, 1, 1000),
+        ("1", 1000, 1500, 2, 1000),
+        ("2", 0, 500, 1, 500),
+        ("2", 100, 600, 2, 600),
+        ("2", 200, 700, 3, 700),
+        ("2", 500, 1000, 4, 1000),
+        ("2", 500, 1000, 5, 1000),
+        ("2", 501, 1001, 1, 600),
+        ("2", 501, 1001, 2, 700),
+        ("2", 501, 1001, 3, 1000),
+        ("2", 501, 1001, 4, 1000),
+        ("2", 601, 1101, 1, 700),
+        ("2", 601, 1101, 2, 1000),
+        ("2", 601, 1101, 3, 1000),
+        ("2", 701, 1201, 1, 1000),
+        ("2", 701, 1201, 2, 1000),
+        ("3", 1, 501, 1, 501),
+        ("3", 100, 600, 2, 600),
+        ("3", 502, 1002, 1, 600),
+    ]
+    .iter()
+    .map(|(k, st, en, c, t)| ((s(k), *st, *en), Some(*c), *t))
+    .collect();
+    assert_eq!(got, expected);
+}
+
+/// Session-window input of KGroupedStreamImplTest.doAggregateSessionWindows / doCountSessionWindows
+/// (values) and doReduceSessionWindows (letters).
+fn pipe_session_input(d: &TopologyTestDriver, values: [&str; 6]) {
+    let t = d.input_topic("topic", Serdes::string(), Serdes::string());
+    let keys_ts = [
+        ("1", 10),
+        ("2", 15),
+        ("1", 30),
+        ("1", 70),
+        ("1", 100),
+        ("1", 90),
+    ];
+    for ((k, ts), v) in keys_ts.into_iter().zip(values) {
+        t.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+}
+
+/// KGroupedStreamImplTest.shouldAggregateSessionWindows
+#[test]
+#[ignore = "deviation: Kafka stamps a session update with the session's max timestamp (1@70/100 at 100 after the record at 90); we use the record's (90)"]
+fn kgrouped_stream_should_aggregate_session_windows() {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(30),
+        ))
+        .aggregate(
+            || 0i32,
+            |_, _, agg| agg + 1,
+            |_, a, b| a + b,
+            Materialized::as_store("session-store").with_value_serde(Serdes::i32()),
+        );
+    windowed_to(&t, "out", Serdes::i32());
+    let d = driver(b);
+    pipe_session_input(&d, ["1", "2", "1", "1", "1", "1"]);
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i32()));
+    let last = last_per_key(&read_all(&out));
+    assert_eq!(last.get("1@10/30"), Some(&(Some(2), 30)));
+    assert_eq!(last.get("2@15/15"), Some(&(Some(1), 15)));
+    assert_eq!(last.get("1@70/100"), Some(&(Some(3), 100)));
+}
+
+/// KGroupedStreamImplTest.shouldCountSessionWindows
+#[test]
+#[ignore = "deviation: Kafka stamps a session update with the session's max timestamp (1@70/100 at 100 after the record at 90); we use the record's (90)"]
+fn kgrouped_stream_should_count_session_windows() {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(30),
+        ))
+        .count(Materialized::as_store("session-store"));
+    windowed_to(&t, "out", Serdes::i64());
+    let d = driver(b);
+    pipe_session_input(&d, ["1", "2", "1", "1", "1", "1"]);
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
+    let last = last_per_key(&read_all(&out));
+    assert_eq!(last.get("1@10/30"), Some(&(Some(2), 30)));
+    assert_eq!(last.get("2@15/15"), Some(&(Some(1), 15)));
+    assert_eq!(last.get("1@70/100"), Some(&(Some(3), 100)));
+}
+
+/// KGroupedStreamImplTest.shouldReduceSessionWindows
+#[test]
+#[ignore = "deviation: Kafka stamps a session update with the session's max timestamp (1@70/100 at 100 after the record at 90); we use the record's (90)"]
+fn kgrouped_stream_should_reduce_session_windows() {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(30),
+        ))
+        .reduce(
+            |a, v| format!("{a}:{v}"),
+            Materialized::as_store("session-store"),
+        );
+    windowed_to(&t, "out", Serdes::string());
+    let d = driver(b);
+    pipe_session_input(&d, ["A", "Z", "B", "A", "B", "C"]);
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
+    let last = last_per_key(&read_all(&out));
+    assert_eq!(last.get("1@10/30"), Some(&(ss("A:B"), 30)));
+    assert_eq!(last.get("2@15/15"), Some(&(ss("Z"), 15)));
+    assert_eq!(last.get("1@70/100"), Some(&(ss("A:B:C"), 100)));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// KStream-KTable left join, KTable-KTable left and outer join
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The topology of KStreamKTableLeftJoinTest.setUp: `stream.leftJoin(table, TOSTRING_JOINER)`.
+fn stream_table_left_join_driver() -> TopologyTestDriver {
+    let b = StreamsBuilder::new();
+    let stream = b.stream("streamTopic", int_string());
+    let table = b.table("tableTopic", int_string(), Materialized::new());
+    stream
+        .left_join(
+            &table,
+            |v, t: Option<&String>| format!("{v}+{}", t.map_or("null", |t| t.as_str())),
+            Joined::new(),
+        )
+        .to("out", Produced::with(Serdes::i32(), Serdes::string()));
+    driver(b)
+}
+
+/// KStreamKTableLeftJoinTest.shouldJoinWithEmptyTableOnStreamUpdates
+#[test]
+fn kstream_ktable_left_join_should_join_with_empty_table_on_stream_updates() {
+    let d = stream_table_left_join_driver();
+    push_to_stream(&d, 2, "X");
+    assert_eq!(join_out(&d), kvt(&[(0, "X0+null", 0), (1, "X1+null", 1)]));
+}
+
+/// KStreamKTableLeftJoinTest.shouldNotJoinOnTableUpdates
+#[test]
+fn kstream_ktable_left_join_should_not_join_on_table_updates() {
+    let d = stream_table_left_join_driver();
+    push_to_stream(&d, 2, "X");
+    assert_eq!(join_out(&d), kvt(&[(0, "X0+null", 0), (1, "X1+null", 1)]));
+    push_to_table(&d, 2, "Y");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "X0+Y0", 0),
+            (1, "X1+Y1", 1),
+            (2, "X2+null", 2),
+            (3, "X3+null", 3),
+        ])
+    );
+    push_to_table(&d, 4, "YY");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "X0+YY0", 0),
+            (1, "X1+YY1", 1),
+            (2, "X2+YY2", 2),
+            (3, "X3+YY3", 3),
+        ])
+    );
+    push_to_table(&d, 4, "YYY");
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKTableLeftJoinTest.shouldClearTableEntryOnNullValueUpdates
+#[test]
+fn kstream_ktable_left_join_should_clear_table_entry_on_null_value_updates() {
+    let d = stream_table_left_join_driver();
+    push_to_table(&d, 4, "Y");
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "X");
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "X0+Y0", 0),
+            (1, "X1+Y1", 1),
+            (2, "X2+Y2", 2),
+            (3, "X3+Y3", 3),
+        ])
+    );
+    let t = d.input_topic(
+        "tableTopic",
+        Serdes::i32(),
+        OptionSerde::new(Serdes::string()),
+    );
+    for k in [0, 1] {
+        t.pipe_input_at(k, None, 0).unwrap();
+    }
+    assert_eq!(join_out(&d), vec![]);
+    push_to_stream(&d, 4, "XX");
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "XX0+null", 0),
+            (1, "XX1+null", 1),
+            (2, "XX2+Y2", 2),
+            (3, "XX3+Y3", 3),
+        ])
+    );
+}
+
+type Rows = Vec<(i32, Option<String>, i64)>;
+
+/// The input sequence shared by KTableKTable{Inner,Left,Outer}JoinTest.testJoin, through `table1.<kind>Join(table2,
+/// TOSTRING_JOINER)`; returns the output read after each of its seven steps.
+fn table_table_join_steps(kind: JoinKind) -> Vec<Rows> {
+    let b = StreamsBuilder::new();
+    let t1 = b.table("topic1", int_string(), Materialized::new());
+    let t2 = b.table("topic2", int_string(), Materialized::new());
+    let name = |v: Option<&String>| v.map_or(s("null"), |v| v.clone());
+    let joined = match kind {
+        JoinKind::Inner => t1.join(&t2, |a, b| format!("{a}+{b}")),
+        JoinKind::Left => t1.left_join(&t2, move |a, b| format!("{a}+{}", name(b))),
+        JoinKind::Outer => t1.outer_join(&t2, move |a, b| format!("{}+{}", name(a), name(b))),
+    };
+    joined.to_stream().to(
+        "output",
+        Produced::with(Serdes::i32(), OptionSerde::new(Serdes::string())),
+    );
+    let d = driver(b);
+    let nk = || OptionSerde::new(Serdes::i32());
+    let nv = || OptionSerde::new(Serdes::string());
+    let in1 = d.input_topic("topic1", nk(), nv());
+    let in2 = d.input_topic("topic2", nk(), nv());
+    let out = d.output_topic("output", Serdes::i32(), OptionSerde::new(Serdes::string()));
+    let keys = EXPECTED_KEYS;
+    let mut steps = Vec::new();
+
+    for (i, k) in keys[..2].iter().enumerate() {
+        in1.pipe_input_at(Some(*k), ss(&format!("X{k}")), 5 + i as i64)
+            .unwrap();
+    }
+    in1.pipe_input_at(None, ss("SomeVal"), 42).unwrap();
+    steps.push(read_all(&out));
+    for (i, k) in keys[..2].iter().enumerate() {
+        in2.pipe_input_at(Some(*k), ss(&format!("Y{k}")), 10 * i as i64)
+            .unwrap();
+    }
+    in2.pipe_input_at(None, ss("AnotherVal"), 73).unwrap();
+    steps.push(read_all(&out));
+    for k in keys {
+        in1.pipe_input_at(Some(k), ss(&format!("XX{k}")), 7)
+            .unwrap();
+    }
+    steps.push(read_all(&out));
+    for k in keys {
+        in2.pipe_input_at(Some(k), ss(&format!("YY{k}")), k as i64 * 5)
+            .unwrap();
+    }
+    steps.push(read_all(&out));
+    for k in keys {
+        in1.pipe_input_at(Some(k), ss(&format!("XXX{k}")), 6)
+            .unwrap();
+    }
+    steps.push(read_all(&out));
+    in2.pipe_input_at(Some(keys[0]), None, 5).unwrap();
+    in2.pipe_input_at(Some(keys[1]), None, 7).unwrap();
+    steps.push(read_all(&out));
+    for k in keys {
+        in1.pipe_input_at(Some(k), ss(&format!("XXXX{k}")), 13)
+            .unwrap();
+    }
+    steps.push(read_all(&out));
+    for (k, ts) in [(0, 0), (1, 42), (2, 5), (3, 20)] {
+        in1.pipe_input_at(Some(keys[k]), None, ts).unwrap();
+    }
+    steps.push(read_all(&out));
+    steps
+}
+
+fn rows(items: &[(i32, Option<&str>, i64)]) -> Rows {
+    items.iter().map(|(k, v, t)| (*k, v.map(s), *t)).collect()
+}
+
+/// The expected output of steps 2 to 5 shared by KTableKTableLeftJoinTest.testJoin and
+/// KTableKTableOuterJoinTest.testJoin.
+fn left_and_outer_common_steps() -> Vec<Rows> {
+    vec![
+        rows(&[(0, Some("X0+null"), 5), (1, Some("X1+null"), 6)]),
+        rows(&[(0, Some("X0+Y0"), 5), (1, Some("X1+Y1"), 10)]),
+        rows(&[
+            (0, Some("XX0+Y0"), 7),
+            (1, Some("XX1+Y1"), 10),
+            (2, Some("XX2+null"), 7),
+            (3, Some("XX3+null"), 7),
+        ]),
+        rows(&[
+            (0, Some("XX0+YY0"), 7),
+            (1, Some("XX1+YY1"), 7),
+            (2, Some("XX2+YY2"), 10),
+            (3, Some("XX3+YY3"), 15),
+        ]),
+        rows(&[
+            (0, Some("XXX0+YY0"), 6),
+            (1, Some("XXX1+YY1"), 6),
+            (2, Some("XXX2+YY2"), 10),
+            (3, Some("XXX3+YY3"), 15),
+        ]),
+        rows(&[(0, Some("XXX0+null"), 6), (1, Some("XXX1+null"), 7)]),
+        rows(&[
+            (0, Some("XXXX0+null"), 13),
+            (1, Some("XXXX1+null"), 13),
+            (2, Some("XXXX2+YY2"), 13),
+            (3, Some("XXXX3+YY3"), 15),
+        ]),
+    ]
+}
+
+/// KTableKTableLeftJoinTest.testJoin
+#[test]
+#[ignore = "deviation: Kafka stamps a table-table join result with the max of both sides' timestamps (X0+Y0 at 5); we stamp it with the triggering record's (0)"]
+fn ktable_ktable_left_join_test_join() {
+    let mut expected = left_and_outer_common_steps();
+    expected.push(rows(&[
+        (0, None, 0),
+        (1, None, 42),
+        (2, None, 10),
+        (3, None, 20),
+    ]));
+    assert_eq!(table_table_join_steps(JoinKind::Left), expected);
+}
+
+/// KTableKTableOuterJoinTest.testJoin
+#[test]
+#[ignore = "deviation: Kafka stamps a table-table join result with the max of both sides' timestamps (X0+Y0 at 5); we stamp it with the triggering record's (0)"]
+fn ktable_ktable_outer_join_test_join() {
+    let mut expected = left_and_outer_common_steps();
+    expected.push(rows(&[
+        (0, None, 0),
+        (1, None, 42),
+        (2, Some("null+YY2"), 10),
+        (3, Some("null+YY3"), 20),
+    ]));
+    assert_eq!(table_table_join_steps(JoinKind::Outer), expected);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// KTable mapValues, KStream selectKey
+// ---------------------------------------------------------------------------------------------------------------
+
+/// KTableMapValuesTest.testKTable
+#[test]
+fn ktable_map_values_test_ktable() {
+    let b = StreamsBuilder::new();
+    b.table(
+        "topic1",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::new(),
+    )
+    .map_values(|v: &String| v.as_bytes()[0] as i32 - 48)
+    .to_stream()
+    .to(
+        "out",
+        Produced::with(Serdes::string(), OptionSerde::new(Serdes::i32())),
+    );
+    let d = driver(b);
+    let input = d.input_topic("topic1", Serdes::string(), Serdes::string());
+    for (k, v, ts) in [
+        ("A", "1", 5),
+        ("B", "2", 25),
+        ("C", "3", 20),
+        ("D", "4", 10),
+    ] {
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i32()));
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (s("A"), Some(1), 5),
+            (s("B"), Some(2), 25),
+            (s("C"), Some(3), 20),
+            (s("D"), Some(4), 10),
+        ]
+    );
+}
+
+/// KStreamSelectKeyTest.testSelectKey (records piped without a key)
+#[test]
+fn kstream_select_key_test_select_key() {
+    let b = StreamsBuilder::new();
+    b.stream(
+        "topic",
+        Consumed::with(OptionSerde::new(Serdes::string()), Serdes::i32()),
+    )
+    .select_key(|_, v| match v {
+        1 => s("ONE"),
+        2 => s("TWO"),
+        _ => s("THREE"),
+    })
+    .to("out", Produced::with(Serdes::string(), Serdes::i32()));
+    let d = driver(b);
+    let input = d.input_topic("topic", OptionSerde::new(Serdes::string()), Serdes::i32());
+    for v in [1, 2, 3] {
+        input.pipe_input_at(None, v, 0).unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), Serdes::i32());
+    assert_eq!(
+        read_all(&out),
+        vec![(s("ONE"), 1, 0), (s("TWO"), 2, 0), (s("THREE"), 3, 0)]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// split, mapValues, flatMapValues, merge
+// ---------------------------------------------------------------------------------------------------------------
+
+/// KStreamSplitTest.withDriver: keys -1..=7, values "V<key>".
+fn split_input(d: &TopologyTestDriver) {
+    let t = d.input_topic("topic", Serdes::i32(), Serdes::string());
+    for k in [-1, 0, 1, 2, 3, 4, 5, 6, 7] {
+        t.pipe_input(k, format!("V{k}")).unwrap();
+    }
+}
+
+fn values_of(d: &TopologyTestDriver, topic: &str) -> Vec<String> {
+    d.output_topic(topic, Serdes::i32(), Serdes::string())
+        .read_records_to_vec()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.value)
+        .collect()
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| s(x)).collect()
+}
+
+/// KStreamSplitTest.testKStreamSplit
+#[test]
+fn kstream_split_test_kstream_split() {
+    let b = StreamsBuilder::new();
+    let branches = b
+        .stream("topic", int_string())
+        .split_named("")
+        .branch("x2", |k, _| k % 2 == 0)
+        .branch("x3", |k, _| k % 3 == 0)
+        .branch("x5", |k, _| k % 5 == 0)
+        .no_default_branch();
+    for name in ["x2", "x3", "x5"] {
+        branches[name].to(name, Produced::new());
+    }
+    let d = driver(b);
+    split_input(&d);
+    assert_eq!(values_of(&d, "x2"), strings(&["V0", "V2", "V4", "V6"]));
+    assert_eq!(values_of(&d, "x3"), strings(&["V3"]));
+    assert_eq!(values_of(&d, "x5"), strings(&["V5"]));
+}
+
+/// KStreamSplitTest.testResultingMap
+#[test]
+fn kstream_split_test_resulting_map() {
+    let b = StreamsBuilder::new();
+    let branches = b
+        .stream("topic", int_string())
+        .split_named("foo-")
+        .branch("bar", |k, _| k % 2 == 0)
+        .branch("2", |k, _| k % 3 == 0)
+        .branch("3", |k, _| k % 5 == 0)
+        .branch("4", |k, _| *k < 0)
+        .branch("5", |k, _| k % 7 == 0)
+        .default_branch("0");
+    // Branches 2 (a consumer) and 3 (a function returning null) are not in Kafka's map.
+    for name in ["foo-bar", "foo-4", "foo-5", "foo-0"] {
+        branches[name].to(name, Produced::new());
+    }
+    let d = driver(b);
+    split_input(&d);
+    assert_eq!(values_of(&d, "foo-bar"), strings(&["V0", "V2", "V4", "V6"]));
+    assert_eq!(values_of(&d, "foo-4"), strings(&["V-1"]));
+    assert_eq!(values_of(&d, "foo-5"), strings(&["V7"]));
+    assert_eq!(values_of(&d, "foo-0"), strings(&["V1"]));
+}
+
+/// KStreamSplitTest.testBranchingWithNoTerminalOperation
+#[test]
+fn kstream_split_test_branching_with_no_terminal_operation() {
+    let b = StreamsBuilder::new();
+    let branches = b
+        .stream("topic", int_string())
+        .split_named("")
+        .branch("even", |k, _| k % 2 == 0)
+        .branch("five", |k, _| k % 5 == 0)
+        .no_default_branch();
+    branches["even"].to("output", Produced::new());
+    branches["five"].to("output", Produced::new());
+    let d = driver(b);
+    split_input(&d);
+    assert_eq!(
+        values_of(&d, "output"),
+        strings(&["V0", "V2", "V4", "V5", "V6"])
+    );
+}
+
+fn map_values_scenario(with_key: bool) -> Vec<(i32, i32, i64)> {
+    let b = StreamsBuilder::new();
+    let st = b.stream("topic", int_string());
+    let mapped = if with_key {
+        st.map_values_with_key(|k, v: String| v.len() as i32 + k)
+    } else {
+        st.map_values(|v: String| v.len() as i32)
+    };
+    mapped.to("out", Produced::with(Serdes::i32(), Serdes::i32()));
+    let d = driver(b);
+    let t = d.input_topic("topic", Serdes::i32(), Serdes::string());
+    for k in [1, 10, 100, 1000] {
+        t.pipe_input_at(k, k.to_string(), k as i64 / 2).unwrap();
+    }
+    read_all(&d.output_topic("out", Serdes::i32(), Serdes::i32()))
+}
+
+/// KStreamMapValuesTest.testFlatMapValues (a mapValues test despite its name)
+#[test]
+fn kstream_map_values_test_map_values() {
+    assert_eq!(
+        map_values_scenario(false),
+        vec![(1, 1, 0), (10, 2, 5), (100, 3, 50), (1000, 4, 500)]
+    );
+}
+
+/// KStreamMapValuesTest.testMapValuesWithKeys
+#[test]
+fn kstream_map_values_test_map_values_with_keys() {
+    assert_eq!(
+        map_values_scenario(true),
+        vec![(1, 2, 0), (10, 12, 5), (100, 103, 50), (1000, 1004, 500)]
+    );
+}
+
+fn flat_map_values_scenario(with_key: bool) -> Vec<(i32, String, i64)> {
+    let b = StreamsBuilder::new();
+    b.stream("topic", Consumed::with(Serdes::i32(), Serdes::i32()))
+        .flat_map_values(move |k, v: i32| {
+            let second = if with_key {
+                format!("k{k}")
+            } else {
+                format!("V{v}")
+            };
+            vec![format!("v{v}"), second]
+        })
+        .to("out", Produced::with(Serdes::i32(), Serdes::string()));
+    let d = driver(b);
+    let t = d.input_topic("topic", Serdes::i32(), Serdes::i32());
+    for k in [0, 1, 2, 3] {
+        t.pipe_input_at(k, k, 0).unwrap();
+    }
+    read_all(&d.output_topic("out", Serdes::i32(), Serdes::string()))
+}
+
+/// KStreamFlatMapValuesTest.testFlatMapValues
+#[test]
+fn kstream_flat_map_values_test_flat_map_values() {
+    assert_eq!(
+        flat_map_values_scenario(false),
+        kvt(&[
+            (0, "v0", 0),
+            (0, "V0", 0),
+            (1, "v1", 0),
+            (1, "V1", 0),
+            (2, "v2", 0),
+            (2, "V2", 0),
+            (3, "v3", 0),
+            (3, "V3", 0),
+        ])
+    );
+}
+
+/// KStreamFlatMapValuesTest.testFlatMapValuesWithKeys
+#[test]
+fn kstream_flat_map_values_test_flat_map_values_with_keys() {
+    assert_eq!(
+        flat_map_values_scenario(true),
+        kvt(&[
+            (0, "v0", 0),
+            (0, "k0", 0),
+            (1, "v1", 0),
+            (1, "k1", 0),
+            (2, "v2", 0),
+            (2, "k2", 0),
+            (3, "v3", 0),
+            (3, "k3", 0),
+        ])
+    );
+}
+
+fn string_string() -> Consumed<String, String> {
+    Consumed::with(Serdes::string(), Serdes::string())
+}
+
+/// KStreamImplTest.shouldMergeTwoStreams
+#[test]
+fn kstream_impl_should_merge_two_streams() {
+    let b = StreamsBuilder::new();
+    let s1 = b.stream("topic-1", string_string());
+    let s2 = b.stream("topic-2", string_string());
+    s1.merge(&s2).to("out", Produced::new());
+    let d = driver(b);
+    let t1 = d.input_topic("topic-1", Serdes::string(), Serdes::string());
+    let t2 = d.input_topic("topic-2", Serdes::string(), Serdes::string());
+    t1.pipe_input(s("A"), s("aa")).unwrap();
+    t2.pipe_input(s("B"), s("bb")).unwrap();
+    t2.pipe_input(s("C"), s("cc")).unwrap();
+    t1.pipe_input(s("D"), s("dd")).unwrap();
+    let out = d.output_topic("out", Serdes::string(), Serdes::string());
+    let expected: Vec<(String, String, i64)> = [("A", "aa"), ("B", "bb"), ("C", "cc"), ("D", "dd")]
+        .iter()
+        .map(|(k, v)| (s(k), s(v), 0))
+        .collect();
+    assert_eq!(read_all(&out), expected);
+}
+
+/// KStreamImplTest.shouldMergeMultipleStreams
+#[test]
+fn kstream_impl_should_merge_multiple_streams() {
+    let b = StreamsBuilder::new();
+    let topics = ["topic-1", "topic-2", "topic-3", "topic-4"];
+    let sources: Vec<_> = topics
+        .iter()
+        .map(|t| b.stream(t, string_string()))
+        .collect();
+    sources[0]
+        .merge(&sources[1])
+        .merge(&sources[2])
+        .merge(&sources[3])
+        .to("out", Produced::new());
+    let d = driver(b);
+    let records = [
+        (0, "A", "aa", 1),
+        (1, "B", "bb", 9),
+        (2, "C", "cc", 2),
+        (3, "D", "dd", 8),
+        (3, "E", "ee", 3),
+        (2, "F", "ff", 7),
+        (1, "G", "gg", 4),
+        (0, "H", "hh", 6),
+    ];
+    for (t, k, v, ts) in records {
+        d.input_topic(topics[t], Serdes::string(), Serdes::string())
+            .pipe_input_at(s(k), s(v), ts)
+            .unwrap();
+    }
+    let out = d.output_topic("out", Serdes::string(), Serdes::string());
+    let expected: Vec<(String, String, i64)> = records
+        .iter()
+        .map(|(_, k, v, ts)| (s(k), s(v), *ts))
+        .collect();
+    assert_eq!(read_all(&out), expected);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// suppress(untilWindowCloses)
+// ---------------------------------------------------------------------------------------------------------------
+
+type Counted = Vec<(String, Option<i64>, i64)>;
+
+/// The topology of SuppressScenarioTest's final-results scenarios: `groupBy(key)`, windowed count (caching
+/// disabled) to "output-raw", and its `suppress(untilWindowCloses(unbounded()))` to "output-suppressed", both
+/// keyed by `Windowed.toString()` ("[k1@0/2]"). Pipes `k`/"v1" records at the given timestamps; returns (raw,
+/// suppressed).
+fn suppress_scenario(
+    count: impl FnOnce(KGroupedStream<String, String>) -> KTable<Windowed<String>, i64>,
+    records: &[(&str, i64)],
+) -> (Counted, Counted) {
+    let b = StreamsBuilder::new();
+    let grouped = b.stream("input", string_string()).group_by(
+        |k, _| k.clone(),
+        Grouped::with(Serdes::string(), Serdes::string()),
+    );
+    let counts = count(grouped);
+    let name = |k: Windowed<String>| format!("[{}@{}/{}]", k.key, k.window.start, k.window.end);
+    let produced = || Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64()));
+    counts
+        .suppress(Suppressed::until_window_closes())
+        .to_stream()
+        .map(move |k, v| (name(k), v))
+        .to("output-suppressed", produced());
+    counts
+        .to_stream()
+        .map(move |k, v| (name(k), v))
+        .to("output-raw", produced());
+    let d = driver(b);
+    let input = d.input_topic("input", Serdes::string(), Serdes::string());
+    for (k, ts) in records {
+        input.pipe_input_at(s(k), s("v1"), *ts).unwrap();
+    }
+    let read =
+        |t: &str| read_all(&d.output_topic(t, Serdes::string(), OptionSerde::new(Serdes::i64())));
+    (read("output-raw"), read("output-suppressed"))
+}
+
+fn counted(items: &[(&str, Option<i64>, i64)]) -> Counted {
+    items.iter().map(|(k, v, t)| (s(k), *v, *t)).collect()
+}
+
+fn no_cache(name: &str) -> Materialized<String, i64> {
+    Materialized::as_store(name).with_caching_disabled()
+}
+
+/// SuppressScenarioTest.shouldSupportFinalResultsForTimeWindows
+#[test]
+#[ignore = "deviation: Kafka stamps a window update with the window's max timestamp ([k1@0/2] 4 at 1 after the record at 0); we use the record's (0)"]
+fn suppress_scenario_final_results_for_time_windows() {
+    let (raw, suppressed) = suppress_scenario(
+        |g| {
+            g.windowed_by(TimeWindows::of_size_and_grace(
+                Duration::from_millis(2),
+                Duration::from_millis(1),
+            ))
+            .count(no_cache("counts"))
+        },
+        &[
+            ("k1", 0),
+            ("k1", 1),
+            ("k1", 2),
+            ("k1", 1),
+            ("k1", 0),
+            ("k1", 5),
+            ("k1", 0),
+        ],
+    );
+    assert_eq!(
+        raw,
+        counted(&[
+            ("[k1@0/2]", Some(1), 0),
+            ("[k1@0/2]", Some(2), 1),
+            ("[k1@2/4]", Some(1), 2),
+            ("[k1@0/2]", Some(3), 1),
+            ("[k1@0/2]", Some(4), 1),
+            ("[k1@4/6]", Some(1), 5),
+        ])
+    );
+    assert_eq!(
+        suppressed,
+        counted(&[("[k1@0/2]", Some(4), 1), ("[k1@2/4]", Some(1), 2)])
+    );
+}
+
+/// SuppressScenarioTest.shouldSupportFinalResultsForTimeWindowsWithLargeJump
+#[test]
+#[ignore = "deviation: Kafka stamps a window update with the window's max timestamp ([k1@0/2] 3 at 1 after the record at 0); we use the record's (0)"]
+fn suppress_scenario_final_results_for_time_windows_with_large_jump() {
+    let (raw, suppressed) = suppress_scenario(
+        |g| {
+            g.windowed_by(TimeWindows::of_size_and_grace(
+                Duration::from_millis(2),
+                Duration::from_millis(2),
+            ))
+            .count(no_cache("counts").with_key_serde(Serdes::string()))
+        },
+        &[
+            ("k1", 0),
+            ("k1", 1),
+            ("k1", 2),
+            ("k1", 0),
+            ("k1", 3),
+            ("k1", 0),
+            ("k1", 4),
+            ("k1", 0),
+            ("k1", 30),
+        ],
+    );
+    assert_eq!(
+        raw,
+        counted(&[
+            ("[k1@0/2]", Some(1), 0),
+            ("[k1@0/2]", Some(2), 1),
+            ("[k1@2/4]", Some(1), 2),
+            ("[k1@0/2]", Some(3), 1),
+            ("[k1@2/4]", Some(2), 3),
+            ("[k1@0/2]", Some(4), 1),
+            ("[k1@4/6]", Some(1), 4),
+            ("[k1@30/32]", Some(1), 30),
+        ])
+    );
+    assert_eq!(
+        suppressed,
+        counted(&[
+            ("[k1@0/2]", Some(4), 1),
+            ("[k1@2/4]", Some(2), 3),
+            ("[k1@4/6]", Some(1), 4),
+        ])
+    );
+}
+
+/// SuppressScenarioTest.shouldSupportFinalResultsForSlidingWindows (raw output sorted by key, then timestamp, as
+/// the test sorts it)
+#[test]
+fn suppress_scenario_final_results_for_sliding_windows() {
+    let (mut raw, suppressed) = suppress_scenario(
+        |g| {
+            g.windowed_by(SlidingWindows::of_time_difference_and_grace(
+                Duration::from_millis(5),
+                Duration::from_millis(15),
+            ))
+            .count(no_cache("counts").with_key_serde(Serdes::string()))
+        },
+        &[
+            ("k1", 10),
+            ("k1", 11),
+            ("k1", 10),
+            ("k1", 13),
+            ("k1", 10),
+            ("k1", 24),
+            ("k1", 5),
+            ("k1", 7),
+            ("k1", 90),
+        ],
+    );
+    raw.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+    assert_eq!(
+        raw,
+        counted(&[
+            ("[k1@11/16]", Some(1), 11),
+            ("[k1@11/16]", Some(2), 13),
+            ("[k1@12/17]", Some(1), 13),
+            ("[k1@19/24]", Some(1), 24),
+            ("[k1@5/10]", Some(1), 10),
+            ("[k1@5/10]", Some(2), 10),
+            ("[k1@5/10]", Some(3), 10),
+            ("[k1@5/10]", Some(4), 10),
+            ("[k1@5/10]", Some(5), 10),
+            ("[k1@6/11]", Some(2), 11),
+            ("[k1@6/11]", Some(3), 11),
+            ("[k1@6/11]", Some(4), 11),
+            ("[k1@6/11]", Some(5), 11),
+            ("[k1@8/13]", Some(4), 13),
+            ("[k1@8/13]", Some(5), 13),
+            ("[k1@85/90]", Some(1), 90),
+        ])
+    );
+    assert_eq!(
+        suppressed,
+        counted(&[
+            ("[k1@5/10]", Some(5), 10),
+            ("[k1@6/11]", Some(5), 11),
+            ("[k1@8/13]", Some(5), 13),
+            ("[k1@11/16]", Some(2), 13),
+            ("[k1@12/17]", Some(1), 13),
+            ("[k1@19/24]", Some(1), 24),
+        ])
+    );
+}
+
+/// SuppressScenarioTest.shouldSupportFinalResultsForSessionWindows
+#[test]
+#[ignore = "deviation: Kafka re-emits a session a record falls into as a tombstone then the new value at the session's max timestamp ([k1@0/5] null@5, 3@5; merged [k1@0/0] tombstone @0); we update in place at the record's time ([k1@0/5] 3@1; tombstone @5)"]
+fn suppress_scenario_final_results_for_session_windows() {
+    let (raw, suppressed) = suppress_scenario(
+        |g| {
+            g.windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+                Duration::from_millis(5),
+            ))
+            .count(no_cache("counts"))
+        },
+        &[
+            ("k1", 0),
+            ("k1", 5),
+            ("k1", 1),
+            ("k2", 11),
+            ("k1", 5),
+            ("k1", 30),
+        ],
+    );
+    assert_eq!(
+        raw,
+        counted(&[
+            ("[k1@0/0]", Some(1), 0),
+            ("[k1@0/0]", None, 0),
+            ("[k1@0/5]", Some(2), 5),
+            ("[k1@0/5]", None, 5),
+            ("[k1@0/5]", Some(3), 5),
+            ("[k2@11/11]", Some(1), 11),
+            ("[k1@30/30]", Some(1), 30),
+        ])
+    );
+    assert_eq!(
+        suppressed,
+        counted(&[("[k1@0/5]", Some(3), 5), ("[k2@11/11]", Some(1), 11)])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Window expiry, sliding-window aggregation, null join keys
+// ---------------------------------------------------------------------------------------------------------------
+
+/// `groupByKey().windowedBy(windows).aggregate("", (k, v, agg) -> agg + "+" + v)` to "output" keyed by
+/// `Windowed.toString()`, as in KStreamWindowAggregateTest's expiry scenarios.
+fn expiry_scenario(
+    windows: TimeWindows,
+    records: &[(&str, i64)],
+) -> (Vec<(String, String, i64)>, u64) {
+    let b = StreamsBuilder::new();
+    b.stream("topic", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(windows)
+        .aggregate(
+            String::new,
+            |_, v, agg| format!("{agg}+{v}"),
+            Materialized::as_store("topic1-Canonicalized")
+                .with_value_serde(Serdes::string())
+                .with_logging_disabled(),
+        )
+        .to_stream()
+        .map(|k, v| {
+            (
+                format!("[{}@{}/{}]", k.key, k.window.start, k.window.end),
+                v.unwrap_or_default(),
+            )
+        })
+        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::string(), Serdes::string());
+    for (v, ts) in records {
+        input.pipe_input_at(s("k"), s(v), *ts).unwrap();
+    }
+    let out = read_all(&d.output_topic("output", Serdes::string(), Serdes::string()));
+    (out, d.metrics().dropped_records)
+}
+
+fn kvs(items: &[(&str, &str, i64)]) -> Vec<(String, String, i64)> {
+    items.iter().map(|(k, v, t)| (s(k), s(v), *t)).collect()
+}
+
+/// KStreamWindowAggregateTest.shouldLogAndMeterWhenSkippingExpiredWindow (eager emission; the skipped records
+/// counted as dropped, where Kafka logs each)
+#[test]
+fn kstream_window_aggregate_should_skip_expired_window() {
+    let (out, dropped) = expiry_scenario(
+        TimeWindows::of_size_and_grace(Duration::from_millis(10), Duration::from_millis(90))
+            .advance_by(Duration::from_millis(5)),
+        &[
+            ("100", 100),
+            ("0", 0),
+            ("1", 1),
+            ("2", 2),
+            ("3", 3),
+            ("4", 4),
+            ("5", 5),
+            ("6", 6),
+            ("105", 105),
+            ("106", 106),
+        ],
+    );
+    assert_eq!(
+        out,
+        kvs(&[
+            ("[k@95/105]", "+100", 100),
+            ("[k@100/110]", "+100", 100),
+            ("[k@5/15]", "+5", 5),
+            ("[k@5/15]", "+5+6", 6),
+            ("[k@100/110]", "+100+105", 105),
+            ("[k@105/115]", "+105", 105),
+            ("[k@100/110]", "+100+105+106", 106),
+            ("[k@105/115]", "+105+106", 106),
+        ])
+    );
+    // Kafka logs seven skips: records 0..=6 for the expired window [0,10).
+    assert_eq!(dropped, 7);
+}
+
+/// KStreamWindowAggregateTest.shouldLogAndMeterWhenSkippingExpiredWindowByGrace (eager emission)
+#[test]
+fn kstream_window_aggregate_should_skip_expired_window_by_grace() {
+    let (out, dropped) = expiry_scenario(
+        TimeWindows::of_size_and_grace(Duration::from_millis(10), Duration::from_millis(90))
+            .advance_by(Duration::from_millis(10)),
+        &[
+            ("100", 200),
+            ("0", 100),
+            ("1", 101),
+            ("2", 102),
+            ("3", 103),
+            ("4", 104),
+            ("5", 105),
+            ("6", 6),
+        ],
+    );
+    assert_eq!(out, kvs(&[("[k@200/210]", "+100", 200)]));
+    assert_eq!(dropped, 7);
+}
+
+/// KStreamSlidingWindowAggregateTest.testAggregateSmallInput (eager emission; output gathered as a set of
+/// (value, timestamp) per window start, as the test gathers it)
+#[test]
+fn kstream_sliding_window_aggregate_test_aggregate_small_input() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let b = StreamsBuilder::new();
+    b.stream("topic", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(SlidingWindows::of_time_difference_and_grace(
+            Duration::from_millis(10),
+            Duration::from_millis(5),
+        ))
+        .aggregate(
+            || s("0"),
+            |_, v, agg| format!("{agg}+{v}"),
+            Materialized::as_store("store-name").with_value_serde(Serdes::string()),
+        )
+        .to_stream()
+        .map(|k, v| (k.window.start, v))
+        .to(
+            "out",
+            Produced::with(Serdes::i64(), OptionSerde::new(Serdes::string())),
+        );
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::string(), Serdes::string());
+    for (v, ts) in [
+        ("1", 10),
+        ("2", 10),
+        ("3", 14),
+        ("4", 15),
+        ("5", 20),
+        ("6", 22),
+        ("7", 30),
+    ] {
+        input.pipe_input_at(s("A"), s(v), ts).unwrap();
+    }
+    let mut got: BTreeMap<i64, BTreeSet<(Option<String>, i64)>> = BTreeMap::new();
+    for (start, v, ts) in
+        read_all(&d.output_topic("out", Serdes::i64(), OptionSerde::new(Serdes::string())))
+    {
+        got.entry(start).or_default().insert((v, ts));
+    }
+    let expected: BTreeMap<i64, BTreeSet<(Option<String>, i64)>> = [
+        (0, vec![("0+1", 10), ("0+1+2", 10)]),
+        (4, vec![("0+1+2+3", 14)]),
+        (5, vec![("0+1+2+3+4", 15)]),
+        (10, vec![("0+1+2+3+4+5", 20)]),
+        (11, vec![("0+3", 14), ("0+3+4", 15), ("0+3+4+5", 20)]),
+        (12, vec![("0+3+4+5+6", 22)]),
+        (15, vec![("0+4", 15), ("0+4+5", 20), ("0+4+5+6", 22)]),
+        (16, vec![("0+5", 20), ("0+5+6", 22)]),
+        (20, vec![("0+5+6+7", 30)]),
+        (21, vec![("0+6", 22), ("0+6+7", 30)]),
+        (23, vec![("0+7", 30)]),
+    ]
+    .into_iter()
+    .map(|(start, vs)| (start, vs.into_iter().map(|(v, t)| (ss(v), t)).collect()))
+    .collect();
+    assert_eq!(got, expected);
+}
+
+/// KStreamKTableJoinTest.shouldLogAndMeterWhenSkippingNullLeftKey (keys typed as nullable on both sides; Kafka
+/// counts one dropped record)
+#[test]
+#[ignore = "deviation: Kafka skips a null-key stream record and counts it in dropped-records (1); we give no output but count no drop (0)"]
+fn kstream_ktable_join_should_skip_null_left_key() {
+    let b = StreamsBuilder::new();
+    let key = || OptionSerde::new(Serdes::i32());
+    let stream = b.stream("streamTopic", Consumed::with(key(), Serdes::string()));
+    let table = b.table(
+        "tableTopic",
+        Consumed::with(key(), Serdes::string()),
+        Materialized::new(),
+    );
+    stream
+        .join(&table, |v, t| format!("{v}+{t}"), Joined::new())
+        .to("out", Produced::with(key(), Serdes::string()));
+    let d = driver(b);
+    d.input_topic("streamTopic", key(), Serdes::string())
+        .pipe_input(None, s("A"))
+        .unwrap();
+    let out = d.output_topic("out", key(), Serdes::string());
+    assert_eq!(read_all(&out), vec![]);
+    assert_eq!(d.metrics().dropped_records, 1);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Session windows: late records
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A session-windowed count (gap 10 ms, the given grace) of `records` (key, timestamp); returns the output
+/// keys ("key@start/end") and the number of dropped records.
+fn session_late_scenario(grace_ms: u64, records: &[(&str, i64)]) -> (Vec<String>, u64) {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(SessionWindows::of_inactivity_gap_and_grace(
+            Duration::from_millis(10),
+            Duration::from_millis(grace_ms),
+        ))
+        .count(Materialized::as_store("session-store").with_logging_disabled());
+    windowed_to(&t, "out", Serdes::i64());
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::string(), Serdes::string());
+    for (k, ts) in records {
+        input.pipe_input_at(s(k), s("1"), *ts).unwrap();
+    }
+    let keys = read_all(&d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64())))
+        .into_iter()
+        .map(|(k, _, _)| k)
+        .collect();
+    (keys, d.metrics().dropped_records)
+}
+
+/// KStreamSessionWindowAggregateProcessorTest.shouldLogAndMeterWhenSkippingLateRecordWithZeroGrace (through the
+/// DSL: the late record is dropped and counted once)
+#[test]
+fn kstream_session_window_aggregate_should_skip_late_record_with_zero_grace() {
+    let (keys, dropped) = session_late_scenario(
+        0,
+        &[("dummy", 0), ("OnTime1", 0), ("dummy", 11), ("Late1", 0)],
+    );
+    assert!(!keys.iter().any(|k| k.starts_with("Late1")), "{keys:?}");
+    assert_eq!(dropped, 1);
+}
+
+/// KStreamSessionWindowAggregateProcessorTest.shouldLogAndMeterWhenSkippingLateRecordWithNonzeroGrace (through
+/// the DSL: OnTime2 is within the 1 ms grace, Late1 is dropped and counted once)
+#[test]
+#[ignore = "deviation: Kafka closes a session at stream time - gap - grace, so OnTime2@0 (stream time 11, gap 10, grace 1) is kept and only Late1 dropped (1); we drop OnTime2 too (2)"]
+fn kstream_session_window_aggregate_should_skip_late_record_with_nonzero_grace() {
+    let (keys, dropped) = session_late_scenario(
+        1,
+        &[
+            ("dummy", 0),
+            ("OnTime1", 0),
+            ("dummy", 11),
+            ("OnTime2", 0),
+            ("dummy", 12),
+            ("Late1", 0),
+        ],
+    );
+    assert!(!keys.iter().any(|k| k.starts_with("Late1")), "{keys:?}");
+    assert_eq!(dropped, 1);
+}
+
+/// KStreamKStreamLeftJoinTest.testOrdering
+#[test]
+fn kstream_kstream_left_join_test_ordering() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 1, "A1", 100);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 1, "a1", 110);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 0), (1, "A1+a1", 110)]));
+}
+
+/// KStreamKStreamLeftJoinTest.testGracePeriod
+#[test]
+fn kstream_kstream_left_join_test_grace_period() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        ),
+    );
+    pipe_keys(&d, "topic1", &EXPECTED_KEYS[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &EXPECTED_KEYS, "a", |_| 101);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 0, "dummy", 1201);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 0), (1, "A1+null", 0)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testOrdering
+#[test]
+fn kstream_kstream_outer_join_test_ordering() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 1, "A1", 100);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 1, "11", 110);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 0), (1, "A1+11", 110)]));
+}
+
+/// KStreamSlidingWindowAggregateTest.testReduceSmallInput (eager emission; a set of (value, timestamp) per
+/// window start, as the test gathers it)
+#[test]
+fn kstream_sliding_window_aggregate_test_reduce_small_input() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let b = StreamsBuilder::new();
+    b.stream("topic", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(SlidingWindows::of_time_difference_and_grace(
+            Duration::from_millis(10),
+            Duration::from_millis(5),
+        ))
+        .reduce(
+            |a, v| format!("{a}+{v}"),
+            Materialized::as_store("store-name"),
+        )
+        .to_stream()
+        .map(|k, v| (k.window.start, v))
+        .to(
+            "out",
+            Produced::with(Serdes::i64(), OptionSerde::new(Serdes::string())),
+        );
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::string(), Serdes::string());
+    for (v, ts) in [
+        ("1", 10),
+        ("2", 14),
+        ("3", 15),
+        ("4", 22),
+        ("5", 26),
+        ("6", 30),
+    ] {
+        input.pipe_input_at(s("A"), s(v), ts).unwrap();
+    }
+    let mut got: BTreeMap<i64, BTreeSet<(Option<String>, i64)>> = BTreeMap::new();
+    for (start, v, ts) in
+        read_all(&d.output_topic("out", Serdes::i64(), OptionSerde::new(Serdes::string())))
+    {
+        got.entry(start).or_default().insert((v, ts));
+    }
+    let expected: BTreeMap<i64, BTreeSet<(Option<String>, i64)>> = [
+        (0, vec![("1", 10)]),
+        (4, vec![("1+2", 14)]),
+        (5, vec![("1+2+3", 15)]),
+        (11, vec![("2", 14), ("2+3", 15)]),
+        (12, vec![("2+3+4", 22)]),
+        (15, vec![("3", 15), ("3+4", 22)]),
+        (16, vec![("4", 22), ("4+5", 26)]),
+        (20, vec![("4+5+6", 30)]),
+        (23, vec![("5", 26), ("5+6", 30)]),
+        (27, vec![("6", 30)]),
+    ]
+    .into_iter()
+    .map(|(start, vs)| (start, vs.into_iter().map(|(v, t)| (ss(v), t)).collect()))
+    .collect();
+    assert_eq!(got, expected);
+}
