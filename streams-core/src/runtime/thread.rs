@@ -394,6 +394,7 @@ fn run(
         reported: HashMap::new(),
         counted: 0,
         last_snapshot: Instant::now(),
+        connection_failure_since: None,
     };
     // A panic in application code is caught per task (naming it); this catches the rest, so the thread stops as
     // on a returned error.
@@ -422,6 +423,23 @@ struct StreamThread<'a> {
     counted: u64,
     /// When the task snapshot was last refreshed.
     last_snapshot: Instant,
+    /// When the consumer first reported a TLS or authentication failure that its error callback has not
+    /// reported yet.
+    connection_failure_since: Option<Instant>,
+}
+
+/// How long a TLS or authentication failure polled from the consumer waits for the client's error callback to
+/// report it in full.
+const CALLBACK_ERROR_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether `e` is a connection failure (TLS, authentication) that the client's error callback reports too, with
+/// the setting to check and the broker.
+fn reported_by_callback(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::SSL | C::Authentication | C::SaslAuthenticationFailed)
+    )
 }
 
 /// Consumer lag per partition for the idling rules, from what the consumer already knows (no request): the
@@ -523,6 +541,18 @@ impl StreamThread<'_> {
                     // good with nothing but a warning to show for it.
                     Some(Err(e)) if transient(&e) => {
                         tracing::warn!(error = %e, "consumer error");
+                        break;
+                    }
+                    Some(Err(e)) if reported_by_callback(&e) => {
+                        // The client's error callback reports a TLS or authentication failure with what to check
+                        // (the setting, the broker); wait a little for it rather than failing with less.
+                        let since = *self
+                            .connection_failure_since
+                            .get_or_insert_with(Instant::now);
+                        if since.elapsed() > CALLBACK_ERROR_WAIT {
+                            return Err(kafka("the stream thread's consumer failed", e));
+                        }
+                        tracing::debug!(error = %e, "consumer connection failure");
                         break;
                     }
                     Some(Err(e)) => return Err(kafka("the stream thread's consumer failed", e)),
