@@ -24,6 +24,14 @@
 //! a crash, the records processed since the last commit are processed again, and their effect on state may apply
 //! twice.
 
+/// An error of a Kafka client call (`what` failed with `e`), as the runtime reports it.
+pub(crate) fn kafka_error(what: &str, e: impl std::fmt::Display) -> crate::error::StreamsError {
+    crate::error::StreamsError::Processor {
+        node: String::new(),
+        message: format!("{what}: {e}"),
+    }
+}
+
 mod admin;
 mod checkpoint;
 mod clients;

@@ -11,19 +11,13 @@ use rdkafka::producer::Producer;
 
 use crate::error::StreamsError;
 use crate::runtime::clients::{ProducerChangelog, ProducerCollector, StreamsProducer};
+use crate::runtime::kafka_error as kafka;
 
 /// The thread's producer and what it knows of deliveries.
 pub(crate) struct StreamsRecordCollector {
     producer: Arc<StreamsProducer>,
     /// How long a flush may go on without any record being acknowledged (`task.timeout.ms`).
     stall_timeout: Duration,
-}
-
-fn kafka(what: &str, e: impl std::fmt::Display) -> StreamsError {
-    StreamsError::Processor {
-        node: String::new(),
-        message: format!("{what}: {e}"),
-    }
 }
 
 impl StreamsRecordCollector {

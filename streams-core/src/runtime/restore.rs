@@ -14,6 +14,7 @@ use state_store::{BatchEntry, KeyValueStore};
 use crate::error::StreamsError;
 use crate::processor::TaskId;
 use crate::runtime::checkpoint;
+use crate::runtime::kafka_error as kafka;
 use crate::runtime::security::StreamsClientContext;
 use crate::task::StateRestorer;
 
@@ -93,13 +94,6 @@ pub(crate) fn retrying<T>(
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn kafka(what: &str, e: impl std::fmt::Display) -> StreamsError {
-    StreamsError::Processor {
-        node: String::new(),
-        message: format!("{what}: {e}"),
-    }
-}
 
 impl ChangelogRestorer<'_> {
     /// Stops a cancelled restoration at `position`: what was restored is flushed and checkpointed (with the

@@ -24,7 +24,7 @@ use crate::runtime::config::ClientKind;
 use crate::runtime::restore::{ChangelogRestorer, StateRestoreListener};
 use crate::runtime::security::StreamsClientContext;
 use crate::runtime::thread::ThreadContext;
-use crate::state_manager::{StateManager, StoreEnv};
+use crate::state_manager::StateManager;
 
 /// A task's stores, restored.
 pub(crate) struct RestoredTask {
@@ -218,9 +218,8 @@ fn restore_task(
     let id = job.task;
     let span = tracing::info_span!("restore", task = %id);
     let _enter = span.enter();
-    let app = &ctx.config.application_id;
-    let state_dir = ctx.config.state_dir.join(app);
-    let task_dir = state_dir.join(id.to_string());
+    let env = ctx.store_env();
+    let task_dir = env.state_dir.join(id.to_string());
     let mut restorer = ChangelogRestorer {
         consumer,
         checkpoint: checkpoint::read(&task_dir)?,
@@ -231,11 +230,6 @@ fn restore_task(
         cancel: Some(job.cancel.clone()),
     };
     let sub = &ctx.subs[id.subtopology];
-    let env = StoreEnv {
-        application_id: Arc::from(app.as_str()),
-        state_dir,
-        rocksdb: ctx.rocksdb.clone(),
-    };
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         StateManager::open(&ctx.topology, sub, id, &env, Some(&mut restorer))
     }))

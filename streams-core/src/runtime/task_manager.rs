@@ -14,13 +14,14 @@ use state_store::SharedKeyValueStore;
 use crate::error::StreamsError;
 use crate::processor::TaskId;
 use crate::runtime::checkpoint;
+use crate::runtime::kafka_error as kafka;
 use crate::runtime::offset_metadata;
 use crate::runtime::record_collector::StreamsRecordCollector;
 use crate::runtime::restore::{transient, StateRestoreListener};
 use crate::runtime::state_updater::{PendingRestore, RestoredTask, StateUpdater};
 use crate::runtime::thread::{now_ms, ThreadContext, ThreadShared};
 use crate::runtime::thread_metadata::{TaskMetadata, TaskState};
-use crate::state_manager::{StateManager, StoreEnv};
+use crate::state_manager::StateManager;
 use crate::task::{flush_stores, Task, TaskEnv, TaskMetricsSnapshot};
 use crate::topology::{PartitionPlan, SubTopology, Topology};
 
@@ -121,13 +122,6 @@ pub(crate) struct CommitState {
     commit_timeout: Duration,
     /// Since when offset commits fail with errors that pass, if they do.
     failing_since: Option<Instant>,
-}
-
-fn kafka(what: &str, e: impl std::fmt::Display) -> StreamsError {
-    StreamsError::Processor {
-        node: String::new(),
-        message: format!("{what}: {e}"),
-    }
 }
 
 impl CommitState {
@@ -421,15 +415,7 @@ impl TaskManager {
             }
             if !self.ctx.routing.restores[id.subtopology] {
                 // Nothing to restore: the task starts at once instead of queueing behind restorations.
-                let env = StoreEnv {
-                    application_id: Arc::from(self.ctx.config.application_id.as_str()),
-                    state_dir: self
-                        .ctx
-                        .config
-                        .state_dir
-                        .join(&self.ctx.config.application_id),
-                    rocksdb: self.ctx.rocksdb.clone(),
-                };
+                let env = self.ctx.store_env();
                 let sub = &self.ctx.subs[id.subtopology];
                 let state = StateManager::open(&self.ctx.topology, sub, id, &env, None)?;
                 self.create_task(

@@ -21,6 +21,7 @@ use crate::record::{Headers, RawRecordRef};
 use crate::runtime::clients::{client_config, client_error, create_producer};
 use crate::runtime::config::{ClientKind, StreamsConfig};
 use crate::runtime::history::MetricsHistory;
+use crate::runtime::kafka_error as kafka;
 use crate::runtime::offset_metadata;
 use crate::runtime::record_collector::StreamsRecordCollector;
 use crate::runtime::restore::{retrying, transient, StateRestoreListener};
@@ -122,13 +123,6 @@ impl ThreadShared {
             *st = s;
         }
         (self.on_state_change)();
-    }
-}
-
-fn kafka(what: &str, e: impl std::fmt::Display) -> StreamsError {
-    StreamsError::Processor {
-        node: String::new(),
-        message: format!("{what}: {e}"),
     }
 }
 
@@ -255,6 +249,18 @@ pub(crate) struct ThreadContext {
     pub history: Arc<MetricsHistory>,
     /// Which sub-topology reads each topic, and the partition counts the tasks write to.
     pub routing: Routing,
+}
+
+impl ThreadContext {
+    /// Where the tasks' stores live.
+    pub(crate) fn store_env(&self) -> crate::state_manager::StoreEnv {
+        let app = &self.config.application_id;
+        crate::state_manager::StoreEnv {
+            application_id: Arc::from(app.as_str()),
+            state_dir: self.config.state_dir.join(app),
+            rocksdb: self.rocksdb.clone(),
+        }
+    }
 }
 
 /// Receives a thread's name and the partitions it owns after an assignment.
