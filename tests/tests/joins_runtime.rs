@@ -270,7 +270,17 @@ fn finding_a_join_waits_for_earlier_records_the_broker_holds() {
         &broker.bootstrap(),
         "idle-enriched",
         Duration::from_secs(60),
-        |out| out.len() >= n,
+        {
+            let mut distinct = std::collections::HashSet::new();
+            let mut read = 0;
+            move |out| {
+                for (_, v) in &out[read..] {
+                    distinct.insert(v.clone());
+                }
+                read = out.len();
+                distinct.len() >= n
+            }
+        },
     );
     let got: Vec<String> = out
         .iter()
@@ -282,6 +292,10 @@ fn finding_a_join_waits_for_earlier_records_the_broker_holds() {
         unmatched, 0,
         "orders joined before their earlier customer was processed"
     );
-    assert_eq!(got, expected);
+    // At least once: a rebalance before the first commit may repeat a prefix; every order comes out, in order,
+    // and nothing else does.
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<&String> = got.iter().filter(|v| seen.insert(v.as_str())).collect();
+    assert_eq!(firsts, expected.iter().collect::<Vec<_>>());
     assert!(streams.close(Duration::from_secs(30)));
 }
