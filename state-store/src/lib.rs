@@ -34,6 +34,7 @@ mod rocks;
 mod rocks;
 pub mod serde;
 mod supplier;
+mod timestamped;
 mod typed;
 mod window;
 
@@ -45,6 +46,7 @@ pub use memory::InMemoryKeyValueStore;
 pub use rocks::{RocksDbKeyValueStore, RocksDbResources};
 pub use serde::{Serde, Serdes, SharedSerde};
 pub use supplier::{KeyValueStoreSupplier, StoreContext, StoreKind};
+pub use timestamped::{TimestampedSerde, ValueAndTimestamp, ValueOfTimestampedSerde, NO_TIMESTAMP};
 pub use typed::{share, SharedKeyValueStore, TypedKeyValueStore};
 pub use window::{
     SessionStore, SessionWindowedSerde, TimeWindowedSerde, Window, WindowStore, Windowed,

@@ -10,6 +10,18 @@ use crate::kv::{BatchEntry, KeyRange, KeyValueStore, KvIter};
 pub trait ChangelogSink: Send {
     /// Records one write.
     fn log(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError>;
+
+    /// Records one write stamped with `timestamp` rather than the current record's time: a timestamped store's
+    /// value, whose timestamp travels as the changelog record's. By default the timestamp is not kept.
+    fn log_at(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp: i64,
+    ) -> Result<(), StoreError> {
+        let _ = timestamp;
+        self.log(key, value)
+    }
 }
 
 impl<F> ChangelogSink for F

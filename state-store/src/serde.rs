@@ -65,6 +65,14 @@ pub trait Serde<T>: Send + Sync + 'static {
             None => self.deserialize_null(),
         }
     }
+
+    /// Appends the bytes a record keyed by `value` is partitioned by, when that is not the whole encoded key,
+    /// and returns `true`; by default returns `false`: the whole key decides. Windowed keys answer their inner
+    /// key, so every window of a key goes to the key's partition (Kafka's `WindowedStreamPartitioner`).
+    fn serialize_partition_key(&self, value: &T, out: &mut Vec<u8>) -> Result<bool, SerdeError> {
+        let _ = (value, out);
+        Ok(false)
+    }
 }
 
 impl<T, S: Serde<T> + ?Sized> Serde<T> for Arc<S> {
@@ -79,6 +87,9 @@ impl<T, S: Serde<T> + ?Sized> Serde<T> for Arc<S> {
     }
     fn deserialize_null(&self) -> Result<T, SerdeError> {
         (**self).deserialize_null()
+    }
+    fn serialize_partition_key(&self, value: &T, out: &mut Vec<u8>) -> Result<bool, SerdeError> {
+        (**self).serialize_partition_key(value, out)
     }
 }
 

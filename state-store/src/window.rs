@@ -159,6 +159,15 @@ impl<K: 'static> Serde<Windowed<K>> for TimeWindowedSerde<K> {
             Window::new(start, start.saturating_add(self.size_ms)),
         ))
     }
+
+    fn serialize_partition_key(
+        &self,
+        value: &Windowed<K>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, SerdeError> {
+        self.inner.serialize(&value.key, out)?;
+        Ok(true)
+    }
 }
 
 /// Serde of session-windowed keys: the key's bytes, then the session's end and start as big-endian i64s.
@@ -182,6 +191,15 @@ impl<K> SessionWindowedSerde<K> {
 }
 
 impl<K: 'static> Serde<Windowed<K>> for SessionWindowedSerde<K> {
+    fn serialize_partition_key(
+        &self,
+        value: &Windowed<K>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, SerdeError> {
+        self.inner.serialize(&value.key, out)?;
+        Ok(true)
+    }
+
     fn serialize(&self, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
         self.inner.serialize(&value.key, out)?;
         out.extend_from_slice(&value.window.end.to_be_bytes());

@@ -63,7 +63,7 @@ use state_store::{
 use crate::error::StreamsError;
 use crate::processor::{Data, ProcessorContext};
 use crate::state::ReadOnlyKeyValueStore;
-use crate::topology::{KeyValueStoreBuilder, NodeKind, StoreDef, StoreSerdes, Topology};
+use crate::topology::{ErasedSerdes, KeyValueStoreBuilder, NodeKind, StoreDef, Topology};
 
 /// A global store of a topology: the store, the name of its source node and the topic feeding it.
 pub(crate) struct GlobalStoreDef {
@@ -146,10 +146,7 @@ impl Topology {
                 def: StoreDef {
                     name,
                     supplier,
-                    serdes: Arc::new(StoreSerdes {
-                        key: key_serde,
-                        value: value_serde,
-                    }),
+                    serdes: ErasedSerdes::new(key_serde, value_serde),
                     key_type: type_name::<K>(),
                     value_type: type_name::<V>(),
                     logging: false,
@@ -192,7 +189,7 @@ pub(crate) struct GlobalSlot {
     pub topic: String,
     pub store: SharedKeyValueStore,
     pub persistent: bool,
-    serdes: Arc<dyn std::any::Any + Send + Sync>,
+    serdes: crate::topology::ErasedSerdes,
     key_type: &'static str,
     value_type: &'static str,
 }
@@ -295,7 +292,7 @@ impl GlobalStores {
         name: &str,
     ) -> Option<Result<ReadOnlyKeyValueStore<K, V>, StoredTypes>> {
         let slot = self.get(name)?;
-        Some(match slot.serdes.downcast_ref::<StoreSerdes<K, V>>() {
+        Some(match slot.serdes.get::<K, V>() {
             Some(serdes) => Ok(ReadOnlyKeyValueStore::from_parts(
                 name,
                 vec![slot.store.clone()],

@@ -78,4 +78,4 @@ pub use topology::{
 /// Serdes: re-exported from `state-store`, where typed stores need them without depending on Kafka.
 pub use state_store::serde;
 pub use state_store::serde::{default_serde, Serde, Serdes, SharedSerde};
-pub use state_store::{KeyValueStoreSupplier, StoreKind};
+pub use state_store::{KeyValueStoreSupplier, StoreKind, ValueAndTimestamp};

@@ -489,6 +489,7 @@ struct SinkNode<K, V> {
     partitioner: Option<Arc<dyn StreamPartitioner<K, V>>>,
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
+    partition_key_buf: Vec<u8>,
     shared: Rc<TaskShared>,
     /// This node's index in the topology.
     node: usize,
@@ -535,7 +536,27 @@ impl<K: Data, V: Data> SinkNode<K, V> {
                 let n = collector.partitions_for(&self.topic)?;
                 p.partition(&self.topic, &record.key, &record.value, n)
             }
-            None => None,
+            None => {
+                // A key that is partitioned by part of itself (a windowed key by its inner key).
+                self.partition_key_buf.clear();
+                let partial = self
+                    .key_serde
+                    .serialize_partition_key(&record.key, &mut self.partition_key_buf)
+                    .map_err(|source| StreamsError::Serialization {
+                        topic: self.topic.to_string(),
+                        role: "key",
+                        source,
+                    })?;
+                if partial {
+                    let n = collector.partitions_for(&self.topic)?;
+                    Some(crate::partitioner::default_partition(
+                        &self.partition_key_buf,
+                        n,
+                    ))
+                } else {
+                    None
+                }
+            }
         };
         let sent = collector.send(OutgoingRecord {
             topic: &self.topic,
@@ -574,6 +595,7 @@ impl<K: Data, V: Data> NodeFactory for SinkFactory<K, V> {
             value_serde: self.value_serde.clone(),
             partitioner: self.partitioner.clone(),
             key_buf: Vec::new(),
+            partition_key_buf: Vec::new(),
             value_buf: Vec::new(),
             shared: ctx.shared.clone(),
             node: ctx.node,

@@ -211,8 +211,9 @@ impl<K: Data, V: Data> ProcessorContext<K, V> {
         let id = ScheduleId(self.shared.next_schedule_id.get());
         self.shared.next_schedule_id.set(id.0 + 1);
         let next = match kind {
-            // Stream-time punctuations fire on the first record, then every interval.
-            PunctuationType::StreamTime => i64::MIN,
+            // Stream-time punctuations are aligned on multiples of the interval from time 0, as in Kafka
+            // Streams: the first fires on the first record, the next at the first multiple after it.
+            PunctuationType::StreamTime => 0,
             PunctuationType::WallClockTime => {
                 self.shared.wall_clock.get().saturating_add(interval_ms)
             }

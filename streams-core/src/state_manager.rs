@@ -142,7 +142,16 @@ fn open_store(
     };
     if def.logging {
         if let Some(r) = restorer {
-            store = r.restore(id, name, &topic, &dir, store, wiped, &mut reopen)?;
+            store = r.restore(
+                id,
+                name,
+                &topic,
+                &dir,
+                store,
+                wiped,
+                def.serdes.timestamped(),
+                &mut reopen,
+            )?;
         }
     }
     Ok(store)
@@ -204,6 +213,7 @@ mod tests {
             _dir: &std::path::Path,
             inner: Box<dyn KeyValueStore>,
             wiped: bool,
+            _timestamped: bool,
             _reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
         ) -> Result<Box<dyn KeyValueStore>, StreamsError> {
             self.calls

@@ -23,7 +23,7 @@ use crate::node::{BuildCtx, BuiltNode, NodeControl, SourceInput};
 use crate::processor::{PunctuationType, ScheduleId, TaskId};
 use crate::record::{Headers, RawRecordRef, RecordMetadata};
 use crate::state_manager::{StateManager, StoreEnv};
-use crate::topology::{NodeKind, StoreSerdes, SubTopology, Topology};
+use crate::topology::{NodeKind, SubTopology, Topology};
 
 /// A record on its way out of a task: to a sink topic (partition `None` means "by the default partitioner").
 #[derive(Debug, Clone, Copy)]
@@ -87,7 +87,8 @@ pub trait ChangelogWriter: Send + Sync {
 pub(crate) trait StateRestorer {
     /// Restores `inner` (just opened, not yet wrapped) of `store` from partition `task.partition` of
     /// `changelog`. `wiped`: the store was just recreated empty (its checkpoint no longer applies). May wipe it:
-    /// drop it, clear `dir`, and call `reopen`.
+    /// drop it, clear `dir`, and call `reopen`. `timestamped`: the store keeps values with timestamps, which its
+    /// changelog carries as record timestamps (each restored value gets its record's timestamp in front).
     #[allow(clippy::too_many_arguments)]
     fn restore(
         &mut self,
@@ -97,6 +98,7 @@ pub(crate) trait StateRestorer {
         dir: &std::path::Path,
         inner: Box<dyn KeyValueStore>,
         wiped: bool,
+        timestamped: bool,
         reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
     ) -> Result<Box<dyn KeyValueStore>, StreamsError>;
 
@@ -160,7 +162,7 @@ pub(crate) struct Schedule {
 
 struct StoreSlot {
     store: SharedKeyValueStore,
-    serdes: Arc<dyn std::any::Any + Send + Sync>,
+    serdes: crate::topology::ErasedSerdes,
     key_type: &'static str,
     value_type: &'static str,
 }
@@ -366,18 +368,15 @@ impl TaskShared {
             .stores
             .get(store)
             .ok_or_else(|| err("no such store in this task".into()))?;
-        let serdes = slot
-            .serdes
-            .downcast_ref::<StoreSerdes<K, V>>()
-            .ok_or_else(|| {
-                err(format!(
-                    "the store holds <{}, {}> but <{}, {}> was requested",
-                    slot.key_type,
-                    slot.value_type,
-                    std::any::type_name::<K>(),
-                    std::any::type_name::<V>()
-                ))
-            })?;
+        let serdes = slot.serdes.get::<K, V>().ok_or_else(|| {
+            err(format!(
+                "the store holds <{}, {}> but <{}, {}> was requested",
+                slot.key_type,
+                slot.value_type,
+                std::any::type_name::<K>(),
+                std::any::type_name::<V>()
+            ))
+        })?;
         Ok(TypedKeyValueStore::with_shared_serdes(
             slot.store.clone(),
             serdes.key.clone(),
@@ -536,10 +535,26 @@ fn wrap_store(
         if let Some(writer) = &env.changelog {
             let topic = Topology::changelog_topic(&env.application_id, name);
             let mut sink = writer.sink(name, &topic, id.partition, timestamp.clone());
-            store = Box::new(ChangeLoggingKeyValueStore::new(
-                store,
-                move |k: &[u8], v: Option<&[u8]>| -> Result<(), StoreError> { sink.log(k, v) },
-            ));
+            store = if def.serdes.timestamped() {
+                // As Kafka Streams writes a timestamped store's changelog: the plain value, stamped with the
+                // value's timestamp.
+                Box::new(ChangeLoggingKeyValueStore::new(
+                    store,
+                    move |k: &[u8], v: Option<&[u8]>| -> Result<(), StoreError> {
+                        match v.and_then(|v| v.split_first_chunk::<8>()) {
+                            Some((ts, value)) => {
+                                sink.log_at(k, Some(value), i64::from_be_bytes(*ts))
+                            }
+                            None => sink.log(k, v),
+                        }
+                    },
+                ))
+            } else {
+                Box::new(ChangeLoggingKeyValueStore::new(
+                    store,
+                    move |k: &[u8], v: Option<&[u8]>| -> Result<(), StoreError> { sink.log(k, v) },
+                ))
+            };
         }
     }
     if def.caching && env.cache_bytes_per_store > 0 {
@@ -931,13 +946,9 @@ impl Task {
                 .iter_mut()
                 .filter(|s| s.kind == kind && now >= s.next)
                 .map(|s| {
-                    s.next = if s.next == i64::MIN {
-                        now.saturating_add(s.interval_ms)
-                    } else {
-                        // Fire once however many intervals passed, then realign on the schedule's grid.
-                        let missed = (now - s.next) / s.interval_ms + 1;
-                        s.next.saturating_add(missed.saturating_mul(s.interval_ms))
-                    };
+                    // Fire once however many intervals passed, then realign on the schedule's grid.
+                    let missed = (now - s.next) / s.interval_ms + 1;
+                    s.next = s.next.saturating_add(missed.saturating_mul(s.interval_ms));
                     (s.node, s.id)
                 })
                 .collect()

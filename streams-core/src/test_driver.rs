@@ -150,6 +150,16 @@ struct DriverChangelogSink {
 
 impl ChangelogSink for DriverChangelogSink {
     fn log(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        let timestamp = self.timestamp.load(Ordering::Relaxed);
+        self.log_at(key, value, timestamp)
+    }
+
+    fn log_at(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp: i64,
+    ) -> Result<(), StoreError> {
         if !self.retain {
             self.discarded.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -166,7 +176,7 @@ impl ChangelogSink for DriverChangelogSink {
                 record: RawRecord {
                     key: Some(key.to_vec()),
                     value: value.map(<[u8]>::to_vec),
-                    timestamp: self.timestamp.load(Ordering::Relaxed),
+                    timestamp,
                     headers: Headers::new(),
                     offset: -1,
                 },

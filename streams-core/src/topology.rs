@@ -7,7 +7,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use state_store::{KeyValueStoreSupplier, Serde, SharedSerde};
+use state_store::{
+    KeyValueStoreSupplier, Serde, SharedSerde, TimestampedSerde, ValueAndTimestamp,
+    ValueOfTimestampedSerde,
+};
 
 use crate::error::StreamsError;
 use crate::node::{
@@ -39,10 +42,39 @@ pub(crate) struct StoreSerdes<K, V> {
     pub value: SharedSerde<V>,
 }
 
+/// A store's serdes with their types erased: those of the values it holds, and for a timestamped store also a
+/// view of its plain values (so it can be read as a store of `V` as well as of `ValueAndTimestamp<V>`).
+#[derive(Clone)]
+pub(crate) struct ErasedSerdes {
+    stored: Arc<dyn Any + Send + Sync>,
+    plain: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl ErasedSerdes {
+    pub(crate) fn new<K: 'static, V: 'static>(key: SharedSerde<K>, value: SharedSerde<V>) -> Self {
+        ErasedSerdes {
+            stored: Arc::new(StoreSerdes { key, value }),
+            plain: None,
+        }
+    }
+
+    /// Whether the store keeps values with timestamps (`ValueAndTimestamp<V>`).
+    pub(crate) fn timestamped(&self) -> bool {
+        self.plain.is_some()
+    }
+
+    /// The serdes for reading the store as `K` to `V`: its stored types, or plain values of a timestamped store.
+    pub(crate) fn get<K: 'static, V: 'static>(&self) -> Option<&StoreSerdes<K, V>> {
+        self.stored
+            .downcast_ref::<StoreSerdes<K, V>>()
+            .or_else(|| self.plain.as_ref()?.downcast_ref::<StoreSerdes<K, V>>())
+    }
+}
+
 pub(crate) struct StoreDef {
     pub name: String,
     pub supplier: Arc<dyn KeyValueStoreSupplier>,
-    pub serdes: Arc<dyn Any + Send + Sync>,
+    pub serdes: ErasedSerdes,
     pub key_type: &'static str,
     pub value_type: &'static str,
     pub logging: bool,
@@ -65,8 +97,54 @@ pub struct KeyValueStoreBuilder<K, V> {
     supplier: Arc<dyn KeyValueStoreSupplier>,
     key_serde: SharedSerde<K>,
     value_serde: SharedSerde<V>,
+    plain: Option<Arc<dyn Any + Send + Sync>>,
     logging: bool,
     caching: bool,
+}
+
+impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, ValueAndTimestamp<V>> {
+    /// A timestamped key-value store (Kafka's `Stores.timestampedKeyValueStoreBuilder`): each value is kept with
+    /// a timestamp, as the DSL keeps its tables and aggregates. Processors read and write it as
+    /// `ValueAndTimestamp<V>`; it can also be read as a store of plain `V` (interactive queries, the test driver).
+    ///
+    /// ```
+    /// use streams_core::{KeyValueStoreBuilder, Serdes, StoreKind, ValueAndTimestamp};
+    ///
+    /// let latest: KeyValueStoreBuilder<String, ValueAndTimestamp<i64>> =
+    ///     KeyValueStoreBuilder::timestamped("latest", StoreKind::InMemory, Serdes::string(), Serdes::i64());
+    /// assert_eq!(latest.name(), "latest");
+    /// ```
+    pub fn timestamped(
+        name: impl Into<String>,
+        supplier: impl KeyValueStoreSupplier + 'static,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Self {
+        Self::timestamped_from_parts(
+            name,
+            Arc::new(supplier),
+            Arc::new(key_serde),
+            Arc::new(value_serde),
+        )
+    }
+
+    /// Same, from shared parts.
+    pub fn timestamped_from_parts(
+        name: impl Into<String>,
+        supplier: Arc<dyn KeyValueStoreSupplier>,
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+    ) -> Self {
+        let plain: Arc<dyn Any + Send + Sync> = Arc::new(StoreSerdes {
+            key: key_serde.clone(),
+            value: Arc::new(ValueOfTimestampedSerde::new(value_serde.clone())) as SharedSerde<V>,
+        });
+        let stored: SharedSerde<ValueAndTimestamp<V>> =
+            Arc::new(TimestampedSerde::new(value_serde));
+        let mut builder = KeyValueStoreBuilder::from_parts(name, supplier, key_serde, stored);
+        builder.plain = Some(plain);
+        builder
+    }
 }
 
 impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
@@ -97,6 +175,7 @@ impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
             supplier,
             key_serde,
             value_serde,
+            plain: None,
             logging: true,
             caching: true,
         }
@@ -534,10 +613,13 @@ impl Topology {
             StoreDef {
                 name: name.clone(),
                 supplier: builder.supplier,
-                serdes: Arc::new(StoreSerdes {
-                    key: builder.key_serde,
-                    value: builder.value_serde,
-                }),
+                serdes: ErasedSerdes {
+                    stored: Arc::new(StoreSerdes {
+                        key: builder.key_serde,
+                        value: builder.value_serde,
+                    }),
+                    plain: builder.plain,
+                },
                 key_type: type_name::<K>(),
                 value_type: type_name::<V>(),
                 logging: builder.logging,
@@ -610,7 +692,7 @@ impl Topology {
                 ),
             })?;
         def.serdes
-            .downcast_ref::<StoreSerdes<K, V>>()
+            .get::<K, V>()
             .ok_or_else(|| StreamsError::StoreTypeMismatch {
                 store: name.to_string(),
                 actual: format!("{}, {}", def.key_type, def.value_type),

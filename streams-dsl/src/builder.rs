@@ -127,7 +127,8 @@ impl BuilderInner {
         self.check(r);
     }
 
-    /// Adds the store a [`Materialized`] describes, connected to `processor`.
+    /// Adds the store a [`Materialized`] describes, connected to `processor`: a timestamped store, as every
+    /// table and aggregate of the DSL keeps (`ValueAndTimestamp<V>` values; readable as plain `V` too).
     pub(crate) fn add_store<K: 'static, V: 'static>(
         &mut self,
         name: &str,
@@ -136,13 +137,27 @@ impl BuilderInner {
         value_serde: SharedSerde<V>,
         processor: &str,
     ) {
+        self.add_timestamped_store_as(name, m, key_serde, value_serde, processor);
+    }
+
+    /// Adds a timestamped store with the implementation, logging and caching of `m` but keys and values of any
+    /// type.
+    pub(crate) fn add_timestamped_store_as<K: 'static, V: 'static, K2: 'static, V2: 'static>(
+        &mut self,
+        name: &str,
+        m: &Materialized<K, V>,
+        key_serde: SharedSerde<K2>,
+        value_serde: SharedSerde<V2>,
+        processor: &str,
+    ) {
         let supplier = m
             .supplier
             .clone()
             .unwrap_or_else(|| Arc::new(StoreKind::default()));
-        let builder = KeyValueStoreBuilder::from_parts(name, supplier, key_serde, value_serde)
-            .with_logging(m.logging)
-            .with_caching(m.caching);
+        let builder =
+            KeyValueStoreBuilder::timestamped_from_parts(name, supplier, key_serde, value_serde)
+                .with_logging(m.logging)
+                .with_caching(m.caching);
         let r = self
             .topology
             .add_state_store(builder, &[processor])

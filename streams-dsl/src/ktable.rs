@@ -288,10 +288,16 @@ impl<K: Data, V: Data> KTable<K, V> {
         let mut b = self.b.borrow_mut();
         let name = b.name("KTABLE-SELECT-");
         let f = Arc::new(f);
+        let key_serde = grouped
+            .key_serde
+            .clone()
+            .or_else(streams_core::default_serde::<K2>);
         b.add_processor::<K, Change<V>, _, _>(
             &name,
             move || TableGroupBy {
                 f: f.clone(),
+                key_serde: key_serde.clone(),
+                bufs: (Vec::new(), Vec::new()),
                 _p: PhantomData,
             },
             &[&self.node],

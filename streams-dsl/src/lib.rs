@@ -89,5 +89,5 @@ pub use streams_core::{
     LogAndContinueProcessing, LogAndFail, LogAndFailProcessing, ProcessingExceptionHandler,
     Processor, ProcessorContext, PunctuationType, ReadOnlyKeyValueStore, Record, RecordMetadata,
     Serde, Serdes, StoreKind, StreamsError, TestInputTopic, TestOutputTopic, TestRecord,
-    TimestampExtractor, Topology, TopologyTestDriver,
+    TimestampExtractor, Topology, TopologyTestDriver, ValueAndTimestamp,
 };

@@ -219,7 +219,10 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     }
                 }
             }
-            b.add_store_as(&store, &m, ws, v, &name);
+            match self.spec {
+                Spec::Time(_) => b.add_timestamped_store_as(&store, &m, ws, v, &name),
+                Spec::Sliding(_) => b.add_store_as(&store, &m, ws, v, &name),
+            }
             b.window_close.insert(name.clone(), (grace, false));
         }
         drop(b);

@@ -299,7 +299,6 @@ fn kstream_ktable_join_should_skip_null_left_value() {
 
 /// KTableKTableInnerJoinTest.testJoin (doTestJoin)
 #[test]
-#[ignore = "deviation: Kafka stamps a table-table join result with the max of both sides' timestamps (X0+Y0 at 5); we stamp it with the triggering record's (0)"]
 fn ktable_ktable_inner_join_test_join() {
     let expected = vec![
         rows(&[]),
@@ -330,7 +329,6 @@ fn ktable_ktable_inner_join_test_join() {
 
 /// KStreamWindowAggregateTest.testAggBasic
 #[test]
-#[ignore = "deviation: Kafka stamps a window update with the max timestamp in the window (late B@0/10 updates at 8, 8, 9; B@5/15 at 13); we use the triggering record's (3, 2, 9; 9)"]
 fn kstream_window_aggregate_test_agg_basic() {
     let b = StreamsBuilder::new();
     let table = b
@@ -538,7 +536,6 @@ fn ktable_filter_should_get_values_on_materialization() {
 
 /// KTableAggregateTest.testAggBasic
 #[test]
-#[ignore = "deviation: Kafka regroups an update with an unchanged key as one update (A:0+1-1+3@20); we emit the subtraction then the addition (A:0+1-1, A:0+1-1+3)"]
 fn ktable_aggregate_test_agg_basic() {
     let b = StreamsBuilder::new();
     b.table(
@@ -594,7 +591,6 @@ fn ktable_aggregate_test_agg_basic() {
 
 /// KTableAggregateTest.testCount
 #[test]
-#[ignore = "deviation: Kafka stamps an aggregate update with the max of the aggregate's and the record's timestamps (green:2@10, green:2@12); we use the record's (9, 11)"]
 fn ktable_aggregate_test_count() {
     let b = StreamsBuilder::new();
     b.table(
@@ -639,7 +635,6 @@ fn ktable_aggregate_test_count() {
 
 /// KTableAggregateTest.testRemoveOldBeforeAddNew
 #[test]
-#[ignore = "deviation: Kafka regroups 12:B->C (same group 1) as one update (1:2@12); we emit the subtraction then the addition (1:, 1:2)"]
 fn ktable_aggregate_test_remove_old_before_add_new() {
     let b = StreamsBuilder::new();
     b.table(
@@ -1208,7 +1203,6 @@ fn kgrouped_stream_should_aggregate_with_default_serdes() {
 
 /// KGroupedStreamImplTest.shouldCountWindowed
 #[test]
-#[ignore = "deviation: Kafka stamps a window update with the window's max timestamp (1@0/500 count 3 at 499 after the record at 100); we use the record's (100)"]
 fn kgrouped_stream_should_count_windowed() {
     let b = StreamsBuilder::new();
     let t = grouped_stream(&b)
@@ -1635,7 +1629,6 @@ fn left_and_outer_common_steps() -> Vec<Rows> {
 
 /// KTableKTableLeftJoinTest.testJoin
 #[test]
-#[ignore = "deviation: Kafka stamps a table-table join result with the max of both sides' timestamps (X0+Y0 at 5); we stamp it with the triggering record's (0)"]
 fn ktable_ktable_left_join_test_join() {
     let mut expected = left_and_outer_common_steps();
     expected.push(rows(&[
@@ -1649,7 +1642,6 @@ fn ktable_ktable_left_join_test_join() {
 
 /// KTableKTableOuterJoinTest.testJoin
 #[test]
-#[ignore = "deviation: Kafka stamps a table-table join result with the max of both sides' timestamps (X0+Y0 at 5); we stamp it with the triggering record's (0)"]
 fn ktable_ktable_outer_join_test_join() {
     let mut expected = left_and_outer_common_steps();
     expected.push(rows(&[
@@ -2025,7 +2017,6 @@ fn no_cache(name: &str) -> Materialized<String, i64> {
 
 /// SuppressScenarioTest.shouldSupportFinalResultsForTimeWindows
 #[test]
-#[ignore = "deviation: Kafka stamps a window update with the window's max timestamp ([k1@0/2] 4 at 1 after the record at 0); we use the record's (0)"]
 fn suppress_scenario_final_results_for_time_windows() {
     let (raw, suppressed) = suppress_scenario(
         |g| {
@@ -2064,7 +2055,6 @@ fn suppress_scenario_final_results_for_time_windows() {
 
 /// SuppressScenarioTest.shouldSupportFinalResultsForTimeWindowsWithLargeJump
 #[test]
-#[ignore = "deviation: Kafka stamps a window update with the window's max timestamp ([k1@0/2] 3 at 1 after the record at 0); we use the record's (0)"]
 fn suppress_scenario_final_results_for_time_windows_with_large_jump() {
     let (raw, suppressed) = suppress_scenario(
         |g| {
@@ -2553,4 +2543,193 @@ fn kstream_sliding_window_aggregate_test_reduce_small_input() {
     .map(|(start, vs)| (start, vs.into_iter().map(|(v, t)| (ss(v), t)).collect()))
     .collect();
     assert_eq!(got, expected);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// TopologyTestDriver: punctuation
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Records the time of each punctuation of one schedule (Kafka's MockPunctuator).
+struct PunctuationRecorder {
+    interval_ms: u64,
+    kind: PunctuationType,
+    times: std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+}
+
+impl Processor<String, String> for PunctuationRecorder {
+    type KOut = String;
+    type VOut = String;
+
+    fn init(&mut self, ctx: &mut ProcessorContext<String, String>) -> Result<(), StreamsError> {
+        ctx.schedule(Duration::from_millis(self.interval_ms), self.kind)?;
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        _: Record<String, String>,
+        _: &mut ProcessorContext<String, String>,
+    ) -> Result<(), StreamsError> {
+        Ok(())
+    }
+
+    fn punctuate(
+        &mut self,
+        _: streams_core::ScheduleId,
+        timestamp: i64,
+        _: &mut ProcessorContext<String, String>,
+    ) -> Result<(), StreamsError> {
+        self.times.lock().unwrap().push(timestamp);
+        Ok(())
+    }
+}
+
+/// TopologyTestDriverTest.setupSingleProcessorTopology: one source, one processor punctuating every
+/// `interval_ms`; returns the driver and the punctuation times recorded.
+fn punctuation_driver(
+    interval_ms: u64,
+    kind: PunctuationType,
+) -> (
+    TopologyTestDriver,
+    std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+) {
+    let times = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut t = Topology::new();
+    t.add_source(
+        "source",
+        &["input-topic-1"],
+        streams_core::SourceOptions::new(Serdes::string(), Serdes::string()),
+    )
+    .unwrap();
+    let recorded = times.clone();
+    t.add_processor::<String, String, _, _>(
+        "processor",
+        move || PunctuationRecorder {
+            interval_ms,
+            kind,
+            times: recorded.clone(),
+        },
+        &["source"],
+    )
+    .unwrap();
+    let d = TopologyTestDriver::builder(t)
+        .wall_clock(0)
+        .build()
+        .unwrap();
+    (d, times)
+}
+
+/// TopologyTestDriverTest.shouldPunctuateOnStreamsTime
+#[test]
+fn topology_test_driver_should_punctuate_on_streams_time() {
+    let (d, times) = punctuation_driver(10, PunctuationType::StreamTime);
+    let input = d.input_topic("input-topic-1", Serdes::string(), Serdes::string());
+    let mut expected = Vec::new();
+    for (ts, fires) in [
+        (42, true),
+        (42, false),
+        (51, true),
+        (52, false),
+        (61, true),
+        (65, false),
+        (71, true),
+        (72, false),
+        (95, true),
+        (101, true),
+        (102, false),
+    ] {
+        input.pipe_input_at(s("key1"), s("value1"), ts).unwrap();
+        if fires {
+            expected.push(ts);
+        }
+        assert_eq!(*times.lock().unwrap(), expected, "after the record at {ts}");
+    }
+}
+
+/// TopologyTestDriverTest.shouldPunctuateOnWallClockTime
+#[test]
+fn topology_test_driver_should_punctuate_on_wall_clock_time() {
+    let (d, times) = punctuation_driver(10, PunctuationType::WallClockTime);
+    let mut expected = Vec::new();
+    for (advance, fires_at) in [
+        (5, None),
+        (9, Some(14)),
+        (1, None),
+        (20, Some(35)),
+        (5, Some(40)),
+    ] {
+        d.advance_wall_clock(Duration::from_millis(advance))
+            .unwrap();
+        expected.extend(fires_at);
+        assert_eq!(*times.lock().unwrap(), expected, "at {}", d.wall_clock());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sinks of windowed keys
+// ---------------------------------------------------------------------------------------------------------------
+
+/// WindowedStreamPartitionerTest.testCopartitioning: a record keyed by a window of key `k` goes to the partition
+/// `k` alone goes to (6 partitions), for windows [10w, 20w) of any size; checked here through a sink of a windowed
+/// count, against the default partitioner applied to the inner key's bytes.
+#[test]
+fn windowed_stream_partitioner_test_copartitioning() {
+    let b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(Serdes::i32(), Serdes::string()))
+        .group_by_key(Grouped::new())
+        .windowed_by(
+            TimeWindows::of_size_with_no_grace(Duration::from_millis(10))
+                .advance_by(Duration::from_millis(5)),
+        )
+        .count(Materialized::new())
+        .to_stream()
+        .to(
+            "out",
+            Produced::with(
+                state_store::TimeWindowedSerde::new(std::sync::Arc::new(Serdes::i32()), 10),
+                OptionSerde::new(Serdes::i64()),
+            ),
+        );
+    let d = TopologyTestDriver::builder(b.build().unwrap())
+        .partitions("out", 6)
+        .build()
+        .unwrap();
+    let input = d.input_topic("in", Serdes::i32(), Serdes::string());
+    // Ten keys spread over the i32 range (a fixed sequence in place of the Kafka test's random ones).
+    let keys: Vec<i32> = (0..10u32)
+        .map(|k| k.wrapping_mul(2_654_435_761).wrapping_add(12_345) as i32)
+        .collect();
+    for w in 1..10 {
+        for &key in &keys {
+            input.pipe_input_at(key, key.to_string(), 10 * w).unwrap();
+        }
+    }
+    let out = d.output_topic(
+        "out",
+        state_store::TimeWindowedSerde::new(std::sync::Arc::new(Serdes::i32()), 10),
+        OptionSerde::new(Serdes::i64()),
+    );
+    let records = out.read_records_to_vec().unwrap();
+    assert!(records.len() >= keys.len() * 9, "{} records", records.len());
+    let mut windows_per_key =
+        std::collections::BTreeMap::<i32, std::collections::BTreeSet<i64>>::new();
+    for r in &records {
+        let expected = default_partition(&r.key.key.to_be_bytes(), 6);
+        assert_eq!(
+            r.partition,
+            Some(expected),
+            "window {:?} of key {}",
+            r.key.window,
+            r.key.key
+        );
+        windows_per_key
+            .entry(r.key.key)
+            .or_default()
+            .insert(r.key.window.start);
+    }
+    // Each key's windows, and more than one partition overall, so a sink partitioning by the whole windowed
+    // key could not pass by chance.
+    assert!(windows_per_key.values().all(|w| w.len() > 9));
+    let used: std::collections::BTreeSet<_> = records.iter().map(|r| r.partition).collect();
+    assert!(used.len() > 1, "{used:?}");
 }

@@ -347,13 +347,23 @@ struct ProducerChangelogSink {
 
 impl ChangelogSink for ProducerChangelogSink {
     fn log(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        let timestamp = self.timestamp.load(Ordering::Relaxed);
+        self.log_at(key, value, timestamp)
+    }
+
+    fn log_at(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp: i64,
+    ) -> Result<(), StoreError> {
         let headers = Headers::new();
         let r = OutgoingRecord {
             topic: &self.topic,
             partition: Some(self.partition),
             key: Some(key),
             value,
-            timestamp: self.timestamp.load(Ordering::Relaxed).max(0),
+            timestamp: timestamp.max(0),
             headers: &headers,
         };
         send(&self.producer, &r).map_err(|e| StoreError::Changelog {

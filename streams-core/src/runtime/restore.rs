@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use state_store::{BatchEntry, KeyValueStore};
+use state_store::{BatchEntry, KeyValueStore, NO_TIMESTAMP};
 
 use crate::error::StreamsError;
 use crate::processor::TaskId;
@@ -198,6 +198,7 @@ impl StateRestorer for ChangelogRestorer<'_> {
         dir: &Path,
         mut inner: Box<dyn KeyValueStore>,
         wiped: bool,
+        timestamped: bool,
         reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
     ) -> Result<Box<dyn KeyValueStore>, StreamsError> {
         let p = task.partition;
@@ -284,7 +285,19 @@ impl StateRestorer for ChangelogRestorer<'_> {
                             position = m.offset() + 1;
                             if let Some(k) = m.key() {
                                 keys.push(k.to_vec());
-                                values.push(m.payload().map(<[u8]>::to_vec));
+                                values.push(m.payload().map(|v| {
+                                    if timestamped {
+                                        // The changelog of a timestamped store carries the value's time as
+                                        // the record's.
+                                        let ts = m.timestamp().to_millis().unwrap_or(NO_TIMESTAMP);
+                                        let mut stored = Vec::with_capacity(8 + v.len());
+                                        stored.extend_from_slice(&ts.to_be_bytes());
+                                        stored.extend_from_slice(v);
+                                        stored
+                                    } else {
+                                        v.to_vec()
+                                    }
+                                }));
                             }
                             got += 1;
                             last_progress = Instant::now();

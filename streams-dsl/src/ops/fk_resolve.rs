@@ -4,11 +4,12 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use state_store::{StoreError, TypedKeyValueStore};
+use state_store::{StoreError, TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, SharedSerde, StreamsError};
 
 use crate::change::Change;
 use crate::ops::fk_wire::{value_hash, Response};
+use crate::ops::put_timestamped;
 use crate::ops::stream_aggregate::missing_store;
 
 /// `joiner(left value, right value or None) -> result or None (no result row)`.
@@ -19,7 +20,7 @@ pub(crate) struct FkResolve<K, V, VO, VR, J> {
     pub result_store: Arc<str>,
     pub send_old: bool,
     pub left: Option<TypedKeyValueStore<K, V>>,
-    pub result: Option<TypedKeyValueStore<K, VR>>,
+    pub result: Option<TypedKeyValueStore<K, ValueAndTimestamp<VR>>>,
     pub buf: Vec<u8>,
     pub _p: PhantomData<fn(VO)>,
 }
@@ -71,14 +72,11 @@ where
             return Ok(());
         }
         let new = current.and_then(|v| (self.joiner)(&v, r.value.value.as_ref()));
-        let old = result.get(&r.key)?;
-        match &new {
-            Some(v) => result.put(&r.key, v)?,
-            None if old.is_none() => return Ok(()), // no result before, none now
-            None => {
-                result.delete(&r.key)?;
-            }
+        let old = result.get(&r.key)?.map(ValueAndTimestamp::into_value);
+        if new.is_none() && old.is_none() {
+            return Ok(()); // no result before, none now
         }
+        let new = put_timestamped(result, &r.key, new, r.timestamp)?;
         ctx.forward(Record {
             key: r.key,
             value: Change::new(new, old.filter(|_| self.send_old)),

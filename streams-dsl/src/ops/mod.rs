@@ -27,6 +27,61 @@ pub(crate) mod table_table_join;
 pub(crate) mod table_to_stream;
 pub(crate) mod window_aggregate;
 
+use state_store::{TypedKeyValueStore, ValueAndTimestamp, NO_TIMESTAMP};
+use streams_core::{ProcessorContext, StreamsError};
+
+/// Reads the rows of another operator's table store with their timestamps. DSL tables keep timestamped stores;
+/// a store of plain values (a windowed table's, or one a user registered) reads as rows of unknown time.
+pub(crate) enum RowReader<K, V> {
+    Timestamped(TypedKeyValueStore<K, ValueAndTimestamp<V>>),
+    Plain(TypedKeyValueStore<K, V>),
+}
+
+impl<K: 'static, V: 'static> RowReader<K, V> {
+    /// Opens store `name` for a processor.
+    pub(crate) fn open<KO: streams_core::Data, VO: streams_core::Data>(
+        ctx: &mut ProcessorContext<KO, VO>,
+        name: &str,
+    ) -> Result<Self, StreamsError> {
+        match ctx.key_value_store::<K, ValueAndTimestamp<V>>(name) {
+            Ok(s) => Ok(RowReader::Timestamped(s)),
+            Err(timestamped) => ctx
+                .key_value_store::<K, V>(name)
+                .map(RowReader::Plain)
+                .map_err(|_| timestamped),
+        }
+    }
+
+    /// The row of `key` and its timestamp ([`NO_TIMESTAMP`] when the store keeps none).
+    pub(crate) fn get(&mut self, key: &K) -> Result<Option<ValueAndTimestamp<V>>, StreamsError> {
+        Ok(match self {
+            RowReader::Timestamped(s) => s.get(key)?,
+            RowReader::Plain(s) => s.get(key)?.map(|v| ValueAndTimestamp::new(v, NO_TIMESTAMP)),
+        })
+    }
+}
+
+/// Puts `value` at `timestamp` into a timestamped store, or deletes the key when `value` is `None`; hands the
+/// value back.
+pub(crate) fn put_timestamped<K: 'static, V: 'static>(
+    store: &mut TypedKeyValueStore<K, ValueAndTimestamp<V>>,
+    key: &K,
+    value: Option<V>,
+    timestamp: i64,
+) -> Result<Option<V>, StreamsError> {
+    match value {
+        Some(v) => {
+            let row = ValueAndTimestamp::new(v, timestamp);
+            store.put(key, &row)?;
+            Ok(Some(row.value))
+        }
+        None => {
+            store.delete(key)?;
+            Ok(None)
+        }
+    }
+}
+
 /// Reading the fixed-width parts of operators' internal store layouts. Store contents come back from changelogs
 /// that anything could have written to, so a short entry is a typed error naming the store, never a panic.
 pub(crate) mod layout {

@@ -3,10 +3,11 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use state_store::TypedKeyValueStore;
+use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
+use crate::ops::put_timestamped;
 
 pub(crate) fn missing_store(op: &str) -> StreamsError {
     StreamsError::processor(format!("{op} used before init: its store is not open"))
@@ -17,7 +18,7 @@ pub(crate) struct StreamAggregate<K, VA, F> {
     pub store_name: Arc<str>,
     pub fold: Arc<F>,
     pub send_old: bool,
-    pub store: Option<TypedKeyValueStore<K, VA>>,
+    pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<VA>>>,
     pub _p: PhantomData<fn() -> VA>,
 }
 
@@ -43,16 +44,21 @@ where
             .as_mut()
             .ok_or_else(|| missing_store("aggregate"))?;
         let prev = store.get(&r.key)?;
+        // The aggregate is as recent as the latest record folded into it (Kafka's KStreamAggregate).
+        let timestamp = prev
+            .as_ref()
+            .map_or(r.timestamp, |p| p.timestamp.max(r.timestamp));
+        let prev = prev.map(ValueAndTimestamp::into_value);
         let (base, old) = match prev {
             Some(p) if self.send_old => (Some(p.clone()), Some(p)),
             p => (p, None),
         };
         let new = (self.fold)(&r.key, r.value, base);
-        store.put(&r.key, &new)?;
+        let new = put_timestamped(store, &r.key, Some(new), timestamp)?;
         ctx.forward(Record {
             key: r.key,
-            value: Change::new(Some(new), old),
-            timestamp: r.timestamp,
+            value: Change::new(new, old),
+            timestamp,
             headers: r.headers,
         })
     }

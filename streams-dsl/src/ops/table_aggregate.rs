@@ -3,10 +3,11 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use state_store::TypedKeyValueStore;
+use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
+use crate::ops::put_timestamped;
 use crate::ops::stream_aggregate::missing_store;
 
 /// `add(key, value, current or None) -> aggregate`; `sub(key, value, current) -> aggregate or None (delete)`.
@@ -15,7 +16,7 @@ pub(crate) struct TableAggregate<K, VA, A, S> {
     pub add: Arc<A>,
     pub sub: Arc<S>,
     pub send_old: bool,
-    pub store: Option<TypedKeyValueStore<K, VA>>,
+    pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<VA>>>,
     pub _p: PhantomData<fn() -> VA>,
 }
 
@@ -42,7 +43,12 @@ where
             .as_mut()
             .ok_or_else(|| missing_store("table aggregate"))?;
         let prev = store.get(&r.key)?;
+        // The aggregate's time moves to the later of its own and the record's when the record changes it, as in
+        // Kafka's KTableAggregate: a subtraction or an addition to an existing aggregate.
+        let prev_ts = prev.as_ref().map(|p| p.timestamp);
+        let prev = prev.map(ValueAndTimestamp::into_value);
         let existed = prev.is_some();
+        let mut timestamp = r.timestamp;
         let (mut current, old) = if self.send_old {
             (prev.clone(), prev)
         } else {
@@ -56,24 +62,21 @@ where
             // Nothing to subtract from when the group is empty (as Kafka Streams does).
             if let Some(c) = current.take() {
                 current = (self.sub)(&r.key, o, c);
+                timestamp = timestamp.max(prev_ts.unwrap_or(timestamp));
             }
         }
         if let Some(n) = new {
             current = Some((self.add)(&r.key, n, current));
+            timestamp = timestamp.max(prev_ts.unwrap_or(timestamp));
         }
         if !existed && current.is_none() {
             return Ok(());
         }
-        match &current {
-            Some(v) => store.put(&r.key, v)?,
-            None => {
-                store.delete(&r.key)?;
-            }
-        }
+        let current = put_timestamped(store, &r.key, current, timestamp)?;
         ctx.forward(Record {
             key: r.key,
             value: Change::new(current, old),
-            timestamp: r.timestamp,
+            timestamp,
             headers: r.headers,
         })
     }

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use state_store::TypedKeyValueStore;
+use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
+use crate::ops::put_timestamped;
 use crate::ops::stream_aggregate::missing_store;
 
 pub(crate) struct TableFilter<K, V, F> {
@@ -13,7 +14,7 @@ pub(crate) struct TableFilter<K, V, F> {
     pub negate: bool,
     pub send_old: bool,
     pub store_name: Option<Arc<str>>,
-    pub store: Option<TypedKeyValueStore<K, V>>,
+    pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<V>>>,
 }
 
 impl<K: Data, V: Data, F> Processor<K, Change<V>> for TableFilter<K, V, F>
@@ -50,18 +51,15 @@ where
         }
         // Without old values, a row that fails the filter is forwarded as a deletion: downstream cannot know
         // whether it passed before.
-        if self.store_name.is_some() {
+        let new = if self.store_name.is_some() {
             let store = self
                 .store
                 .as_mut()
                 .ok_or_else(|| missing_store("table filter"))?;
-            match &new {
-                Some(v) => store.put(&r.key, v)?,
-                None => {
-                    store.delete(&r.key)?;
-                }
-            }
-        }
+            put_timestamped(store, &r.key, new, r.timestamp)?
+        } else {
+            new
+        };
         ctx.forward(Record {
             key: r.key,
             value: Change::new(new, old),

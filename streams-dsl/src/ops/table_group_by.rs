@@ -3,12 +3,16 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
+use streams_core::{Data, Processor, ProcessorContext, Record, SharedSerde, StreamsError};
 
 use crate::change::Change;
 
 pub(crate) struct TableGroupBy<F, K2, V2> {
     pub f: Arc<F>,
+    /// Group keys are compared by their encoding (what the repartition topic and the aggregate's store see);
+    /// without a serde an update always goes as a retraction and an addition.
+    pub key_serde: Option<SharedSerde<K2>>,
+    pub bufs: (Vec<u8>, Vec<u8>),
     pub _p: PhantomData<fn() -> (K2, V2)>,
 }
 
@@ -24,24 +28,47 @@ where
         r: Record<K, Change<V>>,
         ctx: &mut ProcessorContext<K2, Change<V2>>,
     ) -> Result<(), StreamsError> {
-        // The retraction goes first, so a row that stays in its group is subtracted before it is added again.
-        if let Some(old) = &r.value.old {
-            let (k2, v2) = (self.f)(&r.key, old);
-            ctx.forward(Record {
-                key: k2,
-                value: Change::new(None, Some(v2)),
-                timestamp: r.timestamp,
-                headers: r.headers.clone(),
-            })?;
-        }
-        if let Some(new) = &r.value.new {
-            let (k2, v2) = (self.f)(&r.key, new);
-            ctx.forward(Record {
-                key: k2,
-                value: Change::new(Some(v2), None),
-                timestamp: r.timestamp,
-                headers: r.headers,
-            })?;
+        let old = r.value.old.as_ref().map(|old| (self.f)(&r.key, old));
+        let new = r.value.new.as_ref().map(|new| (self.f)(&r.key, new));
+        let same_group = match (&old, &new, &self.key_serde) {
+            (Some((old_key, _)), Some((new_key, _)), Some(serde)) => {
+                let (a, b) = &mut self.bufs;
+                a.clear();
+                b.clear();
+                serde.serialize(old_key, a).is_ok() && serde.serialize(new_key, b).is_ok() && a == b
+            }
+            _ => false,
+        };
+        match (old, new) {
+            // The row stays in its group: one update carries both, so the aggregate subtracts and adds in one
+            // step and emits once (KIP-904; Kafka's KTableRepartitionMap since 3.5).
+            (Some((_, old_value)), Some((new_key, new_value))) if same_group => {
+                ctx.forward(Record {
+                    key: new_key,
+                    value: Change::new(Some(new_value), Some(old_value)),
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                })?;
+            }
+            (old, new) => {
+                // The retraction goes first, to the old group; then the addition to the new one.
+                if let Some((k2, v2)) = old {
+                    ctx.forward(Record {
+                        key: k2,
+                        value: Change::new(None, Some(v2)),
+                        timestamp: r.timestamp,
+                        headers: r.headers.clone(),
+                    })?;
+                }
+                if let Some((k2, v2)) = new {
+                    ctx.forward(Record {
+                        key: k2,
+                        value: Change::new(Some(v2), None),
+                        timestamp: r.timestamp,
+                        headers: r.headers,
+                    })?;
+                }
+            }
         }
         Ok(())
     }

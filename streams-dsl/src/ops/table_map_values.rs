@@ -3,17 +3,18 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use state_store::TypedKeyValueStore;
+use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
+use crate::ops::put_timestamped;
 use crate::ops::stream_aggregate::missing_store;
 
 pub(crate) struct TableMapValues<K, V2, F> {
     pub f: Arc<F>,
     pub send_old: bool,
     pub store_name: Option<Arc<str>>,
-    pub store: Option<TypedKeyValueStore<K, V2>>,
+    pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<V2>>>,
     pub _p: PhantomData<fn() -> V2>,
 }
 
@@ -42,18 +43,15 @@ where
         } else {
             None
         };
-        if self.store_name.is_some() {
+        let new = if self.store_name.is_some() {
             let store = self
                 .store
                 .as_mut()
                 .ok_or_else(|| missing_store("table map_values"))?;
-            match &new {
-                Some(v) => store.put(&r.key, v)?,
-                None => {
-                    store.delete(&r.key)?;
-                }
-            }
-        }
+            put_timestamped(store, &r.key, new, r.timestamp)?
+        } else {
+            new
+        };
         ctx.forward(Record {
             key: r.key,
             value: Change::new(new, old),

@@ -3,15 +3,16 @@
 
 use std::sync::Arc;
 
-use state_store::TypedKeyValueStore;
+use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
+use crate::ops::put_timestamped;
 use crate::ops::stream_aggregate::missing_store;
 
 pub(crate) struct TableMaterialize<K, V> {
     pub store_name: Arc<str>,
-    pub store: Option<TypedKeyValueStore<K, V>>,
+    pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<V>>>,
 }
 
 impl<K: Data, V: Data> Processor<K, Change<V>> for TableMaterialize<K, V> {
@@ -32,12 +33,18 @@ impl<K: Data, V: Data> Processor<K, Change<V>> for TableMaterialize<K, V> {
             .store
             .as_mut()
             .ok_or_else(|| missing_store("table materialization"))?;
-        match &r.value.new {
-            Some(v) => store.put(&r.key, v)?,
-            None => {
-                store.delete(&r.key)?;
-            }
-        }
-        ctx.forward(r)
+        let Record {
+            key,
+            value: Change { new, old },
+            timestamp,
+            headers,
+        } = r;
+        let new = put_timestamped(store, &key, new, timestamp)?;
+        ctx.forward(Record {
+            key,
+            value: Change::new(new, old),
+            timestamp,
+            headers,
+        })
     }
 }

@@ -2,16 +2,17 @@
 
 use std::sync::Arc;
 
-use state_store::TypedKeyValueStore;
+use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
+use crate::ops::put_timestamped;
 use crate::ops::stream_aggregate::missing_store;
 
 pub(crate) struct TableSource<K, V> {
     pub store_name: Arc<str>,
     pub send_old: bool,
-    pub store: Option<TypedKeyValueStore<K, V>>,
+    pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<V>>>,
 }
 
 impl<K: Data, V: Data> Processor<K, Option<V>> for TableSource<K, V> {
@@ -32,15 +33,14 @@ impl<K: Data, V: Data> Processor<K, Option<V>> for TableSource<K, V> {
             .store
             .as_mut()
             .ok_or_else(|| missing_store("table source"))?;
-        let old = match &r.value {
+        let (new, old) = match r.value {
             Some(v) => {
                 let old = if self.send_old {
-                    store.get(&r.key)?
+                    store.get(&r.key)?.map(ValueAndTimestamp::into_value)
                 } else {
                     None
                 };
-                store.put(&r.key, v)?;
-                old
+                (put_timestamped(store, &r.key, Some(v), r.timestamp)?, old)
             }
             None => {
                 let old = store.delete(&r.key)?;
@@ -48,10 +48,14 @@ impl<K: Data, V: Data> Processor<K, Option<V>> for TableSource<K, V> {
                     // Deleting an absent row changes nothing.
                     return Ok(());
                 }
-                old.filter(|_| self.send_old)
+                (
+                    None,
+                    old.filter(|_| self.send_old)
+                        .map(ValueAndTimestamp::into_value),
+                )
             }
         };
-        let value = Change::new(r.value, old);
+        let value = Change::new(new, old);
         ctx.forward(Record {
             key: r.key,
             value,

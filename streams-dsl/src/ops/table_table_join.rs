@@ -4,11 +4,12 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use state_store::TypedKeyValueStore;
+use state_store::{TypedKeyValueStore, ValueAndTimestamp, NO_TIMESTAMP};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
 use crate::ops::stream_aggregate::missing_store;
+use crate::ops::{put_timestamped, RowReader};
 
 /// The processor of one side ("this" side, values `VT`) of a table-table join; `VO` is the other side, whose
 /// rows are read from its store.
@@ -23,7 +24,7 @@ pub(crate) struct TableTableJoin<K, VT, VO, VR, F> {
     pub this_outer: bool,
     pub other_outer: bool,
     pub send_old: bool,
-    pub store: Option<TypedKeyValueStore<K, VO>>,
+    pub store: Option<RowReader<K, VO>>,
     pub _p: PhantomData<fn() -> (VT, VR)>,
 }
 
@@ -55,7 +56,7 @@ where
     type VOut = Change<VR>;
 
     fn init(&mut self, ctx: &mut ProcessorContext<K, Change<VR>>) -> Result<(), StreamsError> {
-        self.store = Some(ctx.key_value_store(&self.other_store_name)?);
+        self.store = Some(RowReader::open(ctx, &self.other_store_name)?);
         Ok(())
     }
 
@@ -68,7 +69,12 @@ where
             .store
             .as_mut()
             .ok_or_else(|| missing_store("table-table join"))?;
-        let other = store.get(&r.key)?;
+        let other_row = store.get(&r.key)?;
+        // A joined row is as recent as the later of its two sides (Kafka's KTableKTable*Join processors).
+        let timestamp = r
+            .timestamp
+            .max(other_row.as_ref().map_or(NO_TIMESTAMP, |o| o.timestamp));
+        let other = other_row.map(ValueAndTimestamp::into_value);
         let Change { new, old } = &r.value;
         // Whether the key can have a joined row before or after this change. With the other side present it
         // can (this side is present now or just went away, which deletes the joined row); with it absent only
@@ -86,7 +92,7 @@ where
         ctx.forward(Record {
             key: r.key,
             value: Change::new(new_joined, old_joined),
-            timestamp: r.timestamp,
+            timestamp,
             headers: r.headers,
         })
     }
@@ -96,7 +102,7 @@ where
 /// join is materialized.
 pub(crate) struct JoinMerge<K, VR> {
     pub store_name: Option<Arc<str>>,
-    pub store: Option<TypedKeyValueStore<K, VR>>,
+    pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<VR>>>,
 }
 
 impl<K: Data, VR: Data> Processor<K, Change<VR>> for JoinMerge<K, VR> {
@@ -120,12 +126,19 @@ impl<K: Data, VR: Data> Processor<K, Change<VR>> for JoinMerge<K, VR> {
                 .store
                 .as_mut()
                 .ok_or_else(|| missing_store("table-table join"))?;
-            match &r.value.new {
-                Some(v) => store.put(&r.key, v)?,
-                None => {
-                    store.delete(&r.key)?;
-                }
-            }
+            let Record {
+                key,
+                value: Change { new, old },
+                timestamp,
+                headers,
+            } = r;
+            let new = put_timestamped(store, &key, new, timestamp)?;
+            return ctx.forward(Record {
+                key,
+                value: Change::new(new, old),
+                timestamp,
+                headers,
+            });
         }
         ctx.forward(r)
     }

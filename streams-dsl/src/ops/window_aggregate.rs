@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use state_store::{SharedSerde, Window, WindowStore, Windowed};
+use state_store::{
+    SharedSerde, TimestampedSerde, ValueAndTimestamp, Window, WindowStore, Windowed,
+};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
@@ -24,7 +26,7 @@ pub(crate) struct WindowAggregate<K, V, VA, F> {
     pub value_serde: SharedSerde<VA>,
     pub fold: Arc<F>,
     pub send_old: bool,
-    pub store: Option<WindowStore<K, VA>>,
+    pub store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
     pub observed: i64,
     pub last_expiry: i64,
     pub starts: Vec<i64>,
@@ -42,11 +44,11 @@ where
         &mut self,
         ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
     ) -> Result<(), StreamsError> {
-        let typed = ctx.key_value_store::<Windowed<K>, VA>(&self.store_name)?;
+        let typed = ctx.key_value_store::<Windowed<K>, ValueAndTimestamp<VA>>(&self.store_name)?;
         self.store = Some(WindowStore::new(
             typed.bytes().clone(),
             self.key_serde.clone(),
-            self.value_serde.clone(),
+            Arc::new(TimestampedSerde::new(self.value_serde.clone())),
             self.windows.size_ms,
             self.retention_ms,
         ));
@@ -80,13 +82,16 @@ where
                 continue;
             }
             let prev = store.fetch(&r.key, start)?;
+            // A window's aggregate is as recent as the latest record in it (Kafka's KStreamWindowAggregate).
+            let timestamp = prev.as_ref().map_or(ts, |p| p.timestamp.max(ts));
+            let prev = prev.map(ValueAndTimestamp::into_value);
             let old = if self.send_old { prev.clone() } else { None };
-            let new = (self.fold)(&r.key, &r.value, prev);
-            store.put(&r.key, start, Some(&new))?;
+            let row = ValueAndTimestamp::new((self.fold)(&r.key, &r.value, prev), timestamp);
+            store.put(&r.key, start, Some(&row))?;
             ctx.forward(Record {
                 key: Windowed::new(r.key.clone(), Window::new(start, end)),
-                value: Change::new(Some(new), old),
-                timestamp: ts,
+                value: Change::new(Some(row.value), old),
+                timestamp,
                 headers: r.headers.clone(),
             })?;
         }
