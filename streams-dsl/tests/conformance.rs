@@ -266,7 +266,6 @@ fn kstream_ktable_join_should_clear_table_entry_on_null_value_updates() {
 
 /// KStreamKTableJoinTest.shouldLogAndMeterWhenSkippingNullLeftValue
 #[test]
-#[ignore = "deviation: Kafka skips a stream record with a null value and counts it in dropped-records (1); a null value read as None goes to the join and no drop is counted (0)"]
 fn kstream_ktable_join_should_skip_null_left_value() {
     let b = StreamsBuilder::new();
     let stream = b.stream(
@@ -2370,7 +2369,6 @@ fn kstream_sliding_window_aggregate_test_aggregate_small_input() {
 /// KStreamKTableJoinTest.shouldLogAndMeterWhenSkippingNullLeftKey (keys typed as nullable on both sides; Kafka
 /// counts one dropped record)
 #[test]
-#[ignore = "deviation: Kafka skips a null-key stream record and counts it in dropped-records (1); we give no output but count no drop (0)"]
 fn kstream_ktable_join_should_skip_null_left_key() {
     let b = StreamsBuilder::new();
     let key = || OptionSerde::new(Serdes::i32());
