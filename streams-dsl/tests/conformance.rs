@@ -815,7 +815,6 @@ fn test_join_sequence(d: &TopologyTestDriver) {
 
 /// KStreamKStreamJoinTest.testAsymmetricWindowingAfter
 #[test]
-#[ignore = "deviation: Kafka joins a record behind stream time while its partners are retained (A0+b0@1000); we drop it as later than the join window's grace (no output)"]
 fn kstream_kstream_join_test_asymmetric_windowing_after() {
     let d = stream_join_driver(
         JoinKind::Inner,
@@ -871,7 +870,6 @@ fn kstream_kstream_join_test_asymmetric_windowing_after() {
 
 /// KStreamKStreamJoinTest.testAsymmetricWindowingBefore
 #[test]
-#[ignore = "deviation: Kafka joins a record behind stream time while its partners are retained (A0+b0@1000); we drop it as later than the join window's grace (no output)"]
 fn kstream_kstream_join_test_asymmetric_windowing_before() {
     let d = stream_join_driver(
         JoinKind::Inner,
@@ -998,7 +996,6 @@ fn kstream_kstream_left_join_expired_non_joined_emitted_by_right_processor() {
 /// KStreamKStreamOuterJoinTest.testOuterJoinDuplicates (the right stream's Long values piped as their decimal
 /// strings, which is how the joiner prints them)
 #[test]
-#[ignore = "deviation: Kafka emits expired non-joined records of equal timestamp right side first (null+11 before A0+null); we emit the left side first"]
 fn kstream_kstream_outer_join_test_outer_join_duplicates() {
     let d = stream_join_driver(
         JoinKind::Outer,
@@ -1063,7 +1060,6 @@ fn kstream_kstream_outer_join_right_expired_non_joined_emitted_by_left_processor
 
 /// KStreamKStreamOuterJoinTest.testGracePeriod
 #[test]
-#[ignore = "deviation: Kafka emits expired non-joined records of equal timestamp right side first (null+11 before A0+null); we emit the left side first"]
 fn kstream_kstream_outer_join_test_grace_period() {
     let d = stream_join_driver(
         JoinKind::Outer,
