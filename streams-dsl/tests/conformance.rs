@@ -753,6 +753,30 @@ fn kstream_kstream_join_test_join() {
     test_join_sequence(&d);
 }
 
+/// KStreamKStreamJoinTest.shouldLogAndMeterOnSkippedRecordsWithNullValueWithBuiltInMetricsVersionLatest (values
+/// typed as nullable; Kafka skips the null-value record and counts it in dropped-records)
+#[test]
+fn kstream_kstream_join_should_meter_skipped_records_with_null_value() {
+    let b = StreamsBuilder::new();
+    let value = || OptionSerde::new(Serdes::i32());
+    let left = b.stream("left", Consumed::with(Serdes::string(), value()));
+    let right = b.stream("right", Consumed::with(Serdes::string(), value()));
+    left.join_stream(
+        &right,
+        |a: &Option<i32>, b: &Option<i32>| a.unwrap_or(0) + b.unwrap_or(0),
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+        StreamJoined::with(Serdes::string(), value(), value()),
+    )
+    .to("out", Produced::with(Serdes::string(), Serdes::i32()));
+    let d = driver(b);
+    d.input_topic("left", Serdes::string(), value())
+        .pipe_input(s("A"), None)
+        .unwrap();
+    let out = d.output_topic("out", Serdes::string(), Serdes::i32());
+    assert_eq!(read_all(&out), vec![]);
+    assert_eq!(d.metrics().dropped_records, 1);
+}
+
 /// KStreamKStreamJoinTest.testOuterJoin (the same inputs and outputs, through an outer join with 24 h grace)
 #[test]
 fn kstream_kstream_join_test_outer_join() {
@@ -993,6 +1017,113 @@ fn kstream_kstream_left_join_expired_non_joined_emitted_by_right_processor() {
     assert_eq!(join_out(&d), kvt(&[(2, "dummy+dummy", 402)]));
 }
 
+/// KStreamKStreamLeftJoinTest.testRightNonJoinedRecordsAreNeverEmittedByTheLeftProcessor
+#[test]
+fn kstream_kstream_left_join_right_non_joined_never_emitted_by_left_processor() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_and_grace(Duration::from_millis(100), Duration::ZERO),
+    );
+    pipe1(&d, "topic2", 0, "A0", 1);
+    pipe1(&d, "topic2", 1, "A1", 2);
+    pipe1(&d, "topic2", 0, "A0-0", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 1, "a1", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "a1+A1", 3)]));
+    pipe1(&d, "topic1", 2, "dummy", 401);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 2, "dummy", 402);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+dummy", 402)]));
+}
+
+/// KStreamKStreamLeftJoinTest.testRightNonJoinedRecordsAreNeverEmittedByTheRightProcessor
+#[test]
+fn kstream_kstream_left_join_right_non_joined_never_emitted_by_right_processor() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    pipe1(&d, "topic2", 0, "A0", 1);
+    pipe1(&d, "topic2", 1, "A1", 2);
+    pipe1(&d, "topic2", 0, "A0-0", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 1, "a1", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "a1+A1", 3)]));
+    pipe1(&d, "topic2", 2, "dummy", 401);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 2, "dummy", 402);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+dummy", 402)]));
+}
+
+/// KStreamKStreamLeftJoinTest.testLeftJoinedRecordsWithZeroAfterAreEmitted (a record emitted unjoined once its
+/// window closed is still joined by a late partner while it is retained: A0+null, then A0+a0)
+#[test]
+fn kstream_kstream_left_join_zero_after_records_are_emitted() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100))
+            .after(Duration::ZERO),
+    );
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k, "A", |i| 1000 + i as i64);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+null", 1000),
+            (1, "A1+null", 1001),
+            (2, "A2+null", 1002)
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "a", |_| 999);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+a0", 1000),
+            (1, "A1+a1", 1001),
+            (2, "A2+a2", 1002),
+            (3, "A3+a3", 1003),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "b", |_| 1000);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+b0", 1000),
+            (1, "A1+b1", 1001),
+            (2, "A2+b2", 1002),
+            (3, "A3+b3", 1003),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "c", |_| 1001);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(1, "A1+c1", 1001), (2, "A2+c2", 1002), (3, "A3+c3", 1003)])
+    );
+    pipe_keys(&d, "topic2", &k, "d", |_| 1002);
+    assert_eq!(join_out(&d), kvt(&[(2, "A2+d2", 1002), (3, "A3+d3", 1003)]));
+    pipe_keys(&d, "topic2", &k, "e", |_| 1003);
+    assert_eq!(join_out(&d), kvt(&[(3, "A3+e3", 1003)]));
+    pipe_keys(&d, "topic2", &k, "f", |_| 1100);
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKStreamLeftJoinTest.shouldNotEmitLeftJoinResultForAsymmetricWindow
+#[test]
+fn kstream_kstream_left_join_should_not_emit_left_join_result_for_asymmetric_window() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100))
+            .before(Duration::ZERO),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 1, "A1", 1);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 0, "a0", 100);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+a0", 100)]));
+    pipe1(&d, "topic2", 1, "a1", 102);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+null", 1)]));
+}
+
 /// KStreamKStreamOuterJoinTest.testOuterJoinDuplicates (the right stream's Long values piped as their decimal
 /// strings, which is how the joiner prints them)
 #[test]
@@ -1056,6 +1187,152 @@ fn kstream_kstream_outer_join_right_expired_non_joined_emitted_by_left_processor
     assert_eq!(join_out(&d), kvt(&[(0, "null+10", 1), (0, "null+12", 3)]));
     pipe1(&d, "topic2", 2, "100", 402);
     assert_eq!(join_out(&d), kvt(&[(2, "dummy+100", 402)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testLeftExpiredNonJoinedRecordsAreEmittedByTheLeftProcessor (the right stream's
+/// Long values piped as their decimal strings)
+#[test]
+fn kstream_kstream_outer_join_left_expired_non_joined_emitted_by_left_processor() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    pipe1(&d, "topic1", 0, "A0", 1);
+    pipe1(&d, "topic1", 1, "A1", 2);
+    pipe1(&d, "topic1", 0, "A0-0", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 1, "11", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+11", 3)]));
+    pipe1(&d, "topic1", 2, "dummy", 401);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 1), (0, "A0-0+null", 3)]));
+    pipe1(&d, "topic2", 2, "100", 401);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+100", 401)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testRightExpiredNonJoinedRecordsAreEmittedByTheRightProcessor (the right stream's
+/// Long values piped as their decimal strings)
+#[test]
+fn kstream_kstream_outer_join_right_expired_non_joined_emitted_by_right_processor() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_and_grace(Duration::from_millis(100), Duration::ZERO),
+    );
+    pipe1(&d, "topic2", 0, "10", 1);
+    pipe1(&d, "topic2", 1, "11", 2);
+    pipe1(&d, "topic2", 0, "12", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 1, "A1", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+11", 3)]));
+    pipe1(&d, "topic2", 2, "100", 401);
+    assert_eq!(join_out(&d), kvt(&[(0, "null+10", 1), (0, "null+12", 3)]));
+    pipe1(&d, "topic1", 2, "dummy", 402);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+100", 402)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testEmitAllNonJoinedResultsForAsymmetricWindow (the right stream's Long values
+/// piped as their decimal strings; expired records come out by timestamp, whichever side)
+#[test]
+fn kstream_kstream_outer_join_emit_all_non_joined_results_for_asymmetric_window() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(5))
+            .after(Duration::from_millis(20)),
+    );
+    pipe1(&d, "topic1", 0, "A0", 29);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 1, "A1", 30);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 2, "12", 31);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 3, "13", 36);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 4, "14", 37);
+    assert_eq!(join_out(&d), kvt(&[(2, "null+12", 31)]));
+    pipe1(&d, "topic2", 5, "15", 50);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(0, "A0+null", 29), (3, "null+13", 36), (4, "null+14", 37)])
+    );
+}
+
+/// KStreamKStreamOuterJoinTest.testShouldNotEmitLeftJoinResultForAsymmetricBeforeWindow (the right stream's Long
+/// values piped as their decimal strings)
+#[test]
+fn kstream_kstream_outer_join_should_not_emit_left_join_result_for_asymmetric_before_window() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100))
+            .before(Duration::ZERO),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 1, "A1", 1);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 0, "10", 100);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+10", 100)]));
+    pipe1(&d, "topic2", 1, "11", 102);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+null", 1)]));
+    pipe1(&d, "topic2", 2, "12", 103);
+    assert_eq!(join_out(&d), kvt(&[(1, "null+11", 102)]));
+    pipe1(&d, "topic1", 2, "A2", 103);
+    assert_eq!(join_out(&d), kvt(&[(2, "A2+12", 103)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testShouldNotEmitLeftJoinResultForAsymmetricAfterWindow (the right stream's Long
+/// values piped as their decimal strings)
+#[test]
+fn kstream_kstream_outer_join_should_not_emit_left_join_result_for_asymmetric_after_window() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100))
+            .after(Duration::ZERO),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 1, "A1", 1);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 0)]));
+    pipe1(&d, "topic2", 1, "11", 1);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+11", 1)]));
+    pipe1(&d, "topic2", 2, "12", 101);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 3, "13", 101);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 2, "A2", 201);
+    assert_eq!(join_out(&d), kvt(&[(2, "A2+12", 201)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testShouldForwardCurrentHeaders (the right stream's Long values piped as their
+/// decimal strings; records emitted unjoined carry the headers of the record that triggered the emission)
+#[test]
+fn kstream_kstream_outer_join_should_forward_current_headers() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        ),
+    );
+    let t1 = d.input_topic("topic1", Serdes::i32(), Serdes::string());
+    let t2 = d.input_topic("topic2", Serdes::i32(), Serdes::string());
+    let out = d.output_topic("out", Serdes::i32(), Serdes::string());
+    let h = |b: u8| Headers::new().with("h", vec![b]);
+    let with_headers =
+        |k: i32, v: &str, ts: i64, b: u8| TestRecord::new(k, s(v), ts).with_headers(h(b));
+    let read = || {
+        out.read_records_to_vec()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key, r.value, r.timestamp, r.headers))
+            .collect::<Vec<_>>()
+    };
+    t1.pipe_record(with_headers(0, "A0", 0, 1)).unwrap();
+    t2.pipe_record(with_headers(1, "10", 0, 2)).unwrap();
+    t2.pipe_record(with_headers(3, "100", 211, 3)).unwrap();
+    assert_eq!(
+        read(),
+        vec![(1, s("null+10"), 0, h(3)), (0, s("A0+null"), 0, h(3))]
+    );
+    t1.pipe_record(with_headers(2, "A2", 200, 4)).unwrap();
+    t2.pipe_record(with_headers(2, "12", 200, 5)).unwrap();
+    assert_eq!(read(), vec![(2, s("A2+12"), 200, h(5))]);
 }
 
 /// KStreamKStreamOuterJoinTest.testGracePeriod
