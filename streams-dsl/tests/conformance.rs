@@ -837,6 +837,86 @@ fn test_join_sequence(d: &TopologyTestDriver) {
     );
 }
 
+/// KStreamKStreamJoinTest.testWindowing (late records, 100 ms behind stream time, still join what is retained)
+#[test]
+fn kstream_kstream_join_test_windowing() {
+    let d = stream_join_driver(
+        JoinKind::Inner,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k[..2], "a", |_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+a0", 0), (1, "A1+a1", 0)]));
+    pipe_keys(&d, "topic1", &k, "B", |i| 1000 + i as i64);
+    assert_eq!(join_out(&d), vec![]);
+    let all = |p: &str, ts: i64, from: usize| -> Vec<(i32, String, i64)> {
+        (from..4)
+            .map(|i| (i as i32, format!("B{i}+{p}{i}"), ts))
+            .collect()
+    };
+    pipe_keys(&d, "topic2", &k, "b", |_| 1100);
+    assert_eq!(join_out(&d), all("b", 1100, 0));
+    pipe_keys(&d, "topic2", &k, "c", |_| 1101);
+    assert_eq!(join_out(&d), all("c", 1101, 1));
+    pipe_keys(&d, "topic2", &k, "d", |_| 1102);
+    assert_eq!(join_out(&d), all("d", 1102, 2));
+    pipe_keys(&d, "topic2", &k, "e", |_| 1103);
+    assert_eq!(join_out(&d), all("e", 1103, 3));
+    pipe_keys(&d, "topic2", &k, "f", |_| 1104);
+    assert_eq!(join_out(&d), vec![]);
+    // Behind stream time (1104): joined with the B records still retained.
+    let early = |p: &str, upto: usize| -> Vec<(i32, String, i64)> {
+        (0..upto)
+            .map(|i| (i as i32, format!("B{i}+{p}{i}"), 1000 + i as i64))
+            .collect()
+    };
+    pipe_keys(&d, "topic2", &k, "g", |_| 899);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k, "h", |_| 900);
+    assert_eq!(join_out(&d), early("h", 1));
+    pipe_keys(&d, "topic2", &k, "i", |_| 901);
+    assert_eq!(join_out(&d), early("i", 2));
+    pipe_keys(&d, "topic2", &k, "j", |_| 902);
+    assert_eq!(join_out(&d), early("j", 3));
+    pipe_keys(&d, "topic2", &k, "k", |_| 903);
+    assert_eq!(join_out(&d), early("k", 4));
+    // The same from the other side.
+    pipe_keys(&d, "topic2", &k, "l", |i| 2000 + i as i64);
+    assert_eq!(join_out(&d), vec![]);
+    let late = |p: &str, ts: i64, from: usize| -> Vec<(i32, String, i64)> {
+        (from..4)
+            .map(|i| (i as i32, format!("{p}{i}+l{i}"), ts))
+            .collect()
+    };
+    pipe_keys(&d, "topic1", &k, "C", |_| 2100);
+    assert_eq!(join_out(&d), late("C", 2100, 0));
+    pipe_keys(&d, "topic1", &k, "D", |_| 2101);
+    assert_eq!(join_out(&d), late("D", 2101, 1));
+    pipe_keys(&d, "topic1", &k, "E", |_| 2102);
+    assert_eq!(join_out(&d), late("E", 2102, 2));
+    pipe_keys(&d, "topic1", &k, "F", |_| 2103);
+    assert_eq!(join_out(&d), late("F", 2103, 3));
+    pipe_keys(&d, "topic1", &k, "G", |_| 2104);
+    assert_eq!(join_out(&d), vec![]);
+    let early_l = |p: &str, upto: usize| -> Vec<(i32, String, i64)> {
+        (0..upto)
+            .map(|i| (i as i32, format!("{p}{i}+l{i}"), 2000 + i as i64))
+            .collect()
+    };
+    pipe_keys(&d, "topic1", &k, "H", |_| 1899);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic1", &k, "I", |_| 1900);
+    assert_eq!(join_out(&d), early_l("I", 1));
+    pipe_keys(&d, "topic1", &k, "J", |_| 1901);
+    assert_eq!(join_out(&d), early_l("J", 2));
+    pipe_keys(&d, "topic1", &k, "K", |_| 1902);
+    assert_eq!(join_out(&d), early_l("K", 3));
+    pipe_keys(&d, "topic1", &k, "L", |_| 1903);
+    assert_eq!(join_out(&d), early_l("L", 4));
+}
+
 /// KStreamKStreamJoinTest.testAsymmetricWindowingAfter
 #[test]
 fn kstream_kstream_join_test_asymmetric_windowing_after() {
@@ -1015,6 +1095,79 @@ fn kstream_kstream_left_join_expired_non_joined_emitted_by_right_processor() {
     assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 1), (0, "A0-0+null", 3)]));
     pipe1(&d, "topic1", 2, "dummy", 402);
     assert_eq!(join_out(&d), kvt(&[(2, "dummy+dummy", 402)]));
+}
+
+/// KStreamKStreamLeftJoinTest.testWindowing (with testUpperWindowBound and testLowerWindowBound: a left record
+/// already behind stream time by more than its window is emitted unjoined at once)
+#[test]
+fn kstream_kstream_left_join_test_windowing() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k, "a", |_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+a0", 0), (1, "A1+a1", 0)]));
+    // testUpperWindowBound
+    pipe_keys(&d, "topic2", &k, "b", |i| 1000 + i as i64);
+    assert_eq!(join_out(&d), vec![]);
+    let joined = |p: &str, ts: i64, from: usize| -> Vec<(i32, String, i64)> {
+        (from..4)
+            .map(|i| (i as i32, format!("{p}{i}+b{i}"), ts))
+            .collect()
+    };
+    pipe_keys(&d, "topic1", &k, "B", |_| 1100);
+    assert_eq!(join_out(&d), joined("B", 1100, 0));
+    pipe_keys(&d, "topic1", &k, "C", |_| 1101);
+    assert_eq!(join_out(&d), joined("C", 1101, 1));
+    pipe_keys(&d, "topic1", &k, "D", |_| 1102);
+    assert_eq!(join_out(&d), joined("D", 1102, 2));
+    pipe_keys(&d, "topic1", &k, "E", |_| 1103);
+    assert_eq!(join_out(&d), joined("E", 1103, 3));
+    pipe_keys(&d, "topic1", &k, "F", |_| 1104);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 0, "dummy", 1405);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "C0+null", 1101),
+            (0, "D0+null", 1102),
+            (1, "D1+null", 1102),
+            (0, "E0+null", 1103),
+            (1, "E1+null", 1103),
+            (2, "E2+null", 1103),
+            (0, "F0+null", 1104),
+            (1, "F1+null", 1104),
+            (2, "F2+null", 1104),
+            (3, "F3+null", 1104),
+        ])
+    );
+    // testLowerWindowBound
+    let lower = |p: &str, ts: i64, joins: usize| -> Vec<(i32, String, i64)> {
+        (0..4)
+            .map(|i| {
+                if i < joins {
+                    (i as i32, format!("{p}{i}+b{i}"), 1000 + i as i64)
+                } else {
+                    (i as i32, format!("{p}{i}+null"), ts)
+                }
+            })
+            .collect()
+    };
+    pipe_keys(&d, "topic1", &k, "G", |_| 899);
+    assert_eq!(join_out(&d), lower("G", 899, 0));
+    pipe_keys(&d, "topic1", &k, "H", |_| 900);
+    assert_eq!(join_out(&d), lower("H", 900, 1));
+    pipe_keys(&d, "topic1", &k, "I", |_| 901);
+    assert_eq!(join_out(&d), lower("I", 901, 2));
+    pipe_keys(&d, "topic1", &k, "J", |_| 902);
+    assert_eq!(join_out(&d), lower("J", 902, 3));
+    pipe_keys(&d, "topic1", &k, "K", |_| 903);
+    assert_eq!(join_out(&d), lower("K", 903, 4));
+    pipe1(&d, "topic1", 0, "dummy", 1203);
+    assert_eq!(join_out(&d), kvt(&[(0, "dummy+null", 1203)]));
 }
 
 /// KStreamKStreamLeftJoinTest.testRightNonJoinedRecordsAreNeverEmittedByTheLeftProcessor
@@ -1795,6 +1948,124 @@ fn kstream_ktable_left_join_should_clear_table_entry_on_null_value_updates() {
             (2, "XX2+Y2", 2),
             (3, "XX3+Y3", 3),
         ])
+    );
+}
+
+/// `stream.<join|leftJoin>(globalTable, keyMapper, TOSTRING_JOINER)` of KStreamGlobalKTable{,Left}JoinTest: the
+/// stream's value is "X<k>" or "X<k>,FKey<k>", the mapper selects the token after the comma or null. Keys are typed
+/// as nullable (the stream's Integer keys, the table's String keys).
+fn global_join_driver(left: bool) -> TopologyTestDriver {
+    let b = StreamsBuilder::new();
+    let key = || OptionSerde::new(Serdes::i32());
+    let stream = b.stream("streamTopic", Consumed::with(key(), Serdes::string()));
+    let table = b.global_table(
+        "globalTableTopic",
+        Consumed::with(OptionSerde::new(Serdes::string()), Serdes::string()),
+        Materialized::as_store("global"),
+    );
+    let mapper = |_: &Option<i32>, v: &String| v.split(',').nth(1).map(str::to_string);
+    let joined = if left {
+        stream.left_join_global(&table, mapper, |v: &String, t: Option<&String>| {
+            format!("{v}+{}", t.map_or("null", |t| t.as_str()))
+        })
+    } else {
+        stream.join_global(&table, mapper, |v: &String, t: &String| format!("{v}+{t}"))
+    };
+    joined.to("out", Produced::with(key(), Serdes::string()));
+    driver(b)
+}
+
+fn push_to_global_table(d: &TopologyTestDriver, count: usize, prefix: &str) {
+    let t = d.input_topic(
+        "globalTableTopic",
+        OptionSerde::new(Serdes::string()),
+        Serdes::string(),
+    );
+    for k in &EXPECTED_KEYS[..count] {
+        t.pipe_input(ss(&format!("FKey{k}")), format!("{prefix}{k}"))
+            .unwrap();
+    }
+}
+
+/// pushToStream of KStreamGlobalKTable{,Left}JoinTest: timestamps 0, 1, 2... (auto-advanced by 1 ms).
+fn push_to_global_join_stream(
+    d: &TopologyTestDriver,
+    count: usize,
+    prefix: &str,
+    foreign_key: bool,
+    null_key: bool,
+) {
+    let t = d
+        .input_topic(
+            "streamTopic",
+            OptionSerde::new(Serdes::i32()),
+            Serdes::string(),
+        )
+        .with_auto_advance(0, Duration::from_millis(1));
+    for (i, k) in EXPECTED_KEYS[..count].iter().enumerate() {
+        let mut value = format!("{prefix}{k}");
+        if foreign_key {
+            value.push_str(&format!(",FKey{k}"));
+        }
+        let key = if null_key && i == 0 { None } else { Some(*k) };
+        t.pipe_input(key, value).unwrap();
+    }
+}
+
+fn global_join_out(d: &TopologyTestDriver) -> Vec<(Option<i32>, String, i64)> {
+    read_all(&d.output_topic("out", OptionSerde::new(Serdes::i32()), Serdes::string()))
+}
+
+/// KStreamGlobalKTableJoinTest.shouldNotJoinOnNullKeyMapperValues (and the records are counted as dropped)
+#[test]
+fn kstream_global_ktable_join_should_not_join_on_null_key_mapper_values() {
+    let d = global_join_driver(false);
+    push_to_global_table(&d, 4, "Y");
+    assert_eq!(global_join_out(&d), vec![]);
+    push_to_global_join_stream(&d, 4, "XXX", false, false);
+    assert_eq!(global_join_out(&d), vec![]);
+    assert_eq!(d.metrics().dropped_records, 4);
+}
+
+/// KStreamGlobalKTableJoinTest.shouldJoinOnNullKeyWithNonNullKeyMapperValues
+#[test]
+fn kstream_global_ktable_join_should_join_on_null_key_with_non_null_key_mapper_values() {
+    let d = global_join_driver(false);
+    push_to_global_table(&d, 2, "Y");
+    assert_eq!(global_join_out(&d), vec![]);
+    push_to_global_join_stream(&d, 4, "X", true, true);
+    assert_eq!(
+        global_join_out(&d),
+        vec![(None, s("X0,FKey0+Y0"), 0), (Some(1), s("X1,FKey1+Y1"), 1)]
+    );
+}
+
+/// KStreamGlobalKTableLeftJoinTest.shouldNotJoinOnNullKeyMapperValues (and the records are counted as dropped)
+#[test]
+fn kstream_global_ktable_left_join_should_not_join_on_null_key_mapper_values() {
+    let d = global_join_driver(true);
+    push_to_global_table(&d, 4, "Y");
+    assert_eq!(global_join_out(&d), vec![]);
+    push_to_global_join_stream(&d, 4, "XXX", false, false);
+    assert_eq!(global_join_out(&d), vec![]);
+    assert_eq!(d.metrics().dropped_records, 4);
+}
+
+/// KStreamGlobalKTableLeftJoinTest.shouldJoinOnNullKeyWithNonNullKeyMapperValues
+#[test]
+fn kstream_global_ktable_left_join_should_join_on_null_key_with_non_null_key_mapper_values() {
+    let d = global_join_driver(true);
+    push_to_global_table(&d, 4, "Y");
+    assert_eq!(global_join_out(&d), vec![]);
+    push_to_global_join_stream(&d, 4, "X", true, true);
+    assert_eq!(
+        global_join_out(&d),
+        vec![
+            (None, s("X0,FKey0+Y0"), 0),
+            (Some(1), s("X1,FKey1+Y1"), 1),
+            (Some(2), s("X2,FKey2+Y2"), 2),
+            (Some(3), s("X3,FKey3+Y3"), 3),
+        ]
     );
 }
 
