@@ -1488,6 +1488,84 @@ fn kstream_kstream_outer_join_should_forward_current_headers() {
     assert_eq!(read(), vec![(2, s("A2+12"), 200, h(5))]);
 }
 
+/// KStreamKStreamOuterJoinTest.testWindowing (with testUpperWindowBound and testLowerWindowBound; the right
+/// stream's Long values piped as their decimal strings)
+#[test]
+fn kstream_kstream_outer_join_test_windowing() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    let k = EXPECTED_KEYS;
+    let right = |keys: &[i32], base: i32, ts: &dyn Fn(usize) -> i64| {
+        for (i, key) in keys.iter().enumerate() {
+            pipe1(&d, "topic2", *key, &(key + base).to_string(), ts(i));
+        }
+    };
+    pipe_keys(&d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    right(&k, 10, &|_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+10", 0), (1, "A1+11", 0)]));
+    // testUpperWindowBound
+    right(&k, 20, &|i| 1000 + i as i64);
+    assert_eq!(join_out(&d), kvt(&[(2, "null+12", 0), (3, "null+13", 0)]));
+    let joined = |p: &str, ts: i64, from: usize| -> Vec<(i32, String, i64)> {
+        (from..4)
+            .map(|i| (i as i32, format!("{p}{i}+{}", 20 + i), ts))
+            .collect()
+    };
+    pipe_keys(&d, "topic1", &k, "B", |_| 1100);
+    assert_eq!(join_out(&d), joined("B", 1100, 0));
+    pipe_keys(&d, "topic1", &k, "C", |_| 1101);
+    assert_eq!(join_out(&d), joined("C", 1101, 1));
+    pipe_keys(&d, "topic1", &k, "D", |_| 1102);
+    assert_eq!(join_out(&d), joined("D", 1102, 2));
+    pipe_keys(&d, "topic1", &k, "E", |_| 1103);
+    assert_eq!(join_out(&d), joined("E", 1103, 3));
+    pipe_keys(&d, "topic1", &k, "F", |_| 1104);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 0, "dummy", 1405);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "C0+null", 1101),
+            (0, "D0+null", 1102),
+            (1, "D1+null", 1102),
+            (0, "E0+null", 1103),
+            (1, "E1+null", 1103),
+            (2, "E2+null", 1103),
+            (0, "F0+null", 1104),
+            (1, "F1+null", 1104),
+            (2, "F2+null", 1104),
+            (3, "F3+null", 1104),
+        ])
+    );
+    // testLowerWindowBound
+    let lower = |p: &str, ts: i64, joins: usize| -> Vec<(i32, String, i64)> {
+        (0..4)
+            .map(|i| {
+                if i < joins {
+                    (i as i32, format!("{p}{i}+{}", 20 + i), 1000 + i as i64)
+                } else {
+                    (i as i32, format!("{p}{i}+null"), ts)
+                }
+            })
+            .collect()
+    };
+    pipe_keys(&d, "topic1", &k, "G", |_| 899);
+    assert_eq!(join_out(&d), lower("G", 899, 0));
+    pipe_keys(&d, "topic1", &k, "H", |_| 900);
+    assert_eq!(join_out(&d), lower("H", 900, 1));
+    pipe_keys(&d, "topic1", &k, "I", |_| 901);
+    assert_eq!(join_out(&d), lower("I", 901, 2));
+    pipe_keys(&d, "topic1", &k, "J", |_| 902);
+    assert_eq!(join_out(&d), lower("J", 902, 3));
+    pipe_keys(&d, "topic1", &k, "K", |_| 903);
+    assert_eq!(join_out(&d), lower("K", 903, 4));
+    pipe1(&d, "topic1", 0, "dummy", 1103);
+    assert_eq!(join_out(&d), kvt(&[(0, "dummy+null", 1103)]));
+}
+
 /// KStreamKStreamOuterJoinTest.testGracePeriod
 #[test]
 fn kstream_kstream_outer_join_test_grace_period() {
