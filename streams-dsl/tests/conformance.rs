@@ -701,10 +701,26 @@ enum JoinKind {
 /// `stream1.<kind>Join(stream2, TOSTRING_JOINER, windows)` from topic1 and topic2 to "out" ("null" for a missing
 /// side, as `MockValueJoiner.TOSTRING_JOINER` prints it).
 fn stream_join_driver(kind: JoinKind, windows: JoinWindows) -> TopologyTestDriver {
+    stream_join_driver_with(kind, windows, false)
+}
+
+/// [`stream_join_driver`], with the join's stores in memory when `in_memory`.
+fn stream_join_driver_with(
+    kind: JoinKind,
+    windows: JoinWindows,
+    in_memory: bool,
+) -> TopologyTestDriver {
     let b = StreamsBuilder::new();
     let s1 = b.stream("topic1", int_string());
     let s2 = b.stream("topic2", int_string());
-    let joined = || StreamJoined::with(Serdes::i32(), Serdes::string(), Serdes::string());
+    let joined = || {
+        let j = StreamJoined::with(Serdes::i32(), Serdes::string(), Serdes::string());
+        if in_memory {
+            j.in_memory()
+        } else {
+            j
+        }
+    };
     let name = |v: Option<&String>| v.map_or(s("null"), |v| v.clone());
     let out = match kind {
         JoinKind::Inner => s1.join_stream(&s2, |a, b| format!("{a}+{b}"), windows, joined()),
@@ -1170,6 +1186,63 @@ fn kstream_kstream_left_join_test_windowing() {
     assert_eq!(join_out(&d), kvt(&[(0, "dummy+null", 1203)]));
 }
 
+/// KStreamKStreamLeftJoinTest.runLeftJoin, as run by testLeftJoinWithDefaultSuppliers (no grace) and
+/// testLeftJoinWithInMemoryCustomSuppliers (in-memory stores, grace 0); records piped at time 0
+fn run_left_join(in_memory: bool, windows: JoinWindows) {
+    let d = stream_join_driver_with(JoinKind::Left, windows, in_memory);
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k[..2], "a", |_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+a0", 0), (1, "A1+a1", 0)]));
+    pipe_keys(&d, "topic1", &k[..3], "B", |_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "B0+a0", 0), (1, "B1+a1", 0)]));
+    pipe_keys(&d, "topic2", &k, "b", |_| 0);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+b0", 0),
+            (0, "B0+b0", 0),
+            (1, "A1+b1", 0),
+            (1, "B1+b1", 0),
+            (2, "B2+b2", 0),
+        ])
+    );
+    pipe_keys(&d, "topic1", &k, "C", |_| 0);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "C0+a0", 0),
+            (0, "C0+b0", 0),
+            (1, "C1+a1", 0),
+            (1, "C1+b1", 0),
+            (2, "C2+b2", 0),
+            (3, "C3+b3", 0),
+        ])
+    );
+    pipe1(&d, "topic1", 0, "dummy", 1000);
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKStreamLeftJoinTest.testLeftJoinWithDefaultSuppliers
+#[test]
+fn kstream_kstream_left_join_with_default_suppliers() {
+    run_left_join(
+        false,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+}
+
+/// KStreamKStreamLeftJoinTest.testLeftJoinWithInMemoryCustomSuppliers (in-memory stores through
+/// `StreamJoined::in_memory`)
+#[test]
+fn kstream_kstream_left_join_with_in_memory_suppliers() {
+    run_left_join(
+        true,
+        JoinWindows::of_time_difference_and_grace(Duration::from_millis(100), Duration::ZERO),
+    );
+}
+
 /// KStreamKStreamLeftJoinTest.testRightNonJoinedRecordsAreNeverEmittedByTheLeftProcessor
 #[test]
 fn kstream_kstream_left_join_right_non_joined_never_emitted_by_left_processor() {
@@ -1564,6 +1637,67 @@ fn kstream_kstream_outer_join_test_windowing() {
     assert_eq!(join_out(&d), lower("K", 903, 4));
     pipe1(&d, "topic1", 0, "dummy", 1103);
     assert_eq!(join_out(&d), kvt(&[(0, "dummy+null", 1103)]));
+}
+
+/// KStreamKStreamOuterJoinTest.runOuterJoin, as run by testOuterJoinWithDefaultSuppliers and
+/// testOuterJoinWithInMemoryCustomSuppliers (in-memory stores); no grace, records piped at time 0, the right
+/// stream's Long values piped as their decimal strings
+fn run_outer_join(in_memory: bool) {
+    let d = stream_join_driver_with(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+        in_memory,
+    );
+    let k = EXPECTED_KEYS;
+    let right = |keys: &[i32], base: i32| {
+        for key in keys {
+            pipe1(&d, "topic2", *key, &(key + base).to_string(), 0);
+        }
+    };
+    pipe_keys(&d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    right(&k[..2], 10);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+10", 0), (1, "A1+11", 0)]));
+    pipe_keys(&d, "topic1", &k[..3], "B", |_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "B0+10", 0), (1, "B1+11", 0)]));
+    right(&k, 20);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+20", 0),
+            (0, "B0+20", 0),
+            (1, "A1+21", 0),
+            (1, "B1+21", 0),
+            (2, "B2+22", 0),
+        ])
+    );
+    pipe_keys(&d, "topic1", &k, "C", |_| 0);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "C0+10", 0),
+            (0, "C0+20", 0),
+            (1, "C1+11", 0),
+            (1, "C1+21", 0),
+            (2, "C2+22", 0),
+            (3, "C3+23", 0),
+        ])
+    );
+    pipe1(&d, "topic1", 0, "dummy", 400);
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKStreamOuterJoinTest.testOuterJoinWithDefaultSuppliers
+#[test]
+fn kstream_kstream_outer_join_with_default_suppliers() {
+    run_outer_join(false);
+}
+
+/// KStreamKStreamOuterJoinTest.testOuterJoinWithInMemoryCustomSuppliers (in-memory stores through
+/// `StreamJoined::in_memory`)
+#[test]
+fn kstream_kstream_outer_join_with_in_memory_suppliers() {
+    run_outer_join(true);
 }
 
 /// KStreamKStreamOuterJoinTest.testGracePeriod
