@@ -415,3 +415,57 @@ fn join_stores_forget_records_past_retention() {
         assert!(outer.is_empty(), "in memory: {in_memory}");
     }
 }
+
+/// After a restart on the same state directory, the records the join's stores kept from before are still
+/// forgotten once they fall out of retention (each processor re-indexes its store when it starts).
+#[test]
+fn join_stores_forget_records_kept_from_before_a_restart() {
+    let dir = std::env::temp_dir().join(format!("stream-joins-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let topology = || {
+        let b = StreamsBuilder::new();
+        let c = || Consumed::with(Serdes::string(), Serdes::i64());
+        b.stream("left", c())
+            .left_join_stream(
+                &b.stream("right", c()),
+                |l, r| format!("{l}|{}", fmt(r)),
+                JoinWindows::of_time_difference_and_grace(
+                    Duration::from_millis(10),
+                    Duration::from_millis(5),
+                ),
+                StreamJoined::new().with_store_name("j"),
+            )
+            .to("out", Produced::with(Serdes::string(), Serdes::string()));
+        b.build().unwrap()
+    };
+    let run = |from: i64, to: i64| {
+        let d = TopologyTestDriver::builder(topology())
+            .state_dir(&dir)
+            .build()
+            .unwrap();
+        let l = d.input_topic("left", Serdes::string(), Serdes::i64());
+        let r = d.input_topic("right", Serdes::string(), Serdes::i64());
+        for i in from..to {
+            let k = format!("k{}", i % 7);
+            l.pipe_input_at(k.clone(), i, i * 100).unwrap();
+            r.pipe_input_at(k, i, i * 100 + 3).unwrap();
+        }
+        let counts: Vec<usize> = ["j-this-join-store", "j-other-join-store"]
+            .iter()
+            .map(|s| {
+                d.key_value_store::<Windowed<String>, i64>(s)
+                    .unwrap()
+                    .all()
+                    .unwrap()
+                    .len()
+            })
+            .collect();
+        d.close().unwrap();
+        counts
+    };
+    assert_eq!(run(0, 50), vec![1, 1]);
+    // The first run's last records (at 4,900 and 4,903) are behind the second run's first ones by more than
+    // the retention (25 ms): they go as soon as the second run writes.
+    assert_eq!(run(1_000, 1_001), vec![1, 1]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
