@@ -171,13 +171,21 @@ impl<K: Data, V: Data> KStream<K, V> {
         let name = b.name(prefix);
         let store_name: Arc<str> = Arc::from(global.store.as_str());
         let key_selector = Arc::new(key_selector);
+        let (key_serde, value_serde, lookup_serde) = (
+            self.key_serde.clone(),
+            self.value_serde.clone(),
+            global.key_serde.clone(),
+        );
         b.add_processor::<K, V, _, _>(
             &name,
-            move || GlobalJoin::<GK, GV, VR, KS, J, L> {
+            move || GlobalJoin::<K, V, GK, GV, VR, KS, J, L> {
                 store_name: store_name.clone(),
                 store: None,
                 key_selector: key_selector.clone(),
                 joiner: joiner.clone(),
+                key_serde: key_serde.clone(),
+                value_serde: value_serde.clone(),
+                lookup_serde: lookup_serde.clone(),
                 _out: PhantomData,
             },
             &[&self.node],

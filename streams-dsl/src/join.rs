@@ -436,6 +436,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         table: &KTable<K, VT>,
         joiner: F,
         joined: Joined<K, V, VT>,
+        left_join: bool,
         op: &str,
     ) -> KStream<K, VR>
     where
@@ -452,6 +453,10 @@ impl<K: Data, V: Data> KStream<K, V> {
             .clone()
             .or_else(|| self.key_serde.clone())
             .or_else(|| table.key_serde.clone());
+        let value_serde = joined
+            .value_serde
+            .clone()
+            .or_else(|| self.value_serde.clone());
         let mut input = self.node.clone();
         if self.repartition_required {
             let k = b.check(pick_serde(
@@ -476,11 +481,15 @@ impl<K: Data, V: Data> KStream<K, V> {
         if let Some((table_node, store)) = view {
             let store_name: Arc<str> = Arc::from(store.as_str());
             let joiner = Arc::new(joiner);
+            let (join_key_serde, value_serde) = (key_serde.clone(), value_serde);
             b.add_processor::<K, V, _, _>(
                 &name,
-                move || StreamTableJoin::<K, VT, VR, F> {
+                move || StreamTableJoin::<K, V, VT, VR, F> {
                     store_name: store_name.clone(),
                     joiner: joiner.clone(),
+                    left_join,
+                    key_serde: join_key_serde.clone(),
+                    value_serde: value_serde.clone(),
                     store: None,
                     _p: PhantomData,
                 },
@@ -535,6 +544,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             table,
             move |v: &V, t: Option<&VT>| t.map(|t| joiner(v, t)),
             joined,
+            false,
             "KStream::join",
         )
     }
@@ -579,6 +589,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             table,
             move |v: &V, t: Option<&VT>| Some(joiner(v, t)),
             joined,
+            true,
             "KStream::left_join",
         )
     }

@@ -7,7 +7,7 @@ use streams_core::{Data, KeyValueStoreBuilder, Serde, SharedSerde, StoreKind};
 
 use crate::kstream::KStream;
 use crate::ops::passthrough::PassThrough;
-use crate::ops::stream_join::{JoinCore, JoinKind, JoinLeft, JoinRight};
+use crate::ops::stream_join::{JoinCore, JoinKind, JoinLeft, JoinRight, TimeTrackers};
 use crate::params::pick_serde;
 use crate::windows::JoinWindows;
 
@@ -174,8 +174,10 @@ impl<K: Data, V: Data> KStream<K, V> {
             unmatched.clone(),
         );
         let serdes = (k.clone(), v1.clone(), v2.clone());
+        let trackers = TimeTrackers::default();
         {
             let (joiner, names, serdes) = (joiner.clone(), names.clone(), serdes.clone());
+            let trackers = trackers.clone();
             b.add_processor::<K, V, _, _>(
                 &this_name,
                 move || {
@@ -185,6 +187,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                         joiner.clone(),
                         names.clone(),
                         serdes.clone(),
+                        trackers.clone(),
                     ))
                 },
                 &[&left_input],
@@ -199,6 +202,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                     joiner.clone(),
                     names.clone(),
                     serdes.clone(),
+                    trackers.clone(),
                 ))
             },
             &[&right_input],

@@ -3,7 +3,9 @@
 //!
 //! Every window has a grace period: how long after the window ends (in stream time, the highest record
 //! timestamp the task has seen) records may still arrive for it. A record arriving later is dropped, logged and
-//! counted in the task's `dropped_records` metric.
+//! counted in the task's `dropped_records` metric. Stream-stream joins are the exception, as in Kafka Streams:
+//! their grace period sets how long each side's records are kept (`before + after + grace`) and when left and
+//! outer joins emit unmatched records; a late record is not dropped but joined with whatever is still kept.
 
 use std::time::Duration;
 
@@ -209,8 +211,9 @@ impl JoinWindows {
         Self::of_time_difference_and_grace(difference, Duration::ZERO)
     }
 
-    /// Records join when their timestamps differ by at most `difference`; records may arrive up to `grace`
-    /// after the window closes (left and outer joins emit their unmatched records only after that).
+    /// Records join when their timestamps differ by at most `difference`; each side keeps its records for
+    /// `2 * difference + grace` of stream time, so records may arrive up to `grace` after the window closes and
+    /// still find their partners (left and outer joins emit their unmatched records only after that).
     pub fn of_time_difference_and_grace(difference: Duration, grace: Duration) -> Self {
         let d = ms(difference);
         JoinWindows {

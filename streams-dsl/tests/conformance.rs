@@ -266,7 +266,6 @@ fn kstream_ktable_join_should_clear_table_entry_on_null_value_updates() {
 
 /// KStreamKTableJoinTest.shouldLogAndMeterWhenSkippingNullLeftValue
 #[test]
-#[ignore = "deviation: Kafka skips a stream record with a null value and counts it in dropped-records (1); a null value read as None goes to the join and no drop is counted (0)"]
 fn kstream_ktable_join_should_skip_null_left_value() {
     let b = StreamsBuilder::new();
     let stream = b.stream(
@@ -697,10 +696,26 @@ enum JoinKind {
 /// `stream1.<kind>Join(stream2, TOSTRING_JOINER, windows)` from topic1 and topic2 to "out" ("null" for a missing
 /// side, as `MockValueJoiner.TOSTRING_JOINER` prints it).
 fn stream_join_driver(kind: JoinKind, windows: JoinWindows) -> TopologyTestDriver {
+    stream_join_driver_with(kind, windows, false)
+}
+
+/// [`stream_join_driver`], with the join's stores in memory when `in_memory`.
+fn stream_join_driver_with(
+    kind: JoinKind,
+    windows: JoinWindows,
+    in_memory: bool,
+) -> TopologyTestDriver {
     let b = StreamsBuilder::new();
     let s1 = b.stream("topic1", int_string());
     let s2 = b.stream("topic2", int_string());
-    let joined = || StreamJoined::with(Serdes::i32(), Serdes::string(), Serdes::string());
+    let joined = || {
+        let j = StreamJoined::with(Serdes::i32(), Serdes::string(), Serdes::string());
+        if in_memory {
+            j.in_memory()
+        } else {
+            j
+        }
+    };
     let name = |v: Option<&String>| v.map_or(s("null"), |v| v.clone());
     let out = match kind {
         JoinKind::Inner => s1.join_stream(&s2, |a, b| format!("{a}+{b}"), windows, joined()),
@@ -747,6 +762,30 @@ fn kstream_kstream_join_test_join() {
         JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
     );
     test_join_sequence(&d);
+}
+
+/// KStreamKStreamJoinTest.shouldLogAndMeterOnSkippedRecordsWithNullValueWithBuiltInMetricsVersionLatest (values
+/// typed as nullable; Kafka skips the null-value record and counts it in dropped-records)
+#[test]
+fn kstream_kstream_join_should_meter_skipped_records_with_null_value() {
+    let b = StreamsBuilder::new();
+    let value = || OptionSerde::new(Serdes::i32());
+    let left = b.stream("left", Consumed::with(Serdes::string(), value()));
+    let right = b.stream("right", Consumed::with(Serdes::string(), value()));
+    left.join_stream(
+        &right,
+        |a: &Option<i32>, b: &Option<i32>| a.unwrap_or(0) + b.unwrap_or(0),
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+        StreamJoined::with(Serdes::string(), value(), value()),
+    )
+    .to("out", Produced::with(Serdes::string(), Serdes::i32()));
+    let d = driver(b);
+    d.input_topic("left", Serdes::string(), value())
+        .pipe_input(s("A"), None)
+        .unwrap();
+    let out = d.output_topic("out", Serdes::string(), Serdes::i32());
+    assert_eq!(read_all(&out), vec![]);
+    assert_eq!(d.metrics().dropped_records, 1);
 }
 
 /// KStreamKStreamJoinTest.testOuterJoin (the same inputs and outputs, through an outer join with 24 h grace)
@@ -809,9 +848,88 @@ fn test_join_sequence(d: &TopologyTestDriver) {
     );
 }
 
+/// KStreamKStreamJoinTest.testWindowing (late records, 100 ms behind stream time, still join what is retained)
+#[test]
+fn kstream_kstream_join_test_windowing() {
+    let d = stream_join_driver(
+        JoinKind::Inner,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k[..2], "a", |_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+a0", 0), (1, "A1+a1", 0)]));
+    pipe_keys(&d, "topic1", &k, "B", |i| 1000 + i as i64);
+    assert_eq!(join_out(&d), vec![]);
+    let all = |p: &str, ts: i64, from: usize| -> Vec<(i32, String, i64)> {
+        (from..4)
+            .map(|i| (i as i32, format!("B{i}+{p}{i}"), ts))
+            .collect()
+    };
+    pipe_keys(&d, "topic2", &k, "b", |_| 1100);
+    assert_eq!(join_out(&d), all("b", 1100, 0));
+    pipe_keys(&d, "topic2", &k, "c", |_| 1101);
+    assert_eq!(join_out(&d), all("c", 1101, 1));
+    pipe_keys(&d, "topic2", &k, "d", |_| 1102);
+    assert_eq!(join_out(&d), all("d", 1102, 2));
+    pipe_keys(&d, "topic2", &k, "e", |_| 1103);
+    assert_eq!(join_out(&d), all("e", 1103, 3));
+    pipe_keys(&d, "topic2", &k, "f", |_| 1104);
+    assert_eq!(join_out(&d), vec![]);
+    // Behind stream time (1104): joined with the B records still retained.
+    let early = |p: &str, upto: usize| -> Vec<(i32, String, i64)> {
+        (0..upto)
+            .map(|i| (i as i32, format!("B{i}+{p}{i}"), 1000 + i as i64))
+            .collect()
+    };
+    pipe_keys(&d, "topic2", &k, "g", |_| 899);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k, "h", |_| 900);
+    assert_eq!(join_out(&d), early("h", 1));
+    pipe_keys(&d, "topic2", &k, "i", |_| 901);
+    assert_eq!(join_out(&d), early("i", 2));
+    pipe_keys(&d, "topic2", &k, "j", |_| 902);
+    assert_eq!(join_out(&d), early("j", 3));
+    pipe_keys(&d, "topic2", &k, "k", |_| 903);
+    assert_eq!(join_out(&d), early("k", 4));
+    // The same from the other side.
+    pipe_keys(&d, "topic2", &k, "l", |i| 2000 + i as i64);
+    assert_eq!(join_out(&d), vec![]);
+    let late = |p: &str, ts: i64, from: usize| -> Vec<(i32, String, i64)> {
+        (from..4)
+            .map(|i| (i as i32, format!("{p}{i}+l{i}"), ts))
+            .collect()
+    };
+    pipe_keys(&d, "topic1", &k, "C", |_| 2100);
+    assert_eq!(join_out(&d), late("C", 2100, 0));
+    pipe_keys(&d, "topic1", &k, "D", |_| 2101);
+    assert_eq!(join_out(&d), late("D", 2101, 1));
+    pipe_keys(&d, "topic1", &k, "E", |_| 2102);
+    assert_eq!(join_out(&d), late("E", 2102, 2));
+    pipe_keys(&d, "topic1", &k, "F", |_| 2103);
+    assert_eq!(join_out(&d), late("F", 2103, 3));
+    pipe_keys(&d, "topic1", &k, "G", |_| 2104);
+    assert_eq!(join_out(&d), vec![]);
+    let early_l = |p: &str, upto: usize| -> Vec<(i32, String, i64)> {
+        (0..upto)
+            .map(|i| (i as i32, format!("{p}{i}+l{i}"), 2000 + i as i64))
+            .collect()
+    };
+    pipe_keys(&d, "topic1", &k, "H", |_| 1899);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic1", &k, "I", |_| 1900);
+    assert_eq!(join_out(&d), early_l("I", 1));
+    pipe_keys(&d, "topic1", &k, "J", |_| 1901);
+    assert_eq!(join_out(&d), early_l("J", 2));
+    pipe_keys(&d, "topic1", &k, "K", |_| 1902);
+    assert_eq!(join_out(&d), early_l("K", 3));
+    pipe_keys(&d, "topic1", &k, "L", |_| 1903);
+    assert_eq!(join_out(&d), early_l("L", 4));
+}
+
 /// KStreamKStreamJoinTest.testAsymmetricWindowingAfter
 #[test]
-#[ignore = "deviation: Kafka joins a record behind stream time while its partners are retained (A0+b0@1000); we drop it as later than the join window's grace (no output)"]
 fn kstream_kstream_join_test_asymmetric_windowing_after() {
     let d = stream_join_driver(
         JoinKind::Inner,
@@ -867,7 +985,6 @@ fn kstream_kstream_join_test_asymmetric_windowing_after() {
 
 /// KStreamKStreamJoinTest.testAsymmetricWindowingBefore
 #[test]
-#[ignore = "deviation: Kafka joins a record behind stream time while its partners are retained (A0+b0@1000); we drop it as later than the join window's grace (no output)"]
 fn kstream_kstream_join_test_asymmetric_windowing_before() {
     let d = stream_join_driver(
         JoinKind::Inner,
@@ -991,10 +1108,246 @@ fn kstream_kstream_left_join_expired_non_joined_emitted_by_right_processor() {
     assert_eq!(join_out(&d), kvt(&[(2, "dummy+dummy", 402)]));
 }
 
+/// KStreamKStreamLeftJoinTest.testWindowing (with testUpperWindowBound and testLowerWindowBound: a left record
+/// already behind stream time by more than its window is emitted unjoined at once)
+#[test]
+fn kstream_kstream_left_join_test_windowing() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k, "a", |_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+a0", 0), (1, "A1+a1", 0)]));
+    // testUpperWindowBound
+    pipe_keys(&d, "topic2", &k, "b", |i| 1000 + i as i64);
+    assert_eq!(join_out(&d), vec![]);
+    let joined = |p: &str, ts: i64, from: usize| -> Vec<(i32, String, i64)> {
+        (from..4)
+            .map(|i| (i as i32, format!("{p}{i}+b{i}"), ts))
+            .collect()
+    };
+    pipe_keys(&d, "topic1", &k, "B", |_| 1100);
+    assert_eq!(join_out(&d), joined("B", 1100, 0));
+    pipe_keys(&d, "topic1", &k, "C", |_| 1101);
+    assert_eq!(join_out(&d), joined("C", 1101, 1));
+    pipe_keys(&d, "topic1", &k, "D", |_| 1102);
+    assert_eq!(join_out(&d), joined("D", 1102, 2));
+    pipe_keys(&d, "topic1", &k, "E", |_| 1103);
+    assert_eq!(join_out(&d), joined("E", 1103, 3));
+    pipe_keys(&d, "topic1", &k, "F", |_| 1104);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 0, "dummy", 1405);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "C0+null", 1101),
+            (0, "D0+null", 1102),
+            (1, "D1+null", 1102),
+            (0, "E0+null", 1103),
+            (1, "E1+null", 1103),
+            (2, "E2+null", 1103),
+            (0, "F0+null", 1104),
+            (1, "F1+null", 1104),
+            (2, "F2+null", 1104),
+            (3, "F3+null", 1104),
+        ])
+    );
+    // testLowerWindowBound
+    let lower = |p: &str, ts: i64, joins: usize| -> Vec<(i32, String, i64)> {
+        (0..4)
+            .map(|i| {
+                if i < joins {
+                    (i as i32, format!("{p}{i}+b{i}"), 1000 + i as i64)
+                } else {
+                    (i as i32, format!("{p}{i}+null"), ts)
+                }
+            })
+            .collect()
+    };
+    pipe_keys(&d, "topic1", &k, "G", |_| 899);
+    assert_eq!(join_out(&d), lower("G", 899, 0));
+    pipe_keys(&d, "topic1", &k, "H", |_| 900);
+    assert_eq!(join_out(&d), lower("H", 900, 1));
+    pipe_keys(&d, "topic1", &k, "I", |_| 901);
+    assert_eq!(join_out(&d), lower("I", 901, 2));
+    pipe_keys(&d, "topic1", &k, "J", |_| 902);
+    assert_eq!(join_out(&d), lower("J", 902, 3));
+    pipe_keys(&d, "topic1", &k, "K", |_| 903);
+    assert_eq!(join_out(&d), lower("K", 903, 4));
+    pipe1(&d, "topic1", 0, "dummy", 1203);
+    assert_eq!(join_out(&d), kvt(&[(0, "dummy+null", 1203)]));
+}
+
+/// KStreamKStreamLeftJoinTest.runLeftJoin, as run by testLeftJoinWithDefaultSuppliers (no grace) and
+/// testLeftJoinWithInMemoryCustomSuppliers (in-memory stores, grace 0); records piped at time 0
+fn run_left_join(in_memory: bool, windows: JoinWindows) {
+    let d = stream_join_driver_with(JoinKind::Left, windows, in_memory);
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    pipe_keys(&d, "topic2", &k[..2], "a", |_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+a0", 0), (1, "A1+a1", 0)]));
+    pipe_keys(&d, "topic1", &k[..3], "B", |_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "B0+a0", 0), (1, "B1+a1", 0)]));
+    pipe_keys(&d, "topic2", &k, "b", |_| 0);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+b0", 0),
+            (0, "B0+b0", 0),
+            (1, "A1+b1", 0),
+            (1, "B1+b1", 0),
+            (2, "B2+b2", 0),
+        ])
+    );
+    pipe_keys(&d, "topic1", &k, "C", |_| 0);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "C0+a0", 0),
+            (0, "C0+b0", 0),
+            (1, "C1+a1", 0),
+            (1, "C1+b1", 0),
+            (2, "C2+b2", 0),
+            (3, "C3+b3", 0),
+        ])
+    );
+    pipe1(&d, "topic1", 0, "dummy", 1000);
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKStreamLeftJoinTest.testLeftJoinWithDefaultSuppliers
+#[test]
+fn kstream_kstream_left_join_with_default_suppliers() {
+    run_left_join(
+        false,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+}
+
+/// KStreamKStreamLeftJoinTest.testLeftJoinWithInMemoryCustomSuppliers (in-memory stores through
+/// `StreamJoined::in_memory`)
+#[test]
+fn kstream_kstream_left_join_with_in_memory_suppliers() {
+    run_left_join(
+        true,
+        JoinWindows::of_time_difference_and_grace(Duration::from_millis(100), Duration::ZERO),
+    );
+}
+
+/// KStreamKStreamLeftJoinTest.testRightNonJoinedRecordsAreNeverEmittedByTheLeftProcessor
+#[test]
+fn kstream_kstream_left_join_right_non_joined_never_emitted_by_left_processor() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_and_grace(Duration::from_millis(100), Duration::ZERO),
+    );
+    pipe1(&d, "topic2", 0, "A0", 1);
+    pipe1(&d, "topic2", 1, "A1", 2);
+    pipe1(&d, "topic2", 0, "A0-0", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 1, "a1", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "a1+A1", 3)]));
+    pipe1(&d, "topic1", 2, "dummy", 401);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 2, "dummy", 402);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+dummy", 402)]));
+}
+
+/// KStreamKStreamLeftJoinTest.testRightNonJoinedRecordsAreNeverEmittedByTheRightProcessor
+#[test]
+fn kstream_kstream_left_join_right_non_joined_never_emitted_by_right_processor() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    pipe1(&d, "topic2", 0, "A0", 1);
+    pipe1(&d, "topic2", 1, "A1", 2);
+    pipe1(&d, "topic2", 0, "A0-0", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 1, "a1", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "a1+A1", 3)]));
+    pipe1(&d, "topic2", 2, "dummy", 401);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 2, "dummy", 402);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+dummy", 402)]));
+}
+
+/// KStreamKStreamLeftJoinTest.testLeftJoinedRecordsWithZeroAfterAreEmitted (a record emitted unjoined once its
+/// window closed is still joined by a late partner while it is retained: A0+null, then A0+a0)
+#[test]
+fn kstream_kstream_left_join_zero_after_records_are_emitted() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100))
+            .after(Duration::ZERO),
+    );
+    let k = EXPECTED_KEYS;
+    pipe_keys(&d, "topic1", &k, "A", |i| 1000 + i as i64);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+null", 1000),
+            (1, "A1+null", 1001),
+            (2, "A2+null", 1002)
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "a", |_| 999);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+a0", 1000),
+            (1, "A1+a1", 1001),
+            (2, "A2+a2", 1002),
+            (3, "A3+a3", 1003),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "b", |_| 1000);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+b0", 1000),
+            (1, "A1+b1", 1001),
+            (2, "A2+b2", 1002),
+            (3, "A3+b3", 1003),
+        ])
+    );
+    pipe_keys(&d, "topic2", &k, "c", |_| 1001);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(1, "A1+c1", 1001), (2, "A2+c2", 1002), (3, "A3+c3", 1003)])
+    );
+    pipe_keys(&d, "topic2", &k, "d", |_| 1002);
+    assert_eq!(join_out(&d), kvt(&[(2, "A2+d2", 1002), (3, "A3+d3", 1003)]));
+    pipe_keys(&d, "topic2", &k, "e", |_| 1003);
+    assert_eq!(join_out(&d), kvt(&[(3, "A3+e3", 1003)]));
+    pipe_keys(&d, "topic2", &k, "f", |_| 1100);
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKStreamLeftJoinTest.shouldNotEmitLeftJoinResultForAsymmetricWindow
+#[test]
+fn kstream_kstream_left_join_should_not_emit_left_join_result_for_asymmetric_window() {
+    let d = stream_join_driver(
+        JoinKind::Left,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100))
+            .before(Duration::ZERO),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 1, "A1", 1);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 0, "a0", 100);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+a0", 100)]));
+    pipe1(&d, "topic2", 1, "a1", 102);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+null", 1)]));
+}
+
 /// KStreamKStreamOuterJoinTest.testOuterJoinDuplicates (the right stream's Long values piped as their decimal
 /// strings, which is how the joiner prints them)
 #[test]
-#[ignore = "deviation: Kafka emits expired non-joined records of equal timestamp right side first (null+11 before A0+null); we emit the left side first"]
 fn kstream_kstream_outer_join_test_outer_join_duplicates() {
     let d = stream_join_driver(
         JoinKind::Outer,
@@ -1057,9 +1410,293 @@ fn kstream_kstream_outer_join_right_expired_non_joined_emitted_by_left_processor
     assert_eq!(join_out(&d), kvt(&[(2, "dummy+100", 402)]));
 }
 
+/// KStreamKStreamOuterJoinTest.testLeftExpiredNonJoinedRecordsAreEmittedByTheLeftProcessor (the right stream's
+/// Long values piped as their decimal strings)
+#[test]
+fn kstream_kstream_outer_join_left_expired_non_joined_emitted_by_left_processor() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    pipe1(&d, "topic1", 0, "A0", 1);
+    pipe1(&d, "topic1", 1, "A1", 2);
+    pipe1(&d, "topic1", 0, "A0-0", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 1, "11", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+11", 3)]));
+    pipe1(&d, "topic1", 2, "dummy", 401);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 1), (0, "A0-0+null", 3)]));
+    pipe1(&d, "topic2", 2, "100", 401);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+100", 401)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testRightExpiredNonJoinedRecordsAreEmittedByTheRightProcessor (the right stream's
+/// Long values piped as their decimal strings)
+#[test]
+fn kstream_kstream_outer_join_right_expired_non_joined_emitted_by_right_processor() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_and_grace(Duration::from_millis(100), Duration::ZERO),
+    );
+    pipe1(&d, "topic2", 0, "10", 1);
+    pipe1(&d, "topic2", 1, "11", 2);
+    pipe1(&d, "topic2", 0, "12", 3);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 1, "A1", 3);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+11", 3)]));
+    pipe1(&d, "topic2", 2, "100", 401);
+    assert_eq!(join_out(&d), kvt(&[(0, "null+10", 1), (0, "null+12", 3)]));
+    pipe1(&d, "topic1", 2, "dummy", 402);
+    assert_eq!(join_out(&d), kvt(&[(2, "dummy+100", 402)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testEmitAllNonJoinedResultsForAsymmetricWindow (the right stream's Long values
+/// piped as their decimal strings; expired records come out by timestamp, whichever side)
+#[test]
+fn kstream_kstream_outer_join_emit_all_non_joined_results_for_asymmetric_window() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(5))
+            .after(Duration::from_millis(20)),
+    );
+    pipe1(&d, "topic1", 0, "A0", 29);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 1, "A1", 30);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 2, "12", 31);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 3, "13", 36);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 4, "14", 37);
+    assert_eq!(join_out(&d), kvt(&[(2, "null+12", 31)]));
+    pipe1(&d, "topic2", 5, "15", 50);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[(0, "A0+null", 29), (3, "null+13", 36), (4, "null+14", 37)])
+    );
+}
+
+/// KStreamKStreamOuterJoinTest.testShouldNotEmitLeftJoinResultForAsymmetricBeforeWindow (the right stream's Long
+/// values piped as their decimal strings)
+#[test]
+fn kstream_kstream_outer_join_should_not_emit_left_join_result_for_asymmetric_before_window() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100))
+            .before(Duration::ZERO),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 1, "A1", 1);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 0, "10", 100);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+10", 100)]));
+    pipe1(&d, "topic2", 1, "11", 102);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+null", 1)]));
+    pipe1(&d, "topic2", 2, "12", 103);
+    assert_eq!(join_out(&d), kvt(&[(1, "null+11", 102)]));
+    pipe1(&d, "topic1", 2, "A2", 103);
+    assert_eq!(join_out(&d), kvt(&[(2, "A2+12", 103)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testShouldNotEmitLeftJoinResultForAsymmetricAfterWindow (the right stream's Long
+/// values piped as their decimal strings)
+#[test]
+fn kstream_kstream_outer_join_should_not_emit_left_join_result_for_asymmetric_after_window() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100))
+            .after(Duration::ZERO),
+    );
+    pipe1(&d, "topic1", 0, "A0", 0);
+    pipe1(&d, "topic1", 1, "A1", 1);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+null", 0)]));
+    pipe1(&d, "topic2", 1, "11", 1);
+    assert_eq!(join_out(&d), kvt(&[(1, "A1+11", 1)]));
+    pipe1(&d, "topic2", 2, "12", 101);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic2", 3, "13", 101);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 2, "A2", 201);
+    assert_eq!(join_out(&d), kvt(&[(2, "A2+12", 201)]));
+}
+
+/// KStreamKStreamOuterJoinTest.testShouldForwardCurrentHeaders (the right stream's Long values piped as their
+/// decimal strings; records emitted unjoined carry the headers of the record that triggered the emission)
+#[test]
+fn kstream_kstream_outer_join_should_forward_current_headers() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        ),
+    );
+    let t1 = d.input_topic("topic1", Serdes::i32(), Serdes::string());
+    let t2 = d.input_topic("topic2", Serdes::i32(), Serdes::string());
+    let out = d.output_topic("out", Serdes::i32(), Serdes::string());
+    let h = |b: u8| Headers::new().with("h", vec![b]);
+    let with_headers =
+        |k: i32, v: &str, ts: i64, b: u8| TestRecord::new(k, s(v), ts).with_headers(h(b));
+    let read = || {
+        out.read_records_to_vec()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key, r.value, r.timestamp, r.headers))
+            .collect::<Vec<_>>()
+    };
+    t1.pipe_record(with_headers(0, "A0", 0, 1)).unwrap();
+    t2.pipe_record(with_headers(1, "10", 0, 2)).unwrap();
+    t2.pipe_record(with_headers(3, "100", 211, 3)).unwrap();
+    assert_eq!(
+        read(),
+        vec![(1, s("null+10"), 0, h(3)), (0, s("A0+null"), 0, h(3))]
+    );
+    t1.pipe_record(with_headers(2, "A2", 200, 4)).unwrap();
+    t2.pipe_record(with_headers(2, "12", 200, 5)).unwrap();
+    assert_eq!(read(), vec![(2, s("A2+12"), 200, h(5))]);
+}
+
+/// KStreamKStreamOuterJoinTest.testWindowing (with testUpperWindowBound and testLowerWindowBound; the right
+/// stream's Long values piped as their decimal strings)
+#[test]
+fn kstream_kstream_outer_join_test_windowing() {
+    let d = stream_join_driver(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+    );
+    let k = EXPECTED_KEYS;
+    let right = |keys: &[i32], base: i32, ts: &dyn Fn(usize) -> i64| {
+        for (i, key) in keys.iter().enumerate() {
+            pipe1(&d, "topic2", *key, &(key + base).to_string(), ts(i));
+        }
+    };
+    pipe_keys(&d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    right(&k, 10, &|_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+10", 0), (1, "A1+11", 0)]));
+    // testUpperWindowBound
+    right(&k, 20, &|i| 1000 + i as i64);
+    assert_eq!(join_out(&d), kvt(&[(2, "null+12", 0), (3, "null+13", 0)]));
+    let joined = |p: &str, ts: i64, from: usize| -> Vec<(i32, String, i64)> {
+        (from..4)
+            .map(|i| (i as i32, format!("{p}{i}+{}", 20 + i), ts))
+            .collect()
+    };
+    pipe_keys(&d, "topic1", &k, "B", |_| 1100);
+    assert_eq!(join_out(&d), joined("B", 1100, 0));
+    pipe_keys(&d, "topic1", &k, "C", |_| 1101);
+    assert_eq!(join_out(&d), joined("C", 1101, 1));
+    pipe_keys(&d, "topic1", &k, "D", |_| 1102);
+    assert_eq!(join_out(&d), joined("D", 1102, 2));
+    pipe_keys(&d, "topic1", &k, "E", |_| 1103);
+    assert_eq!(join_out(&d), joined("E", 1103, 3));
+    pipe_keys(&d, "topic1", &k, "F", |_| 1104);
+    assert_eq!(join_out(&d), vec![]);
+    pipe1(&d, "topic1", 0, "dummy", 1405);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "C0+null", 1101),
+            (0, "D0+null", 1102),
+            (1, "D1+null", 1102),
+            (0, "E0+null", 1103),
+            (1, "E1+null", 1103),
+            (2, "E2+null", 1103),
+            (0, "F0+null", 1104),
+            (1, "F1+null", 1104),
+            (2, "F2+null", 1104),
+            (3, "F3+null", 1104),
+        ])
+    );
+    // testLowerWindowBound
+    let lower = |p: &str, ts: i64, joins: usize| -> Vec<(i32, String, i64)> {
+        (0..4)
+            .map(|i| {
+                if i < joins {
+                    (i as i32, format!("{p}{i}+{}", 20 + i), 1000 + i as i64)
+                } else {
+                    (i as i32, format!("{p}{i}+null"), ts)
+                }
+            })
+            .collect()
+    };
+    pipe_keys(&d, "topic1", &k, "G", |_| 899);
+    assert_eq!(join_out(&d), lower("G", 899, 0));
+    pipe_keys(&d, "topic1", &k, "H", |_| 900);
+    assert_eq!(join_out(&d), lower("H", 900, 1));
+    pipe_keys(&d, "topic1", &k, "I", |_| 901);
+    assert_eq!(join_out(&d), lower("I", 901, 2));
+    pipe_keys(&d, "topic1", &k, "J", |_| 902);
+    assert_eq!(join_out(&d), lower("J", 902, 3));
+    pipe_keys(&d, "topic1", &k, "K", |_| 903);
+    assert_eq!(join_out(&d), lower("K", 903, 4));
+    pipe1(&d, "topic1", 0, "dummy", 1103);
+    assert_eq!(join_out(&d), kvt(&[(0, "dummy+null", 1103)]));
+}
+
+/// KStreamKStreamOuterJoinTest.runOuterJoin, as run by testOuterJoinWithDefaultSuppliers and
+/// testOuterJoinWithInMemoryCustomSuppliers (in-memory stores); no grace, records piped at time 0, the right
+/// stream's Long values piped as their decimal strings
+fn run_outer_join(in_memory: bool) {
+    let d = stream_join_driver_with(
+        JoinKind::Outer,
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+        in_memory,
+    );
+    let k = EXPECTED_KEYS;
+    let right = |keys: &[i32], base: i32| {
+        for key in keys {
+            pipe1(&d, "topic2", *key, &(key + base).to_string(), 0);
+        }
+    };
+    pipe_keys(&d, "topic1", &k[..2], "A", |_| 0);
+    assert_eq!(join_out(&d), vec![]);
+    right(&k[..2], 10);
+    assert_eq!(join_out(&d), kvt(&[(0, "A0+10", 0), (1, "A1+11", 0)]));
+    pipe_keys(&d, "topic1", &k[..3], "B", |_| 0);
+    assert_eq!(join_out(&d), kvt(&[(0, "B0+10", 0), (1, "B1+11", 0)]));
+    right(&k, 20);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "A0+20", 0),
+            (0, "B0+20", 0),
+            (1, "A1+21", 0),
+            (1, "B1+21", 0),
+            (2, "B2+22", 0),
+        ])
+    );
+    pipe_keys(&d, "topic1", &k, "C", |_| 0);
+    assert_eq!(
+        join_out(&d),
+        kvt(&[
+            (0, "C0+10", 0),
+            (0, "C0+20", 0),
+            (1, "C1+11", 0),
+            (1, "C1+21", 0),
+            (2, "C2+22", 0),
+            (3, "C3+23", 0),
+        ])
+    );
+    pipe1(&d, "topic1", 0, "dummy", 400);
+    assert_eq!(join_out(&d), vec![]);
+}
+
+/// KStreamKStreamOuterJoinTest.testOuterJoinWithDefaultSuppliers
+#[test]
+fn kstream_kstream_outer_join_with_default_suppliers() {
+    run_outer_join(false);
+}
+
+/// KStreamKStreamOuterJoinTest.testOuterJoinWithInMemoryCustomSuppliers (in-memory stores through
+/// `StreamJoined::in_memory`)
+#[test]
+fn kstream_kstream_outer_join_with_in_memory_suppliers() {
+    run_outer_join(true);
+}
+
 /// KStreamKStreamOuterJoinTest.testGracePeriod
 #[test]
-#[ignore = "deviation: Kafka emits expired non-joined records of equal timestamp right side first (null+11 before A0+null); we emit the left side first"]
 fn kstream_kstream_outer_join_test_grace_period() {
     let d = stream_join_driver(
         JoinKind::Outer,
@@ -1517,6 +2154,124 @@ fn kstream_ktable_left_join_should_clear_table_entry_on_null_value_updates() {
             (2, "XX2+Y2", 2),
             (3, "XX3+Y3", 3),
         ])
+    );
+}
+
+/// `stream.<join|leftJoin>(globalTable, keyMapper, TOSTRING_JOINER)` of KStreamGlobalKTable{,Left}JoinTest: the
+/// stream's value is "X<k>" or "X<k>,FKey<k>", the mapper selects the token after the comma or null. Keys are typed
+/// as nullable (the stream's Integer keys, the table's String keys).
+fn global_join_driver(left: bool) -> TopologyTestDriver {
+    let b = StreamsBuilder::new();
+    let key = || OptionSerde::new(Serdes::i32());
+    let stream = b.stream("streamTopic", Consumed::with(key(), Serdes::string()));
+    let table = b.global_table(
+        "globalTableTopic",
+        Consumed::with(OptionSerde::new(Serdes::string()), Serdes::string()),
+        Materialized::as_store("global"),
+    );
+    let mapper = |_: &Option<i32>, v: &String| v.split(',').nth(1).map(str::to_string);
+    let joined = if left {
+        stream.left_join_global(&table, mapper, |v: &String, t: Option<&String>| {
+            format!("{v}+{}", t.map_or("null", |t| t.as_str()))
+        })
+    } else {
+        stream.join_global(&table, mapper, |v: &String, t: &String| format!("{v}+{t}"))
+    };
+    joined.to("out", Produced::with(key(), Serdes::string()));
+    driver(b)
+}
+
+fn push_to_global_table(d: &TopologyTestDriver, count: usize, prefix: &str) {
+    let t = d.input_topic(
+        "globalTableTopic",
+        OptionSerde::new(Serdes::string()),
+        Serdes::string(),
+    );
+    for k in &EXPECTED_KEYS[..count] {
+        t.pipe_input(ss(&format!("FKey{k}")), format!("{prefix}{k}"))
+            .unwrap();
+    }
+}
+
+/// pushToStream of KStreamGlobalKTable{,Left}JoinTest: timestamps 0, 1, 2... (auto-advanced by 1 ms).
+fn push_to_global_join_stream(
+    d: &TopologyTestDriver,
+    count: usize,
+    prefix: &str,
+    foreign_key: bool,
+    null_key: bool,
+) {
+    let t = d
+        .input_topic(
+            "streamTopic",
+            OptionSerde::new(Serdes::i32()),
+            Serdes::string(),
+        )
+        .with_auto_advance(0, Duration::from_millis(1));
+    for (i, k) in EXPECTED_KEYS[..count].iter().enumerate() {
+        let mut value = format!("{prefix}{k}");
+        if foreign_key {
+            value.push_str(&format!(",FKey{k}"));
+        }
+        let key = if null_key && i == 0 { None } else { Some(*k) };
+        t.pipe_input(key, value).unwrap();
+    }
+}
+
+fn global_join_out(d: &TopologyTestDriver) -> Vec<(Option<i32>, String, i64)> {
+    read_all(&d.output_topic("out", OptionSerde::new(Serdes::i32()), Serdes::string()))
+}
+
+/// KStreamGlobalKTableJoinTest.shouldNotJoinOnNullKeyMapperValues (and the records are counted as dropped)
+#[test]
+fn kstream_global_ktable_join_should_not_join_on_null_key_mapper_values() {
+    let d = global_join_driver(false);
+    push_to_global_table(&d, 4, "Y");
+    assert_eq!(global_join_out(&d), vec![]);
+    push_to_global_join_stream(&d, 4, "XXX", false, false);
+    assert_eq!(global_join_out(&d), vec![]);
+    assert_eq!(d.metrics().dropped_records, 4);
+}
+
+/// KStreamGlobalKTableJoinTest.shouldJoinOnNullKeyWithNonNullKeyMapperValues
+#[test]
+fn kstream_global_ktable_join_should_join_on_null_key_with_non_null_key_mapper_values() {
+    let d = global_join_driver(false);
+    push_to_global_table(&d, 2, "Y");
+    assert_eq!(global_join_out(&d), vec![]);
+    push_to_global_join_stream(&d, 4, "X", true, true);
+    assert_eq!(
+        global_join_out(&d),
+        vec![(None, s("X0,FKey0+Y0"), 0), (Some(1), s("X1,FKey1+Y1"), 1)]
+    );
+}
+
+/// KStreamGlobalKTableLeftJoinTest.shouldNotJoinOnNullKeyMapperValues (and the records are counted as dropped)
+#[test]
+fn kstream_global_ktable_left_join_should_not_join_on_null_key_mapper_values() {
+    let d = global_join_driver(true);
+    push_to_global_table(&d, 4, "Y");
+    assert_eq!(global_join_out(&d), vec![]);
+    push_to_global_join_stream(&d, 4, "XXX", false, false);
+    assert_eq!(global_join_out(&d), vec![]);
+    assert_eq!(d.metrics().dropped_records, 4);
+}
+
+/// KStreamGlobalKTableLeftJoinTest.shouldJoinOnNullKeyWithNonNullKeyMapperValues
+#[test]
+fn kstream_global_ktable_left_join_should_join_on_null_key_with_non_null_key_mapper_values() {
+    let d = global_join_driver(true);
+    push_to_global_table(&d, 4, "Y");
+    assert_eq!(global_join_out(&d), vec![]);
+    push_to_global_join_stream(&d, 4, "X", true, true);
+    assert_eq!(
+        global_join_out(&d),
+        vec![
+            (None, s("X0,FKey0+Y0"), 0),
+            (Some(1), s("X1,FKey1+Y1"), 1),
+            (Some(2), s("X2,FKey2+Y2"), 2),
+            (Some(3), s("X3,FKey3+Y3"), 3),
+        ]
     );
 }
 
@@ -2360,7 +3115,6 @@ fn kstream_sliding_window_aggregate_test_aggregate_small_input() {
 /// KStreamKTableJoinTest.shouldLogAndMeterWhenSkippingNullLeftKey (keys typed as nullable on both sides; Kafka
 /// counts one dropped record)
 #[test]
-#[ignore = "deviation: Kafka skips a null-key stream record and counts it in dropped-records (1); we give no output but count no drop (0)"]
 fn kstream_ktable_join_should_skip_null_left_key() {
     let b = StreamsBuilder::new();
     let key = || OptionSerde::new(Serdes::i32());

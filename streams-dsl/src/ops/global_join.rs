@@ -3,6 +3,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use state_store::SharedSerde;
 use streams_core::{
     Data, Processor, ProcessorContext, ReadOnlyKeyValueStore, Record, StreamsError,
 };
@@ -23,15 +24,22 @@ impl<J, L> Clone for GlobalJoiner<J, L> {
     }
 }
 
-pub(crate) struct GlobalJoin<GK, GV, VR, KS, J, L> {
+/// As Kafka's `KStreamKTableJoinProcessor` (which global joins share), a record whose value is null, or whose
+/// selected table key is null, cannot join: it is dropped and counted in dropped-records; except that a left join
+/// passes a record with a null key and a value, joining it with no row when its selected key is null too.
+/// Nullness is the serdes' (`Serde::is_null`); without a known serde nothing is null.
+pub(crate) struct GlobalJoin<K, V, GK, GV, VR, KS, J, L> {
     pub store_name: Arc<str>,
     pub store: Option<ReadOnlyKeyValueStore<GK, GV>>,
     pub key_selector: Arc<KS>,
     pub joiner: GlobalJoiner<J, L>,
+    pub key_serde: Option<SharedSerde<K>>,
+    pub value_serde: Option<SharedSerde<V>>,
+    pub lookup_serde: Option<SharedSerde<GK>>,
     pub _out: PhantomData<fn() -> VR>,
 }
 
-impl<K, V, GK, GV, VR, KS, J, L> Processor<K, V> for GlobalJoin<GK, GV, VR, KS, J, L>
+impl<K, V, GK, GV, VR, KS, J, L> Processor<K, V> for GlobalJoin<K, V, GK, GV, VR, KS, J, L>
 where
     K: Data,
     V: Data,
@@ -61,7 +69,27 @@ where
             message: format!("global store '{}' was not opened in init", self.store_name),
         })?;
         let lookup = (self.key_selector)(&r.key, &r.value);
-        let row = store.get(&lookup)?;
+        let null_key = self.key_serde.as_ref().is_some_and(|s| s.is_null(&r.key));
+        let null_value = self
+            .value_serde
+            .as_ref()
+            .is_some_and(|s| s.is_null(&r.value));
+        let null_lookup = self
+            .lookup_serde
+            .as_ref()
+            .is_some_and(|s| s.is_null(&lookup));
+        let left = matches!(self.joiner, GlobalJoiner::Left(_));
+        let passes = left && null_key && !null_value;
+        if !passes && (null_lookup || null_value) {
+            ctx.record_dropped("null join key or value in a stream-global table join");
+            return Ok(());
+        }
+        // A null key has no row (tables hold no null keys).
+        let row = if null_lookup {
+            None
+        } else {
+            store.get(&lookup)?
+        };
         let value = match (&self.joiner, row) {
             (GlobalJoiner::Inner(j), Some(row)) => j(&r.value, &row),
             // An inner join drops records without a matching row.
