@@ -1362,7 +1362,6 @@ fn pipe_session_input(d: &TopologyTestDriver, values: [&str; 6]) {
 
 /// KGroupedStreamImplTest.shouldAggregateSessionWindows
 #[test]
-#[ignore = "deviation: Kafka stamps a session update with the session's max timestamp (1@70/100 at 100 after the record at 90); we use the record's (90)"]
 fn kgrouped_stream_should_aggregate_session_windows() {
     let b = StreamsBuilder::new();
     let t = grouped_stream(&b)
@@ -1387,7 +1386,6 @@ fn kgrouped_stream_should_aggregate_session_windows() {
 
 /// KGroupedStreamImplTest.shouldCountSessionWindows
 #[test]
-#[ignore = "deviation: Kafka stamps a session update with the session's max timestamp (1@70/100 at 100 after the record at 90); we use the record's (90)"]
 fn kgrouped_stream_should_count_session_windows() {
     let b = StreamsBuilder::new();
     let t = grouped_stream(&b)
@@ -1407,7 +1405,6 @@ fn kgrouped_stream_should_count_session_windows() {
 
 /// KGroupedStreamImplTest.shouldReduceSessionWindows
 #[test]
-#[ignore = "deviation: Kafka stamps a session update with the session's max timestamp (1@70/100 at 100 after the record at 90); we use the record's (90)"]
 fn kgrouped_stream_should_reduce_session_windows() {
     let b = StreamsBuilder::new();
     let t = grouped_stream(&b)
@@ -2170,7 +2167,6 @@ fn suppress_scenario_final_results_for_sliding_windows() {
 
 /// SuppressScenarioTest.shouldSupportFinalResultsForSessionWindows
 #[test]
-#[ignore = "deviation: Kafka re-emits a session a record falls into as a tombstone then the new value at the session's max timestamp ([k1@0/5] null@5, 3@5; merged [k1@0/0] tombstone @0); we update in place at the record's time ([k1@0/5] 3@1; tombstone @5)"]
 fn suppress_scenario_final_results_for_session_windows() {
     let (raw, suppressed) = suppress_scenario(
         |g| {
@@ -2434,7 +2430,6 @@ fn kstream_session_window_aggregate_should_skip_late_record_with_zero_grace() {
 /// KStreamSessionWindowAggregateProcessorTest.shouldLogAndMeterWhenSkippingLateRecordWithNonzeroGrace (through
 /// the DSL: OnTime2 is within the 1 ms grace, Late1 is dropped and counted once)
 #[test]
-#[ignore = "deviation: Kafka closes a session at stream time - gap - grace, so OnTime2@0 (stream time 11, gap 10, grace 1) is kept and only Late1 dropped (1); we drop OnTime2 too (2)"]
 fn kstream_session_window_aggregate_should_skip_late_record_with_nonzero_grace() {
     let (keys, dropped) = session_late_scenario(
         1,

@@ -355,13 +355,18 @@ fn session_reference(events: &[(String, i64, i64)], gap: i64, grace: i64) -> (Se
     let mut dropped = 0;
     for (k, v, ts) in events {
         let o = observed.entry(partition_of(k)).or_insert(-1);
+        // The store (retention gap + grace) no longer returns sessions that ended at or before its stream time
+        // (the newest session end written, before this record) - retention.
+        let store_live = *o - gap - grace;
+        // KStreamSessionWindowAggregate: stream time includes this record; a session closes at stream time -
+        // grace - gap.
         *o = (*o).max(*ts);
-        let close = *o - grace;
+        let close = *o - grace - gap;
         let list = sessions.entry(k.clone()).or_default();
         #[allow(clippy::type_complexity)]
         let (hit, keep): (Vec<&(i64, i64, i64, i64)>, Vec<&(i64, i64, i64, i64)>) = list
             .iter()
-            .partition(|(s, e, _, _)| *e >= ts - gap && *s <= ts + gap);
+            .partition(|(s, e, _, _)| *e >= ts - gap && *s <= ts + gap && *e > store_live);
         let start = hit.iter().map(|x| x.0).chain([*ts]).min().unwrap();
         let end = hit.iter().map(|x| x.1).chain([*ts]).max().unwrap();
         if end < close {
@@ -453,7 +458,7 @@ fn session_windows_match_the_reference() {
             *o = (*o).max(*ts);
             m
         });
-        let live = |(k, _, e): &(String, i64, i64)| *e >= observed[&partition_of(k)] - gap - grace;
+        let live = |(k, _, e): &(String, i64, i64)| *e > observed[&partition_of(k)] - gap - grace;
         let expect_live: BTreeMap<_, _> = reference
             .iter()
             .filter(|(w, _)| live(w))
