@@ -596,3 +596,47 @@ fn windowed_changelog_carries_each_windows_latest_value() {
         .collect();
     assert_eq!(last, BTreeMap::from([(0, 2), (10, 3)]));
 }
+
+/// Sessions are deleted from the store once stream time passes their end by the retention period (here the
+/// configured 100 s, longer than gap + grace); the deletion runs every half retention (at least every minute)
+/// of stream time, not on every record.
+#[test]
+fn session_store_deletes_sessions_past_retention() {
+    for kind in [StoreKind::InMemory, StoreKind::RocksDb] {
+        let b = StreamsBuilder::new();
+        b.stream("clicks", input())
+            .group_by_key(Grouped::new())
+            .windowed_by(SessionWindows::of_inactivity_gap_and_grace(
+                Duration::from_millis(10),
+                Duration::from_millis(5),
+            ))
+            .count(
+                Materialized::as_store("sessions")
+                    .with_store_kind(kind)
+                    .with_retention(Duration::from_secs(100)),
+            );
+        let drv = driver(b);
+        let topic = drv.input_topic("clicks", Serdes::string(), Serdes::i64());
+        let stored = || -> Vec<(i64, i64, i64)> {
+            drv.key_value_store::<Windowed<String>, i64>("sessions")
+                .unwrap()
+                .all()
+                .unwrap()
+                .into_iter()
+                .map(|(w, n)| (w.window.start, w.window.end, n))
+                .collect()
+        };
+        for t in [0, 5, 50_000] {
+            topic.pipe_input_at("a".into(), 1, t).unwrap();
+        }
+        assert_eq!(stored(), vec![(0, 5, 2), (50_000, 50_000, 1)], "{kind:?}");
+        // Stream time 100,006: [0, 5] ended more than 100 s ago; the periodic deletion (last at stream time 0)
+        // is due.
+        topic.pipe_input_at("a".into(), 1, 100_006).unwrap();
+        assert_eq!(
+            stored(),
+            vec![(50_000, 50_000, 1), (100_006, 100_006, 1)],
+            "{kind:?}"
+        );
+    }
+}
