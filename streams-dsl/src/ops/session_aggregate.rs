@@ -63,6 +63,11 @@ where
             .store
             .as_mut()
             .ok_or_else(|| missing_store("session aggregate"))?;
+        if self.key_serde.is_null(&r.key) {
+            // Kafka skips (and counts) a record with a null key: it belongs to no session.
+            ctx.record_dropped("null key in a session aggregation");
+            return Ok(());
+        }
         let ts = r.timestamp;
         if ts < 0 {
             ctx.record_dropped("negative timestamp in a session aggregation");
