@@ -286,8 +286,10 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
 /// A grouped stream cut into sessions of activity, ready to aggregate per key and session (Kafka Streams'
 /// `SessionWindowedKStream`). As in Kafka's `KStreamSessionWindowAggregate`, when a record joins or merges
 /// existing sessions, each of them is deleted from the result table (a `None` update stamped with that session's
-/// end) and the merged session is added, stamped with its end; a session closes (later records that would join
-/// it are dropped) once stream time passes its end by gap + grace.
+/// end) and the merged session is added, stamped with its end (with a cached store, as Kafka's
+/// `CachingSessionStore` flushed after each record, a session the record falls inside is updated in one step
+/// instead); a session closes (later records that would join it are dropped) once stream time passes its end by
+/// gap + grace.
 ///
 /// ```
 /// use std::time::Duration;
@@ -352,6 +354,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             "value",
             STORE_HINT,
         ));
+        let cached = m.caching;
         let flag = Arc::new(AtomicBool::new(false));
         let mut windowed_serde: Option<SharedSerde<Windowed<K>>> = None;
         if let (Some(k), Some(v)) = (sk, sv.clone()) {
@@ -375,6 +378,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                     add: add.clone(),
                     merge: merge.clone(),
                     send_old: f2.load(Ordering::Relaxed),
+                    cached,
                     store: None,
                     observed: i64::MIN,
                     last_expiry: i64::MIN / 2,

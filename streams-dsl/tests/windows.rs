@@ -640,3 +640,53 @@ fn session_store_deletes_sessions_past_retention() {
         );
     }
 }
+
+/// A record inside an existing session: without a cache the session is retracted (a tombstone at its end) and
+/// re-added, as Kafka's KStreamSessionWindowAggregate forwards them; with one, Kafka's CachingSessionStore
+/// collapses the removal and the put of the same session into one update (the TopologyTestDriver flushes the
+/// cache after each record), so only the new value is forwarded.
+#[test]
+fn a_record_inside_a_session_updates_it_as_kafka_does_with_and_without_a_cache() {
+    for cached in [false, true] {
+        let b = StreamsBuilder::new();
+        let m = Materialized::as_store("sessions");
+        b.stream("clicks", input())
+            .group_by_key(Grouped::new())
+            .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+                Duration::from_millis(10),
+            ))
+            .count(if cached { m } else { m.with_caching_disabled() })
+            .to_stream()
+            .map(|k, v| (format!("{}@{}/{}", k.key, k.window.start, k.window.end), v))
+            .to(
+                "counts",
+                Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+            );
+        let drv = driver(b);
+        let topic = drv.input_topic("clicks", Serdes::string(), Serdes::i64());
+        for t in [0, 5, 3, 20, 20] {
+            topic.pipe_input_at("a".into(), 1, t).unwrap();
+        }
+        let got: Vec<(String, Option<i64>, i64)> = drv
+            .output_topic("counts", Serdes::string(), OptionSerde::new(Serdes::i64()))
+            .read_records_to_vec()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key, r.value, r.timestamp))
+            .collect();
+        let mut expected = vec![
+            ("a@0/0".to_string(), Some(1), 0),
+            ("a@0/0".to_string(), None, 0),
+            ("a@0/5".to_string(), Some(2), 5),
+        ];
+        if !cached {
+            expected.push(("a@0/5".to_string(), None, 5));
+        }
+        expected.extend([
+            ("a@0/5".to_string(), Some(3), 5),
+            ("a@20/20".to_string(), Some(1), 20),
+            ("a@20/20".to_string(), Some(2), 20),
+        ]);
+        assert_eq!(got, expected, "cached: {cached}");
+    }
+}

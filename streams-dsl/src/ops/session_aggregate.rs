@@ -23,6 +23,8 @@ pub(crate) struct SessionAggregate<K, V, VA, A, M> {
     pub add: Arc<A>,
     pub merge: Arc<M>,
     pub send_old: bool,
+    /// The store has a cache (Kafka forwards through CachingSessionStore's flush).
+    pub cached: bool,
     pub store: Option<SessionStore<K, VA>>,
     pub observed: i64,
     pub last_expiry: i64,
@@ -96,29 +98,46 @@ where
         }
         // Every session the record joins or bridges is removed (a tombstone stamped with its own end), unless
         // the only one is the record's own point session [ts, ts], which is overwritten in place.
+        //
+        // Without a cache Kafka forwards each removal and the put as they happen, as new records without
+        // headers. With one (CachingSessionStore, flushed after each record as in the TopologyTestDriver) the
+        // removal and the put of the same session collapse into one update carrying the store's previous value,
+        // and every update carries the input record's headers.
+        let headers = if self.cached {
+            r.headers.clone()
+        } else {
+            Headers::default()
+        };
+        let mut previous = None;
         if merged != single {
             for (w, a) in overlapping {
                 store.remove(&r.key, w)?;
+                if self.cached && w == merged {
+                    previous = Some(a);
+                    continue;
+                }
                 ctx.forward(Record {
                     key: Windowed::new(r.key.clone(), w),
                     value: Change::new(None, self.send_old.then_some(a)),
                     timestamp: w.end,
-                    headers: Headers::default(),
+                    headers: headers.clone(),
                 })?;
             }
+        } else if self.cached {
+            previous = overlapping.into_iter().next().map(|(_, a)| a);
         }
         let new = (self.add)(&r.key, &r.value, agg);
         // Kafka's session stores advance their own stream time with the end of each session written, after the
         // lookup above (so a record advancing stream time still finds a session exactly `gap` before it).
         store.observe_stream_time(merged.end);
         store.put(&r.key, merged, &new)?;
-        // The new session is stamped with its end (its newest record's time), without an old value: any
-        // session it replaced was retracted above.
+        // The new session is stamped with its end (its newest record's time); without a cache it has no old
+        // value (any session it replaced was retracted above).
         ctx.forward(Record {
             key: Windowed::new(r.key, merged),
-            value: Change::new(Some(new), None),
+            value: Change::new(Some(new), previous.filter(|_| self.send_old)),
             timestamp: merged.end,
-            headers: Headers::default(),
+            headers,
         })?;
         if self.observed - self.last_expiry >= expiry_interval(self.retention_ms) {
             store.expire(self.observed)?;
