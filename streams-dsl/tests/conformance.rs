@@ -1425,6 +1425,70 @@ fn kgrouped_stream_should_reduce_session_windows() {
     assert_eq!(last.get("1@70/100"), Some(&(ss("A:B:C"), 100)));
 }
 
+/// KGroupedStreamImplTest.shouldAggregateSessionWindowsWithInternalStoreName
+#[test]
+fn kgrouped_stream_should_aggregate_session_windows_with_internal_store_name() {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(30),
+        ))
+        .aggregate(
+            || 0i32,
+            |_, _, agg| agg + 1,
+            |_, a, b| a + b,
+            Materialized::new().with_value_serde(Serdes::i32()),
+        );
+    windowed_to(&t, "out", Serdes::i32());
+    let d = driver(b);
+    pipe_session_input(&d, ["1", "2", "1", "1", "1", "1"]);
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i32()));
+    let last = last_per_key(&read_all(&out));
+    assert_eq!(last.get("1@10/30"), Some(&(Some(2), 30)));
+    assert_eq!(last.get("2@15/15"), Some(&(Some(1), 15)));
+    assert_eq!(last.get("1@70/100"), Some(&(Some(3), 100)));
+}
+
+/// KGroupedStreamImplTest.shouldCountSessionWindowsWithInternalStoreName
+#[test]
+fn kgrouped_stream_should_count_session_windows_with_internal_store_name() {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(30),
+        ))
+        .count(Materialized::new());
+    windowed_to(&t, "out", Serdes::i64());
+    assert_eq!(t.queryable_store_name(), None);
+    let d = driver(b);
+    pipe_session_input(&d, ["1", "2", "1", "1", "1", "1"]);
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
+    let last = last_per_key(&read_all(&out));
+    assert_eq!(last.get("1@10/30"), Some(&(Some(2), 30)));
+    assert_eq!(last.get("2@15/15"), Some(&(Some(1), 15)));
+    assert_eq!(last.get("1@70/100"), Some(&(Some(3), 100)));
+}
+
+/// KGroupedStreamImplTest.shouldReduceSessionWindowsWithInternalStoreName
+#[test]
+fn kgrouped_stream_should_reduce_session_windows_with_internal_store_name() {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(30),
+        ))
+        .reduce(|a, v| format!("{a}:{v}"), Materialized::new());
+    windowed_to(&t, "out", Serdes::string());
+    assert_eq!(t.queryable_store_name(), None);
+    let d = driver(b);
+    pipe_session_input(&d, ["A", "Z", "B", "A", "B", "C"]);
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
+    let last = last_per_key(&read_all(&out));
+    assert_eq!(last.get("1@10/30"), Some(&(ss("A:B"), 30)));
+    assert_eq!(last.get("2@15/15"), Some(&(ss("Z"), 15)));
+    assert_eq!(last.get("1@70/100"), Some(&(ss("A:B:C"), 100)));
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // KStream-KTable left join, KTable-KTable left and outer join
 // ---------------------------------------------------------------------------------------------------------------
@@ -2862,6 +2926,113 @@ fn kstream_session_window_aggregate_should_skip_null_key() {
     let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
     assert_eq!(read_all(&out), vec![]);
     assert_eq!(d.metrics().dropped_records, 1);
+}
+
+/// KStreamAggregationIntegrationTest's user-session input: (key, value, timestamp) for a gap `gap`, from `t1`;
+/// returns the input and (t1, t2, t3, t4, t5).
+fn user_sessions_input(t1: i64, gap: i64) -> (Vec<(&'static str, &'static str, i64)>, [i64; 5]) {
+    let t2 = t1 + gap / 2;
+    let t3 = t1 + gap + 1;
+    let t4 = t3 + gap / 2;
+    let t5 = t4 - 1;
+    let input = vec![
+        ("bob", "start", t1),
+        ("penny", "start", t1),
+        ("jo", "pause", t1),
+        ("emily", "pause", t1),
+        ("emily", "resume", t2),
+        ("bob", "pause", t3),
+        ("penny", "stop", t3),
+        ("bob", "resume", t4), // bob's session continues
+        ("jo", "resume", t4),  // jo's starts a new session
+        ("jo", "late", t5),    // jo has a late arrival
+    ];
+    (input, [t1, t2, t3, t4, t5])
+}
+
+/// KStreamAggregationIntegrationTest.shouldCountSessionWindows (through the TopologyTestDriver; the last update
+/// of each session with its timestamp, as the test collects them into a map)
+#[test]
+fn kstream_aggregation_integration_should_count_session_windows() {
+    let gap = 5 * 60 * 1000;
+    let (input, [t1, t2, t3, t4, t5]) = user_sessions_input(3_600_000, gap);
+    let b = StreamsBuilder::new();
+    let t = b
+        .stream("userSessions", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(gap as u64),
+        ))
+        .count(Materialized::new());
+    windowed_to(&t, "out", Serdes::i64());
+    let d = driver(b);
+    let topic = d.input_topic("userSessions", Serdes::string(), Serdes::string());
+    for (k, v, ts) in input {
+        topic.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let last = last_per_key(&read_all(&d.output_topic(
+        "out",
+        Serdes::string(),
+        OptionSerde::new(Serdes::i64()),
+    )));
+    let at = |k: &str, start: i64, end: i64| last.get(&format!("{k}@{start}/{end}")).cloned();
+    assert_eq!(at("bob", t1, t1), Some((Some(1), t1)));
+    assert_eq!(at("penny", t1, t1), Some((Some(1), t1)));
+    assert_eq!(at("jo", t1, t1), Some((Some(1), t1)));
+    assert_eq!(at("jo", t5, t4), Some((Some(2), t4)));
+    assert_eq!(at("emily", t1, t2), Some((Some(2), t2)));
+    assert_eq!(at("bob", t3, t4), Some((Some(2), t4)));
+    assert_eq!(at("penny", t3, t3), Some((Some(1), t3)));
+}
+
+/// KStreamAggregationIntegrationTest.shouldReduceSessionWindows (through the TopologyTestDriver; the last update
+/// of each session with its timestamp, then bob's sessions in the store)
+#[test]
+fn kstream_aggregation_integration_should_reduce_session_windows() {
+    let gap = 1000;
+    let (input, [t1, t2, t3, t4, t5]) = user_sessions_input(1_000_000, gap);
+    let b = StreamsBuilder::new();
+    let t = b
+        .stream("userSessions", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(SessionWindows::of_inactivity_gap_and_grace(
+            Duration::from_millis(gap as u64),
+            Duration::from_secs(60),
+        ))
+        .reduce(
+            |a, v| format!("{a}:{v}"),
+            Materialized::as_store("UserSessionsStore"),
+        );
+    windowed_to(&t, "out", Serdes::string());
+    let d = driver(b);
+    let topic = d.input_topic("userSessions", Serdes::string(), Serdes::string());
+    for (k, v, ts) in input {
+        topic.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let last = last_per_key(&read_all(&d.output_topic(
+        "out",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    )));
+    let at = |k: &str, start: i64, end: i64| last.get(&format!("{k}@{start}/{end}")).cloned();
+    assert_eq!(at("bob", t1, t1), Some((ss("start"), t1)));
+    assert_eq!(at("penny", t1, t1), Some((ss("start"), t1)));
+    assert_eq!(at("jo", t1, t1), Some((ss("pause"), t1)));
+    assert_eq!(at("jo", t5, t4), Some((ss("resume:late"), t4)));
+    assert_eq!(at("emily", t1, t2), Some((ss("pause:resume"), t2)));
+    assert_eq!(at("bob", t3, t4), Some((ss("pause:resume"), t4)));
+    assert_eq!(at("penny", t3, t3), Some((ss("stop"), t3)));
+    let bob: Vec<_> = session_store_contents::<String>(&d, "UserSessionsStore")
+        .into_iter()
+        .filter(|(k, ..)| k == "bob")
+        .collect();
+    assert_eq!(
+        bob,
+        vec![
+            (s("bob"), t1, t1, s("start")),
+            (s("bob"), t3, t4, s("pause:resume"))
+        ]
+    );
 }
 
 /// KStreamKStreamLeftJoinTest.testOrdering
