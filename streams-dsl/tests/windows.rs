@@ -690,3 +690,42 @@ fn a_record_inside_a_session_updates_it_as_kafka_does_with_and_without_a_cache()
         assert_eq!(got, expected, "cached: {cached}");
     }
 }
+
+/// Session updates carry the input record's headers through a cached store (Kafka's CachingSessionStore keeps
+/// the record context with each entry) and none without a cache (KStreamSessionWindowAggregate forwards
+/// `new Record(key, change, end)`).
+#[test]
+fn session_updates_carry_headers_only_through_a_cache() {
+    for cached in [false, true] {
+        let b = StreamsBuilder::new();
+        let m = Materialized::as_store("sessions");
+        b.stream("clicks", input())
+            .group_by_key(Grouped::new())
+            .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+                Duration::from_millis(10),
+            ))
+            .count(if cached { m } else { m.with_caching_disabled() })
+            .to_stream()
+            .map(|k, v| (format!("{}@{}/{}", k.key, k.window.start, k.window.end), v))
+            .to(
+                "counts",
+                Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+            );
+        let drv = driver(b);
+        let topic = drv.input_topic("clicks", Serdes::string(), Serdes::i64());
+        for t in [0, 5] {
+            let mut r = TestRecord::new("a".to_string(), 1, t);
+            r.headers = streams_dsl::streams_core::Headers::default().with("h", b"1".to_vec());
+            topic.pipe_record(r).unwrap();
+        }
+        let headers: Vec<usize> = drv
+            .output_topic("counts", Serdes::string(), OptionSerde::new(Serdes::i64()))
+            .read_records_to_vec()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.headers.len())
+            .collect();
+        let n = usize::from(cached);
+        assert_eq!(headers, vec![n, n, n], "cached: {cached}");
+    }
+}
