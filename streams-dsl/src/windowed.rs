@@ -287,8 +287,12 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
 }
 
 /// A grouped stream cut into sessions of activity, ready to aggregate per key and session (Kafka Streams'
-/// `SessionWindowedKStream`). When a record merges sessions, the merged sessions are deleted from the result
-/// table (a `None` update) and the new session is added.
+/// `SessionWindowedKStream`). As in Kafka's `KStreamSessionWindowAggregate`, when a record joins or merges
+/// existing sessions, each of them is deleted from the result table (a `None` update stamped with that session's
+/// end) and the merged session is added, stamped with its end (with a cached store, as Kafka's
+/// `CachingSessionStore` flushed after each record, a session the record falls inside is updated in one step
+/// instead); a session closes (later records that would join it are dropped) once stream time passes its end by
+/// gap + grace.
 ///
 /// ```
 /// use std::time::Duration;
@@ -326,7 +330,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     ) -> KTable<Windowed<K>, VA>
     where
         A: Fn(&K, &V, Option<VA>) -> VA + Send + Sync + 'static,
-        M: Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
+        M: Fn(&K, Option<VA>, VA) -> VA + Send + Sync + 'static,
     {
         let shared = self.grouped.shared().clone();
         let mut b = shared.borrow_mut();
@@ -353,6 +357,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             "value",
             STORE_HINT,
         ));
+        let cached = m.caching;
         let flag = Arc::new(AtomicBool::new(false));
         let mut windowed_serde: Option<SharedSerde<Windowed<K>>> = None;
         if let (Some(k), Some(v)) = (sk, sv.clone()) {
@@ -376,6 +381,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                     add: add.clone(),
                     merge: merge.clone(),
                     send_old: f2.load(Ordering::Relaxed),
+                    cached,
                     store: None,
                     observed: i64::MIN,
                     last_expiry: i64::MIN / 2,
@@ -406,14 +412,15 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         self.fold(
             "session count",
             |_: &K, _: &V, prev: Option<i64>| prev.unwrap_or(0) + 1,
-            |_: &K, a: i64, b: i64| a + b,
+            |_: &K, a: Option<i64>, b: i64| a.unwrap_or(0) + b,
             None,
             materialized,
         )
     }
 
     /// Folds each session's records into an aggregate starting from `init()`; `merger` combines the aggregates
-    /// of two sessions a record bridges.
+    /// of two sessions a record bridges. As in Kafka Streams, the sessions a record joins are merged one by one
+    /// into `init()` before the record is added: `merger(key, merger(key, init(), s1), s2)`.
     pub fn aggregate<VA: Data, I, A, M>(
         &self,
         init: I,
@@ -426,10 +433,12 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         A: Fn(&K, &V, VA) -> VA + Send + Sync + 'static,
         M: Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
     {
+        let init = Arc::new(init);
+        let init2 = init.clone();
         self.fold(
             "session aggregate",
-            move |k: &K, v: &V, prev: Option<VA>| aggregator(k, v, prev.unwrap_or_else(&init)),
-            merger,
+            move |k: &K, v: &V, prev: Option<VA>| aggregator(k, v, prev.unwrap_or_else(|| init())),
+            move |k: &K, a: Option<VA>, b: VA| merger(k, a.unwrap_or_else(|| init2()), b),
             None,
             materialized,
         )
@@ -452,7 +461,10 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 Some(agg) => reducer(agg, v.clone()),
                 None => v.clone(),
             },
-            move |_: &K, a: V, b: V| r2(a, b),
+            move |_: &K, a: Option<V>, b: V| match a {
+                Some(a) => r2(a, b),
+                None => b,
+            },
             known,
             materialized,
         )

@@ -1993,7 +1993,6 @@ fn pipe_session_input(d: &TopologyTestDriver, values: [&str; 6]) {
 
 /// KGroupedStreamImplTest.shouldAggregateSessionWindows
 #[test]
-#[ignore = "deviation: Kafka stamps a session update with the session's max timestamp (1@70/100 at 100 after the record at 90); we use the record's (90)"]
 fn kgrouped_stream_should_aggregate_session_windows() {
     let b = StreamsBuilder::new();
     let t = grouped_stream(&b)
@@ -2018,7 +2017,6 @@ fn kgrouped_stream_should_aggregate_session_windows() {
 
 /// KGroupedStreamImplTest.shouldCountSessionWindows
 #[test]
-#[ignore = "deviation: Kafka stamps a session update with the session's max timestamp (1@70/100 at 100 after the record at 90); we use the record's (90)"]
 fn kgrouped_stream_should_count_session_windows() {
     let b = StreamsBuilder::new();
     let t = grouped_stream(&b)
@@ -2038,7 +2036,6 @@ fn kgrouped_stream_should_count_session_windows() {
 
 /// KGroupedStreamImplTest.shouldReduceSessionWindows
 #[test]
-#[ignore = "deviation: Kafka stamps a session update with the session's max timestamp (1@70/100 at 100 after the record at 90); we use the record's (90)"]
 fn kgrouped_stream_should_reduce_session_windows() {
     let b = StreamsBuilder::new();
     let t = grouped_stream(&b)
@@ -2050,6 +2047,70 @@ fn kgrouped_stream_should_reduce_session_windows() {
             Materialized::as_store("session-store"),
         );
     windowed_to(&t, "out", Serdes::string());
+    let d = driver(b);
+    pipe_session_input(&d, ["A", "Z", "B", "A", "B", "C"]);
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
+    let last = last_per_key(&read_all(&out));
+    assert_eq!(last.get("1@10/30"), Some(&(ss("A:B"), 30)));
+    assert_eq!(last.get("2@15/15"), Some(&(ss("Z"), 15)));
+    assert_eq!(last.get("1@70/100"), Some(&(ss("A:B:C"), 100)));
+}
+
+/// KGroupedStreamImplTest.shouldAggregateSessionWindowsWithInternalStoreName
+#[test]
+fn kgrouped_stream_should_aggregate_session_windows_with_internal_store_name() {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(30),
+        ))
+        .aggregate(
+            || 0i32,
+            |_, _, agg| agg + 1,
+            |_, a, b| a + b,
+            Materialized::new().with_value_serde(Serdes::i32()),
+        );
+    windowed_to(&t, "out", Serdes::i32());
+    let d = driver(b);
+    pipe_session_input(&d, ["1", "2", "1", "1", "1", "1"]);
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i32()));
+    let last = last_per_key(&read_all(&out));
+    assert_eq!(last.get("1@10/30"), Some(&(Some(2), 30)));
+    assert_eq!(last.get("2@15/15"), Some(&(Some(1), 15)));
+    assert_eq!(last.get("1@70/100"), Some(&(Some(3), 100)));
+}
+
+/// KGroupedStreamImplTest.shouldCountSessionWindowsWithInternalStoreName
+#[test]
+fn kgrouped_stream_should_count_session_windows_with_internal_store_name() {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(30),
+        ))
+        .count(Materialized::new());
+    windowed_to(&t, "out", Serdes::i64());
+    assert_eq!(t.queryable_store_name(), None);
+    let d = driver(b);
+    pipe_session_input(&d, ["1", "2", "1", "1", "1", "1"]);
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
+    let last = last_per_key(&read_all(&out));
+    assert_eq!(last.get("1@10/30"), Some(&(Some(2), 30)));
+    assert_eq!(last.get("2@15/15"), Some(&(Some(1), 15)));
+    assert_eq!(last.get("1@70/100"), Some(&(Some(3), 100)));
+}
+
+/// KGroupedStreamImplTest.shouldReduceSessionWindowsWithInternalStoreName
+#[test]
+fn kgrouped_stream_should_reduce_session_windows_with_internal_store_name() {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(30),
+        ))
+        .reduce(|a, v| format!("{a}:{v}"), Materialized::new());
+    windowed_to(&t, "out", Serdes::string());
+    assert_eq!(t.queryable_store_name(), None);
     let d = driver(b);
     pipe_session_input(&d, ["A", "Z", "B", "A", "B", "C"]);
     let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
@@ -2915,7 +2976,6 @@ fn suppress_scenario_final_results_for_sliding_windows() {
 
 /// SuppressScenarioTest.shouldSupportFinalResultsForSessionWindows
 #[test]
-#[ignore = "deviation: Kafka re-emits a session a record falls into as a tombstone then the new value at the session's max timestamp ([k1@0/5] null@5, 3@5; merged [k1@0/0] tombstone @0); we update in place at the record's time ([k1@0/5] 3@1; tombstone @5)"]
 fn suppress_scenario_final_results_for_session_windows() {
     let (raw, suppressed) = suppress_scenario(
         |g| {
@@ -3178,7 +3238,6 @@ fn kstream_session_window_aggregate_should_skip_late_record_with_zero_grace() {
 /// KStreamSessionWindowAggregateProcessorTest.shouldLogAndMeterWhenSkippingLateRecordWithNonzeroGrace (through
 /// the DSL: OnTime2 is within the 1 ms grace, Late1 is dropped and counted once)
 #[test]
-#[ignore = "deviation: Kafka closes a session at stream time - gap - grace, so OnTime2@0 (stream time 11, gap 10, grace 1) is kept and only Late1 dropped (1); we drop OnTime2 too (2)"]
 fn kstream_session_window_aggregate_should_skip_late_record_with_nonzero_grace() {
     let (keys, dropped) = session_late_scenario(
         1,
@@ -3193,6 +3252,531 @@ fn kstream_session_window_aggregate_should_skip_late_record_with_nonzero_grace()
     );
     assert!(!keys.iter().any(|k| k.starts_with("Late1")), "{keys:?}");
     assert_eq!(dropped, 1);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Session windows: count, reduce, aggregate, merging
+// ---------------------------------------------------------------------------------------------------------------
+
+/// `groupByKey().windowedBy(SessionWindows.ofInactivityGapWithNoGrace(500 ms))` over "input", as in
+/// SessionWindowedKStreamImplTest.
+fn session_windowed_stream(b: &StreamsBuilder) -> SessionWindowedKStream<String, String> {
+    b.stream("input", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(500),
+        ))
+}
+
+/// SessionWindowedKStreamImplTest.processData.
+fn pipe_session_windowed_data(d: &TopologyTestDriver) {
+    let t = d.input_topic("input", Serdes::string(), Serdes::string());
+    for (k, v, ts) in [
+        ("1", "1", 10),
+        ("1", "2", 15),
+        ("1", "3", 600),
+        ("2", "1", 600),
+        ("2", "2", 599),
+    ] {
+        t.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+}
+
+/// ("key@start/end", value, timestamp) expectations.
+fn session_updates<V: Clone>(rows: &[(&str, Option<V>, i64)]) -> Vec<(String, Option<V>, i64)> {
+    rows.iter().map(|(k, v, t)| (s(k), v.clone(), *t)).collect()
+}
+
+/// SessionWindowedKStreamImplTest's count output (either caching setting).
+fn session_windowed_count(m: Materialized<String, i64>) -> Vec<(String, Option<i64>, i64)> {
+    let b = StreamsBuilder::new();
+    let t = session_windowed_stream(&b).count(m);
+    windowed_to(&t, "out", Serdes::i64());
+    let d = driver(b);
+    pipe_session_windowed_data(&d);
+    read_all(&d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64())))
+}
+
+fn session_windowed_count_expected() -> Vec<(String, Option<i64>, i64)> {
+    session_updates(&[
+        ("1@10/10", Some(1), 10),
+        ("1@10/10", None, 10),
+        ("1@10/15", Some(2), 15),
+        ("1@600/600", Some(1), 600),
+        ("2@600/600", Some(1), 600),
+        ("2@600/600", None, 600),
+        ("2@599/600", Some(2), 600),
+    ])
+}
+
+/// SessionWindowedKStreamImplTest.shouldCountSessionWindowedWithCachingDisabled (emit on window update)
+#[test]
+fn session_windowed_kstream_should_count_with_caching_disabled() {
+    assert_eq!(
+        session_windowed_count(Materialized::new().with_caching_disabled()),
+        session_windowed_count_expected()
+    );
+}
+
+/// SessionWindowedKStreamImplTest.shouldCountSessionWindowedWithCachingEnabled (emit on window update)
+#[test]
+fn session_windowed_kstream_should_count_with_caching_enabled() {
+    assert_eq!(
+        session_windowed_count(Materialized::new()),
+        session_windowed_count_expected()
+    );
+}
+
+/// SessionWindowedKStreamImplTest.shouldReduceWindowed (emit on window update; MockReducer.STRING_ADDER)
+#[test]
+fn session_windowed_kstream_should_reduce_windowed() {
+    let b = StreamsBuilder::new();
+    let t = session_windowed_stream(&b).reduce(|a, v| format!("{a}+{v}"), Materialized::new());
+    windowed_to(&t, "out", Serdes::string());
+    let d = driver(b);
+    pipe_session_windowed_data(&d);
+    assert_eq!(
+        read_all(&d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()))),
+        session_updates(&[
+            ("1@10/10", ss("1"), 10),
+            ("1@10/10", None, 10),
+            ("1@10/15", ss("1+2"), 15),
+            ("1@600/600", ss("3"), 600),
+            ("2@600/600", ss("1"), 600),
+            ("2@600/600", None, 600),
+            ("2@599/600", ss("1+2"), 600),
+        ])
+    );
+}
+
+/// SessionWindowedKStreamImplTest's aggregate: MockInitializer.STRING_INIT ("0"), MockAggregator.TOSTRING_ADDER
+/// (`agg + "+" + value`) and the merger `aggOne + "+" + aggTwo`.
+fn session_windowed_aggregate(
+    b: &StreamsBuilder,
+    m: Materialized<String, String>,
+) -> KTable<Windowed<String>, String> {
+    session_windowed_stream(b).aggregate(
+        || s("0"),
+        |_, v, agg| format!("{agg}+{v}"),
+        |_, a, b| format!("{a}+{b}"),
+        m.with_value_serde(Serdes::string()),
+    )
+}
+
+/// SessionWindowedKStreamImplTest.shouldAggregateSessionWindowed (emit on window update; the merger folds the
+/// merged session into the initializer's value first: "0+0+1+2")
+#[test]
+fn session_windowed_kstream_should_aggregate_session_windowed() {
+    let b = StreamsBuilder::new();
+    let t = session_windowed_aggregate(&b, Materialized::new());
+    windowed_to(&t, "out", Serdes::string());
+    let d = driver(b);
+    pipe_session_windowed_data(&d);
+    assert_eq!(
+        read_all(&d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()))),
+        session_updates(&[
+            ("1@10/10", ss("0+1"), 10),
+            ("1@10/10", None, 10),
+            ("1@10/15", ss("0+0+1+2"), 15),
+            ("1@600/600", ss("0+3"), 600),
+            ("2@600/600", ss("0+1"), 600),
+            ("2@600/600", None, 600),
+            ("2@599/600", ss("0+0+1+2"), 600),
+        ])
+    );
+}
+
+/// A session store's contents as (key, start, end, value), in key then end order (as Kafka's `fetch(from, to)`).
+fn session_store_contents<V: Data>(
+    d: &TopologyTestDriver,
+    store: &str,
+) -> Vec<(String, i64, i64, V)> {
+    d.key_value_store::<Windowed<String>, V>(store)
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .map(|(w, v)| (w.key, w.window.start, w.window.end, v))
+        .collect()
+}
+
+/// SessionWindowedKStreamImplTest.shouldMaterializeCount (emit on window update)
+#[test]
+fn session_windowed_kstream_should_materialize_count() {
+    let b = StreamsBuilder::new();
+    session_windowed_stream(&b).count(Materialized::as_store("count-store"));
+    let d = driver(b);
+    pipe_session_windowed_data(&d);
+    assert_eq!(
+        session_store_contents::<i64>(&d, "count-store"),
+        vec![
+            (s("1"), 10, 15, 2),
+            (s("1"), 600, 600, 1),
+            (s("2"), 599, 600, 2)
+        ]
+    );
+}
+
+/// SessionWindowedKStreamImplTest.shouldMaterializeReduced (emit on window update)
+#[test]
+fn session_windowed_kstream_should_materialize_reduced() {
+    let b = StreamsBuilder::new();
+    session_windowed_stream(&b)
+        .reduce(|a, v| format!("{a}+{v}"), Materialized::as_store("reduced"));
+    let d = driver(b);
+    pipe_session_windowed_data(&d);
+    assert_eq!(
+        session_store_contents::<String>(&d, "reduced"),
+        vec![
+            (s("1"), 10, 15, s("1+2")),
+            (s("1"), 600, 600, s("3")),
+            (s("2"), 599, 600, s("1+2"))
+        ]
+    );
+}
+
+/// SessionWindowedKStreamImplTest.shouldMaterializeAggregated (emit on window update)
+#[test]
+fn session_windowed_kstream_should_materialize_aggregated() {
+    let b = StreamsBuilder::new();
+    session_windowed_aggregate(&b, Materialized::as_store("aggregated"));
+    let d = driver(b);
+    pipe_session_windowed_data(&d);
+    assert_eq!(
+        session_store_contents::<String>(&d, "aggregated"),
+        vec![
+            (s("1"), 10, 15, s("0+0+1+2")),
+            (s("1"), 600, 600, s("0+3")),
+            (s("2"), 599, 600, s("0+0+1+2")),
+        ]
+    );
+}
+
+/// KStreamSessionWindowAggregateProcessorTest's GAP_MS.
+const SESSION_GAP_MS: i64 = 5 * 60 * 1000;
+
+/// KStreamSessionWindowAggregateProcessorTest's processor through the DSL: session windows of GAP_MS with no
+/// grace, initializer 0, aggregator `agg + 1`, merger `aggOne + aggTwo`, a store "session-store" retaining
+/// 3 * GAP_MS, without a cache (the tests that assert forwarded records and use a cached store flush it only at
+/// the end; they are transcribed as the last update of each session). Pipes (key, timestamp) records; returns
+/// the driver and every output record.
+fn session_processor_scenario(
+    records: &[(&str, i64)],
+) -> (TopologyTestDriver, Vec<(String, Option<i64>, i64)>) {
+    let b = StreamsBuilder::new();
+    let t = grouped_stream(&b)
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(SESSION_GAP_MS as u64),
+        ))
+        .aggregate(
+            || 0i64,
+            |_, _, agg| agg + 1,
+            |_, a, b| a + b,
+            Materialized::as_store("session-store")
+                .with_value_serde(Serdes::i64())
+                .with_retention(Duration::from_millis(3 * SESSION_GAP_MS as u64))
+                .with_caching_disabled()
+                .with_logging_disabled(),
+        );
+    windowed_to(&t, "out", Serdes::i64());
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::string(), Serdes::string());
+    for (k, ts) in records {
+        input.pipe_input_at(s(k), s("1"), *ts).unwrap();
+    }
+    let out = read_all(&d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64())));
+    (d, out)
+}
+
+/// The last update of each session that still has a value, as ("key@start/end", (value, timestamp)).
+fn last_session_values(
+    out: &[(String, Option<i64>, i64)],
+) -> std::collections::BTreeMap<String, (i64, i64)> {
+    last_per_key(out)
+        .into_iter()
+        .filter_map(|(k, (v, t))| v.map(|v| (k, (v, t))))
+        .collect()
+}
+
+/// KStreamSessionWindowAggregateProcessorTest.shouldCreateSingleSessionWhenWithinGap
+#[test]
+fn kstream_session_window_aggregate_should_create_single_session_when_within_gap() {
+    let (d, _) = session_processor_scenario(&[("john", 0), ("john", 500)]);
+    assert_eq!(
+        session_store_contents::<i64>(&d, "session-store"),
+        vec![(s("john"), 0, 500, 2)]
+    );
+}
+
+/// KStreamSessionWindowAggregateProcessorTest.shouldMergeSessions
+#[test]
+fn kstream_session_window_aggregate_should_merge_sessions() {
+    let (d, _) = session_processor_scenario(&[("mel", 0), ("mel", SESSION_GAP_MS + 1)]);
+    // The second record is beyond the gap: two sessions.
+    assert_eq!(
+        session_store_contents::<i64>(&d, "session-store"),
+        vec![
+            (s("mel"), 0, 0, 1),
+            (s("mel"), SESSION_GAP_MS + 1, SESSION_GAP_MS + 1, 1)
+        ]
+    );
+    // Back in time, within the gap of both: one session.
+    d.input_topic("topic", Serdes::string(), Serdes::string())
+        .pipe_input_at(s("mel"), s("third"), SESSION_GAP_MS / 2)
+        .unwrap();
+    assert_eq!(
+        session_store_contents::<i64>(&d, "session-store"),
+        vec![(s("mel"), 0, SESSION_GAP_MS + 1, 3)]
+    );
+}
+
+/// KStreamSessionWindowAggregateProcessorTest.shouldUpdateSessionIfTheSameTime
+#[test]
+fn kstream_session_window_aggregate_should_update_session_if_the_same_time() {
+    let (d, _) = session_processor_scenario(&[("mel", 0), ("mel", 0)]);
+    assert_eq!(
+        session_store_contents::<i64>(&d, "session-store"),
+        vec![(s("mel"), 0, 0, 2)]
+    );
+}
+
+/// KStreamSessionWindowAggregateProcessorTest.shouldHaveMultipleSessionsForSameIdWhenTimestampApartBySessionGap
+/// (emit on window update; Kafka's cached store forwards the last update of each session at the flush)
+#[test]
+fn kstream_session_window_aggregate_should_have_multiple_sessions_apart_by_gap() {
+    let t1 = SESSION_GAP_MS + 1;
+    let t2 = 2 * (SESSION_GAP_MS + 1);
+    let (_, out) = session_processor_scenario(&[
+        ("mel", 0),
+        ("mel", t1),
+        ("mel", t1),
+        ("mel", t2),
+        ("mel", t2),
+        ("mel", t2),
+    ]);
+    let expected: std::collections::BTreeMap<String, (i64, i64)> = [
+        (s("mel@0/0"), (1, 0)),
+        (format!("mel@{t1}/{t1}"), (2, t1)),
+        (format!("mel@{t2}/{t2}"), (3, t2)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(last_session_values(&out), expected);
+}
+
+/// KStreamSessionWindowAggregateProcessorTest.shouldRemoveMergedSessionsFromStateStore
+#[test]
+fn kstream_session_window_aggregate_should_remove_merged_sessions_from_state_store() {
+    let (d, _) = session_processor_scenario(&[("a", 0)]);
+    assert_eq!(
+        session_store_contents::<i64>(&d, "session-store"),
+        vec![(s("a"), 0, 0, 1)]
+    );
+    d.input_topic("topic", Serdes::string(), Serdes::string())
+        .pipe_input_at(s("a"), s("2"), 100)
+        .unwrap();
+    assert_eq!(
+        session_store_contents::<i64>(&d, "session-store"),
+        vec![(s("a"), 0, 100, 2)]
+    );
+}
+
+/// KStreamSessionWindowAggregateProcessorTest.shouldHandleMultipleSessionsAndMerging (emit on window update;
+/// Kafka's cached store forwards the last update of each session at the flush, and nothing for a session created
+/// and merged away before it)
+#[test]
+fn kstream_session_window_aggregate_should_handle_multiple_sessions_and_merging() {
+    let (g, h) = (SESSION_GAP_MS, SESSION_GAP_MS / 2);
+    let (_, out) = session_processor_scenario(&[
+        ("a", 0),
+        ("b", 0),
+        ("c", 0),
+        ("d", 0),
+        ("d", h),
+        ("a", g + 1),
+        ("b", g + 1),
+        ("a", g + 1 + h),
+        ("c", g + 1 + h),
+    ]);
+    let expected: std::collections::BTreeMap<String, (i64, i64)> = [
+        (s("a@0/0"), (1, 0)),
+        (s("b@0/0"), (1, 0)),
+        (s("c@0/0"), (1, 0)),
+        (format!("d@0/{h}"), (2, h)),
+        (format!("b@{}/{}", g + 1, g + 1), (1, g + 1)),
+        (format!("a@{}/{}", g + 1, g + 1 + h), (2, g + 1 + h)),
+        (format!("c@{}/{}", g + 1 + h, g + 1 + h), (1, g + 1 + h)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(last_session_values(&out), expected);
+}
+
+/// KStreamSessionWindowAggregateProcessorTest.shouldImmediatelyForwardNewSessionWhenNonCachedStore
+#[test]
+fn kstream_session_window_aggregate_should_immediately_forward_new_session_when_non_cached() {
+    let (_, out) = session_processor_scenario(&[("a", 0), ("b", 0), ("c", 0)]);
+    assert_eq!(
+        out,
+        session_updates(&[
+            ("a@0/0", Some(1), 0),
+            ("b@0/0", Some(1), 0),
+            ("c@0/0", Some(1), 0)
+        ])
+    );
+}
+
+/// KStreamSessionWindowAggregateProcessorTest.shouldImmediatelyForwardRemovedSessionsWhenMerging
+#[test]
+fn kstream_session_window_aggregate_should_immediately_forward_removed_sessions_when_merging() {
+    let (_, out) = session_processor_scenario(&[("a", 0), ("a", 5)]);
+    assert_eq!(
+        out,
+        session_updates(&[
+            ("a@0/0", Some(1), 0),
+            ("a@0/0", None, 0),
+            ("a@0/5", Some(2), 5)
+        ])
+    );
+}
+
+/// KStreamSessionWindowAggregateProcessorTest.shouldLogAndMeterWhenSkippingNullKeyWithBuiltInMetrics (through
+/// the DSL, keys typed as nullable: the null-key record is skipped and counted in dropped-records)
+#[test]
+fn kstream_session_window_aggregate_should_skip_null_key() {
+    let b = StreamsBuilder::new();
+    let key = || OptionSerde::new(Serdes::string());
+    b.stream("topic", Consumed::with(key(), Serdes::string()))
+        .group_by_key(Grouped::with(key(), Serdes::string()))
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(SESSION_GAP_MS as u64),
+        ))
+        .count(Materialized::new().with_caching_disabled())
+        .to_stream()
+        .map(|k, v| {
+            (
+                format!("{:?}@{}/{}", k.key, k.window.start, k.window.end),
+                v,
+            )
+        })
+        .to(
+            "out",
+            Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+        );
+    let d = driver(b);
+    d.input_topic("topic", key(), Serdes::string())
+        .pipe_input_at(None, s("1"), 0)
+        .unwrap();
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
+    assert_eq!(read_all(&out), vec![]);
+    assert_eq!(d.metrics().dropped_records, 1);
+}
+
+/// KStreamAggregationIntegrationTest's user-session input: (key, value, timestamp) for a gap `gap`, from `t1`;
+/// returns the input and (t1, t2, t3, t4, t5).
+fn user_sessions_input(t1: i64, gap: i64) -> (Vec<(&'static str, &'static str, i64)>, [i64; 5]) {
+    let t2 = t1 + gap / 2;
+    let t3 = t1 + gap + 1;
+    let t4 = t3 + gap / 2;
+    let t5 = t4 - 1;
+    let input = vec![
+        ("bob", "start", t1),
+        ("penny", "start", t1),
+        ("jo", "pause", t1),
+        ("emily", "pause", t1),
+        ("emily", "resume", t2),
+        ("bob", "pause", t3),
+        ("penny", "stop", t3),
+        ("bob", "resume", t4), // bob's session continues
+        ("jo", "resume", t4),  // jo's starts a new session
+        ("jo", "late", t5),    // jo has a late arrival
+    ];
+    (input, [t1, t2, t3, t4, t5])
+}
+
+/// KStreamAggregationIntegrationTest.shouldCountSessionWindows (through the TopologyTestDriver; the last update
+/// of each session with its timestamp, as the test collects them into a map)
+#[test]
+fn kstream_aggregation_integration_should_count_session_windows() {
+    let gap = 5 * 60 * 1000;
+    let (input, [t1, t2, t3, t4, t5]) = user_sessions_input(3_600_000, gap);
+    let b = StreamsBuilder::new();
+    let t = b
+        .stream("userSessions", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(gap as u64),
+        ))
+        .count(Materialized::new());
+    windowed_to(&t, "out", Serdes::i64());
+    let d = driver(b);
+    let topic = d.input_topic("userSessions", Serdes::string(), Serdes::string());
+    for (k, v, ts) in input {
+        topic.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let last = last_per_key(&read_all(&d.output_topic(
+        "out",
+        Serdes::string(),
+        OptionSerde::new(Serdes::i64()),
+    )));
+    let at = |k: &str, start: i64, end: i64| last.get(&format!("{k}@{start}/{end}")).cloned();
+    assert_eq!(at("bob", t1, t1), Some((Some(1), t1)));
+    assert_eq!(at("penny", t1, t1), Some((Some(1), t1)));
+    assert_eq!(at("jo", t1, t1), Some((Some(1), t1)));
+    assert_eq!(at("jo", t5, t4), Some((Some(2), t4)));
+    assert_eq!(at("emily", t1, t2), Some((Some(2), t2)));
+    assert_eq!(at("bob", t3, t4), Some((Some(2), t4)));
+    assert_eq!(at("penny", t3, t3), Some((Some(1), t3)));
+}
+
+/// KStreamAggregationIntegrationTest.shouldReduceSessionWindows (through the TopologyTestDriver; the last update
+/// of each session with its timestamp, then bob's sessions in the store)
+#[test]
+fn kstream_aggregation_integration_should_reduce_session_windows() {
+    let gap = 1000;
+    let (input, [t1, t2, t3, t4, t5]) = user_sessions_input(1_000_000, gap);
+    let b = StreamsBuilder::new();
+    let t = b
+        .stream("userSessions", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(SessionWindows::of_inactivity_gap_and_grace(
+            Duration::from_millis(gap as u64),
+            Duration::from_secs(60),
+        ))
+        .reduce(
+            |a, v| format!("{a}:{v}"),
+            Materialized::as_store("UserSessionsStore"),
+        );
+    windowed_to(&t, "out", Serdes::string());
+    let d = driver(b);
+    let topic = d.input_topic("userSessions", Serdes::string(), Serdes::string());
+    for (k, v, ts) in input {
+        topic.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let last = last_per_key(&read_all(&d.output_topic(
+        "out",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    )));
+    let at = |k: &str, start: i64, end: i64| last.get(&format!("{k}@{start}/{end}")).cloned();
+    assert_eq!(at("bob", t1, t1), Some((ss("start"), t1)));
+    assert_eq!(at("penny", t1, t1), Some((ss("start"), t1)));
+    assert_eq!(at("jo", t1, t1), Some((ss("pause"), t1)));
+    assert_eq!(at("jo", t5, t4), Some((ss("resume:late"), t4)));
+    assert_eq!(at("emily", t1, t2), Some((ss("pause:resume"), t2)));
+    assert_eq!(at("bob", t3, t4), Some((ss("pause:resume"), t4)));
+    assert_eq!(at("penny", t3, t3), Some((ss("stop"), t3)));
+    let bob: Vec<_> = session_store_contents::<String>(&d, "UserSessionsStore")
+        .into_iter()
+        .filter(|(k, ..)| k == "bob")
+        .collect();
+    assert_eq!(
+        bob,
+        vec![
+            (s("bob"), t1, t1, s("start")),
+            (s("bob"), t3, t4, s("pause:resume"))
+        ]
+    );
 }
 
 /// KStreamKStreamLeftJoinTest.testOrdering

@@ -355,13 +355,18 @@ fn session_reference(events: &[(String, i64, i64)], gap: i64, grace: i64) -> (Se
     let mut dropped = 0;
     for (k, v, ts) in events {
         let o = observed.entry(partition_of(k)).or_insert(-1);
+        // The store (retention gap + grace) no longer returns sessions that ended at or before its stream time
+        // (the newest session end written, before this record) - retention.
+        let store_live = *o - gap - grace;
+        // KStreamSessionWindowAggregate: stream time includes this record; a session closes at stream time -
+        // grace - gap.
         *o = (*o).max(*ts);
-        let close = *o - grace;
+        let close = *o - grace - gap;
         let list = sessions.entry(k.clone()).or_default();
         #[allow(clippy::type_complexity)]
         let (hit, keep): (Vec<&(i64, i64, i64, i64)>, Vec<&(i64, i64, i64, i64)>) = list
             .iter()
-            .partition(|(s, e, _, _)| *e >= ts - gap && *s <= ts + gap);
+            .partition(|(s, e, _, _)| *e >= ts - gap && *s <= ts + gap && *e > store_live);
         let start = hit.iter().map(|x| x.0).chain([*ts]).min().unwrap();
         let end = hit.iter().map(|x| x.1).chain([*ts]).max().unwrap();
         if end < close {
@@ -453,7 +458,7 @@ fn session_windows_match_the_reference() {
             *o = (*o).max(*ts);
             m
         });
-        let live = |(k, _, e): &(String, i64, i64)| *e >= observed[&partition_of(k)] - gap - grace;
+        let live = |(k, _, e): &(String, i64, i64)| *e > observed[&partition_of(k)] - gap - grace;
         let expect_live: BTreeMap<_, _> = reference
             .iter()
             .filter(|(w, _)| live(w))
@@ -590,4 +595,137 @@ fn windowed_changelog_carries_each_windows_latest_value() {
         .map(|(w, n)| (w.window.start, n))
         .collect();
     assert_eq!(last, BTreeMap::from([(0, 2), (10, 3)]));
+}
+
+/// Sessions are deleted from the store once stream time passes their end by the retention period (here the
+/// configured 100 s, longer than gap + grace); the deletion runs every half retention (at least every minute)
+/// of stream time, not on every record.
+#[test]
+fn session_store_deletes_sessions_past_retention() {
+    for kind in [StoreKind::InMemory, StoreKind::RocksDb] {
+        let b = StreamsBuilder::new();
+        b.stream("clicks", input())
+            .group_by_key(Grouped::new())
+            .windowed_by(SessionWindows::of_inactivity_gap_and_grace(
+                Duration::from_millis(10),
+                Duration::from_millis(5),
+            ))
+            .count(
+                Materialized::as_store("sessions")
+                    .with_store_kind(kind)
+                    .with_retention(Duration::from_secs(100)),
+            );
+        let drv = driver(b);
+        let topic = drv.input_topic("clicks", Serdes::string(), Serdes::i64());
+        let stored = || -> Vec<(i64, i64, i64)> {
+            drv.key_value_store::<Windowed<String>, i64>("sessions")
+                .unwrap()
+                .all()
+                .unwrap()
+                .into_iter()
+                .map(|(w, n)| (w.window.start, w.window.end, n))
+                .collect()
+        };
+        for t in [0, 5, 50_000] {
+            topic.pipe_input_at("a".into(), 1, t).unwrap();
+        }
+        assert_eq!(stored(), vec![(0, 5, 2), (50_000, 50_000, 1)], "{kind:?}");
+        // Stream time 100,006: [0, 5] ended more than 100 s ago; the periodic deletion (last at stream time 0)
+        // is due.
+        topic.pipe_input_at("a".into(), 1, 100_006).unwrap();
+        assert_eq!(
+            stored(),
+            vec![(50_000, 50_000, 1), (100_006, 100_006, 1)],
+            "{kind:?}"
+        );
+    }
+}
+
+/// A record inside an existing session: without a cache the session is retracted (a tombstone at its end) and
+/// re-added, as Kafka's KStreamSessionWindowAggregate forwards them; with one, Kafka's CachingSessionStore
+/// collapses the removal and the put of the same session into one update (the TopologyTestDriver flushes the
+/// cache after each record), so only the new value is forwarded.
+#[test]
+fn a_record_inside_a_session_updates_it_as_kafka_does_with_and_without_a_cache() {
+    for cached in [false, true] {
+        let b = StreamsBuilder::new();
+        let m = Materialized::as_store("sessions");
+        b.stream("clicks", input())
+            .group_by_key(Grouped::new())
+            .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+                Duration::from_millis(10),
+            ))
+            .count(if cached { m } else { m.with_caching_disabled() })
+            .to_stream()
+            .map(|k, v| (format!("{}@{}/{}", k.key, k.window.start, k.window.end), v))
+            .to(
+                "counts",
+                Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+            );
+        let drv = driver(b);
+        let topic = drv.input_topic("clicks", Serdes::string(), Serdes::i64());
+        for t in [0, 5, 3, 20, 20] {
+            topic.pipe_input_at("a".into(), 1, t).unwrap();
+        }
+        let got: Vec<(String, Option<i64>, i64)> = drv
+            .output_topic("counts", Serdes::string(), OptionSerde::new(Serdes::i64()))
+            .read_records_to_vec()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key, r.value, r.timestamp))
+            .collect();
+        let mut expected = vec![
+            ("a@0/0".to_string(), Some(1), 0),
+            ("a@0/0".to_string(), None, 0),
+            ("a@0/5".to_string(), Some(2), 5),
+        ];
+        if !cached {
+            expected.push(("a@0/5".to_string(), None, 5));
+        }
+        expected.extend([
+            ("a@0/5".to_string(), Some(3), 5),
+            ("a@20/20".to_string(), Some(1), 20),
+            ("a@20/20".to_string(), Some(2), 20),
+        ]);
+        assert_eq!(got, expected, "cached: {cached}");
+    }
+}
+
+/// Session updates carry the input record's headers through a cached store (Kafka's CachingSessionStore keeps
+/// the record context with each entry) and none without a cache (KStreamSessionWindowAggregate forwards
+/// `new Record(key, change, end)`).
+#[test]
+fn session_updates_carry_headers_only_through_a_cache() {
+    for cached in [false, true] {
+        let b = StreamsBuilder::new();
+        let m = Materialized::as_store("sessions");
+        b.stream("clicks", input())
+            .group_by_key(Grouped::new())
+            .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+                Duration::from_millis(10),
+            ))
+            .count(if cached { m } else { m.with_caching_disabled() })
+            .to_stream()
+            .map(|k, v| (format!("{}@{}/{}", k.key, k.window.start, k.window.end), v))
+            .to(
+                "counts",
+                Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+            );
+        let drv = driver(b);
+        let topic = drv.input_topic("clicks", Serdes::string(), Serdes::i64());
+        for t in [0, 5] {
+            let mut r = TestRecord::new("a".to_string(), 1, t);
+            r.headers = streams_dsl::streams_core::Headers::default().with("h", b"1".to_vec());
+            topic.pipe_record(r).unwrap();
+        }
+        let headers: Vec<usize> = drv
+            .output_topic("counts", Serdes::string(), OptionSerde::new(Serdes::i64()))
+            .read_records_to_vec()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.headers.len())
+            .collect();
+        let n = usize::from(cached);
+        assert_eq!(headers, vec![n, n, n], "cached: {cached}");
+    }
 }

@@ -4,14 +4,16 @@
 use std::sync::Arc;
 
 use state_store::{SessionStore, SharedSerde, Window, Windowed};
-use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
+use streams_core::{Data, Headers, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
 use crate::ops::stream_aggregate::missing_store;
 use crate::ops::window_aggregate::expiry_interval;
 use crate::windows::SessionWindows;
 
-/// `add(key, value, aggregate so far or None)`; `merge(key, a, b)` combines two sessions' aggregates.
+/// `add(key, value, aggregate so far or None)`; `merge(key, aggregate so far or None, session)` folds the
+/// aggregate of a session the record joins into the aggregate so far (`None` stands for the initializer's value,
+/// as Kafka merges every found session into `initializer()`).
 pub(crate) struct SessionAggregate<K, V, VA, A, M> {
     pub store_name: Arc<str>,
     pub windows: SessionWindows,
@@ -21,6 +23,8 @@ pub(crate) struct SessionAggregate<K, V, VA, A, M> {
     pub add: Arc<A>,
     pub merge: Arc<M>,
     pub send_old: bool,
+    /// The store has a cache (Kafka forwards through CachingSessionStore's flush).
+    pub cached: bool,
     pub store: Option<SessionStore<K, VA>>,
     pub observed: i64,
     pub last_expiry: i64,
@@ -30,7 +34,7 @@ pub(crate) struct SessionAggregate<K, V, VA, A, M> {
 impl<K: Data, V: Data, VA: Data, A, M> Processor<K, V> for SessionAggregate<K, V, VA, A, M>
 where
     A: Fn(&K, &V, Option<VA>) -> VA + Send + Sync + 'static,
-    M: Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
+    M: Fn(&K, Option<VA>, VA) -> VA + Send + Sync + 'static,
 {
     type KOut = Windowed<K>;
     type VOut = Change<VA>;
@@ -44,7 +48,10 @@ where
             typed.bytes().clone(),
             self.key_serde.clone(),
             self.value_serde.clone(),
-            self.retention_ms,
+            // Kafka's session stores (InMemorySessionStore, the RocksDB segmented store's `getActualFrom`) keep
+            // a session while its end > stream time - retention; `SessionStore` keeps it while its end >=
+            // stream time - retention, hence one ms less.
+            self.retention_ms - 1,
         ));
         Ok(())
     }
@@ -58,51 +65,79 @@ where
             .store
             .as_mut()
             .ok_or_else(|| missing_store("session aggregate"))?;
+        if self.key_serde.is_null(&r.key) {
+            // Kafka skips (and counts) a record with a null key: it belongs to no session.
+            ctx.record_dropped("null key in a session aggregation");
+            return Ok(());
+        }
         let ts = r.timestamp;
         if ts < 0 {
             ctx.record_dropped("negative timestamp in a session aggregation");
             return Ok(());
         }
-        self.observed = self.observed.max(ts).max(ctx.stream_time());
-        store.observe_stream_time(self.observed);
-        let close = self.observed.saturating_sub(self.windows.grace_ms);
+        // As Kafka's KStreamSessionWindowAggregate: the processor's own stream time (the newest record it saw),
+        // and a session is closed once it ended more than gap + grace before it.
+        self.observed = self.observed.max(ts);
         let gap = self.windows.gap_ms;
+        let close = self
+            .observed
+            .saturating_sub(self.windows.grace_ms)
+            .saturating_sub(gap);
         let overlapping = store.find_sessions(&r.key, ts - gap, ts + gap)?;
-        let mut merged = Window::new(ts, ts);
-        for (w, _) in &overlapping {
+        let single = Window::new(ts, ts);
+        let mut merged = single;
+        let mut agg: Option<VA> = None;
+        for (w, a) in &overlapping {
             merged.start = merged.start.min(w.start);
             merged.end = merged.end.max(w.end);
+            agg = Some((self.merge)(&r.key, agg, a.clone()));
         }
         if merged.end < close {
             ctx.record_dropped("record later than its session's grace period");
             return Ok(());
         }
-        let mut agg: Option<VA> = None;
-        let mut old_same = None;
-        for (w, a) in overlapping {
-            if w == merged {
-                old_same = Some(a.clone());
-            } else {
+        // Every session the record joins or bridges is removed (a tombstone stamped with its own end), unless
+        // the only one is the record's own point session [ts, ts], which is overwritten in place.
+        //
+        // Without a cache Kafka forwards each removal and the put as they happen, as new records without
+        // headers. With one (CachingSessionStore, flushed after each record as in the TopologyTestDriver) the
+        // removal and the put of the same session collapse into one update carrying the store's previous value,
+        // and every update carries the input record's headers.
+        let headers = if self.cached {
+            r.headers.clone()
+        } else {
+            Headers::default()
+        };
+        let mut previous = None;
+        if merged != single {
+            for (w, a) in overlapping {
                 store.remove(&r.key, w)?;
+                if self.cached && w == merged {
+                    previous = Some(a);
+                    continue;
+                }
                 ctx.forward(Record {
                     key: Windowed::new(r.key.clone(), w),
-                    value: Change::new(None, self.send_old.then(|| a.clone())),
-                    timestamp: ts,
-                    headers: r.headers.clone(),
+                    value: Change::new(None, self.send_old.then_some(a)),
+                    timestamp: w.end,
+                    headers: headers.clone(),
                 })?;
             }
-            agg = Some(match agg {
-                None => a,
-                Some(x) => (self.merge)(&r.key, x, a),
-            });
+        } else if self.cached {
+            previous = overlapping.into_iter().next().map(|(_, a)| a);
         }
         let new = (self.add)(&r.key, &r.value, agg);
+        // Kafka's session stores advance their own stream time with the end of each session written, after the
+        // lookup above (so a record advancing stream time still finds a session exactly `gap` before it).
+        store.observe_stream_time(merged.end);
         store.put(&r.key, merged, &new)?;
+        // The new session is stamped with its end (its newest record's time); without a cache it has no old
+        // value (any session it replaced was retracted above).
         ctx.forward(Record {
             key: Windowed::new(r.key, merged),
-            value: Change::new(Some(new), old_same.filter(|_| self.send_old)),
-            timestamp: ts,
-            headers: r.headers,
+            value: Change::new(Some(new), previous.filter(|_| self.send_old)),
+            timestamp: merged.end,
+            headers,
         })?;
         if self.observed - self.last_expiry >= expiry_interval(self.retention_ms) {
             store.expire(self.observed)?;
