@@ -151,6 +151,7 @@ impl Topology {
                     value_type: type_name::<V>(),
                     logging: false,
                     caching: false,
+                    source_changelog: None,
                     processors: Vec::new(),
                 },
                 source: source_name.to_string(),

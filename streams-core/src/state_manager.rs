@@ -102,7 +102,7 @@ fn open_store(
     };
     let restorable = def.logging && restorer.is_some();
     let persistent = def.supplier.persistent();
-    let topic = Topology::changelog_topic(&env.application_id, name);
+    let topic = topology.store_changelog_topic(&env.application_id, name);
     let existed = persistent && has_files(&dir);
     let mut waited = Duration::ZERO;
     let opened = loop {
@@ -149,7 +149,10 @@ fn open_store(
                 &dir,
                 store,
                 wiped,
-                def.serdes.timestamped(),
+                crate::task::ChangelogFormat {
+                    timestamped: def.serdes.timestamped(),
+                    source_topic: def.source_changelog.is_some(),
+                },
                 &mut reopen,
             )?;
         }
@@ -213,7 +216,7 @@ mod tests {
             _dir: &std::path::Path,
             inner: Box<dyn KeyValueStore>,
             wiped: bool,
-            _timestamped: bool,
+            _format: crate::task::ChangelogFormat,
             _reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
         ) -> Result<Box<dyn KeyValueStore>, StreamsError> {
             self.calls

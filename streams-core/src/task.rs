@@ -83,12 +83,22 @@ pub trait ChangelogWriter: Send + Sync {
     ) -> Box<dyn ChangelogSink>;
 }
 
+/// How a store's changelog is read back into it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ChangelogFormat {
+    /// The store keeps values with timestamps, which its changelog carries as record timestamps (each restored
+    /// value gets its record's timestamp in front).
+    pub timestamped: bool,
+    /// The changelog is the source topic the store is a table of: it is read up to the application's committed
+    /// offset, where processing resumes, not to its end.
+    pub source_topic: bool,
+}
+
 /// Brings a store up to date from its changelog before its task starts (the runtime's restoration).
 pub(crate) trait StateRestorer {
     /// Restores `inner` (just opened, not yet wrapped) of `store` from partition `task.partition` of
     /// `changelog`. `wiped`: the store was just recreated empty (its checkpoint no longer applies). May wipe it:
-    /// drop it, clear `dir`, and call `reopen`. `timestamped`: the store keeps values with timestamps, which its
-    /// changelog carries as record timestamps (each restored value gets its record's timestamp in front).
+    /// drop it, clear `dir`, and call `reopen`. `format` says how the changelog's records become entries.
     #[allow(clippy::too_many_arguments)]
     fn restore(
         &mut self,
@@ -98,7 +108,7 @@ pub(crate) trait StateRestorer {
         dir: &std::path::Path,
         inner: Box<dyn KeyValueStore>,
         wiped: bool,
-        timestamped: bool,
+        format: ChangelogFormat,
         reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
     ) -> Result<Box<dyn KeyValueStore>, StreamsError>;
 
@@ -531,7 +541,8 @@ fn wrap_store(
     mut store: Box<dyn KeyValueStore>,
 ) -> StoreSlot {
     let def = &topology.stores[name];
-    if def.logging {
+    // A store whose changelog is its source topic writes nothing: the topic already holds every change.
+    if def.logging && def.source_changelog.is_none() {
         if let Some(writer) = &env.changelog {
             let topic = Topology::changelog_topic(&env.application_id, name);
             let mut sink = writer.sink(name, &topic, id.partition, timestamp.clone());

@@ -79,6 +79,8 @@ pub(crate) struct StoreDef {
     pub value_type: &'static str,
     pub logging: bool,
     pub caching: bool,
+    /// The store is a copy of this source topic (a table read from it), which serves as its changelog.
+    pub source_changelog: Option<String>,
     pub processors: Vec<usize>,
 }
 
@@ -100,6 +102,7 @@ pub struct KeyValueStoreBuilder<K, V> {
     plain: Option<Arc<dyn Any + Send + Sync>>,
     logging: bool,
     caching: bool,
+    source_changelog: Option<String>,
 }
 
 impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, ValueAndTimestamp<V>> {
@@ -178,6 +181,7 @@ impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
             plain: None,
             logging: true,
             caching: true,
+            source_changelog: None,
         }
     }
 
@@ -207,6 +211,28 @@ impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
     /// Sets whether the store has a write-back cache.
     pub fn with_caching(mut self, enabled: bool) -> Self {
         self.caching = enabled;
+        self
+    }
+
+    /// Uses source topic `topic` as the store's changelog, for a store that holds exactly what `topic` holds (a
+    /// table read from it, Kafka's `topology.optimization=reuse.ktable.source.topics`): no changelog topic is
+    /// created or written, and the store is restored from `topic`, up to the offset the application committed
+    /// on it, so the task goes on processing exactly where its state stands. `topic` must be read by a source of
+    /// the sub-topology the store belongs to.
+    ///
+    /// Restoration copies the topic's records as they are: a record the table's processing would have skipped
+    /// (a value its serde cannot read, kept by a continue handler) enters the store on restore.
+    ///
+    /// ```
+    /// use streams_core::{KeyValueStoreBuilder, Serdes, StoreKind};
+    ///
+    /// let prices = KeyValueStoreBuilder::new("prices", StoreKind::RocksDb, Serdes::string(), Serdes::i64())
+    ///     .with_changelog_from_source("prices");
+    /// assert_eq!(prices.name(), "prices");
+    /// ```
+    pub fn with_changelog_from_source(mut self, topic: impl Into<String>) -> Self {
+        self.source_changelog = Some(topic.into());
+        self.logging = true;
         self
     }
 
@@ -624,6 +650,7 @@ impl Topology {
                 value_type: type_name::<V>(),
                 logging: builder.logging,
                 caching: builder.caching,
+                source_changelog: builder.source_changelog,
                 processors: Vec::new(),
             },
         );
@@ -720,6 +747,29 @@ impl Topology {
             format!("{application_id}-{topic}")
         } else {
             topic.to_string()
+        }
+    }
+
+    /// Whether a store uses its source topic as its changelog.
+    pub(crate) fn has_source_changelogs(&self) -> bool {
+        self.stores.values().any(|d| d.source_changelog.is_some())
+    }
+
+    /// The source topic store `name` uses as its changelog, if it does.
+    pub(crate) fn source_changelog_of(&self, name: &str) -> Option<String> {
+        self.stores.get(name)?.source_changelog.clone()
+    }
+
+    /// The topic store `name` is logged to and restored from: its source topic when it has one
+    /// ([`KeyValueStoreBuilder::with_changelog_from_source`]), otherwise [`Topology::changelog_topic`].
+    pub fn store_changelog_topic(&self, application_id: &str, name: &str) -> String {
+        match self
+            .stores
+            .get(name)
+            .and_then(|d| d.source_changelog.as_ref())
+        {
+            Some(topic) => topic.clone(),
+            None => Topology::changelog_topic(application_id, name),
         }
     }
 
@@ -884,6 +934,19 @@ impl Topology {
         self.check_copartitioning(application_id, &groups, &known, &topic_partitions)?;
         for s in &subs {
             for store in &s.stores {
+                if let Some(topic) = self
+                    .stores
+                    .get(store)
+                    .and_then(|d| d.source_changelog.as_ref())
+                {
+                    if !s.source_topics.iter().any(|t| t == topic) {
+                        return Err(StreamsError::InvalidTopology(format!(
+                            "store '{store}' uses topic '{topic}' as its changelog, but its sub-topology reads {:?}",
+                            s.source_topics
+                        )));
+                    }
+                    continue; // the source topic is its changelog
+                }
                 if self.stores.get(store).is_some_and(|d| d.logging) {
                     changelogs.insert(
                         Topology::changelog_topic(application_id, store),

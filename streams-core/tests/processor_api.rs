@@ -470,3 +470,47 @@ fn changelog_records_every_flushed_write() {
         vec![("a".to_string(), 3), ("b".to_string(), 1)]
     );
 }
+
+/// A topology whose store `counts` is logged to `changelog_source` (a topic the sub-topology reads, or not).
+fn source_changelog_topology(changelog_source: &str) -> Topology {
+    let mut t = counter_topology(StoreKind::InMemory);
+    t.add_source("other-src", &["other"], strings()).unwrap();
+    t.add_processor::<String, String, _, _>(
+        "noop",
+        || Counter {
+            store: None,
+            stream_schedule: None,
+        },
+        &["other-src"],
+    )
+    .unwrap();
+    t.add_state_store(
+        KeyValueStoreBuilder::new("copy", StoreKind::InMemory, Serdes::string(), Serdes::i64())
+            .with_changelog_from_source(changelog_source),
+        &["count"],
+    )
+    .unwrap();
+    t
+}
+
+#[test]
+fn a_store_logged_to_its_source_topic_gets_no_changelog_topic() {
+    let t = source_changelog_topology("in");
+    assert_eq!(t.store_changelog_topic("app", "copy"), "in");
+    assert_eq!(
+        t.store_changelog_topic("app", "counts"),
+        "app-counts-changelog"
+    );
+    let plan = t.partition_plan("app", |_| Ok(4)).unwrap();
+    assert_eq!(
+        plan.changelogs.keys().cloned().collect::<Vec<_>>(),
+        vec!["app-counts-changelog".to_string()]
+    );
+}
+
+#[test]
+fn a_store_logged_to_a_topic_its_sub_topology_does_not_read_is_refused() {
+    let t = source_changelog_topology("other");
+    let err = t.partition_plan("app", |_| Ok(4)).unwrap_err().to_string();
+    assert!(err.contains("copy") && err.contains("other"), "{err}");
+}

@@ -26,6 +26,10 @@ pub(crate) struct BuilderInner {
     /// For windowed tables, by node: the grace period and whether window ends are inclusive (sessions), which
     /// `suppress(until_window_closes)` needs.
     pub window_close: std::collections::HashMap<String, (i64, bool)>,
+    /// Source tables use their topic as their store's changelog.
+    pub reuse_source_topics: bool,
+    /// The next store added by [`BuilderInner::add_timestamped_store_as`] uses this source topic as its changelog.
+    source_changelog: Option<String>,
 }
 
 impl BuilderInner {
@@ -154,10 +158,15 @@ impl BuilderInner {
             .supplier
             .clone()
             .unwrap_or_else(|| Arc::new(StoreKind::default()));
-        let builder =
+        let mut builder =
             KeyValueStoreBuilder::timestamped_from_parts(name, supplier, key_serde, value_serde)
                 .with_logging(m.logging)
                 .with_caching(m.caching);
+        if let Some(topic) = self.source_changelog.take() {
+            if m.logging {
+                builder = builder.with_changelog_from_source(topic);
+            }
+        }
         let r = self
             .topology
             .add_state_store(builder, &[processor])
@@ -206,8 +215,37 @@ impl StreamsBuilder {
                 counter: 0,
                 error: None,
                 window_close: Default::default(),
+                reuse_source_topics: false,
+                source_changelog: None,
             })),
         }
+    }
+
+    /// Applies `optimization` to the topology built (Kafka's `topology.optimization`).
+    ///
+    /// With [`TopologyOptimization::ReuseSourceTopics`] (or [`TopologyOptimization::All`]), a table read from a
+    /// topic ([`StreamsBuilder::table`]) keeps no changelog topic of its own: its source topic is its changelog,
+    /// and after a failure or a move its store is restored from the source topic up to the offset the
+    /// application committed. That saves a topic and a copy of every record; the price is that restoration
+    /// copies the topic's records as they are, so a record that processing skipped (a value its serde cannot
+    /// read, with a continue handler) enters the store when it is restored.
+    ///
+    /// ```
+    /// use streams_dsl::*;
+    ///
+    /// let builder = StreamsBuilder::new().with_optimization(TopologyOptimization::ReuseSourceTopics);
+    /// builder.table::<String, String>("customers", Consumed::new(), Materialized::as_store("customers"));
+    /// let topology = builder.build().unwrap();
+    /// // The table's store is logged to, and restored from, its source topic.
+    /// assert_eq!(topology.store_changelog_topic("shop", "customers"), "customers");
+    /// ```
+    pub fn with_optimization(self, optimization: crate::TopologyOptimization) -> Self {
+        use crate::TopologyOptimization;
+        self.inner.borrow_mut().reuse_source_topics = matches!(
+            optimization,
+            TopologyOptimization::ReuseSourceTopics | TopologyOptimization::All
+        );
+        self
     }
 
     /// A stream of the records of `topic`.
@@ -299,6 +337,9 @@ impl StreamsBuilder {
                 },
                 &[&source],
             );
+            if b.reuse_source_topics {
+                b.source_changelog = Some(topic.to_string());
+            }
             b.add_store(&store, &materialized, k, v, &processor);
         }
         drop(b);

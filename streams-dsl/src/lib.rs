@@ -73,7 +73,7 @@ pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
 pub use params::Joined;
-pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned};
+pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned, TopologyOptimization};
 pub use state_store::{SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
 pub use stream_join::StreamJoined;
 pub use windowed::{SessionWindowedKStream, Suppressed, TimeWindowedKStream, WindowedBy};

@@ -390,3 +390,17 @@ impl<K: 'static, V: 'static, VO: 'static> Joined<K, V, VO> {
         self
     }
 }
+
+/// Rewrites of the topology, as Kafka Streams applies them under `topology.optimization`; see
+/// [`StreamsBuilder::with_optimization`](crate::StreamsBuilder::with_optimization).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TopologyOptimization {
+    /// None (Kafka's default, `none`).
+    #[default]
+    None,
+    /// Source tables use their topic as their changelog (`reuse.ktable.source.topics`).
+    ReuseSourceTopics,
+    /// Every optimization this library implements (`all`); today the same as `ReuseSourceTopics`.
+    All,
+}

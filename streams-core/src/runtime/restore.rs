@@ -49,6 +49,8 @@ pub(crate) struct ChangelogRestorer<'a> {
     /// Set when the restoration is no longer wanted (the task moved elsewhere): it stops after the current batch,
     /// keeping and checkpointing what it restored.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// The application's committed offsets of the source topics that are changelogs of the task's stores.
+    pub committed: BTreeMap<(String, i32), i64>,
 }
 
 /// Whether a consumer error can pass: broker connections lost, leaders moving, requests timing out. Refused
@@ -198,7 +200,7 @@ impl StateRestorer for ChangelogRestorer<'_> {
         dir: &Path,
         mut inner: Box<dyn KeyValueStore>,
         wiped: bool,
-        timestamped: bool,
+        format: crate::task::ChangelogFormat,
         reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
     ) -> Result<Box<dyn KeyValueStore>, StreamsError> {
         let p = task.partition;
@@ -207,12 +209,26 @@ impl StateRestorer for ChangelogRestorer<'_> {
             self.timeout,
             || self.consumer.fetch_watermarks(changelog, p, TIMEOUT),
         )?;
-        let high = self.true_end(changelog, p, low, high)?;
-        let checkpoint = if inner.persistent() && !wiped {
+        let mut high = self.true_end(changelog, p, low, high)?;
+        let mut checkpoint = if inner.persistent() && !wiped {
             self.checkpoint.get(&(changelog.to_string(), p)).copied()
         } else {
             None
         };
+        if format.source_topic {
+            // A table's source topic: its state is what the application processed, up to the committed offset
+            // (nothing when there is none); processing goes on from there.
+            high = match self.committed.get(&(changelog.to_string(), p)) {
+                Some(&c) => c.clamp(low, high),
+                None => low,
+            };
+            if checkpoint.is_some_and(|c| c > high) {
+                // The store went past the last commit before a crash: its newer entries would be processed
+                // again on top of themselves. Start over.
+                tracing::warn!(store, partition = p, ?checkpoint, committed = high, "the store is ahead of the committed offset of its source topic; restoring from the start");
+                checkpoint = None;
+            }
+        }
         let mut wipe = !inner.persistent();
         let start = match checkpoint {
             Some(c) if c > high => {
@@ -286,7 +302,7 @@ impl StateRestorer for ChangelogRestorer<'_> {
                             if let Some(k) = m.key() {
                                 keys.push(k.to_vec());
                                 values.push(m.payload().map(|v| {
-                                    if timestamped {
+                                    if format.timestamped {
                                         // The changelog of a timestamped store carries the value's time as
                                         // the record's.
                                         let ts = m.timestamp().to_millis().unwrap_or(NO_TIMESTAMP);

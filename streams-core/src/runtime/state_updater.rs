@@ -14,14 +14,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::StreamsError;
 use crate::processor::TaskId;
 use crate::runtime::checkpoint;
 use crate::runtime::clients::{client_config, client_error};
 use crate::runtime::config::ClientKind;
-use crate::runtime::restore::{ChangelogRestorer, StateRestoreListener};
+use crate::runtime::restore::{retrying, ChangelogRestorer, StateRestoreListener};
 use crate::runtime::security::StreamsClientContext;
 use crate::runtime::thread::ThreadContext;
 use crate::state_manager::StateManager;
@@ -94,6 +95,25 @@ impl StateUpdater {
         let consumer: BaseConsumer<StreamsClientContext> = rc
             .create_with_context(restore_context)
             .map_err(|e| client_error(&ctx.config, ClientKind::RestoreConsumer, e))?;
+        // Stores restored from their source topic stop at the application's committed offset, read through a
+        // consumer of the application's group that never joins it.
+        let offsets_reader = if ctx.topology.has_source_changelogs() {
+            let mut oc = client_config(&ctx.config, ClientKind::RestoreConsumer);
+            oc.set("group.id", app)
+                .set("client.id", format!("{thread}-committed-offsets-reader"))
+                .set("enable.auto.commit", "false");
+            let context = StreamsClientContext::new(
+                &ctx.config,
+                ClientKind::RestoreConsumer,
+                format!("committed offsets reader {thread}"),
+            );
+            Some(
+                oc.create_with_context::<_, BaseConsumer<StreamsClientContext>>(context)
+                    .map_err(|e| client_error(&ctx.config, ClientKind::RestoreConsumer, e))?,
+            )
+        } else {
+            None
+        };
         let (commands, command_rx) = mpsc::channel();
         let (outcome_tx, outcomes) = mpsc::channel();
         let name = format!("{thread}-StateUpdater");
@@ -102,7 +122,13 @@ impl StateUpdater {
             .spawn(move || {
                 let span = tracing::info_span!("state_updater", thread = %name);
                 let _enter = span.enter();
-                run(&ctx, &consumer, &command_rx, &outcome_tx);
+                run(
+                    &ctx,
+                    &consumer,
+                    offsets_reader.as_ref(),
+                    &command_rx,
+                    &outcome_tx,
+                );
             })
             .map_err(|source| StreamsError::Io {
                 path: format!("{thread}-StateUpdater"),
@@ -166,6 +192,7 @@ impl Drop for StateUpdater {
 fn run(
     ctx: &Arc<ThreadContext>,
     consumer: &BaseConsumer<StreamsClientContext>,
+    offsets_reader: Option<&BaseConsumer<StreamsClientContext>>,
     commands: &Receiver<Command>,
     outcomes: &Sender<RestoreOutcome>,
 ) {
@@ -194,7 +221,7 @@ fn run(
         let result = if job.cancel.load(Ordering::Relaxed) {
             Ok(None)
         } else {
-            restore_task(ctx, consumer, &job)
+            restore_task(ctx, consumer, offsets_reader, &job)
         };
         let failed = result.is_err();
         let _ = outcomes.send(RestoreOutcome {
@@ -209,10 +236,37 @@ fn run(
     }
 }
 
+/// The application's committed offsets of partition `partition` of `topics`.
+fn committed_offsets(
+    ctx: &ThreadContext,
+    reader: &BaseConsumer<StreamsClientContext>,
+    topics: &[String],
+    partition: i32,
+) -> Result<BTreeMap<(String, i32), i64>, StreamsError> {
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        tpl.add_partition(t, partition);
+    }
+    let committed = retrying(
+        "cannot read the committed offsets of the source topics restored from",
+        ctx.config.task_timeout,
+        || reader.committed_offsets(tpl.clone(), Duration::from_secs(10)),
+    )?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+            _ => None,
+        })
+        .collect())
+}
+
 /// Opens and restores the stores of one task.
 fn restore_task(
     ctx: &ThreadContext,
     consumer: &BaseConsumer<StreamsClientContext>,
+    offsets_reader: Option<&BaseConsumer<StreamsClientContext>>,
     job: &Job,
 ) -> Result<Option<RestoredTask>, StreamsError> {
     let id = job.task;
@@ -220,6 +274,17 @@ fn restore_task(
     let _enter = span.enter();
     let env = ctx.store_env();
     let task_dir = env.state_dir.join(id.to_string());
+    let sources: Vec<String> = ctx.subs[id.subtopology]
+        .stores
+        .iter()
+        .filter_map(|s| ctx.topology.source_changelog_of(s))
+        .collect();
+    let committed = match offsets_reader {
+        Some(reader) if !sources.is_empty() => {
+            committed_offsets(ctx, reader, &sources, id.partition)?
+        }
+        _ => BTreeMap::new(),
+    };
     let mut restorer = ChangelogRestorer {
         consumer,
         checkpoint: checkpoint::read(&task_dir)?,
@@ -228,6 +293,7 @@ fn restore_task(
         timeout: ctx.config.task_timeout,
         restored: 0,
         cancel: Some(job.cancel.clone()),
+        committed,
     };
     let sub = &ctx.subs[id.subtopology];
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -153,7 +153,9 @@ impl CommitState {
     }
 
     /// Commits in the order that keeps at-least-once: flush caches (their writes go to the changelogs), flush
-    /// the producer, flush the stores, write checkpoints, then commit the consumed offsets.
+    /// the producer, flush the stores, commit the consumed offsets, then write checkpoints. A store whose
+    /// changelog is its source topic is checkpointed at the committed offset of that topic, which is why the
+    /// checkpoints come after the commit: they never claim more than was committed.
     pub(crate) fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -173,10 +175,27 @@ impl CommitState {
                     *pos = (*pos).max(o + 1);
                 }
             }
+        }
+        self.commit_offsets(consumer)?;
+        for t in self.tasks.values_mut() {
+            for (key, pos) in t.positions.iter_mut() {
+                // A source topic serving as a changelog: the store holds what was processed and committed.
+                if let Some(&o) = self.committed.get(key) {
+                    *pos = (*pos).max(o);
+                }
+            }
             if !t.positions.is_empty() {
                 checkpoint::write(&t.dir, &t.positions)?;
             }
         }
+        Ok(())
+    }
+
+    /// Commits the consumed offsets (with each partition's time in the metadata).
+    fn commit_offsets<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), StreamsError> {
         if !self.offsets.is_empty() {
             let mut tpl = TopicPartitionList::new();
             for ((topic, p), (o, time)) in &self.offsets {
