@@ -59,7 +59,7 @@ pub use node::StreamPartitioner;
 pub use partitioner::{default_partition, murmur2};
 pub use processor::{Data, Processor, ProcessorContext, PunctuationType, ScheduleId, TaskId};
 pub use record::{Header, Headers, RawRecord, RawRecordRef, Record, RecordMetadata};
-pub use state::ReadOnlyKeyValueStore;
+pub use state::{ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore};
 pub use task::{
     ChangelogWriter, OutgoingRecord, RecordCollector, RefusedRecord, TaskMetricsSnapshot,
 };

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use state_store::{KeyRange, SharedKeyValueStore, SharedSerde, StoreError};
+use state_store::{KeyRange, SharedKeyValueStore, SharedSerde, StoreError, Window, Windowed};
 
 use crate::error::StreamsError;
 use crate::topology::Topology;
@@ -146,6 +146,38 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
             .collect()
     }
 
+    /// The entries in `range` whose key bytes pass `keep`, in key-byte order across partitions.
+    fn scan_where(
+        &self,
+        range: &KeyRange,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<(K, V)>, StreamsError> {
+        let mut raw = Vec::new();
+        for part in &self.parts {
+            let guard = self.lock(part)?;
+            for entry in guard.scan(range, false)? {
+                let (k, v) = entry?;
+                if keep(&k) {
+                    raw.push((k, v));
+                }
+            }
+        }
+        raw.sort_by(|a, b| a.0.cmp(&b.0));
+        raw.into_iter()
+            .map(|(k, v)| {
+                let k = self
+                    .key_serde
+                    .deserialize(&k)
+                    .map_err(|e| self.serde_err(e))?;
+                let v = self
+                    .value_serde
+                    .deserialize(&v)
+                    .map_err(|e| self.serde_err(e))?;
+                Ok((k, v))
+            })
+            .collect()
+    }
+
     /// Entries with `from <= key <= to` (by key bytes).
     pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>, StreamsError> {
         let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -179,5 +211,145 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
             n += self.lock(part)?.approximate_num_entries()?;
         }
         Ok(n)
+    }
+}
+
+/// The stored bytes of `key` in a windowed store whose keys end with `suffix` bytes of window times.
+fn inner_key_bytes<K: 'static, V: 'static>(
+    store: &ReadOnlyKeyValueStore<Windowed<K>, V>,
+    key: K,
+    suffix: usize,
+) -> Result<Vec<u8>, StreamsError> {
+    let mut bytes = store.encode_key(&Windowed::new(key, Window::new(0, 0)))?;
+    let len = bytes.len().checked_sub(suffix).ok_or_else(|| {
+        StreamsError::processor(format!(
+            "store '{}' does not lay windowed keys out as key ++ window times",
+            store.name()
+        ))
+    })?;
+    bytes.truncate(len);
+    Ok(bytes)
+}
+
+fn with_time(prefix: &[u8], times: &[i64]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    for &t in times {
+        k.extend_from_slice(&t.max(0).to_be_bytes());
+    }
+    k
+}
+
+/// A read-only view of a window store (the store of a time- or sliding-windowed aggregation) over all its
+/// partitions: Kafka's `ReadOnlyWindowStore`. Values come without their timestamps, or with them when read as
+/// `ValueAndTimestamp<V>` (Kafka's timestamped window store).
+///
+/// See `TimeWindowedKStream::count` in streams-dsl for an example.
+pub struct ReadOnlyWindowStore<K, V> {
+    inner: ReadOnlyKeyValueStore<Windowed<K>, V>,
+}
+
+impl<K: Clone + 'static, V: 'static> ReadOnlyWindowStore<K, V> {
+    /// The window view of `inner`, a store of `Windowed<K>` keys laid out as `key ++ start`.
+    pub fn new(inner: ReadOnlyKeyValueStore<Windowed<K>, V>) -> Self {
+        ReadOnlyWindowStore { inner }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// The value of `key`'s window starting at `start`.
+    pub fn fetch(&self, key: &K, start: i64) -> Result<Option<V>, StreamsError> {
+        Ok(self
+            .fetch_range(key, start, start)?
+            .into_iter()
+            .next()
+            .map(|(_, v)| v))
+    }
+
+    /// `key`'s windows starting from `from` to `to` (both included), as (start, value), oldest first.
+    pub fn fetch_range(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>, StreamsError> {
+        if to < from || to < 0 {
+            return Ok(Vec::new());
+        }
+        let prefix = inner_key_bytes(&self.inner, key.clone(), 8)?;
+        let (lo, hi) = (with_time(&prefix, &[from]), with_time(&prefix, &[to]));
+        let len = prefix.len() + 8;
+        // Everything between `lo` and `hi` starts with the key's bytes; the length leaves out longer keys.
+        Ok(self
+            .inner
+            .scan_where(&KeyRange::inclusive(Some(&lo), Some(&hi)), |k| {
+                k.len() == len
+            })?
+            .into_iter()
+            .map(|(w, v)| (w.window.start, v))
+            .collect())
+    }
+
+    /// Every key's windows starting from `from` to `to` (both included).
+    pub fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<(Windowed<K>, V)>, StreamsError> {
+        Ok(self
+            .all()?
+            .into_iter()
+            .filter(|(w, _)| (from..=to).contains(&w.window.start))
+            .collect())
+    }
+
+    /// Every window of every key.
+    pub fn all(&self) -> Result<Vec<(Windowed<K>, V)>, StreamsError> {
+        self.inner.all()
+    }
+}
+
+/// A read-only view of a session store (the store of a session-windowed aggregation) over all its partitions:
+/// Kafka's `ReadOnlySessionStore`.
+///
+/// See `SessionWindowedKStream::count` in streams-dsl for an example.
+pub struct ReadOnlySessionStore<K, V> {
+    inner: ReadOnlyKeyValueStore<Windowed<K>, V>,
+}
+
+impl<K: Clone + 'static, V: 'static> ReadOnlySessionStore<K, V> {
+    /// The session view of `inner`, a store of `Windowed<K>` keys laid out as `key ++ end ++ start`.
+    pub fn new(inner: ReadOnlyKeyValueStore<Windowed<K>, V>) -> Self {
+        ReadOnlySessionStore { inner }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// Every session of `key`, by end.
+    pub fn fetch(&self, key: &K) -> Result<Vec<(Windowed<K>, V)>, StreamsError> {
+        self.find_sessions(key, 0, i64::MAX)
+    }
+
+    /// `key`'s sessions that end at or after `earliest_end` and start at or before `latest_start`, by end.
+    pub fn find_sessions(
+        &self,
+        key: &K,
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<Vec<(Windowed<K>, V)>, StreamsError> {
+        let prefix = inner_key_bytes(&self.inner, key.clone(), 16)?;
+        let lo = with_time(&prefix, &[earliest_end, 0]);
+        let hi = with_time(&prefix, &[i64::MAX, i64::MAX]);
+        let len = prefix.len() + 16;
+        Ok(self
+            .inner
+            .scan_where(&KeyRange::inclusive(Some(&lo), Some(&hi)), |k| {
+                k.len() == len
+            })?
+            .into_iter()
+            .filter(|(w, _)| w.window.start <= latest_start)
+            .collect())
+    }
+
+    /// The session of `key` from `start` to `end`.
+    pub fn fetch_session(&self, key: &K, start: i64, end: i64) -> Result<Option<V>, StreamsError> {
+        self.inner
+            .get(&Windowed::new(key.clone(), Window::new(start, end)))
     }
 }

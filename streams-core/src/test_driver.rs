@@ -828,6 +828,27 @@ impl TopologyTestDriver {
         ReadOnlyKeyValueStore::new(&st.topology, name, parts)
     }
 
+    /// A read-only view of window store `name` (a time- or sliding-windowed aggregation's) across all its
+    /// partitions.
+    pub fn window_store<K: Clone + 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::ReadOnlyWindowStore<K, V>, StreamsError> {
+        Ok(crate::ReadOnlyWindowStore::new(
+            self.key_value_store::<state_store::Windowed<K>, V>(name)?,
+        ))
+    }
+
+    /// A read-only view of session store `name` (a session-windowed aggregation's) across all its partitions.
+    pub fn session_store<K: Clone + 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::ReadOnlySessionStore<K, V>, StreamsError> {
+        Ok(crate::ReadOnlySessionStore::new(
+            self.key_value_store::<state_store::Windowed<K>, V>(name)?,
+        ))
+    }
+
     /// Advances the mock wall clock, firing wall-clock punctuations, then processes what they produced.
     pub fn advance_wall_clock(&self, by: Duration) -> Result<(), StreamsError> {
         let mut st = self.state.borrow_mut();

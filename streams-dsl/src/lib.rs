@@ -87,7 +87,8 @@ pub use streams_core::{
     default_partition, serde::JsonSerde, serde::OptionSerde, ConnectionFailure, Data,
     DeserializationExceptionHandler, Headers, KeyValueStoreBuilder, LogAndContinue,
     LogAndContinueProcessing, LogAndFail, LogAndFailProcessing, ProcessingExceptionHandler,
-    Processor, ProcessorContext, PunctuationType, ReadOnlyKeyValueStore, Record, RecordMetadata,
-    Serde, Serdes, StoreKind, StreamsError, TestInputTopic, TestOutputTopic, TestRecord,
-    TimestampExtractor, Topology, TopologyTestDriver, ValueAndTimestamp,
+    Processor, ProcessorContext, PunctuationType, ReadOnlyKeyValueStore, ReadOnlySessionStore,
+    ReadOnlyWindowStore, Record, RecordMetadata, Serde, Serdes, StoreKind, StreamsError,
+    TestInputTopic, TestOutputTopic, TestRecord, TimestampExtractor, Topology, TopologyTestDriver,
+    ValueAndTimestamp,
 };

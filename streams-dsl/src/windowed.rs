@@ -236,7 +236,28 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         )
     }
 
-    /// Counts each key's records per window.
+    /// Counts each key's records per window. The store is queried with
+    /// [`TopologyTestDriver::window_store`](crate::TopologyTestDriver::window_store) or
+    /// `KafkaStreams::window_store`:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+    ///     .group_by_key(Grouped::new())
+    ///     .windowed_by(TimeWindows::of_size_and_grace(Duration::from_secs(60), Duration::from_secs(60)))
+    ///     .count(Materialized::as_store("clicks-per-minute"));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let clicks = driver.input_topic("clicks", Serdes::string(), Serdes::string());
+    /// for ts in [1_000, 2_000, 61_000] {
+    ///     clicks.pipe_input_at("alice".into(), "/home".into(), ts).unwrap();
+    /// }
+    /// let store = driver.window_store::<String, i64>("clicks-per-minute").unwrap();
+    /// assert_eq!(store.fetch_range(&"alice".into(), 0, 60_000).unwrap(), vec![(0, 2), (60_000, 1)]);
+    /// assert_eq!(store.fetch(&"alice".into(), 60_000).unwrap(), Some(1));
+    /// ```
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
         self.fold(
             "windowed count",
@@ -407,7 +428,29 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         )
     }
 
-    /// Counts each key's records per session.
+    /// Counts each key's records per session. The store is queried with
+    /// [`TopologyTestDriver::session_store`](crate::TopologyTestDriver::session_store) or
+    /// `KafkaStreams::session_store`:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+    ///     .group_by_key(Grouped::new())
+    ///     .windowed_by(SessionWindows::of_inactivity_gap_and_grace(Duration::from_secs(30), Duration::from_secs(60)))
+    ///     .count(Materialized::as_store("visits"));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let clicks = driver.input_topic("clicks", Serdes::string(), Serdes::string());
+    /// for ts in [1_000, 20_000, 100_000] {
+    ///     clicks.pipe_input_at("alice".into(), "/home".into(), ts).unwrap();
+    /// }
+    /// let store = driver.session_store::<String, i64>("visits").unwrap();
+    /// let sessions: Vec<_> = store.fetch(&"alice".into()).unwrap().into_iter()
+    ///     .map(|(w, n)| (w.window.start, w.window.end, n)).collect();
+    /// assert_eq!(sessions, vec![(1_000, 20_000, 2), (100_000, 100_000, 1)]);
+    /// ```
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
         self.fold(
             "session count",

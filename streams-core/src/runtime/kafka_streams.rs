@@ -371,6 +371,28 @@ impl KafkaStreams {
         crate::ReadOnlyKeyValueStore::new(&self.inner.topology, name, parts)
     }
 
+    /// A read-only view of window store `name` (a time- or sliding-windowed aggregation's), over the parts
+    /// this instance holds; available as [`KafkaStreams::store`] is.
+    pub fn window_store<K: Clone + 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::ReadOnlyWindowStore<K, V>, StreamsError> {
+        Ok(crate::ReadOnlyWindowStore::new(
+            self.store::<state_store::Windowed<K>, V>(name)?,
+        ))
+    }
+
+    /// A read-only view of session store `name` (a session-windowed aggregation's), over the parts this
+    /// instance holds; available as [`KafkaStreams::store`] is.
+    pub fn session_store<K: Clone + 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::ReadOnlySessionStore<K, V>, StreamsError> {
+        Ok(crate::ReadOnlySessionStore::new(
+            self.store::<state_store::Windowed<K>, V>(name)?,
+        ))
+    }
+
     /// This instance's id in the metadata.
     pub fn instance_id(&self) -> &str {
         &self.inner.instance_id
