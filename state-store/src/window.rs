@@ -516,6 +516,33 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         )
     }
 
+    /// Every window starting in `[from, to]` still physically held, even past retention (not yet deleted by
+    /// [`WindowStore::expire`]), all keys, ordered by key bytes then start. Emitting a window's final result when
+    /// it closes reads it here: with the default retention (size plus grace) a window falls out of retention the
+    /// moment it closes.
+    pub fn fetch_all_held(&self, from: i64, to: i64) -> Result<Vec<(Windowed<K>, V)>, StoreError> {
+        let size = self.size_ms;
+        self.base.collect(
+            &KeyRange::all(),
+            None,
+            self.suffix(),
+            |w| {
+                let s = be_i64(w);
+                s >= from && s <= to
+            },
+            |b, k, w, v| {
+                let start = be_i64(w);
+                Ok((
+                    Windowed::new(
+                        b.decode_key(k)?,
+                        Window::new(start, start.saturating_add(size)),
+                    ),
+                    b.decode_value(v)?,
+                ))
+            },
+        )
+    }
+
     /// Every retained window.
     pub fn all(&self) -> Result<Vec<(Windowed<K>, V)>, StoreError> {
         self.fetch_all(i64::MIN, i64::MAX)

@@ -26,6 +26,9 @@ pub(crate) struct BuilderInner {
     /// For windowed tables, by node: the grace period and whether window ends are inclusive (sessions), which
     /// `suppress(until_window_closes)` needs.
     pub window_close: std::collections::HashMap<String, (i64, bool)>,
+    /// Nodes whose one store is not their table's rows (a suppression's buffer): a join reading such a table
+    /// materializes it behind the node instead.
+    pub buffer_nodes: std::collections::HashSet<String>,
 }
 
 impl BuilderInner {
@@ -206,6 +209,7 @@ impl StreamsBuilder {
                 counter: 0,
                 error: None,
                 window_close: Default::default(),
+                buffer_nodes: Default::default(),
             })),
         }
     }
