@@ -465,7 +465,19 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         from: i64,
         to: i64,
     ) -> Result<Vec<(i64, V)>, StoreError> {
-        let from = from.max(self.earliest_live()).max(0);
+        let from = from.max(self.earliest_live());
+        self.fetch_range_held(key, from, to)
+    }
+
+    /// [`WindowStore::fetch_range`], including windows past retention still physically held (not yet deleted
+    /// by [`WindowStore::expire`]).
+    pub fn fetch_range_held(
+        &mut self,
+        key: &K,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, V)>, StoreError> {
+        let from = from.max(0);
         if from > to {
             return Ok(Vec::new());
         }

@@ -9,7 +9,7 @@ use streams_core::{Data, SharedSerde, StreamsError};
 
 use crate::grouped::KGroupedStream;
 use crate::ktable::KTable;
-use crate::ops::emit_final::EmitFinal;
+use crate::ops::emit_final::{EmitFinal, SlidingEmitFinal};
 use crate::ops::session_aggregate::SessionAggregate;
 use crate::ops::sliding_aggregate::{buffer_retention, SlidingAggregate};
 use crate::ops::window_aggregate::WindowAggregate;
@@ -206,6 +206,14 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         let retention_ms = b
             .check(retention(&m, size.saturating_add(grace), op))
             .unwrap_or(size);
+        // A sliding window includes its end, so it is still open when stream time minus grace reaches it: by
+        // default keep windows as long as Kafka's sliding-window stores do (two time differences plus grace).
+        let retention_ms = match self.spec {
+            Spec::Sliding(_) if m.retention.is_none() => {
+                retention_ms.max(size.saturating_mul(2).saturating_add(grace))
+            }
+            _ => retention_ms,
+        };
         let (input, key) = self.grouped.prepare_input(&mut b, op, &store);
         let sk = b.check(pick_serde(&m.key_serde, &key, op, "key", STORE_HINT));
         let sv = b.check(pick_serde(
@@ -254,12 +262,6 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     );
                 }
                 Spec::Sliding(windows) => {
-                    if emit == EmitStrategy::OnWindowClose {
-                        b.check::<()>(Err(StreamsError::InvalidTopology(format!(
-                            "{op}: emit_strategy(EmitStrategy::on_window_close()) is not supported for sliding \
-                             windows yet; use suppress(Suppressed::until_window_closes()) on the result"
-                        ))));
-                    }
                     let input_serde = self.grouped.value_serde(&mut b, op);
                     let buffer = format!("{store}-records");
                     if let Some(iv) = input_serde {
@@ -281,6 +283,11 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                                 buffer: None,
                                 observed: i64::MIN,
                                 last_expiry: i64::MIN / 2,
+                                emit_final: (emit == EmitStrategy::OnWindowClose).then_some(
+                                    SlidingEmitFinal {
+                                        last_emit_close: None,
+                                    },
+                                ),
                             },
                             &[&input],
                         );
