@@ -465,7 +465,19 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         from: i64,
         to: i64,
     ) -> Result<Vec<(i64, V)>, StoreError> {
-        let from = from.max(self.earliest_live()).max(0);
+        let from = from.max(self.earliest_live());
+        self.fetch_range_held(key, from, to)
+    }
+
+    /// [`WindowStore::fetch_range`], including windows past retention still physically held (not yet deleted
+    /// by [`WindowStore::expire`]).
+    pub fn fetch_range_held(
+        &mut self,
+        key: &K,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, V)>, StoreError> {
+        let from = from.max(0);
         if from > to {
             return Ok(Vec::new());
         }
@@ -494,6 +506,33 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// Every window starting in `[from, to]`, all keys, ordered by key bytes then start.
     pub fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<(Windowed<K>, V)>, StoreError> {
         let from = from.max(self.earliest_live());
+        let size = self.size_ms;
+        self.base.collect(
+            &KeyRange::all(),
+            None,
+            self.suffix(),
+            |w| {
+                let s = be_i64(w);
+                s >= from && s <= to
+            },
+            |b, k, w, v| {
+                let start = be_i64(w);
+                Ok((
+                    Windowed::new(
+                        b.decode_key(k)?,
+                        Window::new(start, start.saturating_add(size)),
+                    ),
+                    b.decode_value(v)?,
+                ))
+            },
+        )
+    }
+
+    /// Every window starting in `[from, to]` still physically held, even past retention (not yet deleted by
+    /// [`WindowStore::expire`]), all keys, ordered by key bytes then start. Emitting a window's final result when
+    /// it closes reads it here: with the default retention (size plus grace) a window falls out of retention the
+    /// moment it closes.
+    pub fn fetch_all_held(&self, from: i64, to: i64) -> Result<Vec<(Windowed<K>, V)>, StoreError> {
         let size = self.size_ms;
         self.base.collect(
             &KeyRange::all(),

@@ -30,6 +30,9 @@ pub(crate) struct BuilderInner {
     pub reuse_source_topics: bool,
     /// The next store added by [`BuilderInner::add_timestamped_store_as`] uses this source topic as its changelog.
     source_changelog: Option<String>,
+    /// Nodes whose one store is not their table's rows (a suppression's buffer): a join reading such a table
+    /// materializes it behind the node instead.
+    pub buffer_nodes: std::collections::HashSet<String>,
 }
 
 impl BuilderInner {
@@ -217,6 +220,7 @@ impl StreamsBuilder {
                 window_close: Default::default(),
                 reuse_source_topics: false,
                 source_changelog: None,
+                buffer_nodes: Default::default(),
             })),
         }
     }

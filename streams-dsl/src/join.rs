@@ -51,7 +51,9 @@ impl<K: Data, V: Data> KTable<K, V> {
     ) -> Option<(String, String)> {
         let mut b = self.b.borrow_mut();
         if let [store] = stores_of(&b.topology, &self.node).as_slice() {
-            return Some((self.node.clone(), store.clone()));
+            if !b.buffer_nodes.contains(&self.node) {
+                return Some((self.node.clone(), store.clone()));
+            }
         }
         let k = b.check(pick_serde(&None, &self.key_serde, op, "key", TABLE_HINT))?;
         let v = b.check(pick_serde(

@@ -11,7 +11,8 @@
 //! | `KGroupedStream` (`count`, `reduce`, `aggregate`) | [`KGroupedStream`] |
 //! | `KGroupedTable` (`count`, `reduce`, `aggregate` with adder and subtractor) | [`KGroupedTable`] |
 //! | `KGroupedStream#windowedBy` with `TimeWindows`, `SlidingWindows`, `SessionWindows` | [`KGroupedStream::windowed_by`], [`TimeWindowedKStream`], [`SessionWindowedKStream`], [`Windowed`] |
-//! | `KTable#suppress(Suppressed.untilWindowCloses(..))` | [`KTable::suppress`], [`Suppressed`] |
+//! | `KTable#suppress(Suppressed.untilWindowCloses(..))`, `Suppressed.untilTimeLimit`, `BufferConfig` | [`KTable::suppress`], [`Suppressed`], [`BufferConfig`] |
+//! | `TimeWindowedKStream#emitStrategy(EmitStrategy.onWindowClose())` (KIP-825) | [`TimeWindowedKStream::emit_strategy`], [`EmitStrategy`] |
 //! | `KStream#join`/`leftJoin`/`outerJoin` with a `KStream`, `JoinWindows`, `StreamJoined` | [`KStream::join_stream`], [`KStream::left_join_stream`], [`KStream::outer_join_stream`], [`JoinWindows`], [`StreamJoined`] |
 //! | `Consumed`, `Produced`, `Grouped`, `Materialized`, `Repartitioned` | same names |
 //! | `KStream#join`/`leftJoin` with a `KTable`, `KTable#join`/`leftJoin`/`outerJoin`, `Joined` | [`KStream::join`], [`KStream::left_join`], [`KTable::join`], [`KTable::left_join`], [`KTable::outer_join`], [`Joined`] |
@@ -64,6 +65,7 @@ mod ktable;
 mod ops;
 mod params;
 mod stream_join;
+mod suppressed;
 mod windowed;
 mod windows;
 
@@ -76,7 +78,8 @@ pub use params::Joined;
 pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned, TopologyOptimization};
 pub use state_store::{SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
 pub use stream_join::StreamJoined;
-pub use windowed::{SessionWindowedKStream, Suppressed, TimeWindowedKStream, WindowedBy};
+pub use suppressed::{BufferConfig, BufferFullStrategy, Suppressed};
+pub use windowed::{EmitStrategy, SessionWindowedKStream, TimeWindowedKStream, WindowedBy};
 pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
 
 #[cfg(any(feature = "avro", feature = "protobuf", feature = "json-schema"))]

@@ -9,9 +9,9 @@ use streams_core::{Data, SharedSerde, StreamsError};
 
 use crate::grouped::KGroupedStream;
 use crate::ktable::KTable;
+use crate::ops::emit_final::{EmitFinal, SlidingEmitFinal};
 use crate::ops::session_aggregate::SessionAggregate;
 use crate::ops::sliding_aggregate::{buffer_retention, SlidingAggregate};
-use crate::ops::suppress::SuppressUntilClose;
 use crate::ops::window_aggregate::WindowAggregate;
 use crate::params::{pick_serde, Materialized};
 use crate::windows::{ms, SessionWindows, SlidingWindows, TimeWindows};
@@ -54,6 +54,7 @@ impl<K: Data, V: Data> WindowedBy<K, V> for TimeWindows {
         TimeWindowedKStream {
             grouped,
             spec: Spec::Time(self),
+            emit: EmitStrategy::OnWindowUpdate,
         }
     }
 }
@@ -64,6 +65,7 @@ impl<K: Data, V: Data> WindowedBy<K, V> for SlidingWindows {
         TimeWindowedKStream {
             grouped,
             spec: Spec::Sliding(self),
+            emit: EmitStrategy::OnWindowUpdate,
         }
     }
 }
@@ -117,9 +119,67 @@ fn retention<K, V>(m: &Materialized<K, V>, min: i64, op: &str) -> Result<i64, St
 pub struct TimeWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     spec: Spec,
+    emit: EmitStrategy,
+}
+
+/// When a windowed aggregation forwards its results (Kafka Streams' `EmitStrategy`, KIP-825).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmitStrategy {
+    /// Every update of a window, as it happens (the default).
+    #[default]
+    OnWindowUpdate,
+    /// Only each window's final result, once it closes (stream time reaches its end plus grace), read from the
+    /// aggregation's store: one record per window and key, with no suppression buffer. Records too late for
+    /// their window are dropped (and counted in the `dropped_records` metric).
+    OnWindowClose,
+}
+
+impl EmitStrategy {
+    /// [`EmitStrategy::OnWindowUpdate`] (Kafka's `EmitStrategy.onWindowUpdate()`).
+    pub fn on_window_update() -> Self {
+        EmitStrategy::OnWindowUpdate
+    }
+
+    /// [`EmitStrategy::OnWindowClose`] (Kafka's `EmitStrategy.onWindowClose()`).
+    pub fn on_window_close() -> Self {
+        EmitStrategy::OnWindowClose
+    }
 }
 
 impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
+    /// When the aggregation forwards its results: every update (the default) or, with
+    /// [`EmitStrategy::on_window_close`], only each window's final result once the window closes (Kafka Streams'
+    /// `TimeWindowedKStream#emitStrategy`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::*;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("page-views", Consumed::new())
+    ///     .group_by_key(Grouped::new())
+    ///     .windowed_by(TimeWindows::of_size_and_grace(Duration::from_secs(60), Duration::from_secs(10)))
+    ///     .emit_strategy(EmitStrategy::on_window_close())
+    ///     .count(Materialized::new())
+    ///     .to_stream()
+    ///     .map(|k, n| (format!("{}@{}", k.key, k.window.start), n.unwrap_or(0)))
+    ///     .to("final-counts", Produced::new());
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let views = driver.input_topic("page-views", Serdes::string(), Serdes::string());
+    /// let out = driver.output_topic("final-counts", Serdes::string(), Serdes::i64());
+    /// views.pipe_input_at("/home".into(), "ann".into(), 1_000).unwrap();
+    /// views.pipe_input_at("/home".into(), "bob".into(), 65_000).unwrap();
+    /// views.pipe_input_at("/home".into(), "cid".into(), 59_000).unwrap(); // late, but within grace
+    /// assert!(out.is_empty());
+    /// views.pipe_input_at("/home".into(), "dan".into(), 70_000).unwrap(); // the first minute closes
+    /// assert_eq!(out.read_key_values_to_vec().unwrap(), vec![("/home@0".to_string(), 2)]);
+    /// ```
+    pub fn emit_strategy(mut self, strategy: EmitStrategy) -> Self {
+        self.emit = strategy;
+        self
+    }
+
     fn fold<VA: Data, F>(
         &self,
         op: &str,
@@ -146,6 +206,14 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         let retention_ms = b
             .check(retention(&m, size.saturating_add(grace), op))
             .unwrap_or(size);
+        // A sliding window includes its end, so it is still open when stream time minus grace reaches it: by
+        // default keep windows as long as Kafka's sliding-window stores do (two time differences plus grace).
+        let retention_ms = match self.spec {
+            Spec::Sliding(_) if m.retention.is_none() => {
+                retention_ms.max(size.saturating_mul(2).saturating_add(grace))
+            }
+            _ => retention_ms,
+        };
         let (input, key) = self.grouped.prepare_input(&mut b, op, &store);
         let sk = b.check(pick_serde(&m.key_serde, &key, op, "key", STORE_HINT));
         let sv = b.check(pick_serde(
@@ -165,6 +233,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                 Arc::<str>::from(store.as_str()),
                 Arc::new(fold),
             );
+            let emit = self.emit;
             match self.spec {
                 Spec::Time(windows) => {
                     let (k2, v2) = (k.clone(), v.clone());
@@ -182,6 +251,11 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                             observed: i64::MIN,
                             last_expiry: i64::MIN / 2,
                             starts: Vec::new(),
+                            emit_final: (emit == EmitStrategy::OnWindowClose).then_some(
+                                EmitFinal {
+                                    last_emit_close: None,
+                                },
+                            ),
                             _p: PhantomData,
                         },
                         &[&input],
@@ -209,6 +283,11 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                                 buffer: None,
                                 observed: i64::MIN,
                                 last_expiry: i64::MIN / 2,
+                                emit_final: (emit == EmitStrategy::OnWindowClose).then_some(
+                                    SlidingEmitFinal {
+                                        last_emit_close: None,
+                                    },
+                                ),
                             },
                             &[&input],
                         );
@@ -510,107 +589,6 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             },
             known,
             materialized,
-        )
-    }
-}
-
-/// When a suppressed table emits (Kafka Streams' `Suppressed`).
-#[derive(Debug, Clone, Default)]
-pub struct Suppressed {
-    name: Option<String>,
-}
-
-impl Suppressed {
-    /// One result per window: the final one, once stream time passes the window's end plus its grace period.
-    /// The results waiting for their window to close are kept in a changelogged store, so a crash loses none.
-    pub fn until_window_closes() -> Self {
-        Suppressed { name: None }
-    }
-
-    /// Names the suppression's node and buffer store.
-    pub fn with_name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-}
-
-impl<K: Data, V: Data> KTable<Windowed<K>, V> {
-    /// Holds back this windowed table's updates and emits each window's final result once the window closes
-    /// (only directly on the result of a windowed aggregation).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use streams_dsl::*;
-    ///
-    /// let builder = StreamsBuilder::new();
-    /// builder
-    ///     .stream::<String, String>("page-views", Consumed::new())
-    ///     .group_by_key(Grouped::new())
-    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
-    ///     .count(Materialized::new())
-    ///     .suppress(Suppressed::until_window_closes())
-    ///     .to_stream()
-    ///     .map(|k, n| (format!("{}@{}", k.key, k.window.start), n.unwrap_or(0)))
-    ///     .to("final-counts", Produced::new());
-    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
-    /// let views = driver.input_topic("page-views", Serdes::string(), Serdes::string());
-    /// let out = driver.output_topic("final-counts", Serdes::string(), Serdes::i64());
-    /// views.pipe_input_at("/home".into(), "ann".into(), 1_000).unwrap();
-    /// views.pipe_input_at("/home".into(), "bob".into(), 2_000).unwrap();
-    /// assert!(out.is_empty()); // the minute is still open
-    /// views.pipe_input_at("/home".into(), "cid".into(), 60_000).unwrap();
-    /// assert_eq!(out.read_key_values_to_vec().unwrap(), vec![("/home@0".to_string(), 2)]);
-    /// ```
-    pub fn suppress(&self, suppressed: Suppressed) -> KTable<Windowed<K>, V> {
-        let mut b = self.b.borrow_mut();
-        let name = suppressed
-            .name
-            .clone()
-            .unwrap_or_else(|| b.name("KTABLE-SUPPRESS-"));
-        let store = format!("{name}-store");
-        let Some(&(grace_ms, end_inclusive)) = b.window_close.get(&self.node) else {
-            b.check::<()>(Err(StreamsError::InvalidTopology(format!(
-                "suppress(until_window_closes) on '{}': apply it directly to the result of a windowed \
-                 aggregation (count/reduce/aggregate after windowed_by)",
-                self.node
-            ))));
-            drop(b);
-            return self.clone();
-        };
-        let op = "suppress";
-        let hint = "Materialized::with(key_serde, value_serde) on the windowed aggregation";
-        let k = b.check(pick_serde(&None, &self.key_serde, op, "key", hint));
-        let v = b.check(pick_serde(&None, &self.value_serde, op, "value", hint));
-        if let (Some(k), Some(v)) = (k, v) {
-            let store_name = Arc::<str>::from(store.as_str());
-            b.add_processor::<Windowed<K>, crate::change::Change<V>, _, _>(
-                &name,
-                move || SuppressUntilClose::<K, V> {
-                    store_name: store_name.clone(),
-                    key_serde: k.clone(),
-                    value_serde: v.clone(),
-                    grace_ms,
-                    end_inclusive,
-                    store: None,
-                    observed: i64::MIN,
-                    min_end: None,
-                    key_buf: Vec::new(),
-                    value_buf: Vec::new(),
-                },
-                &[&self.node],
-            );
-            let bytes: SharedSerde<Vec<u8>> = Arc::new(state_store::Serdes::bytes());
-            let m: Materialized<Vec<u8>, Vec<u8>> = Materialized::new();
-            b.add_store_as(&store, &m, bytes.clone(), bytes, &name);
-        }
-        drop(b);
-        KTable::new(
-            self.b.clone(),
-            name,
-            self.key_serde.clone(),
-            self.value_serde.clone(),
-            None,
-            Vec::new(),
         )
     }
 }

@@ -12,6 +12,7 @@ use state_store::{SharedSerde, Window, WindowStore, Windowed};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
+use crate::ops::emit_final::SlidingEmitFinal;
 use crate::ops::stream_aggregate::missing_store;
 use crate::ops::window_aggregate::expiry_interval;
 use crate::windows::SlidingWindows;
@@ -30,6 +31,8 @@ pub(crate) struct SlidingAggregate<K, V, VA, F> {
     pub buffer: Option<WindowStore<K, V>>,
     pub observed: i64,
     pub last_expiry: i64,
+    /// `Some` with `emit_strategy(on_window_close)`: updates are not forwarded, final results are.
+    pub emit_final: Option<SlidingEmitFinal>,
 }
 
 /// How long the record buffer keeps records: every window a record can still be in, or define, is at most two
@@ -75,6 +78,9 @@ where
             )
             .retaining_duplicates(),
         );
+        if let (Some(emit), Some(store)) = (self.emit_final.as_mut(), self.store.as_ref()) {
+            emit.recover(store, &self.windows)?;
+        }
         Ok(())
     }
 
@@ -121,7 +127,8 @@ where
         }
         for start in starts {
             let end = start + d;
-            if end <= close {
+            // Open while its (inclusive) end is not before the close time (Kafka's updateWindowAndForward).
+            if end < close {
                 continue;
             }
             let mut agg = None;
@@ -138,6 +145,9 @@ where
                 continue; // existed already (a record at the same time made it); the new record is not in it
             }
             store.put(&r.key, start, Some(&new))?;
+            if self.emit_final.is_some() {
+                continue;
+            }
             let old = prev.filter(|_| self.send_old);
             ctx.forward(Record {
                 key: Windowed::new(r.key.clone(), Window::new(start, end)),
@@ -146,8 +156,13 @@ where
                 headers: r.headers.clone(),
             })?;
         }
+        if let Some(emit) = self.emit_final.as_mut() {
+            let (w, ks) = (&self.windows, &self.key_serde);
+            emit.emit(store, buffer, w, ks, close, &r.headers, ctx)?;
+        }
         if self.observed - self.last_expiry >= expiry_interval(self.retention_ms) {
-            store.expire(self.observed)?;
+            // A sliding window includes its end: with final results it closes one ms after it leaves retention.
+            store.expire(self.observed - i64::from(self.emit_final.is_some()))?;
             buffer.expire(self.observed)?;
             self.last_expiry = self.observed;
         }

@@ -8,6 +8,7 @@ use state_store::{
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
+use crate::ops::emit_final::EmitFinal;
 use crate::ops::stream_aggregate::missing_store;
 use crate::windows::TimeWindows;
 
@@ -30,6 +31,8 @@ pub(crate) struct WindowAggregate<K, V, VA, F> {
     pub observed: i64,
     pub last_expiry: i64,
     pub starts: Vec<i64>,
+    /// `Some` with `emit_strategy(on_window_close)`: updates are not forwarded, final results are.
+    pub emit_final: Option<EmitFinal>,
     pub _p: std::marker::PhantomData<fn(V)>,
 }
 
@@ -52,6 +55,9 @@ where
             self.windows.size_ms,
             self.retention_ms,
         ));
+        if let (Some(emit), Some(store)) = (self.emit_final.as_mut(), self.store.as_ref()) {
+            emit.recover(store, &self.windows)?;
+        }
         Ok(())
     }
 
@@ -88,12 +94,25 @@ where
             let old = if self.send_old { prev.clone() } else { None };
             let row = ValueAndTimestamp::new((self.fold)(&r.key, &r.value, prev), timestamp);
             store.put(&r.key, start, Some(&row))?;
+            if self.emit_final.is_some() {
+                continue;
+            }
             ctx.forward(Record {
                 key: Windowed::new(r.key.clone(), Window::new(start, end)),
                 value: Change::new(Some(row.value), old),
                 timestamp,
                 headers: r.headers.clone(),
             })?;
+        }
+        if let Some(emit) = self.emit_final.as_mut() {
+            emit.emit(
+                store,
+                &self.windows,
+                &self.key_serde,
+                close,
+                &r.headers,
+                ctx,
+            )?;
         }
         if self.observed - self.last_expiry >= expiry_interval(self.retention_ms) {
             store.expire(self.observed)?;
