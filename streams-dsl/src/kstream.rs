@@ -2,19 +2,25 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use state_store::serde::OptionSerde;
 use streams_core::{Data, Processor, SharedSerde, SinkOptions};
 
 use crate::builder::Shared;
+use crate::change::Change;
 use crate::grouped::KGroupedStream;
+use crate::ktable::KTable;
 use crate::ops::branch::{Branch, Branches};
 use crate::ops::filter::Filter;
 use crate::ops::flat_map::{FlatMap, FlatMapValues};
 use crate::ops::map::{Map, MapValues, SelectKey};
 use crate::ops::passthrough::PassThrough;
 use crate::ops::peek::Peek;
-use crate::params::{pick_serde, Grouped, Produced, Repartitioned};
+use crate::ops::table_source::TableSource;
+use crate::ops::to_table::StreamToTable;
+use crate::params::{pick_serde, Grouped, Materialized, Produced, Repartitioned};
 
 /// A stream of key-value records, each an independent event (Kafka Streams' `KStream`).
 ///
@@ -500,5 +506,160 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
             );
         }
         out
+    }
+}
+
+/// `to_table`: a stream read as a changelog.
+impl<K: Data, V: Data> KStream<K, V> {
+    /// The stream as a table: each record is an upsert of its key's row (Kafka Streams' `KStream#toTable()`).
+    /// A stream whose key was changed upstream is repartitioned by the new key first (through the topic
+    /// `KSTREAM-TOTABLE-<n>-repartition`). Records update the row in processing order, whatever their
+    /// timestamps, as in Kafka Streams; each row keeps the timestamp of the record that wrote it.
+    ///
+    /// The table is kept in an internal store (Kafka Streams keeps one only when a downstream operator needs
+    /// it; here it always exists, so the table can always send old values and be joined). To query it, name the
+    /// store with [`KStream::to_table_materialized`]. A stream of `Option` values, where `None` deletes a row,
+    /// becomes a table with [`KStream::to_table_with_deletes`].
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("user-regions", Consumed::new())
+    ///     .to_table()
+    ///     .group_by(|_user, region| (region.clone(), 1i64), Grouped::new())
+    ///     .count(Materialized::as_store("users-per-region"));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("user-regions", Serdes::string(), Serdes::string());
+    /// input.pipe_input("ann".into(), "eu".into()).unwrap();
+    /// input.pipe_input("bob".into(), "eu".into()).unwrap();
+    /// input.pipe_input("ann".into(), "us".into()).unwrap(); // ann moves: eu loses her
+    /// let counts = driver.key_value_store::<String, i64>("users-per-region").unwrap();
+    /// assert_eq!(counts.get(&"eu".to_string()).unwrap(), Some(1));
+    /// assert_eq!(counts.get(&"us".to_string()).unwrap(), Some(1));
+    /// ```
+    pub fn to_table(&self) -> KTable<K, V> {
+        self.to_table_materialized(Materialized::new())
+    }
+
+    /// The stream as a table kept in the store `materialized` describes: named with
+    /// [`Materialized::as_store`], the table is queryable under that name. Its serdes, when given, also serve
+    /// the repartition topic that a key change upstream requires.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("prices", Consumed::new())
+    ///     .to_table_materialized(Materialized::as_store("latest-prices").in_memory());
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("prices", Serdes::string(), Serdes::i64());
+    /// input.pipe_input("tea".into(), 3).unwrap();
+    /// input.pipe_input("tea".into(), 4).unwrap();
+    /// let prices = driver.key_value_store::<String, i64>("latest-prices").unwrap();
+    /// assert_eq!(prices.get(&"tea".to_string()).unwrap(), Some(4));
+    /// ```
+    pub fn to_table_materialized(&self, materialized: Materialized<K, V>) -> KTable<K, V> {
+        self.to_table_impl::<V, _, _>(materialized, |v| v, |inner| StreamToTable { inner })
+    }
+
+    /// `input_serde` gives the serde of the stream's values from the table's (for a repartition topic).
+    fn to_table_impl<VIn: Data, P, W>(
+        &self,
+        materialized: Materialized<K, V>,
+        input_serde: fn(SharedSerde<V>) -> SharedSerde<VIn>,
+        wrap: W,
+    ) -> KTable<K, V>
+    where
+        P: Processor<K, VIn, KOut = K, VOut = Change<V>>,
+        W: Fn(TableSource<K, V>) -> P + Send + Sync + 'static,
+    {
+        const OP: &str = "to_table";
+        const HINT: &str = "Materialized::with(key_serde, value_serde)";
+        let mut b = self.b.borrow_mut();
+        let name = b.name("KSTREAM-TOTABLE-");
+        let store = materialized
+            .name
+            .clone()
+            .unwrap_or_else(|| b.name("KSTREAM-TOTABLE-STATE-STORE-"));
+        let k = b.check(pick_serde(
+            &materialized.key_serde,
+            &self.key_serde,
+            OP,
+            "key",
+            HINT,
+        ));
+        let v = b.check(pick_serde(
+            &materialized.value_serde,
+            &self.value_serde,
+            OP,
+            "value",
+            HINT,
+        ));
+        let send_old = Arc::new(AtomicBool::new(false));
+        if let (Some(k), Some(v)) = (k.clone(), v.clone()) {
+            let mut input = self.node.clone();
+            if self.repartition_required {
+                let vin = input_serde(v.clone());
+                input = b.repartition(&self.node, &name, k.clone(), vin, None);
+            }
+            let store_name: Arc<str> = Arc::from(store.as_str());
+            let flag = send_old.clone();
+            b.add_processor::<K, VIn, _, _>(
+                &name,
+                move || {
+                    wrap(TableSource::<K, V> {
+                        store_name: store_name.clone(),
+                        send_old: flag.load(Ordering::Relaxed),
+                        store: None,
+                    })
+                },
+                &[&input],
+            );
+            b.add_store(&store, &materialized, k, v, &name);
+        }
+        drop(b);
+        KTable::new(
+            self.b.clone(),
+            name,
+            k,
+            v,
+            materialized.name.is_some().then_some(store),
+            vec![send_old],
+        )
+    }
+}
+
+/// `to_table_with_deletes`: a stream of optional values read as a changelog with deletions.
+impl<K: Data, V: Data> KStream<K, Option<V>> {
+    /// The stream as a table where `Some(v)` upserts its key's row and `None` deletes it, as a `null` value
+    /// does in Kafka Streams' `KStream#toTable()`: the way back from [`KTable::to_stream`]. A deletion of a row
+    /// that does not exist changes nothing and is not forwarded.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, Option<String>>("sessions", Consumed::with(Serdes::string(), OptionSerde::new(Serdes::string())))
+    ///     .to_table_with_deletes(Materialized::as_store("open-sessions").in_memory());
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("sessions", Serdes::string(), OptionSerde::new(Serdes::string()));
+    /// input.pipe_input("s1".into(), Some("ann".into())).unwrap();
+    /// input.pipe_input("s2".into(), Some("bob".into())).unwrap();
+    /// input.pipe_input("s1".into(), None).unwrap();
+    /// let open = driver.key_value_store::<String, String>("open-sessions").unwrap();
+    /// assert_eq!(open.get(&"s1".to_string()).unwrap(), None);
+    /// assert_eq!(open.get(&"s2".to_string()).unwrap(), Some("bob".to_string()));
+    /// ```
+    pub fn to_table_with_deletes(&self, materialized: Materialized<K, V>) -> KTable<K, V> {
+        let plain: KStream<K, V> = KStream::new(
+            self.b.clone(),
+            self.node.clone(),
+            self.key_serde.clone(),
+            None,
+            self.repartition_required,
+        );
+        plain.to_table_impl::<Option<V>, _, _>(
+            materialized,
+            |v| Arc::new(OptionSerde::from_shared(v)) as SharedSerde<Option<V>>,
+            |inner| inner,
+        )
     }
 }

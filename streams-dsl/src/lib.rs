@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `StreamsBuilder` | [`StreamsBuilder`] |
 //! | `KStream` (`filter`, `map`, `mapValues`, `flatMap`, `selectKey`, `peek`, `foreach`, `split`, `merge`, `to`, `repartition`, `process`, `groupBy`, `groupByKey`) | [`KStream`] |
+//! | `KStream#toTable` | [`KStream::to_table`], [`KStream::to_table_materialized`], [`KStream::to_table_with_deletes`] |
 //! | `KTable` (`filter`, `filterNot`, `mapValues`, `toStream`, `groupBy`) | [`KTable`] |
 //! | `GlobalKTable`, `KStream#join`/`leftJoin` with a `GlobalKTable` | [`GlobalKTable`], [`KStream::join_global`], [`KStream::left_join_global`] |
 //! | `KTable` foreign-key `join`, `leftJoin` (KIP-213) | [`KTable::join_foreign_key`], [`KTable::left_join_foreign_key`] |

@@ -4071,3 +4071,149 @@ fn windowed_stream_partitioner_test_copartitioning() {
     let used: std::collections::BTreeSet<_> = records.iter().map(|r| r.partition).collect();
     assert!(used.len() > 1, "{used:?}");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Operators: cogroup, processValues, toTable, transformValues, branching, topic routing
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Kafka: `KStreamImplTest.shouldMaterializeKTableFromKStream`: a named store holds each key's latest value.
+#[test]
+fn kstream_impl_test_should_materialize_ktable_from_kstream() {
+    let b = StreamsBuilder::new();
+    b.stream("input", string_string())
+        .to_table_materialized(Materialized::as_store("store").in_memory());
+    let d = driver(b);
+    let input = d.input_topic("input", Serdes::string(), Serdes::string());
+    input.pipe_input(s("A"), s("01")).unwrap();
+    input.pipe_input(s("B"), s("02")).unwrap();
+    input.pipe_input(s("A"), s("03")).unwrap();
+    let store = d.key_value_store::<String, String>("store").unwrap();
+    assert_eq!(
+        store.all().unwrap(),
+        vec![(s("A"), s("03")), (s("B"), s("02"))]
+    );
+}
+
+/// Kafka: `KStreamImplTest.shouldSupportKeyChangeKTableFromKStream`: after a key change the table is fed from a
+/// repartition topic named after the `toTable` processor, and every update is forwarded with its own timestamp
+/// (an out-of-order update included).
+#[test]
+fn kstream_impl_test_should_support_key_change_ktable_from_kstream() {
+    let b = StreamsBuilder::new();
+    b.stream("input", string_string())
+        .map(|k: String, v| (k.as_bytes()[0] as i32 - 'A' as i32, v))
+        .to_table_materialized(Materialized::new().with_key_serde(Serdes::i32()))
+        .to_stream()
+        .to("output", Produced::new());
+    let topology = b.build().unwrap();
+    let description = topology.describe().to_string();
+    assert!(
+        description.contains("(topic: KSTREAM-TOTABLE-0000000002-repartition)"),
+        "{description}"
+    );
+    let d = TopologyTestDriver::new(topology).unwrap();
+    let input = d.input_topic("input", Serdes::string(), Serdes::string());
+    for (k, v, ts) in [
+        ("A", "01", 5),
+        ("B", "02", 100),
+        ("C", "03", 0),
+        ("D", "04", 0),
+        ("A", "05", 10),
+        ("A", "06", 8),
+    ] {
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let out = d.output_topic("output", Serdes::i32(), OptionSerde::new(Serdes::string()));
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (0, ss("01"), 5),
+            (1, ss("02"), 100),
+            (2, ss("03"), 0),
+            (3, ss("04"), 0),
+            (0, ss("05"), 10),
+            (0, ss("06"), 8),
+        ]
+    );
+}
+
+/// Kafka: `KStreamImplTest.shouldSupportGroupByCountWithKStreamToKTable`: a table from a stream, re-grouped by
+/// value and counted; a key moving to another group is subtracted from its old one.
+#[test]
+fn kstream_impl_test_should_support_group_by_count_with_kstream_to_ktable() {
+    let b = StreamsBuilder::new();
+    b.stream("input", string_string())
+        .to_table()
+        .group_by(
+            |_, v: &String| (v.clone(), v.clone()),
+            Grouped::with(Serdes::string(), Serdes::string()),
+        )
+        .count(Materialized::new())
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    let input = d.input_topic("input", Serdes::string(), Serdes::string());
+    for (k, v, ts) in [
+        ("A", "green", 10),
+        ("B", "green", 9),
+        ("A", "blue", 12),
+        ("C", "yellow", 15),
+        ("D", "green", 11),
+    ] {
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let out = d.output_topic("output", Serdes::string(), OptionSerde::new(Serdes::i64()));
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (s("green"), Some(1), 10),
+            (s("green"), Some(2), 10),
+            (s("green"), Some(1), 12),
+            (s("blue"), Some(1), 12),
+            (s("yellow"), Some(1), 15),
+            (s("green"), Some(2), 12),
+        ]
+    );
+}
+
+/// Kafka: `KStreamImplTest.shouldSupportTriggerMaterializedWithKTableFromKStream`: `mapValues` with a named
+/// store downstream of `toTable`.
+#[test]
+fn kstream_impl_test_should_support_trigger_materialized_with_ktable_from_kstream() {
+    let b = StreamsBuilder::new();
+    b.stream("input", string_string())
+        .to_table()
+        .map_values_materialized(
+            |v: &String| v.as_bytes()[0] as i32 - 'a' as i32,
+            Materialized::as_store("store").with_value_serde(Serdes::i32()),
+        )
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    let input = d.input_topic("input", Serdes::string(), Serdes::string());
+    for (k, v, ts) in [
+        ("A", "green", 10),
+        ("B", "green", 9),
+        ("A", "blue", 12),
+        ("C", "yellow", 15),
+        ("D", "green", 11),
+    ] {
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let store = d.key_value_store::<String, i32>("store").unwrap();
+    assert_eq!(
+        store.all().unwrap(),
+        vec![(s("A"), 1), (s("B"), 6), (s("C"), 24), (s("D"), 6)]
+    );
+    let out = d.output_topic("output", Serdes::string(), OptionSerde::new(Serdes::i32()));
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (s("A"), Some(6), 10),
+            (s("B"), Some(6), 9),
+            (s("A"), Some(1), 12),
+            (s("C"), Some(24), 15),
+            (s("D"), Some(6), 11),
+        ]
+    );
+}

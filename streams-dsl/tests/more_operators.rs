@@ -1,0 +1,200 @@
+//! `to_table`, `process_values`, `KTable::transform_values`, `split` with `Branched`, dynamic topic routing and
+//! `cogroup`, through the test driver with several partitions, against plain computations of the expected
+//! result.
+
+use std::collections::{BTreeMap, HashMap};
+
+use streams_dsl::*;
+
+fn driver(builder: StreamsBuilder, partitions: i32) -> TopologyTestDriver {
+    TopologyTestDriver::builder(builder.build().unwrap())
+        .default_partitions(partitions)
+        .build()
+        .unwrap()
+}
+
+/// Deterministic pseudo-random input: (key, value, timestamp) over a few keys.
+fn input(n: usize, keys: u64, seed: u64) -> Vec<(String, i64, i64)> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|i| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let k = (x >> 33) % keys;
+            let v = ((x >> 13) % 1000) as i64 - 300;
+            // Mostly increasing, sometimes earlier than the record before.
+            let ts = 1_000 + i as i64 * 10 - ((x >> 40) % 4) as i64 * 15;
+            (format!("k{k}"), v, ts)
+        })
+        .collect()
+}
+
+fn strings() -> Consumed<String, i64> {
+    Consumed::with(Serdes::string(), Serdes::i64())
+}
+
+fn pipe(d: &TopologyTestDriver, topic: &str, data: &[(String, i64, i64)]) {
+    let t = d.input_topic(topic, Serdes::string(), Serdes::i64());
+    for (k, v, ts) in data {
+        t.pipe_input_at(k.clone(), *v, *ts).unwrap();
+    }
+}
+
+/// Output records grouped by key in their order (the order partitioning preserves).
+fn per_key<K: Ord + Clone, V: Clone>(records: &[(K, V)]) -> BTreeMap<K, Vec<V>> {
+    let mut m: BTreeMap<K, Vec<V>> = BTreeMap::new();
+    for (k, v) in records {
+        m.entry(k.clone()).or_default().push(v.clone());
+    }
+    m
+}
+
+fn store_map<K: Ord + 'static, V: 'static>(d: &TopologyTestDriver, store: &str) -> BTreeMap<K, V> {
+    d.key_value_store::<K, V>(store)
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// to_table
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn to_table_keeps_the_last_value_per_key_and_forwards_every_update() {
+    let b = StreamsBuilder::new();
+    let table = b
+        .stream("in", strings())
+        .to_table_materialized(Materialized::as_store("latest"));
+    assert_eq!(table.queryable_store_name(), Some("latest"));
+    table.to_stream().to("out", Produced::new());
+    let d = driver(b, 3);
+    let data = input(500, 17, 1);
+    pipe(&d, "in", &data);
+
+    let mut last = BTreeMap::new();
+    for (k, v, _) in &data {
+        last.insert(k.clone(), *v);
+    }
+    assert_eq!(store_map::<String, i64>(&d, "latest"), last);
+    let stamped = d
+        .key_value_store::<String, ValueAndTimestamp<i64>>("latest")
+        .unwrap();
+    for (k, v, ts) in data.iter().rev() {
+        // The newest record of each key wrote its row, with its own timestamp.
+        if last.get(k) == Some(v) {
+            let row = stamped.get(k).unwrap().unwrap();
+            assert_eq!(row.value, *v);
+            last.remove(k);
+            assert_eq!(row.timestamp, *ts, "key {k}");
+        }
+    }
+
+    let out = d
+        .output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()))
+        .read_records_to_vec()
+        .unwrap();
+    let got: Vec<_> = out
+        .iter()
+        .map(|r| (r.key.clone(), (r.value, r.timestamp)))
+        .collect();
+    let want: Vec<_> = data
+        .iter()
+        .map(|(k, v, ts)| (k.clone(), (Some(*v), *ts)))
+        .collect();
+    assert_eq!(per_key(&got), per_key(&want));
+}
+
+#[test]
+fn to_table_after_a_key_change_repartitions_by_the_new_key() {
+    let b = StreamsBuilder::new();
+    b.stream("in", strings())
+        .select_key(|_, v| format!("m{}", v.rem_euclid(7)))
+        .to_table_materialized(Materialized::as_store("by-residue"));
+    let topology = b.build().unwrap();
+    let description = topology.describe().to_string();
+    assert!(
+        description.contains("KSTREAM-TOTABLE-0000000002-repartition"),
+        "{description}"
+    );
+    let d = TopologyTestDriver::builder(topology)
+        .default_partitions(4)
+        .build()
+        .unwrap();
+    let data = input(300, 50, 2);
+    pipe(&d, "in", &data);
+    let mut last = BTreeMap::new();
+    for (_, v, _) in &data {
+        last.insert(format!("m{}", v.rem_euclid(7)), *v);
+    }
+    assert_eq!(store_map::<String, i64>(&d, "by-residue"), last);
+}
+
+#[test]
+fn to_table_with_deletes_removes_rows_on_none() {
+    let b = StreamsBuilder::new();
+    let values = || OptionSerde::new(Serdes::i64());
+    b.stream("in", Consumed::with(Serdes::string(), values()))
+        .to_table_with_deletes(Materialized::as_store("rows"))
+        .to_stream()
+        .to("out", Produced::new());
+    let d = driver(b, 2);
+    let data = input(400, 11, 3);
+    let t = d.input_topic("in", Serdes::string(), values());
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    let mut updates: Vec<(String, Option<i64>)> = Vec::new();
+    for (k, v, ts) in &data {
+        // A negative value multiple of 3 is a deletion.
+        let value = (!(*v < 0 && v % 3 == 0)).then_some(*v);
+        t.pipe_input_at(k.clone(), value, *ts).unwrap();
+        match value {
+            Some(v) => {
+                expected.insert(k.clone(), v);
+                updates.push((k.clone(), Some(v)));
+            }
+            None => {
+                if expected.remove(k).is_some() {
+                    updates.push((k.clone(), None));
+                }
+            }
+        }
+    }
+    assert_eq!(store_map::<String, i64>(&d, "rows"), expected);
+    let out = d
+        .output_topic("out", Serdes::string(), values())
+        .read_key_values_to_vec()
+        .unwrap();
+    assert_eq!(per_key(&out), per_key(&updates));
+}
+
+#[test]
+fn to_table_feeds_a_table_group_by_with_old_values() {
+    // The count of keys per value: needs the table's old values to move a key between groups.
+    let b = StreamsBuilder::new();
+    b.stream("in", strings())
+        .map_values(|v| v.rem_euclid(5))
+        .to_table()
+        .group_by(|_, v| (*v, 1i64), Grouped::new())
+        .count(Materialized::as_store("keys-per-residue"));
+    let d = driver(b, 3);
+    let data = input(400, 23, 4);
+    pipe(&d, "in", &data);
+    let mut latest = HashMap::new();
+    for (k, v, _) in &data {
+        latest.insert(k.clone(), v.rem_euclid(5));
+    }
+    let mut counts = BTreeMap::new();
+    for v in latest.values() {
+        *counts.entry(*v).or_insert(0i64) += 1;
+    }
+    let got: BTreeMap<i64, i64> = store_map::<i64, i64>(&d, "keys-per-residue")
+        .into_iter()
+        .filter(|(_, c)| *c != 0)
+        .collect();
+    assert_eq!(got, counts);
+}
