@@ -10,6 +10,7 @@ use streams_core::{Data, Processor, SharedSerde, SinkOptions};
 
 use crate::builder::Shared;
 use crate::change::Change;
+use crate::fixed_key::{FixedKeyAdapter, FixedKeyProcessor};
 use crate::grouped::KGroupedStream;
 use crate::ktable::KTable;
 use crate::ops::branch::{Branch, Branches};
@@ -660,6 +661,85 @@ impl<K: Data, V: Data> KStream<K, Option<V>> {
             materialized,
             |v| Arc::new(OptionSerde::from_shared(v)) as SharedSerde<Option<V>>,
             |inner| inner,
+        )
+    }
+}
+
+/// `process_values`: processors of your own that keep keys.
+impl<K: Data, V: Data> KStream<K, V> {
+    /// Applies a [`FixedKeyProcessor`] of your own, with access to `stores` (added with
+    /// [`StreamsBuilder::add_state_store`](crate::StreamsBuilder::add_state_store)): Kafka Streams'
+    /// `KStream#processValues`. The processor can change values, timestamps and headers and forward any number
+    /// of records per input, but not change keys, so unlike [`KStream::process`] the stream is not marked for
+    /// repartitioning: a later `group_by_key` or join reads it directly (unless a key change upstream already
+    /// required a repartition). The key serde carries over; the value serde is the default for the new type
+    /// unless given downstream.
+    ///
+    /// ```
+    /// use streams_dsl::*;
+    ///
+    /// /// Numbers each key's records: forwards "<n>:<value>".
+    /// struct Sequence;
+    ///
+    /// impl FixedKeyProcessor<String, String> for Sequence {
+    ///     type VOut = String;
+    ///     fn process(
+    ///         &mut self,
+    ///         record: FixedKeyRecord<String, String>,
+    ///         ctx: &mut FixedKeyProcessorContext<'_, String, String>,
+    ///     ) -> Result<(), StreamsError> {
+    ///         let mut seen = ctx.key_value_store::<String, i64>("seen")?;
+    ///         let n = seen.get(record.key())?.unwrap_or(0) + 1;
+    ///         seen.put(record.key(), &n)?;
+    ///         let value = format!("{n}:{}", record.value());
+    ///         ctx.forward(record.with_value(value))
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.add_state_store(KeyValueStoreBuilder::new("seen", StoreKind::InMemory, Serdes::string(), Serdes::i64()));
+    /// builder.stream::<String, String>("events", Consumed::new())
+    ///     .process_values(|| Sequence, &["seen"])
+    ///     .to("numbered", Produced::new());
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("events", Serdes::string(), Serdes::string());
+    /// input.pipe_input("ann".into(), "login".into()).unwrap();
+    /// input.pipe_input("ann".into(), "logout".into()).unwrap();
+    /// let out = driver.output_topic("numbered", Serdes::string(), Serdes::string());
+    /// assert_eq!(
+    ///     out.read_key_values_to_vec().unwrap(),
+    ///     vec![("ann".to_string(), "1:login".to_string()), ("ann".to_string(), "2:logout".to_string())],
+    /// );
+    /// ```
+    pub fn process_values<P, F>(&self, supplier: F, stores: &[&str]) -> KStream<K, P::VOut>
+    where
+        P: FixedKeyProcessor<K, V>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        let mut b = self.b.borrow_mut();
+        let name = b.name("KSTREAM-PROCESSVALUES-");
+        b.add_processor::<K, V, _, _>(
+            &name,
+            move || FixedKeyAdapter {
+                processor: supplier(),
+                _p: PhantomData,
+            },
+            &[&self.node],
+        );
+        if !stores.is_empty() {
+            let r = b
+                .topology
+                .connect_processor_and_state_stores(&name, stores)
+                .map(|_| ());
+            b.check(r);
+        }
+        drop(b);
+        KStream::new(
+            self.b.clone(),
+            name,
+            self.key_serde.clone(),
+            None,
+            self.repartition_required,
         )
     }
 }

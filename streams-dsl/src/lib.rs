@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `StreamsBuilder` | [`StreamsBuilder`] |
 //! | `KStream` (`filter`, `map`, `mapValues`, `flatMap`, `selectKey`, `peek`, `foreach`, `split`, `merge`, `to`, `repartition`, `process`, `groupBy`, `groupByKey`) | [`KStream`] |
+//! | `KStream#processValues`, `FixedKeyProcessor` | [`KStream::process_values`], [`FixedKeyProcessor`] |
 //! | `KStream#toTable` | [`KStream::to_table`], [`KStream::to_table_materialized`], [`KStream::to_table_with_deletes`] |
 //! | `KTable` (`filter`, `filterNot`, `mapValues`, `toStream`, `groupBy`) | [`KTable`] |
 //! | `GlobalKTable`, `KStream#join`/`leftJoin` with a `GlobalKTable` | [`GlobalKTable`], [`KStream::join_global`], [`KStream::left_join_global`] |
@@ -56,6 +57,7 @@
 
 mod builder;
 mod change;
+mod fixed_key;
 mod fk_join;
 mod global_table;
 mod grouped;
@@ -69,6 +71,7 @@ mod windowed;
 mod windows;
 
 pub use builder::StreamsBuilder;
+pub use fixed_key::{FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord};
 pub use global_table::GlobalKTable;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
@@ -89,6 +92,6 @@ pub use streams_core::{
     DeserializationExceptionHandler, Headers, KeyValueStoreBuilder, LogAndContinue,
     LogAndContinueProcessing, LogAndFail, LogAndFailProcessing, ProcessingExceptionHandler,
     Processor, ProcessorContext, PunctuationType, ReadOnlyKeyValueStore, Record, RecordMetadata,
-    Serde, Serdes, StoreKind, StreamsError, TestInputTopic, TestOutputTopic, TestRecord,
-    TimestampExtractor, Topology, TopologyTestDriver, ValueAndTimestamp,
+    ScheduleId, Serde, Serdes, StoreKind, StreamsError, TestInputTopic, TestOutputTopic,
+    TestRecord, TimestampExtractor, Topology, TopologyTestDriver, ValueAndTimestamp,
 };

@@ -4217,3 +4217,96 @@ fn kstream_impl_test_should_support_trigger_materialized_with_ktable_from_kstrea
         ]
     );
 }
+
+/// Kafka: `KStreamImplTest.shouldProcessValues`: a fixed-key processor replaces each value by its length and
+/// keeps keys and timestamps.
+#[test]
+fn kstream_impl_test_should_process_values() {
+    struct Length;
+    impl FixedKeyProcessor<String, String> for Length {
+        type VOut = i32;
+        fn process(
+            &mut self,
+            record: FixedKeyRecord<String, String>,
+            ctx: &mut FixedKeyProcessorContext<'_, String, i32>,
+        ) -> Result<(), StreamsError> {
+            let len = record.value().len() as i32;
+            ctx.forward(record.with_value(len))
+        }
+    }
+    let b = StreamsBuilder::new();
+    b.stream("input", string_string())
+        .process_values(|| Length, &[])
+        .to("output", Produced::new());
+    let d = driver(b);
+    let input = d.input_topic("input", Serdes::string(), Serdes::string());
+    for (k, v, ts) in [
+        ("A", "0", 5),
+        ("B", "00", 100),
+        ("C", "000", 0),
+        ("D", "0000", 0),
+        ("A", "00000", 10),
+        ("A", "000000", 8),
+    ] {
+        input.pipe_input_at(s(k), s(v), ts).unwrap();
+    }
+    let out = d.output_topic("output", Serdes::string(), Serdes::i32());
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (s("A"), 1, 5),
+            (s("B"), 2, 100),
+            (s("C"), 3, 0),
+            (s("D"), 4, 0),
+            (s("A"), 5, 10),
+            (s("A"), 6, 8),
+        ]
+    );
+}
+
+/// Kafka: `KStreamNewProcessorApiTest.shouldGetStateStoreWithStreamBuilder`: a fixed-key processor reaches a
+/// store added to the builder and named in `processValues`.
+#[test]
+fn kstream_new_processor_api_test_should_get_state_store_with_stream_builder() {
+    struct Updated;
+    impl FixedKeyProcessor<String, String> for Updated {
+        type VOut = String;
+        fn process(
+            &mut self,
+            record: FixedKeyRecord<String, String>,
+            ctx: &mut FixedKeyProcessorContext<'_, String, String>,
+        ) -> Result<(), StreamsError> {
+            let mut store = ctx.key_value_store::<String, String>("store")?;
+            let updated = format!("{}Updated", record.value());
+            if store.get(record.key())?.is_none() {
+                store.put(record.key(), &updated)?;
+            }
+            ctx.forward(record.with_value(updated))
+        }
+    }
+    let b = StreamsBuilder::new();
+    b.add_state_store(KeyValueStoreBuilder::new(
+        "store",
+        StoreKind::InMemory,
+        Serdes::string(),
+        Serdes::string(),
+    ));
+    b.stream("input", string_string())
+        .process_values(|| Updated, &["store"])
+        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+    let d = driver(b);
+    let input = d.input_topic("input", Serdes::string(), Serdes::string());
+    for (k, v) in [("a", "foo"), ("b", "bar"), ("c", "baz")] {
+        input.pipe_input(s(k), s(v)).unwrap();
+    }
+    let out = d.output_topic("output", Serdes::string(), Serdes::string());
+    let values: Vec<String> = read_all(&out).into_iter().map(|(_, v, _)| v).collect();
+    assert_eq!(
+        values,
+        vec![s("fooUpdated"), s("barUpdated"), s("bazUpdated")]
+    );
+    let store = d.key_value_store::<String, String>("store").unwrap();
+    assert_eq!(store.get(&s("a")).unwrap(), ss("fooUpdated"));
+    assert_eq!(store.get(&s("b")).unwrap(), ss("barUpdated"));
+    assert_eq!(store.get(&s("c")).unwrap(), ss("bazUpdated"));
+}

@@ -198,3 +198,120 @@ fn to_table_feeds_a_table_group_by_with_old_values() {
         .collect();
     assert_eq!(got, counts);
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// process_values
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Forwards, for each record, `value` copies of (running sum of the key's values) each a millisecond later;
+/// nothing for values below 1. Keeps the running sum in the store "sums".
+struct Expand;
+
+impl FixedKeyProcessor<String, i64> for Expand {
+    type VOut = i64;
+
+    fn process(
+        &mut self,
+        record: FixedKeyRecord<String, i64>,
+        ctx: &mut FixedKeyProcessorContext<'_, String, i64>,
+    ) -> Result<(), StreamsError> {
+        let mut sums = ctx.key_value_store::<String, i64>("sums")?;
+        let sum = sums.get(record.key())?.unwrap_or(0) + record.value();
+        sums.put(record.key(), &sum)?;
+        let copies = record.value().rem_euclid(4) - 1;
+        let ts = record.timestamp();
+        for i in 0..copies {
+            ctx.forward(record.clone().with_value(sum).with_timestamp(ts + i))?;
+        }
+        Ok(())
+    }
+}
+
+fn sums_store() -> KeyValueStoreBuilder<String, i64> {
+    KeyValueStoreBuilder::new("sums", StoreKind::InMemory, Serdes::string(), Serdes::i64())
+}
+
+#[test]
+fn process_values_keeps_keys_and_may_forward_several_records() {
+    let b = StreamsBuilder::new();
+    b.add_state_store(sums_store());
+    b.stream("in", strings())
+        .process_values(|| Expand, &["sums"])
+        .to("out", Produced::new());
+    let d = driver(b, 3);
+    let data = input(400, 13, 7);
+    pipe(&d, "in", &data);
+
+    let mut sums = HashMap::new();
+    let mut want = Vec::new();
+    for (k, v, ts) in &data {
+        let sum = sums.entry(k.clone()).or_insert(0i64);
+        *sum += v;
+        for i in 0..v.rem_euclid(4) - 1 {
+            want.push((k.clone(), (*sum, ts + i)));
+        }
+    }
+    let got: Vec<_> = d
+        .output_topic("out", Serdes::string(), Serdes::i64())
+        .read_records_to_vec()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, (r.value, r.timestamp)))
+        .collect();
+    assert_eq!(per_key(&got), per_key(&want));
+    let sums: BTreeMap<_, _> = sums.into_iter().collect();
+    assert_eq!(store_map::<String, i64>(&d, "sums"), sums);
+}
+
+#[test]
+fn process_values_needs_no_repartition_where_process_does() {
+    struct Same;
+    impl Processor<String, i64> for Same {
+        type KOut = String;
+        type VOut = i64;
+        fn process(
+            &mut self,
+            r: Record<String, i64>,
+            ctx: &mut ProcessorContext<String, i64>,
+        ) -> Result<(), StreamsError> {
+            ctx.forward(r)
+        }
+    }
+    let count_after = |fixed: bool| {
+        let b = StreamsBuilder::new();
+        let s = b.stream("in", strings());
+        let s = if fixed {
+            b.add_state_store(sums_store());
+            s.process_values(|| Expand, &["sums"])
+        } else {
+            s.process(|| Same, &[])
+        };
+        s.group_by_key(Grouped::new())
+            .count(Materialized::as_store("counts"));
+        let t = b.build().unwrap();
+        t.internal_topics().count()
+    };
+    assert_eq!(count_after(true), 0);
+    assert_eq!(count_after(false), 1);
+
+    // A key change upstream still repartitions after process_values.
+    let b = StreamsBuilder::new();
+    b.add_state_store(sums_store());
+    b.stream("in", strings())
+        .select_key(|_, v| format!("r{}", v.rem_euclid(3)))
+        .process_values(|| Expand, &["sums"])
+        .group_by_key(Grouped::new())
+        .count(Materialized::as_store("counts"));
+    let t = b.build().unwrap();
+    assert_eq!(t.internal_topics().count(), 1);
+}
+
+#[test]
+fn process_values_with_an_unknown_store_fails_the_build() {
+    let b = StreamsBuilder::new();
+    b.stream("in", strings())
+        .process_values(|| Expand, &["no-such-store"])
+        .to("out", Produced::new());
+    let e = b.build().unwrap_err().to_string();
+    assert!(e.contains("no-such-store"), "{e}");
+}
