@@ -6,6 +6,7 @@
 //! | `StreamsBuilder` | [`StreamsBuilder`] |
 //! | `KStream` (`filter`, `map`, `mapValues`, `flatMap`, `selectKey`, `peek`, `foreach`, `split`, `merge`, `to`, `repartition`, `process`, `groupBy`, `groupByKey`) | [`KStream`] |
 //! | `KStream#processValues`, `FixedKeyProcessor` | [`KStream::process_values`], [`FixedKeyProcessor`] |
+//! | `KTable#transformValues`, `ValueTransformerWithKey` | [`KTable::transform_values`], [`KTable::transform_values_materialized`], [`ValueTransformerWithKey`] |
 //! | `KStream#toTable` | [`KStream::to_table`], [`KStream::to_table_materialized`], [`KStream::to_table_with_deletes`] |
 //! | `KTable` (`filter`, `filterNot`, `mapValues`, `toStream`, `groupBy`) | [`KTable`] |
 //! | `GlobalKTable`, `KStream#join`/`leftJoin` with a `GlobalKTable` | [`GlobalKTable`], [`KStream::join_global`], [`KStream::left_join_global`] |
@@ -67,6 +68,7 @@ mod ktable;
 mod ops;
 mod params;
 mod stream_join;
+mod transformer;
 mod windowed;
 mod windows;
 
@@ -80,6 +82,7 @@ pub use params::Joined;
 pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned};
 pub use state_store::{SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
 pub use stream_join::StreamJoined;
+pub use transformer::{ValueTransformerContext, ValueTransformerWithKey};
 pub use windowed::{SessionWindowedKStream, Suppressed, TimeWindowedKStream, WindowedBy};
 pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
 

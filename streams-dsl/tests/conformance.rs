@@ -4310,3 +4310,272 @@ fn kstream_new_processor_api_test_should_get_state_store_with_stream_builder() {
     assert_eq!(store.get(&s("b")).unwrap(), ss("barUpdated"));
     assert_eq!(store.get(&s("c")).unwrap(), ss("bazUpdated"));
 }
+
+/// `KTableTransformValuesTest`'s `ExclamationValueTransformer`: "<key>-><value>!", "null" for a deletion.
+struct Exclamation;
+
+impl ValueTransformerWithKey<String, String> for Exclamation {
+    type VOut = String;
+    fn transform(
+        &mut self,
+        key: &String,
+        value: Option<&String>,
+        _ctx: &ValueTransformerContext<'_, String, String>,
+    ) -> Result<Option<String>, StreamsError> {
+        Ok(Some(format!("{key}->{}!", value.map_or("null", |v| v))))
+    }
+}
+
+/// Kafka: `KTableTransformValuesTest.shouldTransformValuesWithKey`: a transformer with two connected stores.
+#[test]
+#[ignore = "deviation: Kafka's unmaterialized table source forwards the deletion of a key it never saw, so the \
+            transformer turns (D, null) into D->null!; here the table source drops deletions of absent rows"]
+fn ktable_transform_values_test_should_transform_values_with_key() {
+    let b = StreamsBuilder::new();
+    for store in ["store", "other"] {
+        b.add_state_store(KeyValueStoreBuilder::new(
+            store,
+            StoreKind::InMemory,
+            Serdes::i64(),
+            Serdes::i64(),
+        ));
+    }
+    b.table("input", string_string(), Materialized::new())
+        .transform_values(|| Exclamation, &["store", "other"])
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    let input = d.input_topic(
+        "input",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    );
+    input.pipe_input_at(s("A"), ss("a"), 5).unwrap();
+    input.pipe_input_at(s("B"), ss("b"), 10).unwrap();
+    input.pipe_input_at(s("D"), None, 15).unwrap();
+    let out = d.output_topic(
+        "output",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    );
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (s("A"), ss("A->a!"), 5),
+            (s("B"), ss("B->b!"), 10),
+            (s("D"), ss("D->null!"), 15),
+        ]
+    );
+}
+
+/// Kafka: `KTableTransformValuesTest.shouldTransformValuesWithKeyAndMaterialize`: the result is kept, with
+/// the update timestamps, in the named store.
+#[test]
+#[ignore = "deviation: Kafka's unmaterialized table source forwards the deletion of a key it never saw, so the \
+            transformer stores (C, C->null!); here the table source drops deletions of absent rows"]
+fn ktable_transform_values_test_should_transform_values_with_key_and_materialize() {
+    let b = StreamsBuilder::new();
+    b.add_state_store(KeyValueStoreBuilder::new(
+        "store",
+        StoreKind::InMemory,
+        Serdes::i64(),
+        Serdes::i64(),
+    ));
+    b.table("input", string_string(), Materialized::new())
+        .transform_values_materialized(
+            || Exclamation,
+            Materialized::as_store("queryable").with_value_serde(Serdes::string()),
+            &["store"],
+        )
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    let input = d.input_topic(
+        "input",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    );
+    input.pipe_input_at(s("A"), ss("a"), 5).unwrap();
+    input.pipe_input_at(s("B"), ss("b"), 10).unwrap();
+    input.pipe_input_at(s("C"), None, 15).unwrap();
+    let out = d.output_topic(
+        "output",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    );
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (s("A"), ss("A->a!"), 5),
+            (s("B"), ss("B->b!"), 10),
+            (s("C"), ss("C->null!"), 15),
+        ]
+    );
+    let store = d
+        .key_value_store::<String, ValueAndTimestamp<String>>("queryable")
+        .unwrap();
+    assert_eq!(
+        store.get(&s("A")).unwrap(),
+        Some(ValueAndTimestamp::new(s("A->a!"), 5))
+    );
+    assert_eq!(
+        store.get(&s("B")).unwrap(),
+        Some(ValueAndTimestamp::new(s("B->b!"), 10))
+    );
+    assert_eq!(
+        store.get(&s("C")).unwrap(),
+        Some(ValueAndTimestamp::new(s("C->null!"), 15))
+    );
+}
+
+/// The same transformation as `shouldTransformValuesWithKeyAndMaterialize` on the records this library's table
+/// source forwards (A and B; the deletion of the never-seen C is dropped at the source).
+#[test]
+fn ktable_transform_values_test_should_transform_values_with_key_and_materialize_present_keys() {
+    let b = StreamsBuilder::new();
+    b.table("input", string_string(), Materialized::new())
+        .transform_values_materialized(
+            || Exclamation,
+            Materialized::as_store("queryable").with_value_serde(Serdes::string()),
+            &[],
+        )
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    let input = d.input_topic(
+        "input",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    );
+    input.pipe_input_at(s("A"), ss("a"), 5).unwrap();
+    input.pipe_input_at(s("B"), ss("b"), 10).unwrap();
+    let out = d.output_topic(
+        "output",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    );
+    assert_eq!(
+        read_all(&out),
+        vec![(s("A"), ss("A->a!"), 5), (s("B"), ss("B->b!"), 10)]
+    );
+    let store = d
+        .key_value_store::<String, ValueAndTimestamp<String>>("queryable")
+        .unwrap();
+    assert_eq!(
+        store.get(&s("A")).unwrap(),
+        Some(ValueAndTimestamp::new(s("A->a!"), 5))
+    );
+    assert_eq!(
+        store.get(&s("B")).unwrap(),
+        Some(ValueAndTimestamp::new(s("B->b!"), 10))
+    );
+}
+
+/// `KTableTransformValuesTest`'s `StatefulTransformer`: counts its calls, whatever the value.
+struct CallCounter(i32);
+
+impl ValueTransformerWithKey<String, String> for CallCounter {
+    type VOut = i32;
+    fn transform(
+        &mut self,
+        _key: &String,
+        _value: Option<&String>,
+        _ctx: &ValueTransformerContext<'_, String, i32>,
+    ) -> Result<Option<i32>, StreamsError> {
+        self.0 += 1;
+        Ok(Some(self.0))
+    }
+}
+
+/// `KTableTransformValuesTest`'s `StatelessTransformer`: the value's length.
+struct Length;
+
+impl ValueTransformerWithKey<String, String> for Length {
+    type VOut = i32;
+    fn transform(
+        &mut self,
+        _key: &String,
+        value: Option<&String>,
+        _ctx: &ValueTransformerContext<'_, String, i32>,
+    ) -> Result<Option<i32>, StreamsError> {
+        Ok(value.map(|v| v.len() as i32))
+    }
+}
+
+/// `groupBy` (same key), `reduce` with integer adder and subtractor, back to strings, to "output".
+fn transform_values_reduce_scenario(t: KTable<String, i32>) {
+    t.group_by(
+        |k, v| (k.clone(), *v),
+        Grouped::with(Serdes::string(), Serdes::i32()),
+    )
+    .reduce(|a, v| a + v, |a, v| Some(a - v), Materialized::new())
+    .map_values(|v| v.to_string())
+    .to_stream()
+    .to("output", Produced::new());
+}
+
+/// Kafka: `KTableTransformValuesTest.shouldCalculateCorrectOldValuesIfMaterializedEvenIfStateful`: the old
+/// values a downstream reduce subtracts come from the store, not from calling the stateful transformer again.
+#[test]
+fn ktable_transform_values_test_should_calculate_correct_old_values_if_materialized_even_if_stateful(
+) {
+    let b = StreamsBuilder::new();
+    let t = b
+        .table("input", string_string(), Materialized::new())
+        .transform_values_materialized(
+            || CallCounter(0),
+            Materialized::as_store("queryable").with_value_serde(Serdes::i32()),
+            &[],
+        );
+    transform_values_reduce_scenario(t);
+    let d = driver(b);
+    let input = d.input_topic("input", Serdes::string(), Serdes::string());
+    input.pipe_input_at(s("A"), s("ignored"), 5).unwrap();
+    input.pipe_input_at(s("A"), s("ignored1"), 15).unwrap();
+    input.pipe_input_at(s("A"), s("ignored2"), 10).unwrap();
+    let out = d.output_topic(
+        "output",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    );
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (s("A"), ss("1"), 5),
+            (s("A"), ss("2"), 15),
+            (s("A"), ss("3"), 15)
+        ]
+    );
+    let store = d.key_value_store::<String, i32>("queryable").unwrap();
+    assert_eq!(store.get(&s("A")).unwrap(), Some(3));
+}
+
+/// Kafka: `KTableTransformValuesTest.shouldCalculateCorrectOldValuesIfNotStatefulEvenIfNotMaterialized`: an
+/// unmaterialized stateless transformer computes old values by transforming the old value again.
+#[test]
+fn ktable_transform_values_test_should_calculate_correct_old_values_if_not_stateful_even_if_not_materialized(
+) {
+    let b = StreamsBuilder::new();
+    let t = b
+        .table("input", string_string(), Materialized::new())
+        .transform_values(|| Length, &[]);
+    transform_values_reduce_scenario(t);
+    let d = driver(b);
+    let input = d.input_topic("input", Serdes::string(), Serdes::string());
+    input.pipe_input_at(s("A"), s("a"), 5).unwrap();
+    input.pipe_input_at(s("A"), s("aa"), 15).unwrap();
+    input.pipe_input_at(s("A"), s("aaa"), 10).unwrap();
+    let out = d.output_topic(
+        "output",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    );
+    assert_eq!(
+        read_all(&out),
+        vec![
+            (s("A"), ss("1"), 5),
+            (s("A"), ss("2"), 15),
+            (s("A"), ss("3"), 15)
+        ]
+    );
+}

@@ -315,3 +315,174 @@ fn process_values_with_an_unknown_store_fails_the_build() {
     let e = b.build().unwrap_err().to_string();
     assert!(e.contains("no-such-store"), "{e}");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// KTable::transform_values
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Stateless: the value modulo 5, deleting rows whose value is a multiple of 7.
+struct Residue;
+
+impl ValueTransformerWithKey<String, i64> for Residue {
+    type VOut = i64;
+    fn transform(
+        &mut self,
+        _key: &String,
+        value: Option<&i64>,
+        _ctx: &ValueTransformerContext<'_, String, i64>,
+    ) -> Result<Option<i64>, StreamsError> {
+        Ok(value.filter(|v| *v % 7 != 0).map(|v| v.rem_euclid(5)))
+    }
+}
+
+/// Stateful: the number of updates of the key so far (in the store "updates"), plus the update's timestamp
+/// parity; deletions stay deletions.
+struct UpdateCount;
+
+impl ValueTransformerWithKey<String, i64> for UpdateCount {
+    type VOut = i64;
+    fn transform(
+        &mut self,
+        key: &String,
+        value: Option<&i64>,
+        ctx: &ValueTransformerContext<'_, String, i64>,
+    ) -> Result<Option<i64>, StreamsError> {
+        let mut updates = ctx.key_value_store::<String, i64>("updates")?;
+        let n = updates.get(key)?.unwrap_or(0) + 1;
+        updates.put(key, &n)?;
+        Ok(value.map(|_| n * 10 + ctx.timestamp().rem_euclid(2)))
+    }
+}
+
+fn table_input(
+    d: &TopologyTestDriver,
+    data: &[(String, i64, i64)],
+) -> Vec<(String, Option<i64>, i64)> {
+    let t = d.input_topic("in", Serdes::string(), OptionSerde::new(Serdes::i64()));
+    let mut piped = Vec::new();
+    for (k, v, ts) in data {
+        // Values above 600 are deletions.
+        let value = (*v <= 600).then_some(*v);
+        t.pipe_input_at(k.clone(), value, *ts).unwrap();
+        piped.push((k.clone(), value, *ts));
+    }
+    piped
+}
+
+#[test]
+fn transform_values_stateless_gives_old_values_to_a_group_by() {
+    let b = StreamsBuilder::new();
+    let t = b
+        .table(
+            "in",
+            Consumed::with(Serdes::string(), Serdes::i64()),
+            Materialized::new(),
+        )
+        .transform_values(|| Residue, &[]);
+    t.to_stream().to("out", Produced::new());
+    t.group_by(|_, r| (*r, 1i64), Grouped::new())
+        .count(Materialized::as_store("per-residue"));
+    let d = driver(b, 3);
+    let data: Vec<_> = input(500, 19, 8)
+        .into_iter()
+        .map(|(k, v, ts)| (k, v + 300, ts))
+        .collect();
+    let piped = table_input(&d, &data);
+
+    // The table upstream and the transformed rows, computed directly.
+    let mut rows: HashMap<String, i64> = HashMap::new();
+    let mut want = Vec::new();
+    for (k, v, _) in &piped {
+        match v {
+            Some(v) => {
+                rows.insert(k.clone(), *v);
+                want.push((
+                    k.clone(),
+                    Some(*v).filter(|v| v % 7 != 0).map(|v| v.rem_euclid(5)),
+                ));
+            }
+            None => {
+                if rows.remove(k).is_some() {
+                    want.push((k.clone(), None));
+                }
+            }
+        }
+    }
+    let got = d
+        .output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()))
+        .read_key_values_to_vec()
+        .unwrap();
+    assert_eq!(per_key(&got), per_key(&want));
+    let mut counts = BTreeMap::new();
+    for v in rows.values().filter(|v| *v % 7 != 0) {
+        *counts.entry(v.rem_euclid(5)).or_insert(0i64) += 1;
+    }
+    let stored: BTreeMap<i64, i64> = store_map::<i64, i64>(&d, "per-residue")
+        .into_iter()
+        .filter(|(_, c)| *c != 0)
+        .collect();
+    assert_eq!(stored, counts);
+}
+
+#[test]
+fn transform_values_materialized_stateful_takes_old_values_from_its_store() {
+    let b = StreamsBuilder::new();
+    b.add_state_store(KeyValueStoreBuilder::new(
+        "updates",
+        StoreKind::InMemory,
+        Serdes::string(),
+        Serdes::i64(),
+    ));
+    let t = b
+        .table(
+            "in",
+            Consumed::with(Serdes::string(), Serdes::i64()),
+            Materialized::new(),
+        )
+        .transform_values_materialized(
+            || UpdateCount,
+            Materialized::as_store("transformed"),
+            &["updates"],
+        );
+    assert_eq!(t.queryable_store_name(), Some("transformed"));
+    // The sum over all keys of their transformed rows, kept with adder and subtractor.
+    t.group_by(|_, v| ("all".to_string(), *v), Grouped::new())
+        .reduce(
+            |a, v| a + v,
+            |a, v| Some(a - v),
+            Materialized::as_store("sum"),
+        );
+    let d = driver(b, 3);
+    let data: Vec<_> = input(400, 11, 9)
+        .into_iter()
+        .map(|(k, v, ts)| (k, v + 300, ts))
+        .collect();
+    let piped = table_input(&d, &data);
+
+    let mut updates: HashMap<String, i64> = HashMap::new();
+    let mut rows: BTreeMap<String, i64> = BTreeMap::new();
+    for (k, v, ts) in &piped {
+        if v.is_none() && !rows.contains_key(k) {
+            continue; // The table source forwards nothing for a deletion of an absent row.
+        }
+        let n = updates.entry(k.clone()).or_insert(0);
+        *n += 1;
+        match v {
+            Some(_) => {
+                rows.insert(k.clone(), *n * 10 + ts.rem_euclid(2));
+            }
+            None => {
+                rows.remove(k);
+            }
+        }
+    }
+    assert_eq!(store_map::<String, i64>(&d, "transformed"), rows);
+    let sum: i64 = rows.values().sum();
+    assert_eq!(
+        d.key_value_store::<String, i64>("sum")
+            .unwrap()
+            .get(&"all".to_string())
+            .unwrap(),
+        Some(sum)
+    );
+}
