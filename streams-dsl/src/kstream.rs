@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use state_store::serde::OptionSerde;
 use streams_core::{Data, Processor, SharedSerde, SinkOptions};
@@ -13,7 +13,7 @@ use crate::change::Change;
 use crate::fixed_key::{FixedKeyAdapter, FixedKeyProcessor};
 use crate::grouped::KGroupedStream;
 use crate::ktable::KTable;
-use crate::ops::branch::{Branch, Branches};
+use crate::ops::branch::{Branch, Branches, Predicate};
 use crate::ops::filter::Filter;
 use crate::ops::flat_map::{FlatMap, FlatMapValues};
 use crate::ops::map::{Map, MapValues, SelectKey};
@@ -294,18 +294,48 @@ impl<K: Data, V: Data> KStream<K, V> {
         );
     }
 
-    /// Splits the stream by predicates; see [`BranchedKStream`].
+    /// Splits the stream by predicates (Kafka Streams' `KStream#split()`); see [`BranchedKStream`]. The
+    /// splitter is named `KSTREAM-BRANCH-<n>`, and so are its branches followed by their names (or by their
+    /// positions: 1, 2, ... in order, 0 for the default branch).
     pub fn split(&self) -> BranchedKStream<K, V> {
-        let prefix = self.b.borrow_mut().name("KSTREAM-BRANCH-") + "-";
-        self.split_named(prefix)
+        let name = self.b.borrow_mut().name("KSTREAM-BRANCH-");
+        self.split_as(name.clone(), name)
     }
 
-    /// Splits the stream; branch names (and the keys of the returned map) start with `prefix`.
+    /// Splits the stream; the splitter is named `prefix` and branch names (the keys of the returned map) start
+    /// with it (Kafka Streams' `KStream#split(Named.as(prefix))`). An empty prefix leaves the splitter a
+    /// generated name and the branches the names given to them.
     pub fn split_named(&self, prefix: impl Into<String>) -> BranchedKStream<K, V> {
+        let prefix = prefix.into();
+        let splitter = if prefix.is_empty() {
+            self.b.borrow_mut().name("KSTREAM-BRANCH-")
+        } else {
+            prefix.clone()
+        };
+        self.split_as(splitter, prefix)
+    }
+
+    fn split_as(&self, splitter: String, prefix: String) -> BranchedKStream<K, V> {
+        let branches: Arc<Mutex<Branches<K, V>>> = Arc::default();
+        let for_supplier = branches.clone();
+        self.b.borrow_mut().add_processor::<K, V, _, _>(
+            &splitter,
+            move || Branch {
+                branches: Arc::new(
+                    for_supplier
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone(),
+                ),
+            },
+            &[&self.node],
+        );
         BranchedKStream {
             stream: self.clone(),
-            prefix: prefix.into(),
-            branches: Vec::new(),
+            splitter,
+            prefix,
+            branches,
+            out: HashMap::new(),
         }
     }
 
@@ -434,7 +464,13 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 }
 
-/// A stream being split into named branches: each record goes to the first branch whose predicate it satisfies.
+/// A stream being split into branches (Kafka Streams' `BranchedKStream`): each record goes to the first
+/// branch whose predicate it satisfies, or to the default branch when none does (dropped without one).
+///
+/// Each branch is a stream named `<prefix><name>`; [`BranchedKStream::default_branch`] and
+/// [`BranchedKStream::no_default_branch`] end the split with a map of those names to the branches. A
+/// [`Branched`] can instead hand the branch to a function (whose result goes in the map) or to a consumer
+/// (and leave it out of the map).
 ///
 /// ```
 /// # use streams_dsl::*;
@@ -450,63 +486,188 @@ impl<K: Data, V: Data> KStream<K, V> {
 /// ```
 pub struct BranchedKStream<K, V> {
     stream: KStream<K, V>,
+    splitter: String,
     prefix: String,
-    branches: Branches<K, V>,
+    /// Shared with the splitter's supplier, which reads it when tasks are created (after the split ended).
+    branches: Arc<Mutex<Branches<K, V>>>,
+    out: HashMap<String, KStream<K, V>>,
 }
 
 impl<K: Data, V: Data> BranchedKStream<K, V> {
     /// Adds a branch called `<prefix><name>` for the records satisfying `predicate`.
-    pub fn branch<F>(mut self, name: &str, predicate: F) -> Self
+    pub fn branch<F>(self, name: &str, predicate: F) -> Self
     where
         F: Fn(&K, &V) -> bool + Send + Sync + 'static,
     {
-        self.branches.push((
-            format!("{}{}", self.prefix, name),
-            Some(Arc::new(predicate)),
-        ));
+        self.branch_with(predicate, Branched::as_name(name))
+    }
+
+    /// Adds a branch for the records satisfying `predicate`, named and handled as `branched` says (Kafka
+    /// Streams' `BranchedKStream#branch(predicate, branched)`): `<prefix><name>`, or `<prefix><position>`
+    /// (from 1) for a branch without a name.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// let branches = builder.stream::<String, i64>("amounts", Consumed::new())
+    ///     .split_named("amounts-")
+    ///     // Into the map as "amounts-1", doubled.
+    ///     .branch_with(|_, v| *v < 0, Branched::with_function(|s: KStream<String, i64>| s.map_values(|v| v * 2)))
+    ///     // Written out here, not in the map.
+    ///     .branch_with(|_, v| *v > 1000, Branched::with_consumer(|s: KStream<String, i64>| s.to("large", Produced::new())).with_name("large"))
+    ///     .default_branch_with(Branched::as_name("rest"));
+    /// assert_eq!(branches.len(), 2);
+    /// branches["amounts-1"].to("negative-doubled", Produced::new());
+    /// branches["amounts-rest"].to("other", Produced::new());
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("amounts", Serdes::string(), Serdes::i64());
+    /// input.pipe_input("a".into(), -5).unwrap();
+    /// input.pipe_input("b".into(), 5000).unwrap();
+    /// input.pipe_input("c".into(), 7).unwrap();
+    /// let read = |t: &str| driver.output_topic(t, Serdes::string(), Serdes::i64()).read_key_values_to_vec().unwrap();
+    /// assert_eq!(read("negative-doubled"), vec![("a".to_string(), -10)]);
+    /// assert_eq!(read("large"), vec![("b".to_string(), 5000)]);
+    /// assert_eq!(read("other"), vec![("c".to_string(), 7)]);
+    /// ```
+    pub fn branch_with<F>(mut self, predicate: F, branched: Branched<K, V>) -> Self
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+    {
+        let position = self.lock().len() + 1;
+        self.add_branch(Some(Arc::new(predicate)), branched, position);
         self
     }
 
     /// Ends with a branch `<prefix><name>` taking every record no other branch took.
-    pub fn default_branch(mut self, name: &str) -> HashMap<String, KStream<K, V>> {
-        self.branches
-            .push((format!("{}{}", self.prefix, name), None));
-        self.finish()
+    pub fn default_branch(self, name: &str) -> HashMap<String, KStream<K, V>> {
+        self.default_branch_with(Branched::as_name(name))
+    }
+
+    /// Ends with a branch taking every record no other branch took, named and handled as `branched` says
+    /// (`<prefix>0` without a name), as Kafka Streams' `BranchedKStream#defaultBranch(branched)`.
+    pub fn default_branch_with(
+        mut self,
+        branched: Branched<K, V>,
+    ) -> HashMap<String, KStream<K, V>> {
+        self.add_branch(None, branched, 0);
+        self.out
     }
 
     /// Ends without a default branch: records no branch took are dropped.
     pub fn no_default_branch(self) -> HashMap<String, KStream<K, V>> {
-        self.finish()
+        self.out
     }
 
-    fn finish(self) -> HashMap<String, KStream<K, V>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Branches<K, V>> {
+        self.branches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add_branch(
+        &mut self,
+        predicate: Option<Predicate<K, V>>,
+        branched: Branched<K, V>,
+        position: usize,
+    ) {
         let s = &self.stream;
-        let mut b = s.b.borrow_mut();
-        let splitter = b.name("KSTREAM-BRANCH-");
-        let branches = Arc::new(self.branches);
-        let for_supplier = branches.clone();
-        b.add_processor::<K, V, _, _>(
-            &splitter,
-            move || Branch {
-                branches: for_supplier.clone(),
-            },
-            &[&s.node],
+        let name = match &branched.name {
+            Some(n) => format!("{}{}", self.prefix, n),
+            None => format!("{}{}", self.prefix, position),
+        };
+        self.lock().push((name.clone(), predicate));
+        s.b.borrow_mut()
+            .add_processor::<K, V, _, _>(&name, || PassThrough, &[&self.splitter]);
+        let branch = KStream::new(
+            s.b.clone(),
+            name.clone(),
+            s.key_serde.clone(),
+            s.value_serde.clone(),
+            s.repartition_required,
         );
-        let mut out = HashMap::new();
-        for (name, _) in branches.iter() {
-            b.add_processor::<K, V, _, _>(name, || PassThrough, &[&splitter]);
-            out.insert(
-                name.clone(),
-                KStream::new(
-                    s.b.clone(),
-                    name.clone(),
-                    s.key_serde.clone(),
-                    s.value_serde.clone(),
-                    s.repartition_required,
-                ),
-            );
+        match branched.chain {
+            BranchChain::Keep => {
+                self.out.insert(name, branch);
+            }
+            BranchChain::Function(f) => {
+                if let Some(result) = f(branch) {
+                    self.out.insert(name, result);
+                }
+            }
+            BranchChain::Consumer(f) => f(branch),
         }
-        out
+    }
+}
+
+/// What becomes of a branch.
+enum BranchChain<K, V> {
+    /// The branch itself goes in the map.
+    Keep,
+    /// What the function makes of the branch goes in the map (nothing for `None`).
+    #[allow(clippy::type_complexity)]
+    Function(Box<dyn FnOnce(KStream<K, V>) -> Option<KStream<K, V>>>),
+    /// The consumer takes the branch; nothing goes in the map.
+    Consumer(Box<dyn FnOnce(KStream<K, V>)>),
+}
+
+/// How a branch of [`KStream::split`] is named and what is done with it (Kafka Streams' `Branched`): kept in
+/// the returned map (the default), handed to a function whose result goes in the map, or handed to a consumer.
+/// A branch without a name is called after its position: `<prefix>1`, `<prefix>2`, ..., `<prefix>0` for the
+/// default branch.
+pub struct Branched<K, V> {
+    name: Option<String>,
+    chain: BranchChain<K, V>,
+}
+
+impl<K: Data, V: Data> Default for Branched<K, V> {
+    fn default() -> Self {
+        Branched {
+            name: None,
+            chain: BranchChain::Keep,
+        }
+    }
+}
+
+impl<K: Data, V: Data> Branched<K, V> {
+    /// A branch named after its position, kept in the map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A branch called `<prefix><name>`, kept in the map (Kafka's `Branched.as`).
+    pub fn as_name(name: impl Into<String>) -> Self {
+        Self::default().with_name(name)
+    }
+
+    /// Hands the branch to `f`; what it returns (a stream, or `None` for nothing) goes in the map under the
+    /// branch's name (Kafka's `Branched.withFunction`).
+    pub fn with_function<F, R>(f: F) -> Self
+    where
+        F: FnOnce(KStream<K, V>) -> R + 'static,
+        R: Into<Option<KStream<K, V>>>,
+    {
+        Branched {
+            name: None,
+            chain: BranchChain::Function(Box::new(move |s| f(s).into())),
+        }
+    }
+
+    /// Hands the branch to `f`, which ends it (writes it to a topic, say); nothing goes in the map (Kafka's
+    /// `Branched.withConsumer`).
+    pub fn with_consumer<F>(f: F) -> Self
+    where
+        F: FnOnce(KStream<K, V>) + 'static,
+    {
+        Branched {
+            name: None,
+            chain: BranchChain::Consumer(Box::new(f)),
+        }
+    }
+
+    /// Names the branch `<prefix><name>`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 }
 

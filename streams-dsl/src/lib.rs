@@ -7,6 +7,7 @@
 //! | `KStream` (`filter`, `map`, `mapValues`, `flatMap`, `selectKey`, `peek`, `foreach`, `split`, `merge`, `to`, `repartition`, `process`, `groupBy`, `groupByKey`) | [`KStream`] |
 //! | `KStream#processValues`, `FixedKeyProcessor` | [`KStream::process_values`], [`FixedKeyProcessor`] |
 //! | `KTable#transformValues`, `ValueTransformerWithKey` | [`KTable::transform_values`], [`KTable::transform_values_materialized`], [`ValueTransformerWithKey`] |
+//! | `KStream#split`, `BranchedKStream`, `Branched` (`as`, `withFunction`, `withConsumer`) | [`KStream::split`], [`BranchedKStream`], [`Branched`] |
 //! | `KStream#toTable` | [`KStream::to_table`], [`KStream::to_table_materialized`], [`KStream::to_table_with_deletes`] |
 //! | `KTable` (`filter`, `filterNot`, `mapValues`, `toStream`, `groupBy`) | [`KTable`] |
 //! | `GlobalKTable`, `KStream#join`/`leftJoin` with a `GlobalKTable` | [`GlobalKTable`], [`KStream::join_global`], [`KStream::left_join_global`] |
@@ -76,7 +77,7 @@ pub use builder::StreamsBuilder;
 pub use fixed_key::{FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord};
 pub use global_table::GlobalKTable;
 pub use grouped::{KGroupedStream, KGroupedTable};
-pub use kstream::{BranchedKStream, KStream};
+pub use kstream::{Branched, BranchedKStream, KStream};
 pub use ktable::KTable;
 pub use params::Joined;
 pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned};

@@ -4579,3 +4579,92 @@ fn ktable_transform_values_test_should_calculate_correct_old_values_if_not_state
         ]
     );
 }
+
+/// Kafka: `KStreamSplitTest.testKStreamSplit`, with `Branched.withConsumer` writing each branch: nothing is
+/// left in the map.
+#[test]
+fn kstream_split_test_kstream_split_with_consumers() {
+    let b = StreamsBuilder::new();
+    let branches = b
+        .stream("topic", int_string())
+        .split()
+        .branch_with(
+            |k, _| k % 2 == 0,
+            Branched::with_consumer(|ks: KStream<i32, String>| ks.to("x2", Produced::new())),
+        )
+        .branch_with(
+            |k, _| k % 3 == 0,
+            Branched::with_consumer(|ks: KStream<i32, String>| ks.to("x3", Produced::new())),
+        )
+        .branch_with(
+            |k, _| k % 5 == 0,
+            Branched::with_consumer(|ks: KStream<i32, String>| ks.to("x5", Produced::new())),
+        )
+        .no_default_branch();
+    assert_eq!(branches.len(), 0);
+    let d = driver(b);
+    split_input(&d);
+    assert_eq!(values_of(&d, "x2"), strings(&["V0", "V2", "V4", "V6"]));
+    assert_eq!(values_of(&d, "x3"), strings(&["V3"]));
+    assert_eq!(values_of(&d, "x5"), strings(&["V5"]));
+}
+
+/// Kafka: `KStreamSplitTest.testResultingMap`: `Named.as("foo-")`, a named branch, a consumer and a function
+/// returning null (both absent from the map), a function returning the branch, a branch named by its position
+/// and a default branch named "0".
+#[test]
+fn kstream_split_test_resulting_map_with_branched() {
+    let b = StreamsBuilder::new();
+    let branches = b
+        .stream("topic", int_string())
+        .split_named("foo-")
+        .branch_with(|k, _| k % 2 == 0, Branched::as_name("bar"))
+        .branch_with(
+            |k, _| k % 3 == 0,
+            Branched::with_consumer(|_: KStream<i32, String>| {}),
+        )
+        .branch_with(
+            |k, _| k % 5 == 0,
+            Branched::with_function(|_: KStream<i32, String>| None),
+        )
+        .branch_with(
+            |k, _| *k < 0,
+            Branched::with_function(|ks: KStream<i32, String>| ks),
+        )
+        .branch_with(|k, _| k % 7 == 0, Branched::new())
+        .default_branch_with(Branched::new());
+    assert_eq!(branches.len(), 4);
+    for (name, branch) in &branches {
+        branch.to(name, Produced::new());
+    }
+    let d = driver(b);
+    split_input(&d);
+    assert_eq!(values_of(&d, "foo-bar"), strings(&["V0", "V2", "V4", "V6"]));
+    assert_eq!(values_of(&d, "foo-4"), strings(&["V-1"]));
+    assert_eq!(values_of(&d, "foo-5"), strings(&["V7"]));
+    assert_eq!(values_of(&d, "foo-0"), strings(&["V1"]));
+}
+
+/// Kafka: `KStreamSplitTest.testBranchingWithNoTerminalOperation`: the split is never ended; the consumers
+/// already wired the branches.
+#[test]
+fn kstream_split_test_branching_with_no_terminal_operation_with_consumers() {
+    let b = StreamsBuilder::new();
+    let _ = b
+        .stream("topic", int_string())
+        .split()
+        .branch_with(
+            |k, _| k % 2 == 0,
+            Branched::with_consumer(|ks: KStream<i32, String>| ks.to("output", Produced::new())),
+        )
+        .branch_with(
+            |k, _| k % 5 == 0,
+            Branched::with_consumer(|ks: KStream<i32, String>| ks.to("output", Produced::new())),
+        );
+    let d = driver(b);
+    split_input(&d);
+    assert_eq!(
+        values_of(&d, "output"),
+        strings(&["V0", "V2", "V4", "V5", "V6"])
+    );
+}

@@ -486,3 +486,80 @@ fn transform_values_materialized_stateful_takes_old_values_from_its_store() {
         Some(sum)
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// split with Branched
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn split_with_branched_routes_like_a_first_match_and_names_like_kafka() {
+    let b = StreamsBuilder::new();
+    let branches = b
+        .stream("in", strings())
+        .split()
+        .branch_with(|_, v| *v < -100, Branched::new())
+        .branch_with(
+            |_, v| *v < 0,
+            Branched::with_function(|s: KStream<String, i64>| s.map_values(|v| -v))
+                .with_name("neg"),
+        )
+        .branch_with(
+            |_, v| v % 2 == 0,
+            Branched::with_consumer(|s: KStream<String, i64>| s.to("even", Produced::new())),
+        )
+        .default_branch_with(Branched::new());
+    let mut names: Vec<_> = branches.keys().cloned().collect();
+    names.sort();
+    // split() names the splitter KSTREAM-BRANCH-<n> and its branches after it, as Kafka does.
+    assert_eq!(
+        names,
+        vec![
+            "KSTREAM-BRANCH-00000000010",
+            "KSTREAM-BRANCH-00000000011",
+            "KSTREAM-BRANCH-0000000001neg"
+        ]
+    );
+    branches["KSTREAM-BRANCH-00000000011"].to("very-negative", Produced::new());
+    branches["KSTREAM-BRANCH-0000000001neg"].to("negated", Produced::new());
+    branches["KSTREAM-BRANCH-00000000010"].to("odd", Produced::new());
+    let d = driver(b, 3);
+    let data = input(500, 13, 10);
+    pipe(&d, "in", &data);
+    let read = |t: &str| {
+        let out = d
+            .output_topic(t, Serdes::string(), Serdes::i64())
+            .read_key_values_to_vec()
+            .unwrap();
+        per_key(&out)
+    };
+    let (mut very, mut neg, mut even, mut odd) = (vec![], vec![], vec![], vec![]);
+    for (k, v, _) in &data {
+        let r = (k.clone(), *v);
+        if *v < -100 {
+            very.push(r);
+        } else if *v < 0 {
+            neg.push((k.clone(), -v));
+        } else if v % 2 == 0 {
+            even.push(r);
+        } else {
+            odd.push(r);
+        }
+    }
+    assert_eq!(read("very-negative"), per_key(&very));
+    assert_eq!(read("negated"), per_key(&neg));
+    assert_eq!(read("even"), per_key(&even));
+    assert_eq!(read("odd"), per_key(&odd));
+}
+
+#[test]
+fn split_with_two_branches_of_one_name_fails_the_build() {
+    let b = StreamsBuilder::new();
+    let _ = b
+        .stream("in", strings())
+        .split_named("s-")
+        .branch("x", |_, v| *v < 0)
+        .branch("x", |_, v| *v > 0)
+        .no_default_branch();
+    let e = b.build().unwrap_err().to_string();
+    assert!(e.contains("s-x"), "{e}");
+}
