@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use state_store::serde::OptionSerde;
-use streams_core::{Data, Processor, SharedSerde, SinkOptions};
+use streams_core::{Data, Processor, SharedSerde, SinkOptions, StreamsError};
 
 use crate::builder::Shared;
 use crate::change::Change;
@@ -22,6 +22,7 @@ use crate::ops::peek::Peek;
 use crate::ops::table_source::TableSource;
 use crate::ops::to_table::StreamToTable;
 use crate::params::{pick_serde, Grouped, Materialized, Produced, Repartitioned};
+use crate::routing::{TopicNameExtractor, TopicRouter};
 
 /// A stream of key-value records, each an independent event (Kafka Streams' `KStream`).
 ///
@@ -902,5 +903,96 @@ impl<K: Data, V: Data> KStream<K, V> {
             None,
             self.repartition_required,
         )
+    }
+}
+
+/// `to_dynamic`: a topic chosen per record.
+impl<K: Data, V: Data> KStream<K, V> {
+    /// Writes each record to the topic `extractor` chooses for it (Kafka Streams' `KStream#to` with a
+    /// `TopicNameExtractor`). The chosen topic must be one of `topics`: the application's outputs are declared
+    /// up front (they show in the topology description, one sink per topic, and the test driver and the
+    /// runtime know them), and a record routed anywhere else fails with an error naming the topic instead of
+    /// creating it. Kafka Streams does not create dynamically chosen topics either; they must exist.
+    ///
+    /// The routing node is named by [`Produced::with_name`] (or `KSTREAM-SINK-<n>`), its sinks
+    /// `<that name>-<topic>`; a partitioner of `produced` is used for every topic.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("events", Consumed::new()).to_dynamic(
+    ///     |_user: &String, event: &String, _ctx: &RecordContext<'_>| {
+    ///         if event.starts_with("error") { "errors".to_string() } else { "events-ok".to_string() }
+    ///     },
+    ///     &["errors", "events-ok"],
+    ///     Produced::new(),
+    /// );
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("events", Serdes::string(), Serdes::string());
+    /// input.pipe_input("ann".into(), "error: disk full".into()).unwrap();
+    /// input.pipe_input("bob".into(), "login".into()).unwrap();
+    /// let read = |t: &str| driver.output_topic(t, Serdes::string(), Serdes::string()).read_key_values_to_vec().unwrap();
+    /// assert_eq!(read("errors"), vec![("ann".to_string(), "error: disk full".to_string())]);
+    /// assert_eq!(read("events-ok"), vec![("bob".to_string(), "login".to_string())]);
+    /// ```
+    pub fn to_dynamic<E>(&self, extractor: E, topics: &[&str], produced: Produced<K, V>)
+    where
+        E: TopicNameExtractor<K, V>,
+    {
+        let mut b = self.b.borrow_mut();
+        let router = produced
+            .name
+            .clone()
+            .unwrap_or_else(|| b.name("KSTREAM-SINK-"));
+        if topics.is_empty() {
+            b.check::<()>(Err(StreamsError::InvalidTopology(format!(
+                "to_dynamic ('{router}') declares no topic: name every topic the extractor may choose"
+            ))));
+            return;
+        }
+        let op = format!("to_dynamic({})", topics.join(", "));
+        let hint = "Produced::with(key_serde, value_serde)";
+        let k = b.check(pick_serde(
+            &produced.key_serde,
+            &self.key_serde,
+            &op,
+            "key",
+            hint,
+        ));
+        let v = b.check(pick_serde(
+            &produced.value_serde,
+            &self.value_serde,
+            &op,
+            "value",
+            hint,
+        ));
+        let (Some(k), Some(v)) = (k, v) else {
+            return;
+        };
+        let mut sinks = HashMap::new();
+        for topic in topics {
+            sinks.insert(topic.to_string(), format!("{router}-{topic}"));
+        }
+        let extractor: Arc<dyn TopicNameExtractor<K, V>> = Arc::new(extractor);
+        let for_router = Arc::new(sinks.clone());
+        b.add_processor::<K, V, _, _>(
+            &router,
+            move || TopicRouter {
+                extractor: extractor.clone(),
+                sinks: for_router.clone(),
+            },
+            &[&self.node],
+        );
+        // Sinks in the order the topics were declared (a repeated topic gets one sink).
+        let mut done = std::collections::HashSet::new();
+        for topic in topics.iter().filter(|t| done.insert(**t)) {
+            let opts = SinkOptions::from_shared(k.clone(), v.clone())
+                .with_partitioner(produced.partitioner.clone());
+            let r = b
+                .topology
+                .add_sink(&sinks[*topic], topic, opts, &[&router])
+                .map(|_| ());
+            b.check(r);
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! | `KStream#processValues`, `FixedKeyProcessor` | [`KStream::process_values`], [`FixedKeyProcessor`] |
 //! | `KTable#transformValues`, `ValueTransformerWithKey` | [`KTable::transform_values`], [`KTable::transform_values_materialized`], [`ValueTransformerWithKey`] |
 //! | `KStream#split`, `BranchedKStream`, `Branched` (`as`, `withFunction`, `withConsumer`) | [`KStream::split`], [`BranchedKStream`], [`Branched`] |
+//! | `KStream#to(TopicNameExtractor, Produced)`, `RecordContext` | [`KStream::to_dynamic`], [`TopicNameExtractor`], [`RecordContext`] |
 //! | `KStream#toTable` | [`KStream::to_table`], [`KStream::to_table_materialized`], [`KStream::to_table_with_deletes`] |
 //! | `KTable` (`filter`, `filterNot`, `mapValues`, `toStream`, `groupBy`) | [`KTable`] |
 //! | `GlobalKTable`, `KStream#join`/`leftJoin` with a `GlobalKTable` | [`GlobalKTable`], [`KStream::join_global`], [`KStream::left_join_global`] |
@@ -68,6 +69,7 @@ mod kstream;
 mod ktable;
 mod ops;
 mod params;
+mod routing;
 mod stream_join;
 mod transformer;
 mod windowed;
@@ -81,6 +83,7 @@ pub use kstream::{Branched, BranchedKStream, KStream};
 pub use ktable::KTable;
 pub use params::Joined;
 pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned};
+pub use routing::{RecordContext, TopicNameExtractor};
 pub use state_store::{SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
 pub use stream_join::StreamJoined;
 pub use transformer::{ValueTransformerContext, ValueTransformerWithKey};

@@ -563,3 +563,101 @@ fn split_with_two_branches_of_one_name_fails_the_build() {
     let e = b.build().unwrap_err().to_string();
     assert!(e.contains("s-x"), "{e}");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// to_dynamic
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn to_dynamic_routes_by_record_and_source_topic() {
+    let b = StreamsBuilder::new();
+    b.streams(&["a", "b"], strings()).to_dynamic(
+        |_k: &String, v: &i64, ctx: &RecordContext<'_>| {
+            let sign = if *v < 0 { "neg" } else { "pos" };
+            format!("{}-{sign}", ctx.topic().unwrap_or("?"))
+        },
+        &["a-neg", "a-pos", "b-neg", "b-pos"],
+        Produced::new(),
+    );
+    let topology = b.build().unwrap();
+    let description = topology.describe().to_string();
+    for t in ["a-neg", "a-pos", "b-neg", "b-pos"] {
+        assert!(
+            description.contains(&format!("(topic: {t})")),
+            "{description}"
+        );
+    }
+    let d = TopologyTestDriver::builder(topology)
+        .default_partitions(3)
+        .partitions("b-pos", 5)
+        .build()
+        .unwrap();
+    let (da, db) = (input(200, 7, 11), input(200, 7, 12));
+    pipe(&d, "a", &da);
+    pipe(&d, "b", &db);
+    for (src, data) in [("a", &da), ("b", &db)] {
+        for sign in ["neg", "pos"] {
+            let topic = format!("{src}-{sign}");
+            let got = d
+                .output_topic(&topic, Serdes::string(), Serdes::i64())
+                .read_records_to_vec()
+                .unwrap();
+            let partitions = if topic == "b-pos" { 5 } else { 3 };
+            for r in &got {
+                // Default partitioning by the key, over the chosen topic's partitions.
+                assert_eq!(
+                    r.partition,
+                    Some(default_partition(r.key.as_bytes(), partitions)),
+                    "{topic}"
+                );
+            }
+            let got: Vec<_> = got
+                .into_iter()
+                .map(|r| (r.key, (r.value, r.timestamp)))
+                .collect();
+            let want: Vec<_> = data
+                .iter()
+                .filter(|(_, v, _)| (*v < 0) == (sign == "neg"))
+                .map(|(k, v, ts)| (k.clone(), (*v, *ts)))
+                .collect();
+            assert_eq!(per_key(&got), per_key(&want), "{topic}");
+        }
+    }
+}
+
+#[test]
+fn to_dynamic_never_writes_to_an_undeclared_topic() {
+    let b = StreamsBuilder::new();
+    b.stream("in", strings()).to_dynamic(
+        |k: &String, _: &i64, _: &RecordContext<'_>| format!("out-{k}"),
+        &["out-k0"],
+        Produced::new(),
+    );
+    let d = driver(b, 1);
+    let t = d.input_topic("in", Serdes::string(), Serdes::i64());
+    t.pipe_input("k0".to_string(), 1).unwrap();
+    let e = t.pipe_input("k1".to_string(), 2).unwrap_err().to_string();
+    assert!(e.contains("out-k1") && e.contains("out-k0"), "{e}");
+    let out = d
+        .output_topic("out-k0", Serdes::string(), Serdes::i64())
+        .read_key_values_to_vec()
+        .unwrap();
+    assert_eq!(out, vec![("k0".to_string(), 1)]);
+    let undeclared = d
+        .output_topic("out-k1", Serdes::string(), Serdes::i64())
+        .read_key_values_to_vec()
+        .unwrap();
+    assert!(undeclared.is_empty());
+}
+
+#[test]
+fn to_dynamic_without_topics_fails_the_build() {
+    let b = StreamsBuilder::new();
+    b.stream("in", strings()).to_dynamic(
+        |_: &String, _: &i64, _: &RecordContext<'_>| "x".to_string(),
+        &[],
+        Produced::new(),
+    );
+    let e = b.build().unwrap_err().to_string();
+    assert!(e.contains("to_dynamic") && e.contains("no topic"), "{e}");
+}
