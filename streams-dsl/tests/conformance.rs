@@ -4668,3 +4668,349 @@ fn kstream_split_test_branching_with_no_terminal_operation_with_consumers() {
         strings(&["V0", "V2", "V4", "V5", "V6"])
     );
 }
+
+/// Pipes (topic, key, value, timestamp) string records to the driver in order.
+fn pipe_strings(d: &TopologyTestDriver, records: &[(&str, &str, &str, i64)]) {
+    for (topic, k, v, ts) in records {
+        d.input_topic(topic, Serdes::string(), Serdes::string())
+            .pipe_input_at(s(k), s(v), *ts)
+            .unwrap();
+    }
+}
+
+/// The first `expected.len()` records of "output" (the Kafka tests assert them one by one).
+fn assert_output_prefix<V: Data + PartialEq + std::fmt::Debug>(
+    d: &TopologyTestDriver,
+    value_serde: impl Serde<V>,
+    expected: &[(&str, V, i64)],
+) {
+    let out = d.output_topic("output", Serdes::string(), OptionSerde::new(value_serde));
+    let got = read_all(&out);
+    assert!(got.len() >= expected.len(), "{got:?}");
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(k, v, ts)| (s(k), Some(v.clone()), *ts))
+        .collect();
+    assert_eq!(got[..expected.len()], expected[..]);
+}
+
+fn grouped_strings(b: &StreamsBuilder, topic: &str) -> KGroupedStream<String, String> {
+    b.stream(topic, string_string())
+        .group_by_key(Grouped::new())
+}
+
+/// Kafka: `CogroupedKStreamImplTest.shouldCogroupAndAggregateSingleKStreams`.
+#[test]
+fn cogrouped_kstream_impl_test_should_cogroup_and_aggregate_single_kstreams() {
+    let b = StreamsBuilder::new();
+    grouped_strings(&b, "one")
+        .cogroup(|_, v: &String, agg: String| agg + v)
+        .aggregate(String::new, Materialized::new())
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    pipe_strings(
+        &d,
+        &[
+            ("one", "k1", "A", 0),
+            ("one", "k2", "B", 0),
+            ("one", "k2", "B", 0),
+            ("one", "k1", "A", 0),
+        ],
+    );
+    assert_output_prefix(
+        &d,
+        Serdes::string(),
+        &[
+            ("k1", s("A"), 0),
+            ("k2", s("B"), 0),
+            ("k2", s("BB"), 0),
+            ("k1", s("AA"), 0),
+        ],
+    );
+}
+
+/// Kafka: `CogroupedKStreamImplTest.shouldCogroupAndAggregateTwoKStreamsWithDistinctKeys`: the aggregate's
+/// timestamp is the latest of its records'.
+#[test]
+fn cogrouped_kstream_impl_test_should_cogroup_and_aggregate_two_kstreams_with_distinct_keys() {
+    let b = StreamsBuilder::new();
+    let g2 = grouped_strings(&b, "two");
+    grouped_strings(&b, "one")
+        .cogroup(|_, v: &String, agg: String| agg + v)
+        .cogroup(&g2, |_, v: &String, agg: String| agg + v)
+        .aggregate(String::new, Materialized::new())
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    pipe_strings(
+        &d,
+        &[
+            ("one", "k1", "A", 0),
+            ("one", "k1", "A", 1),
+            ("one", "k1", "A", 10),
+            ("one", "k1", "A", 100),
+            ("two", "k2", "B", 100),
+            ("two", "k2", "B", 200),
+            ("two", "k2", "B", 1),
+            ("two", "k2", "B", 500),
+            ("two", "k2", "B", 500),
+            ("two", "k2", "B", 100),
+        ],
+    );
+    assert_output_prefix(
+        &d,
+        Serdes::string(),
+        &[
+            ("k1", s("A"), 0),
+            ("k1", s("AA"), 1),
+            ("k1", s("AAA"), 10),
+            ("k1", s("AAAA"), 100),
+            ("k2", s("B"), 100),
+            ("k2", s("BB"), 200),
+            ("k2", s("BBB"), 200),
+            ("k2", s("BBBB"), 500),
+            ("k2", s("BBBBB"), 500),
+            ("k2", s("BBBBBB"), 500),
+        ],
+    );
+}
+
+/// The input of `CogroupedKStreamImplTest.shouldCogroupAndAggregateTwoKStreamsWithSharedKeys` (and of the
+/// tests with other value types, with "1"/"2"/"3" values).
+const SHARED_KEYS: [(&str, &str, &str, i64); 12] = [
+    ("one", "k1", "A", 0),
+    ("one", "k2", "A", 1),
+    ("one", "k1", "A", 10),
+    ("one", "k2", "A", 100),
+    ("two", "k2", "B", 100),
+    ("two", "k2", "B", 200),
+    ("two", "k1", "B", 1),
+    ("two", "k2", "B", 500),
+    ("two", "k1", "B", 500),
+    ("two", "k2", "B", 500),
+    ("two", "k3", "B", 500),
+    ("two", "k2", "B", 100),
+];
+
+/// Kafka: `CogroupedKStreamImplTest.shouldCogroupAndAggregateTwoKStreamsWithSharedKeys`.
+#[test]
+fn cogrouped_kstream_impl_test_should_cogroup_and_aggregate_two_kstreams_with_shared_keys() {
+    let b = StreamsBuilder::new();
+    let g2 = grouped_strings(&b, "two");
+    grouped_strings(&b, "one")
+        .cogroup(|_, v: &String, agg: String| agg + v)
+        .cogroup(&g2, |_, v: &String, agg: String| agg + v)
+        .aggregate(String::new, Materialized::new())
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    pipe_strings(&d, &SHARED_KEYS);
+    assert_output_prefix(
+        &d,
+        Serdes::string(),
+        &[
+            ("k1", s("A"), 0),
+            ("k2", s("A"), 1),
+            ("k1", s("AA"), 10),
+            ("k2", s("AA"), 100),
+            ("k2", s("AAB"), 100),
+            ("k2", s("AABB"), 200),
+            ("k1", s("AAB"), 10),
+            ("k2", s("AABBB"), 500),
+            ("k1", s("AABB"), 500),
+            ("k2", s("AABBBB"), 500),
+        ],
+    );
+}
+
+/// Kafka: `CogroupedKStreamImplTest.shouldAllowDifferentOutputTypeInCoGroup`: string values summed into an
+/// integer aggregate kept in the store "store1".
+#[test]
+fn cogrouped_kstream_impl_test_should_allow_different_output_type_in_co_group() {
+    let b = StreamsBuilder::new();
+    let g2 = grouped_strings(&b, "two");
+    let sum = |_: &String, v: &String, agg: i32| agg + v.parse::<i32>().unwrap_or(0);
+    grouped_strings(&b, "one")
+        .cogroup(sum)
+        .cogroup(&g2, sum)
+        .aggregate(
+            || 0,
+            Materialized::as_store("store1").with_value_serde(Serdes::i32()),
+        )
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    let records: Vec<_> = SHARED_KEYS
+        .iter()
+        .enumerate()
+        .map(|(i, (t, k, _, ts))| {
+            let v = match (*t, i) {
+                ("one", _) => "1",
+                (_, 9) => "3",
+                _ => "2",
+            };
+            (*t, *k, v, *ts)
+        })
+        .collect();
+    pipe_strings(&d, &records);
+    assert_output_prefix(
+        &d,
+        Serdes::i32(),
+        &[
+            ("k1", 1, 0),
+            ("k2", 1, 1),
+            ("k1", 2, 10),
+            ("k2", 2, 100),
+            ("k2", 4, 100),
+            ("k2", 6, 200),
+            ("k1", 4, 10),
+            ("k2", 8, 500),
+            ("k1", 6, 500),
+            ("k2", 11, 500),
+        ],
+    );
+}
+
+/// Kafka: `CogroupedKStreamImplTest.shouldCoGroupStreamsWithDifferentInputTypes`: string and integer inputs
+/// into one integer aggregate.
+#[test]
+fn cogrouped_kstream_impl_test_should_co_group_streams_with_different_input_types() {
+    let b = StreamsBuilder::new();
+    let g2 = b
+        .stream("two", Consumed::with(Serdes::string(), Serdes::i32()))
+        .group_by_key(Grouped::new());
+    grouped_strings(&b, "one")
+        .cogroup(|_, v: &String, agg: i32| agg + v.parse::<i32>().unwrap_or(0))
+        .cogroup(&g2, |_, v: &i32, agg: i32| agg + v)
+        .aggregate(
+            || 0,
+            Materialized::as_store("store1").with_value_serde(Serdes::i32()),
+        )
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    let one = d.input_topic("one", Serdes::string(), Serdes::string());
+    let two = d.input_topic("two", Serdes::string(), Serdes::i32());
+    for (i, (t, k, _, ts)) in SHARED_KEYS.iter().enumerate() {
+        if *t == "one" {
+            one.pipe_input_at(s(k), s("1"), *ts).unwrap();
+        } else {
+            two.pipe_input_at(s(k), if i == 9 { 3 } else { 2 }, *ts)
+                .unwrap();
+        }
+    }
+    assert_output_prefix(
+        &d,
+        Serdes::i32(),
+        &[
+            ("k1", 1, 0),
+            ("k2", 1, 1),
+            ("k1", 2, 10),
+            ("k2", 2, 100),
+            ("k2", 4, 100),
+            ("k2", 6, 200),
+            ("k1", 4, 10),
+            ("k2", 8, 500),
+            ("k1", 6, 500),
+            ("k2", 11, 500),
+            ("k3", 2, 500),
+        ],
+    );
+}
+
+/// Kafka: `CogroupedKStreamImplTest.testCogroupKeyMixedAggregators`: `MockAggregator.TOSTRING_REMOVER` on one
+/// input, `TOSTRING_ADDER` on the other, `MockInitializer.STRING_INIT` ("0").
+#[test]
+fn cogrouped_kstream_impl_test_cogroup_key_mixed_aggregators() {
+    let b = StreamsBuilder::new();
+    let g2 = grouped_strings(&b, "two");
+    grouped_strings(&b, "one")
+        .cogroup(|_, v: &String, agg: String| format!("{agg}-{v}"))
+        .cogroup(&g2, |_, v: &String, agg: String| format!("{agg}+{v}"))
+        .aggregate(
+            || s("0"),
+            Materialized::as_store("store1").with_value_serde(Serdes::string()),
+        )
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    pipe_strings(
+        &d,
+        &[
+            ("one", "k1", "1", 0),
+            ("one", "k2", "1", 1),
+            ("one", "k1", "1", 10),
+            ("one", "k2", "1", 100),
+            ("two", "k1", "2", 500),
+            ("two", "k2", "2", 500),
+            ("two", "k1", "2", 500),
+            ("two", "k2", "2", 100),
+        ],
+    );
+    assert_output_prefix(
+        &d,
+        Serdes::string(),
+        &[
+            ("k1", s("0-1"), 0),
+            ("k2", s("0-1"), 1),
+            ("k1", s("0-1-1"), 10),
+            ("k2", s("0-1-1"), 100),
+            ("k1", s("0-1-1+2"), 500),
+            ("k2", s("0-1-1+2"), 500),
+            ("k1", s("0-1-1+2+2"), 500),
+            ("k2", s("0-1-1+2+2"), 500),
+        ],
+    );
+}
+
+/// Kafka: `CogroupedKStreamImplTest.testCogroupWithThreeGroupedStreams`.
+#[test]
+fn cogrouped_kstream_impl_test_cogroup_with_three_grouped_streams() {
+    let b = StreamsBuilder::new();
+    let g2 = grouped_strings(&b, "two");
+    let g3 = grouped_strings(&b, "three");
+    let concat = |_: &String, v: &String, agg: String| agg + v;
+    grouped_strings(&b, "one")
+        .cogroup(concat)
+        .cogroup(&g2, concat)
+        .cogroup(&g3, concat)
+        .aggregate(String::new, Materialized::new())
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    pipe_strings(
+        &d,
+        &[
+            ("one", "k1", "A", 0),
+            ("one", "k2", "A", 1),
+            ("one", "k1", "A", 10),
+            ("one", "k2", "A", 100),
+            ("two", "k2", "B", 100),
+            ("two", "k2", "B", 200),
+            ("two", "k1", "B", 1),
+            ("two", "k2", "B", 500),
+            ("three", "k1", "B", 500),
+            ("three", "k2", "B", 500),
+            ("three", "k3", "B", 500),
+            ("three", "k2", "B", 100),
+        ],
+    );
+    assert_output_prefix(
+        &d,
+        Serdes::string(),
+        &[
+            ("k1", s("A"), 0),
+            ("k2", s("A"), 1),
+            ("k1", s("AA"), 10),
+            ("k2", s("AA"), 100),
+            ("k2", s("AAB"), 100),
+            ("k2", s("AABB"), 200),
+            ("k1", s("AAB"), 10),
+            ("k2", s("AABBB"), 500),
+            ("k1", s("AABB"), 500),
+            ("k2", s("AABBBB"), 500),
+            ("k3", s("B"), 500),
+        ],
+    );
+}

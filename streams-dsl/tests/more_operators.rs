@@ -661,3 +661,108 @@ fn to_dynamic_without_topics_fails_the_build() {
     let e = b.build().unwrap_err().to_string();
     assert!(e.contains("to_dynamic") && e.contains("no topic"), "{e}");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// cogroup
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn cogroup_folds_inputs_of_different_types_into_one_aggregate() {
+    let b = StreamsBuilder::new();
+    // Amounts keyed by account; labels re-keyed by their first character (so repartitioned); counts per key.
+    let amounts = b.stream("amounts", strings()).group_by_key(Grouped::new());
+    let labels = b
+        .stream("labels", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by(|_, v: &String| format!("k{}", v.len() % 5), Grouped::new());
+    let events = b
+        .stream("events", strings())
+        .select_key(|k, _| k.clone())
+        .group_by_key(Grouped::as_name("events-by-key"));
+    let table = amounts
+        .cogroup(|_, v: &i64, (sum, n, l): (i64, i64, i64)| (sum + v, n, l))
+        .cogroup(&labels, |_, v: &String, (sum, n, l)| {
+            (sum, n, l + v.len() as i64)
+        })
+        .cogroup(&events, |_, _: &i64, (sum, n, l)| (sum, n + 1, l))
+        .aggregate(
+            || (0, 0, 0),
+            Materialized::as_store("cogrouped").with_value_serde(JsonSerde::default()),
+        );
+    assert_eq!(table.queryable_store_name(), Some("cogrouped"));
+    let topology = b.build().unwrap();
+    let mut topics: Vec<String> = topology.internal_topics().map(|t| t.name.clone()).collect();
+    topics.sort();
+    assert_eq!(
+        topics,
+        vec!["cogrouped-repartition", "events-by-key-repartition"]
+    );
+    let d = TopologyTestDriver::builder(topology)
+        .default_partitions(3)
+        .build()
+        .unwrap();
+    let (a, e) = (input(300, 5, 13), input(200, 5, 14));
+    pipe(&d, "amounts", &a);
+    pipe(&d, "events", &e);
+    let labels_in = d.input_topic("labels", Serdes::string(), Serdes::string());
+    let mut want: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+    let mut latest: BTreeMap<String, i64> = BTreeMap::new();
+    for (k, v, ts) in input(250, 9, 15) {
+        let label = "x".repeat((v.unsigned_abs() % 11) as usize);
+        labels_in.pipe_input_at(k, label.clone(), ts).unwrap();
+        let key = format!("k{}", label.len() % 5);
+        want.entry(key.clone()).or_default().2 += label.len() as i64;
+        let t = latest.entry(key).or_insert(i64::MIN);
+        *t = (*t).max(ts);
+    }
+    for (k, v, ts) in &a {
+        want.entry(k.clone()).or_default().0 += v;
+        let t = latest.entry(k.clone()).or_insert(i64::MIN);
+        *t = (*t).max(*ts);
+    }
+    for (k, _, ts) in &e {
+        want.entry(k.clone()).or_default().1 += 1;
+        let t = latest.entry(k.clone()).or_insert(i64::MIN);
+        *t = (*t).max(*ts);
+    }
+    assert_eq!(store_map::<String, (i64, i64, i64)>(&d, "cogrouped"), want);
+    // Each aggregate carries the latest timestamp of the records folded into it.
+    let stamped = d
+        .key_value_store::<String, ValueAndTimestamp<(i64, i64, i64)>>("cogrouped")
+        .unwrap();
+    for (k, ts) in &latest {
+        assert_eq!(stamped.get(k).unwrap().unwrap().timestamp, *ts, "{k}");
+    }
+}
+
+#[test]
+fn cogroup_result_is_a_table_that_sends_old_values() {
+    // Re-grouping the cogrouped table by parity of its value counts keys per parity.
+    let b = StreamsBuilder::new();
+    let one = b.stream("one", strings()).group_by_key(Grouped::new());
+    let two = b.stream("two", strings()).group_by_key(Grouped::new());
+    one.cogroup(|_, v: &i64, agg: i64| agg + v)
+        .cogroup(&two, |_, v: &i64, agg: i64| agg - v)
+        .aggregate(|| 0, Materialized::new())
+        .group_by(|_, v| (v.rem_euclid(2), 1i64), Grouped::new())
+        .count(Materialized::as_store("parity"));
+    let d = driver(b, 2);
+    let (d1, d2) = (input(200, 8, 16), input(200, 8, 17));
+    pipe(&d, "one", &d1);
+    pipe(&d, "two", &d2);
+    let mut agg: HashMap<String, i64> = HashMap::new();
+    for (k, v, _) in &d1 {
+        *agg.entry(k.clone()).or_default() += v;
+    }
+    for (k, v, _) in &d2 {
+        *agg.entry(k.clone()).or_default() -= v;
+    }
+    let mut want = BTreeMap::new();
+    for v in agg.values() {
+        *want.entry(v.rem_euclid(2)).or_insert(0i64) += 1;
+    }
+    let got: BTreeMap<i64, i64> = store_map::<i64, i64>(&d, "parity")
+        .into_iter()
+        .filter(|(_, c)| *c != 0)
+        .collect();
+    assert_eq!(got, want);
+}
