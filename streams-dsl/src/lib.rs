@@ -9,7 +9,7 @@
 //! | `KTable#transformValues`, `ValueTransformerWithKey` | [`KTable::transform_values`], [`KTable::transform_values_materialized`], [`ValueTransformerWithKey`] |
 //! | `KStream#split`, `BranchedKStream`, `Branched` (`as`, `withFunction`, `withConsumer`) | [`KStream::split`], [`BranchedKStream`], [`Branched`] |
 //! | `KStream#to(TopicNameExtractor, Produced)`, `RecordContext` | [`KStream::to_dynamic`], [`TopicNameExtractor`], [`RecordContext`] |
-//! | `KGroupedStream#cogroup`, `CogroupedKStream` (`cogroup`, `aggregate`) | [`KGroupedStream::cogroup`], [`CogroupedKStream`] |
+//! | `KGroupedStream#cogroup`, `CogroupedKStream` (`cogroup`, `aggregate`, `windowedBy(TimeWindows)`) | [`KGroupedStream::cogroup`], [`CogroupedKStream`], [`TimeWindowedCogroupedKStream`] |
 //! | `KStream#toTable` | [`KStream::to_table`], [`KStream::to_table_materialized`], [`KStream::to_table_with_deletes`] |
 //! | `KTable` (`filter`, `filterNot`, `mapValues`, `toStream`, `groupBy`) | [`KTable`] |
 //! | `GlobalKTable`, `KStream#join`/`leftJoin` with a `GlobalKTable` | [`GlobalKTable`], [`KStream::join_global`], [`KStream::left_join_global`] |
@@ -78,7 +78,7 @@ mod windowed;
 mod windows;
 
 pub use builder::StreamsBuilder;
-pub use cogrouped::CogroupedKStream;
+pub use cogrouped::{CogroupedKStream, TimeWindowedCogroupedKStream};
 pub use fixed_key::{FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord};
 pub use global_table::GlobalKTable;
 pub use grouped::{KGroupedStream, KGroupedTable};

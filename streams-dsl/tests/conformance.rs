@@ -5014,3 +5014,158 @@ fn cogrouped_kstream_impl_test_cogroup_with_three_grouped_streams() {
         ],
     );
 }
+
+/// `TimeWindowedCogroupedKStreamImplTest`'s set-up: "topic" with `MockAggregator.TOSTRING_ADDER`, "topic2" with
+/// `TOSTRING_REMOVER` (or "topic" alone), windowed by `windows`, aggregated from "0" into "output" as
+/// (inner key, value, timestamp).
+fn time_windowed_cogroup(two_inputs: bool, windows: TimeWindows) -> TopologyTestDriver {
+    let b = StreamsBuilder::new();
+    let mut cogrouped =
+        grouped_strings(&b, "topic").cogroup(|_, v: &String, agg: String| format!("{agg}+{v}"));
+    if two_inputs {
+        let g2 = grouped_strings(&b, "topic2");
+        cogrouped = cogrouped.cogroup(&g2, |_, v: &String, agg: String| format!("{agg}-{v}"));
+    }
+    cogrouped
+        .windowed_by(windows)
+        .aggregate(
+            || s("0"),
+            Materialized::with(Serdes::string(), Serdes::string()),
+        )
+        .to_stream()
+        .map(|k, v| (k.key, v))
+        .to(
+            "output",
+            Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+        );
+    driver(b)
+}
+
+fn window_500() -> TimeWindows {
+    TimeWindows::of_size_with_no_grace(Duration::from_millis(500))
+}
+
+/// Kafka: `TimeWindowedCogroupedKStreamImplTest.timeWindowAggregateTestStreamsTest`.
+#[test]
+fn time_windowed_cogrouped_kstream_impl_test_time_window_aggregate_test_streams_test() {
+    let d = time_windowed_cogroup(true, window_500());
+    pipe_strings(
+        &d,
+        &[
+            ("topic", "k1", "A", 0),
+            ("topic", "k2", "A", 0),
+            ("topic", "k2", "A", 1),
+            ("topic", "k1", "A", 2),
+            ("topic", "k1", "B", 3),
+            ("topic", "k2", "B", 3),
+            ("topic", "k2", "B", 4),
+            ("topic", "k1", "B", 4),
+        ],
+    );
+    assert_output_prefix(
+        &d,
+        Serdes::string(),
+        &[
+            ("k1", s("0+A"), 0),
+            ("k2", s("0+A"), 0),
+            ("k2", s("0+A+A"), 1),
+            ("k1", s("0+A+A"), 2),
+            ("k1", s("0+A+A+B"), 3),
+            ("k2", s("0+A+A+B"), 3),
+            ("k2", s("0+A+A+B+B"), 4),
+            ("k1", s("0+A+A+B+B"), 4),
+        ],
+    );
+}
+
+/// Kafka: `TimeWindowedCogroupedKStreamImplTest.timeWindowMixAggregatorsTest`.
+#[test]
+fn time_windowed_cogrouped_kstream_impl_test_time_window_mix_aggregators_test() {
+    let d = time_windowed_cogroup(true, window_500());
+    pipe_strings(
+        &d,
+        &[
+            ("topic", "k1", "A", 0),
+            ("topic", "k2", "A", 0),
+            ("topic", "k2", "A", 1),
+            ("topic", "k1", "A", 2),
+            ("topic2", "k1", "B", 3),
+            ("topic2", "k2", "B", 3),
+            ("topic2", "k2", "B", 4),
+            ("topic2", "k1", "B", 4),
+        ],
+    );
+    assert_output_prefix(
+        &d,
+        Serdes::string(),
+        &[
+            ("k1", s("0+A"), 0),
+            ("k2", s("0+A"), 0),
+            ("k2", s("0+A+A"), 1),
+            ("k1", s("0+A+A"), 2),
+            ("k1", s("0+A+A-B"), 3),
+            ("k2", s("0+A+A-B"), 3),
+            ("k2", s("0+A+A-B-B"), 4),
+            ("k1", s("0+A+A-B-B"), 4),
+        ],
+    );
+}
+
+/// Kafka: `TimeWindowedCogroupedKStreamImplTest.timeWindowAggregateManyWindowsTest`.
+#[test]
+fn time_windowed_cogrouped_kstream_impl_test_time_window_aggregate_many_windows_test() {
+    let d = time_windowed_cogroup(false, window_500());
+    pipe_strings(
+        &d,
+        &[
+            ("topic", "k1", "A", 0),
+            ("topic", "k2", "A", 499),
+            ("topic", "k2", "A", 500),
+            ("topic", "k1", "A", 500),
+        ],
+    );
+    assert_output_prefix(
+        &d,
+        Serdes::string(),
+        &[
+            ("k1", s("0+A"), 0),
+            ("k2", s("0+A"), 499),
+            ("k2", s("0+A"), 500),
+            ("k1", s("0+A"), 500),
+        ],
+    );
+}
+
+/// Kafka: `TimeWindowedCogroupedKStreamImplTest.timeWindowAggregateOverlappingWindowsTest`: hopping windows of
+/// 500 ms advancing by 200 ms.
+#[test]
+fn time_windowed_cogrouped_kstream_impl_test_time_window_aggregate_overlapping_windows_test() {
+    let d = time_windowed_cogroup(false, window_500().advance_by(Duration::from_millis(200)));
+    pipe_strings(
+        &d,
+        &[
+            ("topic", "k1", "A", 0),
+            ("topic", "k2", "A", 0),
+            ("topic", "k1", "B", 250),
+            ("topic", "k2", "B", 250),
+            ("topic", "k2", "A", 500),
+            ("topic", "k1", "A", 500),
+        ],
+    );
+    assert_output_prefix(
+        &d,
+        Serdes::string(),
+        &[
+            ("k1", s("0+A"), 0),
+            ("k2", s("0+A"), 0),
+            ("k1", s("0+A+B"), 250),
+            ("k1", s("0+B"), 250),
+            ("k2", s("0+A+B"), 250),
+            ("k2", s("0+B"), 250),
+            ("k2", s("0+B+A"), 500),
+            ("k2", s("0+A"), 500),
+            ("k1", s("0+B+A"), 500),
+            ("k1", s("0+A"), 500),
+        ],
+    );
+}

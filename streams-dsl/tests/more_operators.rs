@@ -766,3 +766,66 @@ fn cogroup_result_is_a_table_that_sends_old_values() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn time_windowed_cogroup_aggregates_each_window_of_both_inputs() {
+    use std::time::Duration;
+    let b = StreamsBuilder::new();
+    let one = b.stream("one", strings()).group_by_key(Grouped::new());
+    let two = b
+        .stream("two", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::new());
+    // Windows of 100 ms every 40 ms; grace covers the input's disorder, so no record is dropped.
+    let windows =
+        TimeWindows::of_size_and_grace(Duration::from_millis(100), Duration::from_secs(10))
+            .advance_by(Duration::from_millis(40));
+    one.cogroup(|_, v: &i64, (sum, len): (i64, i64)| (sum + v, len))
+        .cogroup(&two, |_, v: &String, (sum, len)| {
+            (sum, len + v.len() as i64)
+        })
+        .windowed_by(windows)
+        .aggregate(
+            || (0, 0),
+            Materialized::as_store("windowed-cogroup")
+                .with_value_serde(JsonSerde::default())
+                .with_retention(Duration::from_secs(3600)),
+        );
+    let d = driver(b, 3);
+    let d1 = input(300, 6, 18);
+    pipe(&d, "one", &d1);
+    let t2 = d.input_topic("two", Serdes::string(), Serdes::string());
+    let d2: Vec<_> = input(300, 6, 19)
+        .into_iter()
+        .map(|(k, v, ts)| (k, "y".repeat((v.unsigned_abs() % 7) as usize), ts))
+        .collect();
+    for (k, v, ts) in &d2 {
+        t2.pipe_input_at(k.clone(), v.clone(), *ts).unwrap();
+    }
+    // Each record counts in every window [start, start + 100) with start a multiple of 40.
+    let starts = |ts: i64| {
+        let last = ts - ts.rem_euclid(40);
+        (0..)
+            .map(move |i| last - 40 * i)
+            .take_while(move |s| *s > ts - 100 && *s >= 0)
+    };
+    let mut want: BTreeMap<(String, i64), (i64, i64)> = BTreeMap::new();
+    for (k, v, ts) in &d1 {
+        for s in starts(*ts) {
+            want.entry((k.clone(), s)).or_default().0 += v;
+        }
+    }
+    for (k, v, ts) in &d2 {
+        for s in starts(*ts) {
+            want.entry((k.clone(), s)).or_default().1 += v.len() as i64;
+        }
+    }
+    let got: BTreeMap<(String, i64), (i64, i64)> = d
+        .key_value_store::<Windowed<String>, (i64, i64)>("windowed-cogroup")
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| ((k.key, k.window.start), v))
+        .collect();
+    assert_eq!(got, want);
+}
