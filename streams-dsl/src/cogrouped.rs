@@ -12,6 +12,7 @@ use crate::builder::{BuilderInner, Shared};
 use crate::change::Change;
 use crate::grouped::KGroupedStream;
 use crate::ktable::KTable;
+use crate::named::Named;
 use crate::ops::passthrough::PassThrough;
 use crate::ops::stream_aggregate::StreamAggregate;
 use crate::ops::window_aggregate::WindowAggregate;
@@ -204,6 +205,47 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
     where
         I: Fn() -> VA + Send + Sync + 'static,
     {
+        self.aggregate_impl(None, init, materialized)
+    }
+
+    /// [`CogroupedKStream::aggregate`] with processors named after `named`, as Kafka Streams'
+    /// `CogroupedKStream#aggregate(initializer, Named, Materialized)` names them: `<name>-cogroup-agg-<i>` for
+    /// the inputs' aggregators (from 0, in the order they were cogrouped) and `<name>-cogroup-merge` for the
+    /// table's node.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// let a = builder.stream::<String, i64>("a", Consumed::new()).group_by_key(Grouped::new());
+    /// let b = builder.stream::<String, i64>("b", Consumed::new()).group_by_key(Grouped::new());
+    /// a.cogroup(|_, v: &i64, sum: i64| sum + v)
+    ///     .cogroup(&b, |_, v: &i64, sum: i64| sum - v)
+    ///     .aggregate_named(|| 0, Named::as_name("balance"), Materialized::as_store("balances"));
+    /// let description = builder.build().unwrap().describe().to_string();
+    /// assert!(description.contains("Processor: balance-cogroup-agg-1 (stores: [balances])"));
+    /// assert!(description.contains("Processor: balance-cogroup-merge"));
+    /// ```
+    pub fn aggregate_named<I>(
+        self,
+        init: I,
+        named: Named,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA>
+    where
+        I: Fn() -> VA + Send + Sync + 'static,
+    {
+        self.aggregate_impl(Some(&named), init, materialized)
+    }
+
+    fn aggregate_impl<I>(
+        self,
+        named: Option<&Named>,
+        init: I,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA>
+    where
+        I: Fn() -> VA + Send + Sync + 'static,
+    {
         const OP: &str = "cogroup aggregate";
         const HINT: &str = "Materialized::with(key_serde, value_serde)";
         let mut b = self.b.borrow_mut();
@@ -216,8 +258,12 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
         let mut aggregators = Vec::new();
         let mut inputs = Vec::new();
         let mut key = None;
-        for input in &self.inputs {
-            let processor = b.name("COGROUPKSTREAM-AGGREGATE-");
+        let base = named.map(|n| n.resolve(&mut b, "COGROUPKSTREAM-"));
+        for (i, input) in self.inputs.iter().enumerate() {
+            let processor = match &base {
+                Some(n) => format!("{n}-cogroup-agg-{i}"),
+                None => b.name("COGROUPKSTREAM-AGGREGATE-"),
+            };
             let (node, k) = input.prepare(&mut b, &store);
             input.add_aggregator(
                 &mut b,
@@ -238,7 +284,10 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
             let r = b.topology.add_copartition_group(&nodes).map(|_| ());
             b.check(r);
         }
-        let merge = b.name("COGROUPKSTREAM-MERGE-");
+        let merge = match &base {
+            Some(n) => format!("{n}-cogroup-merge"),
+            None => b.name("COGROUPKSTREAM-MERGE-"),
+        };
         let parents: Vec<&str> = aggregators.iter().map(String::as_str).collect();
         b.add_processor::<K, Change<VA>, _, _>(&merge, || PassThrough, &parents);
         let sk = b.check(pick_serde(&materialized.key_serde, &key, OP, "key", HINT));

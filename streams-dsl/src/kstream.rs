@@ -13,6 +13,7 @@ use crate::change::Change;
 use crate::fixed_key::{FixedKeyAdapter, FixedKeyProcessor};
 use crate::grouped::KGroupedStream;
 use crate::ktable::KTable;
+use crate::named::{processor_name, Named};
 use crate::ops::branch::{Branch, Branches, Predicate};
 use crate::ops::filter::Filter;
 use crate::ops::flat_map::{FlatMap, FlatMapValues};
@@ -721,12 +722,24 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// assert_eq!(prices.get(&"tea".to_string()).unwrap(), Some(4));
     /// ```
     pub fn to_table_materialized(&self, materialized: Materialized<K, V>) -> KTable<K, V> {
-        self.to_table_impl::<V, _, _>(materialized, |v| v, |inner| StreamToTable { inner })
+        self.to_table_impl::<V, _, _>(None, materialized, |v| v, |inner| StreamToTable { inner })
+    }
+
+    /// [`KStream::to_table_materialized`] with the processor (and the repartition topic, `<name>-repartition`,
+    /// when one is needed) named by `named` (Kafka Streams' `KStream#toTable(Named, Materialized)`).
+    pub fn to_table_named(&self, named: Named, materialized: Materialized<K, V>) -> KTable<K, V> {
+        self.to_table_impl::<V, _, _>(
+            Some(&named),
+            materialized,
+            |v| v,
+            |inner| StreamToTable { inner },
+        )
     }
 
     /// `input_serde` gives the serde of the stream's values from the table's (for a repartition topic).
     fn to_table_impl<VIn: Data, P, W>(
         &self,
+        named: Option<&Named>,
         materialized: Materialized<K, V>,
         input_serde: fn(SharedSerde<V>) -> SharedSerde<VIn>,
         wrap: W,
@@ -738,7 +751,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         const OP: &str = "to_table";
         const HINT: &str = "Materialized::with(key_serde, value_serde)";
         let mut b = self.b.borrow_mut();
-        let name = b.name("KSTREAM-TOTABLE-");
+        let name = processor_name(&mut b, named, "KSTREAM-TOTABLE-");
         let store = materialized
             .name
             .clone()
@@ -820,6 +833,7 @@ impl<K: Data, V: Data> KStream<K, Option<V>> {
             self.repartition_required,
         );
         plain.to_table_impl::<Option<V>, _, _>(
+            None,
             materialized,
             |v| Arc::new(OptionSerde::from_shared(v)) as SharedSerde<Option<V>>,
             |inner| inner,
@@ -878,8 +892,36 @@ impl<K: Data, V: Data> KStream<K, V> {
         P: FixedKeyProcessor<K, V>,
         F: Fn() -> P + Send + Sync + 'static,
     {
+        self.process_values_impl(None, supplier, stores)
+    }
+
+    /// [`KStream::process_values`] with the processor named by `named` (Kafka Streams'
+    /// `KStream#processValues(supplier, Named, stores)`).
+    pub fn process_values_named<P, F>(
+        &self,
+        supplier: F,
+        named: Named,
+        stores: &[&str],
+    ) -> KStream<K, P::VOut>
+    where
+        P: FixedKeyProcessor<K, V>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        self.process_values_impl(Some(&named), supplier, stores)
+    }
+
+    fn process_values_impl<P, F>(
+        &self,
+        named: Option<&Named>,
+        supplier: F,
+        stores: &[&str],
+    ) -> KStream<K, P::VOut>
+    where
+        P: FixedKeyProcessor<K, V>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
         let mut b = self.b.borrow_mut();
-        let name = b.name("KSTREAM-PROCESSVALUES-");
+        let name = processor_name(&mut b, named, "KSTREAM-PROCESSVALUES-");
         b.add_processor::<K, V, _, _>(
             &name,
             move || FixedKeyAdapter {

@@ -11,6 +11,7 @@ use crate::builder::{OldValueFlags, Shared};
 use crate::change::Change;
 use crate::grouped::KGroupedTable;
 use crate::kstream::KStream;
+use crate::named::{processor_name, Named};
 use crate::ops::table_filter::TableFilter;
 use crate::ops::table_group_by::TableGroupBy;
 use crate::ops::table_map_values::TableMapValues;
@@ -359,7 +360,23 @@ impl<K: Data, V: Data> KTable<K, V> {
         T: ValueTransformerWithKey<K, V>,
         F: Fn() -> T + Send + Sync + 'static,
     {
-        self.transform_values_impl(supplier, None, stores)
+        self.transform_values_impl(None, supplier, None, stores)
+    }
+
+    /// [`KTable::transform_values`] (with `materialized`, when given) with the processor named by `named`
+    /// (Kafka Streams' `KTable#transformValues(supplier, Materialized, Named, stores)`).
+    pub fn transform_values_named<T, F>(
+        &self,
+        supplier: F,
+        materialized: Option<Materialized<K, T::VOut>>,
+        named: Named,
+        stores: &[&str],
+    ) -> KTable<K, T::VOut>
+    where
+        T: ValueTransformerWithKey<K, V>,
+        F: Fn() -> T + Send + Sync + 'static,
+    {
+        self.transform_values_impl(Some(&named), supplier, materialized, stores)
     }
 
     /// Transforms each row's value as [`KTable::transform_values`] does, and keeps the result in the store
@@ -403,11 +420,12 @@ impl<K: Data, V: Data> KTable<K, V> {
         T: ValueTransformerWithKey<K, V>,
         F: Fn() -> T + Send + Sync + 'static,
     {
-        self.transform_values_impl(supplier, Some(materialized), stores)
+        self.transform_values_impl(None, supplier, Some(materialized), stores)
     }
 
     fn transform_values_impl<T, F>(
         &self,
+        named: Option<&Named>,
         supplier: F,
         materialized: Option<Materialized<K, T::VOut>>,
         stores: &[&str],
@@ -419,7 +437,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         const OP: &str = "KTable::transform_values";
         const HINT: &str = "Materialized::with(key_serde, value_serde)";
         let mut b = self.b.borrow_mut();
-        let name = b.name("KTABLE-TRANSFORMVALUES-");
+        let name = processor_name(&mut b, named, "KTABLE-TRANSFORMVALUES-");
         let flag = Arc::new(AtomicBool::new(false));
         let store = materialized.as_ref().map(|m| {
             m.name

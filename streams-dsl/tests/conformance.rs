@@ -5169,3 +5169,76 @@ fn time_windowed_cogrouped_kstream_impl_test_time_window_aggregate_overlapping_w
         ],
     );
 }
+
+/// Kafka: `CogroupedKStreamImplTest.shouldNameProcessorsAndStoreBasedOnNamedParameter`: `Named.as("test")` names
+/// the aggregators `test-cogroup-agg-<i>` and the merge `test-cogroup-merge`, all in one sub-topology around
+/// the store. (The numbers of the generated names after them differ: Kafka spends counter values on names it
+/// does not use.)
+#[test]
+fn cogrouped_kstream_impl_test_should_name_processors_and_store_based_on_named_parameter() {
+    let b = StreamsBuilder::new();
+    let g1 = grouped_strings(&b, "one");
+    let g2 = grouped_strings(&b, "two");
+    g1.cogroup(|_, v: &String, agg: String| agg + v)
+        .cogroup(&g2, |_, v: &String, agg: String| agg + v)
+        .aggregate_named(
+            String::new,
+            Named::as_name("test"),
+            Materialized::as_store("store"),
+        )
+        .to_stream()
+        .to("output", Produced::new());
+    let description = b.build().unwrap().describe().to_string();
+    let expected_prefix = "Topologies:\n\
+        \x20  Sub-topology: 0\n\
+        \x20   Source: KSTREAM-SOURCE-0000000000 (topics: [one])\n\
+        \x20     --> test-cogroup-agg-0\n\
+        \x20   Source: KSTREAM-SOURCE-0000000001 (topics: [two])\n\
+        \x20     --> test-cogroup-agg-1\n\
+        \x20   Processor: test-cogroup-agg-0 (stores: [store])\n\
+        \x20     --> test-cogroup-merge\n\
+        \x20     <-- KSTREAM-SOURCE-0000000000\n\
+        \x20   Processor: test-cogroup-agg-1 (stores: [store])\n\
+        \x20     --> test-cogroup-merge\n\
+        \x20     <-- KSTREAM-SOURCE-0000000001\n\
+        \x20   Processor: test-cogroup-merge (stores: [])\n\
+        \x20     --> KTABLE-TOSTREAM-";
+    assert!(description.starts_with(expected_prefix), "{description}");
+    assert!(
+        description.contains("      <-- test-cogroup-agg-0, test-cogroup-agg-1\n"),
+        "{description}"
+    );
+    assert_eq!(
+        description.matches("Sub-topology").count(),
+        1,
+        "{description}"
+    );
+}
+
+/// Kafka: `KStreamImplTest.shouldProcessValues`, the topology part: `Named.as("fkp")` names the fixed-key
+/// processor.
+#[test]
+fn kstream_impl_test_should_process_values_named() {
+    struct Length;
+    impl FixedKeyProcessor<String, String> for Length {
+        type VOut = i32;
+        fn process(
+            &mut self,
+            record: FixedKeyRecord<String, String>,
+            ctx: &mut FixedKeyProcessorContext<'_, String, i32>,
+        ) -> Result<(), StreamsError> {
+            let len = record.value().len() as i32;
+            ctx.forward(record.with_value(len))
+        }
+    }
+    let b = StreamsBuilder::new();
+    b.stream("input", string_string())
+        .process_values_named(|| Length, Named::as_name("fkp"), &[])
+        .to("output", Produced::with(Serdes::string(), Serdes::i32()));
+    assert_eq!(
+        b.build().unwrap().describe().to_string(),
+        "Topologies:\n   Sub-topology: 0\n    Source: KSTREAM-SOURCE-0000000000 (topics: [input])\n      --> fkp\n    \
+         Processor: fkp (stores: [])\n      --> KSTREAM-SINK-0000000001\n      <-- KSTREAM-SOURCE-0000000000\n    \
+         Sink: KSTREAM-SINK-0000000001 (topic: output)\n      <-- fkp\n\n"
+    );
+}

@@ -829,3 +829,40 @@ fn time_windowed_cogroup_aggregates_each_window_of_both_inputs() {
         .collect();
     assert_eq!(got, want);
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Named
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn named_operators_use_the_given_names() {
+    let b = StreamsBuilder::new();
+    b.add_state_store(sums_store());
+    let t = b
+        .stream("in", strings())
+        .process_values_named(|| Expand, Named::as_name("expand"), &["sums"])
+        .select_key(|k, _| k.clone())
+        .to_table_named(Named::as_name("latest"), Materialized::new())
+        .transform_values_named(|| Residue, None, Named::as_name("residue"), &[]);
+    assert_eq!(t.node_name(), "residue");
+    let description = b.build().unwrap().describe().to_string();
+    for line in [
+        "Processor: expand (stores: [sums])",
+        "(topic: latest-repartition)",
+        "Processor: latest (stores: [",
+        "Processor: residue (stores: [])",
+    ] {
+        assert!(description.contains(line), "{line} in {description}");
+    }
+}
+
+#[test]
+fn an_invalid_name_is_reported_by_build() {
+    for bad in ["", "has space", &"x".repeat(250)] {
+        let b = StreamsBuilder::new();
+        b.stream("in", strings())
+            .to_table_named(Named::as_name(bad), Materialized::new());
+        let e = b.build().unwrap_err().to_string();
+        assert!(e.contains("Named::as_name"), "{e}");
+    }
+}
