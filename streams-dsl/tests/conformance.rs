@@ -5242,3 +5242,42 @@ fn kstream_impl_test_should_process_values_named() {
          Sink: KSTREAM-SINK-0000000001 (topic: output)\n      <-- fkp\n\n"
     );
 }
+
+/// Kafka: `KStreamImplTest.shouldSupportTableTableJoinWithKStreamToKTable`: two tables made with `toTable`,
+/// inner-joined (`MockValueJoiner.TOSTRING_JOINER`: "<left>+<right>").
+#[test]
+fn kstream_impl_test_should_support_table_table_join_with_kstream_to_ktable() {
+    let b = StreamsBuilder::new();
+    let table1 = b.stream("left", string_string()).to_table();
+    let table2 = b.stream("right", string_string()).to_table();
+    table1
+        .join(&table2, |l: &String, r: &String| format!("{l}+{r}"))
+        .to_stream()
+        .to("output", Produced::new());
+    let d = driver(b);
+    let left = d.input_topic("left", Serdes::string(), Serdes::string());
+    let right = d.input_topic("right", Serdes::string(), Serdes::string());
+    let output = d.output_topic(
+        "output",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    );
+    let read = || -> std::collections::BTreeMap<String, Option<String>> {
+        output
+            .read_key_values_to_vec()
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    right.pipe_input(s("lhs1"), s("rhsValue1")).unwrap();
+    right.pipe_input(s("rhs2"), s("rhsValue2")).unwrap();
+    right.pipe_input(s("lhs3"), s("rhsValue3")).unwrap();
+    assert!(read().is_empty());
+    left.pipe_input(s("lhs1"), s("lhsValue1")).unwrap();
+    left.pipe_input(s("lhs2"), s("lhsValue2")).unwrap();
+    assert_eq!(read(), [(s("lhs1"), ss("lhsValue1+rhsValue1"))].into());
+    left.pipe_input(s("lhs3"), s("lhsValue3")).unwrap();
+    assert_eq!(read(), [(s("lhs3"), ss("lhsValue3+rhsValue3"))].into());
+    left.pipe_input(s("lhs1"), s("lhsValue4")).unwrap();
+    assert_eq!(read(), [(s("lhs1"), ss("lhsValue4+rhsValue1"))].into());
+}
