@@ -2,19 +2,28 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use streams_core::{Data, Processor, SharedSerde, SinkOptions};
+use state_store::serde::OptionSerde;
+use streams_core::{Data, Processor, SharedSerde, SinkOptions, StreamsError};
 
 use crate::builder::Shared;
+use crate::change::Change;
+use crate::fixed_key::{FixedKeyAdapter, FixedKeyProcessor};
 use crate::grouped::KGroupedStream;
-use crate::ops::branch::{Branch, Branches};
+use crate::ktable::KTable;
+use crate::named::{processor_name, Named};
+use crate::ops::branch::{Branch, Branches, Predicate};
 use crate::ops::filter::Filter;
 use crate::ops::flat_map::{FlatMap, FlatMapValues};
 use crate::ops::map::{Map, MapValues, SelectKey};
 use crate::ops::passthrough::PassThrough;
 use crate::ops::peek::Peek;
-use crate::params::{pick_serde, Grouped, Produced, Repartitioned};
+use crate::ops::table_source::TableSource;
+use crate::ops::to_table::StreamToTable;
+use crate::params::{pick_serde, Grouped, Materialized, Produced, Repartitioned};
+use crate::routing::{TopicNameExtractor, TopicRouter};
 
 /// A stream of key-value records, each an independent event (Kafka Streams' `KStream`).
 ///
@@ -287,18 +296,48 @@ impl<K: Data, V: Data> KStream<K, V> {
         );
     }
 
-    /// Splits the stream by predicates; see [`BranchedKStream`].
+    /// Splits the stream by predicates (Kafka Streams' `KStream#split()`); see [`BranchedKStream`]. The
+    /// splitter is named `KSTREAM-BRANCH-<n>`, and so are its branches followed by their names (or by their
+    /// positions: 1, 2, ... in order, 0 for the default branch).
     pub fn split(&self) -> BranchedKStream<K, V> {
-        let prefix = self.b.borrow_mut().name("KSTREAM-BRANCH-") + "-";
-        self.split_named(prefix)
+        let name = self.b.borrow_mut().name("KSTREAM-BRANCH-");
+        self.split_as(name.clone(), name)
     }
 
-    /// Splits the stream; branch names (and the keys of the returned map) start with `prefix`.
+    /// Splits the stream; the splitter is named `prefix` and branch names (the keys of the returned map) start
+    /// with it (Kafka Streams' `KStream#split(Named.as(prefix))`). An empty prefix leaves the splitter a
+    /// generated name and the branches the names given to them.
     pub fn split_named(&self, prefix: impl Into<String>) -> BranchedKStream<K, V> {
+        let prefix = prefix.into();
+        let splitter = if prefix.is_empty() {
+            self.b.borrow_mut().name("KSTREAM-BRANCH-")
+        } else {
+            prefix.clone()
+        };
+        self.split_as(splitter, prefix)
+    }
+
+    fn split_as(&self, splitter: String, prefix: String) -> BranchedKStream<K, V> {
+        let branches: Arc<Mutex<Branches<K, V>>> = Arc::default();
+        let for_supplier = branches.clone();
+        self.b.borrow_mut().add_processor::<K, V, _, _>(
+            &splitter,
+            move || Branch {
+                branches: Arc::new(
+                    for_supplier
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone(),
+                ),
+            },
+            &[&self.node],
+        );
         BranchedKStream {
             stream: self.clone(),
-            prefix: prefix.into(),
-            branches: Vec::new(),
+            splitter,
+            prefix,
+            branches,
+            out: HashMap::new(),
         }
     }
 
@@ -427,7 +466,13 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 }
 
-/// A stream being split into named branches: each record goes to the first branch whose predicate it satisfies.
+/// A stream being split into branches (Kafka Streams' `BranchedKStream`): each record goes to the first
+/// branch whose predicate it satisfies, or to the default branch when none does (dropped without one).
+///
+/// Each branch is a stream named `<prefix><name>`; [`BranchedKStream::default_branch`] and
+/// [`BranchedKStream::no_default_branch`] end the split with a map of those names to the branches. A
+/// [`Branched`] can instead hand the branch to a function (whose result goes in the map) or to a consumer
+/// (and leave it out of the map).
 ///
 /// ```
 /// # use streams_dsl::*;
@@ -443,62 +488,553 @@ impl<K: Data, V: Data> KStream<K, V> {
 /// ```
 pub struct BranchedKStream<K, V> {
     stream: KStream<K, V>,
+    splitter: String,
     prefix: String,
-    branches: Branches<K, V>,
+    /// Shared with the splitter's supplier, which reads it when tasks are created (after the split ended).
+    branches: Arc<Mutex<Branches<K, V>>>,
+    out: HashMap<String, KStream<K, V>>,
 }
 
 impl<K: Data, V: Data> BranchedKStream<K, V> {
     /// Adds a branch called `<prefix><name>` for the records satisfying `predicate`.
-    pub fn branch<F>(mut self, name: &str, predicate: F) -> Self
+    pub fn branch<F>(self, name: &str, predicate: F) -> Self
     where
         F: Fn(&K, &V) -> bool + Send + Sync + 'static,
     {
-        self.branches.push((
-            format!("{}{}", self.prefix, name),
-            Some(Arc::new(predicate)),
-        ));
+        self.branch_with(predicate, Branched::as_name(name))
+    }
+
+    /// Adds a branch for the records satisfying `predicate`, named and handled as `branched` says (Kafka
+    /// Streams' `BranchedKStream#branch(predicate, branched)`): `<prefix><name>`, or `<prefix><position>`
+    /// (from 1) for a branch without a name.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// let branches = builder.stream::<String, i64>("amounts", Consumed::new())
+    ///     .split_named("amounts-")
+    ///     // Into the map as "amounts-1", doubled.
+    ///     .branch_with(|_, v| *v < 0, Branched::with_function(|s: KStream<String, i64>| s.map_values(|v| v * 2)))
+    ///     // Written out here, not in the map.
+    ///     .branch_with(|_, v| *v > 1000, Branched::with_consumer(|s: KStream<String, i64>| s.to("large", Produced::new())).with_name("large"))
+    ///     .default_branch_with(Branched::as_name("rest"));
+    /// assert_eq!(branches.len(), 2);
+    /// branches["amounts-1"].to("negative-doubled", Produced::new());
+    /// branches["amounts-rest"].to("other", Produced::new());
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("amounts", Serdes::string(), Serdes::i64());
+    /// input.pipe_input("a".into(), -5).unwrap();
+    /// input.pipe_input("b".into(), 5000).unwrap();
+    /// input.pipe_input("c".into(), 7).unwrap();
+    /// let read = |t: &str| driver.output_topic(t, Serdes::string(), Serdes::i64()).read_key_values_to_vec().unwrap();
+    /// assert_eq!(read("negative-doubled"), vec![("a".to_string(), -10)]);
+    /// assert_eq!(read("large"), vec![("b".to_string(), 5000)]);
+    /// assert_eq!(read("other"), vec![("c".to_string(), 7)]);
+    /// ```
+    pub fn branch_with<F>(mut self, predicate: F, branched: Branched<K, V>) -> Self
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+    {
+        let position = self.lock().len() + 1;
+        self.add_branch(Some(Arc::new(predicate)), branched, position);
         self
     }
 
     /// Ends with a branch `<prefix><name>` taking every record no other branch took.
-    pub fn default_branch(mut self, name: &str) -> HashMap<String, KStream<K, V>> {
-        self.branches
-            .push((format!("{}{}", self.prefix, name), None));
-        self.finish()
+    pub fn default_branch(self, name: &str) -> HashMap<String, KStream<K, V>> {
+        self.default_branch_with(Branched::as_name(name))
+    }
+
+    /// Ends with a branch taking every record no other branch took, named and handled as `branched` says
+    /// (`<prefix>0` without a name), as Kafka Streams' `BranchedKStream#defaultBranch(branched)`.
+    pub fn default_branch_with(
+        mut self,
+        branched: Branched<K, V>,
+    ) -> HashMap<String, KStream<K, V>> {
+        self.add_branch(None, branched, 0);
+        self.out
     }
 
     /// Ends without a default branch: records no branch took are dropped.
     pub fn no_default_branch(self) -> HashMap<String, KStream<K, V>> {
-        self.finish()
+        self.out
     }
 
-    fn finish(self) -> HashMap<String, KStream<K, V>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Branches<K, V>> {
+        self.branches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add_branch(
+        &mut self,
+        predicate: Option<Predicate<K, V>>,
+        branched: Branched<K, V>,
+        position: usize,
+    ) {
         let s = &self.stream;
-        let mut b = s.b.borrow_mut();
-        let splitter = b.name("KSTREAM-BRANCH-");
-        let branches = Arc::new(self.branches);
-        let for_supplier = branches.clone();
-        b.add_processor::<K, V, _, _>(
-            &splitter,
-            move || Branch {
-                branches: for_supplier.clone(),
-            },
-            &[&s.node],
+        let name = match &branched.name {
+            Some(n) => format!("{}{}", self.prefix, n),
+            None => format!("{}{}", self.prefix, position),
+        };
+        self.lock().push((name.clone(), predicate));
+        s.b.borrow_mut()
+            .add_processor::<K, V, _, _>(&name, || PassThrough, &[&self.splitter]);
+        let branch = KStream::new(
+            s.b.clone(),
+            name.clone(),
+            s.key_serde.clone(),
+            s.value_serde.clone(),
+            s.repartition_required,
         );
-        let mut out = HashMap::new();
-        for (name, _) in branches.iter() {
-            b.add_processor::<K, V, _, _>(name, || PassThrough, &[&splitter]);
-            out.insert(
-                name.clone(),
-                KStream::new(
-                    s.b.clone(),
-                    name.clone(),
-                    s.key_serde.clone(),
-                    s.value_serde.clone(),
-                    s.repartition_required,
-                ),
-            );
+        match branched.chain {
+            BranchChain::Keep => {
+                self.out.insert(name, branch);
+            }
+            BranchChain::Function(f) => {
+                if let Some(result) = f(branch) {
+                    self.out.insert(name, result);
+                }
+            }
+            BranchChain::Consumer(f) => f(branch),
         }
-        out
+    }
+}
+
+/// What becomes of a branch.
+enum BranchChain<K, V> {
+    /// The branch itself goes in the map.
+    Keep,
+    /// What the function makes of the branch goes in the map (nothing for `None`).
+    #[allow(clippy::type_complexity)]
+    Function(Box<dyn FnOnce(KStream<K, V>) -> Option<KStream<K, V>>>),
+    /// The consumer takes the branch; nothing goes in the map.
+    Consumer(Box<dyn FnOnce(KStream<K, V>)>),
+}
+
+/// How a branch of [`KStream::split`] is named and what is done with it (Kafka Streams' `Branched`): kept in
+/// the returned map (the default), handed to a function whose result goes in the map, or handed to a consumer.
+/// A branch without a name is called after its position: `<prefix>1`, `<prefix>2`, ..., `<prefix>0` for the
+/// default branch.
+pub struct Branched<K, V> {
+    name: Option<String>,
+    chain: BranchChain<K, V>,
+}
+
+impl<K: Data, V: Data> Default for Branched<K, V> {
+    fn default() -> Self {
+        Branched {
+            name: None,
+            chain: BranchChain::Keep,
+        }
+    }
+}
+
+impl<K: Data, V: Data> Branched<K, V> {
+    /// A branch named after its position, kept in the map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A branch called `<prefix><name>`, kept in the map (Kafka's `Branched.as`).
+    pub fn as_name(name: impl Into<String>) -> Self {
+        Self::default().with_name(name)
+    }
+
+    /// Hands the branch to `f`; what it returns (a stream, or `None` for nothing) goes in the map under the
+    /// branch's name (Kafka's `Branched.withFunction`).
+    pub fn with_function<F, R>(f: F) -> Self
+    where
+        F: FnOnce(KStream<K, V>) -> R + 'static,
+        R: Into<Option<KStream<K, V>>>,
+    {
+        Branched {
+            name: None,
+            chain: BranchChain::Function(Box::new(move |s| f(s).into())),
+        }
+    }
+
+    /// Hands the branch to `f`, which ends it (writes it to a topic, say); nothing goes in the map (Kafka's
+    /// `Branched.withConsumer`).
+    pub fn with_consumer<F>(f: F) -> Self
+    where
+        F: FnOnce(KStream<K, V>) + 'static,
+    {
+        Branched {
+            name: None,
+            chain: BranchChain::Consumer(Box::new(f)),
+        }
+    }
+
+    /// Names the branch `<prefix><name>`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// `to_table`: a stream read as a changelog.
+impl<K: Data, V: Data> KStream<K, V> {
+    /// The stream as a table: each record is an upsert of its key's row (Kafka Streams' `KStream#toTable()`).
+    /// A stream whose key was changed upstream is repartitioned by the new key first (through the topic
+    /// `KSTREAM-TOTABLE-<n>-repartition`). Records update the row in processing order, whatever their
+    /// timestamps, as in Kafka Streams; each row keeps the timestamp of the record that wrote it.
+    ///
+    /// The table is kept in an internal store (Kafka Streams keeps one only when a downstream operator needs
+    /// it; here it always exists, so the table can always send old values and be joined). To query it, name the
+    /// store with [`KStream::to_table_materialized`]. A stream of `Option` values, where `None` deletes a row,
+    /// becomes a table with [`KStream::to_table_with_deletes`].
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("user-regions", Consumed::new())
+    ///     .to_table()
+    ///     .group_by(|_user, region| (region.clone(), 1i64), Grouped::new())
+    ///     .count(Materialized::as_store("users-per-region"));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("user-regions", Serdes::string(), Serdes::string());
+    /// input.pipe_input("ann".into(), "eu".into()).unwrap();
+    /// input.pipe_input("bob".into(), "eu".into()).unwrap();
+    /// input.pipe_input("ann".into(), "us".into()).unwrap(); // ann moves: eu loses her
+    /// let counts = driver.key_value_store::<String, i64>("users-per-region").unwrap();
+    /// assert_eq!(counts.get(&"eu".to_string()).unwrap(), Some(1));
+    /// assert_eq!(counts.get(&"us".to_string()).unwrap(), Some(1));
+    /// ```
+    pub fn to_table(&self) -> KTable<K, V> {
+        self.to_table_materialized(Materialized::new())
+    }
+
+    /// The stream as a table kept in the store `materialized` describes: named with
+    /// [`Materialized::as_store`], the table is queryable under that name. Its serdes, when given, also serve
+    /// the repartition topic that a key change upstream requires.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("prices", Consumed::new())
+    ///     .to_table_materialized(Materialized::as_store("latest-prices").in_memory());
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("prices", Serdes::string(), Serdes::i64());
+    /// input.pipe_input("tea".into(), 3).unwrap();
+    /// input.pipe_input("tea".into(), 4).unwrap();
+    /// let prices = driver.key_value_store::<String, i64>("latest-prices").unwrap();
+    /// assert_eq!(prices.get(&"tea".to_string()).unwrap(), Some(4));
+    /// ```
+    pub fn to_table_materialized(&self, materialized: Materialized<K, V>) -> KTable<K, V> {
+        self.to_table_impl::<V, _, _>(None, materialized, |v| v, |inner| StreamToTable { inner })
+    }
+
+    /// [`KStream::to_table_materialized`] with the processor (and the repartition topic, `<name>-repartition`,
+    /// when one is needed) named by `named` (Kafka Streams' `KStream#toTable(Named, Materialized)`).
+    pub fn to_table_named(&self, named: Named, materialized: Materialized<K, V>) -> KTable<K, V> {
+        self.to_table_impl::<V, _, _>(
+            Some(&named),
+            materialized,
+            |v| v,
+            |inner| StreamToTable { inner },
+        )
+    }
+
+    /// `input_serde` gives the serde of the stream's values from the table's (for a repartition topic).
+    fn to_table_impl<VIn: Data, P, W>(
+        &self,
+        named: Option<&Named>,
+        materialized: Materialized<K, V>,
+        input_serde: fn(SharedSerde<V>) -> SharedSerde<VIn>,
+        wrap: W,
+    ) -> KTable<K, V>
+    where
+        P: Processor<K, VIn, KOut = K, VOut = Change<V>>,
+        W: Fn(TableSource<K, V>) -> P + Send + Sync + 'static,
+    {
+        const OP: &str = "to_table";
+        const HINT: &str = "Materialized::with(key_serde, value_serde)";
+        let mut b = self.b.borrow_mut();
+        let name = processor_name(&mut b, named, "KSTREAM-TOTABLE-");
+        let store = materialized
+            .name
+            .clone()
+            .unwrap_or_else(|| b.name("KSTREAM-TOTABLE-STATE-STORE-"));
+        let k = b.check(pick_serde(
+            &materialized.key_serde,
+            &self.key_serde,
+            OP,
+            "key",
+            HINT,
+        ));
+        let v = b.check(pick_serde(
+            &materialized.value_serde,
+            &self.value_serde,
+            OP,
+            "value",
+            HINT,
+        ));
+        let send_old = Arc::new(AtomicBool::new(false));
+        if let (Some(k), Some(v)) = (k.clone(), v.clone()) {
+            let mut input = self.node.clone();
+            if self.repartition_required {
+                let vin = input_serde(v.clone());
+                input = b.repartition(&self.node, &name, k.clone(), vin, None);
+            }
+            let store_name: Arc<str> = Arc::from(store.as_str());
+            let flag = send_old.clone();
+            b.add_processor::<K, VIn, _, _>(
+                &name,
+                move || {
+                    wrap(TableSource::<K, V> {
+                        store_name: store_name.clone(),
+                        send_old: flag.load(Ordering::Relaxed),
+                        store: None,
+                    })
+                },
+                &[&input],
+            );
+            b.add_store(&store, &materialized, k, v, &name);
+        }
+        drop(b);
+        KTable::new(
+            self.b.clone(),
+            name,
+            k,
+            v,
+            materialized.name.is_some().then_some(store),
+            vec![send_old],
+        )
+    }
+}
+
+/// `to_table_with_deletes`: a stream of optional values read as a changelog with deletions.
+impl<K: Data, V: Data> KStream<K, Option<V>> {
+    /// The stream as a table where `Some(v)` upserts its key's row and `None` deletes it, as a `null` value
+    /// does in Kafka Streams' `KStream#toTable()`: the way back from [`KTable::to_stream`]. A deletion of a row
+    /// that does not exist changes nothing and is not forwarded.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, Option<String>>("sessions", Consumed::with(Serdes::string(), OptionSerde::new(Serdes::string())))
+    ///     .to_table_with_deletes(Materialized::as_store("open-sessions").in_memory());
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("sessions", Serdes::string(), OptionSerde::new(Serdes::string()));
+    /// input.pipe_input("s1".into(), Some("ann".into())).unwrap();
+    /// input.pipe_input("s2".into(), Some("bob".into())).unwrap();
+    /// input.pipe_input("s1".into(), None).unwrap();
+    /// let open = driver.key_value_store::<String, String>("open-sessions").unwrap();
+    /// assert_eq!(open.get(&"s1".to_string()).unwrap(), None);
+    /// assert_eq!(open.get(&"s2".to_string()).unwrap(), Some("bob".to_string()));
+    /// ```
+    pub fn to_table_with_deletes(&self, materialized: Materialized<K, V>) -> KTable<K, V> {
+        let plain: KStream<K, V> = KStream::new(
+            self.b.clone(),
+            self.node.clone(),
+            self.key_serde.clone(),
+            None,
+            self.repartition_required,
+        );
+        plain.to_table_impl::<Option<V>, _, _>(
+            None,
+            materialized,
+            |v| Arc::new(OptionSerde::from_shared(v)) as SharedSerde<Option<V>>,
+            |inner| inner,
+        )
+    }
+}
+
+/// `process_values`: processors of your own that keep keys.
+impl<K: Data, V: Data> KStream<K, V> {
+    /// Applies a [`FixedKeyProcessor`] of your own, with access to `stores` (added with
+    /// [`StreamsBuilder::add_state_store`](crate::StreamsBuilder::add_state_store)): Kafka Streams'
+    /// `KStream#processValues`. The processor can change values, timestamps and headers and forward any number
+    /// of records per input, but not change keys, so unlike [`KStream::process`] the stream is not marked for
+    /// repartitioning: a later `group_by_key` or join reads it directly (unless a key change upstream already
+    /// required a repartition). The key serde carries over; the value serde is the default for the new type
+    /// unless given downstream.
+    ///
+    /// ```
+    /// use streams_dsl::*;
+    ///
+    /// /// Numbers each key's records: forwards "<n>:<value>".
+    /// struct Sequence;
+    ///
+    /// impl FixedKeyProcessor<String, String> for Sequence {
+    ///     type VOut = String;
+    ///     fn process(
+    ///         &mut self,
+    ///         record: FixedKeyRecord<String, String>,
+    ///         ctx: &mut FixedKeyProcessorContext<'_, String, String>,
+    ///     ) -> Result<(), StreamsError> {
+    ///         let mut seen = ctx.key_value_store::<String, i64>("seen")?;
+    ///         let n = seen.get(record.key())?.unwrap_or(0) + 1;
+    ///         seen.put(record.key(), &n)?;
+    ///         let value = format!("{n}:{}", record.value());
+    ///         ctx.forward(record.with_value(value))
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.add_state_store(KeyValueStoreBuilder::new("seen", StoreKind::InMemory, Serdes::string(), Serdes::i64()));
+    /// builder.stream::<String, String>("events", Consumed::new())
+    ///     .process_values(|| Sequence, &["seen"])
+    ///     .to("numbered", Produced::new());
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("events", Serdes::string(), Serdes::string());
+    /// input.pipe_input("ann".into(), "login".into()).unwrap();
+    /// input.pipe_input("ann".into(), "logout".into()).unwrap();
+    /// let out = driver.output_topic("numbered", Serdes::string(), Serdes::string());
+    /// assert_eq!(
+    ///     out.read_key_values_to_vec().unwrap(),
+    ///     vec![("ann".to_string(), "1:login".to_string()), ("ann".to_string(), "2:logout".to_string())],
+    /// );
+    /// ```
+    pub fn process_values<P, F>(&self, supplier: F, stores: &[&str]) -> KStream<K, P::VOut>
+    where
+        P: FixedKeyProcessor<K, V>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        self.process_values_impl(None, supplier, stores)
+    }
+
+    /// [`KStream::process_values`] with the processor named by `named` (Kafka Streams'
+    /// `KStream#processValues(supplier, Named, stores)`).
+    pub fn process_values_named<P, F>(
+        &self,
+        supplier: F,
+        named: Named,
+        stores: &[&str],
+    ) -> KStream<K, P::VOut>
+    where
+        P: FixedKeyProcessor<K, V>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        self.process_values_impl(Some(&named), supplier, stores)
+    }
+
+    fn process_values_impl<P, F>(
+        &self,
+        named: Option<&Named>,
+        supplier: F,
+        stores: &[&str],
+    ) -> KStream<K, P::VOut>
+    where
+        P: FixedKeyProcessor<K, V>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        let mut b = self.b.borrow_mut();
+        let name = processor_name(&mut b, named, "KSTREAM-PROCESSVALUES-");
+        b.add_processor::<K, V, _, _>(
+            &name,
+            move || FixedKeyAdapter {
+                processor: supplier(),
+                _p: PhantomData,
+            },
+            &[&self.node],
+        );
+        if !stores.is_empty() {
+            let r = b
+                .topology
+                .connect_processor_and_state_stores(&name, stores)
+                .map(|_| ());
+            b.check(r);
+        }
+        drop(b);
+        KStream::new(
+            self.b.clone(),
+            name,
+            self.key_serde.clone(),
+            None,
+            self.repartition_required,
+        )
+    }
+}
+
+/// `to_dynamic`: a topic chosen per record.
+impl<K: Data, V: Data> KStream<K, V> {
+    /// Writes each record to the topic `extractor` chooses for it (Kafka Streams' `KStream#to` with a
+    /// `TopicNameExtractor`). The chosen topic must be one of `topics`: the application's outputs are declared
+    /// up front (they show in the topology description, one sink per topic, and the test driver and the
+    /// runtime know them), and a record routed anywhere else fails with an error naming the topic instead of
+    /// creating it. Kafka Streams does not create dynamically chosen topics either; they must exist.
+    ///
+    /// The routing node is named by [`Produced::with_name`] (or `KSTREAM-SINK-<n>`), its sinks
+    /// `<that name>-<topic>`; a partitioner of `produced` is used for every topic.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("events", Consumed::new()).to_dynamic(
+    ///     |_user: &String, event: &String, _ctx: &RecordContext<'_>| {
+    ///         if event.starts_with("error") { "errors".to_string() } else { "events-ok".to_string() }
+    ///     },
+    ///     &["errors", "events-ok"],
+    ///     Produced::new(),
+    /// );
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("events", Serdes::string(), Serdes::string());
+    /// input.pipe_input("ann".into(), "error: disk full".into()).unwrap();
+    /// input.pipe_input("bob".into(), "login".into()).unwrap();
+    /// let read = |t: &str| driver.output_topic(t, Serdes::string(), Serdes::string()).read_key_values_to_vec().unwrap();
+    /// assert_eq!(read("errors"), vec![("ann".to_string(), "error: disk full".to_string())]);
+    /// assert_eq!(read("events-ok"), vec![("bob".to_string(), "login".to_string())]);
+    /// ```
+    pub fn to_dynamic<E>(&self, extractor: E, topics: &[&str], produced: Produced<K, V>)
+    where
+        E: TopicNameExtractor<K, V>,
+    {
+        let mut b = self.b.borrow_mut();
+        let router = produced
+            .name
+            .clone()
+            .unwrap_or_else(|| b.name("KSTREAM-SINK-"));
+        if topics.is_empty() {
+            b.check::<()>(Err(StreamsError::InvalidTopology(format!(
+                "to_dynamic ('{router}') declares no topic: name every topic the extractor may choose"
+            ))));
+            return;
+        }
+        let op = format!("to_dynamic({})", topics.join(", "));
+        let hint = "Produced::with(key_serde, value_serde)";
+        let k = b.check(pick_serde(
+            &produced.key_serde,
+            &self.key_serde,
+            &op,
+            "key",
+            hint,
+        ));
+        let v = b.check(pick_serde(
+            &produced.value_serde,
+            &self.value_serde,
+            &op,
+            "value",
+            hint,
+        ));
+        let (Some(k), Some(v)) = (k, v) else {
+            return;
+        };
+        let mut sinks = HashMap::new();
+        for topic in topics {
+            sinks.insert(topic.to_string(), format!("{router}-{topic}"));
+        }
+        let extractor: Arc<dyn TopicNameExtractor<K, V>> = Arc::new(extractor);
+        let for_router = Arc::new(sinks.clone());
+        b.add_processor::<K, V, _, _>(
+            &router,
+            move || TopicRouter {
+                extractor: extractor.clone(),
+                sinks: for_router.clone(),
+            },
+            &[&self.node],
+        );
+        // Sinks in the order the topics were declared (a repeated topic gets one sink).
+        let mut done = std::collections::HashSet::new();
+        for topic in topics.iter().filter(|t| done.insert(**t)) {
+            let opts = SinkOptions::from_shared(k.clone(), v.clone())
+                .with_partitioner(produced.partitioner.clone());
+            let r = b
+                .topology
+                .add_sink(&sinks[*topic], topic, opts, &[&router])
+                .map(|_| ());
+            b.check(r);
+        }
     }
 }

@@ -11,11 +11,14 @@ use crate::builder::{OldValueFlags, Shared};
 use crate::change::Change;
 use crate::grouped::KGroupedTable;
 use crate::kstream::KStream;
+use crate::named::{processor_name, Named};
 use crate::ops::table_filter::TableFilter;
 use crate::ops::table_group_by::TableGroupBy;
 use crate::ops::table_map_values::TableMapValues;
 use crate::ops::table_to_stream::TableToStream;
+use crate::ops::table_transform_values::TableTransformValues;
 use crate::params::{pick_serde, Grouped, Materialized};
+use crate::transformer::ValueTransformerWithKey;
 
 /// A table: for each key, its latest value (Kafka Streams' `KTable`). Each update flows downstream as a change;
 /// a `None` row is a deletion.
@@ -304,5 +307,177 @@ impl<K: Data, V: Data> KTable<K, V> {
         );
         drop(b);
         KGroupedTable::new(self.b.clone(), name, grouped)
+    }
+}
+
+/// `transform_values`: a value transformer of your own, possibly with state.
+impl<K: Data, V: Data> KTable<K, V> {
+    /// Transforms each row's value with a [`ValueTransformerWithKey`] made by `supplier` (one per task), which
+    /// may read and write `stores` (added with
+    /// [`StreamsBuilder::add_state_store`](crate::StreamsBuilder::add_state_store)): Kafka Streams'
+    /// `KTable#transformValues`. The transformer sees deletions as `None` and may return `None` to delete the
+    /// row downstream. When a downstream operator needs old values, they are computed by transforming the old
+    /// value again; a stateful transformer should use [`KTable::transform_values_materialized`] instead, whose
+    /// old values come from its store.
+    ///
+    /// ```
+    /// use streams_dsl::*;
+    ///
+    /// /// "<value> (update n)": counts each key's updates in the store "updates".
+    /// struct Versioned;
+    ///
+    /// impl ValueTransformerWithKey<String, String> for Versioned {
+    ///     type VOut = String;
+    ///     fn transform(
+    ///         &mut self,
+    ///         key: &String,
+    ///         value: Option<&String>,
+    ///         ctx: &ValueTransformerContext<'_, String, String>,
+    ///     ) -> Result<Option<String>, StreamsError> {
+    ///         let mut updates = ctx.key_value_store::<String, i64>("updates")?;
+    ///         let n = updates.get(key)?.unwrap_or(0) + 1;
+    ///         updates.put(key, &n)?;
+    ///         Ok(value.map(|v| format!("{v} (update {n})")))
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.add_state_store(KeyValueStoreBuilder::new("updates", StoreKind::InMemory, Serdes::string(), Serdes::i64()));
+    /// builder.table::<String, String>("profiles", Consumed::new(), Materialized::new())
+    ///     .transform_values(|| Versioned, &["updates"])
+    ///     .to_stream()
+    ///     .to("versioned-profiles", Produced::new());
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("profiles", Serdes::string(), Serdes::string());
+    /// input.pipe_input("ann".into(), "v1".into()).unwrap();
+    /// input.pipe_input("ann".into(), "v2".into()).unwrap();
+    /// let out = driver.output_topic("versioned-profiles", Serdes::string(), OptionSerde::new(Serdes::string()));
+    /// let values: Vec<_> = out.read_key_values_to_vec().unwrap().into_iter().map(|(_, v)| v).collect();
+    /// assert_eq!(values, vec![Some("v1 (update 1)".to_string()), Some("v2 (update 2)".to_string())]);
+    /// ```
+    pub fn transform_values<T, F>(&self, supplier: F, stores: &[&str]) -> KTable<K, T::VOut>
+    where
+        T: ValueTransformerWithKey<K, V>,
+        F: Fn() -> T + Send + Sync + 'static,
+    {
+        self.transform_values_impl(None, supplier, None, stores)
+    }
+
+    /// [`KTable::transform_values`] (with `materialized`, when given) with the processor named by `named`
+    /// (Kafka Streams' `KTable#transformValues(supplier, Materialized, Named, stores)`).
+    pub fn transform_values_named<T, F>(
+        &self,
+        supplier: F,
+        materialized: Option<Materialized<K, T::VOut>>,
+        named: Named,
+        stores: &[&str],
+    ) -> KTable<K, T::VOut>
+    where
+        T: ValueTransformerWithKey<K, V>,
+        F: Fn() -> T + Send + Sync + 'static,
+    {
+        self.transform_values_impl(Some(&named), supplier, materialized, stores)
+    }
+
+    /// Transforms each row's value as [`KTable::transform_values`] does, and keeps the result in the store
+    /// `materialized` describes (queryable when named). Old values then come from that store, so they are right
+    /// even for a stateful transformer.
+    ///
+    /// ```
+    /// use streams_dsl::*;
+    ///
+    /// /// The value's length; deletions stay deletions.
+    /// struct Length;
+    ///
+    /// impl ValueTransformerWithKey<String, String> for Length {
+    ///     type VOut = i64;
+    ///     fn transform(
+    ///         &mut self,
+    ///         _key: &String,
+    ///         value: Option<&String>,
+    ///         _ctx: &ValueTransformerContext<'_, String, i64>,
+    ///     ) -> Result<Option<i64>, StreamsError> {
+    ///         Ok(value.map(|v| v.len() as i64))
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, String>("names", Consumed::new(), Materialized::new())
+    ///     .transform_values_materialized(|| Length, Materialized::as_store("name-lengths"), &[]);
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("names", Serdes::string(), Serdes::string());
+    /// input.pipe_input("u1".into(), "Ann".into()).unwrap();
+    /// let lengths = driver.key_value_store::<String, i64>("name-lengths").unwrap();
+    /// assert_eq!(lengths.get(&"u1".to_string()).unwrap(), Some(3));
+    /// ```
+    pub fn transform_values_materialized<T, F>(
+        &self,
+        supplier: F,
+        materialized: Materialized<K, T::VOut>,
+        stores: &[&str],
+    ) -> KTable<K, T::VOut>
+    where
+        T: ValueTransformerWithKey<K, V>,
+        F: Fn() -> T + Send + Sync + 'static,
+    {
+        self.transform_values_impl(None, supplier, Some(materialized), stores)
+    }
+
+    fn transform_values_impl<T, F>(
+        &self,
+        named: Option<&Named>,
+        supplier: F,
+        materialized: Option<Materialized<K, T::VOut>>,
+        stores: &[&str],
+    ) -> KTable<K, T::VOut>
+    where
+        T: ValueTransformerWithKey<K, V>,
+        F: Fn() -> T + Send + Sync + 'static,
+    {
+        const OP: &str = "KTable::transform_values";
+        const HINT: &str = "Materialized::with(key_serde, value_serde)";
+        let mut b = self.b.borrow_mut();
+        let name = processor_name(&mut b, named, "KTABLE-TRANSFORMVALUES-");
+        let flag = Arc::new(AtomicBool::new(false));
+        let store = materialized.as_ref().map(|m| {
+            m.name
+                .clone()
+                .unwrap_or_else(|| b.name("KTABLE-TRANSFORMVALUES-STATE-STORE-"))
+        });
+        let (f2, store_name) = (flag.clone(), store.as_deref().map(Arc::<str>::from));
+        b.add_processor::<K, Change<V>, _, _>(
+            &name,
+            move || TableTransformValues::<K, V, T> {
+                transformer: supplier(),
+                send_old: f2.load(Ordering::Relaxed),
+                store_name: store_name.clone(),
+                store: None,
+                _p: PhantomData,
+            },
+            &[&self.node],
+        );
+        if !stores.is_empty() {
+            let r = b
+                .topology
+                .connect_processor_and_state_stores(&name, stores)
+                .map(|_| ());
+            b.check(r);
+        }
+        let (mut k, mut v) = (self.key_serde.clone(), None);
+        if let (Some(m), Some(s)) = (&materialized, &store) {
+            k = b.check(pick_serde(&m.key_serde, &self.key_serde, OP, "key", HINT));
+            v = b.check(pick_serde(&m.value_serde, &None, OP, "value", HINT));
+            if let (Some(k), Some(v)) = (k.clone(), v.clone()) {
+                b.add_store(s, m, k, v, &name);
+            }
+        }
+        drop(b);
+        // A materialized result has its own store and old values; otherwise old values come from upstream.
+        let mut flags = vec![flag];
+        if materialized.is_none() {
+            flags.extend(self.old_flags.iter().cloned());
+        }
+        let queryable = store.filter(|_| materialized.as_ref().is_some_and(|m| m.name.is_some()));
+        KTable::new(self.b.clone(), name, k, v, queryable, flags)
     }
 }

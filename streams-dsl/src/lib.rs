@@ -5,6 +5,13 @@
 //! |---|---|
 //! | `StreamsBuilder` | [`StreamsBuilder`] |
 //! | `KStream` (`filter`, `map`, `mapValues`, `flatMap`, `selectKey`, `peek`, `foreach`, `split`, `merge`, `to`, `repartition`, `process`, `groupBy`, `groupByKey`) | [`KStream`] |
+//! | `KStream#processValues`, `FixedKeyProcessor` | [`KStream::process_values`], [`FixedKeyProcessor`] |
+//! | `KTable#transformValues`, `ValueTransformerWithKey` | [`KTable::transform_values`], [`KTable::transform_values_materialized`], [`ValueTransformerWithKey`] |
+//! | `KStream#split`, `BranchedKStream`, `Branched` (`as`, `withFunction`, `withConsumer`) | [`KStream::split`], [`BranchedKStream`], [`Branched`] |
+//! | `KStream#to(TopicNameExtractor, Produced)`, `RecordContext` | [`KStream::to_dynamic`], [`TopicNameExtractor`], [`RecordContext`] |
+//! | `KGroupedStream#cogroup`, `CogroupedKStream` (`cogroup`, `aggregate`, `windowedBy(TimeWindows)`) | [`KGroupedStream::cogroup`], [`CogroupedKStream`], [`TimeWindowedCogroupedKStream`] |
+//! | `Named` (for `toTable`, `processValues`, `transformValues`, cogroup `aggregate`) | [`Named`], [`KStream::to_table_named`], [`KStream::process_values_named`], [`KTable::transform_values_named`], [`CogroupedKStream::aggregate_named`] |
+//! | `KStream#toTable` | [`KStream::to_table`], [`KStream::to_table_materialized`], [`KStream::to_table_with_deletes`] |
 //! | `KTable` (`filter`, `filterNot`, `mapValues`, `toStream`, `groupBy`) | [`KTable`] |
 //! | `GlobalKTable`, `KStream#join`/`leftJoin` with a `GlobalKTable` | [`GlobalKTable`], [`KStream::join_global`], [`KStream::left_join_global`] |
 //! | `KTable` foreign-key `join`, `leftJoin` (KIP-213) | [`KTable::join_foreign_key`], [`KTable::left_join_foreign_key`] |
@@ -56,29 +63,41 @@
 
 mod builder;
 mod change;
+mod cogrouped;
+mod fixed_key;
 mod fk_join;
 mod global_table;
 mod grouped;
 mod join;
 mod kstream;
 mod ktable;
+mod named;
 mod ops;
 mod params;
+mod routing;
 mod stream_join;
 mod suppressed;
+mod transformer;
 mod windowed;
 mod windows;
 
 pub use builder::StreamsBuilder;
+pub use cogrouped::{CogroupedKStream, TimeWindowedCogroupedKStream};
+pub use fixed_key::{FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord};
 pub use global_table::GlobalKTable;
 pub use grouped::{KGroupedStream, KGroupedTable};
-pub use kstream::{BranchedKStream, KStream};
+pub use kstream::{Branched, BranchedKStream, KStream};
 pub use ktable::KTable;
+pub use named::Named;
 pub use params::Joined;
-pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned, TopologyOptimization};
+pub use params::{
+    Consumed, Grouped, Materialized, Produced, Repartitioned, TopologyOptimization,
+};
+pub use routing::{RecordContext, TopicNameExtractor};
 pub use state_store::{SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
 pub use stream_join::StreamJoined;
 pub use suppressed::{BufferConfig, BufferFullStrategy, Suppressed};
+pub use transformer::{ValueTransformerContext, ValueTransformerWithKey};
 pub use windowed::{EmitStrategy, SessionWindowedKStream, TimeWindowedKStream, WindowedBy};
 pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
 
@@ -91,7 +110,7 @@ pub use streams_core::{
     DeserializationExceptionHandler, Headers, KeyValueStoreBuilder, LogAndContinue,
     LogAndContinueProcessing, LogAndFail, LogAndFailProcessing, ProcessingExceptionHandler,
     Processor, ProcessorContext, PunctuationType, ReadOnlyKeyValueStore, ReadOnlySessionStore,
-    ReadOnlyWindowStore, Record, RecordMetadata, Serde, Serdes, StoreKind, StreamsError,
+    ReadOnlyWindowStore, Record, RecordMetadata, ScheduleId, Serde, Serdes, StoreKind, StreamsError,
     TestInputTopic, TestOutputTopic, TestRecord, TimestampExtractor, Topology, TopologyTestDriver,
     ValueAndTimestamp,
 };

@@ -26,6 +26,8 @@ pub(crate) mod table_materialize;
 pub(crate) mod table_source;
 pub(crate) mod table_table_join;
 pub(crate) mod table_to_stream;
+pub(crate) mod table_transform_values;
+pub(crate) mod to_table;
 pub(crate) mod window_aggregate;
 
 use state_store::{TypedKeyValueStore, ValueAndTimestamp, NO_TIMESTAMP};

@@ -1,0 +1,89 @@
+//! `KTable::transform_values`: a value transformer (possibly stateful) applied to each table update.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use state_store::{TypedKeyValueStore, ValueAndTimestamp};
+use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
+
+use crate::change::Change;
+use crate::ops::put_timestamped;
+use crate::ops::stream_aggregate::missing_store;
+use crate::transformer::{ValueTransformerContext, ValueTransformerWithKey};
+
+pub(crate) struct TableTransformValues<K, V, T: ValueTransformerWithKey<K, V>> {
+    pub transformer: T,
+    pub send_old: bool,
+    pub store_name: Option<Arc<str>>,
+    pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<T::VOut>>>,
+    pub _p: PhantomData<fn(V)>,
+}
+
+impl<K: Data, V: Data, T: ValueTransformerWithKey<K, V>> Processor<K, Change<V>>
+    for TableTransformValues<K, V, T>
+{
+    type KOut = K;
+    type VOut = Change<T::VOut>;
+
+    fn init(&mut self, ctx: &mut ProcessorContext<K, Change<T::VOut>>) -> Result<(), StreamsError> {
+        if let Some(name) = &self.store_name {
+            self.store = Some(ctx.key_value_store(name)?);
+        }
+        self.transformer.init(&ValueTransformerContext {
+            inner: ctx,
+            timestamp: -1,
+        })
+    }
+
+    fn process(
+        &mut self,
+        r: Record<K, Change<V>>,
+        ctx: &mut ProcessorContext<K, Change<T::VOut>>,
+    ) -> Result<(), StreamsError> {
+        let tctx = ValueTransformerContext {
+            inner: ctx,
+            timestamp: r.timestamp,
+        };
+        let new = self
+            .transformer
+            .transform(&r.key, r.value.new.as_ref(), &tctx)?;
+        let (new, old) = match &self.store_name {
+            // Materialized: the old value is the stored row, whatever the transformer's state.
+            Some(_) => {
+                let store = self
+                    .store
+                    .as_mut()
+                    .ok_or_else(|| missing_store("table transform_values"))?;
+                let old = if self.send_old {
+                    store.get(&r.key)?.map(ValueAndTimestamp::into_value)
+                } else {
+                    None
+                };
+                (put_timestamped(store, &r.key, new, r.timestamp)?, old)
+            }
+            // Not materialized: the old value transformed again (Kafka's KTableTransformValues).
+            None => {
+                let old = if self.send_old {
+                    self.transformer
+                        .transform(&r.key, r.value.old.as_ref(), &tctx)?
+                } else {
+                    None
+                };
+                (new, old)
+            }
+        };
+        ctx.forward(Record {
+            key: r.key,
+            value: Change::new(new, old),
+            timestamp: r.timestamp,
+            headers: r.headers,
+        })
+    }
+
+    fn close(
+        &mut self,
+        _ctx: &mut ProcessorContext<K, Change<T::VOut>>,
+    ) -> Result<(), StreamsError> {
+        self.transformer.close()
+    }
+}
