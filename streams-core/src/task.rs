@@ -162,6 +162,8 @@ pub(crate) struct Schedule {
 
 struct StoreSlot {
     store: SharedKeyValueStore,
+    /// Bytes of write-back cache in front of the store (0: none).
+    cache_bytes: usize,
     serdes: crate::topology::ErasedSerdes,
     key_type: &'static str,
     value_type: &'static str,
@@ -341,6 +343,18 @@ impl TaskShared {
             partition: self.task_id.partition,
             offset,
         })
+    }
+
+    /// Bytes of cache in front of `store`, when the store is connected to `node`; 0 otherwise.
+    pub(crate) fn store_cache_bytes(&self, node: usize, store: &str) -> usize {
+        let connected = self
+            .node_stores
+            .get(&node)
+            .is_some_and(|s| s.iter().any(|x| x == store));
+        match self.stores.get(store) {
+            Some(slot) if connected => slot.cache_bytes,
+            _ => 0,
+        }
     }
 
     pub(crate) fn key_value_store<K: 'static, V: 'static>(
@@ -557,11 +571,17 @@ fn wrap_store(
             };
         }
     }
-    if def.caching && env.cache_bytes_per_store > 0 {
-        store = Box::new(CachingKeyValueStore::new(store, env.cache_bytes_per_store));
+    let cache_bytes = if def.caching {
+        env.cache_bytes_per_store
+    } else {
+        0
+    };
+    if cache_bytes > 0 {
+        store = Box::new(CachingKeyValueStore::new(store, cache_bytes));
     }
     StoreSlot {
         store: share(store),
+        cache_bytes,
         serdes: def.serdes.clone(),
         key_type: def.key_type,
         value_type: def.value_type,
@@ -979,6 +999,20 @@ impl Task {
         flush_stores(&self.stores)
     }
 
+    /// Calls [`crate::Processor::flush`] on every processor in topological order (a parent before its
+    /// children), so the updates processors held back are forwarded before the stores are flushed at a commit.
+    pub(crate) fn flush_processors(&mut self) -> Result<(), StreamsError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.shared.clear_record();
+        // Node indices are topological: a node's children have higher indices (they are built first).
+        for c in self.controls.iter().flatten() {
+            c.borrow_mut().flush()?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn stores(&self) -> &[(String, SharedKeyValueStore)] {
         &self.stores
     }
@@ -1050,9 +1084,10 @@ impl Task {
         if self.closed {
             return Ok(());
         }
+        // A clean close forwards what processors held back first, as a commit does.
+        let mut first_err = self.flush_processors().err();
         self.closed = true;
         self.shared.clear_record();
-        let mut first_err = None;
         for c in self.controls.iter().flatten() {
             if let Err(e) = c.borrow_mut().close() {
                 first_err.get_or_insert(e);

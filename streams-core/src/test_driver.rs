@@ -474,11 +474,13 @@ impl DriverState {
         error
     }
 
-    /// Processes until no task has queued records, delivering what sinks write as it goes.
-    fn run(&mut self) -> Result<(), StreamsError> {
+    /// Processes until no task has queued records, delivering what sinks write as it goes; true when it
+    /// processed anything.
+    fn run(&mut self) -> Result<bool, StreamsError> {
         // Records sent while queueing input (dead letters of records that could not be deserialized) go out even
         // when nothing is processed after them.
         self.drain_outbox()?;
+        let mut any = false;
         loop {
             let mut progressed = false;
             for t in 0..self.tasks.len() {
@@ -495,12 +497,24 @@ impl DriverState {
             if !progressed {
                 break;
             }
+            any = true;
         }
-        Ok(())
+        Ok(any)
     }
 
-    /// Like a commit: flush caches and stores, then deliver changelog writes.
+    /// Like a commit: processors forward what they held back (and whatever that writes to repartition topics is
+    /// processed, and forwarded in turn), then caches and stores are flushed and changelog writes delivered.
     fn commit(&mut self) -> Result<(), StreamsError> {
+        loop {
+            for t in 0..self.tasks.len() {
+                if let Err(e) = self.tasks[t].flush_processors() {
+                    return Err(self.deliver_then(e));
+                }
+            }
+            if !self.run()? {
+                break;
+            }
+        }
         for t in &mut self.tasks {
             t.flush()?;
         }

@@ -887,6 +887,11 @@ impl StreamThread<'_> {
     ) -> Result<(), StreamsError> {
         let span = tracing::debug_span!("commit", tasks = self.tasks.tasks().len());
         let _enter = span.enter();
+        // Processors forward what they held back (cached aggregations and tables) before the stores flush.
+        let name = &self.shared.name;
+        for task in self.tasks.tasks_mut() {
+            task.catch_panics(name, Task::flush_processors)?;
+        }
         self.tasks.record_offsets();
         let started = Instant::now();
         self.shared
