@@ -221,7 +221,9 @@ pub struct TestDriverBuilder {
 }
 
 impl TestDriverBuilder {
-    /// Whether each pipe call ends with a commit (default true). Turn it off to commit only with
+    /// Whether each pipe call ends with a commit (default true), and each record processed (piped, or read back
+    /// from a repartition topic) is followed by a flush of its task's processors, as Kafka's `TopologyTestDriver`
+    /// commits after each record: cached operators forward then. Turn it off to commit only with
     /// [`TopologyTestDriver::commit`], as a runtime commits on an interval rather than per poll.
     pub fn commit_after_each_pipe(mut self, enabled: bool) -> Self {
         self.auto_commit = enabled;
@@ -489,6 +491,13 @@ impl DriverState {
                         Ok(true) => {}
                         Ok(false) => break,
                         Err(e) => return Err(self.deliver_then(e)),
+                    }
+                    // Kafka's TopologyTestDriver commits the task after each record it processes (piped or read
+                    // back from an internal topic): what the processors held back goes downstream now.
+                    if self.auto_commit {
+                        if let Err(e) = self.tasks[t].flush_processors() {
+                            return Err(self.deliver_then(e));
+                        }
                     }
                     progressed = true;
                     self.drain_outbox()?;
