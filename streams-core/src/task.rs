@@ -490,6 +490,33 @@ pub(crate) fn flush_stores(stores: &[(String, SharedKeyValueStore)]) -> Result<(
     Ok(())
 }
 
+/// Flushes the processors of a task without holding the task: see [`Task::processor_flusher`].
+pub(crate) struct ProcessorFlusher {
+    shared: std::rc::Weak<TaskShared>,
+    controls: Vec<std::rc::Weak<RefCell<dyn NodeControl>>>,
+}
+
+impl ProcessorFlusher {
+    /// Flushes the processors in topological order; nothing when the task was dropped. Fails when a processor
+    /// is busy (called from inside the task's own processing).
+    pub(crate) fn flush(&self) -> Result<(), StreamsError> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Ok(());
+        };
+        shared.clear_record();
+        for c in &self.controls {
+            if let Some(c) = c.upgrade() {
+                c.try_borrow_mut()
+                    .map_err(|_| {
+                        StreamsError::processor("a processor was flushed while it was running")
+                    })?
+                    .flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything a task needs from its surroundings.
 pub(crate) struct TaskEnv {
     pub application_id: Arc<str>,
@@ -997,6 +1024,15 @@ impl Task {
     /// Flushes every store: caches, then changelog writes, then the stores themselves.
     pub(crate) fn flush(&mut self) -> Result<(), StreamsError> {
         flush_stores(&self.stores)
+    }
+
+    /// A handle that flushes this task's processors (as [`Task::flush_processors`]) from where the task itself
+    /// is out of reach (the consumer's revocation callback); it does nothing once the task is gone.
+    pub(crate) fn processor_flusher(&self) -> ProcessorFlusher {
+        ProcessorFlusher {
+            shared: Rc::downgrade(&self.shared),
+            controls: self.controls.iter().flatten().map(Rc::downgrade).collect(),
+        }
     }
 
     /// Calls [`crate::Processor::flush`] on every processor in topological order (a parent before its
