@@ -4441,3 +4441,41 @@ fn record_cache_collapses_updates_of_one_input_record() {
         ]
     );
 }
+
+/// KTableSource.process: a source table Kafka materializes (here: given a store name) forwards through its
+/// store's cache (TimestampedTupleForwarder with caching: nothing until the flush, then each key's latest row
+/// with the row forwarded before as old value); an unnamed one is not materialized and forwards every record.
+#[test]
+fn record_cache_source_table_forwards_on_flush_when_materialized() {
+    let run = |named: bool| {
+        let b = StreamsBuilder::new();
+        let m = if named {
+            Materialized::as_store("source-store")
+        } else {
+            Materialized::new()
+        };
+        b.table("in", Consumed::with(Serdes::string(), Serdes::string()), m)
+            .to_stream()
+            .to(
+                "out",
+                Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+            );
+        let d = interval_driver(b, 1 << 20);
+        let input = d.input_topic("in", Serdes::string(), Serdes::string());
+        for (k, v, ts) in [("a", "1", 1), ("a", "2", 2), ("b", "1", 3), ("a", "3", 4)] {
+            input.pipe_input_at(s(k), s(v), ts).unwrap();
+        }
+        let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
+        let before = read_all(&out);
+        d.commit().unwrap();
+        (before, read_all(&out))
+    };
+    let (before, after) = run(true);
+    assert!(before.is_empty(), "{before:?}");
+    let mut after = after;
+    after.sort();
+    assert_eq!(after, vec![(s("a"), ss("3"), 4), (s("b"), ss("1"), 3)]);
+    let (before, after) = run(false);
+    assert_eq!(before.len(), 4, "{before:?}");
+    assert!(after.is_empty());
+}
