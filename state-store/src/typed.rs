@@ -88,6 +88,16 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         &self.name
     }
 
+    /// The serde of the keys.
+    pub fn key_serde(&self) -> &SharedSerde<K> {
+        &self.key_serde
+    }
+
+    /// The serde of the values.
+    pub fn value_serde(&self) -> &SharedSerde<V> {
+        &self.value_serde
+    }
+
     /// The shared byte store underneath.
     pub fn bytes(&self) -> &SharedKeyValueStore {
         &self.store

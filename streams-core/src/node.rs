@@ -47,6 +47,8 @@ impl TypeSig {
 pub(crate) trait NodeControl {
     fn init(&mut self) -> Result<(), StreamsError>;
     fn punctuate(&mut self, id: ScheduleId, timestamp: i64) -> Result<(), StreamsError>;
+    /// Forwards what the processor held back (at a commit or a clean close).
+    fn flush(&mut self) -> Result<(), StreamsError>;
     fn close(&mut self) -> Result<(), StreamsError>;
 }
 
@@ -141,6 +143,13 @@ impl<P: Processor<KIn, VIn>, KIn, VIn> NodeControl for ProcessorNode<P, KIn, VIn
             Ok(Err(e)) => self.failed(e, Some(timestamp)),
             Err(payload) => self.failed(self.panic_error(&*payload), Some(timestamp)),
         };
+        self.ctx.shared.current_node.set(outer);
+        r
+    }
+    fn flush(&mut self) -> Result<(), StreamsError> {
+        self.shared_clear_record();
+        let outer = self.ctx.shared.current_node.replace(Some(self.ctx.node));
+        let r = self.processor.flush(&mut self.ctx);
         self.ctx.shared.current_node.set(outer);
         r
     }

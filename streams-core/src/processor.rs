@@ -100,6 +100,18 @@ pub trait Processor<KIn, VIn>: 'static {
         Ok(())
     }
 
+    /// Called when the task commits (and before a clean close), before its stores are flushed: a processor that
+    /// holds back updates (as Kafka Streams' record cache does for a cached store) forwards them here. The task
+    /// calls the processors in topological order, upstream first, so what one forwards here reaches a processor
+    /// downstream before that one is flushed. No record is being processed: [`ProcessorContext::record_metadata`]
+    /// is `None`.
+    fn flush(
+        &mut self,
+        _ctx: &mut ProcessorContext<Self::KOut, Self::VOut>,
+    ) -> Result<(), StreamsError> {
+        Ok(())
+    }
+
     /// Called once when the task closes. A task whose partitions were lost to another member (a session timeout,
     /// an exceeded `max.poll.interval.ms`) is dropped without this call: nothing it wrote could be published.
     fn close(
@@ -193,6 +205,13 @@ impl<K: Data, V: Data> ProcessorContext<K, V> {
         store: &str,
     ) -> Result<TypedKeyValueStore<SK, SV>, StreamsError> {
         self.shared.key_value_store(self.node, &self.name, store)
+    }
+
+    /// Bytes of record cache in front of store `store` in this task: 0 when the store has no cache (caching
+    /// disabled for it, or `statestore.cache.max.bytes` is 0) or is not connected to this processor. A processor
+    /// whose store is cached holds its updates back until [`Processor::flush`] or until they exceed this budget.
+    pub fn store_cache_bytes(&self, store: &str) -> usize {
+        self.shared.store_cache_bytes(self.node, store)
     }
 
     /// Schedules [`Processor::punctuate`] every `interval` of the given clock; returns the schedule's id.

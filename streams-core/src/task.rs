@@ -172,6 +172,8 @@ pub(crate) struct Schedule {
 
 struct StoreSlot {
     store: SharedKeyValueStore,
+    /// Bytes of write-back cache in front of the store (0: none).
+    cache_bytes: usize,
     serdes: crate::topology::ErasedSerdes,
     key_type: &'static str,
     value_type: &'static str,
@@ -353,6 +355,18 @@ impl TaskShared {
         })
     }
 
+    /// Bytes of cache in front of `store`, when the store is connected to `node`; 0 otherwise.
+    pub(crate) fn store_cache_bytes(&self, node: usize, store: &str) -> usize {
+        let connected = self
+            .node_stores
+            .get(&node)
+            .is_some_and(|s| s.iter().any(|x| x == store));
+        match self.stores.get(store) {
+            Some(slot) if connected => slot.cache_bytes,
+            _ => 0,
+        }
+    }
+
     pub(crate) fn key_value_store<K: 'static, V: 'static>(
         &self,
         node: usize,
@@ -486,6 +500,33 @@ pub(crate) fn flush_stores(stores: &[(String, SharedKeyValueStore)]) -> Result<(
     Ok(())
 }
 
+/// Flushes the processors of a task without holding the task: see [`Task::processor_flusher`].
+pub(crate) struct ProcessorFlusher {
+    shared: std::rc::Weak<TaskShared>,
+    controls: Vec<std::rc::Weak<RefCell<dyn NodeControl>>>,
+}
+
+impl ProcessorFlusher {
+    /// Flushes the processors in topological order; nothing when the task was dropped. Fails when a processor
+    /// is busy (called from inside the task's own processing).
+    pub(crate) fn flush(&self) -> Result<(), StreamsError> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Ok(());
+        };
+        shared.clear_record();
+        for c in &self.controls {
+            if let Some(c) = c.upgrade() {
+                c.try_borrow_mut()
+                    .map_err(|_| {
+                        StreamsError::processor("a processor was flushed while it was running")
+                    })?
+                    .flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything a task needs from its surroundings.
 pub(crate) struct TaskEnv {
     pub application_id: Arc<str>,
@@ -568,11 +609,17 @@ fn wrap_store(
             };
         }
     }
-    if def.caching && env.cache_bytes_per_store > 0 {
-        store = Box::new(CachingKeyValueStore::new(store, env.cache_bytes_per_store));
+    let cache_bytes = if def.caching {
+        env.cache_bytes_per_store
+    } else {
+        0
+    };
+    if cache_bytes > 0 {
+        store = Box::new(CachingKeyValueStore::new(store, cache_bytes));
     }
     StoreSlot {
         store: share(store),
+        cache_bytes,
         serdes: def.serdes.clone(),
         key_type: def.key_type,
         value_type: def.value_type,
@@ -990,6 +1037,29 @@ impl Task {
         flush_stores(&self.stores)
     }
 
+    /// A handle that flushes this task's processors (as [`Task::flush_processors`]) from where the task itself
+    /// is out of reach (the consumer's revocation callback); it does nothing once the task is gone.
+    pub(crate) fn processor_flusher(&self) -> ProcessorFlusher {
+        ProcessorFlusher {
+            shared: Rc::downgrade(&self.shared),
+            controls: self.controls.iter().flatten().map(Rc::downgrade).collect(),
+        }
+    }
+
+    /// Calls [`crate::Processor::flush`] on every processor in topological order (a parent before its
+    /// children), so the updates processors held back are forwarded before the stores are flushed at a commit.
+    pub(crate) fn flush_processors(&mut self) -> Result<(), StreamsError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.shared.clear_record();
+        // Node indices are topological: a node's children have higher indices (they are built first).
+        for c in self.controls.iter().flatten() {
+            c.borrow_mut().flush()?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn stores(&self) -> &[(String, SharedKeyValueStore)] {
         &self.stores
     }
@@ -1061,9 +1131,10 @@ impl Task {
         if self.closed {
             return Ok(());
         }
+        // A clean close forwards what processors held back first, as a commit does.
+        let mut first_err = self.flush_processors().err();
         self.closed = true;
         self.shared.clear_record();
-        let mut first_err = None;
         for c in self.controls.iter().flatten() {
             if let Err(e) = c.borrow_mut().close() {
                 first_err.get_or_insert(e);

@@ -221,7 +221,9 @@ pub struct TestDriverBuilder {
 }
 
 impl TestDriverBuilder {
-    /// Whether each pipe call ends with a commit (default true). Turn it off to commit only with
+    /// Whether each pipe call ends with a commit (default true), and each record processed (piped, or read back
+    /// from a repartition topic) is followed by a flush of its task's processors, as Kafka's `TopologyTestDriver`
+    /// commits after each record: cached operators forward then. Turn it off to commit only with
     /// [`TopologyTestDriver::commit`], as a runtime commits on an interval rather than per poll.
     pub fn commit_after_each_pipe(mut self, enabled: bool) -> Self {
         self.auto_commit = enabled;
@@ -474,11 +476,13 @@ impl DriverState {
         error
     }
 
-    /// Processes until no task has queued records, delivering what sinks write as it goes.
-    fn run(&mut self) -> Result<(), StreamsError> {
+    /// Processes until no task has queued records, delivering what sinks write as it goes; true when it
+    /// processed anything.
+    fn run(&mut self) -> Result<bool, StreamsError> {
         // Records sent while queueing input (dead letters of records that could not be deserialized) go out even
         // when nothing is processed after them.
         self.drain_outbox()?;
+        let mut any = false;
         loop {
             let mut progressed = false;
             for t in 0..self.tasks.len() {
@@ -488,6 +492,13 @@ impl DriverState {
                         Ok(false) => break,
                         Err(e) => return Err(self.deliver_then(e)),
                     }
+                    // Kafka's TopologyTestDriver commits the task after each record it processes (piped or read
+                    // back from an internal topic): what the processors held back goes downstream now.
+                    if self.auto_commit {
+                        if let Err(e) = self.tasks[t].flush_processors() {
+                            return Err(self.deliver_then(e));
+                        }
+                    }
                     progressed = true;
                     self.drain_outbox()?;
                 }
@@ -495,12 +506,24 @@ impl DriverState {
             if !progressed {
                 break;
             }
+            any = true;
         }
-        Ok(())
+        Ok(any)
     }
 
-    /// Like a commit: flush caches and stores, then deliver changelog writes.
+    /// Like a commit: processors forward what they held back (and whatever that writes to repartition topics is
+    /// processed, and forwarded in turn), then caches and stores are flushed and changelog writes delivered.
     fn commit(&mut self) -> Result<(), StreamsError> {
+        loop {
+            for t in 0..self.tasks.len() {
+                if let Err(e) = self.tasks[t].flush_processors() {
+                    return Err(self.deliver_then(e));
+                }
+            }
+            if !self.run()? {
+                break;
+            }
+        }
         for t in &mut self.tasks {
             t.flush()?;
         }

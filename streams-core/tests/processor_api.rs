@@ -514,3 +514,87 @@ fn a_store_logged_to_a_topic_its_sub_topology_does_not_read_is_refused() {
     let err = t.partition_plan("app", |_| Ok(4)).unwrap_err().to_string();
     assert!(err.contains("copy") && err.contains("other"), "{err}");
 }
+
+/// Holds every record back until [`Processor::flush`], then forwards them in arrival order with its tag
+/// appended to the value.
+struct HoldBack {
+    tag: &'static str,
+    held: Vec<Record<String, String>>,
+}
+
+impl Processor<String, String> for HoldBack {
+    type KOut = String;
+    type VOut = String;
+    fn process(
+        &mut self,
+        r: Record<String, String>,
+        _ctx: &mut ProcessorContext<String, String>,
+    ) -> Result<(), StreamsError> {
+        self.held.push(r);
+        Ok(())
+    }
+    fn flush(&mut self, ctx: &mut ProcessorContext<String, String>) -> Result<(), StreamsError> {
+        assert!(ctx.record_metadata().is_none(), "no record during a flush");
+        for r in std::mem::take(&mut self.held) {
+            let v = format!("{}{}", r.value, self.tag);
+            ctx.forward(r.with_value(v))?;
+        }
+        Ok(())
+    }
+}
+
+/// Processor::flush runs at each commit, upstream first: what the first processor forwards on flush reaches
+/// the second before that one is flushed, so one commit empties both. With commits after each pipe (the
+/// default, as Kafka's TopologyTestDriver) every record comes out at once.
+#[test]
+fn flush_runs_at_commit_in_topological_order() {
+    let topology = || {
+        let mut t = Topology::new();
+        t.add_source("src", &["in"], strings()).unwrap();
+        t.add_processor::<String, String, _, _>(
+            "first",
+            || HoldBack {
+                tag: "1",
+                held: Vec::new(),
+            },
+            &["src"],
+        )
+        .unwrap();
+        t.add_processor::<String, String, _, _>(
+            "second",
+            || HoldBack {
+                tag: "2",
+                held: Vec::new(),
+            },
+            &["first"],
+        )
+        .unwrap();
+        t.add_sink("sink", "out", sink(), &["second"]).unwrap();
+        t
+    };
+    let d = TopologyTestDriver::builder(topology())
+        .commit_after_each_pipe(false)
+        .build()
+        .unwrap();
+    let input = d.input_topic("in", Serdes::string(), Serdes::string());
+    let out = d.output_topic("out", Serdes::string(), Serdes::string());
+    input.pipe_input("a".into(), "x".into()).unwrap();
+    input.pipe_input("b".into(), "y".into()).unwrap();
+    assert_eq!(out.read_key_value().unwrap(), None);
+    d.commit().unwrap();
+    assert_eq!(
+        out.read_key_values_to_vec().unwrap(),
+        vec![("a".into(), "x12".into()), ("b".into(), "y12".into())]
+    );
+    d.commit().unwrap();
+    assert_eq!(out.read_key_value().unwrap(), None);
+
+    let d = TopologyTestDriver::new(topology()).unwrap();
+    let input = d.input_topic("in", Serdes::string(), Serdes::string());
+    let out = d.output_topic("out", Serdes::string(), Serdes::string());
+    input.pipe_input("a".into(), "x".into()).unwrap();
+    assert_eq!(
+        out.read_key_value().unwrap(),
+        Some(("a".into(), "x12".into()))
+    );
+}

@@ -332,12 +332,15 @@ impl StreamsBuilder {
             b.check(r);
             let store_name: Arc<str> = Arc::from(store.as_str());
             let flag = send_old.clone();
+            let named = materialized.name.is_some();
             b.add_processor::<K, Option<V>, _, _>(
                 &processor,
                 move || TableSource::<K, V> {
                     store_name: store_name.clone(),
                     send_old: flag.load(std::sync::atomic::Ordering::Relaxed),
+                    materialized: named,
                     store: None,
+                    emit: None,
                 },
                 &[&source],
             );

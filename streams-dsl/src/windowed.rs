@@ -248,6 +248,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                             fold: fold.clone(),
                             send_old: f2.load(Ordering::Relaxed),
                             store: None,
+                            emit: None,
                             observed: i64::MIN,
                             last_expiry: i64::MIN / 2,
                             starts: Vec::new(),

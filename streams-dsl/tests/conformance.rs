@@ -6043,4 +6043,410 @@ fn kstream_impl_test_should_support_table_table_join_with_kstream_to_ktable() {
     assert_eq!(read(), [(s("lhs3"), ss("lhsValue3+rhsValue3"))].into());
     left.pipe_input(s("lhs1"), s("lhsValue4")).unwrap();
     assert_eq!(read(), [(s("lhs1"), ss("lhsValue4+rhsValue1"))].into());
+
+// Record cache: emission on flush
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A driver over 3-partition topics that commits only when told, as a runtime commits on its interval.
+fn interval_driver(b: StreamsBuilder, cache_bytes: usize) -> TopologyTestDriver {
+    TopologyTestDriver::builder(b.build().unwrap())
+        .default_partitions(3)
+        .commit_after_each_pipe(false)
+        .cache_bytes_per_store(cache_bytes)
+        .build()
+        .unwrap()
+}
+
+/// KStreamAggregationDedupIntegrationTest's input: keys 1..5 with values A..E, all at `ts`.
+fn dedup_batch(input: &TestInputTopic<'_, i32, String>, ts: i64) {
+    for (k, v) in [(1, "A"), (2, "B"), (3, "C"), (4, "D"), (5, "E")] {
+        input.pipe_input_at(k, s(v), ts).unwrap();
+    }
+}
+
+/// KStreamAggregationDedupIntegrationTest.shouldReduce: with a 10 MiB cache and two batches within one commit
+/// interval, the reduction (grouped by value, so through a repartition topic) forwards each key once, with its
+/// final value.
+#[test]
+fn kstream_aggregation_dedup_should_reduce() {
+    let b = StreamsBuilder::new();
+    b.stream("in", int_string())
+        .group_by(
+            |_, v: &String| v.clone(),
+            Grouped::with(Serdes::string(), Serdes::string()),
+        )
+        .reduce(
+            |a, v| format!("{a}:{v}"),
+            Materialized::as_store("reduce-by-key"),
+        )
+        .to_stream()
+        .to(
+            "out",
+            Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+        );
+    let d = interval_driver(b, 10 << 20);
+    let input = d.input_topic("in", Serdes::i32(), Serdes::string());
+    let ts = 1_700_000_000_000;
+    dedup_batch(&input, ts);
+    dedup_batch(&input, ts);
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
+    assert!(read_all(&out).is_empty(), "nothing before the commit");
+    d.commit().unwrap();
+    let mut got = read_all(&out);
+    got.sort();
+    let expected: Vec<_> = ["A", "B", "C", "D", "E"]
+        .iter()
+        .map(|v| (s(v), Some(format!("{v}:{v}")), ts))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+/// KStreamAggregationDedupIntegrationTest.shouldReduceWindowed: one batch in an earlier 500 ms window and two in
+/// a later one, one commit: each (key, window) forwarded once with its final reduction, stamped with its
+/// latest record's time.
+#[test]
+fn kstream_aggregation_dedup_should_reduce_windowed() {
+    let b = StreamsBuilder::new();
+    let t = b
+        .stream("in", int_string())
+        .group_by(
+            |_, v: &String| v.clone(),
+            Grouped::with(Serdes::string(), Serdes::string()),
+        )
+        .windowed_by(TimeWindows::of_size_and_grace(
+            Duration::from_millis(500),
+            Duration::from_secs(60),
+        ))
+        .reduce(
+            |a, v| format!("{a}:{v}"),
+            Materialized::as_store("reduce-time-windows"),
+        );
+    t.to_stream()
+        .map(|k, v| (format!("{}@{}", k.key, k.window.start), v))
+        .to(
+            "out",
+            Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+        );
+    let d = interval_driver(b, 10 << 20);
+    let input = d.input_topic("in", Serdes::i32(), Serdes::string());
+    let (first, second) = (1_700_000_000_123, 1_700_000_001_123);
+    dedup_batch(&input, first);
+    dedup_batch(&input, second);
+    dedup_batch(&input, second);
+    d.commit().unwrap();
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
+    let mut got = read_all(&out);
+    got.sort();
+    let (w1, w2) = (first / 500 * 500, second / 500 * 500);
+    let mut expected = Vec::new();
+    for v in ["A", "B", "C", "D", "E"] {
+        expected.push((format!("{v}@{w1}"), Some(s(v)), first));
+        expected.push((format!("{v}@{w2}"), Some(format!("{v}:{v}")), second));
+    }
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+/// KStreamAggregationDedupIntegrationTest.shouldGroupByKey: a windowed count by key over two batches in one
+/// commit interval forwards each key's window once, with count 2.
+#[test]
+fn kstream_aggregation_dedup_should_group_by_key() {
+    let b = StreamsBuilder::new();
+    let t = b
+        .stream("in", int_string())
+        .group_by_key(Grouped::with(Serdes::i32(), Serdes::string()))
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(
+            500,
+        )))
+        .count(Materialized::as_store("count-windows"));
+    t.to_stream()
+        .map(|k, v| (format!("{}@{}", k.key, k.window.start), v))
+        .to(
+            "out",
+            Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+        );
+    let d = interval_driver(b, 10 << 20);
+    let input = d.input_topic("in", Serdes::i32(), Serdes::string());
+    let ts = 1_700_000_000_321;
+    dedup_batch(&input, ts);
+    dedup_batch(&input, ts);
+    d.commit().unwrap();
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
+    let mut got = read_all(&out);
+    got.sort();
+    let w = ts / 500 * 500;
+    let expected: Vec<_> = (1..=5).map(|k| (format!("{k}@{w}"), Some(2), ts)).collect();
+    assert_eq!(got, expected);
+}
+
+/// Per key: its count and its latest record's timestamp.
+type CountsAndTimes = std::collections::BTreeMap<String, (i64, i64)>;
+
+/// A count over `updates` records of `keys` hot keys (record i has key i % keys, value i, time i), committed
+/// once at the end; returns what reached the output and the expected final counts (computed from the input).
+fn hot_key_count(
+    cache_bytes: usize,
+    updates: i64,
+    keys: i64,
+) -> (Vec<(String, Option<i64>, i64)>, CountsAndTimes) {
+    let b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(Serdes::string(), Serdes::i64()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::i64()))
+        .count(Materialized::as_store("hot"))
+        .to_stream()
+        .to(
+            "out",
+            Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+        );
+    let d = interval_driver(b, cache_bytes);
+    let input = d.input_topic("in", Serdes::string(), Serdes::i64());
+    // key → (count, latest timestamp), from the input alone.
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..updates {
+        let key = format!("hot-{}", i % keys);
+        input.pipe_input_at(key.clone(), i, i).unwrap();
+        let e = expected.entry(key).or_insert((0, 0));
+        *e = (e.0 + 1, i);
+    }
+    d.commit().unwrap();
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
+    (read_all(&out), expected)
+}
+
+/// Kafka's record cache (CachingKeyValueStore.putAndMaybeForward through TimestampedCacheFlushListener, flushed
+/// by the task's commit): 1,000 updates of 10 hot keys within one commit interval reach downstream as 10
+/// records, each key's final count stamped with its latest record's time.
+#[test]
+fn record_cache_forwards_each_hot_key_once_per_commit() {
+    let (got, expected) = hot_key_count(1 << 20, 1_000, 10);
+    assert_eq!(got.len(), 10);
+    let mut got = got;
+    got.sort();
+    let want: Vec<_> = expected
+        .iter()
+        .map(|(k, &(count, ts))| (k.clone(), Some(count), ts))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// With `statestore.cache.max.bytes` 0 (no cache) Kafka forwards every update: 1,000 records, each key's counts
+/// 1, 2, ... in input order.
+#[test]
+fn record_cache_disabled_forwards_every_update() {
+    let (got, expected) = hot_key_count(0, 1_000, 10);
+    assert_eq!(got.len(), 1_000);
+    let mut seen = std::collections::BTreeMap::<String, i64>::new();
+    for (k, v, _) in &got {
+        let n = seen.entry(k.clone()).or_insert(0);
+        *n += 1;
+        assert_eq!(*v, Some(*n), "{k}");
+    }
+    let finals: std::collections::BTreeMap<_, _> =
+        expected.into_iter().map(|(k, (c, _))| (k, c)).collect();
+    assert_eq!(seen, finals);
+}
+
+/// Kafka's NamedCache eviction (ThreadCache.maybeEvict → CachingKeyValueStore's flush listener): a cache too
+/// small for all keys forwards the least recently written keys as it goes over its size, and nothing is lost:
+/// after the commit the last value forwarded per key equals the store.
+#[test]
+fn record_cache_evicts_eldest_keys_first_and_loses_nothing() {
+    let b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(Serdes::string(), Serdes::i64()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::i64()))
+        .reduce(|a, v| a + v, Materialized::as_store("sums"))
+        .to_stream()
+        .to(
+            "out",
+            Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+        );
+    // One partition, so one task and one cache sees every key. An entry costs about 2 (key) + 16 (timestamped
+    // value) + 64 bytes: the cache holds 3 entries, not 4.
+    let d = TopologyTestDriver::builder(b.build().unwrap())
+        .commit_after_each_pipe(false)
+        .cache_bytes_per_store(300)
+        .build()
+        .unwrap();
+    let input = d.input_topic("in", Serdes::string(), Serdes::i64());
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
+    for (i, k) in ["k0", "k1", "k2"].iter().enumerate() {
+        input.pipe_input_at(s(k), 1, i as i64).unwrap();
+    }
+    assert!(read_all(&out).is_empty(), "three keys fit");
+    input.pipe_input_at(s("k3"), 1, 3).unwrap();
+    assert_eq!(
+        read_all(&out),
+        vec![(s("k0"), Some(1), 0)],
+        "k0 is the eldest"
+    );
+    // Rewriting k1 makes k2 the eldest.
+    input.pipe_input_at(s("k1"), 10, 4).unwrap();
+    input.pipe_input_at(s("k4"), 1, 5).unwrap();
+    assert_eq!(read_all(&out), vec![(s("k2"), Some(1), 2)]);
+    // Many more updates: two hot keys, and every tenth record a new cold key that pushes the previous one out;
+    // the model sums them from the input.
+    let mut model: std::collections::BTreeMap<String, i64> =
+        [("k0", 1), ("k1", 11), ("k2", 1), ("k3", 1), ("k4", 1)]
+            .into_iter()
+            .map(|(k, v)| (s(k), v))
+            .collect();
+    let mut downstream: std::collections::BTreeMap<String, i64> =
+        [(s("k0"), 1), (s("k2"), 1)].into_iter().collect();
+    for i in 0..200i64 {
+        let k = if i % 10 == 0 {
+            format!("cold{i}")
+        } else {
+            format!("k{}", i % 2)
+        };
+        input.pipe_input_at(k.clone(), i, 10 + i).unwrap();
+        *model.entry(k).or_insert(0) += i;
+    }
+    d.commit().unwrap();
+    let all = read_all(&out);
+    // 20 cold keys each evicted or flushed once, the hot ones mostly collapsed.
+    assert!(
+        all.len() < 60,
+        "{} records: the cache collapsed too little",
+        all.len()
+    );
+    for (k, v, _) in all {
+        downstream.insert(k, v.unwrap());
+    }
+    assert_eq!(downstream, model);
+    let store = d.key_value_store::<String, i64>("sums").unwrap();
+    let stored: std::collections::BTreeMap<_, _> = store.all().unwrap().into_iter().collect();
+    assert_eq!(stored, model);
+}
+
+/// Upstream caches flush before downstream ones (StreamTask's commit flushes the state of processors in
+/// topological order), and each carries the value it forwarded last as the old value: a cached reduction
+/// regrouped and counted (through a repartition topic) ends, after one commit, with the counts of the final
+/// values only, as the subtractor retracted exactly what was forwarded before.
+#[test]
+fn record_cache_regrouped_counts_retract_the_values_forwarded_last() {
+    let b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .reduce(|_, v| v, Materialized::as_store("latest"))
+        .group_by(
+            |_, v| (v.clone(), 1i64),
+            Grouped::with(Serdes::string(), Serdes::i64()),
+        )
+        .count(Materialized::as_store("per-value"))
+        .to_stream()
+        .to(
+            "out",
+            Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+        );
+    let d = interval_driver(b, 1 << 20);
+    let input = d.input_topic("in", Serdes::string(), Serdes::string());
+    let mut latest = std::collections::BTreeMap::new();
+    let rounds: [&[(&str, &str)]; 3] = [
+        &[("a", "x"), ("b", "x"), ("a", "y"), ("c", "z")],
+        &[("a", "z"), ("b", "y"), ("b", "x"), ("c", "x")],
+        &[("d", "y"), ("a", "x"), ("c", "y"), ("c", "z")],
+    ];
+    let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
+    let mut downstream = std::collections::BTreeMap::new();
+    for round in rounds {
+        for (k, v) in round {
+            input.pipe_input(s(k), s(v)).unwrap();
+            latest.insert(s(k), s(v));
+        }
+        d.commit().unwrap();
+        let got = read_all(&out);
+        // One record per value whose count changed at most.
+        let keys: std::collections::BTreeSet<_> = got.iter().map(|r| r.0.clone()).collect();
+        assert_eq!(keys.len(), got.len(), "{got:?}");
+        for (k, v, _) in got {
+            downstream.insert(k, v.unwrap());
+        }
+        let mut want = std::collections::BTreeMap::new();
+        for v in latest.values() {
+            *want.entry(v.clone()).or_insert(0i64) += 1;
+        }
+        // Values no key holds any more end at 0 (a count is never deleted).
+        let now: std::collections::BTreeMap<_, _> = downstream
+            .iter()
+            .filter(|(_, &c)| c != 0)
+            .map(|(k, &c)| (k.clone(), c))
+            .collect();
+        assert_eq!(now, want);
+    }
+}
+
+/// Kafka's TopologyTestDriver commits after each record it processes: one input record that updates the same
+/// key three times (flatMapValues into a count) forwards one result with a cache, and three without one.
+#[test]
+fn record_cache_collapses_updates_of_one_input_record() {
+    let run = |caching: bool| {
+        let b = StreamsBuilder::new();
+        let m = if caching {
+            Materialized::as_store("c")
+        } else {
+            Materialized::as_store("c").with_caching_disabled()
+        };
+        b.stream("in", Consumed::with(Serdes::string(), Serdes::string()))
+            .flat_map_values(|_, v: String| v.split(',').map(str::to_string).collect::<Vec<_>>())
+            .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+            .count(m)
+            .to_stream()
+            .to(
+                "out",
+                Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+            );
+        let d = driver(b);
+        d.input_topic("in", Serdes::string(), Serdes::string())
+            .pipe_input_at(s("k"), s("a,b,c"), 7)
+            .unwrap();
+        let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64()));
+        read_all(&out)
+    };
+    assert_eq!(run(true), vec![(s("k"), Some(3), 7)]);
+    assert_eq!(
+        run(false),
+        vec![
+            (s("k"), Some(1), 7),
+            (s("k"), Some(2), 7),
+            (s("k"), Some(3), 7)
+        ]
+    );
+}
+
+/// KTableSource.process: a source table Kafka materializes (here: given a store name) forwards through its
+/// store's cache (TimestampedTupleForwarder with caching: nothing until the flush, then each key's latest row
+/// with the row forwarded before as old value); an unnamed one is not materialized and forwards every record.
+#[test]
+fn record_cache_source_table_forwards_on_flush_when_materialized() {
+    let run = |named: bool| {
+        let b = StreamsBuilder::new();
+        let m = if named {
+            Materialized::as_store("source-store")
+        } else {
+            Materialized::new()
+        };
+        b.table("in", Consumed::with(Serdes::string(), Serdes::string()), m)
+            .to_stream()
+            .to(
+                "out",
+                Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+            );
+        let d = interval_driver(b, 1 << 20);
+        let input = d.input_topic("in", Serdes::string(), Serdes::string());
+        for (k, v, ts) in [("a", "1", 1), ("a", "2", 2), ("b", "1", 3), ("a", "3", 4)] {
+            input.pipe_input_at(s(k), s(v), ts).unwrap();
+        }
+        let out = d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string()));
+        let before = read_all(&out);
+        d.commit().unwrap();
+        (before, read_all(&out))
+    };
+    let (before, after) = run(true);
+    assert!(before.is_empty(), "{before:?}");
+    let mut after = after;
+    after.sort();
+    assert_eq!(after, vec![(s("a"), ss("3"), 4), (s("b"), ss("1"), 3)]);
+    let (before, after) = run(false);
+    assert_eq!(before.len(), 4, "{before:?}");
+    assert!(after.is_empty());
 }

@@ -22,7 +22,25 @@ use crate::runtime::state_updater::{PendingRestore, RestoredTask, StateUpdater};
 use crate::runtime::thread::{now_ms, ThreadContext, ThreadShared};
 use crate::runtime::thread_metadata::{TaskMetadata, TaskState};
 use crate::state_manager::StateManager;
-use crate::task::{flush_stores, Task, TaskEnv, TaskMetricsSnapshot};
+use crate::task::{flush_stores, ProcessorFlusher, Task, TaskEnv, TaskMetricsSnapshot};
+
+thread_local! {
+    /// The processors of this stream thread's active tasks, for the consumer's revocation callback (run on this
+    /// thread, inside `poll`): it flushes them before it commits, so what cached operators held back is
+    /// forwarded before the offsets of the records behind it are committed.
+    static FLUSHERS: std::cell::RefCell<BTreeMap<TaskId, ProcessorFlusher>> =
+        const { std::cell::RefCell::new(BTreeMap::new()) };
+}
+
+/// Flushes the processors of this thread's active tasks (see [`FLUSHERS`]).
+pub(crate) fn flush_thread_processors() -> Result<(), StreamsError> {
+    FLUSHERS.with(|f| {
+        for flusher in f.borrow().values() {
+            flusher.flush()?;
+        }
+        Ok(())
+    })
+}
 use crate::topology::{PartitionPlan, SubTopology, Topology};
 
 /// The topology's routing summary, computed once per instance: which sub-topology reads each topic, and the
@@ -376,6 +394,7 @@ impl TaskManager {
     /// already forgot them, and the next assignment creates the tasks again from their last checkpoints.
     /// Restorations go on: they only read changelogs.
     pub(crate) fn handle_lost(&mut self) {
+        FLUSHERS.with(|f| f.borrow_mut().clear());
         for (id, mut t) in std::mem::take(&mut self.tasks) {
             tracing::info!(task = %id, "closing task dirty: its partitions were lost");
             self.closed_metrics = add(self.closed_metrics, t.metrics());
@@ -401,6 +420,7 @@ impl TaskManager {
         let restoring: BTreeSet<TaskId> = self.restoring.keys().copied().collect();
         let diff = diff_assignment(&active, &restoring, &wanted);
         for id in diff.close {
+            FLUSHERS.with(|f| f.borrow_mut().remove(&id));
             if let Some(mut t) = self.tasks.remove(&id) {
                 tracing::info!(task = %id, "closing task");
                 self.closed_metrics = add(self.closed_metrics, t.metrics());
@@ -576,6 +596,7 @@ impl TaskManager {
                 },
             );
         }
+        FLUSHERS.with(|f| f.borrow_mut().insert(id, task.processor_flusher()));
         self.tasks.insert(id, task);
         self.created.push(id);
         Ok(())
@@ -605,6 +626,7 @@ impl TaskManager {
         }
         self.restoring.clear();
         self.updater.shutdown();
+        FLUSHERS.with(|f| f.borrow_mut().clear());
         for (id, mut t) in std::mem::take(&mut self.tasks) {
             self.closed_metrics = add(self.closed_metrics, t.metrics());
             if !clean {

@@ -183,10 +183,23 @@ impl ConsumerContext for StreamsConsumerContext {
                 );
             }
             Rebalance::Revoke(_) => {
-                // Commit before giving the partitions up, so their next owner starts where we stopped.
-                let r = match self.shared.commits.lock() {
-                    Ok(mut c) => c.commit(consumer),
-                    Err(_) => Err(kafka("commit state", "poisoned")),
+                // Commit before giving the partitions up, so their next owner starts where we stopped; what
+                // cached operators held back is forwarded first (a panic in a processor must not unwind into
+                // the client library).
+                let flushed =
+                    std::panic::catch_unwind(crate::runtime::task_manager::flush_thread_processors)
+                        .unwrap_or_else(|payload| {
+                            Err(StreamsError::Panic {
+                                thread: self.shared.name.clone(),
+                                task: None,
+                                processor: None,
+                                message: crate::error::panic_message(&*payload),
+                            })
+                        });
+                let r = match (flushed, self.shared.commits.lock()) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), Ok(mut c)) => c.commit(consumer),
+                    (Ok(()), Err(_)) => Err(kafka("commit state", "poisoned")),
                 };
                 if let Err(StreamsError::TaskMigrated(e)) = &r {
                     // Another member owns the partitions already: it reprocesses from the last commit.
@@ -887,6 +900,11 @@ impl StreamThread<'_> {
     ) -> Result<(), StreamsError> {
         let span = tracing::debug_span!("commit", tasks = self.tasks.tasks().len());
         let _enter = span.enter();
+        // Processors forward what they held back (cached aggregations and tables) before the stores flush.
+        let name = &self.shared.name;
+        for task in self.tasks.tasks_mut() {
+            task.catch_panics(name, Task::flush_processors)?;
+        }
         self.tasks.record_offsets();
         let started = Instant::now();
         self.shared

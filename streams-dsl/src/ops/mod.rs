@@ -1,6 +1,7 @@
 //! The processors behind the DSL's operators, one per file.
 
 pub(crate) mod branch;
+pub(crate) mod emit_cache;
 pub(crate) mod emit_final;
 pub(crate) mod filter;
 pub(crate) mod fk_left;

@@ -7,7 +7,7 @@ use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
-use crate::ops::put_timestamped;
+use crate::ops::emit_cache::EmitCache;
 
 pub(crate) fn missing_store(op: &str) -> StreamsError {
     StreamsError::processor(format!("{op} used before init: its store is not open"))
@@ -19,6 +19,8 @@ pub(crate) struct StreamAggregate<K, VA, F> {
     pub fold: Arc<F>,
     pub send_old: bool,
     pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<VA>>>,
+    /// Updates on their way downstream, held back while the store is cached.
+    pub emit: Option<EmitCache<K, VA>>,
     pub _p: PhantomData<fn() -> VA>,
 }
 
@@ -30,8 +32,23 @@ where
     type VOut = Change<VA>;
 
     fn init(&mut self, ctx: &mut ProcessorContext<K, Change<VA>>) -> Result<(), StreamsError> {
-        self.store = Some(ctx.key_value_store(&self.store_name)?);
+        let store: TypedKeyValueStore<K, ValueAndTimestamp<VA>> =
+            ctx.key_value_store(&self.store_name)?;
+        self.emit = Some(EmitCache::new(
+            ctx.store_cache_bytes(&self.store_name),
+            self.send_old,
+            store.key_serde().clone(),
+            store.value_serde().clone(),
+        ));
+        self.store = Some(store);
         Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<K, Change<VA>>) -> Result<(), StreamsError> {
+        match self.emit.as_mut() {
+            Some(emit) => emit.flush(ctx, &|k, c| (k, c)),
+            None => Ok(()),
+        }
     }
 
     fn process(
@@ -43,23 +60,26 @@ where
             .store
             .as_mut()
             .ok_or_else(|| missing_store("aggregate"))?;
+        let emit = self
+            .emit
+            .as_mut()
+            .ok_or_else(|| missing_store("aggregate"))?;
         let prev = store.get(&r.key)?;
         // The aggregate is as recent as the latest record folded into it (Kafka's KStreamAggregate).
         let timestamp = prev
             .as_ref()
             .map_or(r.timestamp, |p| p.timestamp.max(r.timestamp));
         let prev = prev.map(ValueAndTimestamp::into_value);
+        // The old value is kept when it is forwarded, or when a cache must know what downstream saw last.
         let (base, old) = match prev {
-            Some(p) if self.send_old => (Some(p.clone()), Some(p)),
+            Some(p) if self.send_old || emit.caching() => (Some(p.clone()), Some(p)),
             p => (p, None),
         };
         let new = (self.fold)(&r.key, r.value, base);
-        let new = put_timestamped(store, &r.key, Some(new), timestamp)?;
-        ctx.forward(Record {
-            key: r.key,
-            value: Change::new(new, old),
-            timestamp,
-            headers: r.headers,
+        let row = ValueAndTimestamp::new(new, timestamp);
+        store.put(&r.key, &row)?;
+        emit.update(ctx, r.key, Some(row), old, timestamp, r.headers, &|k, c| {
+            (k, c)
         })
     }
 }

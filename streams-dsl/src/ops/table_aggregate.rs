@@ -7,7 +7,7 @@ use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
-use crate::ops::put_timestamped;
+use crate::ops::emit_cache::EmitCache;
 use crate::ops::stream_aggregate::missing_store;
 
 /// `add(key, value, current or None) -> aggregate`; `sub(key, value, current) -> aggregate or None (delete)`.
@@ -17,6 +17,8 @@ pub(crate) struct TableAggregate<K, VA, A, S> {
     pub sub: Arc<S>,
     pub send_old: bool,
     pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<VA>>>,
+    /// Updates on their way downstream, held back while the store is cached.
+    pub emit: Option<EmitCache<K, VA>>,
     pub _p: PhantomData<fn() -> VA>,
 }
 
@@ -29,8 +31,23 @@ where
     type VOut = Change<VA>;
 
     fn init(&mut self, ctx: &mut ProcessorContext<K, Change<VA>>) -> Result<(), StreamsError> {
-        self.store = Some(ctx.key_value_store(&self.store_name)?);
+        let store: TypedKeyValueStore<K, ValueAndTimestamp<VA>> =
+            ctx.key_value_store(&self.store_name)?;
+        self.emit = Some(EmitCache::new(
+            ctx.store_cache_bytes(&self.store_name),
+            self.send_old,
+            store.key_serde().clone(),
+            store.value_serde().clone(),
+        ));
+        self.store = Some(store);
         Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<K, Change<VA>>) -> Result<(), StreamsError> {
+        match self.emit.as_mut() {
+            Some(emit) => emit.flush(ctx, &|k, c| (k, c)),
+            None => Ok(()),
+        }
     }
 
     fn process(
@@ -42,6 +59,10 @@ where
             .store
             .as_mut()
             .ok_or_else(|| missing_store("table aggregate"))?;
+        let emit = self
+            .emit
+            .as_mut()
+            .ok_or_else(|| missing_store("table aggregate"))?;
         let prev = store.get(&r.key)?;
         // The aggregate's time moves to the later of its own and the record's when the record changes it, as in
         // Kafka's KTableAggregate: a subtraction or an addition to an existing aggregate.
@@ -49,7 +70,7 @@ where
         let prev = prev.map(ValueAndTimestamp::into_value);
         let existed = prev.is_some();
         let mut timestamp = r.timestamp;
-        let (mut current, old) = if self.send_old {
+        let (mut current, old) = if self.send_old || emit.caching() {
             (prev.clone(), prev)
         } else {
             (prev, None)
@@ -72,12 +93,13 @@ where
         if !existed && current.is_none() {
             return Ok(());
         }
-        let current = put_timestamped(store, &r.key, current, timestamp)?;
-        ctx.forward(Record {
-            key: r.key,
-            value: Change::new(current, old),
-            timestamp,
-            headers: r.headers,
-        })
+        let row = current.map(|c| ValueAndTimestamp::new(c, timestamp));
+        match &row {
+            Some(row) => store.put(&r.key, row)?,
+            None => {
+                store.delete(&r.key)?;
+            }
+        }
+        emit.update(ctx, r.key, row, old, timestamp, r.headers, &|k, c| (k, c))
     }
 }

@@ -6,13 +6,18 @@ use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
-use crate::ops::put_timestamped;
+use crate::ops::emit_cache::EmitCache;
 use crate::ops::stream_aggregate::missing_store;
 
 pub(crate) struct TableSource<K, V> {
     pub store_name: Arc<str>,
     pub send_old: bool,
+    /// Whether Kafka would materialize this table (it was given a store name) and so forward through its
+    /// store's cache; an unnamed source table forwards each record at once.
+    pub materialized: bool,
     pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<V>>>,
+    /// Updates on their way downstream, held back while the store is cached.
+    pub emit: Option<EmitCache<K, V>>,
 }
 
 impl<K: Data, V: Data> Processor<K, Option<V>> for TableSource<K, V> {
@@ -20,8 +25,28 @@ impl<K: Data, V: Data> Processor<K, Option<V>> for TableSource<K, V> {
     type VOut = Change<V>;
 
     fn init(&mut self, ctx: &mut ProcessorContext<K, Change<V>>) -> Result<(), StreamsError> {
-        self.store = Some(ctx.key_value_store(&self.store_name)?);
+        let store: TypedKeyValueStore<K, ValueAndTimestamp<V>> =
+            ctx.key_value_store(&self.store_name)?;
+        let budget = if self.materialized {
+            ctx.store_cache_bytes(&self.store_name)
+        } else {
+            0
+        };
+        self.emit = Some(EmitCache::new(
+            budget,
+            self.send_old,
+            store.key_serde().clone(),
+            store.value_serde().clone(),
+        ));
+        self.store = Some(store);
         Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<K, Change<V>>) -> Result<(), StreamsError> {
+        match self.emit.as_mut() {
+            Some(emit) => emit.flush(ctx, &|k, c| (k, c)),
+            None => Ok(()),
+        }
     }
 
     fn process(
@@ -33,14 +58,21 @@ impl<K: Data, V: Data> Processor<K, Option<V>> for TableSource<K, V> {
             .store
             .as_mut()
             .ok_or_else(|| missing_store("table source"))?;
+        let emit = self
+            .emit
+            .as_mut()
+            .ok_or_else(|| missing_store("table source"))?;
         let (new, old) = match r.value {
             Some(v) => {
-                let old = if self.send_old {
+                // The old value is read when it is forwarded, or when a cache must know what downstream saw.
+                let old = if self.send_old || emit.caching() {
                     store.get(&r.key)?.map(ValueAndTimestamp::into_value)
                 } else {
                     None
                 };
-                (put_timestamped(store, &r.key, Some(v), r.timestamp)?, old)
+                let row = ValueAndTimestamp::new(v, r.timestamp);
+                store.put(&r.key, &row)?;
+                (Some(row), old)
             }
             None => {
                 let old = store.delete(&r.key)?;
@@ -48,19 +80,9 @@ impl<K: Data, V: Data> Processor<K, Option<V>> for TableSource<K, V> {
                     // Deleting an absent row changes nothing.
                     return Ok(());
                 }
-                (
-                    None,
-                    old.filter(|_| self.send_old)
-                        .map(ValueAndTimestamp::into_value),
-                )
+                (None, old.map(ValueAndTimestamp::into_value))
             }
         };
-        let value = Change::new(new, old);
-        ctx.forward(Record {
-            key: r.key,
-            value,
-            timestamp: r.timestamp,
-            headers: r.headers,
-        })
+        emit.update(ctx, r.key, new, old, r.timestamp, r.headers, &|k, c| (k, c))
     }
 }

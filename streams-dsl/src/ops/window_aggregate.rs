@@ -8,6 +8,7 @@ use state_store::{
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
+use crate::ops::emit_cache::EmitCache;
 use crate::ops::emit_final::EmitFinal;
 use crate::ops::stream_aggregate::missing_store;
 use crate::windows::TimeWindows;
@@ -28,6 +29,8 @@ pub(crate) struct WindowAggregate<K, V, VA, F> {
     pub fold: Arc<F>,
     pub send_old: bool,
     pub store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
+    /// Updates on their way downstream, held back while the store is cached (Kafka's CachingWindowStore).
+    pub emit: Option<EmitCache<Windowed<K>, VA>>,
     pub observed: i64,
     pub last_expiry: i64,
     pub starts: Vec<i64>,
@@ -48,6 +51,12 @@ where
         ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
     ) -> Result<(), StreamsError> {
         let typed = ctx.key_value_store::<Windowed<K>, ValueAndTimestamp<VA>>(&self.store_name)?;
+        self.emit = Some(EmitCache::new(
+            ctx.store_cache_bytes(&self.store_name),
+            self.send_old,
+            typed.key_serde().clone(),
+            Arc::new(TimestampedSerde::new(self.value_serde.clone())),
+        ));
         self.store = Some(WindowStore::new(
             typed.bytes().clone(),
             self.key_serde.clone(),
@@ -61,6 +70,16 @@ where
         Ok(())
     }
 
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
+    ) -> Result<(), StreamsError> {
+        match self.emit.as_mut() {
+            Some(emit) => emit.flush(ctx, &|k, c| (k, c)),
+            None => Ok(()),
+        }
+    }
+
     fn process(
         &mut self,
         r: Record<K, V>,
@@ -68,6 +87,10 @@ where
     ) -> Result<(), StreamsError> {
         let store = self
             .store
+            .as_mut()
+            .ok_or_else(|| missing_store("windowed aggregate"))?;
+        let emit = self
+            .emit
             .as_mut()
             .ok_or_else(|| missing_store("windowed aggregate"))?;
         let ts = r.timestamp;
@@ -91,18 +114,25 @@ where
             // A window's aggregate is as recent as the latest record in it (Kafka's KStreamWindowAggregate).
             let timestamp = prev.as_ref().map_or(ts, |p| p.timestamp.max(ts));
             let prev = prev.map(ValueAndTimestamp::into_value);
-            let old = if self.send_old { prev.clone() } else { None };
+            let old = if self.send_old || emit.caching() {
+                prev.clone()
+            } else {
+                None
+            };
             let row = ValueAndTimestamp::new((self.fold)(&r.key, &r.value, prev), timestamp);
             store.put(&r.key, start, Some(&row))?;
             if self.emit_final.is_some() {
                 continue;
             }
-            ctx.forward(Record {
-                key: Windowed::new(r.key.clone(), Window::new(start, end)),
-                value: Change::new(Some(row.value), old),
+            emit.update(
+                ctx,
+                Windowed::new(r.key.clone(), Window::new(start, end)),
+                Some(row),
+                old,
                 timestamp,
-                headers: r.headers.clone(),
-            })?;
+                r.headers.clone(),
+                &|k, c| (k, c),
+            )?;
         }
         if let Some(emit) = self.emit_final.as_mut() {
             emit.emit(
