@@ -57,7 +57,9 @@ pub use handler::{
 };
 pub use node::StreamPartitioner;
 pub use partitioner::{default_partition, murmur2};
-pub use processor::{Data, Processor, ProcessorContext, PunctuationType, ScheduleId, TaskId};
+pub use processor::{
+    Data, Processor, ProcessorContext, PunctuationType, RecordPosition, ScheduleId, TaskId,
+};
 pub use record::{Header, Headers, RawRecord, RawRecordRef, Record, RecordMetadata};
 pub use state::{ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore};
 pub use task::{

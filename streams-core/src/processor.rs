@@ -170,6 +170,8 @@ impl<K: Data, V: Data> Children<K, V> {
 
 /// What a processor can do besides computing: forward records, reach its stores, schedule punctuations, and
 /// read the current record's metadata and the task's clocks.
+///
+/// (See also [`RecordPosition`].)
 pub struct ProcessorContext<K, V> {
     pub(crate) children: Children<K, V>,
     pub(crate) shared: Rc<TaskShared>,
@@ -267,6 +269,27 @@ impl<K: Data, V: Data> ProcessorContext<K, V> {
         self.shared.stream_time.get()
     }
 
+    /// Where the record being processed comes from (its topic and offset), as an opaque token; `None` during
+    /// punctuations and flushes. A processor that holds records back (a cache) keeps it with each record and
+    /// forwards the record later under [`ProcessorContext::with_record_position`], so downstream sees the
+    /// metadata of the record that wrote it, as Kafka Streams' cached record context does.
+    pub fn record_position(&self) -> Option<RecordPosition> {
+        self.shared.current.get().map(RecordPosition)
+    }
+
+    /// Runs `f` with `position` as the current record's position (see [`ProcessorContext::record_position`]),
+    /// then restores the previous one.
+    pub fn with_record_position<T>(
+        &mut self,
+        position: Option<RecordPosition>,
+        f: impl FnOnce(&mut Self) -> T,
+    ) -> T {
+        let previous = self.shared.current.replace(position.map(|p| p.0));
+        let out = f(self);
+        self.shared.current.set(previous);
+        out
+    }
+
     /// Wall-clock time in ms (the test driver's mock clock under test).
     pub fn wall_clock_time(&self) -> i64 {
         self.shared.wall_clock.get()
@@ -290,3 +313,8 @@ impl<K: Data, V: Data> ProcessorContext<K, V> {
         &self.shared.application_id
     }
 }
+
+/// Where a record comes from within its task (topic and offset), as [`ProcessorContext::record_position`] gives
+/// it: opaque, cheap to copy, valid within the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordPosition((u32, i64));

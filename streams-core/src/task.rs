@@ -184,7 +184,7 @@ pub(crate) struct TaskShared {
     pub task_id: TaskId,
     pub application_id: Arc<str>,
     topics: RefCell<Vec<Arc<str>>>,
-    current: Cell<Option<(u32, i64)>>,
+    pub(crate) current: Cell<Option<(u32, i64)>>,
     /// The node (index in the topology) running now: set on entry to a node and restored on its return, so after
     /// a panic it names the innermost node that was running.
     pub current_node: Cell<Option<usize>>,

@@ -89,6 +89,10 @@ where
                 fold: fold.clone(),
                 send_old: flag.load(Ordering::Relaxed),
                 store: None,
+                // Each input's processor writes the one store: a cache per processor would forward a key's
+                // updates out of order, so every update goes at once.
+                emit: None,
+                cached: false,
                 _p: PhantomData,
             },
             &[input],
@@ -120,6 +124,9 @@ where
                 fold: fold.clone(),
                 send_old: flag.load(Ordering::Relaxed),
                 store: None,
+                emit: None,
+                cached: false,
+                emit_final: None,
                 observed: i64::MIN,
                 last_expiry: i64::MIN / 2,
                 starts: Vec::new(),

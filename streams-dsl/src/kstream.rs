@@ -779,13 +779,16 @@ impl<K: Data, V: Data> KStream<K, V> {
             }
             let store_name: Arc<str> = Arc::from(store.as_str());
             let flag = send_old.clone();
+            let named = materialized.name.is_some();
             b.add_processor::<K, VIn, _, _>(
                 &name,
                 move || {
                     wrap(TableSource::<K, V> {
                         store_name: store_name.clone(),
                         send_old: flag.load(Ordering::Relaxed),
+                        materialized: named,
                         store: None,
+                        emit: None,
                     })
                 },
                 &[&input],

@@ -90,9 +90,7 @@ pub use kstream::{Branched, BranchedKStream, KStream};
 pub use ktable::KTable;
 pub use named::Named;
 pub use params::Joined;
-pub use params::{
-    Consumed, Grouped, Materialized, Produced, Repartitioned, TopologyOptimization,
-};
+pub use params::{Consumed, Grouped, Materialized, Produced, Repartitioned, TopologyOptimization};
 pub use routing::{RecordContext, TopicNameExtractor};
 pub use state_store::{SessionWindowedSerde, TimeWindowedSerde, Window, Windowed};
 pub use stream_join::StreamJoined;
@@ -110,7 +108,7 @@ pub use streams_core::{
     DeserializationExceptionHandler, Headers, KeyValueStoreBuilder, LogAndContinue,
     LogAndContinueProcessing, LogAndFail, LogAndFailProcessing, ProcessingExceptionHandler,
     Processor, ProcessorContext, PunctuationType, ReadOnlyKeyValueStore, ReadOnlySessionStore,
-    ReadOnlyWindowStore, Record, RecordMetadata, ScheduleId, Serde, Serdes, StoreKind, StreamsError,
-    TestInputTopic, TestOutputTopic, TestRecord, TimestampExtractor, Topology, TopologyTestDriver,
-    ValueAndTimestamp,
+    ReadOnlyWindowStore, Record, RecordMetadata, ScheduleId, Serde, Serdes, StoreKind,
+    StreamsError, TestInputTopic, TestOutputTopic, TestRecord, TimestampExtractor, Topology,
+    TopologyTestDriver, ValueAndTimestamp,
 };

@@ -249,6 +249,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                             send_old: f2.load(Ordering::Relaxed),
                             store: None,
                             emit: None,
+                            cached: true,
                             observed: i64::MIN,
                             last_expiry: i64::MIN / 2,
                             starts: Vec::new(),

@@ -6043,7 +6043,9 @@ fn kstream_impl_test_should_support_table_table_join_with_kstream_to_ktable() {
     assert_eq!(read(), [(s("lhs3"), ss("lhsValue3+rhsValue3"))].into());
     left.pipe_input(s("lhs1"), s("lhsValue4")).unwrap();
     assert_eq!(read(), [(s("lhs1"), ss("lhsValue4+rhsValue1"))].into());
+}
 
+// ---------------------------------------------------------------------------------------------------------------
 // Record cache: emission on flush
 // ---------------------------------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use state_store::{SharedSerde, ValueAndTimestamp};
-use streams_core::{Data, Headers, ProcessorContext, Record, StreamsError};
+use streams_core::{Data, Headers, ProcessorContext, Record, RecordPosition, StreamsError};
 
 use crate::change::Change;
 
@@ -27,6 +27,8 @@ struct Pending<K, V> {
     /// Timestamp and headers of the latest update (Kafka's cached record context).
     timestamp: i64,
     headers: Headers,
+    /// Topic and offset of the latest update's record.
+    position: Option<RecordPosition>,
     /// Position in the write order.
     seq: u64,
     size: usize,
@@ -126,6 +128,7 @@ impl<K: Data, V: Data> EmitCache<K, V> {
                 p.new = new;
                 p.timestamp = timestamp;
                 p.headers = headers;
+                p.position = ctx.record_position();
                 p.seq = seq;
                 p.size = size;
                 self.order.insert(seq, self.key_buf.clone());
@@ -141,6 +144,7 @@ impl<K: Data, V: Data> EmitCache<K, V> {
                         old,
                         timestamp,
                         headers,
+                        position: ctx.record_position(),
                         seq,
                         size,
                     },
@@ -188,12 +192,13 @@ impl<K: Data, V: Data> EmitCache<K, V> {
             p.key,
             Change::new(p.new.map(ValueAndTimestamp::into_value), old),
         );
-        ctx.forward(Record {
+        let record = Record {
             key: k,
             value: v,
             timestamp: p.timestamp,
             headers: p.headers,
-        })
+        };
+        ctx.with_record_position(p.position, |ctx| ctx.forward(record))
     }
 }
 

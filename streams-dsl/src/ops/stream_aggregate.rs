@@ -21,6 +21,8 @@ pub(crate) struct StreamAggregate<K, VA, F> {
     pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<VA>>>,
     /// Updates on their way downstream, held back while the store is cached.
     pub emit: Option<EmitCache<K, VA>>,
+    /// Whether updates may wait in the record cache (off where several processors write one store: cogroup).
+    pub cached: bool,
     pub _p: PhantomData<fn() -> VA>,
 }
 
@@ -35,7 +37,11 @@ where
         let store: TypedKeyValueStore<K, ValueAndTimestamp<VA>> =
             ctx.key_value_store(&self.store_name)?;
         self.emit = Some(EmitCache::new(
-            ctx.store_cache_bytes(&self.store_name),
+            if self.cached {
+                ctx.store_cache_bytes(&self.store_name)
+            } else {
+                0
+            },
             self.send_old,
             store.key_serde().clone(),
             store.value_serde().clone(),

@@ -19,6 +19,10 @@ impl<K: Data, V: Data> Processor<K, V> for StreamToTable<K, V> {
         self.inner.init(ctx)
     }
 
+    fn flush(&mut self, ctx: &mut ProcessorContext<K, Change<V>>) -> Result<(), StreamsError> {
+        self.inner.flush(ctx)
+    }
+
     fn process(
         &mut self,
         r: Record<K, V>,

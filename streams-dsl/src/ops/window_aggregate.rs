@@ -31,6 +31,8 @@ pub(crate) struct WindowAggregate<K, V, VA, F> {
     pub store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
     /// Updates on their way downstream, held back while the store is cached (Kafka's CachingWindowStore).
     pub emit: Option<EmitCache<Windowed<K>, VA>>,
+    /// Whether updates may wait in the record cache (off where several processors write one store: cogroup).
+    pub cached: bool,
     pub observed: i64,
     pub last_expiry: i64,
     pub starts: Vec<i64>,
@@ -52,7 +54,11 @@ where
     ) -> Result<(), StreamsError> {
         let typed = ctx.key_value_store::<Windowed<K>, ValueAndTimestamp<VA>>(&self.store_name)?;
         self.emit = Some(EmitCache::new(
-            ctx.store_cache_bytes(&self.store_name),
+            if self.cached {
+                ctx.store_cache_bytes(&self.store_name)
+            } else {
+                0
+            },
             self.send_old,
             typed.key_serde().clone(),
             Arc::new(TimestampedSerde::new(self.value_serde.clone())),
