@@ -188,16 +188,24 @@ fn us_shareholders_through_topics(broker: Broker) {
             .unwrap()
             .insert(p.id.clone());
     }
-    expected.insert("client2".into(), None); // client2's last NASDAQ position closed: a tombstone.
+    // client2's last NASDAQ position closed: the table has no row for it. Whether a tombstone was written
+    // depends on whether its row went downstream before (the record cache forwards neither a row created and
+    // deleted between two commits nor its deletion, as Kafka Streams' cache does), so the output is compared as
+    // a table: a tombstone removes the row.
     let latest = |r: &[(Vec<u8>, Option<Vec<u8>>)]| -> BTreeMap<String, Option<BTreeSet<String>>> {
-        r.iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8(k.clone()).unwrap(),
-                    v.as_ref().map(|v| serde_json::from_slice(v).unwrap()),
-                )
-            })
-            .collect()
+        let mut table = BTreeMap::new();
+        for (k, v) in r {
+            let k = String::from_utf8(k.clone()).unwrap();
+            match v {
+                Some(v) => {
+                    table.insert(k, Some(serde_json::from_slice(v).unwrap()));
+                }
+                None => {
+                    table.remove(&k);
+                }
+            }
+        }
+        table
     };
     let got = consume_until(&broker.bootstrap(), out, Duration::from_secs(60), |r| {
         latest(r) == expected
