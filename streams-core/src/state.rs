@@ -131,6 +131,11 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
             }
         });
         raw.truncate(limit);
+        self.decode_all(raw)
+    }
+
+    /// Decodes raw entries through the store's serdes.
+    fn decode_all(&self, raw: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(K, V)>, StreamsError> {
         raw.into_iter()
             .map(|(k, v)| {
                 let k = self
@@ -163,19 +168,7 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
             }
         }
         raw.sort_by(|a, b| a.0.cmp(&b.0));
-        raw.into_iter()
-            .map(|(k, v)| {
-                let k = self
-                    .key_serde
-                    .deserialize(&k)
-                    .map_err(|e| self.serde_err(e))?;
-                let v = self
-                    .value_serde
-                    .deserialize(&v)
-                    .map_err(|e| self.serde_err(e))?;
-                Ok((k, v))
-            })
-            .collect()
+        self.decode_all(raw)
     }
 
     /// Entries with `from <= key <= to` (by key bytes).
