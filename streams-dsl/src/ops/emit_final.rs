@@ -16,6 +16,29 @@ pub(crate) struct EmitFinal {
     pub last_emit_close: Option<i64>,
 }
 
+/// The windows `store` holds starting from `lower` to `upper`, in the order they are emitted: by window start,
+/// then key bytes.
+fn held_in_emit_order<K: Data, S: 'static>(
+    store: &WindowStore<K, S>,
+    key_serde: &SharedSerde<K>,
+    lower: i64,
+    upper: i64,
+) -> Result<Vec<(Windowed<K>, S)>, StreamsError> {
+    let mut rows = Vec::new();
+    for (k, v) in store.fetch_all_held(lower, upper)? {
+        let mut kb = Vec::new();
+        key_serde.serialize(&k.key, &mut kb).map_err(|e| {
+            StreamsError::from(state_store::StoreError::Serde {
+                store: store.name().to_string(),
+                source: e,
+            })
+        })?;
+        rows.push((k.window.start, kb, k, v));
+    }
+    rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    Ok(rows.into_iter().map(|(_, _, k, v)| (k, v)).collect())
+}
+
 fn starts(windows: &TimeWindows, t: i64) -> Vec<i64> {
     let mut v = Vec::new();
     windows.for_each_start(t, |s| v.push(s));
@@ -76,19 +99,7 @@ impl EmitFinal {
                 lower
             }
         };
-        let mut rows = Vec::new();
-        for (k, v) in store.fetch_all_held(lower, upper)? {
-            let mut kb = Vec::new();
-            key_serde.serialize(&k.key, &mut kb).map_err(|e| {
-                StreamsError::from(state_store::StoreError::Serde {
-                    store: store.name().to_string(),
-                    source: e,
-                })
-            })?;
-            rows.push((k.window.start, kb, k, v));
-        }
-        rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        for (_, _, key, v) in rows {
+        for (key, v) in held_in_emit_order(store, key_serde, lower, upper)? {
             ctx.forward(Record {
                 key,
                 value: Change::new(Some(v.value), None),
@@ -149,19 +160,7 @@ impl SlidingEmitFinal {
             return Ok(());
         }
         let lower = self.last_emit_close.map_or(0, |last| (last - d).max(0));
-        let mut rows = Vec::new();
-        for (k, v) in store.fetch_all_held(lower, upper)? {
-            let mut kb = Vec::new();
-            key_serde.serialize(&k.key, &mut kb).map_err(|e| {
-                StreamsError::from(state_store::StoreError::Serde {
-                    store: store.name().to_string(),
-                    source: e,
-                })
-            })?;
-            rows.push((k.window.start, kb, k, v));
-        }
-        rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        for (_, _, key, v) in rows {
+        for (key, v) in held_in_emit_order(store, key_serde, lower, upper)? {
             let latest = records
                 .fetch_range_held(&key.key, key.window.start, key.window.end)?
                 .into_iter()
