@@ -11,7 +11,7 @@ use crate::grouped::KGroupedStream;
 use crate::ktable::KTable;
 use crate::ops::emit_final::{EmitFinal, SlidingEmitFinal};
 use crate::ops::session_aggregate::SessionAggregate;
-use crate::ops::sliding_aggregate::{buffer_retention, SlidingAggregate};
+use crate::ops::sliding_aggregate::SlidingAggregate;
 use crate::ops::window_aggregate::WindowAggregate;
 use crate::params::{pick_serde, Materialized};
 use crate::windows::{ms, SessionWindows, SlidingWindows, TimeWindows};
@@ -264,46 +264,32 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     );
                 }
                 Spec::Sliding(windows) => {
-                    let input_serde = self.grouped.value_serde(&mut b, op);
-                    let buffer = format!("{store}-records");
-                    if let Some(iv) = input_serde {
-                        let (k2, v2, iv2) = (k.clone(), v.clone(), iv.clone());
-                        let buffer_name = Arc::<str>::from(buffer.as_str());
-                        b.add_processor::<K, V, _, _>(
-                            &name,
-                            move || SlidingAggregate::<K, V, VA, F> {
-                                store_name: store_name.clone(),
-                                buffer_name: buffer_name.clone(),
-                                windows,
-                                retention_ms,
-                                key_serde: k2.clone(),
-                                input_serde: iv2.clone(),
-                                value_serde: v2.clone(),
-                                fold: fold.clone(),
-                                send_old: f2.load(Ordering::Relaxed),
-                                store: None,
-                                buffer: None,
-                                observed: i64::MIN,
-                                last_expiry: i64::MIN / 2,
-                                emit_final: (emit == EmitStrategy::OnWindowClose).then_some(
-                                    SlidingEmitFinal {
-                                        last_emit_close: None,
-                                    },
-                                ),
-                            },
-                            &[&input],
-                        );
-                        let records: SharedSerde<Windowed<K>> =
-                            Arc::new(TimeWindowedSerde::new(k.clone(), 0).with_sequence_numbers());
-                        let _ = buffer_retention(&windows);
-                        b.add_store_as(&buffer, &m, records, iv, &name);
-                    }
+                    let (k2, v2) = (k.clone(), v.clone());
+                    b.add_processor::<K, V, _, _>(
+                        &name,
+                        move || SlidingAggregate::<K, V, VA, F> {
+                            store_name: store_name.clone(),
+                            windows,
+                            retention_ms,
+                            key_serde: k2.clone(),
+                            value_serde: v2.clone(),
+                            fold: fold.clone(),
+                            send_old: f2.load(Ordering::Relaxed),
+                            store: None,
+                            observed: i64::MIN,
+                            last_expiry: i64::MIN / 2,
+                            emit_final: (emit == EmitStrategy::OnWindowClose).then_some(
+                                SlidingEmitFinal {
+                                    last_emit_close: None,
+                                },
+                            ),
+                            _p: PhantomData,
+                        },
+                        &[&input],
+                    );
                 }
             }
-            match self.spec {
-                Spec::Time(_) => b.add_timestamped_store_as(&store, &m, ws, v, &name),
-                Spec::Sliding(_) => b.add_store_as(&store, &m, ws, v, &name),
-            }
+            b.add_timestamped_store_as(&store, &m, ws, v, &name);
             b.window_close.insert(name.clone(), (grace, false));
         }
         drop(b);

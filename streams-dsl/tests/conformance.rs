@@ -4816,7 +4816,6 @@ fn kstream_sliding_window_aggregate_emit_final_small_input() {
 
 /// KStreamSlidingWindowAggregateTest.testNoGracePeriodSmallInput (ON_WINDOW_CLOSE)
 #[test]
-#[ignore = "deviation: Kafka gives [56,106] \"0+1+2+3+4\" (the late record 4@103 folded last, in arrival order); we give \"0+1+4+2+3\" (sliding windows fold their records in timestamp order)"]
 fn kstream_sliding_window_aggregate_emit_final_no_grace_small_input() {
     let out = sliding_emit_final(
         SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(50)),

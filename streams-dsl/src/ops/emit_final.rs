@@ -124,7 +124,7 @@ impl SlidingEmitFinal {
     /// stream time.
     pub(crate) fn recover<K: Data, VA: Data>(
         &mut self,
-        store: &WindowStore<K, VA>,
+        store: &WindowStore<K, ValueAndTimestamp<VA>>,
         windows: &SlidingWindows,
     ) -> Result<(), StreamsError> {
         let latest = store
@@ -139,12 +139,10 @@ impl SlidingEmitFinal {
     }
 
     /// Forwards every window whose end is before `close` and was not emitted yet, ordered by start then key
-    /// bytes, stamped with the latest record in it (read from the aggregation's record buffer).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn emit<K: Data, V: Data, VA: Data>(
+    /// bytes, stamped with the latest record in it.
+    pub(crate) fn emit<K: Data, VA: Data>(
         &mut self,
-        store: &WindowStore<K, VA>,
-        records: &mut WindowStore<K, V>,
+        store: &WindowStore<K, ValueAndTimestamp<VA>>,
         windows: &SlidingWindows,
         key_serde: &SharedSerde<K>,
         close: i64,
@@ -161,16 +159,10 @@ impl SlidingEmitFinal {
         }
         let lower = self.last_emit_close.map_or(0, |last| (last - d).max(0));
         for (key, v) in held_in_emit_order(store, key_serde, lower, upper)? {
-            let latest = records
-                .fetch_range_held(&key.key, key.window.start, key.window.end)?
-                .into_iter()
-                .map(|(t, _)| t)
-                .max()
-                .unwrap_or(key.window.end);
             ctx.forward(Record {
                 key,
-                value: Change::new(Some(v), None),
-                timestamp: latest,
+                value: Change::new(Some(v.value), None),
+                timestamp: v.timestamp,
                 headers: headers.clone(),
             })?;
         }

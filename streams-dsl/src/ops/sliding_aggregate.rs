@@ -1,14 +1,20 @@
 //! Windowed `count` / `reduce` / `aggregate` over sliding windows.
 //!
-//! Each task keeps, per key, the records of the last two time differences (plus grace) in a buffer store; an
-//! arriving record recomputes every window it changes from the records inside it. That costs a pass over the
-//! window's records per window touched, and keeps the result exact for any aggregator and any arrival order
-//! within the grace period.
+//! As Kafka Streams' `KStreamSlidingWindowAggregate`, the store holds only window aggregates, each stamped with
+//! the latest record in it. A window exists for each distinct record time `t` (the window `[t - d, t]` that
+//! record ends, its "left" window) and for the time just after it (`[t + 1, t + 1 + d]`, its "right" window) when
+//! a later record falls in that one. An arriving record folds itself onto every existing window containing it,
+//! then creates its own left window (from the previous record's aggregate when that record is within `d`), its
+//! right window (from the aggregate of the first window to its right), and the previous record's right window.
+//! Aggregates are therefore built in arrival order, so a late record is folded last, as in Kafka. Records in the
+//! first time difference after the epoch all share the window `[0, d]`, since windows do not start before 0.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use state_store::{SharedSerde, Window, WindowStore, Windowed};
+use state_store::{
+    SharedSerde, TimestampedSerde, ValueAndTimestamp, Window, WindowStore, Windowed,
+};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
@@ -19,32 +25,242 @@ use crate::windows::SlidingWindows;
 
 pub(crate) struct SlidingAggregate<K, V, VA, F> {
     pub store_name: Arc<str>,
-    pub buffer_name: Arc<str>,
     pub windows: SlidingWindows,
     pub retention_ms: i64,
     pub key_serde: SharedSerde<K>,
-    pub input_serde: SharedSerde<V>,
     pub value_serde: SharedSerde<VA>,
     pub fold: Arc<F>,
     pub send_old: bool,
-    pub store: Option<WindowStore<K, VA>>,
-    pub buffer: Option<WindowStore<K, V>>,
+    pub store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
     pub observed: i64,
     pub last_expiry: i64,
     /// `Some` with `emit_strategy(on_window_close)`: updates are not forwarded, final results are.
     pub emit_final: Option<SlidingEmitFinal>,
+    pub _p: std::marker::PhantomData<fn(V)>,
 }
 
-/// How long the record buffer keeps records: every window a record can still be in, or define, is at most two
-/// time differences away from it, and may be updated for a grace period after it ends.
-/// The start of the window a record at `t` ends: `t - d`, except that records in the first time difference
-/// after the epoch share the window `[0, d]` (windows do not start before 0).
-pub(crate) fn left_start(t: i64, d: i64) -> i64 {
-    (t - d).max(0)
+/// What one arriving record found among the existing windows of its key.
+struct Found<VA> {
+    /// Starts of the windows seen.
+    starts: HashSet<i64>,
+    /// The aggregate the record's left window starts from: that of the latest window ending before the record.
+    left_agg: Option<ValueAndTimestamp<VA>>,
+    /// The aggregate its right window takes: that of the window just right of it containing later records.
+    right_agg: Option<ValueAndTimestamp<VA>>,
+    left_exists: bool,
+    right_exists: bool,
+    /// The latest record before this one (whose right window may have to be created).
+    previous: Option<i64>,
 }
 
-pub(crate) fn buffer_retention(w: &SlidingWindows) -> i64 {
-    2 * w.difference_ms + w.grace_ms + 2
+impl<VA> Found<VA> {
+    fn new() -> Self {
+        Found {
+            starts: HashSet::new(),
+            left_agg: None,
+            right_agg: None,
+            left_exists: false,
+            right_exists: false,
+            previous: None,
+        }
+    }
+}
+
+impl<K: Data, V: Data, VA: Data, F> SlidingAggregate<K, V, VA, F>
+where
+    F: Fn(&K, &V, Option<VA>) -> VA + Send + Sync + 'static,
+{
+    /// Folds the record onto window `window` holding `current` (`None`: a window being created, which starts
+    /// from the aggregation's initializer), stores it and forwards the update with `current` as the old value,
+    /// unless the window has closed.
+    fn update_and_forward(
+        &mut self,
+        window: Window,
+        current: Option<ValueAndTimestamp<VA>>,
+        r: &Record<K, V>,
+        close: i64,
+        ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
+    ) -> Result<(), StreamsError> {
+        if window.end < close {
+            ctx.record_dropped("record later than its window's grace period");
+            return Ok(());
+        }
+        let (old, timestamp) = match current {
+            Some(c) => {
+                let t = c.timestamp.max(r.timestamp);
+                (Some(c.value), t)
+            }
+            None => (None, r.timestamp),
+        };
+        let new = (self.fold)(&r.key, &r.value, old.clone());
+        self.put_and_forward(window, ValueAndTimestamp::new(new, timestamp), old, r, ctx)
+    }
+
+    fn put_and_forward(
+        &mut self,
+        window: Window,
+        row: ValueAndTimestamp<VA>,
+        old: Option<VA>,
+        r: &Record<K, V>,
+        ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
+    ) -> Result<(), StreamsError> {
+        let store = self
+            .store
+            .as_mut()
+            .ok_or_else(|| missing_store("sliding-window aggregate"))?;
+        store.put(&r.key, window.start, Some(&row))?;
+        if self.emit_final.is_some() {
+            return Ok(());
+        }
+        let timestamp = row.timestamp;
+        ctx.forward(Record {
+            key: Windowed::new(r.key.clone(), window),
+            value: Change::new(Some(row.value), old.filter(|_| self.send_old)),
+            timestamp,
+            headers: r.headers.clone(),
+        })
+    }
+
+    fn window_at(&self, start: i64) -> Window {
+        Window::new(start, start + self.windows.difference_ms)
+    }
+
+    /// The windows of the record's key starting in `[from, ts + 1]`, by start.
+    fn nearby(
+        &mut self,
+        key: &K,
+        from: i64,
+        ts: i64,
+    ) -> Result<Vec<(i64, ValueAndTimestamp<VA>)>, StreamsError> {
+        let store = self
+            .store
+            .as_mut()
+            .ok_or_else(|| missing_store("sliding-window aggregate"))?;
+        Ok(store.fetch_range(key, from.max(0), ts + 1)?)
+    }
+
+    /// A record at or after the first time difference: walks the windows near it from the latest back, as
+    /// Kafka does with a backward-capable store.
+    fn process_regular(
+        &mut self,
+        r: &Record<K, V>,
+        close: i64,
+        ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
+    ) -> Result<(), StreamsError> {
+        let (ts, d) = (r.timestamp, self.windows.difference_ms);
+        let mut found = Found::new();
+        for (start, agg) in self.nearby(&r.key, ts - 2 * d, ts)?.into_iter().rev() {
+            found.starts.insert(start);
+            let end = start + d;
+            if start == ts + 1 {
+                found.right_exists = true;
+            } else if end > ts {
+                if found.right_agg.is_none() {
+                    found.right_agg = Some(agg.clone());
+                }
+                self.update_and_forward(self.window_at(start), Some(agg), r, close, ctx)?;
+            } else if end == ts {
+                found.left_exists = true;
+                let latest = agg.timestamp;
+                self.update_and_forward(self.window_at(start), Some(agg), r, close, ctx)?;
+                if latest >= ts {
+                    // A record at this time came before: every window this one needs exists already.
+                    return Ok(());
+                }
+                found.previous = Some(latest);
+            } else {
+                found.previous = Some(agg.timestamp);
+                found.left_agg = Some(agg);
+                break;
+            }
+        }
+        self.create_windows(r, close, found, ctx)
+    }
+
+    /// A record in the first time difference: it belongs to the shared window `[0, d]`.
+    fn process_early(
+        &mut self,
+        r: &Record<K, V>,
+        close: i64,
+        ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
+    ) -> Result<(), StreamsError> {
+        let ts = r.timestamp;
+        let mut found = Found::new();
+        let mut combined = None;
+        for (start, agg) in self.nearby(&r.key, 0, ts)? {
+            found.starts.insert(start);
+            if start == 0 {
+                if agg.timestamp < ts {
+                    found.previous = Some(agg.timestamp);
+                }
+                combined = Some(agg);
+            } else if start <= ts {
+                found.right_agg = Some(agg.clone());
+                self.update_and_forward(self.window_at(start), Some(agg), r, close, ctx)?;
+            } else {
+                found.right_exists = true; // start == ts + 1
+            }
+        }
+        // With no right window found, the records of the combined window after this one make its right window.
+        if found.right_agg.is_none() {
+            found.right_agg = combined.clone().filter(|c| c.timestamp > ts);
+        }
+        self.create_right_window(r, &found, ctx)?;
+        if let Some(prev) = found.previous {
+            if !found.starts.contains(&(prev + 1)) {
+                self.update_and_forward(self.window_at(prev + 1), None, r, close, ctx)?;
+            }
+        }
+        self.update_and_forward(self.window_at(0), combined, r, close, ctx)
+    }
+
+    fn create_windows(
+        &mut self,
+        r: &Record<K, V>,
+        close: i64,
+        mut found: Found<VA>,
+        ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
+    ) -> Result<(), StreamsError> {
+        let (ts, d) = (r.timestamp, self.windows.difference_ms);
+        // The previous record's right window, when it does not exist yet and this record falls in it.
+        if let Some(prev) = found.previous {
+            let start = prev + 1;
+            if !found.starts.contains(&start) && start + d >= ts {
+                self.update_and_forward(self.window_at(start), None, r, close, ctx)?;
+            }
+        }
+        if !found.left_exists {
+            // The left window starts from the previous record's aggregate when that record is in it.
+            let from = match (found.previous, found.left_agg.take()) {
+                (Some(prev), Some(agg)) if ts - d <= prev => {
+                    Some(ValueAndTimestamp::new(agg.value, ts))
+                }
+                _ => None,
+            };
+            self.update_and_forward(self.window_at(ts - d), from, r, close, ctx)?;
+        }
+        self.create_right_window(r, &found, ctx)
+    }
+
+    /// This record's right window, holding the aggregate of the later records found, unless it exists already
+    /// or no later record is near.
+    fn create_right_window(
+        &mut self,
+        r: &Record<K, V>,
+        found: &Found<VA>,
+        ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
+    ) -> Result<(), StreamsError> {
+        if found.right_exists {
+            return Ok(());
+        }
+        match found.right_agg.as_ref() {
+            Some(agg) if agg.timestamp > r.timestamp => {
+                let window = self.window_at(r.timestamp + 1);
+                self.put_and_forward(window, agg.clone(), None, r, ctx)
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl<K: Data, V: Data, VA: Data, F> Processor<K, V> for SlidingAggregate<K, V, VA, F>
@@ -58,26 +274,14 @@ where
         &mut self,
         ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
     ) -> Result<(), StreamsError> {
-        let d = self.windows.difference_ms;
-        let typed = ctx.key_value_store::<Windowed<K>, VA>(&self.store_name)?;
+        let typed = ctx.key_value_store::<Windowed<K>, ValueAndTimestamp<VA>>(&self.store_name)?;
         self.store = Some(WindowStore::new(
             typed.bytes().clone(),
             self.key_serde.clone(),
-            self.value_serde.clone(),
-            d,
+            Arc::new(TimestampedSerde::new(self.value_serde.clone())),
+            self.windows.difference_ms,
             self.retention_ms,
         ));
-        let typed = ctx.key_value_store::<Windowed<K>, V>(&self.buffer_name)?;
-        self.buffer = Some(
-            WindowStore::new(
-                typed.bytes().clone(),
-                self.key_serde.clone(),
-                self.input_serde.clone(),
-                0,
-                buffer_retention(&self.windows),
-            )
-            .retaining_duplicates(),
-        );
         if let (Some(emit), Some(store)) = (self.emit_final.as_mut(), self.store.as_ref()) {
             emit.recover(store, &self.windows)?;
         }
@@ -89,9 +293,6 @@ where
         r: Record<K, V>,
         ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
     ) -> Result<(), StreamsError> {
-        let (Some(store), Some(buffer)) = (self.store.as_mut(), self.buffer.as_mut()) else {
-            return Err(missing_store("sliding-window aggregate"));
-        };
         let ts = r.timestamp;
         if ts < 0 {
             ctx.record_dropped("negative timestamp in a windowed aggregation");
@@ -99,71 +300,30 @@ where
         }
         let d = self.windows.difference_ms;
         self.observed = self.observed.max(ts).max(ctx.stream_time());
-        store.observe_stream_time(self.observed);
-        buffer.observe_stream_time(self.observed);
+        self.store
+            .as_mut()
+            .ok_or_else(|| missing_store("sliding-window aggregate"))?
+            .observe_stream_time(self.observed);
         let close = self.observed.saturating_sub(self.windows.grace_ms);
-        if ts + 1 + d <= close {
+        if ts + d < close {
             ctx.record_dropped("record later than its window's grace period");
             return Ok(());
         }
-        buffer.put(&r.key, ts, Some(&r.value))?;
-        // Records that can be in, or decide the existence of, a window containing `ts` or starting after it.
-        let records = buffer.fetch_range(&r.key, ts - d - 1, ts + d + 1)?;
-        let mut starts = BTreeSet::new();
-        let mut later_within = false;
-        for &(t, _) in &records {
-            if (ts..=ts + d).contains(&t) {
-                starts.insert(left_start(t, d)); // the window ending at t contains ts
-            }
-            if (ts - d - 1..ts).contains(&t) {
-                starts.insert(t + 1); // the window just after t contains ts, so it is not empty
-            }
-            if t > ts && t <= ts + 1 + d {
-                later_within = true;
-            }
+        if ts < d {
+            self.process_early(&r, close, ctx)?;
+        } else {
+            self.process_regular(&r, close, ctx)?;
         }
-        if later_within {
-            starts.insert(ts + 1); // the window just after the new record
-        }
-        for start in starts {
-            let end = start + d;
-            // Open while its (inclusive) end is not before the close time (Kafka's updateWindowAndForward).
-            if end < close {
-                continue;
-            }
-            let mut agg = None;
-            let mut max_ts = i64::MIN;
-            for (t, v) in &records {
-                if (start..=end).contains(t) {
-                    agg = Some((self.fold)(&r.key, v, agg));
-                    max_ts = max_ts.max(*t);
-                }
-            }
-            let Some(new) = agg else { continue };
-            let prev = store.fetch(&r.key, start)?;
-            if start == ts + 1 && prev.is_some() {
-                continue; // existed already (a record at the same time made it); the new record is not in it
-            }
-            store.put(&r.key, start, Some(&new))?;
-            if self.emit_final.is_some() {
-                continue;
-            }
-            let old = prev.filter(|_| self.send_old);
-            ctx.forward(Record {
-                key: Windowed::new(r.key.clone(), Window::new(start, end)),
-                value: Change::new(Some(new), old),
-                timestamp: max_ts,
-                headers: r.headers.clone(),
-            })?;
-        }
+        let Some(store) = self.store.as_mut() else {
+            return Err(missing_store("sliding-window aggregate"));
+        };
         if let Some(emit) = self.emit_final.as_mut() {
             let (w, ks) = (&self.windows, &self.key_serde);
-            emit.emit(store, buffer, w, ks, close, &r.headers, ctx)?;
+            emit.emit(store, w, ks, close, &r.headers, ctx)?;
         }
         if self.observed - self.last_expiry >= expiry_interval(self.retention_ms) {
             // A sliding window includes its end: with final results it closes one ms after it leaves retention.
             store.expire(self.observed - i64::from(self.emit_final.is_some()))?;
-            buffer.expire(self.observed)?;
             self.last_expiry = self.observed;
         }
         Ok(())
