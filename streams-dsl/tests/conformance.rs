@@ -6451,3 +6451,233 @@ fn record_cache_source_table_forwards_on_flush_when_materialized() {
     assert_eq!(before.len(), 4, "{before:?}");
     assert!(after.is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sliding windows, eager emission, non-commutative aggregator (KStreamSlidingWindowAggregateTest): Kafka updates
+// window aggregates in arrival order, so a late record is folded last and the early-record window [0, d] is shared.
+
+/// `groupByKey().windowedBy(windows).aggregate("0", (k, v, agg) -> agg + "+" + v)` with eager emission over
+/// `records` (key "A"), gathered as the Kafka test's `gatherOutput`: window start -> {(aggregate, timestamp)}.
+fn sliding_eager(
+    windows: SlidingWindows,
+    records: &[(&str, i64)],
+) -> std::collections::BTreeMap<i64, std::collections::BTreeSet<(String, i64)>> {
+    let b = StreamsBuilder::new();
+    b.stream("topic", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(windows)
+        .aggregate(
+            || s("0"),
+            |_, v, agg| format!("{agg}+{v}"),
+            Materialized::as_store("topic-Canonized").with_value_serde(Serdes::string()),
+        )
+        .to_stream()
+        .map(|k, v| (k.window.start, v.unwrap_or_default()))
+        .to("output", Produced::with(Serdes::i64(), Serdes::string()));
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::string(), Serdes::string());
+    for (v, t) in records {
+        input.pipe_input_at(s("A"), s(v), *t).unwrap();
+    }
+    let mut out =
+        std::collections::BTreeMap::<i64, std::collections::BTreeSet<(String, i64)>>::new();
+    for (start, v, t) in read_all(&d.output_topic("output", Serdes::i64(), Serdes::string())) {
+        out.entry(start).or_default().insert((v, t));
+    }
+    out
+}
+
+/// KStreamSlidingWindowAggregateTest.testEarlyRecordsSmallInput (ON_WINDOW_UPDATE)
+#[test]
+fn kstream_sliding_window_aggregate_early_records_small_input() {
+    let out = sliding_eager(
+        SlidingWindows::of_time_difference_and_grace(Duration::from_millis(50), Duration::ZERO),
+        &[
+            ("1", 0),
+            ("2", 5),
+            ("3", 6),
+            ("4", 3),
+            ("5", 13),
+            ("6", 10),
+            ("7", 70),
+        ],
+    );
+    assert_eq!(
+        out,
+        by_start(&[
+            (0, "0+1", 0),
+            (0, "0+1+2", 5),
+            (0, "0+1+2+3", 6),
+            (0, "0+1+2+3+4", 6),
+            (0, "0+1+2+3+4+5", 13),
+            (0, "0+1+2+3+4+5+6", 13),
+            (1, "0+2", 5),
+            (1, "0+2+3", 6),
+            (1, "0+2+3+4", 6),
+            (1, "0+2+3+4+5", 13),
+            (1, "0+2+3+4+5+6", 13),
+            (4, "0+2+3", 6),
+            (4, "0+2+3+5", 13),
+            (4, "0+2+3+5+6", 13),
+            (6, "0+3", 6),
+            (6, "0+3+5", 13),
+            (6, "0+3+5+6", 13),
+            (7, "0+5", 13),
+            (7, "0+5+6", 13),
+            (11, "0+5", 13),
+            (20, "0+7", 70),
+        ])
+    );
+}
+
+/// KStreamSlidingWindowAggregateTest.testEarlyRecordsRepeatedInput (ON_WINDOW_UPDATE)
+#[test]
+fn kstream_sliding_window_aggregate_early_records_repeated_input() {
+    let out = sliding_eager(
+        SlidingWindows::of_time_difference_and_grace(Duration::from_millis(5), Duration::ZERO),
+        &[
+            ("1", 0),
+            ("2", 2),
+            ("3", 4),
+            ("4", 0),
+            ("5", 2),
+            ("6", 2),
+            ("7", 0),
+            ("8", 7),
+        ],
+    );
+    assert_eq!(
+        out,
+        by_start(&[
+            (0, "0+1", 0),
+            (0, "0+1+2", 2),
+            (0, "0+1+2+3", 4),
+            (0, "0+1+2+3+4", 4),
+            (0, "0+1+2+3+4+5", 4),
+            (0, "0+1+2+3+4+5+6", 4),
+            (0, "0+1+2+3+4+5+6+7", 4),
+            (1, "0+2", 2),
+            (1, "0+2+3", 4),
+            (1, "0+2+3+5", 4),
+            (1, "0+2+3+5+6", 4),
+            (2, "0+2+3+5+6+8", 7),
+            (3, "0+3", 4),
+            (3, "0+3+8", 7),
+            (5, "0+8", 7),
+        ])
+    );
+}
+
+/// KStreamSlidingWindowAggregateTest.testEarlyRecordsRepeatedInput (ON_WINDOW_CLOSE)
+#[test]
+fn kstream_sliding_window_aggregate_emit_final_early_records_repeated_input() {
+    let out = sliding_emit_final(
+        SlidingWindows::of_time_difference_and_grace(Duration::from_millis(5), Duration::ZERO),
+        &[
+            ("1", 0),
+            ("2", 2),
+            ("3", 4),
+            ("4", 0),
+            ("5", 2),
+            ("6", 2),
+            ("7", 0),
+            ("8", 7),
+        ],
+    );
+    assert_eq!(
+        out,
+        by_start(&[(0, "0+1+2+3+4+5+6+7", 4), (1, "0+2+3+5+6", 4)])
+    );
+}
+
+/// KStreamSlidingWindowAggregateTest.testEarlyNoGracePeriodSmallInput (ON_WINDOW_UPDATE and ON_WINDOW_CLOSE)
+#[test]
+fn kstream_sliding_window_aggregate_early_no_grace_period_small_input() {
+    let windows = SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(50));
+    let records = [
+        ("1", 0),
+        ("2", 5),
+        ("3", 6),
+        ("4", 3),
+        ("5", 13),
+        ("6", 10),
+        ("6", 70),
+    ];
+    let finals = [
+        (0, "0+1+2+3+4+5+6", 13),
+        (1, "0+2+3+4+5+6", 13),
+        (4, "0+2+3+5+6", 13),
+        (6, "0+3+5+6", 13),
+        (7, "0+5+6", 13),
+        (11, "0+5", 13),
+    ];
+    assert_eq!(sliding_emit_final(windows, &records), by_start(&finals));
+    assert_eq!(
+        sliding_eager(windows, &records),
+        by_start(&[
+            (0, "0+1", 0),
+            (0, "0+1+2", 5),
+            (0, "0+1+2+3", 6),
+            (0, "0+1+2+3+4", 6),
+            (0, "0+1+2+3+4+5", 13),
+            (0, "0+1+2+3+4+5+6", 13),
+            (1, "0+2", 5),
+            (1, "0+2+3", 6),
+            (1, "0+2+3+4", 6),
+            (1, "0+2+3+4+5", 13),
+            (1, "0+2+3+4+5+6", 13),
+            (4, "0+2+3", 6),
+            (4, "0+2+3+5", 13),
+            (4, "0+2+3+5+6", 13),
+            (6, "0+3", 6),
+            (6, "0+3+5", 13),
+            (6, "0+3+5+6", 13),
+            (7, "0+5", 13),
+            (7, "0+5+6", 13),
+            (11, "0+5", 13),
+            (20, "0+6", 70),
+        ])
+    );
+}
+
+/// KStreamSlidingWindowAggregateTest.testNoGracePeriodSmallInput (ON_WINDOW_UPDATE): the late record 4@103 is
+/// folded after 2 and 3 in the windows that already held them
+#[test]
+fn kstream_sliding_window_aggregate_no_grace_period_small_input() {
+    let out = sliding_eager(
+        SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(50)),
+        &[
+            ("1", 100),
+            ("2", 105),
+            ("3", 106),
+            ("4", 103),
+            ("5", 113),
+            ("6", 110),
+        ],
+    );
+    assert_eq!(
+        out,
+        by_start(&[
+            (50, "0+1", 100),
+            (55, "0+1+2", 105),
+            (56, "0+1+2+3", 106),
+            (56, "0+1+2+3+4", 106),
+            (63, "0+1+2+3+4+5", 113),
+            (63, "0+1+2+3+4+5+6", 113),
+            (101, "0+2", 105),
+            (101, "0+2+3", 106),
+            (101, "0+2+3+4", 106),
+            (101, "0+2+3+4+5", 113),
+            (101, "0+2+3+4+5+6", 113),
+            (104, "0+2+3", 106),
+            (104, "0+2+3+5", 113),
+            (104, "0+2+3+5+6", 113),
+            (106, "0+3", 106),
+            (106, "0+3+5", 113),
+            (106, "0+3+5+6", 113),
+            (107, "0+5", 113),
+            (107, "0+5+6", 113),
+            (111, "0+5", 113),
+        ])
+    );
+}
