@@ -227,7 +227,7 @@ impl StreamsBuilder {
 
     /// Applies `optimization` to the topology built (Kafka's `topology.optimization`).
     ///
-    /// With [`TopologyOptimization::ReuseSourceTopics`] (or [`TopologyOptimization::All`]), a table read from a
+    /// With [`TopologyOptimization::ReuseSourceTopics`](crate::TopologyOptimization::ReuseSourceTopics) (or [`TopologyOptimization::All`](crate::TopologyOptimization::All)), a table read from a
     /// topic ([`StreamsBuilder::table`]) keeps no changelog topic of its own: its source topic is its changelog,
     /// and after a failure or a move its store is restored from the source topic up to the offset the
     /// application committed. That saves a topic and a copy of every record; the price is that restoration

@@ -168,7 +168,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                 global.store
             ))));
         }
-        let name = b.name(prefix);
+        let name = self.processor_name(&mut b, prefix);
         let store_name: Arc<str> = Arc::from(global.store.as_str());
         let key_selector = Arc::new(key_selector);
         let (key_serde, value_serde, lookup_serde) = (

@@ -28,6 +28,24 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         KGroupedStream { stream, grouped }
     }
 
+    /// This grouped stream, with the processor of the aggregation applied next (`count`, `reduce`,
+    /// `aggregate`) named `named` (Kafka Streams' `KGroupedStream#count(Named)` and the like).
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks", Consumed::new())
+    ///     .group_by_key(Grouped::new())
+    ///     .named(Named::as_name("clicks-per-user"))
+    ///     .count(Materialized::new());
+    /// let description = builder.build().unwrap().describe().to_string();
+    /// assert!(description.contains("Processor: clicks-per-user"), "{description}");
+    /// ```
+    pub fn named(mut self, named: crate::named::Named) -> Self {
+        self.stream.pending_name = Some(named);
+        self
+    }
+
     /// The node an aggregation named `store` reads from (a repartition topic's source when the key changed
     /// upstream) and the key serde it knows.
     pub(crate) fn prepare_input(
@@ -91,6 +109,10 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         }
     }
 
+    pub(crate) fn stream(&self) -> &KStream<K, V> {
+        &self.stream
+    }
+
     pub(crate) fn shared(&self) -> &Shared {
         &self.stream.b
     }
@@ -108,7 +130,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     {
         let s = &self.stream;
         let mut b = s.b.borrow_mut();
-        let name = b.name(prefix);
+        let name = s.processor_name(&mut b, prefix);
         let store = m
             .name
             .clone()
@@ -224,11 +246,35 @@ pub struct KGroupedTable<K, V> {
     b: Shared,
     node: String,
     grouped: Grouped<K, V>,
+    pending_name: Option<crate::named::Named>,
 }
 
 impl<K: Data, V: Data> KGroupedTable<K, V> {
     pub(crate) fn new(b: Shared, node: String, grouped: Grouped<K, V>) -> Self {
-        KGroupedTable { b, node, grouped }
+        KGroupedTable {
+            b,
+            node,
+            grouped,
+            pending_name: None,
+        }
+    }
+
+    /// This grouped table, with the processor of the aggregation applied next (`count`, `reduce`,
+    /// `aggregate`) named `named` (Kafka Streams' `KGroupedTable#count(Named)` and the like).
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, String>("users", Consumed::new(), Materialized::new())
+    ///     .group_by(|_user, region| (region.clone(), 1i64), Grouped::new())
+    ///     .named(Named::as_name("users-per-region"))
+    ///     .count(Materialized::new());
+    /// let description = builder.build().unwrap().describe().to_string();
+    /// assert!(description.contains("Processor: users-per-region"), "{description}");
+    /// ```
+    pub fn named(mut self, named: crate::named::Named) -> Self {
+        self.pending_name = Some(named);
+        self
     }
 
     fn fold<VA: Data, A, S>(
@@ -245,7 +291,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         S: Fn(&K, &V, VA) -> Option<VA> + Send + Sync + 'static,
     {
         let mut b = self.b.borrow_mut();
-        let name = b.name(prefix);
+        let name = crate::named::processor_name(&mut b, self.pending_name.as_ref(), prefix);
         let store = m
             .name
             .clone()

@@ -100,9 +100,18 @@ impl<K: Data, V: Data> KTable<K, V> {
         let this_view = self.with_store(&None, op);
         let other_view = other.with_store(&None, op);
         let mut b = self.b.borrow_mut();
-        let this_name = b.name("KTABLE-JOINTHIS-");
-        let other_name = b.name("KTABLE-JOINOTHER-");
-        let merge_name = b.name("KTABLE-MERGE-");
+        // Named as Kafka names a table-table join given `Named`: `<name>-join-this`, `<name>-join-other`, `<name>`.
+        let (this_name, other_name, merge_name) = match &self.pending_name {
+            Some(named) => {
+                let n = named.resolve(&mut b, "KTABLE-MERGE-");
+                (format!("{n}-join-this"), format!("{n}-join-other"), n)
+            }
+            None => (
+                b.name("KTABLE-JOINTHIS-"),
+                b.name("KTABLE-JOINOTHER-"),
+                b.name("KTABLE-MERGE-"),
+            ),
+        };
         let flag = Arc::new(AtomicBool::new(false));
         let known_key = self.key_serde.clone().or_else(|| other.key_serde.clone());
         let (mut k, mut v) = (known_key.clone(), None);
@@ -449,7 +458,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         let name = joined
             .name
             .clone()
-            .unwrap_or_else(|| b.name("KSTREAM-JOIN-"));
+            .unwrap_or_else(|| self.processor_name(&mut b, "KSTREAM-JOIN-"));
         let mut key_serde = joined
             .key_serde
             .clone()

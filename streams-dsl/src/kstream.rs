@@ -36,6 +36,8 @@ pub struct KStream<K, V> {
     pub(crate) key_serde: Option<SharedSerde<K>>,
     pub(crate) value_serde: Option<SharedSerde<V>>,
     pub(crate) repartition_required: bool,
+    /// The name the next operator applied to this handle gives its processor ([`KStream::named`]).
+    pub(crate) pending_name: Option<Named>,
 }
 
 impl<K, V> Clone for KStream<K, V> {
@@ -46,6 +48,7 @@ impl<K, V> Clone for KStream<K, V> {
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
             repartition_required: self.repartition_required,
+            pending_name: self.pending_name.clone(),
         }
     }
 }
@@ -64,12 +67,46 @@ impl<K: Data, V: Data> KStream<K, V> {
             key_serde,
             value_serde,
             repartition_required,
+            pending_name: None,
         }
     }
 
     /// The name of the node this stream comes out of.
     pub fn node_name(&self) -> &str {
         &self.node
+    }
+
+    /// This stream, with the processor of the next operator applied to it named `named` instead of a
+    /// generated `PREFIX-<n>` (Kafka Streams' `Named` argument, e.g. `KStream#filter(predicate, Named)`). It
+    /// names any operator of [`KStream`]: `filter`, `map`, `peek`, `merge`, `process`, `to_table`, joins, and so
+    /// on; an operator whose options carry a name of their own ([`Produced::with_name`],
+    /// [`Repartitioned::as_name`], a join's name) uses that one first. The name holds for this handle only, and
+    /// two processors of one topology cannot share a name: [`StreamsBuilder::build`](crate::StreamsBuilder::build)
+    /// reports the second one.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts", Consumed::new())
+    ///     .named(Named::as_name("large-amounts-only"))
+    ///     .filter(|_, amount| *amount >= 100)
+    ///     .to("large-amounts", Produced::new());
+    /// let description = builder.build().unwrap().describe().to_string();
+    /// assert!(description.contains("Processor: large-amounts-only"));
+    /// ```
+    pub fn named(&self, named: Named) -> KStream<K, V> {
+        let mut s = self.clone();
+        s.pending_name = Some(named);
+        s
+    }
+
+    /// The processor name of the next operator: the pending [`KStream::named`] name or a generated one.
+    pub(crate) fn processor_name(
+        &self,
+        b: &mut crate::builder::BuilderInner,
+        prefix: &str,
+    ) -> String {
+        processor_name(b, self.pending_name.as_ref(), prefix)
     }
 
     fn then<K2: Data, V2: Data, P, F>(
@@ -85,7 +122,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn() -> P + Send + Sync + 'static,
     {
         let mut b = self.b.borrow_mut();
-        let name = b.name(prefix);
+        let name = self.processor_name(&mut b, prefix);
         b.add_processor::<K, V, P, F>(&name, supplier, &[&self.node]);
         drop(b);
         KStream::new(
@@ -300,6 +337,9 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// splitter is named `KSTREAM-BRANCH-<n>`, and so are its branches followed by their names (or by their
     /// positions: 1, 2, ... in order, 0 for the default branch).
     pub fn split(&self) -> BranchedKStream<K, V> {
+        if let Some(named) = &self.pending_name {
+            return self.split_named(named.name.clone());
+        }
         let name = self.b.borrow_mut().name("KSTREAM-BRANCH-");
         self.split_as(name.clone(), name)
     }
@@ -344,7 +384,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// One stream of the records of both (in processing order).
     pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
         let mut b = self.b.borrow_mut();
-        let name = b.name("KSTREAM-MERGE-");
+        let name = self.processor_name(&mut b, "KSTREAM-MERGE-");
         b.add_processor::<K, V, _, _>(&name, || PassThrough, &[&self.node, &other.node]);
         drop(b);
         KStream::new(
@@ -364,7 +404,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         let name = produced
             .name
             .clone()
-            .unwrap_or_else(|| b.name("KSTREAM-SINK-"));
+            .unwrap_or_else(|| self.processor_name(&mut b, "KSTREAM-SINK-"));
         let op = format!("to({topic})");
         let hint = "Produced::with(key_serde, value_serde)";
         let k = b.check(pick_serde(
@@ -397,7 +437,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         let base = repartitioned
             .name
             .clone()
-            .unwrap_or_else(|| b.name("KSTREAM-REPARTITION-"));
+            .unwrap_or_else(|| self.processor_name(&mut b, "KSTREAM-REPARTITION-"));
         let hint = "Repartitioned::with(key_serde, value_serde)";
         let k = b.check(pick_serde(
             &repartitioned.key_serde,
@@ -437,7 +477,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn() -> P + Send + Sync + 'static,
     {
         let mut b = self.b.borrow_mut();
-        let name = b.name("KSTREAM-PROCESSOR-");
+        let name = self.processor_name(&mut b, "KSTREAM-PROCESSOR-");
         b.add_processor::<K, V, P, F>(&name, supplier, &[&self.node]);
         if !stores.is_empty() {
             let r = b
@@ -722,7 +762,12 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// assert_eq!(prices.get(&"tea".to_string()).unwrap(), Some(4));
     /// ```
     pub fn to_table_materialized(&self, materialized: Materialized<K, V>) -> KTable<K, V> {
-        self.to_table_impl::<V, _, _>(None, materialized, |v| v, |inner| StreamToTable { inner })
+        self.to_table_impl::<V, _, _>(
+            self.pending_name.as_ref(),
+            materialized,
+            |v| v,
+            |inner| StreamToTable { inner },
+        )
     }
 
     /// [`KStream::to_table_materialized`] with the processor (and the repartition topic, `<name>-repartition`,
@@ -836,7 +881,7 @@ impl<K: Data, V: Data> KStream<K, Option<V>> {
             self.repartition_required,
         );
         plain.to_table_impl::<Option<V>, _, _>(
-            None,
+            self.pending_name.as_ref(),
             materialized,
             |v| Arc::new(OptionSerde::from_shared(v)) as SharedSerde<Option<V>>,
             |inner| inner,
@@ -895,7 +940,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         P: FixedKeyProcessor<K, V>,
         F: Fn() -> P + Send + Sync + 'static,
     {
-        self.process_values_impl(None, supplier, stores)
+        self.process_values_impl(self.pending_name.as_ref(), supplier, stores)
     }
 
     /// [`KStream::process_values`] with the processor named by `named` (Kafka Streams'
@@ -988,7 +1033,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         let router = produced
             .name
             .clone()
-            .unwrap_or_else(|| b.name("KSTREAM-SINK-"));
+            .unwrap_or_else(|| self.processor_name(&mut b, "KSTREAM-SINK-"));
         if topics.is_empty() {
             b.check::<()>(Err(StreamsError::InvalidTopology(format!(
                 "to_dynamic ('{router}') declares no topic: name every topic the extractor may choose"

@@ -29,6 +29,8 @@ pub struct KTable<K, V> {
     pub(crate) value_serde: Option<SharedSerde<V>>,
     pub(crate) store: Option<String>,
     pub(crate) old_flags: OldValueFlags,
+    /// The name the next operator applied to this handle gives its processor ([`KTable::named`]).
+    pub(crate) pending_name: Option<Named>,
 }
 
 impl<K, V> Clone for KTable<K, V> {
@@ -40,6 +42,7 @@ impl<K, V> Clone for KTable<K, V> {
             value_serde: self.value_serde.clone(),
             store: self.store.clone(),
             old_flags: self.old_flags.clone(),
+            pending_name: self.pending_name.clone(),
         }
     }
 }
@@ -60,7 +63,42 @@ impl<K: Data, V: Data> KTable<K, V> {
             value_serde,
             store,
             old_flags,
+            pending_name: None,
         }
+    }
+
+    /// This table, with the processor of the next operator applied to it named `named` instead of a generated
+    /// `PREFIX-<n>` (Kafka Streams' `Named` argument, e.g. `KTable#filter(predicate, Named)`): `filter`,
+    /// `map_values`, `transform_values`, `to_stream`, `group_by`, `suppress` (when its [`Suppressed`](crate::Suppressed) carries no name)
+    /// and the table-table joins (named `<name>-join-this`, `<name>-join-other` and `<name>`, as Kafka names
+    /// them). The name holds for this handle only.
+    ///
+    /// ```
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("balances", Consumed::new(), Materialized::new())
+    ///     .named(Named::as_name("positive-balances"))
+    ///     .filter(|_, balance| *balance > 0)
+    ///     .named(Named::as_name("positive-balance-changes"))
+    ///     .to_stream()
+    ///     .to("positive", Produced::new());
+    /// let description = builder.build().unwrap().describe().to_string();
+    /// assert!(description.contains("Processor: positive-balances"), "{description}");
+    /// assert!(description.contains("Processor: positive-balance-changes"), "{description}");
+    /// ```
+    pub fn named(&self, named: Named) -> KTable<K, V> {
+        let mut t = self.clone();
+        t.pending_name = Some(named);
+        t
+    }
+
+    /// The processor name of the next operator: the pending [`KTable::named`] name or a generated one.
+    pub(crate) fn processor_name(
+        &self,
+        b: &mut crate::builder::BuilderInner,
+        prefix: &str,
+    ) -> String {
+        processor_name(b, self.pending_name.as_ref(), prefix)
     }
 
     /// The name of the store to query this table by: set when the table was materialized with a named
@@ -91,7 +129,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         F: Fn(&K, &V) -> bool + Send + Sync + 'static,
     {
         let mut b = self.b.borrow_mut();
-        let name = b.name("KTABLE-FILTER-");
+        let name = self.processor_name(&mut b, "KTABLE-FILTER-");
         let flag = Arc::new(AtomicBool::new(false));
         let store = materialized.as_ref().map(|m| {
             m.name
@@ -176,7 +214,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         F: Fn(&K, &V) -> V2 + Send + Sync + 'static,
     {
         let mut b = self.b.borrow_mut();
-        let name = b.name("KTABLE-MAPVALUES-");
+        let name = self.processor_name(&mut b, "KTABLE-MAPVALUES-");
         let flag = Arc::new(AtomicBool::new(false));
         let store = materialized.as_ref().map(|m| {
             m.name
@@ -255,7 +293,7 @@ impl<K: Data, V: Data> KTable<K, V> {
     /// The table's changes as a stream: each update's new value, `None` for deletions (written as tombstones).
     pub fn to_stream(&self) -> KStream<K, Option<V>> {
         let mut b = self.b.borrow_mut();
-        let name = b.name("KTABLE-TOSTREAM-");
+        let name = self.processor_name(&mut b, "KTABLE-TOSTREAM-");
         b.add_processor::<K, Change<V>, _, _>(&name, || TableToStream, &[&self.node]);
         drop(b);
         let v = self
@@ -289,7 +327,7 @@ impl<K: Data, V: Data> KTable<K, V> {
     {
         self.enable_send_old_values();
         let mut b = self.b.borrow_mut();
-        let name = b.name("KTABLE-SELECT-");
+        let name = self.processor_name(&mut b, "KTABLE-SELECT-");
         let f = Arc::new(f);
         let key_serde = grouped
             .key_serde
@@ -360,7 +398,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         T: ValueTransformerWithKey<K, V>,
         F: Fn() -> T + Send + Sync + 'static,
     {
-        self.transform_values_impl(None, supplier, None, stores)
+        self.transform_values_impl(self.pending_name.as_ref(), supplier, None, stores)
     }
 
     /// [`KTable::transform_values`] (with `materialized`, when given) with the processor named by `named`
@@ -420,7 +458,12 @@ impl<K: Data, V: Data> KTable<K, V> {
         T: ValueTransformerWithKey<K, V>,
         F: Fn() -> T + Send + Sync + 'static,
     {
-        self.transform_values_impl(None, supplier, Some(materialized), stores)
+        self.transform_values_impl(
+            self.pending_name.as_ref(),
+            supplier,
+            Some(materialized),
+            stores,
+        )
     }
 
     fn transform_values_impl<T, F>(

@@ -10,7 +10,7 @@
 //! | `KStream#split`, `BranchedKStream`, `Branched` (`as`, `withFunction`, `withConsumer`) | [`KStream::split`], [`BranchedKStream`], [`Branched`] |
 //! | `KStream#to(TopicNameExtractor, Produced)`, `RecordContext` | [`KStream::to_dynamic`], [`TopicNameExtractor`], [`RecordContext`] |
 //! | `KGroupedStream#cogroup`, `CogroupedKStream` (`cogroup`, `aggregate`, `windowedBy(TimeWindows)`) | [`KGroupedStream::cogroup`], [`CogroupedKStream`], [`TimeWindowedCogroupedKStream`] |
-//! | `Named` (for `toTable`, `processValues`, `transformValues`, cogroup `aggregate`) | [`Named`], [`KStream::to_table_named`], [`KStream::process_values_named`], [`KTable::transform_values_named`], [`CogroupedKStream::aggregate_named`] |
+//! | `Named` (every operator) | [`KStream::named`], [`KTable::named`], [`KGroupedStream::named`], [`KGroupedTable::named`], [`TimeWindowedKStream::named`], [`SessionWindowedKStream::named`], and [`KStream::to_table_named`], [`KStream::process_values_named`], [`KTable::transform_values_named`], [`CogroupedKStream::aggregate_named`] |
 //! | `KStream#toTable` | [`KStream::to_table`], [`KStream::to_table_materialized`], [`KStream::to_table_with_deletes`] |
 //! | `KTable` (`filter`, `filterNot`, `mapValues`, `toStream`, `groupBy`) | [`KTable`] |
 //! | `GlobalKTable`, `KStream#join`/`leftJoin` with a `GlobalKTable` | [`GlobalKTable`], [`KStream::join_global`], [`KStream::left_join_global`] |

@@ -103,9 +103,28 @@ impl<K: Data, V: Data> KStream<K, V> {
             JoinKind::Outer => ("KSTREAM-OUTERTHIS-", "KSTREAM-OUTEROTHER-"),
             _ => ("KSTREAM-JOINTHIS-", "KSTREAM-JOINOTHER-"),
         };
-        let this_name = b.name(this_prefix);
-        let other_name = b.name(other_prefix);
-        let merge_name = b.name("KSTREAM-MERGE-");
+        // Named as Kafka names a join given `StreamJoined.withName`: `<name>-this-join`, `<name>-other-join`
+        // (`-outer-this-join`, `-outer-other-join` for outer joins) and `<name>-merge`.
+        let (this_name, other_name, merge_name) = match &self.pending_name {
+            Some(named) => {
+                let n = named.resolve(&mut b, "KSTREAM-MERGE-");
+                let outer = if kind == JoinKind::Outer {
+                    "outer-"
+                } else {
+                    ""
+                };
+                (
+                    format!("{n}-{outer}this-join"),
+                    format!("{n}-{outer}other-join"),
+                    format!("{n}-merge"),
+                )
+            }
+            None => (
+                b.name(this_prefix),
+                b.name(other_prefix),
+                b.name("KSTREAM-MERGE-"),
+            ),
+        };
         let (left_store, right_store, shared_store) = match &joined.store_name {
             Some(n) => (
                 format!("{n}-this-join-store"),

@@ -292,7 +292,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         let name = suppressed
             .name
             .clone()
-            .unwrap_or_else(|| b.name("KTABLE-SUPPRESS-"));
+            .unwrap_or_else(|| self.processor_name(&mut b, "KTABLE-SUPPRESS-"));
         let store = format!("{name}-store");
         let cfg = suppressed.buffer;
         if b.check(cfg.validate(&name)).is_none() {

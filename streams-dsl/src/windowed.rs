@@ -147,6 +147,26 @@ impl EmitStrategy {
 }
 
 impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
+    /// This windowed stream, with the processor of the aggregation applied next named `named` (Kafka Streams'
+    /// `count(Named)` and the like).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks", Consumed::new())
+    ///     .group_by_key(Grouped::new())
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+    ///     .named(Named::as_name("clicks-per-minute"))
+    ///     .count(Materialized::new());
+    /// let description = builder.build().unwrap().describe().to_string();
+    /// assert!(description.contains("Processor: clicks-per-minute"), "{description}");
+    /// ```
+    pub fn named(mut self, named: crate::named::Named) -> Self {
+        self.grouped = self.grouped.named(named);
+        self
+    }
+
     /// When the aggregation forwards its results: every update (the default) or, with
     /// [`EmitStrategy::on_window_close`], only each window's final result once the window closes (Kafka Streams'
     /// `TimeWindowedKStream#emitStrategy`).
@@ -192,7 +212,10 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     {
         let shared = self.grouped.shared().clone();
         let mut b = shared.borrow_mut();
-        let name = b.name("KSTREAM-AGGREGATE-");
+        let name = self
+            .grouped
+            .stream()
+            .processor_name(&mut b, "KSTREAM-AGGREGATE-");
         let store = m
             .name
             .clone()
@@ -408,6 +431,26 @@ pub struct SessionWindowedKStream<K, V> {
 }
 
 impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
+    /// This windowed stream, with the processor of the aggregation applied next named `named` (Kafka Streams'
+    /// `count(Named)` and the like).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use streams_dsl::*;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks", Consumed::new())
+    ///     .group_by_key(Grouped::new())
+    ///     .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(300)))
+    ///     .named(Named::as_name("clicks-per-session"))
+    ///     .count(Materialized::new());
+    /// let description = builder.build().unwrap().describe().to_string();
+    /// assert!(description.contains("Processor: clicks-per-session"), "{description}");
+    /// ```
+    pub fn named(mut self, named: crate::named::Named) -> Self {
+        self.grouped = self.grouped.named(named);
+        self
+    }
+
     fn fold<VA: Data, A, M>(
         &self,
         op: &str,
@@ -422,7 +465,10 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     {
         let shared = self.grouped.shared().clone();
         let mut b = shared.borrow_mut();
-        let name = b.name("KSTREAM-SESSION-AGGREGATE-");
+        let name = self
+            .grouped
+            .stream()
+            .processor_name(&mut b, "KSTREAM-SESSION-AGGREGATE-");
         let store = m
             .name
             .clone()
