@@ -406,6 +406,17 @@ impl Topology {
         Topology::default()
     }
 
+    /// The names of the nodes feeding node `name` (none for a source), or `None` when there is no such node.
+    pub fn parents_of(&self, name: &str) -> Option<Vec<&str>> {
+        let node = &self.nodes[self.index_of(name)?];
+        Some(
+            node.parents
+                .iter()
+                .map(|&p| self.nodes[p].name.as_str())
+                .collect(),
+        )
+    }
+
     pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
     }

@@ -30,6 +30,8 @@ pub(crate) struct BuilderInner {
     pub reuse_source_topics: bool,
     /// The next store added by [`BuilderInner::add_timestamped_store_as`] uses this source topic as its changelog.
     source_changelog: Option<String>,
+    /// The node upstream of each repartition topic's source, so a search up the graph can cross the topic.
+    repartition_upstream: std::collections::HashMap<String, String>,
     /// Nodes whose one store is not their table's rows (a suppression's buffer): a join reading such a table
     /// materializes it behind the node instead.
     pub buffer_nodes: std::collections::HashSet<String>,
@@ -108,7 +110,41 @@ impl BuilderInner {
             )
             .map(|_| ());
         self.check(r);
+        self.repartition_upstream
+            .insert(source.clone(), parent.to_string());
         source
+    }
+
+    /// How long after a window's end its result is final, for the windowed results node `node` emits: the
+    /// grace period (plus the gap, and one for an inclusive end, for sessions) of the windowed aggregation
+    /// upstream. As Kafka Streams' `GraphGraceSearchUtil`, the search goes up through every parent (and across
+    /// repartition topics) until it meets windowed aggregations, and takes the longest of their waits; `Err`
+    /// with the chain of nodes searched when some path reaches a source without meeting one.
+    pub(crate) fn window_close_wait(&self, node: &str) -> Result<i64, String> {
+        if let Some(&(grace, end_inclusive)) = self.window_close.get(node) {
+            return Ok(grace.saturating_add(i64::from(end_inclusive)));
+        }
+        let mut parents: Vec<String> = self
+            .topology
+            .parents_of(node)
+            .unwrap_or_default()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        if let Some(up) = self.repartition_upstream.get(node) {
+            parents.push(up.clone());
+        }
+        if parents.is_empty() {
+            return Err(node.to_string());
+        }
+        let mut wait = i64::MIN;
+        for p in parents {
+            let w = self
+                .window_close_wait(&p)
+                .map_err(|chain| format!("{chain} -> {node}"))?;
+            wait = wait.max(w);
+        }
+        Ok(wait)
     }
 
     /// Adds a store with the implementation, logging and caching of `m` but keys and values of any type.
@@ -218,6 +254,7 @@ impl StreamsBuilder {
                 counter: 0,
                 error: None,
                 window_close: Default::default(),
+                repartition_upstream: Default::default(),
                 reuse_source_topics: false,
                 source_changelog: None,
                 buffer_nodes: Default::default(),

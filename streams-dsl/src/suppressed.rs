@@ -174,8 +174,10 @@ fn window_end<K>(k: &Windowed<K>) -> i64 {
 impl<K: 'static> Suppressed<Windowed<K>> {
     /// One result per window: the final one, once stream time passes the window's end plus its grace period
     /// (Kafka Streams' `Suppressed.untilWindowCloses(BufferConfig.unbounded())`). Deletions are not emitted. The
-    /// results waiting for their window to close are kept in a changelogged store, so a crash loses none. Only on
-    /// the result of a windowed aggregation; bound the buffer with [`Suppressed::with_buffer_config`] and a
+    /// results waiting for their window to close are kept in a changelogged store, so a crash loses none. On the
+    /// result of a windowed aggregation or a table derived from it (filtered, mapped, joined): the grace period
+    /// is the one found upstream, the longest one when several windowed aggregations feed the table, and `build`
+    /// reports a table with none upstream. Bound the buffer with [`Suppressed::with_buffer_config`] and a
     /// [`BufferConfig::shut_down_when_full`] buffer.
     pub fn until_window_closes() -> Self {
         Suppressed {
@@ -216,7 +218,7 @@ impl<K> Suppressed<K> {
 impl<K: Data, V: Data> KTable<K, V> {
     /// Holds back this table's updates and emits only the latest update of each key once it is due
     /// (Kafka Streams' `KTable#suppress`): once its window closes ([`Suppressed::until_window_closes`], on a
-    /// windowed aggregation's table), or a time limit after it was first held ([`Suppressed::until_time_limit`],
+    /// windowed aggregation's table or one derived from it), or a time limit after it was first held ([`Suppressed::until_time_limit`],
     /// on any table). Emitted records carry the timestamp and headers of the update they emit. The buffer is a
     /// changelogged store named `<name>-store`.
     ///
@@ -301,14 +303,17 @@ impl<K: Data, V: Data> KTable<K, V> {
         }
         let (wait_ms, time, drop_tombstones) = match suppressed.kind {
             Kind::UntilWindowCloses(end) => {
-                let Some(&(grace_ms, end_inclusive)) = b.window_close.get(&self.node) else {
-                    b.check::<()>(Err(StreamsError::InvalidTopology(format!(
-                        "suppress(until_window_closes) '{name}' on '{}': apply it directly to the result of a \
-                         windowed aggregation (count/reduce/aggregate after windowed_by)",
-                        self.node
-                    ))));
-                    drop(b);
-                    return self.clone();
+                let wait = match b.window_close_wait(&self.node) {
+                    Ok(wait) => wait,
+                    Err(chain) => {
+                        b.check::<()>(Err(StreamsError::InvalidTopology(format!(
+                            "suppress(until_window_closes) '{name}': window close time is only defined for \
+                             the results of windowed aggregations (count/reduce/aggregate after windowed_by) and \
+                             tables derived from them; found none upstream of [{chain}]"
+                        ))));
+                        drop(b);
+                        return self.clone();
+                    }
                 };
                 if cfg.when_full == BufferFullStrategy::EmitEarly {
                     b.check::<()>(Err(StreamsError::InvalidTopology(format!(
@@ -320,7 +325,6 @@ impl<K: Data, V: Data> KTable<K, V> {
                     return self.clone();
                 }
                 // A session includes its end: it is final once stream time is past end + gap + grace.
-                let wait = grace_ms.saturating_add(i64::from(end_inclusive));
                 (wait, TimeDefinition::Key(end), true)
             }
             Kind::UntilTimeLimit(ms) => (ms, TimeDefinition::Record, false),

@@ -262,3 +262,164 @@ fn a_held_update_carries_its_headers_and_survives_a_restart() {
     let h = out[0].headers.last("h").and_then(|h| h.value.clone());
     assert_eq!(h.as_deref(), Some(&b"second"[..]));
 }
+
+// `until_window_closes` finds the grace period up the graph, as Kafka Streams' GraphGraceSearchUtil does.
+
+/// Windowed counts of "clicks" (windows of 10 ms, `grace_ms` of grace) as (key, window start, count), read back
+/// from "output" after `.filter(..).map_values(..)` and a final-results suppression further down.
+fn windowed_then_derived(grace_ms: u64, input: &[(&str, i64)]) -> Vec<(String, i64, i64, i64)> {
+    let b = StreamsBuilder::new();
+    b.stream("clicks", Consumed::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::new())
+        .windowed_by(TimeWindows::of_size_and_grace(
+            Duration::from_millis(10),
+            Duration::from_millis(grace_ms),
+        ))
+        .count(Materialized::new())
+        .filter(|_, n| *n > 0)
+        .map_values(|n| n * 100)
+        .suppress(Suppressed::until_window_closes())
+        .to_stream()
+        .map(|k, v| (format!("{}@{}", k.key, k.window.start), v.unwrap_or(-1)))
+        .to("output", Produced::with(Serdes::string(), Serdes::i64()));
+    let d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
+    let clicks = d.input_topic("clicks", Serdes::string(), Serdes::string());
+    let out = d.output_topic("output", Serdes::string(), Serdes::i64());
+    let mut got = Vec::new();
+    for (k, t) in input {
+        clicks.pipe_input_at(k.to_string(), "x".into(), *t).unwrap();
+        for r in out.read_records_to_vec().unwrap() {
+            got.push((r.key, *t, r.value, r.timestamp));
+        }
+    }
+    got
+}
+
+/// GraphGraceSearchUtilTest.shouldExtractGraceFromSessionAncestorThroughStatelessParent (here a time-windowed
+/// aggregation behind a filter and a mapValues): the final result of each window comes out once stream time
+/// reaches its end plus the grace found upstream, with the count of the records in it.
+#[test]
+fn until_window_closes_finds_the_grace_period_through_derived_tables() {
+    let input = [
+        ("a", 1),
+        ("a", 3),
+        ("b", 4),
+        ("a", 12),
+        ("a", 14), // window [0, 10) closes at 10 + 5 = 15: not yet
+        ("b", 15), // closes [0, 10)
+        ("a", 2),  // late for [0, 10): dropped
+        ("a", 29), // closes [10, 20) at 25
+    ];
+    let got = windowed_then_derived(5, &input);
+    // Independently: a record counts unless its window had closed when it came (end + grace <= stream time);
+    // a window's final count is emitted at the first record that brings stream time to its end + grace.
+    let mut expected = Vec::new();
+    let mut stream_time = i64::MIN;
+    let mut counted: Vec<(&str, i64)> = Vec::new();
+    let mut closed = std::collections::BTreeSet::new();
+    for (k, t) in &input {
+        stream_time = stream_time.max(*t);
+        let start = t - t % 10;
+        if start + 10 + 5 > stream_time {
+            counted.push((k, *t));
+        }
+        for start in [0i64, 10, 20] {
+            if start + 10 + 5 <= stream_time && closed.insert(start) {
+                let mut keys = std::collections::BTreeMap::<&str, i64>::new();
+                for (k2, t2) in &counted {
+                    if (start..start + 10).contains(t2) {
+                        *keys.entry(k2).or_default() += 1;
+                    }
+                }
+                for (k2, n) in keys {
+                    expected.push((k2.to_string(), start, *t, n));
+                }
+            }
+        }
+    }
+    // The late record ("a", 2) arrived after [0, 10) closed, so the expected count above, taken at the close,
+    // does not include it.
+    let got: Vec<(String, i64, i64)> = got
+        .into_iter()
+        .map(|(k, at, v, _)| (k, at, v / 100))
+        .collect();
+    let expected: Vec<(String, i64, i64)> = expected
+        .into_iter()
+        .map(|(k, start, at, n)| (format!("{k}@{start}"), at, n))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        got.iter().map(|(k, _, _)| k.as_str()).collect::<Vec<_>>(),
+        vec!["a@0", "b@0", "a@10", "b@10"]
+    );
+}
+
+/// GraphGraceSearchUtilTest.shouldFailIfThereIsNoGraceAncestor: a table with no windowed aggregation upstream
+/// has no window close time; `build` says so and names the chain searched.
+#[test]
+fn until_window_closes_without_a_windowed_ancestor_is_rejected() {
+    let b = StreamsBuilder::new();
+    let windowed: TimeWindowedSerde<String> =
+        TimeWindowedSerde::new(std::sync::Arc::new(Serdes::string()), 10);
+    b.table(
+        "input",
+        Consumed::with(windowed, Serdes::i64()),
+        Materialized::new(),
+    )
+    .filter(|_, v| *v > 0)
+    .suppress(Suppressed::until_window_closes().with_name("final"))
+    .to_stream()
+    .map(|k, v| (k.key, v))
+    .to(
+        "output",
+        Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+    );
+    let err = b.build().unwrap_err().to_string();
+    assert!(
+        err.contains("window close time is only defined") && err.contains("KTABLE-FILTER-"),
+        "{err}"
+    );
+}
+
+/// GraphGraceSearchUtilTest.shouldUseMaxIfMultiParentsDoNotAgreeOnGrace: a join of two windowed tables, one
+/// with 5 ms of grace and one with 20, is final only after the longer grace.
+#[test]
+fn until_window_closes_waits_for_the_longest_grace_of_several_parents() {
+    let b = StreamsBuilder::new();
+    let counts = |topic: &str, grace: u64| {
+        b.stream(topic, Consumed::with(Serdes::string(), Serdes::string()))
+            .group_by_key(Grouped::new())
+            .windowed_by(TimeWindows::of_size_and_grace(
+                Duration::from_millis(10),
+                Duration::from_millis(grace),
+            ))
+            .count(Materialized::new())
+    };
+    let left = counts("left", 5);
+    let right = counts("right", 20);
+    left.join(&right, |l, r| l * 1000 + r)
+        .suppress(Suppressed::until_window_closes())
+        .to_stream()
+        .map(|k, v| (format!("{}@{}", k.key, k.window.start), v.unwrap_or(-1)))
+        .to("output", Produced::with(Serdes::string(), Serdes::i64()));
+    let d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
+    let l = d.input_topic("left", Serdes::string(), Serdes::string());
+    let r = d.input_topic("right", Serdes::string(), Serdes::string());
+    let out = d.output_topic("output", Serdes::string(), Serdes::i64());
+    // Suppression keeps its own stream time, from the joined records reaching it: each step joins a key.
+    let both = |k: &str, t: i64| {
+        l.pipe_input_at(k.into(), "x".into(), t).unwrap();
+        r.pipe_input_at(k.into(), "x".into(), t).unwrap();
+    };
+    both("a", 1);
+    // Window [0, 10) + 5 ms: the left side alone would close it at 15.
+    both("b", 17);
+    both("c", 29);
+    assert_eq!(out.read_key_values_to_vec().unwrap(), vec![]);
+    // 10 + 20 = 30 closes it.
+    both("d", 30);
+    assert_eq!(
+        out.read_key_values_to_vec().unwrap(),
+        vec![("a@0".to_string(), 1001)]
+    );
+}
