@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use state_store::{TimeWindowedSerde, Windowed};
+use state_store::{SessionWindowedSerde, TimeWindowedSerde, Windowed};
 use streams_core::{Data, SharedSerde, StreamsError};
 
 use crate::builder::{BuilderInner, Shared};
@@ -14,10 +14,12 @@ use crate::grouped::KGroupedStream;
 use crate::ktable::KTable;
 use crate::named::Named;
 use crate::ops::passthrough::PassThrough;
+use crate::ops::session_aggregate::SessionAggregate;
+use crate::ops::sliding_aggregate::SlidingAggregate;
 use crate::ops::stream_aggregate::StreamAggregate;
 use crate::ops::window_aggregate::WindowAggregate;
 use crate::params::{pick_serde, Materialized};
-use crate::windows::TimeWindows;
+use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 
 type Initializer<VA> = Arc<dyn Fn() -> VA + Send + Sync>;
 
@@ -29,13 +31,22 @@ struct AttachCtx<'a, VA> {
     send_old: &'a Arc<AtomicBool>,
 }
 
-/// The windows and serdes of a time-windowed cogroup's store.
-struct WindowCtx<K, VA> {
-    windows: TimeWindows,
+/// The windows of a time-windowed cogroup: tumbling or hopping, or sliding.
+#[derive(Clone, Copy)]
+enum TimeSpec {
+    Time(TimeWindows),
+    Sliding(SlidingWindows),
+}
+
+/// The windows and serdes of a windowed cogroup's store.
+struct WindowCtx<K, VA, W> {
+    windows: W,
     retention_ms: i64,
     key_serde: SharedSerde<K>,
     value_serde: SharedSerde<VA>,
 }
+
+type Merger<K, VA> = Arc<dyn Fn(&K, VA, VA) -> VA + Send + Sync>;
 
 /// One grouped stream of a cogroup, with its aggregator, its value type hidden.
 trait CogroupInput<K, VA> {
@@ -44,13 +55,23 @@ trait CogroupInput<K, VA> {
     fn prepare(&self, b: &mut BuilderInner, store: &str) -> (String, Option<SharedSerde<K>>);
     /// Adds the aggregator of a non-windowed cogroup, reading `input`.
     fn add_aggregator(&self, b: &mut BuilderInner, input: &str, ctx: AttachCtx<'_, VA>);
-    /// Adds the aggregator of a time-windowed cogroup, reading `input`.
+    /// Adds the aggregator of a time- or sliding-windowed cogroup, reading `input`.
     fn add_window_aggregator(
         &self,
         b: &mut BuilderInner,
         input: &str,
         ctx: AttachCtx<'_, VA>,
-        windows: &WindowCtx<K, VA>,
+        windows: &WindowCtx<K, VA, TimeSpec>,
+    );
+    /// Adds the aggregator of a session-windowed cogroup, reading `input`; `merger` combines the aggregates of
+    /// sessions a record bridges.
+    fn add_session_aggregator(
+        &self,
+        b: &mut BuilderInner,
+        input: &str,
+        ctx: AttachCtx<'_, VA>,
+        windows: &WindowCtx<K, VA, SessionWindows>,
+        merger: &Merger<K, VA>,
     );
 }
 
@@ -104,32 +125,94 @@ where
         b: &mut BuilderInner,
         input: &str,
         ctx: AttachCtx<'_, VA>,
-        w: &WindowCtx<K, VA>,
+        w: &WindowCtx<K, VA, TimeSpec>,
     ) {
         let (init, aggregator) = (ctx.init.clone(), self.aggregator.clone());
         let fold = Arc::new(move |k: &K, v: &V, prev: Option<VA>| {
             aggregator(k, v, prev.unwrap_or_else(|| init()))
         });
         let (flag, store_name) = (ctx.send_old.clone(), Arc::<str>::from(ctx.store));
+        let retention_ms = w.retention_ms;
+        let (k, v) = (w.key_serde.clone(), w.value_serde.clone());
+        match w.windows {
+            TimeSpec::Time(windows) => b.add_processor::<K, V, _, _>(
+                ctx.processor,
+                move || WindowAggregate::<K, V, VA, _> {
+                    store_name: store_name.clone(),
+                    windows,
+                    retention_ms,
+                    key_serde: k.clone(),
+                    value_serde: v.clone(),
+                    fold: fold.clone(),
+                    send_old: flag.load(Ordering::Relaxed),
+                    store: None,
+                    emit: None,
+                    cached: false,
+                    emit_final: None,
+                    observed: i64::MIN,
+                    last_expiry: i64::MIN / 2,
+                    starts: Vec::new(),
+                    _p: PhantomData,
+                },
+                &[input],
+            ),
+            TimeSpec::Sliding(windows) => b.add_processor::<K, V, _, _>(
+                ctx.processor,
+                move || SlidingAggregate::<K, V, VA, _> {
+                    store_name: store_name.clone(),
+                    windows,
+                    retention_ms,
+                    key_serde: k.clone(),
+                    value_serde: v.clone(),
+                    fold: fold.clone(),
+                    send_old: flag.load(Ordering::Relaxed),
+                    store: None,
+                    observed: i64::MIN,
+                    last_expiry: i64::MIN / 2,
+                    emit_final: None,
+                    _p: PhantomData,
+                },
+                &[input],
+            ),
+        }
+    }
+
+    fn add_session_aggregator(
+        &self,
+        b: &mut BuilderInner,
+        input: &str,
+        ctx: AttachCtx<'_, VA>,
+        w: &WindowCtx<K, VA, SessionWindows>,
+        merger: &Merger<K, VA>,
+    ) {
+        let (init, aggregator) = (ctx.init.clone(), self.aggregator.clone());
+        let init2 = init.clone();
+        let add = Arc::new(move |k: &K, v: &V, prev: Option<VA>| {
+            aggregator(k, v, prev.unwrap_or_else(|| init()))
+        });
+        let merger = merger.clone();
+        let merge = Arc::new(move |k: &K, so_far: Option<VA>, session: VA| {
+            merger(k, so_far.unwrap_or_else(|| init2()), session)
+        });
+        let (flag, store_name) = (ctx.send_old.clone(), Arc::<str>::from(ctx.store));
         let (windows, retention_ms) = (w.windows, w.retention_ms);
         let (k, v) = (w.key_serde.clone(), w.value_serde.clone());
         b.add_processor::<K, V, _, _>(
             ctx.processor,
-            move || WindowAggregate::<K, V, VA, _> {
+            move || SessionAggregate::<K, V, VA, _, _> {
                 store_name: store_name.clone(),
                 windows,
                 retention_ms,
                 key_serde: k.clone(),
                 value_serde: v.clone(),
-                fold: fold.clone(),
+                add: add.clone(),
+                merge: merge.clone(),
                 send_old: flag.load(Ordering::Relaxed),
-                store: None,
-                emit: None,
+                // One store written by each input's processor: every update goes at once (see add_aggregator).
                 cached: false,
-                emit_final: None,
+                store: None,
                 observed: i64::MIN,
                 last_expiry: i64::MIN / 2,
-                starts: Vec::new(),
                 _p: PhantomData,
             },
             &[input],
@@ -330,18 +413,141 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
 }
 
 impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
-    /// Cuts the cogrouped streams into tumbling or hopping time windows, to aggregate per key and window
-    /// (Kafka Streams' `CogroupedKStream#windowedBy(TimeWindows)`).
-    pub fn windowed_by(self, windows: TimeWindows) -> TimeWindowedCogroupedKStream<K, VA> {
+    /// Cuts the cogrouped streams into windows, to aggregate per key and window (Kafka Streams'
+    /// `CogroupedKStream#windowedBy`): [`TimeWindows`] (tumbling, hopping) or [`SlidingWindows`] give a
+    /// [`TimeWindowedCogroupedKStream`], [`SessionWindows`] a [`SessionWindowedCogroupedKStream`].
+    pub fn windowed_by<W: CogroupWindowedBy<K, VA>>(self, windows: W) -> W::Output {
+        windows.cogroup_windowed(self)
+    }
+
+    /// Prepares every input (repartitioning where needed): the nodes the aggregators read, and the key serde
+    /// known upstream.
+    fn prepare_all(
+        &self,
+        b: &mut BuilderInner,
+        store: &str,
+    ) -> (Vec<String>, Option<SharedSerde<K>>) {
+        let mut prepared = Vec::new();
+        let mut key = None;
+        for input in &self.inputs {
+            let (node, k) = input.prepare(b, store);
+            key = key.or(k);
+            prepared.push(node);
+        }
+        (prepared, key)
+    }
+
+    /// Adds one aggregator per input with `attach(input, builder, node read, processor name)`, the inputs'
+    /// co-partitioning and the table's merge node; returns the aggregators and the merge node.
+    fn attach_all(
+        &self,
+        b: &mut BuilderInner,
+        prepared: &[String],
+        mut attach: impl FnMut(&dyn CogroupInput<K, VA>, &mut BuilderInner, &str, &str),
+    ) -> (Vec<String>, String) {
+        let mut aggregators = Vec::new();
+        for (input, node) in self.inputs.iter().zip(prepared) {
+            let processor = b.name("COGROUPKSTREAM-AGGREGATE-");
+            attach(input.as_ref(), b, node, &processor);
+            aggregators.push(processor);
+        }
+        if prepared.len() > 1 {
+            let nodes: Vec<&str> = prepared.iter().map(String::as_str).collect();
+            let r = b.topology.add_copartition_group(&nodes).map(|_| ());
+            b.check(r);
+        }
+        let merge = b.name("COGROUPKSTREAM-MERGE-");
+        (aggregators, merge)
+    }
+
+    /// The store of a windowed cogroup, written by every aggregator, and the table's node.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_windowed(
+        b: &mut BuilderInner,
+        shared: &Shared,
+        store: &str,
+        materialized: &Materialized<K, VA>,
+        aggregators: &[String],
+        merge: String,
+        windowed: SharedSerde<Windowed<K>>,
+        value: SharedSerde<VA>,
+        timestamped: bool,
+        flag: Arc<AtomicBool>,
+    ) -> KTable<Windowed<K>, VA> {
+        let parents: Vec<&str> = aggregators.iter().map(String::as_str).collect();
+        b.add_processor::<Windowed<K>, Change<VA>, _, _>(&merge, || PassThrough, &parents);
+        if let Some((first, rest)) = aggregators.split_first() {
+            if timestamped {
+                b.add_timestamped_store_as(
+                    store,
+                    materialized,
+                    windowed.clone(),
+                    value.clone(),
+                    first,
+                );
+            } else {
+                b.add_store_as(store, materialized, windowed.clone(), value.clone(), first);
+            }
+            for other in rest {
+                let r = b
+                    .topology
+                    .connect_processor_and_state_stores(other, &[store])
+                    .map(|_| ());
+                b.check(r);
+            }
+        }
+        KTable::new(
+            shared.clone(),
+            merge,
+            Some(windowed),
+            Some(value),
+            materialized.name.is_some().then(|| store.to_string()),
+            vec![flag],
+        )
+    }
+}
+
+/// The windows a cogroup can be cut into with [`CogroupedKStream::windowed_by`]: [`TimeWindows`],
+/// [`SlidingWindows`] and [`SessionWindows`].
+pub trait CogroupWindowedBy<K, VA> {
+    /// The windowed cogroup these windows make.
+    type Output;
+    /// Cuts `cogrouped` into these windows.
+    fn cogroup_windowed(self, cogrouped: CogroupedKStream<K, VA>) -> Self::Output;
+}
+
+impl<K: Data, VA: Data> CogroupWindowedBy<K, VA> for TimeWindows {
+    type Output = TimeWindowedCogroupedKStream<K, VA>;
+    fn cogroup_windowed(self, cogrouped: CogroupedKStream<K, VA>) -> Self::Output {
         TimeWindowedCogroupedKStream {
-            cogrouped: self,
-            windows,
+            cogrouped,
+            windows: TimeSpec::Time(self),
         }
     }
 }
 
-/// Cogrouped streams cut into time windows, ready to aggregate per key and window (Kafka Streams'
-/// `TimeWindowedCogroupedKStream`).
+impl<K: Data, VA: Data> CogroupWindowedBy<K, VA> for SlidingWindows {
+    type Output = TimeWindowedCogroupedKStream<K, VA>;
+    fn cogroup_windowed(self, cogrouped: CogroupedKStream<K, VA>) -> Self::Output {
+        TimeWindowedCogroupedKStream {
+            cogrouped,
+            windows: TimeSpec::Sliding(self),
+        }
+    }
+}
+
+impl<K: Data, VA: Data> CogroupWindowedBy<K, VA> for SessionWindows {
+    type Output = SessionWindowedCogroupedKStream<K, VA>;
+    fn cogroup_windowed(self, cogrouped: CogroupedKStream<K, VA>) -> Self::Output {
+        SessionWindowedCogroupedKStream {
+            cogrouped,
+            windows: self,
+        }
+    }
+}
+
+/// Cogrouped streams cut into time windows (tumbling, hopping or sliding), ready to aggregate per key and window
+/// (Kafka Streams' `TimeWindowedCogroupedKStream`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -366,7 +572,7 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
 /// ```
 pub struct TimeWindowedCogroupedKStream<K, VA> {
     cogrouped: CogroupedKStream<K, VA>,
-    windows: TimeWindows,
+    windows: TimeSpec,
 }
 
 impl<K: Data, VA: Data> TimeWindowedCogroupedKStream<K, VA> {
@@ -387,9 +593,18 @@ impl<K: Data, VA: Data> TimeWindowedCogroupedKStream<K, VA> {
             .name
             .clone()
             .unwrap_or_else(|| b.name("COGROUPKSTREAM-AGGREGATE-STATE-STORE-"));
-        let w = self.windows;
-        b.check(w.validate());
-        let min_retention = w.size_ms.saturating_add(w.grace_ms);
+        let spec = self.windows;
+        let (size_ms, grace_ms) = match spec {
+            TimeSpec::Time(w) => {
+                b.check(w.validate());
+                (w.size_ms, w.grace_ms)
+            }
+            TimeSpec::Sliding(w) => {
+                b.check(w.validate());
+                (w.difference_ms, w.grace_ms)
+            }
+        };
+        let min_retention = size_ms.saturating_add(grace_ms);
         let retention_ms = match materialized.retention.map(crate::windows::ms) {
             Some(r) if r < min_retention => {
                 b.check::<()>(Err(StreamsError::InvalidTopology(format!(
@@ -399,17 +614,142 @@ impl<K: Data, VA: Data> TimeWindowedCogroupedKStream<K, VA> {
                 min_retention
             }
             Some(r) => r,
-            None => min_retention,
+            // Sliding windows are kept as long as Kafka's sliding-window stores keep them.
+            None => match spec {
+                TimeSpec::Time(_) => min_retention,
+                TimeSpec::Sliding(_) => size_ms.saturating_mul(2).saturating_add(grace_ms),
+            },
         };
         let init: Initializer<VA> = Arc::new(init);
         let flag = Arc::new(AtomicBool::new(false));
-        let mut prepared = Vec::new();
-        let mut key = None;
-        for input in &self.cogrouped.inputs {
-            let (node, k) = input.prepare(&mut b, &store);
-            key = key.or(k);
-            prepared.push(node);
-        }
+        let (prepared, key) = self.cogrouped.prepare_all(&mut b, &store);
+        let sk = b.check(pick_serde(&materialized.key_serde, &key, OP, "key", HINT));
+        let sv = b.check(pick_serde(
+            &materialized.value_serde,
+            &None,
+            OP,
+            "value",
+            HINT,
+        ));
+        let (Some(k), Some(v)) = (sk, sv.clone()) else {
+            drop(b);
+            return KTable::new(shared.clone(), String::new(), None, sv, None, vec![flag]);
+        };
+        let window_ctx = WindowCtx {
+            windows: spec,
+            retention_ms,
+            key_serde: k.clone(),
+            value_serde: v.clone(),
+        };
+        let (aggregators, merge) =
+            self.cogrouped
+                .attach_all(&mut b, &prepared, |input, b, node, processor| {
+                    input.add_window_aggregator(
+                        b,
+                        node,
+                        AttachCtx {
+                            store: &store,
+                            processor,
+                            init: &init,
+                            send_old: &flag,
+                        },
+                        &window_ctx,
+                    )
+                });
+        let ws: SharedSerde<Windowed<K>> = Arc::new(TimeWindowedSerde::new(k, size_ms));
+        // For `suppress(until_window_closes)` downstream.
+        b.window_close.insert(merge.clone(), (grace_ms, false));
+        CogroupedKStream::finish_windowed(
+            &mut b,
+            &shared,
+            &store,
+            &materialized,
+            &aggregators,
+            merge,
+            ws,
+            v,
+            true,
+            flag,
+        )
+    }
+}
+
+/// Cogrouped streams cut into sessions of activity, ready to aggregate per key and session (Kafka Streams'
+/// `SessionWindowedCogroupedKStream`). As for [`SessionWindowedKStream`](crate::SessionWindowedKStream), a record
+/// joins or merges the sessions within the inactivity gap of it; each input's aggregator folds its records,
+/// and `merger` combines the aggregates of sessions a record bridges.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_dsl::*;
+///
+/// let builder = StreamsBuilder::new();
+/// let views = builder.stream::<String, String>("views", Consumed::new()).group_by_key(Grouped::new());
+/// let buys = builder.stream::<String, i64>("buys", Consumed::new()).group_by_key(Grouped::new());
+/// // Per user and visit: pages viewed + 100 * items bought.
+/// views
+///     .cogroup(|_, _: &String, score: i64| score + 1)
+///     .cogroup(&buys, |_, n: &i64, score| score + 100 * n)
+///     .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(300)))
+///     .aggregate(|| 0, |_, a, b| a + b, Materialized::as_store("visits").with_retention(Duration::from_secs(86_400)));
+/// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+/// let v = driver.input_topic("views", Serdes::string(), Serdes::string());
+/// let b = driver.input_topic("buys", Serdes::string(), Serdes::i64());
+/// v.pipe_input_at("ann".into(), "/a".into(), 0).unwrap();
+/// b.pipe_input_at("ann".into(), 2, 60_000).unwrap();
+/// v.pipe_input_at("ann".into(), "/b".into(), 1_000_000).unwrap();
+/// let visits = driver.session_store::<String, i64>("visits").unwrap();
+/// let scores: Vec<(i64, i64, i64)> = visits.fetch(&"ann".into()).unwrap().into_iter()
+///     .map(|(w, s)| (w.window.start, w.window.end, s)).collect();
+/// assert_eq!(scores, vec![(0, 60_000, 201), (1_000_000, 1_000_000, 1)]);
+/// ```
+pub struct SessionWindowedCogroupedKStream<K, VA> {
+    cogrouped: CogroupedKStream<K, VA>,
+    windows: SessionWindows,
+}
+
+impl<K: Data, VA: Data> SessionWindowedCogroupedKStream<K, VA> {
+    /// The table of each key's aggregate per session: `init()` to start, each input's aggregator for its
+    /// records, `merger(key, aggregate, other session's aggregate)` when a record bridges sessions (Kafka
+    /// Streams' `SessionWindowedCogroupedKStream#aggregate`). Records later than the session's end plus gap
+    /// plus grace (in stream time) are dropped. The store keeps sessions for `materialized`'s retention, by
+    /// default the gap plus grace.
+    pub fn aggregate<I, M>(
+        self,
+        init: I,
+        merger: M,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA>
+    where
+        I: Fn() -> VA + Send + Sync + 'static,
+        M: Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
+    {
+        const OP: &str = "session-windowed cogroup aggregate";
+        const HINT: &str = "Materialized::with(key_serde, value_serde)";
+        let shared = self.cogrouped.b.clone();
+        let mut b = shared.borrow_mut();
+        let store = materialized
+            .name
+            .clone()
+            .unwrap_or_else(|| b.name("COGROUPKSTREAM-AGGREGATE-STATE-STORE-"));
+        let w = self.windows;
+        b.check(w.validate());
+        let min_retention = w.gap_ms.saturating_add(w.grace_ms);
+        let retention_ms = match materialized.retention.map(crate::windows::ms) {
+            Some(r) if r < min_retention => {
+                b.check::<()>(Err(StreamsError::InvalidTopology(format!(
+                    "{OP}: Materialized::with_retention({r} ms) is shorter than the gap plus grace \
+                     ({min_retention} ms); sessions would be deleted while still open"
+                ))));
+                min_retention
+            }
+            Some(r) => r,
+            None => min_retention,
+        };
+        let init: Initializer<VA> = Arc::new(init);
+        let merger: Merger<K, VA> = Arc::new(merger);
+        let flag = Arc::new(AtomicBool::new(false));
+        let (prepared, key) = self.cogrouped.prepare_all(&mut b, &store);
         let sk = b.check(pick_serde(&materialized.key_serde, &key, OP, "key", HINT));
         let sv = b.check(pick_serde(
             &materialized.value_serde,
@@ -428,51 +768,37 @@ impl<K: Data, VA: Data> TimeWindowedCogroupedKStream<K, VA> {
             key_serde: k.clone(),
             value_serde: v.clone(),
         };
-        let mut aggregators = Vec::new();
-        for (input, node) in self.cogrouped.inputs.iter().zip(&prepared) {
-            let processor = b.name("COGROUPKSTREAM-AGGREGATE-");
-            input.add_window_aggregator(
-                &mut b,
-                node,
-                AttachCtx {
-                    store: &store,
-                    processor: &processor,
-                    init: &init,
-                    send_old: &flag,
-                },
-                &window_ctx,
-            );
-            aggregators.push(processor);
-        }
-        if prepared.len() > 1 {
-            let nodes: Vec<&str> = prepared.iter().map(String::as_str).collect();
-            let r = b.topology.add_copartition_group(&nodes).map(|_| ());
-            b.check(r);
-        }
-        let merge = b.name("COGROUPKSTREAM-MERGE-");
-        let parents: Vec<&str> = aggregators.iter().map(String::as_str).collect();
-        b.add_processor::<Windowed<K>, Change<VA>, _, _>(&merge, || PassThrough, &parents);
-        let ws: SharedSerde<Windowed<K>> = Arc::new(TimeWindowedSerde::new(k, w.size_ms));
-        if let Some((first, rest)) = aggregators.split_first() {
-            b.add_timestamped_store_as(&store, &materialized, ws.clone(), v, first);
-            for other in rest {
-                let r = b
-                    .topology
-                    .connect_processor_and_state_stores(other, &[&store])
-                    .map(|_| ());
-                b.check(r);
-            }
-        }
-        // For `suppress(until_window_closes)` downstream.
-        b.window_close.insert(merge.clone(), (w.grace_ms, false));
-        drop(b);
-        KTable::new(
-            shared.clone(),
+        let (aggregators, merge) =
+            self.cogrouped
+                .attach_all(&mut b, &prepared, |input, b, node, processor| {
+                    input.add_session_aggregator(
+                        b,
+                        node,
+                        AttachCtx {
+                            store: &store,
+                            processor,
+                            init: &init,
+                            send_old: &flag,
+                        },
+                        &window_ctx,
+                        &merger,
+                    )
+                });
+        let ws: SharedSerde<Windowed<K>> = Arc::new(SessionWindowedSerde::new(k));
+        // A session may still grow (a record within the gap after it) until end + gap + grace.
+        b.window_close
+            .insert(merge.clone(), (w.gap_ms.saturating_add(w.grace_ms), true));
+        CogroupedKStream::finish_windowed(
+            &mut b,
+            &shared,
+            &store,
+            &materialized,
+            &aggregators,
             merge,
-            Some(ws),
-            sv,
-            materialized.name.is_some().then_some(store),
-            vec![flag],
+            ws,
+            v,
+            false,
+            flag,
         )
     }
 }

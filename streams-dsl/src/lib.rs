@@ -9,7 +9,7 @@
 //! | `KTable#transformValues`, `ValueTransformerWithKey` | [`KTable::transform_values`], [`KTable::transform_values_materialized`], [`ValueTransformerWithKey`] |
 //! | `KStream#split`, `BranchedKStream`, `Branched` (`as`, `withFunction`, `withConsumer`) | [`KStream::split`], [`BranchedKStream`], [`Branched`] |
 //! | `KStream#to(TopicNameExtractor, Produced)`, `RecordContext` | [`KStream::to_dynamic`], [`TopicNameExtractor`], [`RecordContext`] |
-//! | `KGroupedStream#cogroup`, `CogroupedKStream` (`cogroup`, `aggregate`, `windowedBy(TimeWindows)`) | [`KGroupedStream::cogroup`], [`CogroupedKStream`], [`TimeWindowedCogroupedKStream`] |
+//! | `KGroupedStream#cogroup`, `CogroupedKStream` (`cogroup`, `aggregate`, `windowedBy` with time, sliding or session windows) | [`KGroupedStream::cogroup`], [`CogroupedKStream`], [`TimeWindowedCogroupedKStream`], [`SessionWindowedCogroupedKStream`] |
 //! | `Named` (every operator) | [`KStream::named`], [`KTable::named`], [`KGroupedStream::named`], [`KGroupedTable::named`], [`TimeWindowedKStream::named`], [`SessionWindowedKStream::named`], and [`KStream::to_table_named`], [`KStream::process_values_named`], [`KTable::transform_values_named`], [`CogroupedKStream::aggregate_named`] |
 //! | `KStream#toTable` | [`KStream::to_table`], [`KStream::to_table_materialized`], [`KStream::to_table_with_deletes`] |
 //! | `KTable` (`filter`, `filterNot`, `mapValues`, `toStream`, `groupBy`) | [`KTable`] |
@@ -82,7 +82,10 @@ mod windowed;
 mod windows;
 
 pub use builder::StreamsBuilder;
-pub use cogrouped::{CogroupedKStream, TimeWindowedCogroupedKStream};
+pub use cogrouped::{
+    CogroupWindowedBy, CogroupedKStream, SessionWindowedCogroupedKStream,
+    TimeWindowedCogroupedKStream,
+};
 pub use fixed_key::{FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord};
 pub use global_table::GlobalKTable;
 pub use grouped::{KGroupedStream, KGroupedTable};

@@ -6681,3 +6681,141 @@ fn kstream_sliding_window_aggregate_no_grace_period_small_input() {
         ])
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cogroups over sliding and session windows (SlidingWindowedCogroupedKStreamImplTest,
+// SessionWindowedCogroupedKStreamImplTest): two inputs, "topic" folded by `agg + "+" + v` and "topic2" by
+// `agg + "-" + v` (Kafka's MockAggregator.TOSTRING_ADDER and TOSTRING_REMOVER).
+
+fn cogrouped_two_topics(b: &StreamsBuilder) -> CogroupedKStream<String, String> {
+    let g1 = b
+        .stream("topic", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()));
+    let g2 = b
+        .stream("topic2", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()));
+    g1.cogroup(|_, v: &String, agg: String| format!("{agg}+{v}"))
+        .cogroup(&g2, |_, v: &String, agg: String| format!("{agg}-{v}"))
+}
+
+/// SlidingWindowedCogroupedKStreamImplTest.slidingWindowAggregateStreamsTest: every update in Kafka's order,
+/// with its window and timestamp
+#[test]
+fn sliding_windowed_cogrouped_kstream_sliding_window_aggregate_streams_test() {
+    let b = StreamsBuilder::new();
+    cogrouped_two_topics(&b)
+        .windowed_by(SlidingWindows::of_time_difference_and_grace(
+            Duration::from_millis(500),
+            Duration::from_millis(2000),
+        ))
+        .aggregate(
+            || s("0"),
+            Materialized::with(Serdes::string(), Serdes::string()),
+        )
+        .to_stream()
+        .map(|k, v| {
+            (
+                format!("{}@{}/{}", k.key, k.window.start, k.window.end),
+                v.unwrap_or_default(),
+            )
+        })
+        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+    let d = driver(b);
+    let input = d.input_topic("topic", Serdes::string(), Serdes::string());
+    for (k, v, t) in [
+        ("k1", "A", 500),
+        ("k2", "A", 500),
+        ("k2", "A", 501),
+        ("k1", "A", 502),
+        ("k1", "B", 503),
+        ("k2", "B", 503),
+        ("k2", "B", 504),
+        ("k1", "B", 504),
+    ] {
+        input.pipe_input_at(s(k), s(v), t).unwrap();
+    }
+    let got = read_all(&d.output_topic("output", Serdes::string(), Serdes::string()));
+    let expected: Vec<(String, String, i64)> = [
+        ("k1@0/500", "0+A", 500),
+        ("k2@0/500", "0+A", 500),
+        ("k2@501/1001", "0+A", 501),
+        ("k2@1/501", "0+A+A", 501),
+        ("k1@501/1001", "0+A", 502),
+        ("k1@2/502", "0+A+A", 502),
+        ("k1@501/1001", "0+A+B", 503),
+        ("k1@503/1003", "0+B", 503),
+        ("k1@3/503", "0+A+A+B", 503),
+        ("k2@501/1001", "0+A+B", 503),
+        ("k2@502/1002", "0+B", 503),
+        ("k2@3/503", "0+A+A+B", 503),
+        ("k2@502/1002", "0+B+B", 504),
+        ("k2@501/1001", "0+A+B+B", 504),
+        ("k2@504/1004", "0+B", 504),
+        ("k2@4/504", "0+A+A+B+B", 504),
+        ("k1@503/1003", "0+B+B", 504),
+        ("k1@501/1001", "0+A+B+B", 504),
+        ("k1@504/1004", "0+B", 504),
+        ("k1@4/504", "0+A+A+B+B", 504),
+    ]
+    .into_iter()
+    .map(|(k, v, t)| (s(k), s(v), t))
+    .collect();
+    assert_eq!(got, expected);
+}
+
+/// SessionWindowedCogroupedKStreamImplTest.sessionWindowMixAggregatorsTest: sessions merged across both
+/// inputs, each merge retracting the sessions it replaces
+#[test]
+fn session_windowed_cogrouped_kstream_session_window_mix_aggregators_test() {
+    let b = StreamsBuilder::new();
+    cogrouped_two_topics(&b)
+        .windowed_by(SessionWindows::of_inactivity_gap_and_grace(
+            Duration::from_millis(100),
+            Duration::from_secs(86_400),
+        ))
+        .aggregate(
+            || s("0"),
+            |_, a: String, b: String| format!("{a}+{b}"),
+            Materialized::with(Serdes::string(), Serdes::string()),
+        )
+        .to_stream()
+        .map(|k, v| (k.key, v))
+        .to(
+            "output",
+            Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+        );
+    let d = driver(b);
+    let t1 = d.input_topic("topic", Serdes::string(), Serdes::string());
+    let t2 = d.input_topic("topic2", Serdes::string(), Serdes::string());
+    t1.pipe_input_at(s("k1"), s("A"), 0).unwrap();
+    t1.pipe_input_at(s("k2"), s("A"), 0).unwrap();
+    t1.pipe_input_at(s("k2"), s("A"), 1).unwrap();
+    t1.pipe_input_at(s("k1"), s("A"), 2).unwrap();
+    t2.pipe_input_at(s("k1"), s("B"), 3).unwrap();
+    t2.pipe_input_at(s("k2"), s("B"), 3).unwrap();
+    t2.pipe_input_at(s("k2"), s("B"), 444).unwrap();
+    t2.pipe_input_at(s("k1"), s("B"), 444).unwrap();
+    let got = read_all(&d.output_topic(
+        "output",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    ));
+    let expected: Vec<(String, Option<String>, i64)> = [
+        ("k1", Some("0+A"), 0),
+        ("k2", Some("0+A"), 0),
+        ("k2", None, 0),
+        ("k2", Some("0+0+A+A"), 1),
+        ("k1", None, 0),
+        ("k1", Some("0+0+A+A"), 2),
+        ("k1", None, 2),
+        ("k1", Some("0+0+0+A+A-B"), 3),
+        ("k2", None, 1),
+        ("k2", Some("0+0+0+A+A-B"), 3),
+        ("k2", Some("0-B"), 444),
+        ("k1", Some("0-B"), 444),
+    ]
+    .into_iter()
+    .map(|(k, v, t)| (s(k), v.map(s), t))
+    .collect();
+    assert_eq!(got, expected);
+}
