@@ -8,12 +8,13 @@ use std::sync::Arc;
 use state_store::serde::OptionSerde;
 use streams_core::{
     Data, KeyValueStoreBuilder, Processor, SharedSerde, SinkOptions, SourceOptions, StoreKind,
-    StreamsError, Topology,
+    StreamsError, Topology, VersionedKeyValueStoreBuilder,
 };
 
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::ops::table_source::TableSource;
+use crate::ops::versioned_table_source::VersionedTableSource;
 use crate::params::{pick_serde, Consumed, Materialized};
 
 pub(crate) type Shared = Rc<RefCell<BuilderInner>>;
@@ -120,6 +121,13 @@ impl BuilderInner {
         value_serde: SharedSerde<V2>,
         processor: &str,
     ) {
+        if m.versioned.is_some() {
+            self.check::<()>(Err(StreamsError::InvalidTopology(format!(
+                "store '{name}': versioned stores (Materialized::as_versioned_store) are supported for source \
+                 tables (StreamsBuilder::table) only"
+            ))));
+            return;
+        }
         let supplier = m
             .supplier
             .clone()
@@ -147,6 +155,40 @@ impl BuilderInner {
         self.add_timestamped_store_as(name, m, key_serde, value_serde, processor);
     }
 
+    /// Adds the versioned store of a source table read from `topic`, keeping `history` of history.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_versioned_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        m: &Materialized<K, V>,
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+        history: std::time::Duration,
+        processor: &str,
+        topic: &str,
+    ) {
+        let supplier = m
+            .supplier
+            .clone()
+            .unwrap_or_else(|| Arc::new(StoreKind::default()));
+        let mut builder = VersionedKeyValueStoreBuilder::from_parts(
+            name,
+            supplier,
+            key_serde,
+            value_serde,
+            history,
+        )
+        .with_logging(m.logging);
+        if self.reuse_source_topics && m.logging {
+            builder = builder.with_changelog_from_source(topic);
+        }
+        let r = self
+            .topology
+            .add_versioned_state_store(builder, &[processor])
+            .map(|_| ());
+        self.check(r);
+    }
+
     /// Adds a timestamped store with the implementation, logging and caching of `m` but keys and values of any
     /// type.
     pub(crate) fn add_timestamped_store_as<K: 'static, V: 'static, K2: 'static, V2: 'static>(
@@ -157,6 +199,13 @@ impl BuilderInner {
         value_serde: SharedSerde<V2>,
         processor: &str,
     ) {
+        if m.versioned.is_some() {
+            self.check::<()>(Err(StreamsError::InvalidTopology(format!(
+                "store '{name}': versioned stores (Materialized::as_versioned_store) are supported for source \
+                 tables (StreamsBuilder::table) only"
+            ))));
+            return;
+        }
         let supplier = m
             .supplier
             .clone()
@@ -322,6 +371,7 @@ impl StreamsBuilder {
             .clone()
             .unwrap_or_else(|| b.name(&format!("{topic}-STATE-STORE-")));
         let send_old = Arc::new(AtomicBool::new(false));
+        let (k_out, v_out) = (k.clone(), v.clone());
         if let (Some(k), Some(v)) = (k.clone(), v.clone()) {
             let opts = SourceOptions::from_shared(
                 k.clone(),
@@ -332,6 +382,27 @@ impl StreamsBuilder {
             b.check(r);
             let store_name: Arc<str> = Arc::from(store.as_str());
             let flag = send_old.clone();
+            if let Some(history) = materialized.versioned {
+                b.add_processor::<K, Option<V>, _, _>(
+                    &processor,
+                    move || VersionedTableSource::<K, V> {
+                        store_name: store_name.clone(),
+                        send_old: flag.load(std::sync::atomic::Ordering::Relaxed),
+                        store: None,
+                    },
+                    &[&source],
+                );
+                b.add_versioned_store(&store, &materialized, k, v, history, &processor, topic);
+                drop(b);
+                return KTable::new(
+                    self.inner.clone(),
+                    processor,
+                    k_out,
+                    v_out,
+                    materialized.name.is_some().then_some(store),
+                    vec![send_old],
+                );
+            }
             let named = materialized.name.is_some();
             b.add_processor::<K, Option<V>, _, _>(
                 &processor,
