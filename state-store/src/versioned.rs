@@ -274,7 +274,10 @@ pub fn put_version(
     // Something can expire only when the cutoff moved or the new version is at or before it.
     let new_cutoff = cutoff(stream_time.max(ts), history_retention_ms);
     if ts > stream_time || ts <= new_cutoff {
-        expire(store, new_cutoff)?;
+        // Every index entry at or before the previous cutoff was handled by the put that moved the cutoff
+        // there, so the walk starts at the previous cutoff: it never crosses the deleted entries below it (which
+        // RocksDB would otherwise step over as tombstones on every put until a compaction).
+        expire(store, cutoff(stream_time, history_retention_ms), new_cutoff)?;
     }
     Ok(match next {
         Some(n) => VersionedPut::ValidTo(n.ts),
@@ -294,15 +297,19 @@ pub fn restore_version(
     put_version(store, history_retention_ms, key, value, ts).map(|_| ())
 }
 
-/// Deletes every version that no query can reach any more: for each index entry at a time `e <= cutoff`, the
-/// versions of its key older than `e` (a version exists at `e`, so they are all valid only until `e` or before),
-/// and the version at `e` itself when it is the key's latest and a tombstone.
-fn expire(store: &mut dyn KeyValueStore, cutoff: i64) -> Result<usize, StoreError> {
+/// Deletes every version that no query can reach any more: for each index entry at a time `from <= e <= cutoff`
+/// (none is left below `from`, the cutoff when this last ran), the
+/// versions of its key older than `e` (a version exists at `e`, so they are all valid only until `e` or before;
+/// by then only the one right before `e` is left), and the version at `e` itself when it is the key's latest and
+/// a tombstone.
+fn expire(store: &mut dyn KeyValueStore, from: i64, cutoff: i64) -> Result<usize, StoreError> {
+    let mut lower = vec![TAG_INDEX];
+    lower.extend_from_slice(&ts_bytes(from.min(cutoff)));
     let mut upper = vec![TAG_INDEX];
     upper.extend_from_slice(&ts_bytes(cutoff));
     let upper = prefix_upper_bound(&upper);
     let range = KeyRange {
-        lower: Some(vec![TAG_INDEX]),
+        lower: Some(lower),
         upper,
     };
     let entries: Vec<Vec<u8>> = store
@@ -321,8 +328,12 @@ fn expire(store: &mut dyn KeyValueStore, cutoff: i64) -> Result<usize, StoreErro
             lower: Some(prefix.clone()),
             upper: Some(with_ts(&prefix, e)),
         };
+        // Index entries are handled in time order, so every older version of the key but the one right before
+        // `e` went when the entry of that one was handled: one step back finds all there is to delete, without
+        // walking over what was deleted before.
         let doomed: Vec<Vec<u8>> = store
-            .scan(&older, false)?
+            .scan(&older, true)?
+            .take(1)
             .map(|e| e.map(|(k, _)| k))
             .collect::<Result<_, _>>()?;
         if let Some(at) = at_or_before(store, &prefix, e)? {
@@ -1063,6 +1074,27 @@ mod tests {
         s.put("k", Some("pos"), 5, UNDEFINED);
         s.as_of("k", 0, "neg", -5, 5);
         s.as_of("k", 5, "pos", 5, UNDEFINED);
+    }
+
+    /// Out-of-order versions and a latest tombstone expire too: once the cutoff passes them, a key keeps only its
+    /// latest value, and a key whose latest version is an expired tombstone keeps nothing.
+    #[test]
+    fn out_of_order_versions_and_latest_tombstones_expire() {
+        let mut s = store_with(100);
+        s.put("k", Some("v1"), 1_000, UNDEFINED);
+        s.put("k", Some("v2"), 1_050, UNDEFINED);
+        s.put("k", Some("v3"), 1_020, 1_050);
+        s.put("k2", Some("w"), 1_010, UNDEFINED);
+        s.put("k2", None, 1_060, UNDEFINED);
+        assert_eq!(s.store.num_versions().unwrap(), 5);
+        s.put("other", Some("x"), 1_200, UNDEFINED);
+        // k: v2 only; k2: nothing; other: x.
+        assert_eq!(s.store.num_versions().unwrap(), 2);
+        s.get("k", "v2", 1_050);
+        s.as_of("k", 1_100, "v2", 1_050, UNDEFINED);
+        s.as_of_null("k", 1_030);
+        s.get_null("k2");
+        s.as_of_null("k2", 1_150);
     }
 
     /// Expiry visits only what expires: a store of many keys whose old versions expire keeps exactly the latest
