@@ -527,7 +527,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                         ));
                         if let (Some(k), Some(v)) = (k, v) {
                             grace = Some(Grace {
-                                buffer_store: Arc::from(format!("{name}-buffer").as_str()),
+                                buffer_store: Arc::from(format!("{name}-Buffer").as_str()),
                                 grace_ms,
                                 key_serde: k,
                                 value_serde: v,

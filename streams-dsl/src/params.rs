@@ -454,7 +454,8 @@ impl<K: 'static, V: 'static, VO: 'static> Joined<K, V, VO> {
     /// at least `grace`; otherwise building the topology fails with
     /// [`StreamsError::GracePeriodNeedsVersionedTable`](crate::StreamsError::GracePeriodNeedsVersionedTable) or
     /// [`StreamsError::GracePeriodExceedsHistoryRetention`](crate::StreamsError::GracePeriodExceedsHistoryRetention).
-    /// The buffer is a store named `<join name>-buffer`, changelogged, so buffered records survive a restart.
+    /// The buffer is a store named `<join name>-Buffer` (as in Kafka Streams), changelogged, so buffered records
+    /// survive a restart.
     ///
     /// ```
     /// use std::time::Duration;

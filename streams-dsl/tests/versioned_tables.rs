@@ -110,6 +110,8 @@ fn buffered_records_survive_a_restart() {
             .to("totals", Produced::with(Serdes::string(), Serdes::i64()));
         b.build().unwrap()
     };
+    // The buffer store is named after the join, as Kafka Streams names it.
+    assert!(topology().describe().to_string().contains("totals-Buffer"));
     let open = || {
         TopologyTestDriver::builder(topology())
             .state_dir(&dir)
