@@ -6766,3 +6766,19 @@ fn stream_table_join_with_grace_it_left_with_versioned_store() {
         ])
     );
 }
+
+/// StreamsBuilderTest.shouldThrowOnVersionedStoreSupplierForGlobalTable
+#[test]
+fn streams_builder_should_throw_on_versioned_store_supplier_for_global_table() {
+    let b = StreamsBuilder::new();
+    b.global_table(
+        "topic",
+        Consumed::with(Serdes::i64(), Serdes::string()),
+        Materialized::as_versioned_store("store", Duration::ZERO),
+    );
+    let err = b.build().unwrap_err();
+    assert!(
+        matches!(&err, StreamsError::InvalidTopology(m) if m.contains("cannot be versioned")),
+        "{err}"
+    );
+}
