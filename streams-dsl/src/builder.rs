@@ -442,6 +442,62 @@ impl StreamsBuilder {
         self
     }
 
+    /// Adds a versioned store (Kafka's `addStateStore` with a versioned store builder) for processors attached
+    /// later with [`KStream::process`] or [`KStream::process_values`], which read it with
+    /// `versioned_key_value_store` on their context.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::*;
+    ///
+    /// /// Records each price as a version and forwards the price it replaced, as of the instant before.
+    /// struct PreviousPrice;
+    /// impl FixedKeyProcessor<String, i64> for PreviousPrice {
+    ///     type VOut = String;
+    ///     fn process(
+    ///         &mut self,
+    ///         r: FixedKeyRecord<String, i64>,
+    ///         ctx: &mut FixedKeyProcessorContext<'_, String, String>,
+    ///     ) -> Result<(), StreamsError> {
+    ///         let mut history = ctx.versioned_key_value_store::<String, i64>("price-history")?;
+    ///         let before = history.get_as_of(r.key(), r.timestamp() - 1)?.map(|v| v.value);
+    ///         history.put(r.key(), Some(r.value()), r.timestamp())?;
+    ///         let line = format!("{before:?} -> {}", r.value());
+    ///         ctx.forward(r.with_value(line))
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.add_versioned_state_store(VersionedKeyValueStoreBuilder::new(
+    ///     "price-history",
+    ///     StoreKind::InMemory,
+    ///     Serdes::string(),
+    ///     Serdes::i64(),
+    ///     Duration::from_secs(3_600),
+    /// ));
+    /// builder
+    ///     .stream::<String, i64>("prices", Consumed::new())
+    ///     .process_values(|| PreviousPrice, &["price-history"])
+    ///     .to("changes", Produced::new());
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("prices", Serdes::string(), Serdes::i64());
+    /// input.pipe_input_at("pen".into(), 3, 1_000).unwrap();
+    /// input.pipe_input_at("pen".into(), 5, 2_000).unwrap();
+    /// input.pipe_input_at("pen".into(), 4, 1_500).unwrap(); // out of order: the price before 1 500 was 3
+    /// let out = driver.output_topic("changes", Serdes::string(), Serdes::string());
+    /// let lines: Vec<String> = out.read_key_values_to_vec().unwrap().into_iter().map(|(_, v)| v).collect();
+    /// assert_eq!(lines, ["None -> 3", "Some(3) -> 5", "Some(3) -> 4"]);
+    /// ```
+    pub fn add_versioned_state_store<K: 'static, V: 'static>(
+        &self,
+        store: VersionedKeyValueStoreBuilder<K, V>,
+    ) -> &Self {
+        let mut b = self.inner.borrow_mut();
+        let r = b.topology.add_versioned_state_store(store, &[]).map(|_| ());
+        b.check(r);
+        self
+    }
+
     /// The finished topology, or the first error any DSL call met. Streams and tables still held are detached:
     /// operators added to them afterwards go nowhere.
     pub fn build(self) -> Result<Topology, StreamsError> {
