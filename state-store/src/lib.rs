@@ -36,6 +36,7 @@ pub mod serde;
 mod supplier;
 mod timestamped;
 mod typed;
+pub mod versioned;
 mod window;
 
 pub use cache::{CacheStats, CachingKeyValueStore};
@@ -48,6 +49,7 @@ pub use serde::{Serde, Serdes, SharedSerde};
 pub use supplier::{KeyValueStoreSupplier, StoreContext, StoreKind};
 pub use timestamped::{TimestampedSerde, ValueAndTimestamp, ValueOfTimestampedSerde, NO_TIMESTAMP};
 pub use typed::{share, SharedKeyValueStore, TypedKeyValueStore};
+pub use versioned::{VersionedKeyValueStore, VersionedPut, VersionedRecord};
 pub use window::{
     SessionStore, SessionWindowedSerde, TimeWindowedSerde, Window, WindowStore, Windowed,
 };

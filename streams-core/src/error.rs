@@ -88,6 +88,32 @@ pub enum StreamsError {
         /// Why, and when to retry.
         reason: String,
     },
+    /// A stream-table join was given a grace period but its table is not versioned (Kafka: "KTable must be
+    /// versioned to use a grace period in a stream table join."): buffered records are joined with the table as
+    /// of their time, which only a versioned table can answer.
+    #[error(
+        "stream-table join '{join}': the table must be versioned to use a grace period (materialize it with \
+         Materialized::as_versioned_store)"
+    )]
+    GracePeriodNeedsVersionedTable {
+        /// The join.
+        join: String,
+    },
+    /// A stream-table join's grace period is longer than its versioned table's history retention (Kafka:
+    /// "History retention must be at least grace period."): the table could not answer for the oldest
+    /// buffered records.
+    #[error(
+        "stream-table join '{join}': the table's history retention ({history_retention_ms} ms) must be at least \
+         the grace period ({grace_ms} ms)"
+    )]
+    GracePeriodExceedsHistoryRetention {
+        /// The join.
+        join: String,
+        /// The grace period.
+        grace_ms: i64,
+        /// The table store's history retention.
+        history_retention_ms: i64,
+    },
     /// A store was asked for with other key or value types than it holds.
     #[error("store '{store}' holds <{actual}> but <{requested}> was requested")]
     StoreTypeMismatch {

@@ -61,7 +61,10 @@ pub use processor::{
     Data, Processor, ProcessorContext, PunctuationType, RecordPosition, ScheduleId, TaskId,
 };
 pub use record::{Header, Headers, RawRecord, RawRecordRef, Record, RecordMetadata};
-pub use state::{ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore};
+pub use state::{
+    ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyVersionedKeyValueStore,
+    ReadOnlyWindowStore,
+};
 pub use task::{
     ChangelogWriter, OutgoingRecord, RecordCollector, RefusedRecord, TaskMetricsSnapshot,
 };
@@ -75,9 +78,13 @@ pub use timestamp::{
 pub use topology::{
     InternalTopic, KeyValueStoreBuilder, NodeDescription, NodeDescriptionKind, PartitionPlan,
     SinkOptions, SourceOptions, SubTopology, SubTopologyDescription, Topology, TopologyDescription,
+    VersionedKeyValueStoreBuilder,
 };
 
 /// Serdes: re-exported from `state-store`, where typed stores need them without depending on Kafka.
 pub use state_store::serde;
 pub use state_store::serde::{default_serde, Serde, Serdes, SharedSerde};
-pub use state_store::{KeyValueStoreSupplier, StoreKind, ValueAndTimestamp};
+pub use state_store::{
+    KeyValueStoreSupplier, StoreKind, ValueAndTimestamp, VersionedKeyValueStore, VersionedPut,
+    VersionedRecord,
+};

@@ -209,6 +209,17 @@ impl<K: Data, V: Data> ProcessorContext<K, V> {
         self.shared.key_value_store(self.node, &self.name, store)
     }
 
+    /// The versioned key-value store `store` (added with
+    /// [`Topology::add_versioned_state_store`](crate::Topology::add_versioned_state_store)), which must be
+    /// connected to this processor.
+    pub fn versioned_key_value_store<SK: 'static, SV: 'static>(
+        &self,
+        store: &str,
+    ) -> Result<state_store::VersionedKeyValueStore<SK, SV>, StreamsError> {
+        self.shared
+            .versioned_key_value_store(self.node, &self.name, store)
+    }
+
     /// Bytes of record cache in front of store `store` in this task: 0 when the store has no cache (caching
     /// disabled for it, or `statestore.cache.max.bytes` is 0) or is not connected to this processor. A processor
     /// whose store is cached holds its updates back until [`Processor::flush`] or until they exceed this budget.

@@ -346,3 +346,65 @@ impl<K: Clone + 'static, V: 'static> ReadOnlySessionStore<K, V> {
             .get(&Windowed::new(key.clone(), Window::new(start, end)))
     }
 }
+
+/// A read-only view of a versioned store over all its partitions (Kafka's `VersionedKeyValueStore` as a
+/// processor or an interactive query reads it): the latest version of a key, or the version valid at a time.
+pub struct ReadOnlyVersionedKeyValueStore<K, V> {
+    parts: Vec<state_store::VersionedKeyValueStore<K, V>>,
+}
+
+impl<K: 'static, V: 'static> ReadOnlyVersionedKeyValueStore<K, V> {
+    /// A view of versioned store `name` of `topology` over the given partitions' byte stores.
+    pub(crate) fn new(
+        topology: &Topology,
+        name: &str,
+        parts: Vec<SharedKeyValueStore>,
+    ) -> Result<Self, StreamsError> {
+        let retention = topology.versioned_store_retention(name).ok_or_else(|| {
+            StreamsError::StoreTypeMismatch {
+                store: name.to_string(),
+                actual: "a store that is not versioned".into(),
+                requested: "a versioned store".into(),
+            }
+        })?;
+        let serdes = topology.versioned_store_serdes::<K, V>(name)?;
+        Ok(ReadOnlyVersionedKeyValueStore {
+            parts: parts
+                .into_iter()
+                .map(|p| {
+                    state_store::VersionedKeyValueStore::with_shared_serdes(
+                        p,
+                        serdes.key.clone(),
+                        serdes.value.clone(),
+                        retention,
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// The latest version of `key`, `None` when it has none or was deleted.
+    pub fn get(&self, key: &K) -> Result<Option<state_store::VersionedRecord<V>>, StreamsError> {
+        for p in &self.parts {
+            if let Some(r) = p.get(key)? {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The version of `key` valid at `timestamp` (see
+    /// [`VersionedKeyValueStore::get_as_of`](state_store::VersionedKeyValueStore::get_as_of)).
+    pub fn get_as_of(
+        &self,
+        key: &K,
+        timestamp: i64,
+    ) -> Result<Option<state_store::VersionedRecord<V>>, StreamsError> {
+        for p in &self.parts {
+            if let Some(r) = p.get_as_of(key, timestamp)? {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+}

@@ -151,6 +151,7 @@ fn open_store(
                 wiped,
                 crate::task::ChangelogFormat {
                     timestamped: def.serdes.timestamped(),
+                    versioned: def.serdes.versioned(),
                     source_topic: def.source_changelog.is_some(),
                 },
                 &mut reopen,

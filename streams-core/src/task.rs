@@ -89,6 +89,8 @@ pub(crate) struct ChangelogFormat {
     /// The store keeps values with timestamps, which its changelog carries as record timestamps (each restored
     /// value gets its record's timestamp in front).
     pub timestamped: bool,
+    /// The store is versioned with this history retention: each record is a version, put at its timestamp.
+    pub versioned: Option<i64>,
     /// The changelog is the source topic the store is a table of: it is read up to the application's committed
     /// offset, where processing resumes, not to its end.
     pub source_topic: bool,
@@ -373,6 +375,50 @@ impl TaskShared {
         node_name: &str,
         store: &str,
     ) -> Result<TypedKeyValueStore<K, V>, StreamsError> {
+        let (slot, serdes) = self.store_slot::<K, V>(node, node_name, store)?;
+        if slot.serdes.versioned().is_some() {
+            return Err(StreamsError::StoreAccess {
+                processor: node_name.to_string(),
+                store: store.to_string(),
+                reason: "the store is versioned: read it with versioned_key_value_store".into(),
+            });
+        }
+        Ok(TypedKeyValueStore::with_shared_serdes(
+            slot.store.clone(),
+            serdes.key.clone(),
+            serdes.value.clone(),
+        ))
+    }
+
+    pub(crate) fn versioned_key_value_store<K: 'static, V: 'static>(
+        &self,
+        node: usize,
+        node_name: &str,
+        store: &str,
+    ) -> Result<state_store::VersionedKeyValueStore<K, V>, StreamsError> {
+        let (slot, serdes) = self.store_slot::<K, V>(node, node_name, store)?;
+        let Some(retention) = slot.serdes.versioned() else {
+            return Err(StreamsError::StoreAccess {
+                processor: node_name.to_string(),
+                store: store.to_string(),
+                reason: "the store is not versioned: read it with key_value_store".into(),
+            });
+        };
+        Ok(state_store::VersionedKeyValueStore::with_shared_serdes(
+            slot.store.clone(),
+            serdes.key.clone(),
+            serdes.value.clone(),
+            retention,
+        ))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn store_slot<K: 'static, V: 'static>(
+        &self,
+        node: usize,
+        node_name: &str,
+        store: &str,
+    ) -> Result<(&StoreSlot, &crate::topology::StoreSerdes<K, V>), StreamsError> {
         let err = |reason: String| StreamsError::StoreAccess {
             processor: node_name.to_string(),
             store: store.to_string(),
@@ -401,11 +447,7 @@ impl TaskShared {
                 std::any::type_name::<V>()
             ))
         })?;
-        Ok(TypedKeyValueStore::with_shared_serdes(
-            slot.store.clone(),
-            serdes.key.clone(),
-            serdes.value.clone(),
-        ))
+        Ok((slot, serdes))
     }
 }
 
@@ -587,7 +629,21 @@ fn wrap_store(
         if let Some(writer) = &env.changelog {
             let topic = Topology::changelog_topic(&env.application_id, name);
             let mut sink = writer.sink(name, &topic, id.partition, timestamp.clone());
-            store = if def.serdes.timestamped() {
+            store = if def.serdes.versioned().is_some() {
+                // As Kafka Streams writes a versioned store's changelog: one record per version, with the plain
+                // key and value (a tombstone version as a null value) stamped with the version's timestamp. The
+                // store's bookkeeping entries and the deletes of expired versions are not logged: restoring
+                // rebuilds the one and redoes the other.
+                Box::new(ChangeLoggingKeyValueStore::new(
+                    store,
+                    move |k: &[u8], v: Option<&[u8]>| -> Result<(), StoreError> {
+                        match v.and_then(|v| state_store::versioned::decode_changelog_entry(k, v)) {
+                            Some((key, value, ts)) => sink.log_at(key, value, ts),
+                            None => Ok(()),
+                        }
+                    },
+                ))
+            } else if def.serdes.timestamped() {
                 // As Kafka Streams writes a timestamped store's changelog: the plain value, stamped with the
                 // value's timestamp.
                 Box::new(ChangeLoggingKeyValueStore::new(
@@ -609,7 +665,7 @@ fn wrap_store(
             };
         }
     }
-    let cache_bytes = if def.caching {
+    let cache_bytes = if def.caching && def.serdes.versioned().is_none() {
         env.cache_bytes_per_store
     } else {
         0

@@ -851,6 +851,22 @@ impl TopologyTestDriver {
         ReadOnlyKeyValueStore::new(&st.topology, name, parts)
     }
 
+    /// A read-only view of versioned store `name` across all its partitions.
+    pub fn versioned_key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::ReadOnlyVersionedKeyValueStore<K, V>, StreamsError> {
+        let st = self.state.borrow();
+        let parts = st
+            .tasks
+            .iter()
+            .flat_map(|t| t.stores().iter())
+            .filter(|(n, _)| n == name)
+            .map(|(_, s)| s.clone())
+            .collect();
+        crate::ReadOnlyVersionedKeyValueStore::new(&st.topology, name, parts)
+    }
+
     /// A read-only view of window store `name` (a time- or sliding-windowed aggregation's) across all its
     /// partitions.
     pub fn window_store<K: Clone + 'static, V: 'static>(

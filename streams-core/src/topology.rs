@@ -48,6 +48,9 @@ pub(crate) struct StoreSerdes<K, V> {
 pub(crate) struct ErasedSerdes {
     stored: Arc<dyn Any + Send + Sync>,
     plain: Option<Arc<dyn Any + Send + Sync>>,
+    /// For a versioned store, its history retention in ms: the store's bytes are laid out as
+    /// [`state_store::versioned`] describes and it is read through a `VersionedKeyValueStore` only.
+    versioned: Option<i64>,
 }
 
 impl ErasedSerdes {
@@ -55,7 +58,13 @@ impl ErasedSerdes {
         ErasedSerdes {
             stored: Arc::new(StoreSerdes { key, value }),
             plain: None,
+            versioned: None,
         }
+    }
+
+    /// The history retention of a versioned store; `None` for other stores.
+    pub(crate) fn versioned(&self) -> Option<i64> {
+        self.versioned
     }
 
     /// Whether the store keeps values with timestamps (`ValueAndTimestamp<V>`).
@@ -100,6 +109,7 @@ pub struct KeyValueStoreBuilder<K, V> {
     key_serde: SharedSerde<K>,
     value_serde: SharedSerde<V>,
     plain: Option<Arc<dyn Any + Send + Sync>>,
+    versioned: Option<i64>,
     logging: bool,
     caching: bool,
     source_changelog: Option<String>,
@@ -179,6 +189,7 @@ impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
             key_serde,
             value_serde,
             plain: None,
+            versioned: None,
             logging: true,
             caching: true,
             source_changelog: None,
@@ -247,6 +258,116 @@ impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
         SharedSerde<V>,
     ) {
         (self.name, self.supplier, self.key_serde, self.value_serde)
+    }
+}
+
+/// Describes a versioned key-value store (Kafka's `Stores.versionedKeyValueStoreBuilder` over
+/// `Stores.persistentVersionedKeyValueStore`): every version of each key's value is kept for
+/// `history_retention`, and processors read it as of a time. Processors get it with
+/// [`ProcessorContext::versioned_key_value_store`](crate::ProcessorContext::versioned_key_value_store) as a
+/// [`state_store::VersionedKeyValueStore`]; see that type for the semantics.
+///
+/// The store is changelogged by default, as Kafka's: each version is one changelog record whose key and value
+/// are the plain key and value (a tombstone for a deleted version) and whose timestamp is the version's, and
+/// restoring replays them into the history. It has no write-back cache (Kafka's versioned stores have none).
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::*;
+///
+/// /// Forwards each record's value with the price valid at the record's time.
+/// struct PriceAtOrderTime;
+/// impl Processor<String, i64> for PriceAtOrderTime {
+///     type KOut = String;
+///     type VOut = String;
+///     fn process(&mut self, r: Record<String, i64>, ctx: &mut ProcessorContext<String, String>) -> Result<(), StreamsError> {
+///         let mut prices = ctx.versioned_key_value_store::<String, i64>("prices")?;
+///         if r.value < 0 {
+///             // A negative quantity records a price change: -price.
+///             prices.put(&r.key, Some(&-r.value), r.timestamp)?;
+///             return Ok(());
+///         }
+///         let price = prices.get_as_of(&r.key, r.timestamp)?.map(|v| v.value);
+///         let line = format!("{} x {price:?}", r.value);
+///         ctx.forward(r.with_value(line))
+///     }
+/// }
+///
+/// let mut t = Topology::new();
+/// t.add_source("in", &["in"], SourceOptions::new(Serdes::string(), Serdes::i64())).unwrap();
+/// t.add_processor::<String, i64, _, _>("p", || PriceAtOrderTime, &["in"]).unwrap();
+/// t.add_versioned_state_store(
+///     VersionedKeyValueStoreBuilder::new("prices", StoreKind::InMemory, Serdes::string(), Serdes::i64(), Duration::from_secs(60)),
+///     &["p"],
+/// ).unwrap();
+/// t.add_sink("out", "out", SinkOptions::new(Serdes::string(), Serdes::string()), &["p"]).unwrap();
+///
+/// let driver = TopologyTestDriver::new(t).unwrap();
+/// let input = driver.input_topic("in", Serdes::string(), Serdes::i64());
+/// input.pipe_input_at("pen".into(), -3, 1_000).unwrap();
+/// input.pipe_input_at("pen".into(), -5, 3_000).unwrap();
+/// input.pipe_input_at("pen".into(), 2, 2_000).unwrap(); // out of order: the price valid at 2 000
+/// let out = driver.output_topic("out", Serdes::string(), Serdes::string());
+/// assert_eq!(out.read_value().unwrap().as_deref(), Some("2 x Some(3)"));
+/// ```
+pub struct VersionedKeyValueStoreBuilder<K, V> {
+    inner: KeyValueStoreBuilder<K, V>,
+}
+
+impl<K: 'static, V: 'static> VersionedKeyValueStoreBuilder<K, V> {
+    /// A versioned store called `name` opened by `supplier`, keeping `history_retention` of history (in stream
+    /// time; whole milliseconds).
+    pub fn new(
+        name: impl Into<String>,
+        supplier: impl KeyValueStoreSupplier + 'static,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        history_retention: std::time::Duration,
+    ) -> Self {
+        Self::from_parts(
+            name,
+            Arc::new(supplier),
+            Arc::new(key_serde),
+            Arc::new(value_serde),
+            history_retention,
+        )
+    }
+
+    /// Same, from shared parts.
+    pub fn from_parts(
+        name: impl Into<String>,
+        supplier: Arc<dyn KeyValueStoreSupplier>,
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+        history_retention: std::time::Duration,
+    ) -> Self {
+        let mut inner = KeyValueStoreBuilder::from_parts(name, supplier, key_serde, value_serde)
+            .with_caching_disabled();
+        inner.versioned = Some(i64::try_from(history_retention.as_millis()).unwrap_or(i64::MAX));
+        VersionedKeyValueStoreBuilder { inner }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// The history retention in ms.
+    pub fn history_retention_ms(&self) -> i64 {
+        self.inner.versioned.unwrap_or(0)
+    }
+
+    /// Sets whether the store has a changelog (on by default).
+    pub fn with_logging(mut self, enabled: bool) -> Self {
+        self.inner = self.inner.with_logging(enabled);
+        self
+    }
+
+    /// Uses source topic `topic` as the store's changelog (see
+    /// [`KeyValueStoreBuilder::with_changelog_from_source`]): restoring replays its records as versions.
+    pub fn with_changelog_from_source(mut self, topic: impl Into<String>) -> Self {
+        self.inner = self.inner.with_changelog_from_source(topic);
+        self
     }
 }
 
@@ -356,6 +477,9 @@ pub struct PartitionPlan {
     pub topic_partitions: BTreeMap<String, i32>,
     /// Partitions of each changelog topic (full name).
     pub changelogs: BTreeMap<String, i32>,
+    /// `min.compaction.lag.ms` of the changelog topics of versioned stores: history retention plus a day, as
+    /// Kafka Streams sets it, so compaction keeps every version the store may still need.
+    pub changelog_min_compaction_lag_ms: BTreeMap<String, i64>,
 }
 
 /// A processing graph: build it node by node (the Processor API) or through the DSL's `StreamsBuilder`.
@@ -656,6 +780,7 @@ impl Topology {
                         value: builder.value_serde,
                     }),
                     plain: builder.plain,
+                    versioned: builder.versioned,
                 },
                 key_type: type_name::<K>(),
                 value_type: type_name::<V>(),
@@ -667,6 +792,20 @@ impl Topology {
         );
         self.connect_processor_and_state_stores_many(processors, &[&name])?;
         Ok(self)
+    }
+
+    /// Adds a versioned key-value store and connects it to `processors`.
+    pub fn add_versioned_state_store<K: 'static, V: 'static>(
+        &mut self,
+        builder: VersionedKeyValueStoreBuilder<K, V>,
+        processors: &[&str],
+    ) -> Result<&mut Self, StreamsError> {
+        self.add_state_store(builder.inner, processors)
+    }
+
+    /// The history retention of store `name` when it is versioned.
+    pub fn versioned_store_retention(&self, name: &str) -> Option<i64> {
+        self.stores.get(name).and_then(|d| d.serdes.versioned())
     }
 
     /// Gives `processor` access to `stores`.
@@ -728,6 +867,36 @@ impl Topology {
                     " (stores: {})",
                     self.stores.keys().cloned().collect::<Vec<_>>().join(", ")
                 ),
+            })?;
+        if def.serdes.versioned().is_some() {
+            return Err(StreamsError::StoreTypeMismatch {
+                store: name.to_string(),
+                actual: format!(
+                    "a versioned store of {}, {} (read it as a versioned store)",
+                    def.key_type, def.value_type
+                ),
+                requested: format!(
+                    "a key-value store of {}, {}",
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>()
+                ),
+            });
+        }
+        self.versioned_store_serdes::<K, V>(name)
+    }
+
+    /// The serdes of store `name`, versioned or not, which must hold `K` keys and `V` values.
+    pub(crate) fn versioned_store_serdes<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<&StoreSerdes<K, V>, StreamsError> {
+        let def = self
+            .stores
+            .get(name)
+            .or_else(|| self.global_stores.get(name).map(|g| &g.def))
+            .ok_or_else(|| StreamsError::UnknownStore {
+                store: name.to_string(),
+                hint: String::new(),
             })?;
         def.serdes
             .get::<K, V>()
@@ -943,6 +1112,7 @@ impl Topology {
             topic_partitions.insert(self.resolve_topic(application_id, &it.name), n);
         }
         self.check_copartitioning(application_id, &groups, &known, &topic_partitions)?;
+        let mut min_lag = BTreeMap::new();
         for s in &subs {
             for store in &s.stores {
                 if let Some(topic) = self
@@ -958,11 +1128,12 @@ impl Topology {
                     }
                     continue; // the source topic is its changelog
                 }
-                if self.stores.get(store).is_some_and(|d| d.logging) {
-                    changelogs.insert(
-                        Topology::changelog_topic(application_id, store),
-                        task_counts[s.id],
-                    );
+                if let Some(def) = self.stores.get(store).filter(|d| d.logging) {
+                    let topic = Topology::changelog_topic(application_id, store);
+                    if let Some(retention) = def.serdes.versioned() {
+                        min_lag.insert(topic.clone(), retention.saturating_add(86_400_000));
+                    }
+                    changelogs.insert(topic, task_counts[s.id]);
                 }
             }
         }
@@ -971,6 +1142,7 @@ impl Topology {
             external: known,
             topic_partitions,
             changelogs,
+            changelog_min_compaction_lag_ms: min_lag,
         })
     }
 

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use state_store::serde::OptionSerde;
 use streams_core::{
     Data, KeyValueStoreBuilder, Processor, SharedSerde, SinkOptions, SourceOptions, StoreKind,
-    StreamsError, Topology,
+    StreamsError, Topology, VersionedKeyValueStoreBuilder,
 };
 
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::ops::table_source::TableSource;
+use crate::ops::versioned_table_source::VersionedTableSource;
 use crate::params::{pick_serde, Consumed, Materialized};
 
 pub(crate) type Shared = Rc<RefCell<BuilderInner>>;
@@ -156,6 +157,13 @@ impl BuilderInner {
         value_serde: SharedSerde<V2>,
         processor: &str,
     ) {
+        if m.versioned.is_some() {
+            self.check::<()>(Err(StreamsError::InvalidTopology(format!(
+                "store '{name}': versioned stores (Materialized::as_versioned_store) are supported for source \
+                 tables (StreamsBuilder::table) only"
+            ))));
+            return;
+        }
         let supplier = m
             .supplier
             .clone()
@@ -183,6 +191,40 @@ impl BuilderInner {
         self.add_timestamped_store_as(name, m, key_serde, value_serde, processor);
     }
 
+    /// Adds the versioned store of a source table read from `topic`, keeping `history` of history.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_versioned_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        m: &Materialized<K, V>,
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+        history: std::time::Duration,
+        processor: &str,
+        topic: &str,
+    ) {
+        let supplier = m
+            .supplier
+            .clone()
+            .unwrap_or_else(|| Arc::new(StoreKind::default()));
+        let mut builder = VersionedKeyValueStoreBuilder::from_parts(
+            name,
+            supplier,
+            key_serde,
+            value_serde,
+            history,
+        )
+        .with_logging(m.logging);
+        if self.reuse_source_topics && m.logging {
+            builder = builder.with_changelog_from_source(topic);
+        }
+        let r = self
+            .topology
+            .add_versioned_state_store(builder, &[processor])
+            .map(|_| ());
+        self.check(r);
+    }
+
     /// Adds a timestamped store with the implementation, logging and caching of `m` but keys and values of any
     /// type.
     pub(crate) fn add_timestamped_store_as<K: 'static, V: 'static, K2: 'static, V2: 'static>(
@@ -193,6 +235,13 @@ impl BuilderInner {
         value_serde: SharedSerde<V2>,
         processor: &str,
     ) {
+        if m.versioned.is_some() {
+            self.check::<()>(Err(StreamsError::InvalidTopology(format!(
+                "store '{name}': versioned stores (Materialized::as_versioned_store) are supported for source \
+                 tables (StreamsBuilder::table) only"
+            ))));
+            return;
+        }
         let supplier = m
             .supplier
             .clone()
@@ -359,6 +408,7 @@ impl StreamsBuilder {
             .clone()
             .unwrap_or_else(|| b.name(&format!("{topic}-STATE-STORE-")));
         let send_old = Arc::new(AtomicBool::new(false));
+        let (k_out, v_out) = (k.clone(), v.clone());
         if let (Some(k), Some(v)) = (k.clone(), v.clone()) {
             let opts = SourceOptions::from_shared(
                 k.clone(),
@@ -369,6 +419,27 @@ impl StreamsBuilder {
             b.check(r);
             let store_name: Arc<str> = Arc::from(store.as_str());
             let flag = send_old.clone();
+            if let Some(history) = materialized.versioned {
+                b.add_processor::<K, Option<V>, _, _>(
+                    &processor,
+                    move || VersionedTableSource::<K, V> {
+                        store_name: store_name.clone(),
+                        send_old: flag.load(std::sync::atomic::Ordering::Relaxed),
+                        store: None,
+                    },
+                    &[&source],
+                );
+                b.add_versioned_store(&store, &materialized, k, v, history, &processor, topic);
+                drop(b);
+                return KTable::new(
+                    self.inner.clone(),
+                    processor,
+                    k_out,
+                    v_out,
+                    materialized.name.is_some().then_some(store),
+                    vec![send_old],
+                );
+            }
             let named = materialized.name.is_some();
             b.add_processor::<K, Option<V>, _, _>(
                 &processor,
@@ -404,6 +475,62 @@ impl StreamsBuilder {
     ) -> &Self {
         let mut b = self.inner.borrow_mut();
         let r = b.topology.add_state_store(store, &[]).map(|_| ());
+        b.check(r);
+        self
+    }
+
+    /// Adds a versioned store (Kafka's `addStateStore` with a versioned store builder) for processors attached
+    /// later with [`KStream::process`] or [`KStream::process_values`], which read it with
+    /// `versioned_key_value_store` on their context.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::*;
+    ///
+    /// /// Records each price as a version and forwards the price it replaced, as of the instant before.
+    /// struct PreviousPrice;
+    /// impl FixedKeyProcessor<String, i64> for PreviousPrice {
+    ///     type VOut = String;
+    ///     fn process(
+    ///         &mut self,
+    ///         r: FixedKeyRecord<String, i64>,
+    ///         ctx: &mut FixedKeyProcessorContext<'_, String, String>,
+    ///     ) -> Result<(), StreamsError> {
+    ///         let mut history = ctx.versioned_key_value_store::<String, i64>("price-history")?;
+    ///         let before = history.get_as_of(r.key(), r.timestamp() - 1)?.map(|v| v.value);
+    ///         history.put(r.key(), Some(r.value()), r.timestamp())?;
+    ///         let line = format!("{before:?} -> {}", r.value());
+    ///         ctx.forward(r.with_value(line))
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.add_versioned_state_store(VersionedKeyValueStoreBuilder::new(
+    ///     "price-history",
+    ///     StoreKind::InMemory,
+    ///     Serdes::string(),
+    ///     Serdes::i64(),
+    ///     Duration::from_secs(3_600),
+    /// ));
+    /// builder
+    ///     .stream::<String, i64>("prices", Consumed::new())
+    ///     .process_values(|| PreviousPrice, &["price-history"])
+    ///     .to("changes", Produced::new());
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic("prices", Serdes::string(), Serdes::i64());
+    /// input.pipe_input_at("pen".into(), 3, 1_000).unwrap();
+    /// input.pipe_input_at("pen".into(), 5, 2_000).unwrap();
+    /// input.pipe_input_at("pen".into(), 4, 1_500).unwrap(); // out of order: the price before 1 500 was 3
+    /// let out = driver.output_topic("changes", Serdes::string(), Serdes::string());
+    /// let lines: Vec<String> = out.read_key_values_to_vec().unwrap().into_iter().map(|(_, v)| v).collect();
+    /// assert_eq!(lines, ["None -> 3", "Some(3) -> 5", "Some(3) -> 4"]);
+    /// ```
+    pub fn add_versioned_state_store<K: 'static, V: 'static>(
+        &self,
+        store: VersionedKeyValueStoreBuilder<K, V>,
+    ) -> &Self {
+        let mut b = self.inner.borrow_mut();
+        let r = b.topology.add_versioned_state_store(store, &[]).map(|_| ());
         b.check(r);
         self
     }

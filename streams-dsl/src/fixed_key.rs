@@ -137,6 +137,15 @@ impl<K: Data, V: Data> FixedKeyProcessorContext<'_, K, V> {
         self.inner.key_value_store(store)
     }
 
+    /// The versioned key-value store `store`, which must be connected to this processor (see
+    /// [`StreamsBuilder::add_versioned_state_store`](crate::StreamsBuilder::add_versioned_state_store)).
+    pub fn versioned_key_value_store<SK: 'static, SV: 'static>(
+        &self,
+        store: &str,
+    ) -> Result<streams_core::VersionedKeyValueStore<SK, SV>, StreamsError> {
+        self.inner.versioned_key_value_store(store)
+    }
+
     /// Schedules [`FixedKeyProcessor::punctuate`] every `interval` of the given clock.
     pub fn schedule(
         &mut self,

@@ -96,6 +96,11 @@ impl StreamsBuilder {
                 "global_table('{topic}'): custom timestamp extractors are supported on streams only"
             ))));
         }
+        if materialized.versioned.is_some() {
+            b.check::<()>(Err(StreamsError::InvalidTopology(format!(
+                "global_table('{topic}'): a global table cannot be versioned"
+            ))));
+        }
         let source = consumed
             .name
             .clone()

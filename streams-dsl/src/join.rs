@@ -12,12 +12,15 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use streams_core::{Data, NodeDescriptionKind, SharedSerde, Topology};
+use streams_core::{
+    Data, KeyValueStoreBuilder, NodeDescriptionKind, Serdes, SharedSerde, StoreKind, StreamsError,
+    Topology,
+};
 
 use crate::change::Change;
 use crate::kstream::KStream;
 use crate::ktable::KTable;
-use crate::ops::stream_table_join::StreamTableJoin;
+use crate::ops::stream_table_join::{Grace, StreamTableJoin};
 use crate::ops::table_materialize::TableMaterialize;
 use crate::ops::table_table_join::{JoinMerge, TableTableJoin};
 use crate::params::{pick_serde, Joined, Materialized};
@@ -100,6 +103,14 @@ impl<K: Data, V: Data> KTable<K, V> {
         let this_view = self.with_store(&None, op);
         let other_view = other.with_store(&None, op);
         let mut b = self.b.borrow_mut();
+        for (_, store) in this_view.iter().chain(other_view.iter()) {
+            if b.topology.versioned_store_retention(store).is_some() {
+                b.check::<()>(Err(StreamsError::InvalidTopology(format!(
+                    "{op}: table '{store}' is versioned; table-table joins of versioned tables are not \
+                     supported (join a stream with it, or materialize it without versioning)"
+                ))));
+            }
+        }
         // Named as Kafka names a table-table join given `Named`: `<name>-join-this`, `<name>-join-other`, `<name>`.
         let (this_name, other_name, merge_name) = match &self.pending_name {
             Some(named) => {
@@ -490,9 +501,54 @@ impl<K: Data, V: Data> KStream<K, V> {
             }
         }
         if let Some((table_node, store)) = view {
+            let history = b.topology.versioned_store_retention(&store);
+            let mut grace = None;
+            if let Some(period) = joined.grace_period {
+                let grace_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
+                match history {
+                    None => {
+                        b.check::<()>(Err(StreamsError::GracePeriodNeedsVersionedTable {
+                            join: name.clone(),
+                        }));
+                    }
+                    Some(h) if h < grace_ms => {
+                        b.check::<()>(Err(StreamsError::GracePeriodExceedsHistoryRetention {
+                            join: name.clone(),
+                            grace_ms,
+                            history_retention_ms: h,
+                        }));
+                    }
+                    Some(_) => {
+                        // The buffer keeps records through the stream's serdes, which must be known.
+                        let k = b.check(pick_serde(
+                            &joined.key_serde,
+                            &key_serde,
+                            op,
+                            "key",
+                            JOINED_HINT,
+                        ));
+                        let v = b.check(pick_serde(
+                            &joined.value_serde,
+                            &value_serde,
+                            op,
+                            "value",
+                            JOINED_HINT,
+                        ));
+                        if let (Some(k), Some(v)) = (k, v) {
+                            grace = Some(Grace {
+                                buffer_store: Arc::from(format!("{name}-Buffer").as_str()),
+                                grace_ms,
+                                key_serde: k,
+                                value_serde: v,
+                            });
+                        }
+                    }
+                }
+            }
             let store_name: Arc<str> = Arc::from(store.as_str());
             let joiner = Arc::new(joiner);
             let (join_key_serde, value_serde) = (key_serde.clone(), value_serde);
+            let (versioned, join_grace) = (history.is_some(), grace.clone());
             b.add_processor::<K, V, _, _>(
                 &name,
                 move || StreamTableJoin::<K, V, VT, VR, F> {
@@ -501,11 +557,26 @@ impl<K: Data, V: Data> KStream<K, V> {
                     left_join,
                     key_serde: join_key_serde.clone(),
                     value_serde: value_serde.clone(),
-                    store: None,
+                    versioned,
+                    grace: join_grace.clone(),
+                    table: None,
+                    buffer: None,
                     _p: PhantomData,
                 },
                 &[&input],
             );
+            if let Some(g) = &grace {
+                // Kafka keeps the buffer in a changelogged RocksDB store; so does this join.
+                let buffer = KeyValueStoreBuilder::new(
+                    g.buffer_store.to_string(),
+                    StoreKind::RocksDb,
+                    Serdes::bytes(),
+                    Serdes::bytes(),
+                )
+                .with_caching_disabled();
+                let r = b.topology.add_state_store(buffer, &[&name]).map(|_| ());
+                b.check(r);
+            }
             let r = b
                 .topology
                 .connect_processor_and_state_stores(&name, &[&store])

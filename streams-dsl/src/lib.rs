@@ -115,3 +115,7 @@ pub use streams_core::{
     StreamsError, TestInputTopic, TestOutputTopic, TestRecord, TimestampExtractor, Topology,
     TopologyTestDriver, ValueAndTimestamp,
 };
+pub use streams_core::{
+    ReadOnlyVersionedKeyValueStore, VersionedKeyValueStore, VersionedKeyValueStoreBuilder,
+    VersionedPut, VersionedRecord,
+};

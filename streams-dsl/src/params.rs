@@ -192,6 +192,8 @@ pub struct Materialized<K, V> {
     pub(crate) logging: bool,
     pub(crate) caching: bool,
     pub(crate) retention: Option<std::time::Duration>,
+    /// A versioned store keeping this much history.
+    pub(crate) versioned: Option<std::time::Duration>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -204,6 +206,7 @@ impl<K, V> Default for Materialized<K, V> {
             logging: true,
             caching: true,
             retention: None,
+            versioned: None,
         }
     }
 }
@@ -234,6 +237,57 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     /// Sets the value serde.
     pub fn with_value_serde(mut self, serde: impl Serde<V>) -> Self {
         self.value_serde = Some(Arc::new(serde));
+        self
+    }
+    /// A versioned store called `name` keeping `history_retention` of history (Kafka's
+    /// `Materialized.as(Stores.persistentVersionedKeyValueStore(name, historyRetention))`): every version of each
+    /// row is kept for that long in stream time, so a stream-table join can look rows up as of each record's
+    /// time. Supported for source tables ([`StreamsBuilder::table`](crate::StreamsBuilder::table)); RocksDB by
+    /// default, [`Materialized::in_memory`] works too. A versioned store has no cache.
+    ///
+    /// A versioned source table stores out-of-order updates (older than the key's latest) in its history without
+    /// forwarding them, and skips updates older than the history retention (counted as dropped records).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::*;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let prices = builder.table::<String, i64>(
+    ///     "prices",
+    ///     Consumed::new(),
+    ///     Materialized::as_versioned_store("prices", Duration::from_secs(600)),
+    /// );
+    /// builder
+    ///     .stream::<String, i64>("orders", Consumed::new())
+    ///     .join(&prices, |qty, price| qty * price, Joined::new())
+    ///     .to("order-totals", Produced::new());
+    ///
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let p = driver.input_topic("prices", Serdes::string(), Serdes::i64());
+    /// let o = driver.input_topic("orders", Serdes::string(), Serdes::i64());
+    /// p.pipe_input_at("pen".into(), 3, 1_000).unwrap();
+    /// p.pipe_input_at("pen".into(), 5, 3_000).unwrap();
+    /// o.pipe_input_at("pen".into(), 2, 2_000).unwrap(); // joined with the price valid at 2 000
+    /// let out = driver.output_topic("order-totals", Serdes::string(), Serdes::i64());
+    /// assert_eq!(out.read_value().unwrap(), Some(6));
+    /// let history = driver.versioned_key_value_store::<String, i64>("prices").unwrap();
+    /// assert_eq!(history.get_as_of(&"pen".to_string(), 2_500).unwrap().map(|r| r.value), Some(3));
+    /// ```
+    pub fn as_versioned_store(
+        name: impl Into<String>,
+        history_retention: std::time::Duration,
+    ) -> Self {
+        Materialized {
+            name: Some(name.into()),
+            versioned: Some(history_retention),
+            ..Self::default()
+        }
+    }
+    /// Makes the store versioned, keeping `history_retention` of history (see
+    /// [`Materialized::as_versioned_store`]).
+    pub fn with_history_retention(mut self, history_retention: std::time::Duration) -> Self {
+        self.versioned = Some(history_retention);
         self
     }
     /// Keeps the store in memory instead of RocksDB.
@@ -331,6 +385,7 @@ pub struct Joined<K, V, VO> {
     pub(crate) value_serde: Option<SharedSerde<V>>,
     pub(crate) other_value_serde: Option<SharedSerde<VO>>,
     pub(crate) name: Option<String>,
+    pub(crate) grace_period: Option<std::time::Duration>,
 }
 
 impl<K, V, VO> Default for Joined<K, V, VO> {
@@ -340,6 +395,7 @@ impl<K, V, VO> Default for Joined<K, V, VO> {
             value_serde: None,
             other_value_serde: None,
             name: None,
+            grace_period: None,
         }
     }
 }
@@ -360,6 +416,7 @@ impl<K: 'static, V: 'static, VO: 'static> Joined<K, V, VO> {
             value_serde: Some(Arc::new(value_serde)),
             other_value_serde: Some(Arc::new(other_value_serde)),
             name: None,
+            grace_period: None,
         }
     }
     /// Names the join processor `name` and its repartition topic `<name>-repartition`.
@@ -387,6 +444,46 @@ impl<K: 'static, V: 'static, VO: 'static> Joined<K, V, VO> {
     /// Names the join.
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+    /// Delays a stream-table join by `grace` (Kafka's `Joined.withGracePeriod`, KIP-914): stream records are
+    /// buffered and joined in timestamp order once the join's stream time has passed their timestamp plus
+    /// `grace`, each with the table's row as of the record's timestamp; so a table update that arrives a little
+    /// after the stream record it should have joined with is still seen. A record already older than stream time
+    /// minus `grace` when it arrives is joined at once. The table must be versioned, with a history retention of
+    /// at least `grace`; otherwise building the topology fails with
+    /// [`StreamsError::GracePeriodNeedsVersionedTable`](crate::StreamsError::GracePeriodNeedsVersionedTable) or
+    /// [`StreamsError::GracePeriodExceedsHistoryRetention`](crate::StreamsError::GracePeriodExceedsHistoryRetention).
+    /// The buffer is a store named `<join name>-Buffer` (as in Kafka Streams), changelogged, so buffered records
+    /// survive a restart.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_dsl::*;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let rates = builder.table::<String, i64>(
+    ///     "rates",
+    ///     Consumed::new(),
+    ///     Materialized::as_versioned_store("rates", Duration::from_secs(60)),
+    /// );
+    /// builder
+    ///     .stream::<String, i64>("payments", Consumed::new())
+    ///     .join(&rates, |amount, rate| amount * rate, Joined::as_name("convert").with_grace_period(Duration::from_millis(10)))
+    ///     .to("converted", Produced::new());
+    ///
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    /// let r = driver.input_topic("rates", Serdes::string(), Serdes::i64());
+    /// let p = driver.input_topic("payments", Serdes::string(), Serdes::i64());
+    /// let out = driver.output_topic("converted", Serdes::string(), Serdes::i64());
+    /// p.pipe_input_at("eur".into(), 100, 1_000).unwrap(); // buffered: no rate yet
+    /// r.pipe_input_at("eur".into(), 2, 995).unwrap(); // the rate arrives late
+    /// assert!(out.is_empty());
+    /// p.pipe_input_at("usd".into(), 1, 1_010).unwrap(); // stream time reaches 1 000 + 10: the payment joins
+    /// assert_eq!(out.read_value().unwrap(), Some(200));
+    /// ```
+    pub fn with_grace_period(mut self, grace: std::time::Duration) -> Self {
+        self.grace_period = Some(grace);
         self
     }
 }

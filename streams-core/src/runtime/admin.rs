@@ -145,17 +145,18 @@ impl TopicManager {
     /// Creates every internal topic of `plan` that is missing and checks the partition count of those that exist.
     pub(crate) fn ensure(&self, plan: &PartitionPlan) -> Result<(), StreamsError> {
         for (topic, &n) in &plan.topic_partitions {
-            self.ensure_topic(topic, n, false)?;
+            self.ensure_topic(topic, n, false, None)?;
         }
         for (topic, &n) in &plan.changelogs {
-            self.ensure_topic(topic, n, true)?;
+            let lag = plan.changelog_min_compaction_lag_ms.get(topic).copied();
+            self.ensure_topic(topic, n, true, lag)?;
         }
         Ok(())
     }
 
     /// Creates (or checks) a compacted single-partition topic, such as the metadata topic.
     pub(crate) fn ensure_compacted_topic(&self, topic: &str) -> Result<(), StreamsError> {
-        self.ensure_topic(topic, 1, true)
+        self.ensure_topic(topic, 1, true, None)
     }
 
     fn ensure_topic(
@@ -163,6 +164,7 @@ impl TopicManager {
         topic: &str,
         partitions: i32,
         compacted: bool,
+        min_compaction_lag_ms: Option<i64>,
     ) -> Result<(), StreamsError> {
         if let Some(existing) = self.partitions(topic)? {
             return check(topic, existing, partitions);
@@ -174,6 +176,10 @@ impl TopicManager {
                     NewTopic::new(topic, partitions, TopicReplication::Fixed(self.replication));
                 if compacted {
                     t = t.set("cleanup.policy", "compact");
+                }
+                let lag = min_compaction_lag_ms.map(|l| l.to_string());
+                if let Some(lag) = &lag {
+                    t = t.set("min.compaction.lag.ms", lag);
                 }
                 let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
                 let results = block_on(admin.create_topics([&t], &opts)).map_err(|e| {

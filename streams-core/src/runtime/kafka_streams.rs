@@ -345,6 +345,16 @@ impl KafkaStreams {
                 part.into_iter().collect(),
             );
         }
+        let parts = self.local_parts(name, state)?;
+        crate::ReadOnlyKeyValueStore::new(&self.inner.topology, name, parts)
+    }
+
+    /// The parts of store `name` this instance's threads hold, while the instance is `Running`.
+    fn local_parts(
+        &self,
+        name: &str,
+        state: State,
+    ) -> Result<Vec<state_store::SharedKeyValueStore>, StreamsError> {
         if state != State::Running {
             let reason = match state {
                 State::Rebalancing => {
@@ -357,7 +367,7 @@ impl KafkaStreams {
                 reason,
             });
         }
-        let parts = {
+        let parts: Vec<state_store::SharedKeyValueStore> = {
             let threads = self
                 .inner
                 .threads
@@ -368,7 +378,18 @@ impl KafkaStreams {
                 .flat_map(|t| t.shared.stores_named(name))
                 .collect()
         };
-        crate::ReadOnlyKeyValueStore::new(&self.inner.topology, name, parts)
+        Ok(parts)
+    }
+
+    /// A read-only view of versioned store `name` (a versioned source table's, or one added with
+    /// `Topology::add_versioned_state_store`) over the parts this instance holds: the latest version of a key or
+    /// the version valid at a time. Available as [`KafkaStreams::store`] is.
+    pub fn versioned_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::ReadOnlyVersionedKeyValueStore<K, V>, StreamsError> {
+        let parts = self.local_parts(name, self.state())?;
+        crate::ReadOnlyVersionedKeyValueStore::new(&self.inner.topology, name, parts)
     }
 
     /// A read-only view of window store `name` (a time- or sliding-windowed aggregation's), over the parts

@@ -286,9 +286,12 @@ impl StateRestorer for ChangelogRestorer<'_> {
             let mut last_log = Instant::now();
             let mut keys: Vec<Vec<u8>> = Vec::new();
             let mut values: Vec<Option<Vec<u8>>> = Vec::new();
+            // For a versioned store: each record's timestamp, the version's.
+            let mut times: Vec<i64> = Vec::new();
             while position < high {
                 keys.clear();
                 values.clear();
+                times.clear();
                 let mut got = 0;
                 while got < 10_000 && position < high {
                     let timeout = if got == 0 {
@@ -301,8 +304,9 @@ impl StateRestorer for ChangelogRestorer<'_> {
                             position = m.offset() + 1;
                             if let Some(k) = m.key() {
                                 keys.push(k.to_vec());
+                                times.push(m.timestamp().to_millis().unwrap_or(NO_TIMESTAMP));
                                 values.push(m.payload().map(|v| {
-                                    if format.timestamped {
+                                    if format.timestamped && format.versioned.is_none() {
                                         // The changelog of a timestamped store carries the value's time as
                                         // the record's.
                                         let ts = m.timestamp().to_millis().unwrap_or(NO_TIMESTAMP);
@@ -373,12 +377,26 @@ impl StateRestorer for ChangelogRestorer<'_> {
                     );
                     last_log = Instant::now();
                 }
-                let batch: Vec<BatchEntry<'_>> = keys
-                    .iter()
-                    .zip(&values)
-                    .map(|(k, v)| (k.as_slice(), v.as_deref()))
-                    .collect();
-                inner.write_batch(&batch)?;
+                if let Some(retention) = format.versioned {
+                    // A versioned store's changelog holds versions: each is put at its timestamp, which
+                    // rebuilds the history (out-of-order records included) and the store's bookkeeping.
+                    for ((k, v), ts) in keys.iter().zip(&values).zip(&times) {
+                        state_store::versioned::restore_version(
+                            &mut *inner,
+                            retention,
+                            k,
+                            v.as_deref(),
+                            *ts,
+                        )?;
+                    }
+                } else {
+                    let batch: Vec<BatchEntry<'_>> = keys
+                        .iter()
+                        .zip(&values)
+                        .map(|(k, v)| (k.as_slice(), v.as_deref()))
+                        .collect();
+                    inner.write_batch(&batch)?;
+                }
                 restored += got as u64;
                 self.listener.on_batch_restored(store, p, restored, total);
                 tracing::debug!(store, partition = p, restored, total, "restore progress");

@@ -29,6 +29,7 @@ pub(crate) mod table_table_join;
 pub(crate) mod table_to_stream;
 pub(crate) mod table_transform_values;
 pub(crate) mod to_table;
+pub(crate) mod versioned_table_source;
 pub(crate) mod window_aggregate;
 
 use state_store::{TypedKeyValueStore, ValueAndTimestamp, NO_TIMESTAMP};
