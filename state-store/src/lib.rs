@@ -32,6 +32,7 @@ mod rocks;
 #[cfg(not(feature = "rocksdb"))]
 #[path = "rocks_disabled.rs"]
 mod rocks;
+mod segments;
 pub mod serde;
 mod supplier;
 mod timestamped;
@@ -44,6 +45,9 @@ pub use kv::{prefix_upper_bound, BatchEntry, KeyRange, KeyValueStore, KvEntry, K
 pub use logging::{ChangeLoggingKeyValueStore, ChangelogSink};
 pub use memory::InMemoryKeyValueStore;
 pub use rocks::{RocksDbKeyValueStore, RocksDbResources};
+pub use segments::{
+    segment_interval, SegmentKeySchema, SegmentedKeyValueStore, SegmentedStoreSupplier,
+};
 pub use serde::{Serde, Serdes, SharedSerde};
 pub use supplier::{KeyValueStoreSupplier, StoreContext, StoreKind};
 pub use timestamped::{TimestampedSerde, ValueAndTimestamp, ValueOfTimestampedSerde, NO_TIMESTAMP};

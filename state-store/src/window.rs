@@ -291,6 +291,35 @@ impl<K: 'static, V: 'static> Base<K, V> {
             .map_err(|e| self.serde_err(e))
     }
 
+    /// Deletes entries whose time (the 8 bytes `suffix` bytes from the key's end) is before `earliest`, through
+    /// the whole stack (a cache forgets them, the changelog gets tombstones); returns how many.
+    ///
+    /// Over a [`SegmentedKeyValueStore`](crate::SegmentedKeyValueStore) only the segments lying wholly before
+    /// `earliest` are read and then dropped, so the cost is that of what expires; entries of a segment that still
+    /// holds live times stay until the whole segment expires (reads skip them). Over any other store the whole
+    /// store is scanned.
+    fn expire_before(&self, earliest: i64, suffix: usize) -> Result<usize, StoreError> {
+        let mut guard = self.lock()?;
+        let doomed = match guard.expired_segment_keys(earliest)? {
+            Some(keys) => keys,
+            None => {
+                let mut doomed = Vec::new();
+                for entry in guard.scan(&KeyRange::all(), false)? {
+                    let (k, _) = entry?;
+                    if k.len() >= suffix && be_i64(&k[k.len() - suffix..]) < earliest {
+                        doomed.push(k);
+                    }
+                }
+                doomed
+            }
+        };
+        for k in &doomed {
+            guard.delete(k)?;
+        }
+        guard.drop_expired_segments(earliest)?;
+        Ok(doomed.len())
+    }
+
     /// Entries of `range` whose key is exactly `key_len` bytes of key plus `suffix` bytes of window, passing
     /// `keep(suffix bytes)`; decoded with `decode(key bytes, suffix bytes, value bytes)`.
     fn collect<T>(
@@ -560,23 +589,14 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         self.fetch_all(i64::MIN, i64::MAX)
     }
 
-    /// Deletes the windows that fell out of retention at `stream_time`; returns how many.
+    /// Deletes the windows that fell out of retention at `stream_time`; returns how many. Over a
+    /// [`SegmentedKeyValueStore`](crate::SegmentedKeyValueStore) this reads and drops only the segments lying
+    /// wholly out of retention (windows of a segment that is partly live stay until it expires whole; reads skip
+    /// them); over any other store it scans the whole store. Deletions go through the whole stack: a cache
+    /// forgets them and the changelog gets a tombstone for each.
     pub fn expire(&mut self, stream_time: i64) -> Result<usize, StoreError> {
         self.observe_stream_time(stream_time);
-        let earliest = self.earliest_live();
-        let suffix = self.suffix();
-        let mut guard = self.base.lock()?;
-        let mut doomed = Vec::new();
-        for entry in guard.scan(&KeyRange::all(), false)? {
-            let (k, _) = entry?;
-            if k.len() >= suffix && be_i64(&k[k.len() - suffix..]) < earliest {
-                doomed.push(k);
-            }
-        }
-        for k in &doomed {
-            guard.delete(k)?;
-        }
-        Ok(doomed.len())
+        self.base.expire_before(self.earliest_live(), self.suffix())
     }
 }
 
@@ -718,22 +738,11 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         )
     }
 
-    /// Deletes the sessions that fell out of retention at `stream_time`; returns how many.
+    /// Deletes the sessions that fell out of retention at `stream_time`; returns how many. As
+    /// [`WindowStore::expire`]: over a segmented store, only whole expired segments are read and dropped.
     pub fn expire(&mut self, stream_time: i64) -> Result<usize, StoreError> {
         self.observe_stream_time(stream_time);
-        let earliest = self.earliest_live_end();
-        let mut guard = self.base.lock()?;
-        let mut doomed = Vec::new();
-        for entry in guard.scan(&KeyRange::all(), false)? {
-            let (k, _) = entry?;
-            if k.len() >= 16 && be_i64(&k[k.len() - 16..]) < earliest {
-                doomed.push(k);
-            }
-        }
-        for k in &doomed {
-            guard.delete(k)?;
-        }
-        Ok(doomed.len())
+        self.base.expire_before(self.earliest_live_end(), 16)
     }
 }
 
