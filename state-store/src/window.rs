@@ -300,24 +300,37 @@ impl<K: 'static, V: 'static> Base<K, V> {
     /// store is scanned.
     fn expire_before(&self, earliest: i64, suffix: usize) -> Result<usize, StoreError> {
         let mut guard = self.lock()?;
-        let doomed = match guard.expired_segment_keys(earliest)? {
-            Some(keys) => keys,
-            None => {
-                let mut doomed = Vec::new();
-                for entry in guard.scan(&KeyRange::all(), false)? {
-                    let (k, _) = entry?;
-                    if k.len() >= suffix && be_i64(&k[k.len() - suffix..]) < earliest {
-                        doomed.push(k);
-                    }
+        let Some(mut doomed) = guard.expired_segment_keys(earliest)? else {
+            let mut doomed = Vec::new();
+            for entry in guard.scan(&KeyRange::all(), false)? {
+                let (k, _) = entry?;
+                if k.len() >= suffix && be_i64(&k[k.len() - suffix..]) < earliest {
+                    doomed.push(k);
                 }
-                doomed
             }
+            for k in &doomed {
+                guard.delete(k)?;
+            }
+            return Ok(doomed.len());
         };
-        for k in &doomed {
-            guard.delete(k)?;
+        // A cache above the segments may write older entries into them while it makes room for the deletes;
+        // those must be deleted (logged) too before the segments go, so list again until nothing is new.
+        let mut seen = std::collections::HashSet::new();
+        let mut count = 0;
+        while !doomed.is_empty() {
+            for k in &doomed {
+                guard.delete(k)?;
+            }
+            count += doomed.len();
+            let again = guard.expired_segment_keys(earliest)?.unwrap_or_default();
+            if again.is_empty() {
+                break;
+            }
+            seen.extend(std::mem::take(&mut doomed));
+            doomed = again.into_iter().filter(|k| !seen.contains(k)).collect();
         }
         guard.drop_expired_segments(earliest)?;
-        Ok(doomed.len())
+        Ok(count)
     }
 
     /// Entries of `range` whose key is exactly `key_len` bytes of key plus `suffix` bytes of window, passing
@@ -357,6 +370,9 @@ pub struct WindowStore<K, V> {
     duplicates: bool,
     next_seq: u32,
     observed_time: i64,
+    /// When the store tracks time from its puts: the segment (of the segment interval) the retention bound was
+    /// in at the last expiry; `None` when it does not track time.
+    self_expiry: Option<i64>,
 }
 
 impl<K: 'static, V: 'static> WindowStore<K, V> {
@@ -376,6 +392,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
             duplicates: false,
             next_seq: 0,
             observed_time: i64::MIN,
+            self_expiry: None,
         }
     }
 
@@ -386,9 +403,34 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         self
     }
 
+    /// Makes the store keep its own stream time, as Kafka Streams' window stores do: the newest window start
+    /// put, from which retention is counted; it then also expires what fell out of retention by itself, each
+    /// time the retention bound enters a new segment interval (half the retention, at least a minute), which is
+    /// when a whole segment can go. For stores a processor uses directly; the DSL's operators tell the store the
+    /// task's stream time instead.
+    pub fn tracking_time_from_puts(mut self) -> Self {
+        self.self_expiry = Some(i64::MIN);
+        self
+    }
+
     /// The store's name.
     pub fn name(&self) -> &str {
         &self.base.name
+    }
+
+    /// With [`WindowStore::tracking_time_from_puts`]: advances the store's time to `time` and expires when due.
+    fn track_put(&mut self, time: i64) -> Result<(), StoreError> {
+        if let Some(last) = self.self_expiry {
+            self.observe_stream_time(time);
+            let bucket = self
+                .earliest_live()
+                .div_euclid(crate::segment_interval(self.retention_ms));
+            if bucket > last {
+                self.self_expiry = Some(bucket);
+                self.expire(self.observed_time)?;
+            }
+        }
+        Ok(())
     }
 
     fn suffix(&self) -> usize {
@@ -424,6 +466,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
                 time: start,
             });
         }
+        self.track_put(start)?;
         if start < self.earliest_live() {
             return Ok(());
         }
@@ -606,6 +649,9 @@ pub struct SessionStore<K, V> {
     base: Base<K, V>,
     retention_ms: i64,
     observed_time: i64,
+    /// When the store tracks time from its puts: the segment (of the segment interval) the retention bound was
+    /// in at the last expiry; `None` when it does not track time.
+    self_expiry: Option<i64>,
 }
 
 impl<K: 'static, V: 'static> SessionStore<K, V> {
@@ -620,12 +666,22 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
             base: Base::new(store, key_serde, value_serde),
             retention_ms,
             observed_time: i64::MIN,
+            self_expiry: None,
         }
     }
 
     /// The store's name.
     pub fn name(&self) -> &str {
         &self.base.name
+    }
+
+    /// Makes the store keep its own stream time, as Kafka Streams' session stores do: the newest session end
+    /// put, from which retention is counted; it then also expires what fell out of retention by itself, each
+    /// time the retention bound enters a new segment interval (half the retention, at least a minute). For
+    /// stores a processor uses directly; the DSL's operators tell the store the task's stream time instead.
+    pub fn tracking_time_from_puts(mut self) -> Self {
+        self.self_expiry = Some(i64::MIN);
+        self
     }
 
     /// Sessions ending at or after this are live: with a retention of gap + grace, a session that ended exactly
@@ -661,6 +717,16 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
                 store: self.base.name.to_string(),
                 time: window.start,
             });
+        }
+        if let Some(last) = self.self_expiry {
+            self.observe_stream_time(window.end);
+            let bucket = self
+                .earliest_live_end()
+                .div_euclid(crate::segment_interval(self.retention_ms));
+            if bucket > last {
+                self.self_expiry = Some(bucket);
+                self.expire(self.observed_time)?;
+            }
         }
         if window.end < self.earliest_live_end() {
             return Ok(());

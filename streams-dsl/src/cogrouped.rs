@@ -454,7 +454,9 @@ impl<K: Data, VA: Data> TimeWindowedCogroupedKStream<K, VA> {
         b.add_processor::<Windowed<K>, Change<VA>, _, _>(&merge, || PassThrough, &parents);
         let ws: SharedSerde<Windowed<K>> = Arc::new(TimeWindowedSerde::new(k, w.size_ms));
         if let Some((first, rest)) = aggregators.split_first() {
-            b.add_timestamped_store_as(&store, &materialized, ws.clone(), v, first);
+            let segmented =
+                materialized.segmented(state_store::SegmentKeySchema::Window, retention_ms);
+            b.add_timestamped_store_as(&store, &segmented, ws.clone(), v, first);
             for other in rest {
                 let r = b
                     .topology

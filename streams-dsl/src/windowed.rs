@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use state_store::{SessionWindowedSerde, TimeWindowedSerde, Windowed};
+use state_store::{SegmentKeySchema, SessionWindowedSerde, TimeWindowedSerde, Windowed};
 use streams_core::{Data, SharedSerde, StreamsError};
 
 use crate::grouped::KGroupedStream;
@@ -295,14 +295,29 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                         );
                         let records: SharedSerde<Windowed<K>> =
                             Arc::new(TimeWindowedSerde::new(k.clone(), 0).with_sequence_numbers());
-                        let _ = buffer_retention(&windows);
-                        b.add_store_as(&buffer, &m, records, iv, &name);
+                        let held = m.segmented(
+                            SegmentKeySchema::WindowWithSequence,
+                            buffer_retention(&windows),
+                        );
+                        b.add_store_as(&buffer, &held, records, iv, &name);
                     }
                 }
             }
             match self.spec {
-                Spec::Time(_) => b.add_timestamped_store_as(&store, &m, ws, v, &name),
-                Spec::Sliding(_) => b.add_store_as(&store, &m, ws, v, &name),
+                Spec::Time(_) => b.add_timestamped_store_as(
+                    &store,
+                    &m.segmented(SegmentKeySchema::Window, retention_ms),
+                    ws,
+                    v,
+                    &name,
+                ),
+                Spec::Sliding(_) => b.add_store_as(
+                    &store,
+                    &m.segmented(SegmentKeySchema::Window, retention_ms),
+                    ws,
+                    v,
+                    &name,
+                ),
             }
             b.window_close.insert(name.clone(), (grace, false));
         }
@@ -491,7 +506,8 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 },
                 &[&input],
             );
-            b.add_store_as(&store, &m, ws, v, &name);
+            let segmented = m.segmented(SegmentKeySchema::Session, retention_ms);
+            b.add_store_as(&store, &segmented, ws, v, &name);
             // A session may still grow (a record within the gap after it) until end + gap + grace.
             b.window_close.insert(
                 name.clone(),
