@@ -48,6 +48,8 @@ pub(crate) struct StoreSerdes<K, V> {
 pub(crate) struct ErasedSerdes {
     stored: Arc<dyn Any + Send + Sync>,
     plain: Option<Arc<dyn Any + Send + Sync>>,
+    /// For a window or session store of the Processor API: what a processor needs to open it as one.
+    pub(crate) windowed: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl ErasedSerdes {
@@ -55,6 +57,7 @@ impl ErasedSerdes {
         ErasedSerdes {
             stored: Arc::new(StoreSerdes { key, value }),
             plain: None,
+            windowed: None,
         }
     }
 
@@ -100,6 +103,7 @@ pub struct KeyValueStoreBuilder<K, V> {
     key_serde: SharedSerde<K>,
     value_serde: SharedSerde<V>,
     plain: Option<Arc<dyn Any + Send + Sync>>,
+    windowed: Option<Arc<dyn Any + Send + Sync>>,
     logging: bool,
     caching: bool,
     source_changelog: Option<String>,
@@ -179,10 +183,17 @@ impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
             key_serde,
             value_serde,
             plain: None,
+            windowed: None,
             logging: true,
             caching: true,
             source_changelog: None,
         }
+    }
+
+    /// Marks the store as a window or session store of the Processor API, opened with `parts`.
+    pub(crate) fn with_windowed_parts(mut self, parts: Arc<dyn Any + Send + Sync>) -> Self {
+        self.windowed = Some(parts);
+        self
     }
 
     /// The store's name.
@@ -645,6 +656,7 @@ impl Topology {
                         value: builder.value_serde,
                     }),
                     plain: builder.plain,
+                    windowed: builder.windowed,
                 },
                 key_type: type_name::<K>(),
                 value_type: type_name::<V>(),
