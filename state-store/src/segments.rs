@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{SerdeError, SerdeErrorKind, StoreError};
-use crate::kv::{KeyRange, KeyValueStore, KvEntry, KvIter};
+use crate::kv::{BatchEntry, KeyRange, KeyValueStore, KvEntry, KvIter};
 use crate::rocks::RocksDbResources;
 use crate::supplier::{KeyValueStoreSupplier, StoreContext, StoreKind};
 
@@ -268,6 +268,24 @@ impl KeyValueStore for SegmentedKeyValueStore {
             Some(s) => s.delete(key),
             None => Ok(None),
         }
+    }
+
+    fn write_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<(), StoreError> {
+        // One batch per segment (a restore writes in batches), in the order given within each.
+        let mut by_segment: BTreeMap<i64, Vec<BatchEntry<'_>>> = BTreeMap::new();
+        for &(k, v) in batch {
+            by_segment
+                .entry(self.segment_of(k)?)
+                .or_default()
+                .push((k, v));
+        }
+        for (id, entries) in by_segment {
+            if !self.segments.contains_key(&id) && entries.iter().all(|(_, v)| v.is_none()) {
+                continue;
+            }
+            self.segment_mut(id)?.write_batch(&entries)?;
+        }
+        Ok(())
     }
 
     fn scan(&self, range: &KeyRange, reverse: bool) -> Result<KvIter<'_>, StoreError> {
@@ -516,6 +534,18 @@ mod tests {
             seg.approximate_num_entries().unwrap(),
             model.approximate_num_entries().unwrap()
         );
+    }
+
+    #[test]
+    fn batches_are_split_by_segment() {
+        let mut seg = SegmentedKeyValueStore::in_memory("s", SegmentKeySchema::Window, 100);
+        let (a, b, c) = (key(b"a", 5), key(b"a", 150), key(b"b", 420));
+        seg.write_batch(&[(&a, Some(b"1")), (&b, Some(b"2")), (&a, None), (&c, None)])
+            .unwrap();
+        assert_eq!(seg.get(&a).unwrap(), None);
+        assert_eq!(seg.get(&b).unwrap(), Some(b"2".to_vec()));
+        // A batch of only deletes creates no segment.
+        assert_eq!(seg.segment_count(), 2);
     }
 
     #[test]
