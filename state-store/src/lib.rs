@@ -7,7 +7,8 @@
 //! 2. [`CachingKeyValueStore`]: a write-back cache bounded in bytes, which collapses repeated updates of a key;
 //! 3. [`ChangeLoggingKeyValueStore`]: hands every write that leaves the cache to a [`ChangelogSink`] (the runtime
 //!    sends it to the store's compacted changelog topic);
-//! 4. the store itself: [`InMemoryKeyValueStore`] or [`RocksDbKeyValueStore`], or your own [`KeyValueStore`].
+//! 4. the store itself: [`InMemoryKeyValueStore`] or [`RocksDbKeyValueStore`], or your own [`KeyValueStore`];
+//!    for window and session stores, a [`SegmentedKeyValueStore`] made of one such store per segment of time.
 //!
 //! This crate knows nothing of Kafka and builds without it.
 //!

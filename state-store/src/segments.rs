@@ -1,40 +1,5 @@
 //! Time-segmented byte stores: the bottom of a window or session store's stack, so that expiring old windows
 //! costs what expires rather than a scan of the whole store.
-//!
-//! A [`SegmentedKeyValueStore`] is one [`KeyValueStore`] made of several: one per *segment*, a fixed span of
-//! time (Kafka Streams' `KeyValueSegments`). Each key carries its time at a fixed distance from its end (the
-//! layouts of [`WindowStore`](crate::WindowStore) and [`SessionStore`](crate::SessionStore), described by a
-//! [`SegmentKeySchema`]), and a write goes to the segment of that time. Reads of a single key go to its segment;
-//! scans merge the segments in key order, so to the layers above (cache, changelog, the window views) the store
-//! looks like one ordered key-value store, and its changelog is one topic in the usual format: restoring it
-//! routes every record to its segment by the time in its key.
-//!
-//! Expiry works on whole segments: [`KeyValueStore::expired_segment_keys`] lists the keys of the segments that
-//! lie entirely before a time, the window store deletes them through its stack (so a cache forgets them and the
-//! changelog gets a tombstone for each), and [`KeyValueStore::drop_expired_segments`] then drops those segments
-//! at once (a RocksDB segment is closed and its directory removed). Nothing else is read, so an expiry that
-//! removes nothing costs one look at the segment map. Entries of the oldest live segment that are already past
-//! retention stay until their whole segment expires; the window views never return them.
-//!
-//! The segment interval is Kafka's: half the retention, at least a minute ([`segment_interval`]).
-//!
-//! ```
-//! use state_store::{KeyValueStore, SegmentKeySchema, SegmentedKeyValueStore};
-//!
-//! // Keys: a key's bytes then an 8-byte big-endian window start, as window stores lay them out.
-//! let key = |k: &[u8], start: i64| [k, &start.to_be_bytes()[..]].concat();
-//! let mut store = SegmentedKeyValueStore::in_memory("clicks", SegmentKeySchema::Window, 60_000);
-//! store.put(&key(b"a", 1_000), b"1").unwrap();
-//! store.put(&key(b"a", 70_000), b"2").unwrap();
-//! store.put(&key(b"b", 130_000), b"3").unwrap();
-//! assert_eq!(store.segment_count(), 3);
-//! assert_eq!(store.all().unwrap().count(), 3);
-//! // Everything before 125 000 expires: the two segments that end by then go, whole.
-//! let doomed = store.expired_segment_keys(125_000).unwrap().unwrap();
-//! assert_eq!(doomed, vec![key(b"a", 1_000), key(b"a", 70_000)]);
-//! assert_eq!(store.drop_expired_segments(125_000).unwrap(), 2);
-//! assert_eq!(store.get(&key(b"b", 130_000)).unwrap(), Some(b"3".to_vec()));
-//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -81,7 +46,39 @@ pub fn segment_interval(retention_ms: i64) -> i64 {
     (retention_ms / 2).max(60_000)
 }
 
-/// A store made of one underlying store per segment of time; see the [module documentation](self).
+/// One [`KeyValueStore`] made of several: one per *segment*, a fixed span of time (Kafka Streams' `KeyValueSegments`). Each key carries its time at a fixed distance from its end (the
+/// layouts of [`WindowStore`](crate::WindowStore) and [`SessionStore`](crate::SessionStore), described by a
+/// [`SegmentKeySchema`]), and a write goes to the segment of that time. Reads of a single key go to its segment;
+/// scans merge the segments in key order, so to the layers above (cache, changelog, the window views) the store
+/// looks like one ordered key-value store, and its changelog is one topic in the usual format: restoring it
+/// routes every record to its segment by the time in its key.
+///
+/// Expiry works on whole segments: [`KeyValueStore::expired_segment_keys`] lists the keys of the segments that
+/// lie entirely before a time, the window store deletes them through its stack (so a cache forgets them and the
+/// changelog gets a tombstone for each), and [`KeyValueStore::drop_expired_segments`] then drops those segments
+/// at once (a RocksDB segment is closed and its directory removed). Nothing else is read, so an expiry that
+/// removes nothing costs one look at the segment map. Entries of the oldest live segment that are already past
+/// retention stay until their whole segment expires; the window views never return them.
+///
+/// The segment interval is Kafka's: half the retention, at least a minute ([`segment_interval`]).
+///
+/// ```
+/// use state_store::{KeyValueStore, SegmentKeySchema, SegmentedKeyValueStore};
+///
+/// // Keys: a key's bytes then an 8-byte big-endian window start, as window stores lay them out.
+/// let key = |k: &[u8], start: i64| [k, &start.to_be_bytes()[..]].concat();
+/// let mut store = SegmentedKeyValueStore::in_memory("clicks", SegmentKeySchema::Window, 60_000);
+/// store.put(&key(b"a", 1_000), b"1").unwrap();
+/// store.put(&key(b"a", 70_000), b"2").unwrap();
+/// store.put(&key(b"b", 130_000), b"3").unwrap();
+/// assert_eq!(store.segment_count(), 3);
+/// assert_eq!(store.all().unwrap().count(), 3);
+/// // Everything before 125 000 expires: the two segments that end by then go, whole.
+/// let doomed = store.expired_segment_keys(125_000).unwrap().unwrap();
+/// assert_eq!(doomed, vec![key(b"a", 1_000), key(b"a", 70_000)]);
+/// assert_eq!(store.drop_expired_segments(125_000).unwrap(), 2);
+/// assert_eq!(store.get(&key(b"b", 130_000)).unwrap(), Some(b"3".to_vec()));
+/// ```
 pub struct SegmentedKeyValueStore {
     name: String,
     schema: SegmentKeySchema,

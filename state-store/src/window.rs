@@ -18,7 +18,9 @@
 //!
 //! Retention: [`WindowStore::expire`] and [`SessionStore::expire`] delete what has fallen out of the retention
 //! period (deletions go through the whole stack, so the changelog gets tombstones), and reads never return
-//! expired entries even before they are deleted.
+//! expired entries even before they are deleted. Over a [`SegmentedKeyValueStore`](crate::SegmentedKeyValueStore)
+//! (how the DSL and the Processor API's builders open them) expiry works on whole time segments and costs what
+//! expires; over any other store it scans the store.
 //!
 //! ```
 //! use state_store::{share, InMemoryKeyValueStore, Serdes, WindowStore};
