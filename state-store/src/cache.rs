@@ -363,6 +363,14 @@ impl<S: KeyValueStore> KeyValueStore for CachingKeyValueStore<S> {
     fn cache_stats(&self) -> Option<CacheStats> {
         Some(self.stats())
     }
+
+    fn expired_segment_keys(&self, before: i64) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        self.inner.expired_segment_keys(before)
+    }
+
+    fn drop_expired_segments(&mut self, before: i64) -> Result<usize, StoreError> {
+        self.inner.drop_expired_segments(before)
+    }
 }
 
 type CachedEntry<'a> = (&'a [u8], Option<&'a [u8]>);

@@ -224,6 +224,24 @@ pub trait KeyValueStore: Send {
     fn cache_stats(&self) -> Option<crate::CacheStats> {
         None
     }
+
+    /// For a store kept in time segments ([`SegmentedKeyValueStore`]): the keys held by the segments whose every
+    /// time is before `before`, which [`KeyValueStore::drop_expired_segments`] would drop. `None` (the default)
+    /// for a store that is not segmented. Layers pass it to the store below.
+    ///
+    /// [`SegmentedKeyValueStore`]: crate::SegmentedKeyValueStore
+    fn expired_segment_keys(&self, before: i64) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let _ = before;
+        Ok(None)
+    }
+
+    /// For a store kept in time segments: drops, whole, the segments whose every time is before `before`, and
+    /// returns how many. Nothing is logged; delete the keys of [`KeyValueStore::expired_segment_keys`] through
+    /// the stack first for the changelog and cache to forget them. The default drops nothing.
+    fn drop_expired_segments(&mut self, before: i64) -> Result<usize, StoreError> {
+        let _ = before;
+        Ok(0)
+    }
 }
 
 impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
@@ -268,6 +286,12 @@ impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
     }
     fn cache_stats(&self) -> Option<crate::CacheStats> {
         (**self).cache_stats()
+    }
+    fn expired_segment_keys(&self, before: i64) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        (**self).expired_segment_keys(before)
+    }
+    fn drop_expired_segments(&mut self, before: i64) -> Result<usize, StoreError> {
+        (**self).drop_expired_segments(before)
     }
 }
 

@@ -7,7 +7,8 @@
 //! 2. [`CachingKeyValueStore`]: a write-back cache bounded in bytes, which collapses repeated updates of a key;
 //! 3. [`ChangeLoggingKeyValueStore`]: hands every write that leaves the cache to a [`ChangelogSink`] (the runtime
 //!    sends it to the store's compacted changelog topic);
-//! 4. the store itself: [`InMemoryKeyValueStore`] or [`RocksDbKeyValueStore`], or your own [`KeyValueStore`].
+//! 4. the store itself: [`InMemoryKeyValueStore`] or [`RocksDbKeyValueStore`], or your own [`KeyValueStore`];
+//!    for window and session stores, a [`SegmentedKeyValueStore`] made of one such store per segment of time.
 //!
 //! This crate knows nothing of Kafka and builds without it.
 //!
@@ -32,6 +33,7 @@ mod rocks;
 #[cfg(not(feature = "rocksdb"))]
 #[path = "rocks_disabled.rs"]
 mod rocks;
+mod segments;
 pub mod serde;
 mod supplier;
 mod timestamped;
@@ -45,6 +47,9 @@ pub use kv::{prefix_upper_bound, BatchEntry, KeyRange, KeyValueStore, KvEntry, K
 pub use logging::{ChangeLoggingKeyValueStore, ChangelogSink};
 pub use memory::InMemoryKeyValueStore;
 pub use rocks::{RocksDbKeyValueStore, RocksDbResources};
+pub use segments::{
+    segment_interval, SegmentKeySchema, SegmentedKeyValueStore, SegmentedStoreSupplier,
+};
 pub use serde::{Serde, Serdes, SharedSerde};
 pub use supplier::{KeyValueStoreSupplier, StoreContext, StoreKind};
 pub use timestamped::{TimestampedSerde, ValueAndTimestamp, ValueOfTimestampedSerde, NO_TIMESTAMP};

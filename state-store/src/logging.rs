@@ -118,4 +118,10 @@ impl<S: KeyValueStore, L: ChangelogSink> KeyValueStore for ChangeLoggingKeyValue
     fn cache_stats(&self) -> Option<crate::CacheStats> {
         self.inner.cache_stats()
     }
+    fn expired_segment_keys(&self, before: i64) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        self.inner.expired_segment_keys(before)
+    }
+    fn drop_expired_segments(&mut self, before: i64) -> Result<usize, StoreError> {
+        self.inner.drop_expired_segments(before)
+    }
 }

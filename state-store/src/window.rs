@@ -18,7 +18,9 @@
 //!
 //! Retention: [`WindowStore::expire`] and [`SessionStore::expire`] delete what has fallen out of the retention
 //! period (deletions go through the whole stack, so the changelog gets tombstones), and reads never return
-//! expired entries even before they are deleted.
+//! expired entries even before they are deleted. Over a [`SegmentedKeyValueStore`](crate::SegmentedKeyValueStore)
+//! (how the DSL and the Processor API's builders open them) expiry works on whole time segments and costs what
+//! expires; over any other store it scans the store.
 //!
 //! ```
 //! use state_store::{share, InMemoryKeyValueStore, Serdes, WindowStore};
@@ -291,6 +293,48 @@ impl<K: 'static, V: 'static> Base<K, V> {
             .map_err(|e| self.serde_err(e))
     }
 
+    /// Deletes entries whose time (the 8 bytes `suffix` bytes from the key's end) is before `earliest`, through
+    /// the whole stack (a cache forgets them, the changelog gets tombstones); returns how many.
+    ///
+    /// Over a [`SegmentedKeyValueStore`](crate::SegmentedKeyValueStore) only the segments lying wholly before
+    /// `earliest` are read and then dropped, so the cost is that of what expires; entries of a segment that still
+    /// holds live times stay until the whole segment expires (reads skip them). Over any other store the whole
+    /// store is scanned.
+    fn expire_before(&self, earliest: i64, suffix: usize) -> Result<usize, StoreError> {
+        let mut guard = self.lock()?;
+        let Some(mut doomed) = guard.expired_segment_keys(earliest)? else {
+            let mut doomed = Vec::new();
+            for entry in guard.scan(&KeyRange::all(), false)? {
+                let (k, _) = entry?;
+                if k.len() >= suffix && be_i64(&k[k.len() - suffix..]) < earliest {
+                    doomed.push(k);
+                }
+            }
+            for k in &doomed {
+                guard.delete(k)?;
+            }
+            return Ok(doomed.len());
+        };
+        // A cache above the segments may write older entries into them while it makes room for the deletes;
+        // those must be deleted (logged) too before the segments go, so list again until nothing is new.
+        let mut seen = std::collections::HashSet::new();
+        let mut count = 0;
+        while !doomed.is_empty() {
+            for k in &doomed {
+                guard.delete(k)?;
+            }
+            count += doomed.len();
+            let again = guard.expired_segment_keys(earliest)?.unwrap_or_default();
+            if again.is_empty() {
+                break;
+            }
+            seen.extend(std::mem::take(&mut doomed));
+            doomed = again.into_iter().filter(|k| !seen.contains(k)).collect();
+        }
+        guard.drop_expired_segments(earliest)?;
+        Ok(count)
+    }
+
     /// Entries of `range` whose key is exactly `key_len` bytes of key plus `suffix` bytes of window, passing
     /// `keep(suffix bytes)`; decoded with `decode(key bytes, suffix bytes, value bytes)`.
     fn collect<T>(
@@ -328,6 +372,9 @@ pub struct WindowStore<K, V> {
     duplicates: bool,
     next_seq: u32,
     observed_time: i64,
+    /// When the store tracks time from its puts: the segment (of the segment interval) the retention bound was
+    /// in at the last expiry; `None` when it does not track time.
+    self_expiry: Option<i64>,
 }
 
 impl<K: 'static, V: 'static> WindowStore<K, V> {
@@ -347,6 +394,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
             duplicates: false,
             next_seq: 0,
             observed_time: i64::MIN,
+            self_expiry: None,
         }
     }
 
@@ -357,9 +405,34 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         self
     }
 
+    /// Makes the store keep its own stream time, as Kafka Streams' window stores do: the newest window start
+    /// put, from which retention is counted; it then also expires what fell out of retention by itself, each
+    /// time the retention bound enters a new segment interval (half the retention, at least a minute), which is
+    /// when a whole segment can go. For stores a processor uses directly; the DSL's operators tell the store the
+    /// task's stream time instead.
+    pub fn tracking_time_from_puts(mut self) -> Self {
+        self.self_expiry = Some(i64::MIN);
+        self
+    }
+
     /// The store's name.
     pub fn name(&self) -> &str {
         &self.base.name
+    }
+
+    /// With [`WindowStore::tracking_time_from_puts`]: advances the store's time to `time` and expires when due.
+    fn track_put(&mut self, time: i64) -> Result<(), StoreError> {
+        if let Some(last) = self.self_expiry {
+            self.observe_stream_time(time);
+            let bucket = self
+                .earliest_live()
+                .div_euclid(crate::segment_interval(self.retention_ms));
+            if bucket > last {
+                self.self_expiry = Some(bucket);
+                self.expire(self.observed_time)?;
+            }
+        }
+        Ok(())
     }
 
     fn suffix(&self) -> usize {
@@ -395,6 +468,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
                 time: start,
             });
         }
+        self.track_put(start)?;
         if start < self.earliest_live() {
             return Ok(());
         }
@@ -560,23 +634,14 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         self.fetch_all(i64::MIN, i64::MAX)
     }
 
-    /// Deletes the windows that fell out of retention at `stream_time`; returns how many.
+    /// Deletes the windows that fell out of retention at `stream_time`; returns how many. Over a
+    /// [`SegmentedKeyValueStore`](crate::SegmentedKeyValueStore) this reads and drops only the segments lying
+    /// wholly out of retention (windows of a segment that is partly live stay until it expires whole; reads skip
+    /// them); over any other store it scans the whole store. Deletions go through the whole stack: a cache
+    /// forgets them and the changelog gets a tombstone for each.
     pub fn expire(&mut self, stream_time: i64) -> Result<usize, StoreError> {
         self.observe_stream_time(stream_time);
-        let earliest = self.earliest_live();
-        let suffix = self.suffix();
-        let mut guard = self.base.lock()?;
-        let mut doomed = Vec::new();
-        for entry in guard.scan(&KeyRange::all(), false)? {
-            let (k, _) = entry?;
-            if k.len() >= suffix && be_i64(&k[k.len() - suffix..]) < earliest {
-                doomed.push(k);
-            }
-        }
-        for k in &doomed {
-            guard.delete(k)?;
-        }
-        Ok(doomed.len())
+        self.base.expire_before(self.earliest_live(), self.suffix())
     }
 }
 
@@ -586,6 +651,9 @@ pub struct SessionStore<K, V> {
     base: Base<K, V>,
     retention_ms: i64,
     observed_time: i64,
+    /// When the store tracks time from its puts: the segment (of the segment interval) the retention bound was
+    /// in at the last expiry; `None` when it does not track time.
+    self_expiry: Option<i64>,
 }
 
 impl<K: 'static, V: 'static> SessionStore<K, V> {
@@ -600,12 +668,22 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
             base: Base::new(store, key_serde, value_serde),
             retention_ms,
             observed_time: i64::MIN,
+            self_expiry: None,
         }
     }
 
     /// The store's name.
     pub fn name(&self) -> &str {
         &self.base.name
+    }
+
+    /// Makes the store keep its own stream time, as Kafka Streams' session stores do: the newest session end
+    /// put, from which retention is counted; it then also expires what fell out of retention by itself, each
+    /// time the retention bound enters a new segment interval (half the retention, at least a minute). For
+    /// stores a processor uses directly; the DSL's operators tell the store the task's stream time instead.
+    pub fn tracking_time_from_puts(mut self) -> Self {
+        self.self_expiry = Some(i64::MIN);
+        self
     }
 
     /// Sessions ending at or after this are live: with a retention of gap + grace, a session that ended exactly
@@ -641,6 +719,16 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
                 store: self.base.name.to_string(),
                 time: window.start,
             });
+        }
+        if let Some(last) = self.self_expiry {
+            self.observe_stream_time(window.end);
+            let bucket = self
+                .earliest_live_end()
+                .div_euclid(crate::segment_interval(self.retention_ms));
+            if bucket > last {
+                self.self_expiry = Some(bucket);
+                self.expire(self.observed_time)?;
+            }
         }
         if window.end < self.earliest_live_end() {
             return Ok(());
@@ -718,22 +806,11 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         )
     }
 
-    /// Deletes the sessions that fell out of retention at `stream_time`; returns how many.
+    /// Deletes the sessions that fell out of retention at `stream_time`; returns how many. As
+    /// [`WindowStore::expire`]: over a segmented store, only whole expired segments are read and dropped.
     pub fn expire(&mut self, stream_time: i64) -> Result<usize, StoreError> {
         self.observe_stream_time(stream_time);
-        let earliest = self.earliest_live_end();
-        let mut guard = self.base.lock()?;
-        let mut doomed = Vec::new();
-        for entry in guard.scan(&KeyRange::all(), false)? {
-            let (k, _) = entry?;
-            if k.len() >= 16 && be_i64(&k[k.len() - 16..]) < earliest {
-                doomed.push(k);
-            }
-        }
-        for k in &doomed {
-            guard.delete(k)?;
-        }
-        Ok(doomed.len())
+        self.base.expire_before(self.earliest_live_end(), 16)
     }
 }
 

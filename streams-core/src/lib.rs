@@ -38,6 +38,7 @@ mod task;
 mod test_driver;
 mod timestamp;
 mod topology;
+mod window_stores;
 
 pub use error::{ConnectionFailure, ErrorClass, StreamsError};
 pub use global::GlobalStoreDescription;
@@ -80,11 +81,12 @@ pub use topology::{
     SinkOptions, SourceOptions, SubTopology, SubTopologyDescription, Topology, TopologyDescription,
     VersionedKeyValueStoreBuilder,
 };
+pub use window_stores::{SessionStoreBuilder, WindowStoreBuilder};
 
 /// Serdes: re-exported from `state-store`, where typed stores need them without depending on Kafka.
 pub use state_store::serde;
 pub use state_store::serde::{default_serde, Serde, Serdes, SharedSerde};
 pub use state_store::{
-    KeyValueStoreSupplier, StoreKind, ValueAndTimestamp, VersionedKeyValueStore, VersionedPut,
-    VersionedRecord,
+    KeyValueStoreSupplier, SessionStore, StoreKind, ValueAndTimestamp, VersionedKeyValueStore,
+    VersionedPut, VersionedRecord, Window, WindowStore, Windowed,
 };

@@ -220,6 +220,14 @@ impl<K: Data, V: Data> ProcessorContext<K, V> {
             .versioned_key_value_store(self.node, &self.name, store)
     }
 
+    /// What opens store `store` as a window or session store of the Processor API, if it is one.
+    pub(crate) fn windowed_parts(
+        &self,
+        store: &str,
+    ) -> Option<std::sync::Arc<dyn std::any::Any + Send + Sync>> {
+        self.shared.windowed_parts(store)
+    }
+
     /// Bytes of record cache in front of store `store` in this task: 0 when the store has no cache (caching
     /// disabled for it, or `statestore.cache.max.bytes` is 0) or is not connected to this processor. A processor
     /// whose store is cached holds its updates back until [`Processor::flush`] or until they exceed this budget.

@@ -369,6 +369,14 @@ impl TaskShared {
         }
     }
 
+    /// What opens store `store` as a window or session store of the Processor API, if it is one.
+    pub(crate) fn windowed_parts(
+        &self,
+        store: &str,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        self.stores.get(store)?.serdes.windowed.clone()
+    }
+
     pub(crate) fn key_value_store<K: 'static, V: 'static>(
         &self,
         node: usize,

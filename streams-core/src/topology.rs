@@ -51,6 +51,8 @@ pub(crate) struct ErasedSerdes {
     /// For a versioned store, its history retention in ms: the store's bytes are laid out as
     /// [`state_store::versioned`] describes and it is read through a `VersionedKeyValueStore` only.
     versioned: Option<i64>,
+    /// For a window or session store of the Processor API: what a processor needs to open it as one.
+    pub(crate) windowed: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl ErasedSerdes {
@@ -59,6 +61,7 @@ impl ErasedSerdes {
             stored: Arc::new(StoreSerdes { key, value }),
             plain: None,
             versioned: None,
+            windowed: None,
         }
     }
 
@@ -110,6 +113,7 @@ pub struct KeyValueStoreBuilder<K, V> {
     value_serde: SharedSerde<V>,
     plain: Option<Arc<dyn Any + Send + Sync>>,
     versioned: Option<i64>,
+    windowed: Option<Arc<dyn Any + Send + Sync>>,
     logging: bool,
     caching: bool,
     source_changelog: Option<String>,
@@ -190,10 +194,17 @@ impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
             value_serde,
             plain: None,
             versioned: None,
+            windowed: None,
             logging: true,
             caching: true,
             source_changelog: None,
         }
+    }
+
+    /// Marks the store as a window or session store of the Processor API, opened with `parts`.
+    pub(crate) fn with_windowed_parts(mut self, parts: Arc<dyn Any + Send + Sync>) -> Self {
+        self.windowed = Some(parts);
+        self
     }
 
     /// The store's name.
@@ -781,6 +792,7 @@ impl Topology {
                     }),
                     plain: builder.plain,
                     versioned: builder.versioned,
+                    windowed: builder.windowed,
                 },
                 key_type: type_name::<K>(),
                 value_type: type_name::<V>(),

@@ -472,21 +472,24 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
         windowed: SharedSerde<Windowed<K>>,
         value: SharedSerde<VA>,
         timestamped: bool,
+        segments: (state_store::SegmentKeySchema, i64),
         flag: Arc<AtomicBool>,
     ) -> KTable<Windowed<K>, VA> {
         let parents: Vec<&str> = aggregators.iter().map(String::as_str).collect();
         b.add_processor::<Windowed<K>, Change<VA>, _, _>(&merge, || PassThrough, &parents);
         if let Some((first, rest)) = aggregators.split_first() {
+            // Kept in time segments, dropped whole once expired.
+            let segmented = materialized.segmented(segments.0, segments.1);
             if timestamped {
                 b.add_timestamped_store_as(
                     store,
-                    materialized,
+                    &segmented,
                     windowed.clone(),
                     value.clone(),
                     first,
                 );
             } else {
-                b.add_store_as(store, materialized, windowed.clone(), value.clone(), first);
+                b.add_store_as(store, &segmented, windowed.clone(), value.clone(), first);
             }
             for other in rest {
                 let r = b
@@ -669,6 +672,7 @@ impl<K: Data, VA: Data> TimeWindowedCogroupedKStream<K, VA> {
             ws,
             v,
             true,
+            (state_store::SegmentKeySchema::Window, retention_ms),
             flag,
         )
     }
@@ -798,6 +802,7 @@ impl<K: Data, VA: Data> SessionWindowedCogroupedKStream<K, VA> {
             ws,
             v,
             false,
+            (state_store::SegmentKeySchema::Session, retention_ms),
             flag,
         )
     }

@@ -211,6 +211,35 @@ impl<K, V> Default for Materialized<K, V> {
     }
 }
 
+impl<K, V> Materialized<K, V> {
+    /// The same store kept in time segments laid out by `schema` for `retention_ms` (window and session stores),
+    /// whatever implementation it was given (RocksDB by default).
+    pub(crate) fn segmented(
+        &self,
+        schema: state_store::SegmentKeySchema,
+        retention_ms: i64,
+    ) -> Self {
+        let inner = self
+            .supplier
+            .clone()
+            .unwrap_or_else(|| Arc::new(StoreKind::default()));
+        Materialized {
+            name: self.name.clone(),
+            supplier: Some(Arc::new(state_store::SegmentedStoreSupplier::new(
+                inner,
+                schema,
+                retention_ms,
+            ))),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            logging: self.logging,
+            caching: self.caching,
+            retention: self.retention,
+            versioned: self.versioned,
+        }
+    }
+}
+
 impl<K: 'static, V: 'static> Materialized<K, V> {
     /// An unnamed RocksDB store with serdes known from upstream or the types' defaults.
     pub fn new() -> Self {

@@ -233,13 +233,24 @@ impl<K: Data, V: Data> KStream<K, V> {
             .unwrap_or_else(|| Arc::new(StoreKind::default()));
         let windowed: SharedSerde<Windowed<K>> =
             Arc::new(TimeWindowedSerde::new(k.clone(), 0).with_sequence_numbers());
+        // Both sides' stores are kept in time segments, for cheap expiry (Kafka's join stores are segmented).
+        let join_retention = windows
+            .before_ms
+            .saturating_add(windows.after_ms)
+            .saturating_add(windows.grace_ms);
+        let segmented: Arc<dyn KeyValueStoreSupplier> =
+            Arc::new(state_store::SegmentedStoreSupplier::new(
+                supplier.clone(),
+                state_store::SegmentKeySchema::WindowWithSequence,
+                join_retention,
+            ));
         let both = [this_name.as_str(), other_name.as_str()];
         let r = b
             .topology
             .add_state_store(
                 KeyValueStoreBuilder::from_parts(
                     &left_store,
-                    supplier.clone(),
+                    segmented.clone(),
                     windowed.clone(),
                     v1,
                 )
@@ -252,7 +263,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         let r = b
             .topology
             .add_state_store(
-                KeyValueStoreBuilder::from_parts(&right_store, supplier.clone(), windowed, v2)
+                KeyValueStoreBuilder::from_parts(&right_store, segmented, windowed, v2)
                     .with_logging(joined.logging)
                     .with_caching(false),
                 &both,

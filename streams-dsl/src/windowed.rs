@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use state_store::{SessionWindowedSerde, TimeWindowedSerde, Windowed};
+use state_store::{SegmentKeySchema, SessionWindowedSerde, TimeWindowedSerde, Windowed};
 use streams_core::{Data, SharedSerde, StreamsError};
 
 use crate::grouped::KGroupedStream;
@@ -312,7 +312,13 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     );
                 }
             }
-            b.add_timestamped_store_as(&store, &m, ws, v, &name);
+            b.add_timestamped_store_as(
+                &store,
+                &m.segmented(SegmentKeySchema::Window, retention_ms),
+                ws,
+                v,
+                &name,
+            );
             b.window_close.insert(name.clone(), (grace, false));
         }
         drop(b);
@@ -523,7 +529,8 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 },
                 &[&input],
             );
-            b.add_store_as(&store, &m, ws, v, &name);
+            let segmented = m.segmented(SegmentKeySchema::Session, retention_ms);
+            b.add_store_as(&store, &segmented, ws, v, &name);
             // A session may still grow (a record within the gap after it) until end + gap + grace.
             b.window_close.insert(
                 name.clone(),

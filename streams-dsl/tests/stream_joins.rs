@@ -363,8 +363,10 @@ fn streams_joined_must_be_co_partitioned() {
 }
 
 /// The join's window stores forget records as stream time passes their retention (`before + after + grace`),
-/// as Kafka's segmented join stores drop old segments: after a long run of event time each store holds only the
-/// last retention's records, and the outer join store only the records whose windows are still open.
+/// as Kafka's segmented join stores do: whole segments (a minute each here, Kafka's minimum segment interval)
+/// go once all their records are out of retention, so after a long run of event time each store holds only the
+/// records of the segment still partly live, and the outer join store only the records whose windows are still
+/// open.
 #[test]
 fn join_stores_forget_records_past_retention() {
     for in_memory in [true, false] {
@@ -390,22 +392,24 @@ fn join_stores_forget_records_past_retention() {
         let d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
         let l = d.input_topic("left", Serdes::string(), Serdes::i64());
         let r = d.input_topic("right", Serdes::string(), Serdes::i64());
-        // 500 records per side, 100 ms apart, over 20 distinct keys: each joins its partner 3 ms later.
+        // 500 records per side, a second apart, over 20 distinct keys: each joins its partner 3 ms later.
         for i in 0..500i64 {
             let k = format!("k{}", i % 20);
-            l.pipe_input_at(k.clone(), i, i * 100).unwrap();
-            r.pipe_input_at(k, i, i * 100 + 3).unwrap();
+            l.pipe_input_at(k.clone(), i, i * 1000).unwrap();
+            r.pipe_input_at(k, i, i * 1000 + 3).unwrap();
         }
         let out = d.output_topic("out", Serdes::string(), Serdes::string());
         assert_eq!(out.read_records_to_vec().unwrap().len(), 500);
-        // Retention 25 ms: only the newest record of each side is still within it.
+        // Retention 25 ms: at 499,000 only the segment [480,000, 540,000) is partly live; the 20 records of
+        // each side in it are held, everything older is gone.
         for store in ["j-this-join-store", "j-other-join-store"] {
             let entries = d
                 .key_value_store::<Windowed<String>, i64>(store)
                 .unwrap()
                 .all()
                 .unwrap();
-            assert_eq!(entries.len(), 1, "{store} (in memory: {in_memory})");
+            assert_eq!(entries.len(), 20, "{store} (in memory: {in_memory})");
+            assert!(entries.iter().all(|(w, _)| w.window.start >= 480_000));
         }
         let outer = d
             .key_value_store::<Vec<u8>, Vec<u8>>("j-outer-shared-join-store")
@@ -417,7 +421,7 @@ fn join_stores_forget_records_past_retention() {
 }
 
 /// After a restart on the same state directory, the records the join's stores kept from before are still
-/// forgotten once they fall out of retention (each processor re-indexes its store when it starts).
+/// forgotten once their segment falls out of retention (the segments are reopened from their directories).
 #[test]
 fn join_stores_forget_records_kept_from_before_a_restart() {
     let dir = std::env::temp_dir().join(format!("stream-joins-restart-{}", std::process::id()));
@@ -463,9 +467,10 @@ fn join_stores_forget_records_kept_from_before_a_restart() {
         d.close().unwrap();
         counts
     };
-    assert_eq!(run(0, 50), vec![1, 1]);
+    // Everything of the first run lies in the first segment (a minute), still partly live at its end.
+    assert_eq!(run(0, 50), vec![50, 50]);
     // The first run's last records (at 4,900 and 4,903) are behind the second run's first ones by more than
-    // the retention (25 ms): they go as soon as the second run writes.
+    // the retention (25 ms), and so is their whole segment: it goes as soon as the second run writes.
     assert_eq!(run(1_000, 1_001), vec![1, 1]);
     let _ = std::fs::remove_dir_all(&dir);
 }

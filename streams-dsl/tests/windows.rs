@@ -595,8 +595,9 @@ fn windowed_changelog_carries_each_windows_latest_value() {
 }
 
 /// Sessions are deleted from the store once stream time passes their end by the retention period (here the
-/// configured 100 s, longer than gap + grace); the deletion runs every half retention (at least every minute)
-/// of stream time, not on every record.
+/// configured 100 s, longer than gap + grace), a whole time segment at a time as in Kafka's segmented session
+/// stores (segments of a minute here: half the retention, at least a minute); the deletion runs every half
+/// retention (at least every minute) of stream time, not on every record.
 #[test]
 fn session_store_deletes_sessions_past_retention() {
     for kind in [StoreKind::InMemory, StoreKind::RocksDb] {
@@ -627,12 +628,20 @@ fn session_store_deletes_sessions_past_retention() {
             topic.pipe_input_at("a".into(), 1, t).unwrap();
         }
         assert_eq!(stored(), vec![(0, 5, 2), (50_000, 50_000, 1)], "{kind:?}");
-        // Stream time 100,006: [0, 5] ended more than 100 s ago; the periodic deletion (last at stream time 0)
-        // is due.
+        // Stream time 100,006: [0, 5] ended more than 100 s ago and the periodic deletion is due, but its
+        // segment [0, 60,000) still holds a live session ([50,000, 50,000]), so it stays whole.
         topic.pipe_input_at("a".into(), 1, 100_006).unwrap();
         assert_eq!(
             stored(),
-            vec![(50_000, 50_000, 1), (100_006, 100_006, 1)],
+            vec![(0, 5, 2), (50_000, 50_000, 1), (100_006, 100_006, 1)],
+            "{kind:?}"
+        );
+        // Stream time 170,000: every session of the first segment ended more than 100 s ago, and a minute has
+        // passed since the last deletion: the segment goes.
+        topic.pipe_input_at("a".into(), 1, 170_000).unwrap();
+        assert_eq!(
+            stored(),
+            vec![(100_006, 100_006, 1), (170_000, 170_000, 1)],
             "{kind:?}"
         );
     }

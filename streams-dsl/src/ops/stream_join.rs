@@ -18,11 +18,11 @@
 //! then by key bytes. Its values are the list of the records' values in arrival order (Kafka's list-value store):
 //! a sequence of u32 BE length ++ value bytes.
 //!
-//! Expiry is cheap: each side's processor indexes the (start, key) pairs of its own store in memory (built with
-//! one scan of the store when the processor starts) and deletes exactly the entries that fell out of retention,
-//! as Kafka's segmented stores drop whole segments; it never scans the whole store to expire.
+//! Expiry is cheap: each side's window store is kept in time segments (Kafka's segmented stores), so expiring
+//! reads nothing until a whole segment falls out of retention, and then only that segment, whose entries are
+//! deleted (tombstones to the changelog) and the segment dropped.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use state_store::{KeyRange, SharedKeyValueStore, SharedSerde, StoreError, WindowStore};
@@ -103,8 +103,6 @@ pub(crate) struct JoinCore<K, V1, V2, VR, J> {
     tracker: Arc<Mutex<TimeTracker>>,
     /// The bytes of this processor's own window store (the left one for the left processor).
     this_bytes: Option<SharedKeyValueStore>,
-    /// Window starts of this processor's own store -> the key bytes stored at that start.
-    index: BTreeMap<i64, BTreeSet<Vec<u8>>>,
     pub _p: std::marker::PhantomData<fn() -> VR>,
 }
 
@@ -179,7 +177,6 @@ where
             trackers,
             tracker: Arc::new(Mutex::new(TimeTracker::default())),
             this_bytes: None,
-            index: BTreeMap::new(),
             _p: std::marker::PhantomData,
         }
     }
@@ -244,8 +241,7 @@ where
             self.unmatched = Some(u.bytes().clone());
         }
         self.tracker = self.trackers.get(ctx.task_id());
-        // Index this side's store (restored before processing starts) and recover its observed time.
-        self.index.clear();
+        // Recover this side's observed time from its store (restored before processing starts).
         let mut newest = i64::MIN;
         if let Some(bytes) = self.this_bytes.clone() {
             let name = if left_side {
@@ -262,10 +258,6 @@ where
                 let split = k.len() - WINDOW_SUFFIX;
                 let start = layout::i64_at(&name, &k, split)?;
                 newest = newest.max(start);
-                self.index
-                    .entry(start)
-                    .or_default()
-                    .insert(k[..split].to_vec());
             }
         }
         self.with_tracker(|t| {
@@ -279,46 +271,16 @@ where
         Ok(())
     }
 
-    /// Deletes the entries of this side's store that fell out of retention at its observed time `observed`:
-    /// exactly the (start, key) pairs the index lists below the retention bound.
+    /// Deletes the entries of this side's store that fell out of retention at its observed time `observed`.
+    /// The store is kept in time segments, so this reads nothing unless a whole segment has expired, and then
+    /// only that segment.
     fn expire(&mut self, left_side: bool, observed: i64) -> Result<(), StreamsError> {
-        let earliest = observed.saturating_sub(self.retention()).saturating_add(1);
-        if self
-            .index
-            .first_key_value()
-            .is_none_or(|(s, _)| *s >= earliest)
-        {
-            return Ok(());
-        }
-        let Some(bytes) = self.this_bytes.clone() else {
-            return Ok(());
-        };
-        let name = if left_side {
-            self.left_store_name.clone()
-        } else {
-            self.right_store_name.clone()
-        };
-        let mut guard = bytes.lock().map_err(|_| poisoned(&name))?;
-        while let Some(entry) = self.index.first_entry() {
-            if *entry.key() >= earliest {
-                break;
+        if left_side {
+            if let Some(s) = self.left.as_mut() {
+                s.expire(observed)?;
             }
-            let (start, keys) = entry.remove_entry();
-            for key in keys {
-                let mut prefix = key;
-                let len = prefix.len() + WINDOW_SUFFIX;
-                prefix.extend_from_slice(&start.to_be_bytes());
-                let doomed: Vec<Vec<u8>> = guard
-                    .scan(&KeyRange::prefix(&prefix), false)
-                    .map_err(store_err)?
-                    .filter_map(|e| e.ok())
-                    .map(|(k, _)| k)
-                    .filter(|k| k.len() == len)
-                    .collect();
-                for k in doomed {
-                    guard.delete(&k).map_err(store_err)?;
-                }
-            }
+        } else if let Some(s) = self.right.as_mut() {
+            s.expire(observed)?;
         }
         Ok(())
     }
@@ -571,9 +533,6 @@ where
             *o
         });
         put_this(self, &r.key, observed, &r.value, t)?;
-        if t > observed.saturating_sub(self.retention()) {
-            self.index.entry(t).or_default().insert(key_bytes);
-        }
         self.expire(left_side, observed)
     }
 
