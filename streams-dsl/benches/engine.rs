@@ -101,7 +101,7 @@ fn run_driver(topology: Topology, buf: &[u8], cache: usize) -> Measure {
     let n = buf.len() / 16;
     let driver = TopologyTestDriver::builder(topology)
         .retain_records(false)
-        .cache_bytes_per_store(cache)
+        .cache_max_bytes(cache)
         .commit_after_each_pipe(false)
         .build()
         .expect("driver");
@@ -331,7 +331,7 @@ fn windowed_and_join(n: usize, keys: u64) {
             }
             let driver = TopologyTestDriver::builder(stream_table_join_topology(kind))
                 .retain_records(false)
-                .cache_bytes_per_store(1 << 20)
+                .cache_max_bytes(1 << 20)
                 .commit_after_each_pipe(false)
                 .build()
                 .expect("driver");

@@ -89,10 +89,9 @@ where
                 fold: fold.clone(),
                 send_old: flag.load(Ordering::Relaxed),
                 store: None,
-                // Each input's processor writes the one store: a cache per processor would forward a key's
-                // updates out of order, so every update goes at once.
+                // Each input's processor writes the one store and registers on its one cache: a key's updates
+                // leave it in write order, whichever processor collects them.
                 emit: None,
-                cached: false,
                 _p: PhantomData,
             },
             &[input],
@@ -125,7 +124,6 @@ where
                 send_old: flag.load(Ordering::Relaxed),
                 store: None,
                 emit: None,
-                cached: false,
                 emit_final: None,
                 observed: i64::MIN,
                 last_expiry: i64::MIN / 2,

@@ -249,7 +249,6 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                             send_old: f2.load(Ordering::Relaxed),
                             store: None,
                             emit: None,
-                            cached: true,
                             observed: i64::MIN,
                             last_expiry: i64::MIN / 2,
                             starts: Vec::new(),
@@ -283,6 +282,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                                 send_old: f2.load(Ordering::Relaxed),
                                 store: None,
                                 buffer: None,
+                                emit: None,
                                 observed: i64::MIN,
                                 last_expiry: i64::MIN / 2,
                                 emit_final: (emit == EmitStrategy::OnWindowClose).then_some(
@@ -485,6 +485,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                     send_old: f2.load(Ordering::Relaxed),
                     cached,
                     store: None,
+                    emit: None,
                     observed: i64::MIN,
                     last_expiry: i64::MIN / 2,
                     _p: PhantomData,

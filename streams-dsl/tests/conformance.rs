@@ -429,7 +429,7 @@ fn ktable_filter_scenario(materialize_filter: bool) {
     table2.to_stream().to("out2", produced());
     table3.to_stream().to("out3", produced());
     let d = TopologyTestDriver::builder(b.build().unwrap())
-        .cache_bytes_per_store(0)
+        .cache_max_bytes(0)
         .build()
         .unwrap();
     let input = d.input_topic("topic1", Serdes::string(), OptionSerde::new(Serdes::i32()));
@@ -495,7 +495,7 @@ fn ktable_filter_should_get_values_on_materialization() {
     // filterNot(predicate, Materialized.as("store3"))
     table1.filter_materialized(|_, v| v % 2 != 0, Materialized::as_store("store3"));
     let d = TopologyTestDriver::builder(b.build().unwrap())
-        .cache_bytes_per_store(0)
+        .cache_max_bytes(0)
         .build()
         .unwrap();
     let input = d.input_topic("topic1", Serdes::string(), OptionSerde::new(Serdes::i32()));
@@ -6054,7 +6054,7 @@ fn interval_driver(b: StreamsBuilder, cache_bytes: usize) -> TopologyTestDriver 
     TopologyTestDriver::builder(b.build().unwrap())
         .default_partitions(3)
         .commit_after_each_pipe(false)
-        .cache_bytes_per_store(cache_bytes)
+        .cache_max_bytes(cache_bytes)
         .build()
         .unwrap()
 }
@@ -6266,7 +6266,7 @@ fn record_cache_evicts_eldest_keys_first_and_loses_nothing() {
     // value) + 64 bytes: the cache holds 3 entries, not 4.
     let d = TopologyTestDriver::builder(b.build().unwrap())
         .commit_after_each_pipe(false)
-        .cache_bytes_per_store(300)
+        .cache_max_bytes(300)
         .build()
         .unwrap();
     let input = d.input_topic("in", Serdes::string(), Serdes::i64());

@@ -13,6 +13,7 @@ use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
 use crate::ops::emit_final::SlidingEmitFinal;
+use crate::ops::flush_listener::CacheListener;
 use crate::ops::stream_aggregate::missing_store;
 use crate::ops::window_aggregate::expiry_interval;
 use crate::windows::SlidingWindows;
@@ -29,6 +30,9 @@ pub(crate) struct SlidingAggregate<K, V, VA, F> {
     pub send_old: bool,
     pub store: Option<WindowStore<K, VA>>,
     pub buffer: Option<WindowStore<K, V>>,
+    /// The store cache's flush listener, which forwards the updates while the store is cached (Kafka's
+    /// CachingWindowStore).
+    pub emit: Option<CacheListener<Windowed<K>, VA>>,
     pub observed: i64,
     pub last_expiry: i64,
     /// `Some` with `emit_strategy(on_window_close)`: updates are not forwarded, final results are.
@@ -60,6 +64,14 @@ where
     ) -> Result<(), StreamsError> {
         let d = self.windows.difference_ms;
         let typed = ctx.key_value_store::<Windowed<K>, VA>(&self.store_name)?;
+        // With emit-on-window-close nothing is forwarded from the cache (updates are not forwarded at all).
+        self.emit = Some(CacheListener::register(
+            typed.bytes(),
+            typed.key_serde().clone(),
+            self.value_serde.clone(),
+            self.send_old,
+            self.emit_final.is_none(),
+        )?);
         self.store = Some(WindowStore::new(
             typed.bytes().clone(),
             self.key_serde.clone(),
@@ -84,12 +96,26 @@ where
         Ok(())
     }
 
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
+    ) -> Result<(), StreamsError> {
+        match self.emit.as_mut() {
+            Some(emit) => emit.flush(ctx, &|k, new, old| (k, Change::new(new, old))),
+            None => Ok(()),
+        }
+    }
+
     fn process(
         &mut self,
         r: Record<K, V>,
         ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
     ) -> Result<(), StreamsError> {
-        let (Some(store), Some(buffer)) = (self.store.as_mut(), self.buffer.as_mut()) else {
+        let (Some(store), Some(buffer), Some(emit)) = (
+            self.store.as_mut(),
+            self.buffer.as_mut(),
+            self.emit.as_mut(),
+        ) else {
             return Err(missing_store("sliding-window aggregate"));
         };
         let ts = r.timestamp;
@@ -144,6 +170,15 @@ where
             if start == ts + 1 && prev.is_some() {
                 continue; // existed already (a record at the same time made it); the new record is not in it
             }
+            if emit.caching() && store.retains(start) {
+                // The cache forwards the update when it flushes or evicts it.
+                emit.set_context(ctx, max_ts, r.headers.clone())?;
+                store.put(&r.key, start, Some(&new))?;
+                continue;
+            }
+            // Forwarded at once: without a cache, or (in the cached order) a window already beyond retention,
+            // never stored but forwarded by Kafka's cache.
+            emit.finish(ctx, &|k, new, old| (k, Change::new(new, old)))?;
             store.put(&r.key, start, Some(&new))?;
             if self.emit_final.is_some() {
                 continue;
@@ -156,6 +191,7 @@ where
                 headers: r.headers.clone(),
             })?;
         }
+        emit.finish(ctx, &|k, new, old| (k, Change::new(new, old)))?;
         if let Some(emit) = self.emit_final.as_mut() {
             let (w, ks) = (&self.windows, &self.key_serde);
             emit.emit(store, buffer, w, ks, close, &r.headers, ctx)?;
