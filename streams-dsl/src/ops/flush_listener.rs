@@ -130,10 +130,10 @@ impl<K: Data, VS: Data> CacheListener<K, VS> {
         self.forward(ctx, out)
     }
 
-    fn decode_value(&self, bytes: Option<Vec<u8>>) -> Result<Option<VS>, StreamsError> {
+    fn decode_value(&self, bytes: Option<&[u8]>) -> Result<Option<VS>, StreamsError> {
         bytes
             .map(|b| {
-                self.value_serde.deserialize(&b).map_err(|e| {
+                self.value_serde.deserialize(b).map_err(|e| {
                     StreamsError::from(StoreError::Serde {
                         store: self.name.to_string(),
                         source: e,
@@ -170,9 +170,9 @@ impl<K: Data, VS: Data> CacheListener<K, VS> {
                         source: err,
                     })
                 })?;
-                let new = self.decode_value(e.new.clone())?;
+                let new = self.decode_value(e.new.as_deref())?;
                 let old = if self.send_old {
-                    self.decode_value(e.old.clone())?
+                    self.decode_value(e.old.as_deref())?
                 } else {
                     None
                 };
