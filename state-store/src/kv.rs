@@ -242,6 +242,30 @@ pub trait KeyValueStore: Send {
         let _ = before;
         Ok(0)
     }
+
+    /// Asks the write-back cache in this store's stack to report every dirty entry it writes to the store below
+    /// (at a flush or an eviction) as a [`FlushedEntry`], to be collected with
+    /// [`take_flushed`](KeyValueStore::take_flushed): Kafka Streams' cache flush listener. With `read_old`, each
+    /// entry carries the value the store below held before the write (read for deletions in any case, so a key
+    /// created and deleted between two flushes can be recognised). Returns whether the store has a cache; without
+    /// one nothing is reported and writes reach the store below at once.
+    fn listen_for_flushes(&mut self, _read_old: bool) -> bool {
+        false
+    }
+
+    /// Sets the context (timestamp, headers, origin of the record being processed) attached to the writes that
+    /// follow, until replaced; a listened-to cache hands it back with each [`FlushedEntry`]. Ignored without a
+    /// cache.
+    fn set_write_context(&mut self, _context: Option<crate::WriteContext>) {}
+
+    /// Moves the entries the cache wrote below since the last call into `out`, in the order they were written.
+    fn take_flushed(&mut self, _out: &mut Vec<crate::FlushedEntry>) {}
+
+    /// Writes the cache's dirty entries to the store below (reporting them when listened to), without flushing
+    /// the store below itself. Does nothing without a cache.
+    fn flush_cache(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
@@ -292,6 +316,18 @@ impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
     }
     fn drop_expired_segments(&mut self, before: i64) -> Result<usize, StoreError> {
         (**self).drop_expired_segments(before)
+    }
+    fn listen_for_flushes(&mut self, read_old: bool) -> bool {
+        (**self).listen_for_flushes(read_old)
+    }
+    fn set_write_context(&mut self, context: Option<crate::WriteContext>) {
+        (**self).set_write_context(context)
+    }
+    fn take_flushed(&mut self, out: &mut Vec<crate::FlushedEntry>) {
+        (**self).take_flushed(out)
+    }
+    fn flush_cache(&mut self) -> Result<(), StoreError> {
+        (**self).flush_cache()
     }
 }
 

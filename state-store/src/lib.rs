@@ -41,7 +41,7 @@ mod typed;
 pub mod versioned;
 mod window;
 
-pub use cache::{CacheStats, CachingKeyValueStore};
+pub use cache::{CacheBudget, CacheStats, CachingKeyValueStore, FlushedEntry, WriteContext};
 pub use error::{SerdeError, SerdeErrorKind, StoreError};
 pub use kv::{prefix_upper_bound, BatchEntry, KeyRange, KeyValueStore, KvEntry, KvIter};
 pub use logging::{ChangeLoggingKeyValueStore, ChangelogSink};

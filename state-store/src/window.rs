@@ -459,6 +459,11 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         self.observed_time = self.observed_time.max(stream_time);
     }
 
+    /// Whether a window starting at `start` is still retained (a [`put`](WindowStore::put) of it is kept).
+    pub fn retains(&self, start: i64) -> bool {
+        start >= self.earliest_live()
+    }
+
     /// Stores `value` for `key` in the window starting at `start`; `None` deletes it (without duplicates).
     /// Windows already beyond retention are not written.
     pub fn put(&mut self, key: &K, start: i64, value: Option<&V>) -> Result<(), StoreError> {
@@ -710,6 +715,11 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
             .key_buf
             .extend_from_slice(&window.start.to_be_bytes());
         Ok(())
+    }
+
+    /// Whether session `window` is still retained (a [`put`](SessionStore::put) of it is kept).
+    pub fn retains(&self, window: Window) -> bool {
+        window.end >= self.earliest_live_end()
     }
 
     /// Stores the aggregate of `key`'s session `window`.

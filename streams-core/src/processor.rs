@@ -228,9 +228,10 @@ impl<K: Data, V: Data> ProcessorContext<K, V> {
         self.shared.windowed_parts(store)
     }
 
-    /// Bytes of record cache in front of store `store` in this task: 0 when the store has no cache (caching
-    /// disabled for it, or `statestore.cache.max.bytes` is 0) or is not connected to this processor. A processor
-    /// whose store is cached holds its updates back until [`Processor::flush`] or until they exceed this budget.
+    /// Bytes of the record cache budget that the cache in front of store `store` shares with the other cached
+    /// stores of this stream thread: 0 when the store has no cache (caching disabled for it, or
+    /// `statestore.cache.max.bytes` is 0) or is not connected to this processor. A cached store's writes reach
+    /// the store below when the task commits or when the thread's caches together exceed this budget.
     pub fn store_cache_bytes(&self, store: &str) -> usize {
         self.shared.store_cache_bytes(self.node, store)
     }

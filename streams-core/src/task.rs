@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use state_store::{
-    share, CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogSink, KeyValueStore,
-    RocksDbResources, SharedKeyValueStore, StoreError, TypedKeyValueStore,
+    share, CacheBudget, CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogSink,
+    KeyValueStore, RocksDbResources, SharedKeyValueStore, StoreError, TypedKeyValueStore,
 };
 
 use crate::error::{panic_message, StreamsError};
@@ -174,7 +174,7 @@ pub(crate) struct Schedule {
 
 struct StoreSlot {
     store: SharedKeyValueStore,
-    /// Bytes of write-back cache in front of the store (0: none).
+    /// Bytes of the cache budget the store's write-back cache shares (0: the store has no cache).
     cache_bytes: usize,
     serdes: crate::topology::ErasedSerdes,
     key_type: &'static str,
@@ -582,7 +582,9 @@ pub(crate) struct TaskEnv {
     pub application_id: Arc<str>,
     pub state_dir: PathBuf,
     pub rocksdb: RocksDbResources,
-    pub cache_bytes_per_store: usize,
+    /// The record cache budget the task's cached stores share (Kafka's per-thread cache); `None` or a budget of
+    /// 0 bytes: no store is cached.
+    pub cache: Option<CacheBudget>,
     pub collector: Box<dyn RecordCollector>,
     pub changelog: Option<Arc<dyn ChangelogWriter>>,
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
@@ -673,13 +675,13 @@ fn wrap_store(
             };
         }
     }
-    let cache_bytes = if def.caching && def.serdes.versioned().is_none() {
-        env.cache_bytes_per_store
-    } else {
-        0
-    };
-    if cache_bytes > 0 {
-        store = Box::new(CachingKeyValueStore::new(store, cache_bytes));
+    let budget = env
+        .cache
+        .as_ref()
+        .filter(|b| def.caching && def.serdes.versioned().is_none() && b.max() > 0);
+    let cache_bytes = budget.map_or(0, CacheBudget::max);
+    if let Some(budget) = budget {
+        store = Box::new(CachingKeyValueStore::with_budget(store, budget.clone()));
     }
     StoreSlot {
         store: share(store),

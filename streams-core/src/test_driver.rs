@@ -211,7 +211,7 @@ pub struct TestDriverBuilder {
     partitions: HashMap<String, i32>,
     default_partitions: i32,
     wall_clock: i64,
-    cache_bytes_per_store: usize,
+    cache_max_bytes: usize,
     state_dir: Option<PathBuf>,
     retain_records: bool,
     auto_commit: bool,
@@ -250,9 +250,10 @@ impl TestDriverBuilder {
         self.wall_clock = ms;
         self
     }
-    /// Bytes of write-back cache per store; default 1 MiB, 0 disables caching.
-    pub fn cache_bytes_per_store(mut self, bytes: usize) -> Self {
-        self.cache_bytes_per_store = bytes;
+    /// Bytes of record cache (`statestore.cache.max.bytes`), one budget shared by every cached store of every
+    /// task, as a stream thread's cache is; default 1 MiB, 0 disables caching (every update is forwarded).
+    pub fn cache_max_bytes(mut self, bytes: usize) -> Self {
+        self.cache_max_bytes = bytes;
         self
     }
     /// Where RocksDB stores live; default a temporary directory removed with the driver.
@@ -296,6 +297,8 @@ impl TestDriverBuilder {
 
 struct DriverState {
     topology: Topology,
+    /// The record cache budget every cached store of every task shares.
+    cache: state_store::CacheBudget,
     application_id: Arc<str>,
     partitions: Rc<HashMap<String, i32>>,
     default_partitions: i32,
@@ -576,7 +579,7 @@ impl TopologyTestDriver {
             partitions: HashMap::new(),
             default_partitions: 1,
             wall_clock: 0,
-            cache_bytes_per_store: 1 << 20,
+            cache_max_bytes: 1 << 20,
             state_dir: None,
             retain_records: true,
             auto_commit: true,
@@ -667,13 +670,15 @@ impl TopologyTestDriver {
                 .collect(),
         );
         let discarded = Rc::new(Cell::new(0));
+        // One record cache for the driver, as for one stream thread.
+        let cache = state_store::CacheBudget::new(b.cache_max_bytes);
         for s in &subs {
             for p in 0..task_counts[s.id] {
                 let env = TaskEnv {
                     application_id: app.clone(),
                     state_dir: state_dir.join(&*app),
                     rocksdb: rocksdb.clone(),
-                    cache_bytes_per_store: b.cache_bytes_per_store,
+                    cache: Some(cache.clone()),
                     collector: Box::new(DriverCollector {
                         out: outbox.clone(),
                         partitions: partitions.clone(),
@@ -696,6 +701,7 @@ impl TopologyTestDriver {
         }
         Ok(TopologyTestDriver {
             state: RefCell::new(DriverState {
+                cache,
                 topology,
                 application_id: app,
                 partitions,
@@ -829,6 +835,23 @@ impl TopologyTestDriver {
     /// Commits: flushes every store's cache (writing changelog records) and the stores themselves.
     pub fn commit(&self) -> Result<(), StreamsError> {
         self.state.borrow_mut().commit()
+    }
+
+    /// Bytes the record cache holds now, over every cached store of every task: never more than
+    /// [`TestDriverBuilder::cache_max_bytes`] after a record is processed.
+    ///
+    /// ```
+    /// use streams_core::{Serdes, SourceOptions, Topology, TopologyTestDriver};
+    ///
+    /// let mut topology = Topology::new();
+    /// topology
+    ///     .add_source("src", &["in"], SourceOptions::new(Serdes::string(), Serdes::string()))
+    ///     .unwrap();
+    /// let driver = TopologyTestDriver::builder(topology).cache_max_bytes(1000).build().unwrap();
+    /// assert_eq!(driver.record_cache_bytes(), 0);
+    /// ```
+    pub fn record_cache_bytes(&self) -> usize {
+        self.state.borrow().cache.used()
     }
 
     /// A read-only view of store `name` across all its partitions.

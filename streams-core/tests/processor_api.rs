@@ -455,7 +455,7 @@ fn negative_timestamps_are_rejected_and_extractors_apply() {
 fn changelog_records_every_flushed_write() {
     let d = TopologyTestDriver::builder(counter_topology(StoreKind::InMemory))
         .application_id("app")
-        .cache_bytes_per_store(1 << 20)
+        .cache_max_bytes(1 << 20)
         .build()
         .unwrap();
     let input = d.input_topic("in", Serdes::string(), Serdes::string());

@@ -101,7 +101,7 @@ fn run_driver(topology: Topology, buf: &[u8], cache: usize) -> Measure {
     let n = buf.len() / 16;
     let driver = TopologyTestDriver::builder(topology)
         .retain_records(false)
-        .cache_bytes_per_store(cache)
+        .cache_max_bytes(cache)
         .commit_after_each_pipe(false)
         .build()
         .expect("driver");
@@ -197,6 +197,7 @@ fn main() {
         report("map_values + filter", &ours, &base, 10e6);
     }
     windowed_and_join(n, keys);
+    hot_key_count(n);
     let counts = [
         "count, in-memory store",
         "count, RocksDB store (1 MiB cache)",
@@ -233,6 +234,60 @@ fn main() {
     if selected("count, RocksDB store, no cache") {
         let ours = run_driver(count_topology(StoreKind::RocksDb), &input(n / 4, keys), 0);
         report("count, RocksDB store, no cache", &ours, &base, 1e6);
+    }
+}
+
+/// A count on the in-memory store whose updates go downstream (counted as they arrive).
+fn forwarding_count_topology(forwarded: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Topology {
+    let b = StreamsBuilder::new();
+    b.stream("input", Consumed::with(Serdes::i64(), Serdes::i64()))
+        .group_by_key(Grouped::new())
+        .count(Materialized::as_store("counts").with_store_kind(StoreKind::InMemory))
+        .to_stream()
+        .foreach(move |_, _| {
+            forwarded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    b.build().expect("topology")
+}
+
+/// Hot keys: a count over 1,000 keys whose updates go downstream, without a record cache and with Kafka
+/// Streams' default 10 MiB; prints, beside the rate, how many updates reached downstream.
+fn hot_key_count(n: usize) {
+    let hot_keys = 1_000;
+    let name = |cache: &str| format!("hot-key count, {hot_keys} keys, in-memory store, {cache}");
+    let runs = [("no cache", 0), ("10 MiB cache", 10 << 20)];
+    if !runs.iter().any(|(c, _)| selected(&name(c))) {
+        return;
+    }
+    let base = {
+        let buf = input(n, hot_keys);
+        let mut counts: HashMap<i64, i64> = HashMap::new();
+        let mut forwarded = 0u64;
+        let m = measure(n, || {
+            for (_, r) in records(&buf, 0, n) {
+                *counts.entry(decode(r.key.unwrap_or_default())).or_insert(0) += 1;
+                forwarded += 1;
+            }
+        });
+        black_box(forwarded);
+        m
+    };
+    for (cache, bytes) in runs {
+        if !selected(&name(cache)) {
+            continue;
+        }
+        let forwarded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let ours = run_driver(
+            forwarding_count_topology(forwarded.clone()),
+            &input(n, hot_keys),
+            bytes,
+        );
+        report(&name(cache), &ours, &base, 3e6);
+        println!(
+            "|   downstream records: {} of {n} updates ({} commits) | | | | | |",
+            forwarded.load(std::sync::atomic::Ordering::Relaxed),
+            n.div_ceil(COMMIT_EVERY)
+        );
     }
 }
 
@@ -331,7 +386,7 @@ fn windowed_and_join(n: usize, keys: u64) {
             }
             let driver = TopologyTestDriver::builder(stream_table_join_topology(kind))
                 .retain_records(false)
-                .cache_bytes_per_store(1 << 20)
+                .cache_max_bytes(1 << 20)
                 .commit_after_each_pipe(false)
                 .build()
                 .expect("driver");

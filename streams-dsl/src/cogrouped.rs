@@ -110,10 +110,9 @@ where
                 fold: fold.clone(),
                 send_old: flag.load(Ordering::Relaxed),
                 store: None,
-                // Each input's processor writes the one store: a cache per processor would forward a key's
-                // updates out of order, so every update goes at once.
+                // Each input's processor writes the one store and registers on its one cache: a key's updates
+                // leave it in write order, whichever processor collects them.
                 emit: None,
-                cached: false,
                 _p: PhantomData,
             },
             &[input],
@@ -147,7 +146,6 @@ where
                     send_old: flag.load(Ordering::Relaxed),
                     store: None,
                     emit: None,
-                    cached: false,
                     emit_final: None,
                     observed: i64::MIN,
                     last_expiry: i64::MIN / 2,
@@ -167,6 +165,7 @@ where
                     fold: fold.clone(),
                     send_old: flag.load(Ordering::Relaxed),
                     store: None,
+                    emit: None,
                     observed: i64::MIN,
                     last_expiry: i64::MIN / 2,
                     emit_final: None,
@@ -208,9 +207,10 @@ where
                 add: add.clone(),
                 merge: merge.clone(),
                 send_old: flag.load(Ordering::Relaxed),
-                // One store written by each input's processor: every update goes at once (see add_aggregator).
-                cached: false,
+                // Each input's processor writes the one store and registers on its one cache (see add_aggregator).
+                cached: true,
                 store: None,
+                emit: None,
                 observed: i64::MIN,
                 last_expiry: i64::MIN / 2,
                 _p: PhantomData,

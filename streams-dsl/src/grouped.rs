@@ -150,7 +150,6 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
                 send_old: f2.load(Ordering::Relaxed),
                 store: None,
                 emit: None,
-                cached: true,
                 _p: PhantomData,
             },
             &[&input],

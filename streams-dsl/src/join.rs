@@ -176,10 +176,12 @@ impl<K: Data, V: Data> KTable<K, V> {
                 .map(|_| ());
             b.check(r);
             let store_name = store.as_deref().map(Arc::<str>::from);
+            let f = flag.clone();
             b.add_processor::<K, Change<VR>, _, _>(
                 &merge_name,
                 move || JoinMerge::<K, VR> {
                     store_name: store_name.clone(),
+                    send_old: f.load(Ordering::Relaxed),
                     store: None,
                 },
                 &[&this_name, &other_name],

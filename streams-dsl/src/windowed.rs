@@ -272,7 +272,6 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                             send_old: f2.load(Ordering::Relaxed),
                             store: None,
                             emit: None,
-                            cached: true,
                             observed: i64::MIN,
                             last_expiry: i64::MIN / 2,
                             starts: Vec::new(),
@@ -299,6 +298,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                             fold: fold.clone(),
                             send_old: f2.load(Ordering::Relaxed),
                             store: None,
+                            emit: None,
                             observed: i64::MIN,
                             last_expiry: i64::MIN / 2,
                             emit_final: (emit == EmitStrategy::OnWindowClose).then_some(
@@ -523,6 +523,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                     send_old: f2.load(Ordering::Relaxed),
                     cached,
                     store: None,
+                    emit: None,
                     observed: i64::MIN,
                     last_expiry: i64::MIN / 2,
                     _p: PhantomData,

@@ -429,7 +429,7 @@ fn ktable_filter_scenario(materialize_filter: bool) {
     table2.to_stream().to("out2", produced());
     table3.to_stream().to("out3", produced());
     let d = TopologyTestDriver::builder(b.build().unwrap())
-        .cache_bytes_per_store(0)
+        .cache_max_bytes(0)
         .build()
         .unwrap();
     let input = d.input_topic("topic1", Serdes::string(), OptionSerde::new(Serdes::i32()));
@@ -495,7 +495,7 @@ fn ktable_filter_should_get_values_on_materialization() {
     // filterNot(predicate, Materialized.as("store3"))
     table1.filter_materialized(|_, v| v % 2 != 0, Materialized::as_store("store3"));
     let d = TopologyTestDriver::builder(b.build().unwrap())
-        .cache_bytes_per_store(0)
+        .cache_max_bytes(0)
         .build()
         .unwrap();
     let input = d.input_topic("topic1", Serdes::string(), OptionSerde::new(Serdes::i32()));
@@ -6053,7 +6053,7 @@ fn interval_driver(b: StreamsBuilder, cache_bytes: usize) -> TopologyTestDriver 
     TopologyTestDriver::builder(b.build().unwrap())
         .default_partitions(3)
         .commit_after_each_pipe(false)
-        .cache_bytes_per_store(cache_bytes)
+        .cache_max_bytes(cache_bytes)
         .build()
         .unwrap()
 }
@@ -6265,7 +6265,7 @@ fn record_cache_evicts_eldest_keys_first_and_loses_nothing() {
     // value) + 64 bytes: the cache holds 3 entries, not 4.
     let d = TopologyTestDriver::builder(b.build().unwrap())
         .commit_after_each_pipe(false)
-        .cache_bytes_per_store(300)
+        .cache_max_bytes(300)
         .build()
         .unwrap();
     let input = d.input_topic("in", Serdes::string(), Serdes::i64());
@@ -7148,4 +7148,416 @@ fn streams_builder_should_throw_on_versioned_store_supplier_for_global_table() {
         matches!(&err, StreamsError::InvalidTopology(m) if m.contains("cannot be versioned")),
         "{err}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Record cache: one budget for every cached store, and every operator Kafka caches
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Pipes `(topic, key, value or tombstone, timestamp)` into a driver over `b` that commits only when told, with a
+/// record cache of `cache` bytes; commits once at the end and returns the output of "out", sorted.
+fn through_cache(
+    b: StreamsBuilder,
+    cache: usize,
+    rows: &[(&str, &str, Option<&str>, i64)],
+) -> Vec<(String, Option<String>, i64)> {
+    let d = interval_driver(b, cache);
+    for (topic, k, v, ts) in rows {
+        d.input_topic(topic, Serdes::string(), OptionSerde::new(Serdes::string()))
+            .pipe_input_at(s(k), v.map(s), *ts)
+            .unwrap();
+    }
+    d.commit().unwrap();
+    let mut out =
+        read_all(&d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string())));
+    out.sort();
+    out
+}
+
+/// A source table of "in" (not materialized: it forwards every record) for the table operators below.
+fn uncached_source(b: &StreamsBuilder, topic: &str) -> KTable<String, String> {
+    b.table(
+        topic,
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::new(),
+    )
+}
+
+fn to_out(t: &KTable<String, String>) {
+    t.to_stream().to(
+        "out",
+        Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+    );
+}
+
+/// The rows of the table scenarios: `b` is created then deleted, `c` is odd, between two commits.
+const TABLE_ROWS: [(&str, &str, Option<&str>, i64); 8] = [
+    ("in", "a", Some("1"), 1),
+    ("in", "a", Some("2"), 2),
+    ("in", "b", Some("3"), 3),
+    ("in", "a", Some("4"), 4),
+    ("in", "b", Some("6"), 5),
+    ("in", "c", Some("5"), 6),
+    ("in", "b", None, 7),
+    ("in", "d", Some("8"), 8),
+];
+
+fn evens(caching: bool) -> StreamsBuilder {
+    let b = StreamsBuilder::new();
+    let m = Materialized::as_store("evens");
+    let m = if caching {
+        m
+    } else {
+        m.with_caching_disabled()
+    };
+    let even = |_: &String, v: &String| v.parse::<i64>().unwrap() % 2 == 0;
+    to_out(&uncached_source(&b, "in").filter_materialized(even, m));
+    b
+}
+
+/// KTableFilter with a queryable store forwards through TimestampedTupleForwarder, that is through the store's
+/// cache when it has one (CachingKeyValueStore.putAndMaybeForward at the flush): between two commits each key's
+/// latest row goes downstream once, stamped with its latest write; a key deleted (b) or filtered out (c) that
+/// downstream never saw sends nothing. Caching disabled (KTableFilterTest sets
+/// `statestore.cache.max.bytes` 0): every update, a failing row as a tombstone.
+#[test]
+fn record_cache_materialized_table_filter_forwards_on_flush() {
+    assert_eq!(
+        through_cache(evens(true), 1 << 20, &TABLE_ROWS),
+        vec![(s("a"), ss("4"), 4), (s("d"), ss("8"), 8)]
+    );
+    let mut every = vec![
+        (s("a"), None, 1),
+        (s("a"), ss("2"), 2),
+        (s("b"), None, 3),
+        (s("a"), ss("4"), 4),
+        (s("b"), ss("6"), 5),
+        (s("c"), None, 6),
+        (s("b"), None, 7),
+        (s("d"), ss("8"), 8),
+    ];
+    every.sort();
+    assert_eq!(through_cache(evens(false), 1 << 20, &TABLE_ROWS), every);
+    // A cache of 0 bytes is no cache.
+    assert_eq!(through_cache(evens(true), 0, &TABLE_ROWS), every);
+}
+
+/// KTableMapValues with a queryable store: as the filter above (Kafka's KTableMapValuesProcessor also forwards
+/// through TimestampedTupleForwarder).
+#[test]
+fn record_cache_materialized_table_map_values_forwards_on_flush() {
+    let run = |caching: bool| {
+        let b = StreamsBuilder::new();
+        let m = Materialized::as_store("bracketed").with_value_serde(Serdes::string());
+        let m = if caching {
+            m
+        } else {
+            m.with_caching_disabled()
+        };
+        to_out(&uncached_source(&b, "in").map_values_materialized(|v| format!("<{v}>"), m));
+        through_cache(b, 1 << 20, &TABLE_ROWS)
+    };
+    assert_eq!(
+        run(true),
+        vec![
+            (s("a"), ss("<4>"), 4),
+            (s("c"), ss("<5>"), 6),
+            (s("d"), ss("<8>"), 8)
+        ]
+    );
+    assert_eq!(run(false).len(), TABLE_ROWS.len());
+}
+
+/// A value transformer with a queryable store (Kafka's KTableTransformValuesProcessor with a store forwards
+/// through TimestampedTupleForwarder too).
+#[test]
+fn record_cache_materialized_table_transform_values_forwards_on_flush() {
+    #[derive(Clone)]
+    struct Doubled;
+    impl ValueTransformerWithKey<String, String> for Doubled {
+        type VOut = String;
+        fn transform(
+            &mut self,
+            _key: &String,
+            value: Option<&String>,
+            _ctx: &ValueTransformerContext<'_, String, String>,
+        ) -> Result<Option<String>, StreamsError> {
+            Ok(value.map(|v| format!("{v}{v}")))
+        }
+    }
+    let run = |caching: bool| {
+        let b = StreamsBuilder::new();
+        let m = Materialized::as_store("doubled").with_value_serde(Serdes::string());
+        let m = if caching {
+            m
+        } else {
+            m.with_caching_disabled()
+        };
+        to_out(&uncached_source(&b, "in").transform_values_materialized(|| Doubled, m, &[]));
+        through_cache(b, 1 << 20, &TABLE_ROWS)
+    };
+    assert_eq!(
+        run(true),
+        vec![
+            (s("a"), ss("44"), 4),
+            (s("c"), ss("55"), 6),
+            (s("d"), ss("88"), 8)
+        ]
+    );
+    assert_eq!(run(false).len(), TABLE_ROWS.len());
+}
+
+/// KTableKTableJoinMerger with a queryable store forwards through TimestampedTupleForwarder: a materialized
+/// table-table join's result waits in its store's cache, and a key joined three times between two commits
+/// goes downstream once, with the latest join stamped with the later of its sides' times.
+#[test]
+fn record_cache_materialized_table_table_join_forwards_on_flush() {
+    let run = |caching: bool| {
+        let b = StreamsBuilder::new();
+        let m = Materialized::as_store("joined").with_value_serde(Serdes::string());
+        let m = if caching {
+            m
+        } else {
+            m.with_caching_disabled()
+        };
+        let joined = uncached_source(&b, "left").join_materialized(
+            &uncached_source(&b, "right"),
+            |l: &String, r: &String| format!("{l}{r}"),
+            m,
+        );
+        to_out(&joined);
+        through_cache(
+            b,
+            1 << 20,
+            &[
+                ("left", "a", Some("1"), 1),
+                ("right", "a", Some("x"), 2),
+                ("left", "a", Some("2"), 3),
+                ("right", "a", Some("y"), 4),
+                ("left", "b", Some("3"), 5),
+                ("right", "c", Some("z"), 6),
+            ],
+        )
+    };
+    assert_eq!(run(true), vec![(s("a"), ss("2y"), 4)]);
+    assert_eq!(
+        run(false),
+        vec![
+            (s("a"), ss("1x"), 2),
+            (s("a"), ss("2x"), 3),
+            (s("a"), ss("2y"), 4)
+        ]
+    );
+}
+
+/// CogroupedStreamAggregateBuilder gives every input's processor the one cached store: between two commits
+/// each key goes downstream once, with its aggregate over both inputs in input order (so the inputs' updates of
+/// a key were applied, and left the cache, in one order).
+#[test]
+fn record_cache_cogrouped_aggregate_forwards_each_key_once_per_commit() {
+    let b = StreamsBuilder::new();
+    let grouped = |topic: &str| {
+        b.stream(topic, Consumed::with(Serdes::string(), Serdes::string()))
+            .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+    };
+    let two = grouped("two");
+    grouped("one")
+        .cogroup(|_, v: &String, agg: String| agg + v)
+        .cogroup(&two, |_, v: &String, agg: String| agg + v)
+        .aggregate(
+            String::new,
+            Materialized::as_store("cogrouped").with_value_serde(Serdes::string()),
+        )
+        .to_stream()
+        .to(
+            "out",
+            Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+        );
+    let mut rows = Vec::new();
+    let mut model = std::collections::BTreeMap::<String, (String, i64)>::new();
+    for i in 0..300i64 {
+        let (topic, v) = if i % 3 == 0 {
+            ("two", "B")
+        } else {
+            ("one", "a")
+        };
+        let k = format!("k{}", i % 5);
+        let e = model.entry(k.clone()).or_default();
+        e.0.push_str(v);
+        e.1 = i;
+        rows.push((topic, k, v, i));
+    }
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|(t, k, v, i)| (*t, k.as_str(), Some(*v), *i))
+        .collect();
+    let got = through_cache(b, 1 << 20, &rows);
+    let want: Vec<_> = model
+        .into_iter()
+        .map(|(k, (v, ts))| (k, Some(v), ts))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// KStreamSlidingWindowAggregateTest.testAggregateSmallInput (withCache = true) with one commit after all seven
+/// records instead of one per record: Kafka's CachingWindowStore holds each window's updates, so each window
+/// goes downstream once, with the last of the values the test gathers for it.
+#[test]
+fn record_cache_sliding_window_aggregate_forwards_each_window_once_per_commit() {
+    let b = StreamsBuilder::new();
+    b.stream("topic", string_string())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by(SlidingWindows::of_time_difference_and_grace(
+            Duration::from_millis(10),
+            Duration::from_millis(5),
+        ))
+        .aggregate(
+            || s("0"),
+            |_, v, agg| format!("{agg}+{v}"),
+            Materialized::as_store("store-name").with_value_serde(Serdes::string()),
+        )
+        .to_stream()
+        .map(|k, v| (format!("{:02}", k.window.start), v))
+        .to(
+            "out",
+            Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+        );
+    let rows: Vec<_> = [
+        ("1", 10),
+        ("2", 10),
+        ("3", 14),
+        ("4", 15),
+        ("5", 20),
+        ("6", 22),
+        ("7", 30),
+    ]
+    .into_iter()
+    .map(|(v, ts)| ("topic", "A", Some(v), ts))
+    .collect();
+    let got = through_cache(b, 1 << 20, &rows);
+    let want: Vec<_> = [
+        ("00", "0+1+2", 10),
+        ("04", "0+1+2+3", 14),
+        ("05", "0+1+2+3+4", 15),
+        ("10", "0+1+2+3+4+5", 20),
+        ("11", "0+3+4+5", 20),
+        ("12", "0+3+4+5+6", 22),
+        ("15", "0+4+5+6", 22),
+        ("16", "0+5+6", 22),
+        ("20", "0+5+6+7", 30),
+        ("21", "0+6+7", 30),
+        ("23", "0+7", 30),
+    ]
+    .into_iter()
+    .map(|(k, v, ts)| (s(k), ss(v), ts))
+    .collect();
+    assert_eq!(got, want);
+}
+
+/// SessionWindowedKStreamImplTest.shouldCountSessionWindowedWithCachingEnabled with one commit after all the
+/// records of processData instead of one per record: Kafka's CachingSessionStore forwards each session's last
+/// update once, and nothing for the sessions created and merged away in between (1@10/10 and 2@600/600, which
+/// the test sees created and then deleted).
+#[test]
+fn record_cache_session_aggregate_forwards_on_flush() {
+    let run = |caching: bool| {
+        let b = StreamsBuilder::new();
+        let m = Materialized::as_store("session-counts");
+        let m = if caching {
+            m
+        } else {
+            m.with_caching_disabled()
+        };
+        b.stream("input", Consumed::with(Serdes::string(), Serdes::string()))
+            .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+            .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(
+                Duration::from_millis(500),
+            ))
+            .count(m)
+            .to_stream()
+            .map(|k, v| {
+                (
+                    format!("{}@{}/{}", k.key, k.window.start, k.window.end),
+                    v.map(|v| v.to_string()),
+                )
+            })
+            .to(
+                "out",
+                Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+            );
+        let rows: Vec<_> = [("1", 10), ("1", 15), ("1", 600), ("2", 600), ("2", 599)]
+            .into_iter()
+            .map(|(k, ts)| ("input", k, Some("v"), ts))
+            .collect();
+        through_cache(b, 1 << 20, &rows)
+    };
+    assert_eq!(
+        run(true),
+        vec![
+            (s("1@10/15"), ss("2"), 15),
+            (s("1@600/600"), ss("1"), 600),
+            (s("2@599/600"), ss("2"), 600)
+        ]
+    );
+    // Without a cache, the test's seven records (in key order here).
+    let mut every = vec![
+        (s("1@10/10"), ss("1"), 10),
+        (s("1@10/10"), None, 10),
+        (s("1@10/15"), ss("2"), 15),
+        (s("1@600/600"), ss("1"), 600),
+        (s("2@600/600"), ss("1"), 600),
+        (s("2@600/600"), None, 600),
+        (s("2@599/600"), ss("2"), 600),
+    ];
+    every.sort();
+    assert_eq!(run(false), every);
+}
+
+/// Kafka's ThreadCache: one budget (`statestore.cache.max.bytes`) for every cached store of a thread, not one
+/// per store. Two counts over distinct keys, in two sub-topologies, fill the cache together: the bytes it holds
+/// never exceed the budget, both stores use it, and every key still reaches downstream exactly once (evicted or
+/// flushed) with its count.
+#[test]
+fn record_cache_two_stores_share_one_budget() {
+    let budget = 20_000;
+    let b = StreamsBuilder::new();
+    for (topic, store) in [("in1", "counts1"), ("in2", "counts2")] {
+        b.stream(topic, Consumed::with(Serdes::string(), Serdes::string()))
+            .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+            .count(Materialized::as_store(store))
+            .to_stream()
+            .to(
+                "out",
+                Produced::with(Serdes::string(), OptionSerde::new(Serdes::i64())),
+            );
+    }
+    let d = TopologyTestDriver::builder(b.build().unwrap())
+        .commit_after_each_pipe(false)
+        .cache_max_bytes(budget)
+        .build()
+        .unwrap();
+    let (in1, in2) = (
+        d.input_topic("in1", Serdes::string(), Serdes::string()),
+        d.input_topic("in2", Serdes::string(), Serdes::string()),
+    );
+    let mut held_max = 0;
+    for i in 0..2_000 {
+        in1.pipe_input_at(format!("one-{i}"), s("v"), i).unwrap();
+        held_max = held_max.max(d.record_cache_bytes());
+        in2.pipe_input_at(format!("two-{i}"), s("v"), i).unwrap();
+        held_max = held_max.max(d.record_cache_bytes());
+        assert!(
+            d.record_cache_bytes() <= budget,
+            "{} bytes held over a budget of {budget}",
+            d.record_cache_bytes()
+        );
+    }
+    // The budget is used, not split in two halves that each store fills alone.
+    assert!(held_max > budget * 3 / 4, "{held_max}");
+    d.commit().unwrap();
+    let out = read_all(&d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::i64())));
+    assert_eq!(out.len(), 4_000);
+    assert!(out.iter().all(|(_, v, _)| *v == Some(1)));
+    let keys: std::collections::BTreeSet<_> = out.iter().map(|r| r.0.clone()).collect();
+    assert_eq!(keys.len(), 4_000);
 }

@@ -52,8 +52,6 @@ pub(crate) struct Routing {
     pub partitions: HashMap<String, i32>,
     /// Full source topic names of each sub-topology.
     pub sources: Vec<Vec<String>>,
-    /// Store instances over every task of the instance (the record cache is split between them).
-    pub store_instances: usize,
     /// Whether the tasks of each sub-topology have changelogged stores to restore.
     pub restores: Vec<bool>,
 }
@@ -82,10 +80,6 @@ impl Routing {
             plan.topic_partitions.clone().into_iter().collect();
         partitions.extend(plan.changelogs.clone());
         partitions.extend(plan.external.clone());
-        let store_instances = subs
-            .iter()
-            .map(|s| s.stores.len() * plan.task_counts[s.id].max(0) as usize)
-            .sum();
         let restores = subs
             .iter()
             .map(|s| s.stores.iter().any(|n| topology.stores[n].logging))
@@ -94,7 +88,6 @@ impl Routing {
             readers,
             partitions,
             sources,
-            store_instances,
             restores,
         }
     }
@@ -317,7 +310,8 @@ pub(crate) struct TaskManager {
     assigned: Vec<(String, i32)>,
     /// (topic, partition) -> (task, input index), for active tasks only.
     routes: HashMap<(String, i32), (TaskId, usize)>,
-    cache_per_store: usize,
+    /// The thread's record cache budget, shared by the cached stores of all its tasks.
+    cache: state_store::CacheBudget,
     /// Counters of closed tasks.
     pub closed_metrics: TaskMetricsSnapshot,
     /// The partitions were revoked and not yet assigned again: the tasks are committed and wait to be closed or
@@ -334,7 +328,10 @@ impl TaskManager {
         collector: Arc<StreamsRecordCollector>,
         updater: StateUpdater,
     ) -> TaskManager {
-        let cache_per_store = ctx.config.cache_max_bytes / ctx.routing.store_instances.max(1);
+        // One record cache per stream thread, its share of `statestore.cache.max.bytes`, for all its tasks.
+        let cache = state_store::CacheBudget::new(
+            ctx.config.cache_max_bytes / ctx.config.num_stream_threads.max(1),
+        );
         TaskManager {
             ctx,
             shared,
@@ -344,7 +341,7 @@ impl TaskManager {
             restoring: BTreeMap::new(),
             assigned: Vec::new(),
             routes: HashMap::new(),
-            cache_per_store,
+            cache,
             closed_metrics: TaskMetricsSnapshot::default(),
             suspended: false,
             created: Vec::new(),
@@ -545,7 +542,7 @@ impl TaskManager {
             application_id: Arc::from(app.as_str()),
             state_dir,
             rocksdb: self.ctx.rocksdb.clone(),
-            cache_bytes_per_store: self.cache_per_store,
+            cache: Some(self.cache.clone()),
             collector: Box::new(
                 self.collector
                     .task_collector(self.ctx.routing.partitions.clone()),

@@ -1,7 +1,6 @@
 //! The processors behind the DSL's operators, one per file.
 
 pub(crate) mod branch;
-pub(crate) mod emit_cache;
 pub(crate) mod emit_final;
 pub(crate) mod filter;
 pub(crate) mod fk_left;
@@ -9,6 +8,7 @@ pub(crate) mod fk_resolve;
 pub(crate) mod fk_right;
 pub(crate) mod fk_wire;
 pub(crate) mod flat_map;
+pub(crate) mod flush_listener;
 pub(crate) mod global_join;
 pub(crate) mod map;
 pub(crate) mod passthrough;
@@ -33,7 +33,72 @@ pub(crate) mod versioned_table_source;
 pub(crate) mod window_aggregate;
 
 use state_store::{TypedKeyValueStore, ValueAndTimestamp, NO_TIMESTAMP};
-use streams_core::{ProcessorContext, StreamsError};
+use streams_core::{Data, Headers, ProcessorContext, Record, StreamsError};
+
+use crate::change::Change;
+use crate::ops::flush_listener::CacheListener;
+use crate::ops::stream_aggregate::change;
+
+/// The store of a materialized table operator (`filter`, `map_values`, `transform_values`, a table-table join's
+/// result) with the flush listener of its cache: Kafka's `TimestampedTupleForwarder`, which forwards each change
+/// at once when the store is not cached and leaves it to the cache's flush otherwise.
+pub(crate) struct TableStore<K, V> {
+    pub store: TypedKeyValueStore<K, ValueAndTimestamp<V>>,
+    emit: CacheListener<K, ValueAndTimestamp<V>>,
+}
+
+impl<K: Data, V: Data> TableStore<K, V> {
+    /// Opens store `name` for a processor, forwarding old values when `send_old`.
+    pub(crate) fn open<VO: Data>(
+        ctx: &mut ProcessorContext<K, Change<VO>>,
+        name: &str,
+        send_old: bool,
+    ) -> Result<Self, StreamsError> {
+        let store: TypedKeyValueStore<K, ValueAndTimestamp<V>> = ctx.key_value_store(name)?;
+        let emit = CacheListener::register(
+            store.bytes(),
+            store.key_serde().clone(),
+            store.value_serde().clone(),
+            send_old,
+            true,
+        )?;
+        Ok(TableStore { store, emit })
+    }
+
+    /// Writes `new` for `key` at `timestamp` (deletes it when `None`) and forwards the change from `old`: at
+    /// once without a cache, when the cache flushes or evicts it with one (its old value then being the row the
+    /// store below held).
+    pub(crate) fn write_and_forward(
+        &mut self,
+        ctx: &mut ProcessorContext<K, Change<V>>,
+        key: K,
+        new: Option<V>,
+        old: Option<V>,
+        timestamp: i64,
+        headers: Headers,
+    ) -> Result<(), StreamsError> {
+        if self.emit.caching() {
+            self.emit.set_context(ctx, timestamp, headers)?;
+            put_timestamped(&mut self.store, &key, new, timestamp)?;
+            return self.emit.finish(ctx, &change);
+        }
+        let new = put_timestamped(&mut self.store, &key, new, timestamp)?;
+        ctx.forward(Record {
+            key,
+            value: Change::new(new, old),
+            timestamp,
+            headers,
+        })
+    }
+
+    /// Forwards what the cache holds (a commit).
+    pub(crate) fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<K, Change<V>>,
+    ) -> Result<(), StreamsError> {
+        self.emit.flush(ctx, &change)
+    }
+}
 
 /// Reads the rows of another operator's table store with their timestamps. DSL tables keep timestamped stores;
 /// a store of plain values (a windowed table's, or one a user registered) reads as rows of unknown time.

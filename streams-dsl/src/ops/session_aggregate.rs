@@ -7,6 +7,7 @@ use state_store::{SessionStore, SharedSerde, Window, Windowed};
 use streams_core::{Data, Headers, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
+use crate::ops::flush_listener::CacheListener;
 use crate::ops::stream_aggregate::missing_store;
 use crate::ops::window_aggregate::expiry_interval;
 use crate::windows::SessionWindows;
@@ -23,9 +24,11 @@ pub(crate) struct SessionAggregate<K, V, VA, A, M> {
     pub add: Arc<A>,
     pub merge: Arc<M>,
     pub send_old: bool,
-    /// The store has a cache (Kafka forwards through CachingSessionStore's flush).
+    /// The store's cache may hold the updates back (Kafka forwards through CachingSessionStore's flush).
     pub cached: bool,
     pub store: Option<SessionStore<K, VA>>,
+    /// The store cache's flush listener, which forwards the updates while the store is cached.
+    pub emit: Option<CacheListener<Windowed<K>, VA>>,
     pub observed: i64,
     pub last_expiry: i64,
     pub _p: std::marker::PhantomData<fn(V)>,
@@ -44,6 +47,13 @@ where
         ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
     ) -> Result<(), StreamsError> {
         let typed = ctx.key_value_store::<Windowed<K>, VA>(&self.store_name)?;
+        self.emit = Some(CacheListener::register(
+            typed.bytes(),
+            typed.key_serde().clone(),
+            self.value_serde.clone(),
+            self.send_old,
+            self.cached,
+        )?);
         self.store = Some(SessionStore::new(
             typed.bytes().clone(),
             self.key_serde.clone(),
@@ -56,6 +66,16 @@ where
         Ok(())
     }
 
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
+    ) -> Result<(), StreamsError> {
+        match self.emit.as_mut() {
+            Some(emit) => emit.flush(ctx, &|k, new, old| (k, Change::new(new, old))),
+            None => Ok(()),
+        }
+    }
+
     fn process(
         &mut self,
         r: Record<K, V>,
@@ -63,6 +83,10 @@ where
     ) -> Result<(), StreamsError> {
         let store = self
             .store
+            .as_mut()
+            .ok_or_else(|| missing_store("session aggregate"))?;
+        let emit = self
+            .emit
             .as_mut()
             .ok_or_else(|| missing_store("session aggregate"))?;
         if self.key_serde.is_null(&r.key) {
@@ -100,22 +124,42 @@ where
         // the only one is the record's own point session [ts, ts], which is overwritten in place.
         //
         // Without a cache Kafka forwards each removal and the put as they happen, as new records without
-        // headers. With one (CachingSessionStore, flushed after each record as in the TopologyTestDriver) the
-        // removal and the put of the same session collapse into one update carrying the store's previous value,
-        // and every update carries the input record's headers.
-        let headers = if self.cached {
-            r.headers.clone()
-        } else {
-            Headers::default()
-        };
-        let mut previous = None;
+        // headers. With one (CachingSessionStore) they wait in the cache: the removal and the put of the same
+        // session collapse into one update carrying the store's previous value, every update carries the input
+        // record's headers, and the cache forwards them when it flushes or evicts them.
+        if emit.caching() {
+            for (w, _) in &overlapping {
+                if merged != single {
+                    emit.set_context(ctx, w.end, r.headers.clone())?;
+                    store.remove(&r.key, *w)?;
+                }
+            }
+            let new = (self.add)(&r.key, &r.value, agg);
+            store.observe_stream_time(merged.end);
+            if store.retains(merged) {
+                emit.set_context(ctx, merged.end, r.headers)?;
+                store.put(&r.key, merged, &new)?;
+                emit.finish(ctx, &|k, new, old| (k, Change::new(new, old)))?;
+            } else {
+                // Already beyond the store's retention: never stored, but Kafka's cache forwards it.
+                emit.finish(ctx, &|k, new, old| (k, Change::new(new, old)))?;
+                ctx.forward(Record {
+                    key: Windowed::new(r.key, merged),
+                    value: Change::new(Some(new), None),
+                    timestamp: merged.end,
+                    headers: r.headers,
+                })?;
+            }
+            if self.observed - self.last_expiry >= expiry_interval(self.retention_ms) {
+                store.expire(self.observed)?;
+                self.last_expiry = self.observed;
+            }
+            return Ok(());
+        }
+        let headers = Headers::default();
         if merged != single {
             for (w, a) in overlapping {
                 store.remove(&r.key, w)?;
-                if self.cached && w == merged {
-                    previous = Some(a);
-                    continue;
-                }
                 ctx.forward(Record {
                     key: Windowed::new(r.key.clone(), w),
                     value: Change::new(None, self.send_old.then_some(a)),
@@ -123,8 +167,6 @@ where
                     headers: headers.clone(),
                 })?;
             }
-        } else if self.cached {
-            previous = overlapping.into_iter().next().map(|(_, a)| a);
         }
         let new = (self.add)(&r.key, &r.value, agg);
         // Kafka's session stores advance their own stream time with the end of each session written, after the
@@ -135,7 +177,7 @@ where
         // value (any session it replaced was retracted above).
         ctx.forward(Record {
             key: Windowed::new(r.key, merged),
-            value: Change::new(Some(new), previous.filter(|_| self.send_old)),
+            value: Change::new(Some(new), None),
             timestamp: merged.end,
             headers,
         })?;

@@ -19,6 +19,8 @@ use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
 use crate::ops::emit_final::SlidingEmitFinal;
+use crate::ops::flush_listener::CacheListener;
+use crate::ops::stream_aggregate::change;
 use crate::ops::stream_aggregate::missing_store;
 use crate::ops::window_aggregate::expiry_interval;
 use crate::windows::SlidingWindows;
@@ -32,6 +34,9 @@ pub(crate) struct SlidingAggregate<K, V, VA, F> {
     pub fold: Arc<F>,
     pub send_old: bool,
     pub store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
+    /// The store cache's flush listener, which forwards the updates while the store is cached (Kafka's
+    /// CachingWindowStore).
+    pub emit: Option<CacheListener<Windowed<K>, ValueAndTimestamp<VA>>>,
     pub observed: i64,
     pub last_expiry: i64,
     /// `Some` with `emit_strategy(on_window_close)`: updates are not forwarded, final results are.
@@ -104,10 +109,17 @@ where
         r: &Record<K, V>,
         ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
     ) -> Result<(), StreamsError> {
-        let store = self
-            .store
-            .as_mut()
-            .ok_or_else(|| missing_store("sliding-window aggregate"))?;
+        let (Some(store), Some(emit)) = (self.store.as_mut(), self.emit.as_mut()) else {
+            return Err(missing_store("sliding-window aggregate"));
+        };
+        if emit.caching() && store.retains(window.start) {
+            // The cache forwards the update when it flushes or evicts it.
+            emit.set_context(ctx, row.timestamp, r.headers.clone())?;
+            return Ok(store.put(&r.key, window.start, Some(&row))?);
+        }
+        // Forwarded at once: without a cache, or (in the cached order) a window already beyond retention, never
+        // stored but forwarded by Kafka's cache.
+        emit.finish(ctx, &change)?;
         store.put(&r.key, window.start, Some(&row))?;
         if self.emit_final.is_some() {
             return Ok(());
@@ -275,6 +287,14 @@ where
         ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
     ) -> Result<(), StreamsError> {
         let typed = ctx.key_value_store::<Windowed<K>, ValueAndTimestamp<VA>>(&self.store_name)?;
+        // With emit-on-window-close nothing is forwarded from the cache (updates are not forwarded at all).
+        self.emit = Some(CacheListener::register(
+            typed.bytes(),
+            typed.key_serde().clone(),
+            Arc::new(TimestampedSerde::new(self.value_serde.clone())),
+            self.send_old,
+            self.emit_final.is_none(),
+        )?);
         self.store = Some(WindowStore::new(
             typed.bytes().clone(),
             self.key_serde.clone(),
@@ -286,6 +306,16 @@ where
             emit.recover(store, &self.windows)?;
         }
         Ok(())
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
+    ) -> Result<(), StreamsError> {
+        match self.emit.as_mut() {
+            Some(emit) => emit.flush(ctx, &change),
+            None => Ok(()),
+        }
     }
 
     fn process(
@@ -313,6 +343,9 @@ where
             self.process_early(&r, close, ctx)?;
         } else {
             self.process_regular(&r, close, ctx)?;
+        }
+        if let Some(emit) = self.emit.as_mut() {
+            emit.finish(ctx, &change)?;
         }
         let Some(store) = self.store.as_mut() else {
             return Err(missing_store("sliding-window aggregate"));

@@ -7,7 +7,7 @@ use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
-use crate::ops::emit_cache::EmitCache;
+use crate::ops::flush_listener::CacheListener;
 
 pub(crate) fn missing_store(op: &str) -> StreamsError {
     StreamsError::processor(format!("{op} used before init: its store is not open"))
@@ -19,10 +19,8 @@ pub(crate) struct StreamAggregate<K, VA, F> {
     pub fold: Arc<F>,
     pub send_old: bool,
     pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<VA>>>,
-    /// Updates on their way downstream, held back while the store is cached.
-    pub emit: Option<EmitCache<K, VA>>,
-    /// Whether updates may wait in the record cache (off where several processors write one store: cogroup).
-    pub cached: bool,
+    /// The store cache's flush listener, which forwards the updates while the store is cached.
+    pub emit: Option<CacheListener<K, ValueAndTimestamp<VA>>>,
     pub _p: PhantomData<fn() -> VA>,
 }
 
@@ -36,23 +34,22 @@ where
     fn init(&mut self, ctx: &mut ProcessorContext<K, Change<VA>>) -> Result<(), StreamsError> {
         let store: TypedKeyValueStore<K, ValueAndTimestamp<VA>> =
             ctx.key_value_store(&self.store_name)?;
-        self.emit = Some(EmitCache::new(
-            if self.cached {
-                ctx.store_cache_bytes(&self.store_name)
-            } else {
-                0
-            },
-            self.send_old,
+        // Cogrouped inputs each register on their one store: whichever collects a flushed entry forwards it, to
+        // the same merge node, in the store's one write order.
+        self.emit = Some(CacheListener::register(
+            store.bytes(),
             store.key_serde().clone(),
             store.value_serde().clone(),
-        ));
+            self.send_old,
+            true,
+        )?);
         self.store = Some(store);
         Ok(())
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<K, Change<VA>>) -> Result<(), StreamsError> {
         match self.emit.as_mut() {
-            Some(emit) => emit.flush(ctx, &|k, c| (k, c)),
+            Some(emit) => emit.flush(ctx, &change),
             None => Ok(()),
         }
     }
@@ -76,16 +73,41 @@ where
             .as_ref()
             .map_or(r.timestamp, |p| p.timestamp.max(r.timestamp));
         let prev = prev.map(ValueAndTimestamp::into_value);
-        // The old value is kept when it is forwarded, or when a cache must know what downstream saw last.
+        if emit.caching() {
+            // The cache forwards the update when it flushes or evicts it.
+            let new = (self.fold)(&r.key, r.value, prev);
+            emit.set_context(ctx, timestamp, r.headers)?;
+            store.put(&r.key, &ValueAndTimestamp::new(new, timestamp))?;
+            return emit.finish(ctx, &change);
+        }
+        // The old value is kept when it is forwarded.
         let (base, old) = match prev {
-            Some(p) if self.send_old || emit.caching() => (Some(p.clone()), Some(p)),
+            Some(p) if self.send_old => (Some(p.clone()), Some(p)),
             p => (p, None),
         };
         let new = (self.fold)(&r.key, r.value, base);
-        let row = ValueAndTimestamp::new(new, timestamp);
+        let row = ValueAndTimestamp::new(new.clone(), timestamp);
         store.put(&r.key, &row)?;
-        emit.update(ctx, r.key, Some(row), old, timestamp, r.headers, &|k, c| {
-            (k, c)
+        ctx.forward(Record {
+            key: r.key,
+            value: Change::new(Some(new), old),
+            timestamp,
+            headers: r.headers,
         })
     }
+}
+
+/// A cached row's change as a [`Change`] of plain values.
+pub(crate) fn change<K, V>(
+    key: K,
+    new: Option<ValueAndTimestamp<V>>,
+    old: Option<ValueAndTimestamp<V>>,
+) -> (K, Change<V>) {
+    (
+        key,
+        Change::new(
+            new.map(ValueAndTimestamp::into_value),
+            old.map(ValueAndTimestamp::into_value),
+        ),
+    )
 }

@@ -7,8 +7,8 @@ use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
-use crate::ops::emit_cache::EmitCache;
-use crate::ops::stream_aggregate::missing_store;
+use crate::ops::flush_listener::CacheListener;
+use crate::ops::stream_aggregate::{change, missing_store};
 
 /// `add(key, value, current or None) -> aggregate`; `sub(key, value, current) -> aggregate or None (delete)`.
 pub(crate) struct TableAggregate<K, VA, A, S> {
@@ -18,7 +18,7 @@ pub(crate) struct TableAggregate<K, VA, A, S> {
     pub send_old: bool,
     pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<VA>>>,
     /// Updates on their way downstream, held back while the store is cached.
-    pub emit: Option<EmitCache<K, VA>>,
+    pub emit: Option<CacheListener<K, ValueAndTimestamp<VA>>>,
     pub _p: PhantomData<fn() -> VA>,
 }
 
@@ -33,19 +33,20 @@ where
     fn init(&mut self, ctx: &mut ProcessorContext<K, Change<VA>>) -> Result<(), StreamsError> {
         let store: TypedKeyValueStore<K, ValueAndTimestamp<VA>> =
             ctx.key_value_store(&self.store_name)?;
-        self.emit = Some(EmitCache::new(
-            ctx.store_cache_bytes(&self.store_name),
-            self.send_old,
+        self.emit = Some(CacheListener::register(
+            store.bytes(),
             store.key_serde().clone(),
             store.value_serde().clone(),
-        ));
+            self.send_old,
+            true,
+        )?);
         self.store = Some(store);
         Ok(())
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<K, Change<VA>>) -> Result<(), StreamsError> {
         match self.emit.as_mut() {
-            Some(emit) => emit.flush(ctx, &|k, c| (k, c)),
+            Some(emit) => emit.flush(ctx, &change),
             None => Ok(()),
         }
     }
@@ -70,7 +71,7 @@ where
         let prev = prev.map(ValueAndTimestamp::into_value);
         let existed = prev.is_some();
         let mut timestamp = r.timestamp;
-        let (mut current, old) = if self.send_old || emit.caching() {
+        let (mut current, old) = if self.send_old && !emit.caching() {
             (prev.clone(), prev)
         } else {
             (prev, None)
@@ -93,13 +94,28 @@ where
         if !existed && current.is_none() {
             return Ok(());
         }
-        let row = current.map(|c| ValueAndTimestamp::new(c, timestamp));
-        match &row {
-            Some(row) => store.put(&r.key, row)?,
+        if emit.caching() {
+            // The cache forwards the update when it flushes or evicts it.
+            emit.set_context(ctx, timestamp, r.headers)?;
+            match current {
+                Some(c) => store.put(&r.key, &ValueAndTimestamp::new(c, timestamp))?,
+                None => {
+                    store.delete(&r.key)?;
+                }
+            }
+            return emit.finish(ctx, &change);
+        }
+        match &current {
+            Some(c) => store.put(&r.key, &ValueAndTimestamp::new(c.clone(), timestamp))?,
             None => {
                 store.delete(&r.key)?;
             }
         }
-        emit.update(ctx, r.key, row, old, timestamp, r.headers, &|k, c| (k, c))
+        ctx.forward(Record {
+            key: r.key,
+            value: Change::new(current, old),
+            timestamp,
+            headers: r.headers,
+        })
     }
 }

@@ -2,19 +2,18 @@
 
 use std::sync::Arc;
 
-use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
-use crate::ops::put_timestamped;
 use crate::ops::stream_aggregate::missing_store;
+use crate::ops::TableStore;
 
 pub(crate) struct TableFilter<K, V, F> {
     pub predicate: Arc<F>,
     pub negate: bool,
     pub send_old: bool,
     pub store_name: Option<Arc<str>>,
-    pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<V>>>,
+    pub store: Option<TableStore<K, V>>,
 }
 
 impl<K: Data, V: Data, F> Processor<K, Change<V>> for TableFilter<K, V, F>
@@ -26,9 +25,16 @@ where
 
     fn init(&mut self, ctx: &mut ProcessorContext<K, Change<V>>) -> Result<(), StreamsError> {
         if let Some(name) = &self.store_name {
-            self.store = Some(ctx.key_value_store(name)?);
+            self.store = Some(TableStore::open(ctx, name, self.send_old)?);
         }
         Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<K, Change<V>>) -> Result<(), StreamsError> {
+        match self.store.as_mut() {
+            Some(store) => store.flush(ctx),
+            None => Ok(()),
+        }
     }
 
     fn process(
@@ -51,15 +57,13 @@ where
         }
         // Without old values, a row that fails the filter is forwarded as a deletion: downstream cannot know
         // whether it passed before.
-        let new = if self.store_name.is_some() {
+        if self.store_name.is_some() {
             let store = self
                 .store
                 .as_mut()
                 .ok_or_else(|| missing_store("table filter"))?;
-            put_timestamped(store, &r.key, new, r.timestamp)?
-        } else {
-            new
-        };
+            return store.write_and_forward(ctx, r.key, new, old, r.timestamp, r.headers);
+        }
         ctx.forward(Record {
             key: r.key,
             value: Change::new(new, old),

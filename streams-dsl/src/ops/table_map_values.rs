@@ -3,18 +3,17 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
-use crate::ops::put_timestamped;
 use crate::ops::stream_aggregate::missing_store;
+use crate::ops::TableStore;
 
 pub(crate) struct TableMapValues<K, V2, F> {
     pub f: Arc<F>,
     pub send_old: bool,
     pub store_name: Option<Arc<str>>,
-    pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<V2>>>,
+    pub store: Option<TableStore<K, V2>>,
     pub _p: PhantomData<fn() -> V2>,
 }
 
@@ -27,9 +26,16 @@ where
 
     fn init(&mut self, ctx: &mut ProcessorContext<K, Change<V2>>) -> Result<(), StreamsError> {
         if let Some(name) = &self.store_name {
-            self.store = Some(ctx.key_value_store(name)?);
+            self.store = Some(TableStore::open(ctx, name, self.send_old)?);
         }
         Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<K, Change<V2>>) -> Result<(), StreamsError> {
+        match self.store.as_mut() {
+            Some(store) => store.flush(ctx),
+            None => Ok(()),
+        }
     }
 
     fn process(
@@ -43,15 +49,13 @@ where
         } else {
             None
         };
-        let new = if self.store_name.is_some() {
+        if self.store_name.is_some() {
             let store = self
                 .store
                 .as_mut()
                 .ok_or_else(|| missing_store("table map_values"))?;
-            put_timestamped(store, &r.key, new, r.timestamp)?
-        } else {
-            new
-        };
+            return store.write_and_forward(ctx, r.key, new, old, r.timestamp, r.headers);
+        }
         ctx.forward(Record {
             key: r.key,
             value: Change::new(new, old),

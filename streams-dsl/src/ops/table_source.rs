@@ -6,8 +6,8 @@ use state_store::{TypedKeyValueStore, ValueAndTimestamp};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
-use crate::ops::emit_cache::EmitCache;
-use crate::ops::stream_aggregate::missing_store;
+use crate::ops::flush_listener::CacheListener;
+use crate::ops::stream_aggregate::{change, missing_store};
 
 pub(crate) struct TableSource<K, V> {
     pub store_name: Arc<str>,
@@ -16,8 +16,8 @@ pub(crate) struct TableSource<K, V> {
     /// store's cache; an unnamed source table forwards each record at once.
     pub materialized: bool,
     pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<V>>>,
-    /// Updates on their way downstream, held back while the store is cached.
-    pub emit: Option<EmitCache<K, V>>,
+    /// The store cache's flush listener, which forwards the updates while the store is cached.
+    pub emit: Option<CacheListener<K, ValueAndTimestamp<V>>>,
 }
 
 impl<K: Data, V: Data> Processor<K, Option<V>> for TableSource<K, V> {
@@ -27,24 +27,20 @@ impl<K: Data, V: Data> Processor<K, Option<V>> for TableSource<K, V> {
     fn init(&mut self, ctx: &mut ProcessorContext<K, Change<V>>) -> Result<(), StreamsError> {
         let store: TypedKeyValueStore<K, ValueAndTimestamp<V>> =
             ctx.key_value_store(&self.store_name)?;
-        let budget = if self.materialized {
-            ctx.store_cache_bytes(&self.store_name)
-        } else {
-            0
-        };
-        self.emit = Some(EmitCache::new(
-            budget,
-            self.send_old,
+        self.emit = Some(CacheListener::register(
+            store.bytes(),
             store.key_serde().clone(),
             store.value_serde().clone(),
-        ));
+            self.send_old,
+            self.materialized,
+        )?);
         self.store = Some(store);
         Ok(())
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<K, Change<V>>) -> Result<(), StreamsError> {
         match self.emit.as_mut() {
-            Some(emit) => emit.flush(ctx, &|k, c| (k, c)),
+            Some(emit) => emit.flush(ctx, &change),
             None => Ok(()),
         }
     }
@@ -62,10 +58,21 @@ impl<K: Data, V: Data> Processor<K, Option<V>> for TableSource<K, V> {
             .emit
             .as_mut()
             .ok_or_else(|| missing_store("table source"))?;
+        if emit.caching() {
+            // The cache forwards the update when it flushes or evicts it.
+            emit.set_context(ctx, r.timestamp, r.headers)?;
+            match r.value {
+                Some(v) => store.put(&r.key, &ValueAndTimestamp::new(v, r.timestamp))?,
+                None => {
+                    store.delete(&r.key)?;
+                }
+            }
+            return emit.finish(ctx, &change);
+        }
         let (new, old) = match r.value {
             Some(v) => {
-                // The old value is read when it is forwarded, or when a cache must know what downstream saw.
-                let old = if self.send_old || emit.caching() {
+                // The old value is read when it is forwarded.
+                let old = if self.send_old {
                     store.get(&r.key)?.map(ValueAndTimestamp::into_value)
                 } else {
                     None
@@ -83,6 +90,14 @@ impl<K: Data, V: Data> Processor<K, Option<V>> for TableSource<K, V> {
                 (None, old.map(ValueAndTimestamp::into_value))
             }
         };
-        emit.update(ctx, r.key, new, old, r.timestamp, r.headers, &|k, c| (k, c))
+        ctx.forward(Record {
+            key: r.key,
+            value: Change::new(
+                new.map(ValueAndTimestamp::into_value),
+                old.filter(|_| self.send_old),
+            ),
+            timestamp: r.timestamp,
+            headers: r.headers,
+        })
     }
 }

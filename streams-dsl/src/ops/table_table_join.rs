@@ -4,12 +4,12 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use state_store::{TypedKeyValueStore, ValueAndTimestamp, NO_TIMESTAMP};
+use state_store::{ValueAndTimestamp, NO_TIMESTAMP};
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
 use crate::ops::stream_aggregate::missing_store;
-use crate::ops::{put_timestamped, RowReader};
+use crate::ops::{RowReader, TableStore};
 
 /// The processor of one side ("this" side, values `VT`) of a table-table join; `VO` is the other side, whose
 /// rows are read from its store.
@@ -102,7 +102,8 @@ where
 /// join is materialized.
 pub(crate) struct JoinMerge<K, VR> {
     pub store_name: Option<Arc<str>>,
-    pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<VR>>>,
+    pub send_old: bool,
+    pub store: Option<TableStore<K, VR>>,
 }
 
 impl<K: Data, VR: Data> Processor<K, Change<VR>> for JoinMerge<K, VR> {
@@ -111,9 +112,16 @@ impl<K: Data, VR: Data> Processor<K, Change<VR>> for JoinMerge<K, VR> {
 
     fn init(&mut self, ctx: &mut ProcessorContext<K, Change<VR>>) -> Result<(), StreamsError> {
         if let Some(name) = &self.store_name {
-            self.store = Some(ctx.key_value_store(name)?);
+            self.store = Some(TableStore::open(ctx, name, self.send_old)?);
         }
         Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<K, Change<VR>>) -> Result<(), StreamsError> {
+        match self.store.as_mut() {
+            Some(store) => store.flush(ctx),
+            None => Ok(()),
+        }
     }
 
     fn process(
@@ -132,13 +140,7 @@ impl<K: Data, VR: Data> Processor<K, Change<VR>> for JoinMerge<K, VR> {
                 timestamp,
                 headers,
             } = r;
-            let new = put_timestamped(store, &key, new, timestamp)?;
-            return ctx.forward(Record {
-                key,
-                value: Change::new(new, old),
-                timestamp,
-                headers,
-            });
+            return store.write_and_forward(ctx, key, new, old, timestamp, headers);
         }
         ctx.forward(r)
     }

@@ -3,19 +3,19 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use state_store::{TypedKeyValueStore, ValueAndTimestamp};
+use state_store::ValueAndTimestamp;
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
-use crate::ops::put_timestamped;
 use crate::ops::stream_aggregate::missing_store;
+use crate::ops::TableStore;
 use crate::transformer::{ValueTransformerContext, ValueTransformerWithKey};
 
 pub(crate) struct TableTransformValues<K, V, T: ValueTransformerWithKey<K, V>> {
     pub transformer: T,
     pub send_old: bool,
     pub store_name: Option<Arc<str>>,
-    pub store: Option<TypedKeyValueStore<K, ValueAndTimestamp<T::VOut>>>,
+    pub store: Option<TableStore<K, T::VOut>>,
     pub _p: PhantomData<fn(V)>,
 }
 
@@ -27,7 +27,7 @@ impl<K: Data, V: Data, T: ValueTransformerWithKey<K, V>> Processor<K, Change<V>>
 
     fn init(&mut self, ctx: &mut ProcessorContext<K, Change<T::VOut>>) -> Result<(), StreamsError> {
         if let Some(name) = &self.store_name {
-            self.store = Some(ctx.key_value_store(name)?);
+            self.store = Some(TableStore::open(ctx, name, self.send_old)?);
         }
         self.transformer.init(&ValueTransformerContext {
             inner: ctx,
@@ -55,11 +55,11 @@ impl<K: Data, V: Data, T: ValueTransformerWithKey<K, V>> Processor<K, Change<V>>
                     .as_mut()
                     .ok_or_else(|| missing_store("table transform_values"))?;
                 let old = if self.send_old {
-                    store.get(&r.key)?.map(ValueAndTimestamp::into_value)
+                    store.store.get(&r.key)?.map(ValueAndTimestamp::into_value)
                 } else {
                     None
                 };
-                (put_timestamped(store, &r.key, new, r.timestamp)?, old)
+                return store.write_and_forward(ctx, r.key, new, old, r.timestamp, r.headers);
             }
             // Not materialized: the old value transformed again (Kafka's KTableTransformValues).
             None => {
@@ -78,6 +78,16 @@ impl<K: Data, V: Data, T: ValueTransformerWithKey<K, V>> Processor<K, Change<V>>
             timestamp: r.timestamp,
             headers: r.headers,
         })
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<K, Change<T::VOut>>,
+    ) -> Result<(), StreamsError> {
+        match self.store.as_mut() {
+            Some(store) => store.flush(ctx),
+            None => Ok(()),
+        }
     }
 
     fn close(

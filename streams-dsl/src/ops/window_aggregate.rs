@@ -8,9 +8,9 @@ use state_store::{
 use streams_core::{Data, Processor, ProcessorContext, Record, StreamsError};
 
 use crate::change::Change;
-use crate::ops::emit_cache::EmitCache;
 use crate::ops::emit_final::EmitFinal;
-use crate::ops::stream_aggregate::missing_store;
+use crate::ops::flush_listener::CacheListener;
+use crate::ops::stream_aggregate::{change, missing_store};
 use crate::windows::TimeWindows;
 
 /// How often (in stream time) a windowed store deletes what fell out of retention: Kafka Streams' segment
@@ -29,10 +29,9 @@ pub(crate) struct WindowAggregate<K, V, VA, F> {
     pub fold: Arc<F>,
     pub send_old: bool,
     pub store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
-    /// Updates on their way downstream, held back while the store is cached (Kafka's CachingWindowStore).
-    pub emit: Option<EmitCache<Windowed<K>, VA>>,
-    /// Whether updates may wait in the record cache (off where several processors write one store: cogroup).
-    pub cached: bool,
+    /// The store cache's flush listener, which forwards the updates while the store is cached (Kafka's
+    /// CachingWindowStore).
+    pub emit: Option<CacheListener<Windowed<K>, ValueAndTimestamp<VA>>>,
     pub observed: i64,
     pub last_expiry: i64,
     pub starts: Vec<i64>,
@@ -53,16 +52,14 @@ where
         ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
     ) -> Result<(), StreamsError> {
         let typed = ctx.key_value_store::<Windowed<K>, ValueAndTimestamp<VA>>(&self.store_name)?;
-        self.emit = Some(EmitCache::new(
-            if self.cached {
-                ctx.store_cache_bytes(&self.store_name)
-            } else {
-                0
-            },
-            self.send_old,
+        // With emit-on-window-close nothing is forwarded from the cache (updates are not forwarded at all).
+        self.emit = Some(CacheListener::register(
+            typed.bytes(),
             typed.key_serde().clone(),
             Arc::new(TimestampedSerde::new(self.value_serde.clone())),
-        ));
+            self.send_old,
+            self.emit_final.is_none(),
+        )?);
         self.store = Some(WindowStore::new(
             typed.bytes().clone(),
             self.key_serde.clone(),
@@ -81,7 +78,7 @@ where
         ctx: &mut ProcessorContext<Windowed<K>, Change<VA>>,
     ) -> Result<(), StreamsError> {
         match self.emit.as_mut() {
-            Some(emit) => emit.flush(ctx, &|k, c| (k, c)),
+            Some(emit) => emit.flush(ctx, &change),
             None => Ok(()),
         }
     }
@@ -120,25 +117,29 @@ where
             // A window's aggregate is as recent as the latest record in it (Kafka's KStreamWindowAggregate).
             let timestamp = prev.as_ref().map_or(ts, |p| p.timestamp.max(ts));
             let prev = prev.map(ValueAndTimestamp::into_value);
-            let old = if self.send_old || emit.caching() {
+            let old = if self.send_old && !emit.caching() {
                 prev.clone()
             } else {
                 None
             };
             let row = ValueAndTimestamp::new((self.fold)(&r.key, &r.value, prev), timestamp);
+            if emit.caching() {
+                // The cache forwards the update when it flushes or evicts it.
+                emit.set_context(ctx, timestamp, r.headers.clone())?;
+                store.put(&r.key, start, Some(&row))?;
+                emit.finish(ctx, &change)?;
+                continue;
+            }
             store.put(&r.key, start, Some(&row))?;
             if self.emit_final.is_some() {
                 continue;
             }
-            emit.update(
-                ctx,
-                Windowed::new(r.key.clone(), Window::new(start, end)),
-                Some(row),
-                old,
+            ctx.forward(Record {
+                key: Windowed::new(r.key.clone(), Window::new(start, end)),
+                value: Change::new(Some(row.into_value()), old),
                 timestamp,
-                r.headers.clone(),
-                &|k, c| (k, c),
-            )?;
+                headers: r.headers.clone(),
+            })?;
         }
         if let Some(emit) = self.emit_final.as_mut() {
             emit.emit(
