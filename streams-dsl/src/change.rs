@@ -3,20 +3,33 @@
 use state_store::{Serde, SerdeError, SerdeErrorKind, SharedSerde};
 
 /// An update of a table row. `new == None` is a deletion; `old` is filled only when downstream operators asked
-/// for old values (grouping and aggregating a table does).
+/// for old values (grouping and aggregating a table does). `is_latest` is false for an out-of-order update of a
+/// versioned table (older than the key's latest version): it is forwarded, and `to_stream` emits it, but table
+/// joins and re-grouping ignore it, as Kafka Streams' `Change.isLatest` (KIP-914).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Change<V> {
     pub new: Option<V>,
     pub old: Option<V>,
+    pub is_latest: bool,
 }
 
 impl<V> Change<V> {
     pub(crate) fn new(new: Option<V>, old: Option<V>) -> Self {
-        Change { new, old }
+        Change {
+            new,
+            old,
+            is_latest: true,
+        }
+    }
+
+    /// This change, marked as the latest version of its row or not.
+    pub(crate) fn latest(mut self, is_latest: bool) -> Self {
+        self.is_latest = is_latest;
+        self
     }
 }
 
-/// Writes a [`Change`] on repartition topics: a flags byte (1 = new present, 2 = old present), then the new
+/// Writes a [`Change`] on repartition topics: a flags byte (1 = new present, 2 = old present, 4 = not the latest version), then the new
 /// value's length as a big-endian u32 and its bytes, then the old value's bytes.
 pub(crate) struct ChangeSerde<V> {
     inner: SharedSerde<V>,
@@ -34,7 +47,9 @@ fn malformed(message: &str) -> SerdeError {
 
 impl<V: 'static> Serde<Change<V>> for ChangeSerde<V> {
     fn serialize(&self, value: &Change<V>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
-        let flags = u8::from(value.new.is_some()) | (u8::from(value.old.is_some()) << 1);
+        let flags = u8::from(value.new.is_some())
+            | (u8::from(value.old.is_some()) << 1)
+            | (u8::from(!value.is_latest) << 2);
         out.push(flags);
         let len_at = out.len();
         out.extend_from_slice(&[0; 4]);
@@ -70,7 +85,11 @@ impl<V: 'static> Serde<Change<V>> for ChangeSerde<V> {
         } else {
             None
         };
-        Ok(Change { new, old })
+        Ok(Change {
+            new,
+            old,
+            is_latest: flags & 4 == 0,
+        })
     }
 }
 
@@ -88,6 +107,8 @@ mod tests {
             Change::new(None, Some(String::new())),
             Change::new(Some(String::new()), None),
             Change::new(None, None),
+            Change::new(Some("late".to_string()), Some("latest".to_string())).latest(false),
+            Change::new(None, None).latest(false),
         ] {
             let mut buf = Vec::new();
             s.serialize(&c, &mut buf).unwrap();

@@ -274,8 +274,10 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     /// time. Supported for source tables ([`StreamsBuilder::table`](crate::StreamsBuilder::table)); RocksDB by
     /// default, [`Materialized::in_memory`] works too. A versioned store has no cache.
     ///
-    /// A versioned source table stores out-of-order updates (older than the key's latest) in its history without
-    /// forwarding them, and skips updates older than the history retention (counted as dropped records).
+    /// A versioned source table stores out-of-order updates (older than the key's latest) in its history and
+    /// forwards them marked as not the latest (`to_stream` emits them; re-grouping and foreign-key joins ignore
+    /// them), as Kafka Streams does, and skips updates older than the history retention (counted as dropped
+    /// records).
     ///
     /// ```
     /// use std::time::Duration;

@@ -7561,3 +7561,62 @@ fn record_cache_two_stores_share_one_budget() {
     let keys: std::collections::BTreeSet<_> = out.iter().map(|r| r.0.clone()).collect();
     assert_eq!(keys.len(), 4_000);
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Out-of-order updates of versioned tables (KIP-914): forwarded as not the latest, ignored by re-grouping
+
+/// KTableAggregateTest.testAggOfVersionedStore (its "null" and "NULL" keys, which map to no group, left out:
+/// a grouping function here always returns a key): the out-of-order updates A@12 and B@22 are ignored by the
+/// aggregation.
+#[test]
+fn ktable_aggregate_test_agg_of_versioned_store() {
+    let b = StreamsBuilder::new();
+    b.table(
+        "topic1",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_versioned_store("versioned", Duration::from_secs(300)),
+    )
+    .group_by(
+        |_k: &String, v: &String| (v.clone(), v.clone()),
+        Grouped::with(Serdes::string(), Serdes::string()),
+    )
+    .aggregate(
+        || s("0"),
+        |_, v: &String, agg: String| format!("{agg}+{v}"),
+        |_, v: &String, agg: String| Some(format!("{agg}-{v}")),
+        Materialized::as_store("topic1-Canonized").with_value_serde(Serdes::string()),
+    )
+    .to_stream()
+    .to(
+        "out",
+        Produced::with(Serdes::string(), OptionSerde::new(Serdes::string())),
+    );
+    let d = driver(b);
+    let input = d.input_topic(
+        "topic1",
+        Serdes::string(),
+        OptionSerde::new(Serdes::string()),
+    );
+    for (k, v, t) in [
+        ("A", Some("1"), 10),
+        ("A", None, 15),
+        ("A", Some("1"), 12), // out-of-order record will be ignored
+        ("B", Some("2"), 20),
+        ("B", Some("4"), 23),
+        ("B", Some("7"), 22), // out-of-order record will be ignored
+    ] {
+        input.pipe_input_at(s(k), v.map(s), t).unwrap();
+    }
+    let got =
+        read_all(&d.output_topic("out", Serdes::string(), OptionSerde::new(Serdes::string())));
+    assert_eq!(
+        got,
+        vec![
+            (s("1"), ss("0+1"), 10),
+            (s("1"), ss("0+1-1"), 15),
+            (s("2"), ss("0+2"), 20),
+            (s("2"), ss("0+2-2"), 23),
+            (s("4"), ss("0+4"), 23),
+        ]
+    );
+}

@@ -13,11 +13,12 @@ fn prices(b: &StreamsBuilder, history: Duration) -> KTable<String, i64> {
     )
 }
 
-/// An out-of-order update goes into the history (a lookup as of its time sees it) but is not forwarded: the
-/// table's current row did not change. An update older than the history retention is dropped and counted.
-/// Deleting a key forwards a deletion; deleting it again forwards nothing.
+/// An out-of-order update goes into the history (a lookup as of its time sees it) and is forwarded marked as
+/// not the latest, so `to_stream` emits it, as Kafka's KTableSource on a versioned store forwards it with
+/// `isLatest = false`. An update older than the history retention is dropped and counted. Deleting a key
+/// forwards a deletion; deleting it again forwards nothing.
 #[test]
-fn a_versioned_table_forwards_only_its_latest_rows() {
+fn a_versioned_table_forwards_out_of_order_rows_to_its_stream() {
     let b = StreamsBuilder::new();
     prices(&b, Duration::from_millis(100)).to_stream().to(
         "changes",
@@ -41,7 +42,12 @@ fn a_versioned_table_forwards_only_its_latest_rows() {
         .collect();
     assert_eq!(
         changes,
-        vec![(Some(3), 1_000), (Some(5), 1_050), (None, 1_060)]
+        vec![
+            (Some(3), 1_000),
+            (Some(5), 1_050),
+            (Some(4), 1_020),
+            (None, 1_060)
+        ]
     );
     assert_eq!(d.metrics().dropped_records, 1);
     let history = d

@@ -128,6 +128,10 @@ impl<KO: Data, VO: Data> Processor<KO, Change<VO>> for FkRightUpdate<KO, VO> {
         r: Record<KO, Change<VO>>,
         ctx: &mut ProcessorContext<Bytes, Response<Bytes>>,
     ) -> Result<(), StreamsError> {
+        if !r.value.is_latest {
+            // An out-of-order update of a versioned table joins nothing (Kafka's ForeignTableJoinProcessorSupplier).
+            return Ok(());
+        }
         self.key_buf.clear();
         let res = self.key_serde.serialize(&r.key, &mut self.key_buf);
         res.map_err(|e| self.serde_error(e))?;

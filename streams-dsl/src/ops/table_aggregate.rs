@@ -79,6 +79,7 @@ where
         let Change {
             new,
             old: retracted,
+            ..
         } = r.value;
         if let Some(o) = &retracted {
             // Nothing to subtract from when the group is empty (as Kafka Streams does).

@@ -66,7 +66,7 @@ where
         }
         ctx.forward(Record {
             key: r.key,
-            value: Change::new(new, old),
+            value: Change::new(new, old).latest(r.value.is_latest),
             timestamp: r.timestamp,
             headers: r.headers,
         })

@@ -28,6 +28,10 @@ where
         r: Record<K, Change<V>>,
         ctx: &mut ProcessorContext<K2, Change<V2>>,
     ) -> Result<(), StreamsError> {
+        if !r.value.is_latest {
+            // An out-of-order update of a versioned table changes no group (Kafka's KTableRepartitionMap).
+            return Ok(());
+        }
         let old = r.value.old.as_ref().map(|old| (self.f)(&r.key, old));
         let new = r.value.new.as_ref().map(|new| (self.f)(&r.key, new));
         let same_group = match (&old, &new, &self.key_serde) {

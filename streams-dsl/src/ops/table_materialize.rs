@@ -35,14 +35,19 @@ impl<K: Data, V: Data> Processor<K, Change<V>> for TableMaterialize<K, V> {
             .ok_or_else(|| missing_store("table materialization"))?;
         let Record {
             key,
-            value: Change { new, old },
+            value:
+                Change {
+                    new,
+                    old,
+                    is_latest,
+                },
             timestamp,
             headers,
         } = r;
         let new = put_timestamped(store, &key, new, timestamp)?;
         ctx.forward(Record {
             key,
-            value: Change::new(new, old),
+            value: Change::new(new, old).latest(is_latest),
             timestamp,
             headers,
         })

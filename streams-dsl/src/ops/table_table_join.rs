@@ -75,7 +75,11 @@ where
             .timestamp
             .max(other_row.as_ref().map_or(NO_TIMESTAMP, |o| o.timestamp));
         let other = other_row.map(ValueAndTimestamp::into_value);
-        let Change { new, old } = &r.value;
+        if !r.value.is_latest {
+            // An out-of-order update of a versioned table joins nothing (Kafka's KTableKTable*Join).
+            return Ok(());
+        }
+        let Change { new, old, .. } = &r.value;
         // Whether the key can have a joined row before or after this change. With the other side present it
         // can (this side is present now or just went away, which deletes the joined row); with it absent only
         // when this side alone makes a row.
@@ -136,7 +140,7 @@ impl<K: Data, VR: Data> Processor<K, Change<VR>> for JoinMerge<K, VR> {
                 .ok_or_else(|| missing_store("table-table join"))?;
             let Record {
                 key,
-                value: Change { new, old },
+                value: Change { new, old, .. },
                 timestamp,
                 headers,
             } = r;

@@ -74,7 +74,7 @@ impl<K: Data, V: Data, T: ValueTransformerWithKey<K, V>> Processor<K, Change<V>>
         };
         ctx.forward(Record {
             key: r.key,
-            value: Change::new(new, old),
+            value: Change::new(new, old).latest(r.value.is_latest),
             timestamp: r.timestamp,
             headers: r.headers,
         })

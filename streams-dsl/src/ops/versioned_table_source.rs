@@ -1,5 +1,6 @@
 //! `StreamsBuilder::table` materialized as a versioned store (KIP-914): every update goes into the store's
-//! history at its timestamp; only those that become the key's latest version are forwarded.
+//! history at its timestamp and is forwarded; one older than the key's latest version is forwarded marked as not
+//! the latest (`Change::is_latest`), which re-grouping and joins ignore.
 
 use std::sync::Arc;
 
@@ -51,7 +52,17 @@ impl<K: Data, V: Data> Processor<K, Option<V>> for VersionedTableSource<K, V> {
             }
             // Out of order: kept in the history for lookups as of its time, not a change of the table's
             // current rows.
-            VersionedPut::ValidTo(_) => Ok(()),
+            // An out-of-order update: kept in the history and forwarded marked as not the latest, with the
+            // latest version as its old value (Kafka's KTableSource on a versioned store).
+            VersionedPut::ValidTo(_) => {
+                let old = if self.send_old { old } else { None };
+                ctx.forward(Record {
+                    key: r.key,
+                    value: Change::new(r.value, old).latest(false),
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                })
+            }
             VersionedPut::NotPut => {
                 ctx.record_dropped(
                     "table update older than the versioned store's history retention",
