@@ -14,19 +14,40 @@ use std::sync::Arc;
 
 use streams_core::{
     Data, KeyValueStoreBuilder, NodeDescriptionKind, Serdes, SharedSerde, StoreKind, StreamsError,
-    Topology,
+    Topology, VersionedKeyValueStoreBuilder,
 };
 
+use crate::builder::BuilderInner;
 use crate::change::Change;
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::ops::stream_table_join::{Grace, StreamTableJoin};
-use crate::ops::table_materialize::TableMaterialize;
+use crate::ops::table_materialize::{TableMaterialize, VersionedTableMaterialize};
 use crate::ops::table_table_join::{JoinMerge, TableTableJoin};
 use crate::params::{pick_serde, Joined, Materialized};
 
 const JOINED_HINT: &str = "Joined::with(key_serde, value_serde, other_value_serde)";
 const TABLE_HINT: &str = "Materialized::with(key_serde, value_serde) on the joined table";
+
+/// The history retention of the versioned store a table without a store of its own derives from: walking up
+/// from `node` through nodes without stores (`filter`, `map_values`, ... without `Materialized`), the first store
+/// met, if it is versioned. A materialized, non-versioned table in between ends the inheritance, as in Kafka
+/// Streams (InternalStreamsBuilderTest.shouldNotSetUseVersionedSemanticsWithMaterializedIntermediateNode).
+fn inherited_history(b: &BuilderInner, node: &str) -> Option<i64> {
+    let mut node = node.to_string();
+    loop {
+        let stores = stores_of(&b.topology, &node);
+        match stores.as_slice() {
+            [store] => return b.topology.versioned_store_retention(store),
+            [] => {}
+            _ => return None,
+        }
+        match b.topology.parents_of(&node)?.as_slice() {
+            [parent] => node = parent.to_string(),
+            _ => return None,
+        }
+    }
+}
 
 /// The stores connected to `node`.
 fn stores_of(topology: &Topology, node: &str) -> Vec<String> {
@@ -69,6 +90,29 @@ impl<K: Data, V: Data> KTable<K, V> {
         let node = b.name("KTABLE-MATERIALIZE-");
         let store = b.name("KTABLE-MATERIALIZE-STATE-STORE-");
         let store_name: Arc<str> = Arc::from(store.as_str());
+        if let Some(history_ms) = inherited_history(&b, &self.node) {
+            b.add_processor::<K, Change<V>, _, _>(
+                &node,
+                move || VersionedTableMaterialize::<K, V> {
+                    store_name: store_name.clone(),
+                    store: None,
+                },
+                &[&self.node],
+            );
+            let builder = VersionedKeyValueStoreBuilder::from_parts(
+                &store,
+                Arc::new(StoreKind::default()),
+                k,
+                v,
+                std::time::Duration::from_millis(u64::try_from(history_ms).unwrap_or(0)),
+            );
+            let r = b
+                .topology
+                .add_versioned_state_store(builder, &[&node])
+                .map(|_| ());
+            b.check(r);
+            return Some((node, store));
+        }
         b.add_processor::<K, Change<V>, _, _>(
             &node,
             move || TableMaterialize::<K, V> {

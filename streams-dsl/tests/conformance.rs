@@ -6955,9 +6955,6 @@ fn kstream_ktable_join_should_fail_if_table_is_not_versioned_but_materialization
 
 /// KStreamKTableJoinTest.shouldNotFailIfTableIsVersionedButMaterializationIsInherited
 #[test]
-#[ignore = "deviation: Kafka lets a filtered versioned table inherit its source's versioned value getter, so the \
-            grace-period join builds; here a table derived from a versioned one is not versioned and the build \
-            fails with GracePeriodNeedsVersionedTable"]
 fn kstream_ktable_join_should_not_fail_if_table_is_versioned_but_materialization_is_inherited() {
     let b = StreamsBuilder::new();
     let (stream, source) = string_stream_and_table(

@@ -149,3 +149,53 @@ fn buffered_records_survive_a_restart() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A table derived from a versioned one without a store of its own (here a `map_values`) keeps its source's
+/// versioned lookups, as in Kafka Streams: a stream-table join reads it as of each record's time, out-of-order
+/// source updates included, and a grace-period join on it builds. Checked against the prices at each time,
+/// computed directly.
+#[test]
+fn a_table_derived_from_a_versioned_one_is_read_as_of_each_record() {
+    let b = StreamsBuilder::new();
+    let with_tax = prices(&b, Duration::from_secs(60)).map_values(|p| p * 2);
+    b.stream("orders", Consumed::with(Serdes::string(), Serdes::i64()))
+        .join(
+            &with_tax,
+            |qty, price| qty * price,
+            Joined::as_name("totals").with_grace_period(Duration::from_millis(10)),
+        )
+        .to("totals", Produced::with(Serdes::string(), Serdes::i64()));
+    let d = TopologyTestDriver::new(b.build().unwrap()).unwrap();
+    let p = d.input_topic("prices", Serdes::string(), Serdes::i64());
+    let o = d.input_topic("orders", Serdes::string(), Serdes::i64());
+    let price_updates = [(3, 1_000), (7, 1_100), (5, 1_050)]; // the last one out of order
+    for (price, t) in price_updates {
+        p.pipe_input_at("pen".into(), price, t).unwrap();
+    }
+    let orders = [(1, 1_010), (2, 1_060), (4, 1_120), (1, 1_200)];
+    for (qty, t) in orders {
+        o.pipe_input_at("pen".into(), qty, t).unwrap();
+    }
+    // The price at time t: the update with the latest time <= t, whatever the order it came in.
+    let price_at = |t: i64| {
+        price_updates
+            .iter()
+            .filter(|(_, pt)| *pt <= t)
+            .max_by_key(|(_, pt)| *pt)
+            .map(|(p, _)| p * 2)
+    };
+    // The grace period holds an order until stream time passes it by 10 ms: the last one stays buffered.
+    let expected: Vec<i64> = orders[..3]
+        .iter()
+        .filter_map(|(qty, t)| price_at(*t).map(|p| qty * p))
+        .collect();
+    let got: Vec<i64> = d
+        .output_topic("totals", Serdes::string(), Serdes::i64())
+        .read_key_values_to_vec()
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(got, vec![6, 20, 56]);
+}
