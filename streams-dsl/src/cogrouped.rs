@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use state_store::{SessionWindowedSerde, TimeWindowedSerde, Windowed};
-use streams_core::{Data, SharedSerde, StreamsError};
+use streams_core::{Data, SharedSerde};
 
 use crate::builder::{BuilderInner, Shared};
 use crate::change::Change;
@@ -19,6 +19,7 @@ use crate::ops::sliding_aggregate::SlidingAggregate;
 use crate::ops::stream_aggregate::StreamAggregate;
 use crate::ops::window_aggregate::WindowAggregate;
 use crate::params::{pick_serde, Materialized};
+use crate::windowed::retention;
 use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 
 type Initializer<VA> = Arc<dyn Fn() -> VA + Send + Sync>;
@@ -45,6 +46,9 @@ struct WindowCtx<K, VA, W> {
     key_serde: SharedSerde<K>,
     value_serde: SharedSerde<VA>,
 }
+
+/// The key and value serdes of a cogroup's store.
+type StoreSerdes<K, VA> = (SharedSerde<K>, SharedSerde<VA>);
 
 type Merger<K, VA> = Arc<dyn Fn(&K, VA, VA) -> VA + Send + Sync>;
 
@@ -437,6 +441,28 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
         (prepared, key)
     }
 
+    /// [`CogroupedKStream::prepare_all`], and the serdes of a windowed cogroup's store: `materialized`'s or the
+    /// ones known upstream (`None`, with the error recorded, when one is unknown).
+    fn prepare_with_serdes(
+        &self,
+        b: &mut BuilderInner,
+        store: &str,
+        materialized: &Materialized<K, VA>,
+        op: &str,
+    ) -> (Vec<String>, Option<StoreSerdes<K, VA>>) {
+        const HINT: &str = "Materialized::with(key_serde, value_serde)";
+        let (prepared, key) = self.prepare_all(b, store);
+        let k = b.check(pick_serde(&materialized.key_serde, &key, op, "key", HINT));
+        let v = b.check(pick_serde(
+            &materialized.value_serde,
+            &None,
+            op,
+            "value",
+            HINT,
+        ));
+        (prepared, k.zip(v))
+    }
+
     /// Adds one aggregator per input with `attach(input, builder, node read, processor name)`, the inputs'
     /// co-partitioning and the table's merge node; returns the aggregators and the merge node.
     fn attach_all(
@@ -589,7 +615,6 @@ impl<K: Data, VA: Data> TimeWindowedCogroupedKStream<K, VA> {
         I: Fn() -> VA + Send + Sync + 'static,
     {
         const OP: &str = "windowed cogroup aggregate";
-        const HINT: &str = "Materialized::with(key_serde, value_serde)";
         let shared = self.cogrouped.b.clone();
         let mut b = shared.borrow_mut();
         let store = materialized
@@ -608,35 +633,21 @@ impl<K: Data, VA: Data> TimeWindowedCogroupedKStream<K, VA> {
             }
         };
         let min_retention = size_ms.saturating_add(grace_ms);
-        let retention_ms = match materialized.retention.map(crate::windows::ms) {
-            Some(r) if r < min_retention => {
-                b.check::<()>(Err(StreamsError::InvalidTopology(format!(
-                    "{OP}: Materialized::with_retention({r} ms) is shorter than the window size plus grace \
-                     ({min_retention} ms); windows would be deleted while still open"
-                ))));
-                min_retention
-            }
-            Some(r) => r,
+        let retention_ms = match (spec, materialized.retention) {
             // Sliding windows are kept as long as Kafka's sliding-window stores keep them.
-            None => match spec {
-                TimeSpec::Time(_) => min_retention,
-                TimeSpec::Sliding(_) => size_ms.saturating_mul(2).saturating_add(grace_ms),
-            },
+            (TimeSpec::Sliding(_), None) => size_ms.saturating_mul(2).saturating_add(grace_ms),
+            _ => b
+                .check(retention(&materialized, min_retention, OP))
+                .unwrap_or(min_retention),
         };
         let init: Initializer<VA> = Arc::new(init);
         let flag = Arc::new(AtomicBool::new(false));
-        let (prepared, key) = self.cogrouped.prepare_all(&mut b, &store);
-        let sk = b.check(pick_serde(&materialized.key_serde, &key, OP, "key", HINT));
-        let sv = b.check(pick_serde(
-            &materialized.value_serde,
-            &None,
-            OP,
-            "value",
-            HINT,
-        ));
-        let (Some(k), Some(v)) = (sk, sv.clone()) else {
+        let (prepared, serdes) =
+            self.cogrouped
+                .prepare_with_serdes(&mut b, &store, &materialized, OP);
+        let Some((k, v)) = serdes else {
             drop(b);
-            return KTable::new(shared.clone(), String::new(), None, sv, None, vec![flag]);
+            return KTable::new(shared.clone(), String::new(), None, None, None, vec![flag]);
         };
         let window_ctx = WindowCtx {
             windows: spec,
@@ -729,7 +740,6 @@ impl<K: Data, VA: Data> SessionWindowedCogroupedKStream<K, VA> {
         M: Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
     {
         const OP: &str = "session-windowed cogroup aggregate";
-        const HINT: &str = "Materialized::with(key_serde, value_serde)";
         let shared = self.cogrouped.b.clone();
         let mut b = shared.borrow_mut();
         let store = materialized
@@ -739,32 +749,18 @@ impl<K: Data, VA: Data> SessionWindowedCogroupedKStream<K, VA> {
         let w = self.windows;
         b.check(w.validate());
         let min_retention = w.gap_ms.saturating_add(w.grace_ms);
-        let retention_ms = match materialized.retention.map(crate::windows::ms) {
-            Some(r) if r < min_retention => {
-                b.check::<()>(Err(StreamsError::InvalidTopology(format!(
-                    "{OP}: Materialized::with_retention({r} ms) is shorter than the gap plus grace \
-                     ({min_retention} ms); sessions would be deleted while still open"
-                ))));
-                min_retention
-            }
-            Some(r) => r,
-            None => min_retention,
-        };
+        let retention_ms = b
+            .check(retention(&materialized, min_retention, OP))
+            .unwrap_or(min_retention);
         let init: Initializer<VA> = Arc::new(init);
         let merger: Merger<K, VA> = Arc::new(merger);
         let flag = Arc::new(AtomicBool::new(false));
-        let (prepared, key) = self.cogrouped.prepare_all(&mut b, &store);
-        let sk = b.check(pick_serde(&materialized.key_serde, &key, OP, "key", HINT));
-        let sv = b.check(pick_serde(
-            &materialized.value_serde,
-            &None,
-            OP,
-            "value",
-            HINT,
-        ));
-        let (Some(k), Some(v)) = (sk, sv.clone()) else {
+        let (prepared, serdes) =
+            self.cogrouped
+                .prepare_with_serdes(&mut b, &store, &materialized, OP);
+        let Some((k, v)) = serdes else {
             drop(b);
-            return KTable::new(shared.clone(), String::new(), None, sv, None, vec![flag]);
+            return KTable::new(shared.clone(), String::new(), None, None, None, vec![flag]);
         };
         let window_ctx = WindowCtx {
             windows: w,

@@ -81,7 +81,11 @@ impl<K: Data, V: Data> WindowedBy<K, V> for SessionWindows {
 }
 
 /// The retention of a windowed store: the one asked for, which must cover `min`, else `min`.
-fn retention<K, V>(m: &Materialized<K, V>, min: i64, op: &str) -> Result<i64, StreamsError> {
+pub(crate) fn retention<K, V>(
+    m: &Materialized<K, V>,
+    min: i64,
+    op: &str,
+) -> Result<i64, StreamsError> {
     match m.retention.map(ms) {
         Some(r) if r < min => Err(StreamsError::InvalidTopology(format!(
             "{op}: Materialized::with_retention({r} ms) is shorter than the window size (or gap) plus grace \
