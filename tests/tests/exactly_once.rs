@@ -15,11 +15,11 @@
 //! Each case counts the same input into two stores, one in RocksDB and one in memory, and checks both through
 //! interactive queries: never above the reference while the faults play out (an aborted round that left a trace
 //! would show there), equal to it once all input is processed, with `streams_transactions_aborted_total` of the
-//! instance's thread raised (the fault reached the transaction and was aborted), and the instance `Running`
+//! instance raised (the fault reached the transaction and was aborted), and the instance `Running`
 //! without an error.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
@@ -35,6 +35,13 @@ const MEMORY: &str = "eos-counts-memory";
 
 /// The recorder of this test binary (installed once; every test reads the counters of its own thread).
 fn snapshotter() -> &'static Snapshotter {
+    // `EOS_TEST_LOG=<filter>` shows the runtime's logs (for a failing case).
+    if let Ok(filter) = std::env::var("EOS_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .try_init();
+    }
     static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
     SNAPSHOTTER.get_or_init(|| {
         let recorder = DebuggingRecorder::new();
@@ -46,23 +53,37 @@ fn snapshotter() -> &'static Snapshotter {
     })
 }
 
-/// The value of counter `name` for stream thread `thread` (0 when never incremented).
-fn counter(name: &str, thread: &str) -> u64 {
-    snapshotter()
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, _, _, _)| {
-            key.key().name() == name
-                && key
-                    .key()
-                    .labels()
-                    .any(|l| l.key() == "thread" && l.value() == thread)
+/// Counter `name` summed over the stream threads of application `app` (0 when never incremented): labelled
+/// with the thread (`<app>-StreamThread-<n>`) or its producer's `transactional_id` (`<app>-<process id>-<n>`).
+fn counter(name: &str, app: &str) -> u64 {
+    let thread = format!("{app}-StreamThread-");
+    let transactional_id = format!("{app}-");
+    // A snapshot takes the counters' values (and zeroes them): they are added up here, under one lock.
+    static TOTALS: Mutex<BTreeMap<(String, Vec<(String, String)>), u64>> =
+        Mutex::new(BTreeMap::new());
+    let mut totals = TOTALS.lock().unwrap();
+    for (key, _, _, value) in snapshotter().snapshot().into_vec() {
+        if let DebugValue::Counter(c) = value {
+            let labels = key
+                .key()
+                .labels()
+                .map(|l| (l.key().to_string(), l.value().to_string()))
+                .collect();
+            *totals
+                .entry((key.key().name().to_string(), labels))
+                .or_default() += c;
+        }
+    }
+    totals
+        .iter()
+        .filter(|((n, labels), _)| {
+            n == name
+                && labels.iter().any(|(k, v)| {
+                    (k == "thread" && v.starts_with(&thread))
+                        || (k == "transactional_id" && v.starts_with(&transactional_id))
+                })
         })
-        .map(|(_, _, _, value)| match value {
-            DebugValue::Counter(c) => c,
-            _ => 0,
-        })
+        .map(|(_, c)| c)
         .sum()
 }
 
@@ -169,9 +190,8 @@ fn abortable_errors_case(app: &str, api: RDKafkaApiKey, errors: Vec<RDKafkaRespE
     broker.create_topic(INPUT, 2);
     broker.create_topic(OUTPUT, 2);
     let kafka = embedded(&broker);
-    let thread = format!("{app}-StreamThread-1");
-    let aborted = || counter("streams_transactions_aborted_total", &thread);
-    let committed = || counter("streams_transactions_committed_total", &thread);
+    let aborted = || counter("streams_transactions_aborted_total", app);
+    let committed = || counter("streams_transactions_committed_total", app);
     let mut input = Input::default();
     let first = input.add(200);
     let second = input.add(200);
@@ -280,8 +300,7 @@ fn abortable_errors_of_every_transactional_request_in_a_row_leave_exact_counts()
     broker.create_topic(INPUT, 2);
     broker.create_topic(OUTPUT, 2);
     let kafka = embedded(&broker);
-    let thread = format!("{app}-StreamThread-1");
-    let aborted = || counter("streams_transactions_aborted_total", &thread);
+    let aborted = || counter("streams_transactions_aborted_total", app);
     let mut input = Input::default();
     produce(&broker.bootstrap(), INPUT, &input.add(150));
     let dir = tempfile::tempdir().unwrap();

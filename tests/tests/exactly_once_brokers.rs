@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
@@ -88,24 +88,37 @@ fn snapshotter() -> &'static Snapshotter {
     })
 }
 
-/// Counter `name` summed over the stream threads of application `app`.
+/// Counter `name` summed over the stream threads of application `app`: labelled with the thread
+/// (`<app>-StreamThread-<n>`) or its producer's `transactional_id` (`<app>-<process id>-<n>`).
 fn counter(name: &str, app: &str) -> u64 {
-    let prefix = format!("{app}-StreamThread-");
-    snapshotter()
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, _, _, _)| {
-            key.key().name() == name
-                && key
-                    .key()
-                    .labels()
-                    .any(|l| l.key() == "thread" && l.value().starts_with(&prefix))
+    let thread = format!("{app}-StreamThread-");
+    let transactional_id = format!("{app}-");
+    // A snapshot takes the counters' values (and zeroes them): they are added up here, under one lock.
+    static TOTALS: Mutex<BTreeMap<(String, Vec<(String, String)>), u64>> =
+        Mutex::new(BTreeMap::new());
+    let mut totals = TOTALS.lock().unwrap();
+    for (key, _, _, value) in snapshotter().snapshot().into_vec() {
+        if let DebugValue::Counter(c) = value {
+            let labels = key
+                .key()
+                .labels()
+                .map(|l| (l.key().to_string(), l.value().to_string()))
+                .collect();
+            *totals
+                .entry((key.key().name().to_string(), labels))
+                .or_default() += c;
+        }
+    }
+    totals
+        .iter()
+        .filter(|((n, labels), _)| {
+            n == name
+                && labels.iter().any(|(k, v)| {
+                    (k == "thread" && v.starts_with(&thread))
+                        || (k == "transactional_id" && v.starts_with(&transactional_id))
+                })
         })
-        .map(|(_, _, _, value)| match value {
-            DebugValue::Counter(c) => c,
-            _ => 0,
-        })
+        .map(|(_, c)| c)
         .sum()
 }
 
