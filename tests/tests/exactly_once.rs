@@ -59,8 +59,8 @@ fn counter(name: &str, app: &str) -> u64 {
     let thread = format!("{app}-StreamThread-");
     let transactional_id = format!("{app}-");
     // A snapshot takes the counters' values (and zeroes them): they are added up here, under one lock.
-    static TOTALS: Mutex<BTreeMap<(String, Vec<(String, String)>), u64>> =
-        Mutex::new(BTreeMap::new());
+    type Totals = BTreeMap<(String, Vec<(String, String)>), u64>;
+    static TOTALS: Mutex<Totals> = Mutex::new(BTreeMap::new());
     let mut totals = TOTALS.lock().unwrap();
     for (key, _, _, value) in snapshotter().snapshot().into_vec() {
         if let DebugValue::Counter(c) = value {
