@@ -1056,45 +1056,21 @@ impl Harness {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()
     }
 
-    /// The restart-after-kill measurement: `keys` distinct keys, then `tail` updates of them, written to a fresh
-    /// topic; for each of two applications, a count on a RocksDB store (`eos`: under exactly_once_v2) is run in a
-    /// child process until the whole store is committed and is then killed with SIGKILL between two commits; one
-    /// is restarted on the state directory it left, the other after its task directories are wiped (its
-    /// `process-id` file stays, so both restarts fence the killed producer the same way). Both must end with
-    /// `keys` keys counting every record once (under at_least_once, at least once).
+    /// The restart-after-kill measurement, for two applications each on a topic of its own: a count on a
+    /// RocksDB store (`eos`: under exactly_once_v2) in a child process builds a store of `keys` distinct keys;
+    /// once all of it is committed, `tail` updates of those keys start arriving, and between two commits the
+    /// process is killed with SIGKILL. One is restarted on the state directory it left, the other after its task
+    /// directories are wiped (its `process-id` file stays, so both restarts fence the killed producer alike).
+    /// Both must end with `keys` keys counting every record once (under at_least_once, at least once).
     fn restart_after_kill(&self, keys: u64, tail: u64, eos: bool) -> Result<Value, String> {
-        let input = self.topic(&self.fresh("kill-in"));
-        let p = producer(&self.bootstrap, "5");
-        let value = [b'v'; 100];
-        let stride = if keys.is_multiple_of(7919) { 7927 } else { 7919 };
-        let write = |from: u64, to: u64, offset: u64| {
-            for i in from..to {
-                let key = (((i * stride) + offset) % keys) as i64;
-                send(
-                    &p,
-                    BaseRecord::to(&input)
-                        .key(&key.to_be_bytes()[..])
-                        .payload(&value[..])
-                        .timestamp(now_ms()),
-                );
-            }
-            p.flush(Duration::from_secs(300))
-                .map_err(|e| format!("writing {input}: {e}"))
-        };
-        write(0, keys, 0)?;
-        let probe = GroupOffsets::new(&self.bootstrap, &self.fresh("kill-probe"), &input)?;
-        // Where the distinct keys end on each partition: the store is whole once the group has committed these.
-        let built = probe.ends()?;
-        write(0, tail, 1)?;
-        let total = keys + tail;
         let mut result = json!({
             "keys": keys,
             "tail": tail,
-            "records": total,
+            "records": keys + tail,
             "guarantee": if eos { "exactly_once_v2" } else { "at_least_once" },
         });
         for (name, wipe) in [("same_state_dir", false), ("task_dirs_wiped", true)] {
-            result[name] = self.kill_and_restart(&input, &built, keys, total, eos, wipe)?;
+            result[name] = self.kill_and_restart(keys, tail, eos, wipe)?;
         }
         let done = |k: &str| result[k]["done_s"].as_f64();
         result["wiped_vs_same_done"] =
@@ -1107,24 +1083,49 @@ impl Harness {
 
     fn kill_and_restart(
         &self,
-        input: &str,
-        built: &[i64],
         keys: u64,
-        total: u64,
+        tail: u64,
         eos: bool,
         wipe: bool,
     ) -> Result<Value, String> {
+        let total = keys + tail;
+        let input = self.topic(&self.fresh("kill-in"));
+        // Record i of the distinct keys (offset 0) or of the updates (offset 1): a permutation of the keys.
+        let stride = if keys.is_multiple_of(7919) {
+            7927
+        } else {
+            7919
+        };
+        let key_of = move |i: u64, offset: u64| (((i * stride) + offset) % keys) as i64;
+        let send_one = |p: &BaseProducer, topic: &str, key: i64| {
+            send(
+                p,
+                BaseRecord::to(topic)
+                    .key(&key.to_be_bytes()[..])
+                    .payload(&[b'v'; 100][..])
+                    .timestamp(now_ms()),
+            )
+        };
+        let p = producer(&self.bootstrap, "5");
+        for i in 0..keys {
+            send_one(&p, &input, key_of(i, 0));
+        }
+        p.flush(Duration::from_secs(300))
+            .map_err(|e| format!("writing {input}: {e}"))?;
         let app = self.fresh(if wipe {
             "bench-kill-wiped"
         } else {
             "bench-kill-same"
         });
+        let offsets = GroupOffsets::new(&self.bootstrap, &app, &input)?;
+        // Where the distinct keys end on each partition: the store is whole once the group has committed these.
+        let built = offsets.ends()?;
         let spec = Spec {
             workload: if eos { CountEos } else { Count },
             mode: "killable",
             eos,
             bootstrap: self.bootstrap.clone(),
-            input: input.to_string(),
+            input: input.clone(),
             table: String::new(),
             output: self.topic(&self.fresh("out-kill")),
             n: total,
@@ -1134,7 +1135,6 @@ impl Harness {
             // exactly_once_v2's default, at both guarantees.
             commit_ms: 100,
         };
-        let offsets = GroupOffsets::new(&self.bootstrap, &spec.app, input)?;
         let mut child = self.spawn(&spec, false).map_err(|e| e.to_string())?;
         let output = drain_tail(&mut child);
         let stop = |mut child: Child,
@@ -1167,35 +1167,66 @@ impl Harness {
                 );
             }
             match offsets.committed() {
-                Ok(c) if c.iter().zip(built).all(|(c, b)| c >= b) => break,
+                Ok(c) if c.iter().zip(&built).all(|(c, b)| c >= b) => break,
                 Ok(_) => {}
                 Err(e) => return stop(child, output, e),
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         let build_s = t0.elapsed().as_secs_f64();
-        // Between two commits: the committed offsets move (a commit ended), then half an interval passes.
-        let last = offsets.committed()?;
+        // The updates arrive while it runs, KILL_TAIL_RATE a second until the kill, the rest at once after it.
+        let killed = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (killed, bootstrap, input) =
+                (killed.clone(), self.bootstrap.clone(), input.clone());
+            std::thread::spawn(move || {
+                let p = producer(&bootstrap, "5");
+                let start = Instant::now();
+                for i in 0..tail {
+                    while !killed.load(Ordering::Relaxed)
+                        && (start.elapsed().as_secs_f64() * KILL_TAIL_RATE) < i as f64
+                    {
+                        p.poll(Duration::from_millis(1));
+                    }
+                    send_one(&p, &input, key_of(i, 1));
+                }
+                p.flush(Duration::from_secs(300))
+                    .map_err(|e| format!("writing {input}: {e}"))
+            })
+        };
+        // Between two commits: a commit takes some of the updates, the next one moves the offsets again, then
+        // half an interval passes.
         let t1 = Instant::now();
-        loop {
+        let mut last = built.clone();
+        let mut commits = 0;
+        while commits < 2 {
             match offsets.committed() {
-                Ok(c) if c != last => break,
-                Ok(_) if t1.elapsed() > Duration::from_secs(30) => {
-                    return stop(
-                        child,
-                        output,
-                        "no commit within 30 s of the store being built".into(),
-                    )
+                Ok(c) if c.iter().sum::<i64>() > last.iter().sum::<i64>() => {
+                    commits += 1;
+                    last = c;
+                }
+                Ok(_) if t1.elapsed() > Duration::from_secs(60) => {
+                    killed.store(true, Ordering::Relaxed);
+                    let _ = writer.join();
+                    return stop(child, output, "no commit of the updates within 60 s".into());
                 }
                 Ok(_) => {}
-                Err(e) => return stop(child, output, e),
+                Err(e) => {
+                    killed.store(true, Ordering::Relaxed);
+                    let _ = writer.join();
+                    return stop(child, output, e);
+                }
             }
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(spec.commit_ms / 2));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
+        killed.store(true, Ordering::Relaxed);
         drop(output);
+        writer
+            .join()
+            .map_err(|_| "the update writer panicked".to_string())??;
         let committed_at_kill: i64 = offsets.committed()?.iter().sum();
         if committed_at_kill as u64 >= total {
             return Err(format!(
@@ -1475,6 +1506,9 @@ fn drain_tail(child: &mut Child) -> Vec<std::thread::JoinHandle<Vec<String>>> {
         })
         .collect()
 }
+
+/// Records/s at which the updates arrive before the kill in the restart-after-kill measurement.
+const KILL_TAIL_RATE: f64 = 10_000.0;
 
 /// The name `--only` matches to run the restart-after-kill measurement.
 const KILL_ID: &str = "restart-after-kill";
