@@ -700,7 +700,7 @@ impl GroupOffsets {
 
 /// After a kill -9: starts the count on the state directory the killed process left (whole, or with its task
 /// directories wiped by the harness), and measures the time until it is running and until its group has
-/// committed the whole input, the records restored (restore listener) and the records processed again; then
+/// committed the whole input, the records restored (restore listener) and the records processed after it; then
 /// reads the count store to check it against the input (`keys` keys, `n` records).
 fn restart_worker(spec: &Spec) -> Result<Value, String> {
     let offsets = GroupOffsets::new(&spec.bootstrap, &spec.app, &spec.input)?;
