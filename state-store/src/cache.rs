@@ -627,6 +627,27 @@ impl<S: KeyValueStore> KeyValueStore for CachingKeyValueStore<S> {
         self.inner.drop_expired_segments(before)
     }
 
+    fn segment_expired(&self, key: &[u8], before: i64) -> Result<Option<bool>, StoreError> {
+        self.inner.segment_expired(key, before)
+    }
+
+    /// Passes the commit on to the store below. Dirty entries are not written first: flush the cache before the
+    /// transaction commits, so that its writes reach the changelog inside the transaction.
+    fn commit_transaction(&mut self) -> Result<(), StoreError> {
+        self.inner.commit_transaction()
+    }
+
+    /// Drops every entry, dirty or clean (a clean entry may hold a write of the aborted transaction, already
+    /// written below and discarded there), and every flushed entry not yet collected, then passes the abort on.
+    fn abort_transaction(&mut self) -> Result<(), StoreError> {
+        self.clear();
+        self.inner.abort_transaction()
+    }
+
+    fn pending_transaction_bytes(&self) -> usize {
+        self.inner.pending_transaction_bytes()
+    }
+
     fn listen_for_flushes(&mut self, read_old: bool) -> bool {
         self.listening = true;
         self.read_old |= read_old;

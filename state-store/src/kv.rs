@@ -109,13 +109,15 @@ impl KeyRange {
 /// A key-value store over bytes, ordered by key (lexicographic on bytes).
 ///
 /// Reads take `&self`, writes `&mut self`. Iterators borrow the store. Implementations: [`InMemoryKeyValueStore`],
-/// [`RocksDbKeyValueStore`], and the layers [`CachingKeyValueStore`] and [`ChangeLoggingKeyValueStore`] that wrap
-/// any other store.
+/// [`RocksDbKeyValueStore`], [`SegmentedKeyValueStore`], and the layers [`CachingKeyValueStore`],
+/// [`ChangeLoggingKeyValueStore`] and [`TransactionalKeyValueStore`] that wrap any other store.
 ///
 /// [`InMemoryKeyValueStore`]: crate::InMemoryKeyValueStore
 /// [`RocksDbKeyValueStore`]: crate::RocksDbKeyValueStore
 /// [`CachingKeyValueStore`]: crate::CachingKeyValueStore
 /// [`ChangeLoggingKeyValueStore`]: crate::ChangeLoggingKeyValueStore
+/// [`SegmentedKeyValueStore`]: crate::SegmentedKeyValueStore
+/// [`TransactionalKeyValueStore`]: crate::TransactionalKeyValueStore
 pub trait KeyValueStore: Send {
     /// The store's name.
     fn name(&self) -> &str;
@@ -243,6 +245,68 @@ pub trait KeyValueStore: Send {
         Ok(0)
     }
 
+    /// For a store kept in time segments: whether the segment `key` belongs to lies wholly before `before`, so
+    /// that [`KeyValueStore::drop_expired_segments`]`(before)` drops it (or would, were the segment there), or an
+    /// error naming the store when it could not hold `key` at all (a key without a time, or with a negative one).
+    /// `Ok(None)` (the default) for a store that is not segmented. Layers pass it to the store below; a layer that
+    /// holds writes back ([`TransactionalKeyValueStore`]) checks its keys with it and applies segment expiry to
+    /// the writes it holds.
+    ///
+    /// [`TransactionalKeyValueStore`]: crate::TransactionalKeyValueStore
+    fn segment_expired(&self, key: &[u8], before: i64) -> Result<Option<bool>, StoreError> {
+        let _ = (key, before);
+        Ok(None)
+    }
+
+    /// Applies to the store below the writes this store holds back for the running transaction, then forgets
+    /// them: a [`TransactionalKeyValueStore`] writes them in one batch (with any segment expiry deferred until
+    /// then). Call it once the transaction the writes belong to has committed (for Kafka, once the producer's
+    /// transaction, which carries the changelog records of these writes, has committed), after flushing any
+    /// cache above so every write of the transaction has reached this layer. The writes are applied, not made
+    /// durable: [`KeyValueStore::flush`] afterwards, before recording a checkpoint. Layers pass it on to the
+    /// store below. The default, for a store that holds nothing back, does nothing.
+    ///
+    /// ```
+    /// use state_store::{InMemoryKeyValueStore, KeyValueStore, TransactionalKeyValueStore};
+    ///
+    /// let mut store = TransactionalKeyValueStore::new(InMemoryKeyValueStore::new("s"));
+    /// store.put(b"k", b"v").unwrap();
+    /// assert_eq!(store.get(b"k").unwrap(), Some(b"v".to_vec())); // reads see held writes
+    /// assert_eq!(store.inner().get(b"k").unwrap(), None); // the store below does not, yet
+    /// store.commit_transaction().unwrap();
+    /// assert_eq!(store.inner().get(b"k").unwrap(), Some(b"v".to_vec()));
+    /// ```
+    ///
+    /// [`TransactionalKeyValueStore`]: crate::TransactionalKeyValueStore
+    fn commit_transaction(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Discards the writes this store holds back for the running transaction (it aborted, or will never
+    /// commit), so the store below keeps only committed data. A write-back cache above drops every entry, clean
+    /// or dirty, since any of them may reflect a discarded write. Layers pass it on to the store below. The
+    /// default, for a store that holds nothing back, does nothing.
+    ///
+    /// ```
+    /// use state_store::{CachingKeyValueStore, InMemoryKeyValueStore, KeyValueStore, TransactionalKeyValueStore};
+    ///
+    /// let held = TransactionalKeyValueStore::new(InMemoryKeyValueStore::new("s"));
+    /// let mut store = CachingKeyValueStore::new(held, 1 << 20);
+    /// store.put(b"k", b"v").unwrap();
+    /// store.flush().unwrap(); // through the cache, into the held writes
+    /// store.abort_transaction().unwrap();
+    /// assert_eq!(store.get(b"k").unwrap(), None);
+    /// ```
+    fn abort_transaction(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Bytes (keys plus values) of the writes held back for the running transaction, in this store's stack; 0
+    /// (the default) for a store that holds nothing back. For metrics.
+    fn pending_transaction_bytes(&self) -> usize {
+        0
+    }
+
     /// Asks the write-back cache in this store's stack to report every dirty entry it writes to the store below
     /// (at a flush or an eviction) as a [`FlushedEntry`], to be collected with
     /// [`take_flushed`](KeyValueStore::take_flushed): Kafka Streams' cache flush listener. With `read_old`, each
@@ -316,6 +380,18 @@ impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
     }
     fn drop_expired_segments(&mut self, before: i64) -> Result<usize, StoreError> {
         (**self).drop_expired_segments(before)
+    }
+    fn segment_expired(&self, key: &[u8], before: i64) -> Result<Option<bool>, StoreError> {
+        (**self).segment_expired(key, before)
+    }
+    fn commit_transaction(&mut self) -> Result<(), StoreError> {
+        (**self).commit_transaction()
+    }
+    fn abort_transaction(&mut self) -> Result<(), StoreError> {
+        (**self).abort_transaction()
+    }
+    fn pending_transaction_bytes(&self) -> usize {
+        (**self).pending_transaction_bytes()
     }
     fn listen_for_flushes(&mut self, read_old: bool) -> bool {
         (**self).listen_for_flushes(read_old)

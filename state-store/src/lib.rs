@@ -10,6 +10,9 @@
 //! 4. the store itself: [`InMemoryKeyValueStore`] or [`RocksDbKeyValueStore`], or your own [`KeyValueStore`];
 //!    for window and session stores, a [`SegmentedKeyValueStore`] made of one such store per segment of time.
 //!
+//! Under exactly-once processing a [`TransactionalKeyValueStore`] sits between 3 and 4: it holds the writes of
+//! the running transaction in memory and applies them to the store below only once the transaction commits.
+//!
 //! This crate knows nothing of Kafka and builds without it.
 //!
 //! ```
@@ -37,6 +40,7 @@ mod segments;
 pub mod serde;
 mod supplier;
 mod timestamped;
+mod transaction;
 mod typed;
 pub mod versioned;
 mod window;
@@ -53,6 +57,7 @@ pub use segments::{
 pub use serde::{Serde, Serdes, SharedSerde};
 pub use supplier::{KeyValueStoreSupplier, StoreContext, StoreKind};
 pub use timestamped::{TimestampedSerde, ValueAndTimestamp, ValueOfTimestampedSerde, NO_TIMESTAMP};
+pub use transaction::TransactionalKeyValueStore;
 pub use typed::{share, SharedKeyValueStore, TypedKeyValueStore};
 pub use versioned::{VersionedKeyValueStore, VersionedPut, VersionedRecord};
 pub use window::{

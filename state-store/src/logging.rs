@@ -124,4 +124,16 @@ impl<S: KeyValueStore, L: ChangelogSink> KeyValueStore for ChangeLoggingKeyValue
     fn drop_expired_segments(&mut self, before: i64) -> Result<usize, StoreError> {
         self.inner.drop_expired_segments(before)
     }
+    fn segment_expired(&self, key: &[u8], before: i64) -> Result<Option<bool>, StoreError> {
+        self.inner.segment_expired(key, before)
+    }
+    fn commit_transaction(&mut self) -> Result<(), StoreError> {
+        self.inner.commit_transaction()
+    }
+    fn abort_transaction(&mut self) -> Result<(), StoreError> {
+        self.inner.abort_transaction()
+    }
+    fn pending_transaction_bytes(&self) -> usize {
+        self.inner.pending_transaction_bytes()
+    }
 }

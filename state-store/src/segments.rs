@@ -367,6 +367,37 @@ impl KeyValueStore for SegmentedKeyValueStore {
         }
         Ok(ids.len())
     }
+
+    fn segment_expired(&self, key: &[u8], before: i64) -> Result<Option<bool>, StoreError> {
+        Ok(Some(
+            self.segment_of(key)? < before.div_euclid(self.interval),
+        ))
+    }
+
+    fn commit_transaction(&mut self) -> Result<(), StoreError> {
+        for s in self.segments.values_mut() {
+            s.commit_transaction()?;
+        }
+        Ok(())
+    }
+
+    fn abort_transaction(&mut self) -> Result<(), StoreError> {
+        let mut first = Ok(());
+        for s in self.segments.values_mut() {
+            let r = s.abort_transaction();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    fn pending_transaction_bytes(&self) -> usize {
+        self.segments
+            .values()
+            .map(|s| s.pending_transaction_bytes())
+            .sum()
+    }
 }
 
 /// Merges the ordered scans of several segments into one (no key is in two segments).
