@@ -199,6 +199,16 @@ pub enum StreamsError {
     /// The group is rebalancing or this member left it: the task may belong to another instance now.
     #[error("task migrated: {0}")]
     TaskMigrated(String),
+    /// Under exactly-once: the thread's transaction had to be aborted (a record could not be sent or delivered,
+    /// or the broker refused a transactional request). The thread's tasks go back to their last commit and
+    /// process again from there.
+    #[error("transaction aborted: {0}")]
+    TransactionAborted(String),
+    /// Under exactly-once: another producer with this thread's transactional id, or the group's newer
+    /// generation, fenced the thread's producer. Its tasks are closed without committing and the producer is
+    /// created again.
+    #[error("producer fenced: {0}")]
+    ProducerFenced(String),
     /// A topic the topology uses is unknown to the broker or the test driver.
     #[error("unknown topic '{0}'")]
     UnknownTopic(String),
@@ -308,7 +318,9 @@ impl StreamsError {
     pub fn class(&self) -> ErrorClass {
         match self {
             StreamsError::UnknownTopic(_) => ErrorClass::Retriable,
-            StreamsError::TaskMigrated(_) => ErrorClass::TaskMigrated,
+            StreamsError::TaskMigrated(_)
+            | StreamsError::TransactionAborted(_)
+            | StreamsError::ProducerFenced(_) => ErrorClass::TaskMigrated,
             _ => ErrorClass::Fatal,
         }
     }

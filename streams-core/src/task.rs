@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use state_store::{
     share, CacheBudget, CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogSink,
-    KeyValueStore, RocksDbResources, SharedKeyValueStore, StoreError, TypedKeyValueStore,
+    KeyValueStore, RocksDbResources, SharedKeyValueStore, StoreError, TransactionalKeyValueStore,
+    TypedKeyValueStore,
 };
 
 use crate::error::{panic_message, StreamsError};
@@ -524,6 +525,8 @@ fn handleable(error: &StreamsError) -> bool {
     !matches!(
         error,
         StreamsError::TaskMigrated(_)
+            | StreamsError::TransactionAborted(_)
+            | StreamsError::ProducerFenced(_)
             | StreamsError::Store(StoreError::Changelog { .. })
             | StreamsError::Store(StoreError::Poisoned { .. })
     )
@@ -594,6 +597,9 @@ pub(crate) struct TaskEnv {
     pub wall_clock: i64,
     /// The instance's global stores.
     pub globals: Arc<GlobalStores>,
+    /// Under exactly-once, each store holds the writes of the running transaction until it commits (see
+    /// [`state_store::TransactionalKeyValueStore`]).
+    pub exactly_once: bool,
 }
 
 struct Input {
@@ -634,6 +640,11 @@ fn wrap_store(
     mut store: Box<dyn KeyValueStore>,
 ) -> StoreSlot {
     let def = &topology.stores[name];
+    if env.exactly_once {
+        // Below the changelog layer: the store applies a write only once the transaction that carries its
+        // changelog record has committed.
+        store = Box::new(TransactionalKeyValueStore::new(store));
+    }
     // A store whose changelog is its source topic writes nothing: the topic already holds every change.
     if def.logging && def.source_changelog.is_none() {
         if let Some(writer) = &env.changelog {

@@ -694,6 +694,7 @@ impl TopologyTestDriver {
                     dead_letter_topic: b.dead_letter_topic.clone(),
                     wall_clock: b.wall_clock,
                     globals: globals.clone(),
+                    exactly_once: false,
                 };
                 task_index.insert((s.id, p), tasks.len());
                 tasks.push(Task::new(&topology, s, p, env, None)?);

@@ -30,6 +30,15 @@ pub(crate) fn client_config(config: &StreamsConfig, kind: ClientKind) -> ClientC
     for (k, v) in config.client_properties(kind) {
         c.set(k, v);
     }
+    if matches!(
+        kind,
+        ClientKind::MainConsumer | ClientKind::RestoreConsumer | ClientKind::GlobalConsumer
+    ) {
+        c.set(
+            "isolation.level",
+            crate::runtime::thread::isolation_level(config),
+        );
+    }
     c
 }
 
@@ -72,6 +81,29 @@ pub(crate) struct DeliveryContext {
     client: StreamsClientContext,
     /// Decides about sink records the broker refuses for a reason of their own.
     pub production_handler: Option<Arc<dyn ProductionExceptionHandler>>,
+    /// Under exactly-once: the transaction of the producer.
+    pub txn: Option<TxnTracker>,
+}
+
+/// What a transactional producer knows of its current transaction.
+#[derive(Default)]
+pub(crate) struct TxnTracker {
+    /// Whether a transaction is open (begun at the first send after a commit or an abort).
+    pub open: std::sync::atomic::AtomicBool,
+    /// The lowest and highest offset acknowledged per partition in the open transaction: if it aborts, the
+    /// records in between are the aborted ones (the thread is the only writer of its changelog partitions).
+    pub offsets: Mutex<HashMap<(String, i32), (i64, i64)>>,
+    /// Why the open transaction must be aborted (a record that could not be sent or delivered), if it must.
+    pub error: Mutex<Option<String>>,
+}
+
+impl TxnTracker {
+    /// Marks the open transaction as failed: it can only be aborted now.
+    pub(crate) fn fail(&self, why: String) {
+        if let Ok(mut e) = self.error.lock() {
+            e.get_or_insert(why);
+        }
+    }
 }
 
 impl DeliveryContext {
@@ -81,6 +113,7 @@ impl DeliveryContext {
             failure: Mutex::default(),
             client,
             production_handler: None,
+            txn: None,
         }
     }
 }
@@ -151,6 +184,15 @@ impl ProducerContext for DeliveryContext {
                         .or_insert(-1);
                     *e = (*e).max(m.offset());
                 }
+                if let Some(txn) = &self.txn {
+                    if let Ok(mut offsets) = txn.offsets.lock() {
+                        let o = m.offset();
+                        let e = offsets
+                            .entry((m.topic().to_string(), m.partition()))
+                            .or_insert((o, o));
+                        *e = (e.0.min(o), e.1.max(o));
+                    }
+                }
             }
             Err((e, m)) => {
                 if let Some(handler) = &self.production_handler {
@@ -164,10 +206,15 @@ impl ProducerContext for DeliveryContext {
                         return;
                     }
                 }
-                if let Ok(mut f) = self.failure.lock() {
-                    f.get_or_insert_with(|| {
-                        format!("delivery to {}-{} failed: {e}", m.topic(), m.partition())
-                    });
+                let why = format!("delivery to {}-{} failed: {e}", m.topic(), m.partition());
+                match &self.txn {
+                    // Under exactly-once, the transaction is aborted and its records processed again.
+                    Some(txn) => txn.fail(why),
+                    None => {
+                        if let Ok(mut f) = self.failure.lock() {
+                            f.get_or_insert(why);
+                        }
+                    }
                 }
             }
         }
@@ -179,37 +226,77 @@ pub(crate) type StreamsProducer = BaseProducer<DeliveryContext>;
 /// The stream thread producer's settings: defaults, the user's settings, then what the runtime manages.
 /// Idempotence keeps librdkafka's retries from reordering or duplicating records within a partition: a compacted
 /// changelog must end on the latest value of each key.
-pub(crate) fn producer_config(config: &StreamsConfig, client_id: &str) -> ClientConfig {
+///
+/// Under exactly-once the producer is transactional (`transactional_id`), and its transactions time out after
+/// 10 s unless configured otherwise, as in Kafka Streams: a crashed instance's open transaction stops holding
+/// back read_committed readers soon.
+pub(crate) fn producer_config(
+    config: &StreamsConfig,
+    client_id: &str,
+    transactional_id: Option<&str>,
+) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set_log_level(RDKafkaLogLevel::Debug);
     c.set("bootstrap.servers", &config.bootstrap_servers);
     c.set("partitioner", "murmur2_random");
     c.set("linger.ms", "5");
     c.set("queue.buffering.max.messages", "1000000");
+    if transactional_id.is_some() {
+        c.set("transaction.timeout.ms", "10000");
+    }
     for (k, v) in config.client_properties(ClientKind::Producer) {
         c.set(k, v);
     }
     c.set("client.id", client_id);
     c.set("enable.idempotence", "true");
+    if let Some(id) = transactional_id {
+        c.set("transactional.id", id);
+    }
     c
 }
 
 /// Creates the producer of a stream thread. Partitioning by murmur2 of the key matches the Java client, so
 /// co-partitioning holds with topics written by Java applications.
+///
+/// A transactional producer (`transactional_id`) is registered with its transaction coordinator before it is
+/// returned: that fences any earlier producer of the same id and aborts its open transaction.
 pub(crate) fn create_producer(
     config: &StreamsConfig,
     client_id: &str,
+    transactional_id: Option<&str>,
 ) -> Result<Arc<StreamsProducer>, StreamsError> {
-    let c = producer_config(config, client_id);
+    let c = producer_config(config, client_id, transactional_id);
     let mut context = DeliveryContext::new(StreamsClientContext::new(
         config,
         ClientKind::Producer,
         format!("producer {client_id}"),
     ));
     context.production_handler = Some(config.production_handler.clone());
+    if transactional_id.is_some() {
+        context.txn = Some(TxnTracker::default());
+    }
     let producer: StreamsProducer = c
         .create_with_context(context)
         .map_err(|e| client_error(config, ClientKind::Producer, e))?;
+    if let Some(id) = transactional_id {
+        let started = std::time::Instant::now();
+        loop {
+            match producer.init_transactions(Duration::from_secs(10)) {
+                Ok(()) => break,
+                Err(KafkaError::Transaction(e))
+                    if e.is_retriable() && started.elapsed() < config.task_timeout =>
+                {
+                    tracing::warn!(transactional_id = id, error = %e, "registering the transactional producer: retrying");
+                }
+                Err(e) => {
+                    return Err(crate::runtime::kafka_error(
+                        &format!("cannot register the transactional producer '{id}'"),
+                        e,
+                    ))
+                }
+            }
+        }
+    }
     Ok(Arc::new(producer))
 }
 
@@ -227,8 +314,26 @@ fn kafka_headers(headers: &Headers) -> Option<OwnedHeaders> {
     Some(h)
 }
 
-/// Sends a record, waiting (and serving delivery reports) while librdkafka's queue is full.
+/// Sends a record, waiting (and serving delivery reports) while librdkafka's queue is full. A transactional
+/// producer begins a transaction first if none is open; a failure to send then fails the transaction.
 pub(crate) fn send(producer: &StreamsProducer, r: &OutgoingRecord<'_>) -> Result<(), KafkaError> {
+    let Some(txn) = &producer.context().txn else {
+        return send_record(producer, r);
+    };
+    if !txn.open.load(Ordering::Relaxed) {
+        producer.begin_transaction().inspect_err(|e| {
+            txn.fail(format!("cannot begin a transaction: {e}"));
+        })?;
+        txn.open.store(true, Ordering::Relaxed);
+    }
+    send_record(producer, r).inspect_err(|e| {
+        if !record_specific(e) {
+            txn.fail(format!("cannot send to {}: {e}", r.topic));
+        }
+    })
+}
+
+fn send_record(producer: &StreamsProducer, r: &OutgoingRecord<'_>) -> Result<(), KafkaError> {
     let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(r.topic).timestamp(r.timestamp);
     if let Some(k) = r.key {
         record = record.key(k);
@@ -459,7 +564,7 @@ mod producer_config_tests {
         config.set("linger.ms", "20").unwrap();
         config.set("producer.client.id", "mine").unwrap();
         assert!(config.set("producer.enable.idempotence", "false").is_err());
-        let c = producer_config(&config, "app-StreamThread-1-producer");
+        let c = producer_config(&config, "app-StreamThread-1-producer", None);
         assert_eq!(c.get("enable.idempotence"), Some("true"));
         assert_eq!(c.get("linger.ms"), Some("20"));
         assert_eq!(c.get("client.id"), Some("app-StreamThread-1-producer"));

@@ -22,6 +22,21 @@ pub enum ProcessingGuarantee {
     /// are processed again.
     #[default]
     AtLeastOnce,
+    /// Kafka's `exactly_once_v2`: each stream thread writes its output, changelog records and consumed offsets
+    /// in one Kafka transaction per commit, so a record's effects are committed together or not at all; every
+    /// consumer reads `read_committed`. Stores hold a transaction's writes until it commits, so after a crash a
+    /// store holds exactly what was committed and is not wiped.
+    ExactlyOnceV2,
+}
+
+impl ProcessingGuarantee {
+    /// Kafka Streams' default `commit.interval.ms` under this guarantee: 30 s at-least-once, 100 ms exactly-once.
+    pub fn default_commit_interval(self) -> Duration {
+        match self {
+            ProcessingGuarantee::AtLeastOnce => Duration::from_secs(30),
+            ProcessingGuarantee::ExactlyOnceV2 => Duration::from_millis(100),
+        }
+    }
 }
 
 /// Which clients a passthrough property goes to.
@@ -286,7 +301,8 @@ pub struct StreamsConfig {
     pub bootstrap_servers: String,
     /// `num.stream.threads` (default 1).
     pub num_stream_threads: usize,
-    /// `commit.interval.ms` (default 30 s, as Kafka Streams under at-least-once).
+    /// `commit.interval.ms` (default 30 s at-least-once, 100 ms exactly-once, as in Kafka Streams; setting
+    /// `processing.guarantee` changes it unless it was set).
     pub commit_interval: Duration,
     /// `state.dir` (default `<temp dir>/kafka-streams`).
     pub state_dir: PathBuf,
@@ -330,6 +346,8 @@ pub struct StreamsConfig {
     pub dead_letter_queue_topic: Option<String>,
     /// librdkafka properties by client kind (`None` = every client).
     client_properties: BTreeMap<(Option<ClientKind>, String), String>,
+    /// Whether `commit.interval.ms` was set (then the guarantee's default does not replace it).
+    commit_interval_set: bool,
 }
 
 impl fmt::Debug for StreamsConfig {
@@ -422,7 +440,24 @@ impl StreamsConfig {
             processing_handler_name: "fail".into(),
             dead_letter_queue_topic: None,
             client_properties: BTreeMap::new(),
+            commit_interval_set: false,
         }
+    }
+
+    /// Sets `processing.guarantee`; `commit.interval.ms` takes the guarantee's default unless it was set.
+    pub fn set_processing_guarantee(&mut self, guarantee: ProcessingGuarantee) -> &mut Self {
+        if !self.commit_interval_set
+            && self.commit_interval == self.processing_guarantee.default_commit_interval()
+        {
+            self.commit_interval = guarantee.default_commit_interval();
+        }
+        self.processing_guarantee = guarantee;
+        self
+    }
+
+    /// Whether `processing.guarantee` is `exactly_once_v2`.
+    pub fn exactly_once(&self) -> bool {
+        self.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2
     }
 
     /// Builds a configuration from `key = value` pairs (Kafka Streams keys and librdkafka properties).
@@ -452,22 +487,33 @@ impl StreamsConfig {
             "application.id" => self.application_id = value.to_string(),
             "bootstrap.servers" => self.bootstrap_servers = value.to_string(),
             "num.stream.threads" => self.num_stream_threads = parse(key, value, "a number of threads")?,
-            "commit.interval.ms" => self.commit_interval = Duration::from_millis(parse(key, value, "milliseconds")?),
+            "commit.interval.ms" => {
+                self.commit_interval = Duration::from_millis(parse(key, value, "milliseconds")?);
+                self.commit_interval_set = true;
+            }
             "state.dir" => self.state_dir = PathBuf::from(value),
             "statestore.cache.max.bytes" | "cache.max.bytes.buffering" => {
                 self.cache_max_bytes = parse(key, value, "a number of bytes")?
             }
             "processing.guarantee" => {
-                self.processing_guarantee = match value {
+                let guarantee = match value {
                     "at_least_once" => ProcessingGuarantee::AtLeastOnce,
-                    "exactly_once" | "exactly_once_v2" | "exactly_once_beta" => {
+                    "exactly_once_v2" => ProcessingGuarantee::ExactlyOnceV2,
+                    // Removed from Kafka Streams in 4.0 (KIP-732): v2 replaces both.
+                    "exactly_once" | "exactly_once_beta" => {
                         return Err(invalid(
                             key,
-                            "exactly-once processing is not supported yet; use at_least_once",
+                            format!("'{value}' is no longer supported (as in Kafka Streams 4); use exactly_once_v2"),
                         ))
                     }
-                    other => return Err(invalid(key, format!("expected at_least_once, got '{other}'"))),
-                }
+                    other => {
+                        return Err(invalid(
+                            key,
+                            format!("expected at_least_once or exactly_once_v2, got '{other}'"),
+                        ))
+                    }
+                };
+                self.set_processing_guarantee(guarantee);
             }
             "replication.factor" => self.replication_factor = parse(key, value, "a replication factor")?,
             "buffered.records.per.partition" => {
@@ -1018,6 +1064,24 @@ mod tests {
     }
 
     #[test]
+    fn exactly_once_commits_every_100_ms_unless_the_interval_was_set() {
+        let mut c = StreamsConfig::new("app", "b:9092");
+        c.set("processing.guarantee", "exactly_once_v2").unwrap();
+        assert!(c.exactly_once());
+        assert_eq!(c.commit_interval, Duration::from_millis(100));
+        c.set("processing.guarantee", "at_least_once").unwrap();
+        assert_eq!(c.commit_interval, Duration::from_secs(30));
+        let mut set = StreamsConfig::new("app", "b:9092");
+        set.set("commit.interval.ms", "5000").unwrap();
+        set.set("processing.guarantee", "exactly_once_v2").unwrap();
+        assert_eq!(set.commit_interval, Duration::from_millis(5000));
+        let mut field = StreamsConfig::new("app", "b:9092");
+        field.commit_interval = Duration::from_secs(2);
+        field.set_processing_guarantee(ProcessingGuarantee::ExactlyOnceV2);
+        assert_eq!(field.commit_interval, Duration::from_secs(2));
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let mut c = StreamsConfig::new("app", "b:9092");
         let e = c.set("num.stream.threads", "many").unwrap_err();
@@ -1025,9 +1089,9 @@ mod tests {
             e.to_string().contains("num.stream.threads") && e.to_string().contains("many"),
             "{e}"
         );
-        let e = c
-            .set("processing.guarantee", "exactly_once_v2")
-            .unwrap_err();
+        let e = c.set("processing.guarantee", "exactly_once").unwrap_err();
+        assert!(e.to_string().contains("exactly_once_v2"), "{e}");
+        let e = c.set("processing.guarantee", "twice").unwrap_err();
         assert!(e.to_string().contains("at_least_once"), "{e}");
         let e = c.set("group.id", "x").unwrap_err();
         assert!(e.to_string().contains("managed by the library"), "{e}");

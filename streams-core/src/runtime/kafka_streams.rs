@@ -606,6 +606,11 @@ impl KafkaStreams {
                 .map_err(|_| StreamsError::processor("listener lock poisoned"))?,
             globals,
             history: inner.history.clone(),
+            process_id: Arc::from(process_id(
+                &inner.config,
+                has_persistent_state(&inner.topology),
+            )?),
+            aborted: Arc::default(),
         });
         if let Ok(mut c) = inner.context.lock() {
             *c = Some(ctx.clone());
@@ -823,6 +828,47 @@ fn lock_state_dir(config: &StreamsConfig) -> Result<std::fs::File, StreamsError>
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(io(&path, e)),
     }
+}
+
+/// This process's id: kept in `state.dir/<application.id>/process-id` when the application has state (the
+/// directory is locked by then), so a restarted instance has the same id, and under exactly-once the same
+/// transactional ids, which lets it abort what its predecessor left open at once. A stateless application gets
+/// a new one each start.
+fn process_id(config: &StreamsConfig, persisted: bool) -> Result<String, StreamsError> {
+    use std::hash::{BuildHasher, Hasher};
+    let fresh = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        format!("{:016x}", h.finish())
+    };
+    if !persisted {
+        return Ok(fresh());
+    }
+    let path = config
+        .state_dir
+        .join(&config.application_id)
+        .join("process-id");
+    let io = |source: std::io::Error| StreamsError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(id.to_string());
+        }
+    }
+    // None yet (or unreadable): a new one, written atomically.
+    let id = fresh();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &id).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(id)
 }
 
 fn start_global(

@@ -2,36 +2,272 @@
 //! through its one producer, and this is where delivery is tracked and waited for. Tasks see it through the
 //! [`RecordCollector`](crate::task::RecordCollector) and [`ChangelogWriter`](crate::task::ChangelogWriter)
 //! handles it gives out; the commit path flushes it and reads what the broker acknowledged.
+//!
+//! Under exactly-once the producer is transactional: a transaction begins with the first record sent after a
+//! commit, and [`StreamsRecordCollector::commit_transaction`] adds the consumed offsets to it (with the consumer's
+//! group metadata, so a member of an older generation is fenced) and commits it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer;
+use rdkafka::TopicPartitionList;
 
 use crate::error::StreamsError;
-use crate::runtime::clients::{ProducerChangelog, ProducerCollector, StreamsProducer};
+use crate::runtime::clients::{
+    create_producer, ProducerChangelog, ProducerCollector, StreamsProducer,
+};
+use crate::runtime::config::StreamsConfig;
 use crate::runtime::kafka_error as kafka;
+
+/// How to create a thread's transactional producer again after it was fenced.
+pub(crate) struct TransactionalSetup {
+    pub config: StreamsConfig,
+    pub client_id: String,
+    pub transactional_id: String,
+}
 
 /// The thread's producer and what it knows of deliveries.
 pub(crate) struct StreamsRecordCollector {
-    producer: Arc<StreamsProducer>,
+    /// Replaced only under exactly-once, when the producer was fenced and is created again.
+    producer: RwLock<Arc<StreamsProducer>>,
     /// How long a flush may go on without any record being acknowledged (`task.timeout.ms`).
     stall_timeout: Duration,
+    /// Under exactly-once: how the producer was created.
+    transactional: Option<TransactionalSetup>,
+}
+
+/// The lowest and highest offset per partition of the records of an aborted transaction.
+pub(crate) type AbortedOffsets = HashMap<(String, i32), (i64, i64)>;
+
+/// Whether a producer error means another producer took over: a newer one with the same transactional id, or
+/// the group moved to a generation this member is not part of.
+fn fenced(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::IllegalGeneration
+            | RDKafkaErrorCode::UnknownMemberId
+            | RDKafkaErrorCode::FencedInstanceId
+            | RDKafkaErrorCode::RebalanceInProgress
+    )
 }
 
 impl StreamsRecordCollector {
     pub(crate) fn new(producer: Arc<StreamsProducer>, stall_timeout: Duration) -> Self {
         StreamsRecordCollector {
-            producer,
+            producer: RwLock::new(producer),
             stall_timeout,
+            transactional: None,
         }
+    }
+
+    /// A collector whose producer is transactional (exactly-once), created with `setup`.
+    pub(crate) fn transactional(setup: TransactionalSetup) -> Result<Self, StreamsError> {
+        let producer = create_producer(
+            &setup.config,
+            &setup.client_id,
+            Some(&setup.transactional_id),
+        )?;
+        Ok(StreamsRecordCollector {
+            producer: RwLock::new(producer),
+            stall_timeout: setup.config.task_timeout,
+            transactional: Some(setup),
+        })
+    }
+
+    /// Whether the producer is transactional (exactly-once).
+    pub(crate) fn exactly_once(&self) -> bool {
+        self.transactional.is_some()
+    }
+
+    /// The transactional id, under exactly-once.
+    pub(crate) fn transactional_id(&self) -> Option<&str> {
+        self.transactional
+            .as_ref()
+            .map(|t| t.transactional_id.as_str())
+    }
+
+    fn producer(&self) -> Arc<StreamsProducer> {
+        match self.producer.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Maps an error of a transactional call: fenced, to be aborted, or fatal.
+    fn transaction_error(&self, what: &str, e: KafkaError) -> StreamsError {
+        let producer = self.producer();
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            return if fenced(code) {
+                StreamsError::ProducerFenced(format!("{what}: {reason}"))
+            } else {
+                kafka(&format!("{what}: the producer failed for good"), reason)
+            };
+        }
+        match &e {
+            KafkaError::Transaction(t) if fenced(t.code()) => {
+                StreamsError::ProducerFenced(format!("{what}: {e}"))
+            }
+            KafkaError::Transaction(t) if t.is_fatal() => {
+                kafka(&format!("{what}: the producer failed for good"), e)
+            }
+            _ => StreamsError::TransactionAborted(format!("{what}: {e}")),
+        }
+    }
+
+    /// Why the open transaction must be aborted, if it must.
+    pub(crate) fn transaction_failure(&self) -> Option<String> {
+        let producer = self.producer();
+        let txn = producer.context().txn.as_ref()?;
+        let failed = txn.error.lock().ok().and_then(|e| e.clone());
+        failed.or_else(|| {
+            producer
+                .client()
+                .fatal_error()
+                .map(|(code, reason)| format!("{code:?}: {reason}"))
+        })
+    }
+
+    /// Commits the open transaction with the consumed `offsets` (the next offset of each input partition),
+    /// beginning one first when nothing was sent since the last commit but offsets moved. Every record sent
+    /// inside it is delivered first (flushing the producer).
+    pub(crate) fn commit_transaction(
+        &self,
+        offsets: &TopicPartitionList,
+        group: Option<ConsumerGroupMetadata>,
+    ) -> Result<(), StreamsError> {
+        let producer = self.producer();
+        let Some(txn) = &producer.context().txn else {
+            return Err(kafka("commit", "the producer is not transactional"));
+        };
+        if let Some(why) = txn.error.lock().ok().and_then(|e| e.clone()) {
+            return Err(StreamsError::TransactionAborted(why));
+        }
+        if !txn.open.load(Ordering::Relaxed) {
+            if offsets.count() == 0 {
+                return Ok(());
+            }
+            producer
+                .begin_transaction()
+                .map_err(|e| self.transaction_error("cannot begin a transaction", e))?;
+            txn.open.store(true, Ordering::Relaxed);
+        }
+        if offsets.count() > 0 {
+            let group = group.ok_or_else(|| {
+                StreamsError::TaskMigrated(
+                    "the consumer has no group metadata to commit with".into(),
+                )
+            })?;
+            self.retrying("cannot add the consumed offsets to the transaction", || {
+                producer.send_offsets_to_transaction(offsets, &group, self.stall_timeout)
+            })?;
+        }
+        self.retrying("cannot commit the transaction", || {
+            producer.commit_transaction(self.stall_timeout)
+        })?;
+        if let Some(why) = txn.error.lock().ok().and_then(|mut e| e.take()) {
+            // A delivery failed after all, yet the transaction committed: librdkafka aborts a transaction with a
+            // failed record, so this cannot be, but nothing is trusted that was not delivered.
+            return Err(kafka("a record of a committed transaction failed", why));
+        }
+        txn.open.store(false, Ordering::Relaxed);
+        if let Ok(mut o) = txn.offsets.lock() {
+            o.clear();
+        }
+        metrics::counter!("streams_transactions_committed_total", "transactional_id" => self.transactional_id().unwrap_or_default().to_string()).increment(1);
+        Ok(())
+    }
+
+    /// Calls a transactional operation again while librdkafka says it may succeed on a retry, for up to
+    /// `task.timeout.ms`.
+    fn retrying(
+        &self,
+        what: &str,
+        mut call: impl FnMut() -> Result<(), KafkaError>,
+    ) -> Result<(), StreamsError> {
+        let started = Instant::now();
+        loop {
+            match call() {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(e))
+                    if e.is_retriable() && started.elapsed() < self.stall_timeout =>
+                {
+                    tracing::warn!(error = %e, "{what}: retrying");
+                }
+                Err(e) => return Err(self.transaction_error(what, e)),
+            }
+        }
+    }
+
+    /// Aborts the open transaction (if any) and returns the offsets its acknowledged records took, per partition.
+    /// A fenced or failed producer cannot abort: its error is returned.
+    pub(crate) fn abort_transaction(&self) -> Result<AbortedOffsets, StreamsError> {
+        let producer = self.producer();
+        let Some(txn) = &producer.context().txn else {
+            return Ok(AbortedOffsets::new());
+        };
+        if txn.open.load(Ordering::Relaxed) {
+            self.retrying("cannot abort the transaction", || {
+                producer.abort_transaction(self.stall_timeout)
+            })?;
+            // Delivery reports of purged records are served before the offsets are read.
+            producer.poll(Duration::ZERO);
+        }
+        txn.open.store(false, Ordering::Relaxed);
+        if let Ok(mut e) = txn.error.lock() {
+            *e = None;
+        }
+        metrics::counter!("streams_transactions_aborted_total", "transactional_id" => self.transactional_id().unwrap_or_default().to_string()).increment(1);
+        Ok(txn
+            .offsets
+            .lock()
+            .map(|mut o| std::mem::take(&mut *o))
+            .unwrap_or_default())
+    }
+
+    /// The offsets taken by the records of the open transaction so far (which a fenced producer cannot abort:
+    /// whoever fenced it did), forgetting them.
+    pub(crate) fn take_transaction_offsets(&self) -> AbortedOffsets {
+        let producer = self.producer();
+        producer
+            .context()
+            .txn
+            .as_ref()
+            .and_then(|t| t.offsets.lock().ok().map(|mut o| std::mem::take(&mut *o)))
+            .unwrap_or_default()
+    }
+
+    /// Creates the transactional producer again (it was fenced): registering it fences the old one for good and
+    /// aborts what it left open.
+    pub(crate) fn reinitialize(&self) -> Result<(), StreamsError> {
+        let Some(setup) = &self.transactional else {
+            return Ok(());
+        };
+        metrics::counter!("streams_producer_fenced_total", "transactional_id" => setup.transactional_id.clone()).increment(1);
+        let producer = create_producer(
+            &setup.config,
+            &setup.client_id,
+            Some(&setup.transactional_id),
+        )?;
+        let old = match self.producer.write() {
+            Ok(mut p) => std::mem::replace(&mut *p, producer),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), producer),
+        };
+        drop(old);
+        Ok(())
     }
 
     /// A collector for one task's sink records; `partitions` holds the partition counts known so far.
     pub(crate) fn task_collector(&self, partitions: HashMap<String, i32>) -> ProducerCollector {
         ProducerCollector {
-            producer: self.producer.clone(),
+            producer: self.producer(),
             partitions,
             refused: None,
         }
@@ -40,13 +276,13 @@ impl StreamsRecordCollector {
     /// The writer of the thread's changelog records.
     pub(crate) fn changelog_writer(&self) -> ProducerChangelog {
         ProducerChangelog {
-            producer: self.producer.clone(),
+            producer: self.producer(),
         }
     }
 
     /// Serves delivery reports without waiting.
     pub(crate) fn poll(&self) {
-        self.producer.poll(Duration::ZERO);
+        self.producer().poll(Duration::ZERO);
     }
 
     /// Waits until every record sent so far is acknowledged (or failed), then reports the first failure.
@@ -54,13 +290,14 @@ impl StreamsRecordCollector {
     /// A slow broker is not an error: the wait goes on as long as records keep being acknowledged, and fails
     /// only after `task.timeout.ms` without progress (each record's own `delivery.timeout.ms` still bounds it).
     pub(crate) fn flush(&self) -> Result<(), StreamsError> {
+        let producer = self.producer();
         let mut last_progress = Instant::now();
-        let mut in_flight = self.producer.in_flight_count();
+        let mut in_flight = producer.in_flight_count();
         loop {
-            match self.producer.flush(Duration::from_secs(1)) {
+            match producer.flush(Duration::from_secs(1)) {
                 Ok(()) => break,
                 Err(e) => {
-                    let now = self.producer.in_flight_count();
+                    let now = producer.in_flight_count();
                     if now < in_flight {
                         in_flight = now;
                         last_progress = Instant::now();
@@ -82,10 +319,14 @@ impl StreamsRecordCollector {
         self.failure()
     }
 
-    /// The first delivery failure the producer reported, as an error: an undelivered record would be lost.
+    /// The first delivery failure the producer reported, as an error: an undelivered record would be lost. Under
+    /// exactly-once, a failed delivery fails the transaction instead ([`StreamsError::TransactionAborted`]).
     pub(crate) fn failure(&self) -> Result<(), StreamsError> {
+        if let Some(why) = self.transaction_failure() {
+            return Err(StreamsError::TransactionAborted(why));
+        }
         match self
-            .producer
+            .producer()
             .context()
             .failure
             .lock()
@@ -99,11 +340,78 @@ impl StreamsRecordCollector {
 
     /// The highest acknowledged offset of each partition written.
     pub(crate) fn acked(&self) -> Result<HashMap<(String, i32), i64>, StreamsError> {
-        self.producer
+        self.producer()
             .context()
             .acked
             .lock()
             .map(|a| a.clone())
             .map_err(|_| kafka("delivery state", "poisoned"))
+    }
+}
+
+/// The first and last offset of a run of records.
+type OffsetRange = (i64, i64);
+
+/// The records of transactions this instance aborted, by partition: what a read_committed consumer must not
+/// see. Apache Kafka hides them itself; brokers that do not (librdkafka's mock cluster, tansu) show them, so the
+/// instance skips the ones it knows of when it restores a changelog or reads a repartition topic. Records of
+/// transactions aborted by another process are not known here.
+#[derive(Default)]
+pub(crate) struct AbortedRecords {
+    /// Whether any range is known: the check on the hot path is one load while none is.
+    any: std::sync::atomic::AtomicBool,
+    ranges: std::sync::Mutex<HashMap<(String, i32), Vec<OffsetRange>>>,
+}
+
+impl AbortedRecords {
+    /// Remembers the records of an aborted transaction.
+    pub(crate) fn add(&self, aborted: AbortedOffsets) {
+        if aborted.is_empty() {
+            return;
+        }
+        if let Ok(mut r) = self.ranges.lock() {
+            for (key, range) in aborted {
+                r.entry(key).or_default().push(range);
+            }
+            self.any.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether the record at `offset` of `topic`-`partition` belongs to an aborted transaction.
+    #[inline]
+    pub(crate) fn contains(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        if !self.any.load(Ordering::Acquire) {
+            return false;
+        }
+        self.ranges.lock().is_ok_and(|r| {
+            r.get(&(topic.to_string(), partition))
+                .is_some_and(|v| v.iter().any(|&(lo, hi)| lo <= offset && offset <= hi))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aborted_ranges_cover_exactly_their_offsets() {
+        let a = AbortedRecords::default();
+        assert!(!a.contains("t", 0, 5));
+        a.add(HashMap::from([(("t".to_string(), 0), (3, 7))]));
+        a.add(HashMap::from([(("t".to_string(), 0), (20, 20))]));
+        let inside: Vec<i64> = (0..25).filter(|&o| a.contains("t", 0, o)).collect();
+        assert_eq!(inside, vec![3, 4, 5, 6, 7, 20]);
+        assert!(!a.contains("t", 1, 5));
+        assert!(!a.contains("u", 0, 5));
+    }
+
+    #[test]
+    fn fencing_errors_are_told_from_abortable_ones() {
+        assert!(fenced(RDKafkaErrorCode::ProducerFenced));
+        assert!(fenced(RDKafkaErrorCode::Fenced));
+        assert!(fenced(RDKafkaErrorCode::InvalidProducerEpoch));
+        assert!(!fenced(RDKafkaErrorCode::NotEnoughReplicas));
+        assert!(!fenced(RDKafkaErrorCode::OutOfOrderSequenceNumber));
     }
 }

@@ -51,6 +51,8 @@ pub(crate) struct ChangelogRestorer<'a> {
     pub cancel: Option<Arc<AtomicBool>>,
     /// The application's committed offsets of the source topics that are changelogs of the task's stores.
     pub committed: BTreeMap<(String, i32), i64>,
+    /// Records of transactions this instance aborted: skipped (see [`AbortedRecords`]).
+    pub aborted: Option<Arc<crate::runtime::record_collector::AbortedRecords>>,
 }
 
 /// Whether a consumer error can pass: broker connections lost, leaders moving, requests timing out. Refused
@@ -302,7 +304,11 @@ impl StateRestorer for ChangelogRestorer<'_> {
                     match self.consumer.poll(timeout) {
                         Some(Ok(m)) => {
                             position = m.offset() + 1;
-                            if let Some(k) = m.key() {
+                            let aborted = self
+                                .aborted
+                                .as_ref()
+                                .is_some_and(|a| a.contains(changelog, p, m.offset()));
+                            if let Some(k) = m.key().filter(|_| !aborted) {
                                 keys.push(k.to_vec());
                                 times.push(m.timestamp().to_millis().unwrap_or(NO_TIMESTAMP));
                                 values.push(m.payload().map(|v| {

@@ -294,6 +294,7 @@ fn restore_task(
         restored: 0,
         cancel: Some(job.cancel.clone()),
         committed,
+        aborted: Some(ctx.aborted.clone()),
     };
     let sub = &ctx.subs[id.subtopology];
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

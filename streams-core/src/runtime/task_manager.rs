@@ -117,6 +117,40 @@ pub(crate) struct TaskCommit {
     pub stores: Vec<(String, SharedKeyValueStore)>,
     /// Changelog partitions of the task's logged stores and the next offset each is restored up to.
     pub positions: BTreeMap<(String, i32), i64>,
+    /// The positions of the last checkpoint written (exactly-once checkpoints only every few thousand records).
+    pub checkpointed: BTreeMap<(String, i32), i64>,
+}
+
+/// Under exactly-once, how many changelog records a task's stores may be ahead of their checkpoint before a
+/// commit flushes them and writes a new one (Kafka Streams' threshold): a crash restores at most about this many
+/// records per task, and commits every 100 ms do not each flush every store.
+const CHECKPOINT_RECORDS: i64 = 10_000;
+
+/// Moves every write the stores' caches hold to the layers below (the changelog, and the held writes of the
+/// transaction), without flushing the stores.
+fn flush_caches(stores: &[(String, SharedKeyValueStore)]) -> Result<(), StreamsError> {
+    for (name, store) in stores {
+        store
+            .lock()
+            .map_err(|_| state_store::StoreError::Poisoned {
+                store: name.clone(),
+            })?
+            .flush_cache()?;
+    }
+    Ok(())
+}
+
+/// Applies the writes the stores held for the transaction that just committed.
+fn commit_store_transactions(stores: &[(String, SharedKeyValueStore)]) -> Result<(), StreamsError> {
+    for (name, store) in stores {
+        store
+            .lock()
+            .map_err(|_| state_store::StoreError::Poisoned {
+                store: name.clone(),
+            })?
+            .commit_transaction()?;
+    }
+    Ok(())
 }
 
 /// Everything a commit covers: the thread's record collector, the consumed offsets and each active task's stores
@@ -171,6 +205,26 @@ impl CommitState {
         &mut self,
         consumer: &BaseConsumer<C>,
     ) -> Result<(), StreamsError> {
+        self.commit_with(consumer, false)
+    }
+
+    /// [`CommitState::commit`], and under exactly-once a checkpoint of every task whatever its progress (before
+    /// the tasks close or their partitions move).
+    pub(crate) fn commit_and_checkpoint<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), StreamsError> {
+        self.commit_with(consumer, true)
+    }
+
+    fn commit_with<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        force_checkpoint: bool,
+    ) -> Result<(), StreamsError> {
+        if let Some(collector) = self.collector.clone().filter(|c| c.exactly_once()) {
+            return self.commit_transaction(consumer, &collector, force_checkpoint);
+        }
         for t in self.tasks.values() {
             flush_stores(&t.stores)?;
         }
@@ -202,21 +256,75 @@ impl CommitState {
         Ok(())
     }
 
+    /// The exactly-once commit: the caches' writes go to the changelogs and the stores' held writes, the
+    /// consumed offsets join the transaction, the transaction commits, and only then do the stores apply what
+    /// they held. A checkpoint follows when a task's stores moved [`CHECKPOINT_RECORDS`] past the last one (or
+    /// when `force`d): its stores are flushed first, so the checkpoint never claims more than they hold on disk,
+    /// and they hold nothing that was not committed.
+    fn commit_transaction<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        collector: &StreamsRecordCollector,
+        force: bool,
+    ) -> Result<(), StreamsError> {
+        for t in self.tasks.values() {
+            flush_caches(&t.stores)?;
+        }
+        // Offsets that did not move since the last commit need no transaction of their own.
+        let tpl = self.offsets_to_commit(true)?;
+        collector.commit_transaction(&tpl, consumer.group_metadata())?;
+        self.committed
+            .extend(self.offsets.iter().map(|(k, (o, _))| (k.clone(), *o)));
+        let acked = collector.acked()?;
+        for t in self.tasks.values_mut() {
+            commit_store_transactions(&t.stores)?;
+            for (key, pos) in t.positions.iter_mut() {
+                if let Some(&o) = acked.get(key) {
+                    *pos = (*pos).max(o + 1);
+                }
+                if let Some(&o) = self.committed.get(key) {
+                    *pos = (*pos).max(o);
+                }
+            }
+            let behind: i64 = t
+                .positions
+                .iter()
+                .map(|(k, p)| p - t.checkpointed.get(k).copied().unwrap_or(0))
+                .sum();
+            if !t.positions.is_empty() && (force || behind >= CHECKPOINT_RECORDS) {
+                flush_stores(&t.stores)?;
+                checkpoint::write(&t.dir, &t.positions)?;
+                t.checkpointed = t.positions.clone();
+            }
+        }
+        Ok(())
+    }
+
+    /// The consumed offsets to commit (only those that moved since the last commit when `changed`), with each
+    /// partition's time in the metadata.
+    fn offsets_to_commit(&self, changed: bool) -> Result<TopicPartitionList, StreamsError> {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, p), (o, time)) in &self.offsets {
+            if changed && self.committed.get(&(topic.clone(), *p)) == Some(o) {
+                continue;
+            }
+            let mut e = tpl.add_partition(topic, *p);
+            e.set_offset(Offset::Offset(*o))
+                .map_err(|e| kafka("commit", e))?;
+            if *time >= 0 {
+                e.set_metadata(offset_metadata::encode(*time));
+            }
+        }
+        Ok(tpl)
+    }
+
     /// Commits the consumed offsets (with each partition's time in the metadata).
     fn commit_offsets<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
     ) -> Result<(), StreamsError> {
         if !self.offsets.is_empty() {
-            let mut tpl = TopicPartitionList::new();
-            for ((topic, p), (o, time)) in &self.offsets {
-                let mut e = tpl.add_partition(topic, *p);
-                e.set_offset(Offset::Offset(*o))
-                    .map_err(|e| kafka("commit", e))?;
-                if *time >= 0 {
-                    e.set_metadata(offset_metadata::encode(*time));
-                }
-            }
+            let tpl = self.offsets_to_commit(false)?;
             if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
                 use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
                 return match e {
@@ -558,6 +666,7 @@ impl TaskManager {
                 .map(Arc::from),
             wall_clock: now_ms(),
             globals: self.ctx.globals.clone(),
+            exactly_once: self.ctx.config.exactly_once(),
         };
         let created = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             Task::with_state(&self.ctx.topology, sub, env, restored.state)
@@ -589,6 +698,7 @@ impl TaskManager {
                 TaskCommit {
                     dir: task_dir,
                     stores,
+                    checkpointed: restored.positions.clone(),
                     positions: restored.positions,
                 },
             );
@@ -597,6 +707,11 @@ impl TaskManager {
         self.tasks.insert(id, task);
         self.created.push(id);
         Ok(())
+    }
+
+    /// The thread's current assignment.
+    pub(crate) fn assigned(&self) -> &[(String, i32)] {
+        &self.assigned
     }
 
     /// The tasks created since the last call (their stream time is still to be initialized).

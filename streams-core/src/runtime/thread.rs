@@ -65,6 +65,8 @@ pub(crate) struct ThreadShared {
     /// What the thread's tasks are doing, refreshed at most once a second and at each commit, plus the partition
     /// ends its consumer's statistics report.
     pub(crate) snapshot: Mutex<ThreadSnapshot>,
+    /// The instance's record of aborted transactions (see [`ThreadContext::aborted`]).
+    aborted: Arc<crate::runtime::record_collector::AbortedRecords>,
 }
 
 /// Sums counters.
@@ -174,6 +176,58 @@ impl StreamsConsumerContext {
     }
 }
 
+impl StreamsConsumerContext {
+    /// Under exactly-once, a commit before a revocation that failed in a way a transaction recovers from: the
+    /// transaction is aborted (or the fenced producer created again) and the tasks are closed without
+    /// committing, as if their partitions were lost; the next assignment creates them again from their last
+    /// commit. False when `e` is not such a failure.
+    fn abort_before_revocation(&self, e: &StreamsError) -> bool {
+        let collector = match self.shared.commits.lock() {
+            Ok(c) => c.collector.clone(),
+            Err(_) => None,
+        };
+        let Some(collector) = collector.filter(|c| c.exactly_once()) else {
+            return false;
+        };
+        if !matches!(
+            e,
+            StreamsError::TransactionAborted(_)
+                | StreamsError::ProducerFenced(_)
+                | StreamsError::TaskMigrated(_)
+        ) && collector.transaction_failure().is_none()
+        {
+            return false;
+        }
+        tracing::warn!(thread = %self.shared.name, error = %e, "the commit before the revocation failed: aborting");
+        let replace = |collector: &StreamsRecordCollector| {
+            // What the fenced transaction wrote was aborted by whoever fenced it.
+            self.shared
+                .aborted
+                .add(collector.take_transaction_offsets());
+            collector.reinitialize()
+        };
+        let outcome = if matches!(e, StreamsError::ProducerFenced(_)) {
+            replace(&collector)
+        } else {
+            match collector.abort_transaction() {
+                Ok(records) => {
+                    self.shared.aborted.add(records);
+                    Ok(())
+                }
+                Err(StreamsError::ProducerFenced(_)) => replace(&collector),
+                Err(other) => Err(other),
+            }
+        };
+        if let Err(e) = outcome {
+            if let Ok(mut slot) = self.shared.callback_error.lock() {
+                slot.get_or_insert(e);
+            }
+        }
+        self.on_lost("the transaction could not commit before the revocation");
+        true
+    }
+}
+
 impl ConsumerContext for StreamsConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
@@ -198,9 +252,14 @@ impl ConsumerContext for StreamsConsumerContext {
                         });
                 let r = match (flushed, self.shared.commits.lock()) {
                     (Err(e), _) => Err(e),
-                    (Ok(()), Ok(mut c)) => c.commit(consumer),
+                    (Ok(()), Ok(mut c)) => c.commit_and_checkpoint(consumer),
                     (Ok(()), Err(_)) => Err(kafka("commit state", "poisoned")),
                 };
+                if let Err(e) = &r {
+                    if self.abort_before_revocation(e) {
+                        return;
+                    }
+                }
                 if let Err(StreamsError::TaskMigrated(e)) = &r {
                     // Another member owns the partitions already: it reprocesses from the last commit.
                     tracing::warn!(thread = %self.shared.name, error = %e, "commit on revocation refused");
@@ -262,6 +321,11 @@ pub(crate) struct ThreadContext {
     pub history: Arc<MetricsHistory>,
     /// Which sub-topology reads each topic, and the partition counts the tasks write to.
     pub routing: Routing,
+    /// This process's id, kept in the state directory: under exactly-once each thread's transactional id is
+    /// `<application.id>-<process id>-<thread number>`, the same after a restart.
+    pub process_id: Arc<str>,
+    /// Records of transactions this instance aborted, skipped when read back.
+    pub aborted: Arc<crate::runtime::record_collector::AbortedRecords>,
 }
 
 impl ThreadContext {
@@ -290,11 +354,24 @@ pub(crate) fn spawn(
     on_exit: ExitHook,
 ) -> Result<(Arc<ThreadShared>, std::thread::JoinHandle<()>), StreamsError> {
     let name = format!("{}-StreamThread-{index}", ctx.config.application_id);
-    let producer = create_producer(&ctx.config, &format!("{name}-producer"))?;
-    let collector = Arc::new(StreamsRecordCollector::new(
-        producer,
-        ctx.config.task_timeout,
-    ));
+    let collector = if ctx.config.exactly_once() {
+        Arc::new(StreamsRecordCollector::transactional(
+            crate::runtime::record_collector::TransactionalSetup {
+                config: ctx.config.clone(),
+                client_id: format!("{name}-producer"),
+                transactional_id: format!(
+                    "{}-{}-{index}",
+                    ctx.config.application_id, ctx.process_id
+                ),
+            },
+        )?)
+    } else {
+        let producer = create_producer(&ctx.config, &format!("{name}-producer"), None)?;
+        Arc::new(StreamsRecordCollector::new(
+            producer,
+            ctx.config.task_timeout,
+        ))
+    };
     let shared = Arc::new(ThreadShared {
         name: name.clone(),
         shutdown: AtomicBool::new(false),
@@ -305,6 +382,7 @@ pub(crate) fn spawn(
         on_state_change,
         metrics: Mutex::new(TaskMetricsSnapshot::default()),
         snapshot: Mutex::new(ThreadSnapshot::default()),
+        aborted: ctx.aborted.clone(),
     });
     let s2 = shared.clone();
     let handle = std::thread::Builder::new()
@@ -350,6 +428,16 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// What the consumers read: only committed transactions under exactly-once (they stop at the last stable
+/// offset), everything otherwise.
+pub(crate) fn isolation_level(config: &StreamsConfig) -> &'static str {
+    if config.exactly_once() {
+        "read_committed"
+    } else {
+        "read_uncommitted"
+    }
+}
+
 /// The main consumer's settings: the user's, then what the runtime manages (set last, so nothing overrides it).
 /// A static membership id (`group.instance.id`) gets the thread's number appended, as in Kafka Streams: every
 /// thread is its own member.
@@ -371,7 +459,7 @@ pub(crate) fn main_consumer_config(config: &StreamsConfig, thread_name: &str) ->
         .set("partition.assignment.strategy", "range")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_uncommitted")
+        .set("isolation.level", isolation_level(config))
         .set("enable.partition.eof", "false");
     c
 }
@@ -539,148 +627,272 @@ impl StreamThread<'_> {
         consumer: &BaseConsumer<StreamsConsumerContext>,
     ) -> Result<(), StreamsError> {
         let mut last_commit = Instant::now();
+        while !self.shared.shutdown.load(Ordering::Relaxed) {
+            match self.round(consumer, &mut last_commit) {
+                Ok(()) => {}
+                Err(e) if self.recoverable(&e) => {
+                    self.recover(consumer, e)?;
+                    last_commit = Instant::now();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// One round of the loop: poll a batch, process what is queued, commit when the interval is up.
+    fn round(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+        last_commit: &mut Instant,
+    ) -> Result<(), StreamsError> {
         let max_buffered = self.ctx.config.buffered_records_per_partition;
         let poll_batch = (max_buffered / 2).max(1);
-        while !self.shared.shutdown.load(Ordering::Relaxed) {
-            let idle = !self.tasks.tasks().values().any(Task::has_queued);
-            let mut polled = 0usize;
-            loop {
-                let timeout = if polled == 0 && idle {
-                    self.ctx.config.poll_timeout
-                } else {
-                    Duration::ZERO
-                };
-                let msg = consumer.poll(timeout);
-                self.apply_events(consumer)?;
-                let m = match msg {
-                    None => break,
-                    // A connection lost or a leader moving passes: librdkafka retries. A refusal that cannot
-                    // pass (an input topic the application may not read, a fatal client error) fails the thread,
-                    // for the uncaught error handler to decide: logged and skipped, it would stop the input for
-                    // good with nothing but a warning to show for it.
-                    Some(Err(e)) if transient(&e) => {
-                        tracing::warn!(error = %e, "consumer error");
-                        break;
-                    }
-                    Some(Err(e)) if reported_by_callback(&e) => {
-                        // The client's error callback reports a TLS or authentication failure with what to check
-                        // (the setting, the broker); wait a little for it rather than failing with less.
-                        let since = *self
-                            .connection_failure_since
-                            .get_or_insert_with(Instant::now);
-                        if since.elapsed() > CALLBACK_ERROR_WAIT {
-                            return Err(kafka("the stream thread's consumer failed", e));
-                        }
-                        tracing::debug!(error = %e, "consumer connection failure");
-                        break;
-                    }
-                    Some(Err(e)) => return Err(kafka("the stream thread's consumer failed", e)),
-                    Some(Ok(m)) => m,
-                };
-                let route = match &self.last_route {
-                    Some((t, p, r)) if *p == m.partition() && t == m.topic() => Some(*r),
-                    _ => {
-                        let r = self.tasks.route(m.topic(), m.partition());
-                        if let Some(r) = r {
-                            self.last_route = Some((m.topic().to_string(), m.partition(), r));
-                        }
-                        r
-                    }
-                };
-                let Some((task_id, input)) = route else {
-                    // A record of a partition whose task is not ready (its state is being restored): fetched
-                    // before the pause took effect. Rewind, so it is read again once the task runs.
-                    self.hold_back(consumer, m.topic(), m.partition(), m.offset())?;
-                    continue;
-                };
-                let mut headers = Headers::new();
-                if let Some(h) = m.headers() {
-                    for header in h.iter() {
-                        headers.add(header.key, header.value.map(<[u8]>::to_vec));
-                    }
-                }
-                let task = self
-                    .tasks
-                    .task_mut(task_id)
-                    .expect("routes point at live tasks");
-                let raw = RawRecordRef {
-                    key: m.key(),
-                    value: m.payload(),
-                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
-                    headers,
-                    offset: m.offset(),
-                };
-                task.catch_panics(&self.shared.name, |t| t.enqueue_at(input, raw))?;
-                if task.queued_at(input) >= max_buffered
-                    && !self
-                        .paused
-                        .contains(&(m.topic().to_string(), m.partition()))
-                {
-                    consumer
-                        .pause(&one_partition(m.topic(), m.partition()))
-                        .map_err(|e| kafka("pause", e))?;
-                    self.paused.insert((m.topic().to_string(), m.partition()));
-                }
-                polled += 1;
-                // Poll at most half a partition buffer per round: everything queued is processed before the next
-                // poll, so in steady state no partition fills up. Pausing is for a slow topology only, because
-                // librdkafka drops what it prefetched for a paused partition and fetches it again on resume.
-                if polled >= poll_batch {
+        let idle = !self.tasks.tasks().values().any(Task::has_queued);
+        let mut polled = 0usize;
+        loop {
+            let timeout = if polled == 0 && idle {
+                self.ctx.config.poll_timeout
+            } else {
+                Duration::ZERO
+            };
+            let msg = consumer.poll(timeout);
+            self.apply_events(consumer)?;
+            let m = match msg {
+                None => break,
+                // A connection lost or a leader moving passes: librdkafka retries. A refusal that cannot
+                // pass (an input topic the application may not read, a fatal client error) fails the thread,
+                // for the uncaught error handler to decide: logged and skipped, it would stop the input for
+                // good with nothing but a warning to show for it.
+                Some(Err(e)) if transient(&e) => {
+                    tracing::warn!(error = %e, "consumer error");
                     break;
                 }
-            }
-            if let Some(e) = self
-                .shared
-                .callback_error
-                .lock()
-                .ok()
-                .and_then(|mut e| e.take())
+                Some(Err(e)) if reported_by_callback(&e) => {
+                    // The client's error callback reports a TLS or authentication failure with what to check
+                    // (the setting, the broker); wait a little for it rather than failing with less.
+                    let since = *self
+                        .connection_failure_since
+                        .get_or_insert_with(Instant::now);
+                    if since.elapsed() > CALLBACK_ERROR_WAIT {
+                        return Err(kafka("the stream thread's consumer failed", e));
+                    }
+                    tracing::debug!(error = %e, "consumer connection failure");
+                    break;
+                }
+                Some(Err(e)) => return Err(kafka("the stream thread's consumer failed", e)),
+                Some(Ok(m)) => m,
+            };
+            let route = match &self.last_route {
+                Some((t, p, r)) if *p == m.partition() && t == m.topic() => Some(*r),
+                _ => {
+                    let r = self.tasks.route(m.topic(), m.partition());
+                    if let Some(r) = r {
+                        self.last_route = Some((m.topic().to_string(), m.partition(), r));
+                    }
+                    r
+                }
+            };
+            let Some((task_id, input)) = route else {
+                // A record of a partition whose task is not ready (its state is being restored): fetched
+                // before the pause took effect. Rewind, so it is read again once the task runs.
+                self.hold_back(consumer, m.topic(), m.partition(), m.offset())?;
+                continue;
+            };
+            if self
+                .ctx
+                .aborted
+                .contains(m.topic(), m.partition(), m.offset())
             {
-                return Err(e);
+                // A record of a transaction this instance aborted, shown by a broker that does not hide them
+                // from read_committed consumers.
+                continue;
             }
-            self.take_restored(consumer)?;
-            // Process what is queued, a bounded slice per task so no task starves the others. A task with several
-            // inputs waits while one of them is empty and may still receive earlier records (max.task.idle.ms).
+            let mut headers = Headers::new();
+            if let Some(h) = m.headers() {
+                for header in h.iter() {
+                    headers.add(header.key, header.value.map(<[u8]>::to_vec));
+                }
+            }
+            let task = self
+                .tasks
+                .task_mut(task_id)
+                .expect("routes point at live tasks");
+            let raw = RawRecordRef {
+                key: m.key(),
+                value: m.payload(),
+                timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                headers,
+                offset: m.offset(),
+            };
+            task.catch_panics(&self.shared.name, |t| t.enqueue_at(input, raw))?;
+            if task.queued_at(input) >= max_buffered
+                && !self
+                    .paused
+                    .contains(&(m.topic().to_string(), m.partition()))
+            {
+                consumer
+                    .pause(&one_partition(m.topic(), m.partition()))
+                    .map_err(|e| kafka("pause", e))?;
+                self.paused.insert((m.topic().to_string(), m.partition()));
+            }
+            polled += 1;
+            // Poll at most half a partition buffer per round: everything queued is processed before the next
+            // poll, so in steady state no partition fills up. Pausing is for a slow topology only, because
+            // librdkafka drops what it prefetched for a paused partition and fetches it again on resume.
+            if polled >= poll_batch {
+                break;
+            }
+        }
+        if let Some(e) = self
+            .shared
+            .callback_error
+            .lock()
+            .ok()
+            .and_then(|mut e| e.take())
+        {
+            return Err(e);
+        }
+        self.take_restored(consumer)?;
+        // Process what is queued, a bounded slice per task so no task starves the others. A task with several
+        // inputs waits while one of them is empty and may still receive earlier records (max.task.idle.ms).
+        let now = now_ms();
+        let mut lags = Lags::new(consumer);
+        for task in self.tasks.tasks_mut() {
+            task.catch_panics(&self.shared.name, |t| {
+                for _ in 0..max_buffered {
+                    if !t.processable(now, &mut |topic, p, committed| {
+                        lags.lag(topic, p, committed)
+                    }) || !t.process_one()?
+                    {
+                        break;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        self.collector.poll();
+        self.tasks.record_offsets();
+        self.publish_metrics();
+        self.refresh_snapshot(consumer, false);
+        self.resume_drained(consumer, max_buffered / 2)?;
+        // Revoked tasks wait for the next assignment: their punctuations would write after the commit that
+        // handed their partitions over.
+        if !self.tasks.suspended {
             let now = now_ms();
-            let mut lags = Lags::new(consumer);
+            let name = &self.shared.name;
             for task in self.tasks.tasks_mut() {
-                task.catch_panics(&self.shared.name, |t| {
-                    for _ in 0..max_buffered {
-                        if !t.processable(now, &mut |topic, p, committed| {
-                            lags.lag(topic, p, committed)
-                        }) || !t.process_one()?
-                        {
-                            break;
-                        }
-                    }
-                    Ok(())
-                })?;
+                task.catch_panics(name, |t| t.set_wall_clock(now))?;
             }
-            self.collector.poll();
-            self.tasks.record_offsets();
-            self.publish_metrics();
-            self.refresh_snapshot(consumer, false);
-            self.resume_drained(consumer, max_buffered / 2)?;
-            // Revoked tasks wait for the next assignment: their punctuations would write after the commit that
-            // handed their partitions over.
-            if !self.tasks.suspended {
-                let now = now_ms();
-                let name = &self.shared.name;
-                for task in self.tasks.tasks_mut() {
-                    task.catch_panics(name, |t| t.set_wall_clock(now))?;
+        }
+        self.collector.failure()?;
+        if last_commit.elapsed() >= self.ctx.config.commit_interval {
+            match self.commit(consumer) {
+                // A rebalance is under way: the revocation callback commits before the partitions move.
+                // (Under exactly-once the transaction is aborted instead: see `recover`.)
+                Err(StreamsError::TaskMigrated(e)) if !self.collector.exactly_once() => {
+                    tracing::info!(error = %e, "commit postponed")
                 }
+                r => r?,
             }
-            self.collector.failure()?;
-            if last_commit.elapsed() >= self.ctx.config.commit_interval {
-                match self.commit(consumer) {
-                    // A rebalance is under way: the revocation callback commits before the partitions move.
-                    Err(StreamsError::TaskMigrated(e)) => {
-                        tracing::info!(error = %e, "commit postponed")
-                    }
-                    r => r?,
-                }
-                last_commit = Instant::now();
+            *last_commit = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Under exactly-once, whether `e` is handled by aborting the transaction (or replacing a fenced producer)
+    /// and going back to the last commit, rather than by failing the thread.
+    fn recoverable(&self, e: &StreamsError) -> bool {
+        self.collector.exactly_once()
+            && (matches!(
+                e,
+                StreamsError::TransactionAborted(_)
+                    | StreamsError::ProducerFenced(_)
+                    | StreamsError::TaskMigrated(_)
+            ) || self.collector.transaction_failure().is_some())
+    }
+
+    /// Aborts the open transaction (or, the producer being fenced, creates it again), closes every task without
+    /// committing anything, and creates them again from their last commit: their stores hold only what was
+    /// committed, and the input is read again from the committed offsets.
+    fn recover(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+        e: StreamsError,
+    ) -> Result<(), StreamsError> {
+        tracing::warn!(thread = %self.shared.name, error = %e, "going back to the last commit");
+        let aborted = match e {
+            StreamsError::ProducerFenced(_) => Err(e),
+            _ => self.collector.abort_transaction(),
+        };
+        match aborted {
+            Ok(records) => self.ctx.aborted.add(records),
+            Err(StreamsError::ProducerFenced(why)) => {
+                tracing::warn!(thread = %self.shared.name, reason = %why, "the producer was fenced: creating it again");
+                // What the fenced transaction wrote was aborted by whoever fenced it.
+                self.ctx
+                    .aborted
+                    .add(self.collector.take_transaction_offsets());
+                self.collector.reinitialize()?;
             }
+            Err(other) => return Err(other),
+        }
+        self.rewind(consumer)
+    }
+
+    /// Closes every task dirty and creates them again from their last commit, the consumer going back to the
+    /// committed offsets of their partitions.
+    fn rewind(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+    ) -> Result<(), StreamsError> {
+        let parts = self.tasks.assigned().to_vec();
+        if let Ok(mut c) = self.shared.commits.lock() {
+            c.tasks.clear();
+            c.offsets.clear();
+        }
+        self.tasks.handle_lost();
+        self.paused.clear();
+        self.waiting.clear();
+        self.last_route = None;
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in &parts {
+            tpl.add_partition(topic, *p);
+        }
+        consumer.pause(&tpl).map_err(|e| kafka("pause", e))?;
+        let committed = retrying(
+            "cannot read the committed offsets",
+            self.ctx.config.task_timeout,
+            || consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)),
+        )?;
+        let latest = self
+            .ctx
+            .config
+            .client_properties(ClientKind::MainConsumer)
+            .get("auto.offset.reset")
+            .is_some_and(|r| matches!(r.as_str(), "latest" | "largest" | "end"));
+        let mut seek = TopicPartitionList::new();
+        for e in committed.elements() {
+            let to = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ if latest => Offset::End,
+                _ => Offset::Beginning,
+            };
+            seek.add_partition_offset(e.topic(), e.partition(), to)
+                .map_err(|e| kafka("rewind", e))?;
+        }
+        consumer
+            .seek_partitions(seek, Duration::from_secs(10))
+            .map_err(|e| kafka("rewind to the committed offsets", e))?;
+        self.waiting = parts.iter().cloned().collect();
+        let ready = self.tasks.handle_assignment(parts)?;
+        self.init_stream_times(consumer)?;
+        self.resume_ready(consumer, ready)?;
+        if !self.tasks.restoring() {
+            self.shared.set_state(ThreadState::Running);
         }
         Ok(())
     }
@@ -898,6 +1110,16 @@ impl StreamThread<'_> {
         &mut self,
         consumer: &BaseConsumer<StreamsConsumerContext>,
     ) -> Result<(), StreamsError> {
+        self.commit_with(consumer, false)
+    }
+
+    /// Commits; with `checkpoint`, every task's stores are checkpointed too (see
+    /// [`CommitState::commit_and_checkpoint`]).
+    fn commit_with(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+        checkpoint: bool,
+    ) -> Result<(), StreamsError> {
         let span = tracing::debug_span!("commit", tasks = self.tasks.tasks().len());
         let _enter = span.enter();
         // Processors forward what they held back (cached aggregations and tables) before the stores flush.
@@ -907,11 +1129,17 @@ impl StreamThread<'_> {
         }
         self.tasks.record_offsets();
         let started = Instant::now();
-        self.shared
+        let mut commits = self
+            .shared
             .commits
             .lock()
-            .map_err(|_| kafka("commit state", "poisoned"))?
-            .commit(consumer)?;
+            .map_err(|_| kafka("commit state", "poisoned"))?;
+        if checkpoint {
+            commits.commit_and_checkpoint(consumer)?;
+        } else {
+            commits.commit(consumer)?;
+        }
+        drop(commits);
         let latency = started.elapsed();
         metrics::histogram!("streams_commit_latency_seconds", "thread" => self.shared.name.clone())
             .record(latency.as_secs_f64());
@@ -997,8 +1225,14 @@ impl StreamThread<'_> {
     ) -> Result<(), StreamsError> {
         self.shared.set_state(ThreadState::PendingShutdown);
         let mut result = Ok(());
+        if !clean && self.collector.exactly_once() {
+            // Nothing of the failed round may commit.
+            if let Err(e) = self.collector.abort_transaction() {
+                tracing::warn!(error = %e, "cannot abort the open transaction; it times out on the broker");
+            }
+        }
         if clean {
-            result = match self.commit(consumer) {
+            result = match self.commit_with(consumer, true) {
                 Err(StreamsError::TaskMigrated(e)) => {
                     tracing::warn!(error = %e, "final commit refused; the next owner reprocesses from the last commit");
                     Ok(())
