@@ -408,6 +408,35 @@ mod tests {
     }
 
     #[test]
+    fn exactly_once_reaches_the_application_config_with_its_commit_interval() {
+        let cluster = |exactly_once: bool, properties: Vec<String>| {
+            let args = ConnectionArgs {
+                bootstrap_servers: Some("127.0.0.1:1".into()),
+                exactly_once,
+                properties,
+                ..Default::default()
+            };
+            Cluster::from_args(&args, &[]).unwrap()
+        };
+        let eos = cluster(true, vec![]);
+        assert_eq!(eos.guarantee(), "exactly_once_v2");
+        let (config, _) = eos.config("app", Path::new("/tmp")).unwrap();
+        assert!(config.exactly_once());
+        assert_eq!(config.commit_interval, Duration::from_millis(100));
+        let alos = cluster(false, vec![]);
+        assert_eq!(alos.guarantee(), "at_least_once");
+        let (config, _) = alos.config("app", Path::new("/tmp")).unwrap();
+        assert!(!config.exactly_once());
+        assert_eq!(config.commit_interval, Duration::from_millis(500));
+        // A commit interval given as a setting wins under either guarantee.
+        let (config, _) = cluster(true, vec!["commit.interval.ms=250".into()])
+            .config("app", Path::new("/tmp"))
+            .unwrap();
+        assert!(config.exactly_once());
+        assert_eq!(config.commit_interval, Duration::from_millis(250));
+    }
+
+    #[test]
     fn the_flag_is_parsed_and_documented_in_the_help() {
         use clap::{CommandFactory, Parser};
         #[derive(Parser)]
