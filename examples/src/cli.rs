@@ -1,5 +1,6 @@
 //! What the example binaries share: the connection flags (`--bootstrap-servers`, `--config FILE`, `-X KEY=VALUE`),
-//! logging, the broker (embedded unless bootstrap servers are given), and a plain producer.
+//! the processing guarantee (`--exactly-once`), logging, the broker (embedded unless bootstrap servers are given),
+//! and a plain producer.
 //!
 //! Every example takes the same connection flags, so each runs against a managed cluster unchanged: put the
 //! cluster's settings in a properties file and pass it with `--config`:
@@ -14,6 +15,12 @@
 //! ```
 //!
 //! `cargo run -p examples --bin us_shareholders -- --config cluster.properties`
+//!
+//! `--exactly-once` runs the example with `processing.guarantee=exactly_once_v2` (on the embedded broker as on a
+//! cluster): each commit is a Kafka transaction holding the output records, the changelog writes and the input
+//! offsets, and the commit interval falls to 100 ms, Kafka Streams' default under exactly-once:
+//!
+//! `cargo run -p examples --bin word_count -- --exactly-once`
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,6 +38,11 @@ pub type TimedKeyValue = (Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
 /// Settings as `(key, value)` pairs, in the order given.
 pub type Settings = Vec<(String, String)>;
 
+/// The key choosing the processing guarantee.
+pub const PROCESSING_GUARANTEE: &str = "processing.guarantee";
+/// The value of [`PROCESSING_GUARANTEE`] that `--exactly-once` sets.
+pub const EXACTLY_ONCE_V2: &str = "exactly_once_v2";
+
 /// The connection flags every example takes.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConnectionArgs {
@@ -46,11 +58,18 @@ pub struct ConnectionArgs {
     /// One more setting as KEY=VALUE (repeatable); wins over the same key in `--config`.
     #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
+    /// Process exactly once (processing.guarantee=exactly_once_v2): every commit is a transaction holding the
+    /// output records, the changelog writes and the input offsets, so after a crash nothing is processed twice
+    /// as far as readers with isolation.level=read_committed see; commits every 100 ms instead of 500 ms. Without
+    /// it: at_least_once. A processing.guarantee in --config or -X wins over this flag.
+    #[arg(long)]
+    pub exactly_once: bool,
 }
 
 impl ConnectionArgs {
     /// The settings of `--config` then `-X`, in order (later ones win), without `bootstrap.servers`, and the
-    /// bootstrap servers (`--bootstrap-servers` first, then the last `bootstrap.servers` setting).
+    /// bootstrap servers (`--bootstrap-servers` first, then the last `bootstrap.servers` setting). With
+    /// `--exactly-once`, `processing.guarantee=exactly_once_v2` comes first, unless a setting names a guarantee.
     pub fn settings(&self) -> Result<(Option<String>, Settings), StreamsError> {
         let mut settings = Vec::new();
         if let Some(path) = &self.config {
@@ -66,6 +85,9 @@ impl ConnectionArgs {
                 message: format!("argument {} is not KEY=VALUE: '{}'", i + 1, key_only(p)),
             })?;
             settings.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        if self.exactly_once && !settings.iter().any(|(k, _)| k == PROCESSING_GUARANTEE) {
+            settings.insert(0, (PROCESSING_GUARANTEE.into(), EXACTLY_ONCE_V2.into()));
         }
         let mut bootstrap = None;
         settings.retain(|(k, v)| {
@@ -165,15 +187,37 @@ impl Cluster {
         &self.bootstrap
     }
 
-    /// The configuration of application `app` (commits every 500 ms, state under `state_dir`, then the settings
-    /// of `--config` and `-X`), with the embedded broker's topic admin when there is one.
+    /// Whether the application runs with `processing.guarantee=exactly_once_v2` (`--exactly-once`, or the
+    /// setting given in `--config` or `-X`).
+    pub fn exactly_once(&self) -> bool {
+        self.settings
+            .iter()
+            .rev()
+            .find(|(k, _)| k == PROCESSING_GUARANTEE)
+            .is_some_and(|(_, v)| v == EXACTLY_ONCE_V2)
+    }
+
+    /// The processing guarantee the application runs with: `exactly_once_v2` or `at_least_once`.
+    pub fn guarantee(&self) -> &'static str {
+        if self.exactly_once() {
+            EXACTLY_ONCE_V2
+        } else {
+            "at_least_once"
+        }
+    }
+
+    /// The configuration of application `app` (commits every 500 ms under at-least-once, at the exactly-once
+    /// default of 100 ms under exactly-once; state under `state_dir`; then the settings of `--exactly-once`,
+    /// `--config` and `-X`), with the embedded broker's topic admin when there is one.
     pub fn config(
         &self,
         app: &str,
         state_dir: &Path,
     ) -> Result<(StreamsConfig, Option<EmbeddedAdmin>), StreamsError> {
         let mut config = StreamsConfig::new(app, self.bootstrap.as_str());
-        config.set("commit.interval.ms", "500")?;
+        if !self.exactly_once() {
+            config.set("commit.interval.ms", "500")?;
+        }
         config.set("state.dir", &state_dir.display().to_string())?;
         for (k, v) in &self.settings {
             config.set(k, v)?;
@@ -276,6 +320,7 @@ mod tests {
             bootstrap_servers: None,
             config: Some(path.clone()),
             properties: vec!["linger.ms=7".into()],
+            exactly_once: false,
         };
         let (bootstrap, settings) = args.settings().unwrap();
         assert_eq!(bootstrap.as_deref(), Some("file:9092"));
@@ -313,6 +358,7 @@ mod tests {
             bootstrap_servers: Some("127.0.0.1:1".into()),
             config: None,
             properties: vec!["linger.ms=3".into(), "producer.acks=1".into()],
+            exactly_once: false,
         };
         let cluster = Cluster::from_args(&args, &[]).unwrap();
         let (config, admin) = cluster.config("app", Path::new("/tmp")).unwrap();
@@ -325,5 +371,89 @@ mod tests {
         assert_eq!(producer.get("linger.ms"), Some("3"));
         assert_eq!(producer.get("acks"), Some("1"));
         assert_eq!(producer.get("bootstrap.servers"), Some("127.0.0.1:1"));
+    }
+
+    #[test]
+    fn exactly_once_sets_the_guarantee_first_and_a_setting_wins_over_it() {
+        let flag = ConnectionArgs {
+            exactly_once: true,
+            properties: vec!["linger.ms=3".into()],
+            ..Default::default()
+        };
+        let (_, settings) = flag.settings().unwrap();
+        assert_eq!(
+            settings,
+            vec![
+                (
+                    PROCESSING_GUARANTEE.to_string(),
+                    EXACTLY_ONCE_V2.to_string()
+                ),
+                ("linger.ms".into(), "3".into())
+            ]
+        );
+        let overridden = ConnectionArgs {
+            exactly_once: true,
+            properties: vec!["processing.guarantee=at_least_once".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            overridden.settings().unwrap().1,
+            vec![(
+                PROCESSING_GUARANTEE.to_string(),
+                "at_least_once".to_string()
+            )]
+        );
+        let without = ConnectionArgs::default();
+        assert!(without.settings().unwrap().1.is_empty());
+    }
+
+    #[test]
+    fn exactly_once_reaches_the_application_config_with_its_commit_interval() {
+        let cluster = |exactly_once: bool, properties: Vec<String>| {
+            let args = ConnectionArgs {
+                bootstrap_servers: Some("127.0.0.1:1".into()),
+                exactly_once,
+                properties,
+                ..Default::default()
+            };
+            Cluster::from_args(&args, &[]).unwrap()
+        };
+        let eos = cluster(true, vec![]);
+        assert_eq!(eos.guarantee(), "exactly_once_v2");
+        let (config, _) = eos.config("app", Path::new("/tmp")).unwrap();
+        assert!(config.exactly_once());
+        assert_eq!(config.commit_interval, Duration::from_millis(100));
+        let alos = cluster(false, vec![]);
+        assert_eq!(alos.guarantee(), "at_least_once");
+        let (config, _) = alos.config("app", Path::new("/tmp")).unwrap();
+        assert!(!config.exactly_once());
+        assert_eq!(config.commit_interval, Duration::from_millis(500));
+        // A commit interval given as a setting wins under either guarantee.
+        let (config, _) = cluster(true, vec!["commit.interval.ms=250".into()])
+            .config("app", Path::new("/tmp"))
+            .unwrap();
+        assert!(config.exactly_once());
+        assert_eq!(config.commit_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn the_flag_is_parsed_and_documented_in_the_help() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            connection: ConnectionArgs,
+        }
+        let cli = Cli::try_parse_from(["example", "--exactly-once"]).unwrap();
+        assert!(cli.connection.exactly_once);
+        assert!(
+            !Cli::try_parse_from(["example"])
+                .unwrap()
+                .connection
+                .exactly_once
+        );
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--exactly-once"), "{help}");
+        assert!(help.contains("exactly_once_v2"), "{help}");
     }
 }

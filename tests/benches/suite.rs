@@ -7,6 +7,18 @@
 //! maximum rate; and the speed of restoring a changelog into an empty state directory. Every run of ours, of the
 //! raw clients and of the peer is a child process of this harness, so CPU time and peak memory are its own.
 //!
+//! The passthrough and the count also run under `processing.guarantee=exactly_once_v2`, beside their
+//! at-least-once rows on the same input with the same commit interval, and a table gives the ratio EOS/ALOS.
+//!
+//! Restart after kill -9: a count on a RocksDB store of 1,000,000 keys (50,000 in quick mode;
+//! `BENCH_KILL_KEYS`) is built under exactly_once_v2 in a child process, which is killed with SIGKILL between two
+//! commits while it processes further updates (`BENCH_KILL_TAIL`); the time until a restart is running and has
+//! processed all of the input is measured on the state directory left behind (it resumes from the local store
+//! and its checkpoint) and, for a second application built the same way, with its task directories wiped (a
+//! full restore of the changelog, what Kafka Streams does after an unclean exactly-once shutdown), with the
+//! records each restored. Both must end with every record counted once. `BENCH_KILL_GUARANTEE=at_least_once`
+//! runs it at at-least-once instead; `--only restart-after-kill` runs it alone.
+//!
 //! `bash scripts/bench.sh suite [--quick]` builds and runs it (and installs the peer into a private virtual
 //! environment); `cargo bench -p tests --bench suite -- [--quick] [--no-peer] [--only NAME] [--out DIR] [--perf NAME]`
 //! runs it directly (`--perf NAME` records our runs of the matching workloads with `perf record -g` into the out
@@ -118,10 +130,14 @@ enum Workload {
     Consume,
     /// Source -> sink.
     Passthrough,
+    /// Source -> sink under exactly_once_v2.
+    PassthroughEos,
     /// Source -> get + put on a RocksDB key-value store (changelogged) -> sink.
     KvStore,
     /// Count per key (RocksDB, changelogged, cached) -> sink.
     Count,
+    /// The count under exactly_once_v2.
+    CountEos,
     /// Count per key in 1 s tumbling windows -> sink.
     WindowedCount,
     /// Stream joined with a table on the key -> sink.
@@ -132,13 +148,15 @@ enum Workload {
 
 use Workload::*;
 
-const ALL: [Workload; 9] = [
+const ALL: [Workload; 11] = [
     RawConsume,
     RawPipe,
     Consume,
     Passthrough,
+    PassthroughEos,
     KvStore,
     Count,
+    CountEos,
     WindowedCount,
     StreamTableJoin,
     TableTableJoin,
@@ -151,8 +169,10 @@ impl Workload {
             RawPipe => "raw-pipe",
             Consume => "consume",
             Passthrough => "passthrough",
+            PassthroughEos => "passthrough-eos",
             KvStore => "kv-store",
             Count => "count",
+            CountEos => "count-eos",
             WindowedCount => "windowed-count",
             StreamTableJoin => "stream-table-join",
             TableTableJoin => "table-table-join",
@@ -167,8 +187,10 @@ impl Workload {
             RawPipe => "raw rdkafka consume -> produce (limit)",
             Consume => "consume only",
             Passthrough => "stream passthrough",
+            PassthroughEos => "stream passthrough, exactly_once_v2",
             KvStore => "passthrough + kv store get/put",
             Count => "count",
+            CountEos => "count, exactly_once_v2",
             WindowedCount => "windowed count (1 s tumbling)",
             StreamTableJoin => "stream-table join",
             TableTableJoin => "table-table join",
@@ -176,6 +198,18 @@ impl Workload {
     }
     fn is_limit(self) -> bool {
         matches!(self, RawConsume | RawPipe)
+    }
+    /// Whether it runs under exactly_once_v2 (every other workload runs at_least_once).
+    fn eos(self) -> bool {
+        matches!(self, PassthroughEos | CountEos)
+    }
+    /// The same topology at at_least_once (itself for those that run so).
+    fn alos(self) -> Workload {
+        match self {
+            PassthroughEos => Passthrough,
+            CountEos => Count,
+            w => w,
+        }
     }
     /// The limit this workload is compared with.
     fn limit(self) -> Option<Workload> {
@@ -193,7 +227,7 @@ impl Workload {
     fn stateful(self) -> bool {
         matches!(
             self,
-            KvStore | Count | WindowedCount | StreamTableJoin | TableTableJoin
+            KvStore | Count | CountEos | WindowedCount | StreamTableJoin | TableTableJoin
         )
     }
     fn needs_table(self) -> bool {
@@ -202,14 +236,15 @@ impl Workload {
     /// Why this library cannot run it yet, if it cannot.
     fn ours_unavailable(self) -> Option<&'static str> {
         match self {
-            RawConsume | RawPipe | Consume | Passthrough | KvStore | Count | WindowedCount
-            | StreamTableJoin | TableTableJoin => None,
+            RawConsume | RawPipe | Consume | Passthrough | PassthroughEos | KvStore | Count
+            | CountEos | WindowedCount | StreamTableJoin | TableTableJoin => None,
         }
     }
     /// Why the peer cannot run it, if it cannot.
     fn peer_unavailable(self) -> Option<&'static str> {
         match self {
             RawConsume | RawPipe => Some("limit row"),
+            PassthroughEos | CountEos => Some("the peer runs at at_least_once only"),
             TableTableJoin => Some("not supported by Quix Streams (no tables)"),
             _ => None,
         }
@@ -220,16 +255,23 @@ impl Workload {
 #[derive(Clone, Debug)]
 struct Spec {
     workload: Workload,
-    /// "throughput", "latency" or "restore".
+    /// "throughput", "latency", "restore", "killable" (runs until it is killed) or "restart" (runs until its
+    /// group has committed all of the input, after a kill).
     mode: &'static str,
+    /// processing.guarantee=exactly_once_v2 (else at_least_once).
+    eos: bool,
     bootstrap: String,
     input: String,
     table: String,
     output: String,
-    /// Records to process before stopping (throughput), or restored records expected (restore).
+    /// Records to process before stopping (throughput), restored records expected (restore), or records in the
+    /// input (restart).
     n: u64,
+    /// Distinct keys in the input (restart).
+    keys: u64,
     app: String,
     state_dir: PathBuf,
+    /// commit.interval.ms; 0 leaves the guarantee's default (30 s at at_least_once, 100 ms at exactly_once_v2).
     commit_ms: u64,
 }
 
@@ -238,11 +280,13 @@ impl Spec {
         json!({
             "workload": self.workload.id(),
             "mode": self.mode,
+            "eos": self.eos,
             "bootstrap": self.bootstrap,
             "input": self.input,
             "table": self.table,
             "output": self.output,
             "n": self.n,
+            "keys": self.keys,
             "app": self.app,
             "state_dir": self.state_dir,
             "commit_ms": self.commit_ms,
@@ -258,16 +302,20 @@ impl Spec {
             Some("throughput") => "throughput",
             Some("latency") => "latency",
             Some("restore") => "restore",
+            Some("killable") => "killable",
+            Some("restart") => "restart",
             other => return Err(format!("bad mode {other:?}")),
         };
         Ok(Spec {
             workload: Workload::from_id(&s("workload")?).ok_or("bad workload")?,
             mode,
+            eos: v["eos"].as_bool().unwrap_or(false),
             bootstrap: s("bootstrap")?,
             input: s("input")?,
             table: s("table")?,
             output: s("output")?,
             n: v["n"].as_u64().ok_or("n missing")?,
+            keys: v["keys"].as_u64().unwrap_or(0),
             app: s("app")?,
             state_dir: PathBuf::from(s("state_dir")?),
             commit_ms: v["commit_ms"].as_u64().unwrap_or(1000),
@@ -402,7 +450,7 @@ fn topology(spec: &Spec) -> Result<Topology, String> {
     let b = StreamsBuilder::new();
     let input = spec.input.as_str();
     let out = spec.output.as_str();
-    match spec.workload {
+    match spec.workload.alos() {
         Consume => b
             .stream(input, Consumed::with(Serdes::bytes(), Serdes::bytes()))
             .foreach(|_, _| {}),
@@ -469,25 +517,35 @@ fn topology(spec: &Spec) -> Result<Topology, String> {
     b.build().map_err(|e| e.to_string())
 }
 
-fn streams_config(spec: &Spec) -> StreamsConfig {
+fn streams_config(spec: &Spec) -> Result<StreamsConfig, String> {
     let mut c = StreamsConfig::new(&spec.app, spec.bootstrap.clone());
-    let set = |c: &mut StreamsConfig, k: &str, v: &str| {
-        c.set(k, v).expect("config");
+    let set = |c: &mut StreamsConfig, k: &str, v: &str| -> Result<(), String> {
+        c.set(k, v).map(|_| ()).map_err(|e| e.to_string())
     };
-    set(&mut c, "commit.interval.ms", &spec.commit_ms.to_string());
+    if spec.eos {
+        set(&mut c, "processing.guarantee", "exactly_once_v2")?;
+    }
+    if spec.commit_ms > 0 {
+        set(&mut c, "commit.interval.ms", &spec.commit_ms.to_string())?;
+    }
     set(
         &mut c,
         "state.dir",
-        spec.state_dir.to_str().expect("utf-8 path"),
-    );
-    set(&mut c, "main.consumer.session.timeout.ms", "6000");
-    set(&mut c, "main.consumer.heartbeat.interval.ms", "500");
+        spec.state_dir.to_str().ok_or("state dir is not UTF-8")?,
+    )?;
+    set(&mut c, "main.consumer.session.timeout.ms", "6000")?;
+    if matches!(spec.mode, "killable" | "restart") {
+        // Static membership: the restarted instance takes the killed one's place in the group at once instead of
+        // waiting out its session, so the restart measures the state, not the group.
+        set(&mut c, "main.consumer.group.instance.id", &spec.app)?;
+    }
+    set(&mut c, "main.consumer.heartbeat.interval.ms", "500")?;
     set(
         &mut c,
         "main.consumer.fetch.wait.max.ms",
         &fetch_wait_ms(spec),
-    );
-    c
+    )?;
+    Ok(c)
 }
 
 /// The consumers' `fetch.wait.max.ms`: librdkafka's default (500) for throughput runs, 10 in latency runs (on
@@ -525,7 +583,7 @@ impl StateRestoreListener for RestoreClock {
 
 fn ours_worker(spec: &Spec) -> Result<Value, String> {
     let topology = topology(spec)?;
-    let streams = KafkaStreams::new(topology, streams_config(spec)).map_err(|e| e.to_string())?;
+    let streams = KafkaStreams::new(topology, streams_config(spec)?).map_err(|e| e.to_string())?;
     let clock = RestoreClock::default();
     if spec.mode == "restore" {
         streams.set_restore_listener(clock.clone());
@@ -542,7 +600,8 @@ fn ours_worker(spec: &Spec) -> Result<Value, String> {
             return Err("timed out".into());
         }
         match spec.mode {
-            "latency" => {}
+            // Runs until the harness ends it.
+            "latency" | "killable" => {}
             "restore" => {
                 let t = clock.0.lock().expect("restore clock");
                 if streams.state() == State::Running && t.pending == 0 && t.restored >= spec.n {
@@ -586,6 +645,137 @@ fn ours_worker(spec: &Spec) -> Result<Value, String> {
     Ok(result)
 }
 
+/// The committed offsets of a consumer group on the suite's topic, read by a client that never joins the group.
+struct GroupOffsets {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl GroupOffsets {
+    fn new(bootstrap: &str, group: &str, topic: &str) -> Result<GroupOffsets, String> {
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| e.to_string())?;
+        Ok(GroupOffsets {
+            consumer,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// Per partition: the offset the group has committed (0 before its first commit).
+    fn committed(&self) -> Result<Vec<i64>, String> {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&self.topic, p);
+        }
+        let got = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .map_err(|e| format!("committed offsets of {}: {e}", self.topic))?;
+        Ok((0..PARTITIONS)
+            .map(
+                |p| match got.find_partition(&self.topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => 0,
+                },
+            )
+            .collect())
+    }
+
+    /// Per partition: the end of the topic (its high watermark).
+    fn ends(&self) -> Result<Vec<i64>, String> {
+        (0..PARTITIONS)
+            .map(|p| {
+                self.consumer
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+                    .map(|(_, high)| high)
+                    .map_err(|e| format!("end offsets of {}: {e}", self.topic))
+            })
+            .collect()
+    }
+}
+
+/// After a kill -9: starts the count on the state directory the killed process left (whole, or with its task
+/// directories wiped by the harness), and measures the time until it is running and until its group has
+/// committed the whole input, the records restored (restore listener) and the records processed after it; then
+/// reads the count store to check it against the input (`keys` keys, `n` records).
+fn restart_worker(spec: &Spec) -> Result<Value, String> {
+    let offsets = GroupOffsets::new(&spec.bootstrap, &spec.app, &spec.input)?;
+    let ends = offsets.ends()?;
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let streams =
+        KafkaStreams::new(topology(spec)?, streams_config(spec)?).map_err(|e| e.to_string())?;
+    let clock = RestoreClock::default();
+    streams.set_restore_listener(clock.clone());
+    streams.start().map_err(|e| e.to_string())?;
+    let deadline = t0 + Duration::from_secs(600);
+    let mut running_s = None;
+    loop {
+        let errors = streams.errors();
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "timed out: committed {:?} of {ends:?}",
+                offsets.committed()?
+            ));
+        }
+        if running_s.is_none() && streams.state() == State::Running {
+            running_s = Some(t0.elapsed().as_secs_f64());
+        }
+        if running_s.is_some() && offsets.committed()?.iter().zip(&ends).all(|(c, e)| c >= e) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let done_s = t0.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds() - cpu0;
+    let rss = peak_rss_kib();
+    let processed = streams.metrics().processed;
+    let (restored, restore_s) = {
+        let t = clock.0.lock().expect("restore clock");
+        let span = match (t.first, t.last) {
+            (Some((a, _)), Some((b, _))) => (b - a).as_secs_f64(),
+            _ => 0.0,
+        };
+        (t.restored, span)
+    };
+    // The store holds what the last commit applied; it may trail the committed offsets by the time it takes
+    // to apply them.
+    let checked = Instant::now();
+    let (store_keys, store_total) = loop {
+        let read = streams
+            .store::<i64, i64>("counts")
+            .and_then(|s| s.all())
+            .map(|all| (all.len() as u64, all.iter().map(|(_, c)| *c).sum::<i64>()));
+        match read {
+            Ok((keys, total)) if total >= spec.n as i64 => break (keys, total),
+            Ok(read) if checked.elapsed() > Duration::from_secs(10) => break read,
+            Err(e) if checked.elapsed() > Duration::from_secs(10) => {
+                return Err(format!("count store: {e}"))
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    streams.close(Duration::from_secs(60));
+    Ok(json!({
+        "running_s": running_s,
+        "done_s": done_s,
+        "cpu_s": cpu_s,
+        "peak_rss_kib": rss,
+        "restored": restored,
+        "restore_s": restore_s,
+        "processed": processed,
+        "store_keys": store_keys,
+        "store_total": store_total,
+    }))
+}
+
 fn worker_main(spec_text: &str) {
     let result = serde_json::from_str::<Value>(spec_text)
         .map_err(|e| e.to_string())
@@ -593,6 +783,7 @@ fn worker_main(spec_text: &str) {
         .and_then(|spec| match spec.workload {
             RawConsume => raw_worker(&spec, false),
             RawPipe => raw_worker(&spec, true),
+            _ if spec.mode == "restart" => restart_worker(&spec),
             _ => ours_worker(&spec),
         });
     match result {
@@ -627,21 +818,25 @@ impl DataSet {
     fn table_topic(&self) -> String {
         format!("table-{}", self.name)
     }
-    fn label_keys(&self) -> String {
-        if self.keys >= 1_000_000 {
-            format!("{}M", self.keys / 1_000_000)
-        } else if self.keys >= 1000 {
-            format!("{}k", self.keys / 1000)
-        } else {
-            self.keys.to_string()
-        }
+}
+
+/// A key count as the tables show it: 10k, 1M.
+fn label_keys(keys: u64) -> String {
+    if keys >= 1_000_000 {
+        format!("{}M", keys / 1_000_000)
+    } else if keys >= 1000 {
+        format!("{}k", keys / 1000)
+    } else {
+        keys.to_string()
     }
-    fn label_value(&self) -> String {
-        if self.value_bytes >= 1024 {
-            format!("{} KiB", self.value_bytes / 1024)
-        } else {
-            format!("{} B", self.value_bytes)
-        }
+}
+
+/// A value size as the tables show it: 100 B, 1 KiB.
+fn label_value(value_bytes: usize) -> String {
+    if value_bytes >= 1024 {
+        format!("{} KiB", value_bytes / 1024)
+    } else {
+        format!("{value_bytes} B")
     }
 }
 
@@ -653,6 +848,10 @@ struct Plan {
     latency_secs: f64,
     /// Data set whose count run leaves the changelog that the restore measurement reads.
     restore_set: String,
+    /// Distinct keys of the count store that the restart-after-kill measurement builds.
+    kill_keys: u64,
+    /// Updates of those keys written after them, processed while the kill comes.
+    kill_tail: u64,
 }
 
 fn plan(quick: bool) -> Plan {
@@ -665,6 +864,7 @@ fn plan(quick: bool) -> Plan {
     if quick {
         let n = env("BENCH_RECORDS", 100_000);
         let restore = env("BENCH_RESTORE_KEYS", 20_000);
+        let kill_keys = env("BENCH_KILL_KEYS", 50_000).max(1);
         Plan {
             quick,
             sets: vec![
@@ -686,10 +886,13 @@ fn plan(quick: bool) -> Plan {
             peer_records: env("BENCH_PEER_RECORDS", 20_000).min(n),
             latency_secs: 1.0,
             restore_set: "restore".into(),
+            kill_keys,
+            kill_tail: env("BENCH_KILL_TAIL", (kill_keys / 10).max(50_000)),
         }
     } else {
         let n = env("BENCH_RECORDS", 1_000_000);
         let restore = env("BENCH_RESTORE_KEYS", 1_000_000);
+        let kill_keys = env("BENCH_KILL_KEYS", 1_000_000).max(1);
         Plan {
             quick,
             sets: vec![
@@ -718,6 +921,8 @@ fn plan(quick: bool) -> Plan {
             peer_records: env("BENCH_PEER_RECORDS", 200_000),
             latency_secs: 5.0,
             restore_set: "1m-100b".into(),
+            kill_keys,
+            kill_tail: env("BENCH_KILL_TAIL", (kill_keys / 10).max(50_000)),
         }
     }
 }
@@ -808,6 +1013,7 @@ impl Harness {
         Spec {
             workload: w,
             mode,
+            eos: w.eos(),
             bootstrap: self.bootstrap.clone(),
             input: input.to_string(),
             table: set.table_topic(),
@@ -817,8 +1023,10 @@ impl Harness {
                 String::new()
             },
             n,
+            keys: set.keys,
             app,
             state_dir,
+            // The same interval at both guarantees, so their ratio is the cost of the transactions alone.
             commit_ms: if mode == "latency" { 100 } else { 1000 },
         }
     }
@@ -851,6 +1059,213 @@ impl Harness {
             c
         };
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()
+    }
+
+    /// The restart-after-kill measurement, for two applications each on a topic of its own: a count on a
+    /// RocksDB store (`eos`: under exactly_once_v2) in a child process builds a store of `keys` distinct keys;
+    /// once all of it is committed, `tail` updates of those keys start arriving, and between two commits the
+    /// process is killed with SIGKILL. One is restarted on the state directory it left, the other after its task
+    /// directories are wiped (its `process-id` file stays, so both restarts fence the killed producer alike).
+    /// Both must end with `keys` keys counting every record once (under at_least_once, at least once).
+    fn restart_after_kill(&self, keys: u64, tail: u64, eos: bool) -> Result<Value, String> {
+        let mut result = json!({
+            "keys": keys,
+            "tail": tail,
+            "records": keys + tail,
+            "guarantee": if eos { "exactly_once_v2" } else { "at_least_once" },
+        });
+        for (name, wipe) in [("same_state_dir", false), ("task_dirs_wiped", true)] {
+            result[name] = self.kill_and_restart(keys, tail, eos, wipe)?;
+        }
+        let done = |k: &str| result[k]["done_s"].as_f64();
+        result["wiped_vs_same_done"] =
+            json!(match (done("task_dirs_wiped"), done("same_state_dir")) {
+                (Some(w), Some(s)) if s > 0.0 => Some(w / s),
+                _ => None,
+            });
+        Ok(result)
+    }
+
+    fn kill_and_restart(
+        &self,
+        keys: u64,
+        tail: u64,
+        eos: bool,
+        wipe: bool,
+    ) -> Result<Value, String> {
+        let total = keys + tail;
+        let input = self.topic(&self.fresh("kill-in"));
+        // Record i of the distinct keys (offset 0) or of the updates (offset 1): a permutation of the keys.
+        let stride = if keys.is_multiple_of(7919) {
+            7927
+        } else {
+            7919
+        };
+        let key_of = move |i: u64, offset: u64| (((i * stride) + offset) % keys) as i64;
+        let send_one = |p: &BaseProducer, topic: &str, key: i64| {
+            send(
+                p,
+                BaseRecord::to(topic)
+                    .key(&key.to_be_bytes()[..])
+                    .payload(&[b'v'; 100][..])
+                    .timestamp(now_ms()),
+            )
+        };
+        let p = producer(&self.bootstrap, "5");
+        for i in 0..keys {
+            send_one(&p, &input, key_of(i, 0));
+        }
+        p.flush(Duration::from_secs(300))
+            .map_err(|e| format!("writing {input}: {e}"))?;
+        let app = self.fresh(if wipe {
+            "bench-kill-wiped"
+        } else {
+            "bench-kill-same"
+        });
+        let offsets = GroupOffsets::new(&self.bootstrap, &app, &input)?;
+        // Where the distinct keys end on each partition: the store is whole once the group has committed these.
+        let built = offsets.ends()?;
+        let spec = Spec {
+            workload: if eos { CountEos } else { Count },
+            mode: "killable",
+            eos,
+            bootstrap: self.bootstrap.clone(),
+            input: input.clone(),
+            table: String::new(),
+            output: self.topic(&self.fresh("out-kill")),
+            n: total,
+            keys,
+            state_dir: self.work.path().join(&app),
+            app,
+            // exactly_once_v2's default, at both guarantees.
+            commit_ms: 100,
+        };
+        let mut child = self.spawn(&spec, false).map_err(|e| e.to_string())?;
+        let output = drain_tail(&mut child);
+        let stop = |mut child: Child,
+                    output: Vec<std::thread::JoinHandle<Vec<String>>>,
+                    why: String|
+         -> Result<Value, String> {
+            let _ = child.kill();
+            let _ = child.wait();
+            let tail: Vec<String> = output
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect();
+            Err(format!("{why}; worker output: {}", tail.join(" | ")))
+        };
+        let t0 = Instant::now();
+        // The whole store built and committed.
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return stop(
+                    child,
+                    output,
+                    format!("the worker exited ({status}) before the kill"),
+                );
+            }
+            if t0.elapsed() > Duration::from_secs(600) {
+                return stop(
+                    child,
+                    output,
+                    "the store was not committed within 600 s".into(),
+                );
+            }
+            match offsets.committed() {
+                Ok(c) if c.iter().zip(&built).all(|(c, b)| c >= b) => break,
+                Ok(_) => {}
+                Err(e) => return stop(child, output, e),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let build_s = t0.elapsed().as_secs_f64();
+        // The updates arrive while it runs, KILL_TAIL_RATE a second until the kill, the rest at once after it.
+        let killed = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (killed, bootstrap, input) =
+                (killed.clone(), self.bootstrap.clone(), input.clone());
+            std::thread::spawn(move || {
+                let p = producer(&bootstrap, "5");
+                let start = Instant::now();
+                for i in 0..tail {
+                    while !killed.load(Ordering::Relaxed)
+                        && (start.elapsed().as_secs_f64() * KILL_TAIL_RATE) < i as f64
+                    {
+                        p.poll(Duration::from_millis(1));
+                    }
+                    send_one(&p, &input, key_of(i, 1));
+                }
+                p.flush(Duration::from_secs(300))
+                    .map_err(|e| format!("writing {input}: {e}"))
+            })
+        };
+        // Between two commits: a commit takes some of the updates, the next one moves the offsets again, then
+        // half an interval passes.
+        let t1 = Instant::now();
+        let mut last = built.clone();
+        let mut commits = 0;
+        while commits < 2 {
+            match offsets.committed() {
+                Ok(c) if c.iter().sum::<i64>() > last.iter().sum::<i64>() => {
+                    commits += 1;
+                    last = c;
+                }
+                Ok(_) if t1.elapsed() > Duration::from_secs(60) => {
+                    killed.store(true, Ordering::Relaxed);
+                    let _ = writer.join();
+                    return stop(child, output, "no commit of the updates within 60 s".into());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    killed.store(true, Ordering::Relaxed);
+                    let _ = writer.join();
+                    return stop(child, output, e);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(spec.commit_ms / 2));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        killed.store(true, Ordering::Relaxed);
+        drop(output);
+        writer
+            .join()
+            .map_err(|_| "the update writer panicked".to_string())??;
+        let committed_at_kill: i64 = offsets.committed()?.iter().sum();
+        if committed_at_kill as u64 >= total {
+            return Err(format!(
+                "all {total} input records were committed before the kill; give a longer tail (BENCH_KILL_TAIL)"
+            ));
+        }
+        if wipe {
+            let dir = spec.state_dir.join(&spec.app);
+            let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for entry in entries.flatten() {
+                if entry.path().is_dir() {
+                    std::fs::remove_dir_all(entry.path())
+                        .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+                }
+            }
+        }
+        let restart = Spec {
+            mode: "restart",
+            ..spec
+        };
+        let mut r = self.run(&restart, false)?;
+        r["build_s"] = json!(build_s);
+        r["committed_at_kill"] = json!(committed_at_kill);
+        let (got_keys, got_total) = (r["store_keys"].as_u64(), r["store_total"].as_u64());
+        let exact = got_keys == Some(keys) && got_total == Some(total);
+        let acceptable = exact || (!eos && got_keys == Some(keys) && got_total >= Some(total));
+        if !acceptable {
+            return Err(format!(
+                "after the restart the count store has {got_keys:?} keys counting {got_total:?} records; \
+                 expected {keys} keys counting {total}"
+            ));
+        }
+        r["counted_exactly"] = json!(exact);
+        Ok(r)
     }
 
     /// Runs a worker to its end and returns its RESULT.
@@ -947,6 +1362,15 @@ impl Harness {
             .set("group.id", self.fresh("lat-reader"))
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "5")
+            // Under exactly_once_v2 a record counts as delivered when its transaction commits.
+            .set(
+                "isolation.level",
+                if spec.eos {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
+            )
             .create()
             .map_err(|e| e.to_string())?;
         let mut tpl = TopicPartitionList::new();
@@ -1063,6 +1487,89 @@ impl Harness {
     }
 }
 
+/// Reads a child's stdout and stderr to their ends (so it never blocks on a full pipe), keeping the last lines
+/// of each.
+fn drain_tail(child: &mut Child) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    let streams: [Option<Box<dyn std::io::Read + Send>>; 2] = [
+        child.stdout.take().map(|s| Box::new(s) as _),
+        child.stderr.take().map(|s| Box::new(s) as _),
+    ];
+    streams
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            std::thread::spawn(move || {
+                let mut tail: Vec<String> = Vec::new();
+                for line in BufReader::new(s).lines().map_while(Result::ok) {
+                    tail.push(line);
+                    if tail.len() > 20 {
+                        tail.remove(0);
+                    }
+                }
+                tail
+            })
+        })
+        .collect()
+}
+
+/// Records/s at which the updates arrive before the kill in the restart-after-kill measurement.
+const KILL_TAIL_RATE: f64 = 10_000.0;
+
+/// The name `--only` matches to run the restart-after-kill measurement.
+const KILL_ID: &str = "restart-after-kill";
+
+fn fmt_secs(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |s| format!("{s:.2}"))
+}
+
+/// The restart-after-kill measurement as a Markdown table.
+fn kill_table(k: &Value) -> String {
+    let mut md = String::new();
+    if let Some(e) = k["error"].as_str() {
+        md.push_str(&format!("\nRestart after kill -9: **error**: {e}\n"));
+        return md;
+    }
+    md.push_str(&format!(
+        "\nRestart after kill -9 ({}): a count on a RocksDB store of {} keys (then {} updates of them) in a child \
+         process, killed with SIGKILL between two commits (100 ms apart) once the whole store was committed, then \
+         restarted until it is running and its group has committed all {} input records.\n\n\
+         | restart | records restored | running after s | all input processed after s | restore s | records \
+         processed after the restart | CPU s | store keys / records counted |\n|---|---|---|---|---|---|---|---|\n",
+        k["guarantee"].as_str().unwrap_or("-"),
+        k["keys"],
+        k["tail"],
+        k["records"],
+    ));
+    for (name, what) in [
+        ("same_state_dir", "on the same state dir (local RocksDB store and checkpoint)"),
+        (
+            "task_dirs_wiped",
+            "task directories wiped (full restore of the changelog, as Kafka Streams after an unclean \
+             exactly-once shutdown)",
+        ),
+    ] {
+        let r = &k[name];
+        md.push_str(&format!(
+            "| {what} | {} | {} | {} | {} | {} | {} | {} / {} |\n",
+            r["restored"],
+            fmt_secs(&r["running_s"]),
+            fmt_secs(&r["done_s"]),
+            fmt_secs(&r["restore_s"]),
+            r["processed"],
+            fmt_secs(&r["cpu_s"]),
+            r["store_keys"],
+            r["store_total"],
+        ));
+    }
+    md.push_str(&format!(
+        "\nWiped / same state dir, time to all input processed: {}.\n",
+        k["wiped_vs_same_done"]
+            .as_f64()
+            .map_or("-".into(), |x| format!("{x:.1}x"))
+    ));
+    md
+}
+
 /// Records/s of a worker result.
 fn rate(v: &Value) -> Option<f64> {
     Some(v["records"].as_f64()? / v["wall_s"].as_f64()?.max(1e-9))
@@ -1156,6 +1663,17 @@ fn main() {
             .join("bench-suite")
     });
     let plan = plan(quick);
+    // The guarantee of the restart-after-kill measurement (at_least_once for comparison).
+    let kill_eos = match std::env::var("BENCH_KILL_GUARANTEE").as_deref() {
+        Err(_) | Ok("exactly_once_v2") => true,
+        Ok("at_least_once") => false,
+        Ok(other) => {
+            eprintln!(
+                "error: BENCH_KILL_GUARANTEE must be exactly_once_v2 or at_least_once, not '{other}'"
+            );
+            std::process::exit(2);
+        }
+    };
     let quix = find_quix(no_peer);
     let quix_version = quix.as_ref().and_then(|py| {
         Command::new(py)
@@ -1193,7 +1711,9 @@ fn main() {
     let mut rows: Vec<Value> = Vec::new();
     let mut failures = 0usize;
     let mut restore_rows: Vec<Value> = Vec::new();
-    for set in &plan.sets {
+    // Nothing but the limits selected (`--only restart-after-kill`): no data sets either.
+    let any_workload = ALL.into_iter().any(|w| !w.is_limit() && selected(w));
+    for set in plan.sets.iter().filter(|_| any_workload) {
         let load_rate = h.preload(set);
         eprintln!(
             "[{:>5.0}s] loaded {} records into {} ({:.0} k/s)",
@@ -1296,7 +1816,7 @@ fn main() {
                 if !w.has_output() || set.unique_keys {
                     return json!({"skipped": "-"});
                 }
-                if plan.quick && w != Passthrough {
+                if plan.quick && w.alos() != Passthrough {
                     return json!({"skipped": "full run only"});
                 }
                 match h.latency(w, set, r.max(100.0), plan.latency_secs, is_peer) {
@@ -1342,6 +1862,27 @@ fn main() {
             row["vs_peer_rate"] = json!(rate(&peer).and_then(|p| rate(&ours).map(|o| o / p)));
             row["vs_peer_per_core"] =
                 json!(per_core(&peer).and_then(|p| per_core(&ours).map(|o| o / p)));
+            if w.eos() {
+                // The same topology at at_least_once ran just before, on the same input.
+                let alos = rows
+                    .iter()
+                    .rev()
+                    .find(|r| r["set"] == set.name.as_str() && r["workload"] == w.alos().id())
+                    .map(|r| r["ours"].clone());
+                let alos_rate = alos.as_ref().and_then(rate);
+                let alos_per_core = alos.as_ref().and_then(per_core);
+                row["vs_alos_rate"] = json!(alos_rate.and_then(|a| rate(&ours).map(|o| o / a)));
+                row["vs_alos_per_core"] =
+                    json!(alos_per_core.and_then(|a| per_core(&ours).map(|o| o / a)));
+                eprintln!(
+                    "[{:>5.0}s] {} / {}: exactly_once_v2 / at_least_once = {} (rate), {} (per core)",
+                    started.elapsed().as_secs_f64(),
+                    set.name,
+                    w.id(),
+                    fmt_ratio(rate(&ours), alos_rate),
+                    fmt_ratio(per_core(&ours), alos_per_core)
+                );
+            }
             rows.push(row);
         }
         if restore_set && selected(Count) {
@@ -1400,6 +1941,42 @@ fn main() {
             restore_rows.push(restore);
         }
     }
+    // Restart after kill -9: resuming from the local store against restoring the whole changelog.
+    let kill = if only.as_deref().is_none_or(|o| KILL_ID.contains(o)) {
+        eprintln!(
+            "[{:>5.0}s] restart after kill -9: {} keys, then {} updates, {}",
+            started.elapsed().as_secs_f64(),
+            plan.kill_keys,
+            plan.kill_tail,
+            if kill_eos {
+                "exactly_once_v2"
+            } else {
+                "at_least_once"
+            }
+        );
+        let r = match h.restart_after_kill(plan.kill_keys, plan.kill_tail, kill_eos) {
+            Ok(v) => v,
+            Err(e) => {
+                failures += 1;
+                json!({"error": e})
+            }
+        };
+        eprintln!(
+            "[{:>5.0}s] restart after kill -9: same state dir {} s ({} restored), task dirs wiped {} s ({} \
+             restored); wiped / same = {}",
+            started.elapsed().as_secs_f64(),
+            fmt_secs(&r["same_state_dir"]["done_s"]),
+            r["same_state_dir"]["restored"],
+            fmt_secs(&r["task_dirs_wiped"]["done_s"]),
+            r["task_dirs_wiped"]["restored"],
+            r["wiped_vs_same_done"]
+                .as_f64()
+                .map_or("-".into(), |x| format!("{x:.1}x"))
+        );
+        Some(r)
+    } else {
+        None
+    };
     let total = started.elapsed().as_secs_f64();
 
     // The Markdown report.
@@ -1433,22 +2010,8 @@ fn main() {
         md.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r["title"].as_str().unwrap_or(""),
-            DataSet {
-                name: String::new(),
-                keys: r["keys"].as_u64().unwrap_or(0),
-                value_bytes: 0,
-                records: 0,
-                unique_keys: false
-            }
-            .label_keys(),
-            DataSet {
-                name: String::new(),
-                keys: 0,
-                value_bytes: r["value_bytes"].as_u64().unwrap_or(0) as usize,
-                records: 0,
-                unique_keys: false
-            }
-            .label_value(),
+            label_keys(r["keys"].as_u64().unwrap_or(0)),
+            label_value(r["value_bytes"].as_u64().unwrap_or(0) as usize),
             cell(o, |v| fmt_rate(rate(v))),
             cell(o, |v| fmt_rate(per_core(v))),
             vs_limit,
@@ -1493,6 +2056,59 @@ fn main() {
             md.push_str(&format!("- {what}: {why}\n"));
         }
     }
+    let eos_rows: Vec<&Value> = rows
+        .iter()
+        .filter(|r| {
+            r["workload"]
+                .as_str()
+                .and_then(Workload::from_id)
+                .is_some_and(Workload::eos)
+        })
+        .collect();
+    if !eos_rows.is_empty() {
+        md.push_str(
+            "\n| exactly_once_v2 beside at_least_once | keys | value | at_least_once rec/s | exactly_once_v2 rec/s | \
+             EOS/ALOS (rate) | EOS/ALOS (per core) | close s, ALOS / EOS | latency ms, ALOS | latency ms, EOS |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for r in eos_rows {
+            let alos = rows.iter().find(|a| {
+                a["set"] == r["set"]
+                    && r["workload"]
+                        .as_str()
+                        .and_then(Workload::from_id)
+                        .is_some_and(|w| a["workload"] == w.alos().id())
+            });
+            let (a, e) = (alos.map_or(&Value::Null, |a| &a["ours"]), &r["ours"]);
+            let close = |v: &Value| {
+                v["close_s"]
+                    .as_f64()
+                    .map_or("-".into(), |c| format!("{c:.2}"))
+            };
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} |\n",
+                r["workload"]
+                    .as_str()
+                    .and_then(Workload::from_id)
+                    .map_or("", |w| w.alos().title()),
+                label_keys(r["keys"].as_u64().unwrap_or(0)),
+                label_value(r["value_bytes"].as_u64().unwrap_or(0) as usize),
+                cell(a, |v| fmt_rate(rate(v))),
+                cell(e, |v| fmt_rate(rate(v))),
+                fmt_ratio(rate(e), rate(a)),
+                fmt_ratio(per_core(e), per_core(a)),
+                close(a),
+                close(e),
+                alos.map_or("-".into(), |a| cell(&a["ours_latency"], fmt_latency)),
+                cell(&r["ours_latency"], fmt_latency),
+            ));
+        }
+        md.push_str(
+            "\nBoth guarantees commit every 1,000 ms in the throughput runs and every 100 ms in the latency runs \
+             (Kafka Streams' default under exactly_once_v2); under exactly_once_v2 the latency reader uses \
+             isolation.level=read_committed.\n",
+        );
+    }
     if !restore_rows.is_empty() {
         md.push_str(
             "\n| restore into an empty state dir | changelog records | ours rec/s | ours rec/s/core | Quix rec/s | \
@@ -1512,6 +2128,9 @@ fn main() {
             ));
         }
     }
+    if let Some(k) = &kill {
+        md.push_str(&kill_table(k));
+    }
     println!("{md}");
     let report = json!({
         "mode": if plan.quick { "quick" } else { "full" },
@@ -1524,6 +2143,7 @@ fn main() {
         "total_seconds": total,
         "workloads": rows,
         "restore": restore_rows,
+        "restart_after_kill": kill,
     });
     if std::fs::create_dir_all(&out_dir).is_ok() {
         let _ = std::fs::write(out_dir.join("suite.md"), &md);

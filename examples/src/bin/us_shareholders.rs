@@ -6,7 +6,8 @@
 //! 127.0.0.1:8080 (`--port N` to change) until Ctrl-C, e.g. `curl localhost:8080/stores/us-share-holders/keys/client1`;
 //! the operator page is at http://127.0.0.1:8080/ui.
 //!
-//! `cargo run -p examples --bin us_shareholders -- --help` lists the flags.
+//! `cargo run -p examples --bin us_shareholders -- --help` lists the flags; `--exactly-once` runs it under
+//! `processing.guarantee=exactly_once_v2`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -62,7 +63,11 @@ fn main() -> Result<(), StreamsError> {
     init_logging();
     let (serve, port) = (cli.serve, cli.port);
     let cluster = Cluster::from_args(&cli.connection, &[(POSITIONS_TOPIC, 2)])?;
-    println!("broker at {}", cluster.bootstrap());
+    println!(
+        "broker at {}, processing.guarantee={}",
+        cluster.bootstrap(),
+        cluster.guarantee()
+    );
     let state = state_dir()?;
     let (mut config, admin) = cluster.config("us-shareholders", state.path())?;
     if serve {

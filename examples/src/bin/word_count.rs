@@ -1,7 +1,8 @@
 //! Use case 5, the classic: counts words of text lines. Starts the embedded broker (or uses
 //! `--bootstrap-servers`), writes a few lines, runs the application and prints the counts.
 //!
-//! `cargo run -p examples --bin word_count -- --help` lists the flags.
+//! `cargo run -p examples --bin word_count -- --help` lists the flags; `--exactly-once` runs it under
+//! `processing.guarantee=exactly_once_v2`.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ fn main() -> Result<(), StreamsError> {
     let cli = Cli::parse();
     init_logging();
     let cluster = Cluster::from_args(&cli.connection, &[(INPUT, 2), (OUTPUT, 2)])?;
+    println!("processing.guarantee={}", cluster.guarantee());
     let state = state_dir()?;
     let streams = KafkaStreams::new(topology()?, cluster.config("word-count", state.path())?)?;
     streams.start()?;
