@@ -26,6 +26,8 @@ use crate::runtime::kafka_error as kafka;
 
 /// How to create a thread's transactional producer again after it was fenced.
 pub(crate) struct TransactionalSetup {
+    /// The stream thread's name (the `thread` label of the transaction counters).
+    pub thread: String,
     pub config: StreamsConfig,
     pub client_id: String,
     pub transactional_id: String,
@@ -87,11 +89,12 @@ impl StreamsRecordCollector {
         self.transactional.is_some()
     }
 
-    /// The transactional id, under exactly-once.
-    pub(crate) fn transactional_id(&self) -> Option<&str> {
+    /// The stream thread's name, for the transaction counters.
+    fn thread(&self) -> String {
         self.transactional
             .as_ref()
-            .map(|t| t.transactional_id.as_str())
+            .map(|t| t.thread.clone())
+            .unwrap_or_default()
     }
 
     fn producer(&self) -> Arc<StreamsProducer> {
@@ -165,12 +168,16 @@ impl StreamsRecordCollector {
                     "the consumer has no group metadata to commit with".into(),
                 )
             })?;
-            self.retrying("cannot add the consumed offsets to the transaction", || {
-                producer.send_offsets_to_transaction(offsets, &group, self.stall_timeout)
-            })?;
+            self.retrying(
+                &producer,
+                "cannot add the consumed offsets to the transaction",
+                |t| producer.send_offsets_to_transaction(offsets, &group, t),
+            )?;
         }
-        self.retrying("cannot commit the transaction", || {
-            producer.commit_transaction(self.stall_timeout)
+        // Every record of the transaction is delivered first, waiting as long as the broker makes progress.
+        self.flush()?;
+        self.retrying(&producer, "cannot commit the transaction", |t| {
+            producer.commit_transaction(t)
         })?;
         if let Some(why) = txn.error.lock().ok().and_then(|mut e| e.take()) {
             // A delivery failed after all, yet the transaction committed: librdkafka aborts a transaction with a
@@ -181,25 +188,29 @@ impl StreamsRecordCollector {
         if let Ok(mut o) = txn.offsets.lock() {
             o.clear();
         }
-        metrics::counter!("streams_transactions_committed_total", "transactional_id" => self.transactional_id().unwrap_or_default().to_string()).increment(1);
+        metrics::counter!("streams_transactions_committed_total", "thread" => self.thread())
+            .increment(1);
         Ok(())
     }
 
-    /// Calls a transactional operation again while librdkafka says it may succeed on a retry, for up to
-    /// `task.timeout.ms`.
+    /// Calls a transactional operation (with a timeout of a second) again while librdkafka says it may succeed on
+    /// a retry (a timeout included: the operation goes on in the background), serving the producer's events in
+    /// between, for up to `task.timeout.ms`.
     fn retrying(
         &self,
+        producer: &StreamsProducer,
         what: &str,
-        mut call: impl FnMut() -> Result<(), KafkaError>,
+        mut call: impl FnMut(Duration) -> Result<(), KafkaError>,
     ) -> Result<(), StreamsError> {
         let started = Instant::now();
         loop {
-            match call() {
+            match call(Duration::from_secs(1)) {
                 Ok(()) => return Ok(()),
                 Err(KafkaError::Transaction(e))
                     if e.is_retriable() && started.elapsed() < self.stall_timeout =>
                 {
-                    tracing::warn!(error = %e, "{what}: retrying");
+                    tracing::debug!(error = %e, "{what}: retrying");
+                    producer.poll(Duration::from_millis(10));
                 }
                 Err(e) => return Err(self.transaction_error(what, e)),
             }
@@ -214,17 +225,18 @@ impl StreamsRecordCollector {
             return Ok(AbortedOffsets::new());
         };
         if txn.open.load(Ordering::Relaxed) {
-            self.retrying("cannot abort the transaction", || {
-                producer.abort_transaction(self.stall_timeout)
+            self.retrying(&producer, "cannot abort the transaction", |t| {
+                producer.abort_transaction(t)
             })?;
             // Delivery reports of purged records are served before the offsets are read.
             producer.poll(Duration::ZERO);
+            metrics::counter!("streams_transactions_aborted_total", "thread" => self.thread())
+                .increment(1);
         }
         txn.open.store(false, Ordering::Relaxed);
         if let Ok(mut e) = txn.error.lock() {
             *e = None;
         }
-        metrics::counter!("streams_transactions_aborted_total", "transactional_id" => self.transactional_id().unwrap_or_default().to_string()).increment(1);
         Ok(txn
             .offsets
             .lock()
@@ -250,7 +262,8 @@ impl StreamsRecordCollector {
         let Some(setup) = &self.transactional else {
             return Ok(());
         };
-        metrics::counter!("streams_producer_fenced_total", "transactional_id" => setup.transactional_id.clone()).increment(1);
+        metrics::counter!("streams_producer_fenced_total", "thread" => setup.thread.clone())
+            .increment(1);
         let producer = create_producer(
             &setup.config,
             &setup.client_id,

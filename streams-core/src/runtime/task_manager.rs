@@ -117,14 +117,18 @@ pub(crate) struct TaskCommit {
     pub stores: Vec<(String, SharedKeyValueStore)>,
     /// Changelog partitions of the task's logged stores and the next offset each is restored up to.
     pub positions: BTreeMap<(String, i32), i64>,
-    /// The positions of the last checkpoint written (exactly-once checkpoints only every few thousand records).
+    /// The positions of the last checkpoint written, and when (exactly-once does not checkpoint every commit).
     pub checkpointed: BTreeMap<(String, i32), i64>,
+    pub checkpointed_at: Instant,
 }
 
-/// Under exactly-once, how many changelog records a task's stores may be ahead of their checkpoint before a
-/// commit flushes them and writes a new one (Kafka Streams' threshold): a crash restores at most about this many
-/// records per task, and commits every 100 ms do not each flush every store.
+/// Under exactly-once, commits (every 100 ms) do not each flush the stores and write a checkpoint: a task
+/// checkpoints at the first commit its changelogs did not move in, once they moved this many records past the
+/// last checkpoint (Kafka Streams' threshold) but at most every [`CHECKPOINT_MIN_INTERVAL`], and at least every
+/// [`CHECKPOINT_MAX_INTERVAL`] while they move. A crash restores about what the changelogs gained since.
 const CHECKPOINT_RECORDS: i64 = 10_000;
+const CHECKPOINT_MIN_INTERVAL: Duration = Duration::from_secs(1);
+const CHECKPOINT_MAX_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Moves every write the stores' caches hold to the layers below (the changelog, and the held writes of the
 /// transaction), without flushing the stores.
@@ -278,23 +282,34 @@ impl CommitState {
         let acked = collector.acked()?;
         for t in self.tasks.values_mut() {
             commit_store_transactions(&t.stores)?;
+            let mut moved = false;
             for (key, pos) in t.positions.iter_mut() {
+                let before = *pos;
                 if let Some(&o) = acked.get(key) {
                     *pos = (*pos).max(o + 1);
                 }
                 if let Some(&o) = self.committed.get(key) {
                     *pos = (*pos).max(o);
                 }
+                moved |= *pos != before;
             }
             let behind: i64 = t
                 .positions
                 .iter()
                 .map(|(k, p)| p - t.checkpointed.get(k).copied().unwrap_or(0))
                 .sum();
-            if !t.positions.is_empty() && (force || behind >= CHECKPOINT_RECORDS) {
+            let since = t.checkpointed_at.elapsed();
+            // A task whose changelogs stopped moving (idle, or between bursts) checkpoints at once: a crash
+            // then restores nothing.
+            let due = force
+                || !moved
+                || since >= CHECKPOINT_MAX_INTERVAL
+                || (behind >= CHECKPOINT_RECORDS && since >= CHECKPOINT_MIN_INTERVAL);
+            if !t.positions.is_empty() && t.positions != t.checkpointed && due {
                 flush_stores(&t.stores)?;
                 checkpoint::write(&t.dir, &t.positions)?;
                 t.checkpointed = t.positions.clone();
+                t.checkpointed_at = Instant::now();
             }
         }
         Ok(())
@@ -699,6 +714,7 @@ impl TaskManager {
                     dir: task_dir,
                     stores,
                     checkpointed: restored.positions.clone(),
+                    checkpointed_at: Instant::now(),
                     positions: restored.positions,
                 },
             );

@@ -357,6 +357,7 @@ pub(crate) fn spawn(
     let collector = if ctx.config.exactly_once() {
         Arc::new(StreamsRecordCollector::transactional(
             crate::runtime::record_collector::TransactionalSetup {
+                thread: name.clone(),
                 config: ctx.config.clone(),
                 client_id: format!("{name}-producer"),
                 transactional_id: format!(
@@ -847,7 +848,10 @@ impl StreamThread<'_> {
         consumer: &BaseConsumer<StreamsConsumerContext>,
     ) -> Result<(), StreamsError> {
         let parts = self.tasks.assigned().to_vec();
+        // The offsets this thread committed last; the broker's committed offsets for partitions it never did.
+        let mut ours = HashMap::new();
         if let Ok(mut c) = self.shared.commits.lock() {
+            ours = c.committed.clone();
             c.tasks.clear();
             c.offsets.clear();
         }
@@ -876,8 +880,11 @@ impl StreamThread<'_> {
             .is_some_and(|r| matches!(r.as_str(), "latest" | "largest" | "end"));
         let mut seek = TopicPartitionList::new();
         for e in committed.elements() {
-            let to = match e.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
+            let to = match (
+                ours.get(&(e.topic().to_string(), e.partition())),
+                e.offset(),
+            ) {
+                (Some(&o), _) | (None, Offset::Offset(o)) => Offset::Offset(o),
                 _ if latest => Offset::End,
                 _ => Offset::Beginning,
             };
