@@ -308,7 +308,7 @@ pub trait KeyValueStore: Send {
     }
 
     /// Asks the write-back cache in this store's stack to report every dirty entry it writes to the store below
-    /// (at a flush or an eviction) as a [`FlushedEntry`], to be collected with
+    /// (at a flush or an eviction) as a [`FlushedEntry`](crate::FlushedEntry), to be collected with
     /// [`take_flushed`](KeyValueStore::take_flushed): Kafka Streams' cache flush listener. With `read_old`, each
     /// entry carries the value the store below held before the write (read for deletions in any case, so a key
     /// created and deleted between two flushes can be recognised). Returns whether the store has a cache; without
@@ -318,7 +318,7 @@ pub trait KeyValueStore: Send {
     }
 
     /// Sets the context (timestamp, headers, origin of the record being processed) attached to the writes that
-    /// follow, until replaced; a listened-to cache hands it back with each [`FlushedEntry`]. Ignored without a
+    /// follow, until replaced; a listened-to cache hands it back with each [`FlushedEntry`](crate::FlushedEntry). Ignored without a
     /// cache.
     fn set_write_context(&mut self, _context: Option<crate::WriteContext>) {}
 

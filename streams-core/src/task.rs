@@ -542,13 +542,19 @@ pub(crate) fn current_thread_name() -> String {
 
 /// Flushes each store of a list (cache, then changelog writes, then the store itself).
 pub(crate) fn flush_stores(stores: &[(String, SharedKeyValueStore)]) -> Result<(), StreamsError> {
+    for_each_store(stores, |s| s.flush())
+}
+
+/// Calls `f` on each store of a list in turn, stopping at the first error.
+pub(crate) fn for_each_store(
+    stores: &[(String, SharedKeyValueStore)],
+    mut f: impl FnMut(&mut dyn KeyValueStore) -> Result<(), StoreError>,
+) -> Result<(), StreamsError> {
     for (name, store) in stores {
-        store
-            .lock()
-            .map_err(|_| StoreError::Poisoned {
-                store: name.clone(),
-            })?
-            .flush()?;
+        let mut store = store.lock().map_err(|_| StoreError::Poisoned {
+            store: name.clone(),
+        })?;
+        f(&mut **store)?;
     }
     Ok(())
 }

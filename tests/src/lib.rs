@@ -12,6 +12,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use streams_dsl::streams_core::runtime::{EmbeddedAdmin, EmbeddedKafka, StreamsConfig};
 
+pub mod counters;
 pub mod tls;
 
 /// A broker for a test: the embedded mock cluster, or a tansu process.

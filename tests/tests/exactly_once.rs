@@ -19,73 +19,18 @@
 //! without an error.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use streams_dsl::streams_core::runtime::{EmbeddedKafka, Fault, KafkaStreams, State};
 use streams_dsl::*;
+use tests::counters::{counter, snapshotter};
 use tests::{produce, Broker};
 
 const INPUT: &str = "eos-events";
 const OUTPUT: &str = "eos-counts";
 const ROCKS: &str = "eos-counts-rocksdb";
 const MEMORY: &str = "eos-counts-memory";
-
-/// The recorder of this test binary (installed once; every test reads the counters of its own thread).
-fn snapshotter() -> &'static Snapshotter {
-    // `EOS_TEST_LOG=<filter>` shows the runtime's logs (for a failing case).
-    if let Ok(filter) = std::env::var("EOS_TEST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .try_init();
-    }
-    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
-    SNAPSHOTTER.get_or_init(|| {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        recorder
-            .install()
-            .expect("the only recorder of this test binary");
-        snapshotter
-    })
-}
-
-/// Counter `name` summed over the stream threads of application `app` (0 when never incremented): labelled
-/// with the thread (`<app>-StreamThread-<n>`) or its producer's `transactional_id` (`<app>-<process id>-<n>`).
-fn counter(name: &str, app: &str) -> u64 {
-    let thread = format!("{app}-StreamThread-");
-    let transactional_id = format!("{app}-");
-    // A snapshot takes the counters' values (and zeroes them): they are added up here, under one lock.
-    type Totals = BTreeMap<(String, Vec<(String, String)>), u64>;
-    static TOTALS: Mutex<Totals> = Mutex::new(BTreeMap::new());
-    let mut totals = TOTALS.lock().unwrap();
-    for (key, _, _, value) in snapshotter().snapshot().into_vec() {
-        if let DebugValue::Counter(c) = value {
-            let labels = key
-                .key()
-                .labels()
-                .map(|l| (l.key().to_string(), l.value().to_string()))
-                .collect();
-            *totals
-                .entry((key.key().name().to_string(), labels))
-                .or_default() += c;
-        }
-    }
-    totals
-        .iter()
-        .filter(|((n, labels), _)| {
-            n == name
-                && labels.iter().any(|(k, v)| {
-                    (k == "thread" && v.starts_with(&thread))
-                        || (k == "transactional_id" && v.starts_with(&transactional_id))
-                })
-        })
-        .map(|(_, c)| c)
-        .sum()
-}
 
 /// Counts per key into a RocksDB store and an in-memory store, and writes the RocksDB counts to `OUTPUT`.
 fn topology() -> Topology {

@@ -22,7 +22,9 @@ use crate::runtime::state_updater::{PendingRestore, RestoredTask, StateUpdater};
 use crate::runtime::thread::{now_ms, ThreadContext, ThreadShared};
 use crate::runtime::thread_metadata::{TaskMetadata, TaskState};
 use crate::state_manager::StateManager;
-use crate::task::{flush_stores, ProcessorFlusher, Task, TaskEnv, TaskMetricsSnapshot};
+use crate::task::{
+    flush_stores, for_each_store, ProcessorFlusher, Task, TaskEnv, TaskMetricsSnapshot,
+};
 
 thread_local! {
     /// The processors of this stream thread's active tasks, for the consumer's revocation callback (run on this
@@ -129,33 +131,6 @@ pub(crate) struct TaskCommit {
 const CHECKPOINT_RECORDS: i64 = 10_000;
 const CHECKPOINT_MIN_INTERVAL: Duration = Duration::from_secs(1);
 const CHECKPOINT_MAX_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Moves every write the stores' caches hold to the layers below (the changelog, and the held writes of the
-/// transaction), without flushing the stores.
-fn flush_caches(stores: &[(String, SharedKeyValueStore)]) -> Result<(), StreamsError> {
-    for (name, store) in stores {
-        store
-            .lock()
-            .map_err(|_| state_store::StoreError::Poisoned {
-                store: name.clone(),
-            })?
-            .flush_cache()?;
-    }
-    Ok(())
-}
-
-/// Applies the writes the stores held for the transaction that just committed.
-fn commit_store_transactions(stores: &[(String, SharedKeyValueStore)]) -> Result<(), StreamsError> {
-    for (name, store) in stores {
-        store
-            .lock()
-            .map_err(|_| state_store::StoreError::Poisoned {
-                store: name.clone(),
-            })?
-            .commit_transaction()?;
-    }
-    Ok(())
-}
 
 /// Everything a commit covers: the thread's record collector, the consumed offsets and each active task's stores
 /// and changelog positions. Shared with the consumer's rebalance callback, which commits before a revocation.
@@ -271,8 +246,9 @@ impl CommitState {
         collector: &StreamsRecordCollector,
         force: bool,
     ) -> Result<(), StreamsError> {
+        // The caches' writes go to the changelogs and to the writes the stores hold for the transaction.
         for t in self.tasks.values() {
-            flush_caches(&t.stores)?;
+            for_each_store(&t.stores, |s| s.flush_cache())?;
         }
         // Offsets that did not move since the last commit need no transaction of their own.
         let tpl = self.offsets_to_commit(true)?;
@@ -281,7 +257,8 @@ impl CommitState {
             .extend(self.offsets.iter().map(|(k, (o, _))| (k.clone(), *o)));
         let acked = collector.acked()?;
         for t in self.tasks.values_mut() {
-            commit_store_transactions(&t.stores)?;
+            // The transaction committed: the stores apply what they held for it.
+            for_each_store(&t.stores, |s| s.commit_transaction())?;
             let mut moved = false;
             for (key, pos) in t.positions.iter_mut() {
                 let before = *pos;

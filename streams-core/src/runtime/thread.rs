@@ -167,6 +167,15 @@ impl StreamsConsumerContext {
     fn on_lost(&self, why: &str) {
         tracing::warn!(thread = %self.shared.name, reason = why, "partitions lost: closing their tasks without flushing, checkpointing or committing");
         if let Ok(mut c) = self.shared.commits.lock() {
+            // Under exactly-once, what the lost tasks sent must never commit with a later transaction.
+            if let Some(collector) = c.collector.clone().filter(|c| c.exactly_once()) {
+                match collector.abort_transaction() {
+                    Ok(records) => self.shared.aborted.add(records),
+                    Err(e) => {
+                        tracing::warn!(thread = %self.shared.name, error = %e, "cannot abort the open transaction")
+                    }
+                }
+            }
             c.clear();
         }
         if let Ok(mut ev) = self.shared.events.lock() {
