@@ -182,16 +182,6 @@ impl<S: KeyValueStore> KeyValueStore for TransactionalKeyValueStore<S> {
         Ok(old)
     }
 
-    fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.get(key)? {
-            Some(existing) => Ok(Some(existing)),
-            None => {
-                self.put(key, value)?;
-                Ok(None)
-            }
-        }
-    }
-
     /// Holds the whole batch, or nothing when a key of it could not be stored below.
     fn write_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<(), StoreError> {
         for (k, _) in batch {
