@@ -1914,6 +1914,26 @@ fn main() {
             } else {
                 json!({"skipped": "count did not run"})
             };
+            // The limit: a plain rdkafka consumer reading the same changelog.
+            restore["limit"] = match (
+                ours_app
+                    .as_ref()
+                    .and_then(|r| r["ours_restore_app"].as_str()),
+                restore["ours"]["records"].as_u64(),
+            ) {
+                (Some(app), Some(n)) => {
+                    let changelog = format!("{app}-counts-changelog");
+                    let spec = h.spec(RawConsume, "throughput", set, &changelog, n);
+                    match h.run(&spec, false) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            failures += 1;
+                            json!({"error": e})
+                        }
+                    }
+                }
+                _ => json!({"skipped": "no restore to compare"}),
+            };
             restore["peer"] = match ours_app
                 .as_ref()
                 .and_then(|r| r["peer_restore_app"].as_str())
@@ -1932,10 +1952,11 @@ fn main() {
                 None => json!({"skipped": "peer count did not run"}),
             };
             eprintln!(
-                "[{:>5.0}s] restore of {} keys: ours {} rec/s, peer {} rec/s",
+                "[{:>5.0}s] restore of {} keys: ours {} rec/s, raw consume of the changelog {} rec/s, peer {} rec/s",
                 started.elapsed().as_secs_f64(),
                 set.records,
                 fmt_rate(rate(&restore["ours"])),
+                fmt_rate(rate(&restore["limit"])),
                 fmt_rate(rate(&restore["peer"]))
             );
             restore_rows.push(restore);
@@ -2111,17 +2132,22 @@ fn main() {
     }
     if !restore_rows.is_empty() {
         md.push_str(
-            "\n| restore into an empty state dir | changelog records | ours rec/s | ours rec/s/core | Quix rec/s | \
-             Quix rec/s/core | ours/Quix (rate) |\n|---|---|---|---|---|---|---|\n",
+            "\n| restore into an empty state dir | changelog records | ours rec/s | ours rec/s/core | raw consume of \
+             the changelog rec/s (limit) | raw rec/s/core | ours/limit (rate, per core) | Quix rec/s | \
+             Quix rec/s/core | ours/Quix (rate) |\n|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for r in &restore_rows {
-            let (o, p) = (&r["ours"], &r["peer"]);
+            let (o, l, p) = (&r["ours"], &r["limit"], &r["peer"]);
             md.push_str(&format!(
-                "| count store, {} keys | {} | {} | {} | {} | {} | {} |\n",
+                "| count store, {} keys | {} | {} | {} | {} | {} | {}, {} | {} | {} | {} |\n",
                 r["keys"],
                 cell(o, |v| v["records"].to_string()),
                 cell(o, |v| fmt_rate(rate(v))),
                 cell(o, |v| fmt_rate(per_core(v))),
+                cell(l, |v| fmt_rate(rate(v))),
+                cell(l, |v| fmt_rate(per_core(v))),
+                fmt_ratio(rate(o), rate(l)),
+                fmt_ratio(per_core(o), per_core(l)),
                 cell(p, |v| fmt_rate(rate(v))),
                 cell(p, |v| fmt_rate(per_core(v))),
                 fmt_ratio(rate(o), rate(p)),

@@ -33,6 +33,7 @@ pub(crate) fn kafka_error(what: &str, e: impl std::fmt::Display) -> crate::error
 }
 
 mod admin;
+mod bulk_restore;
 mod checkpoint;
 mod clients;
 mod config;

@@ -2,14 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use state_store::{BatchEntry, KeyValueStore, NO_TIMESTAMP};
+use state_store::KeyValueStore;
 
 use crate::error::StreamsError;
 use crate::processor::TaskId;
@@ -36,23 +35,20 @@ pub trait StateRestoreListener: Send + Sync + 'static {
 pub struct NoopRestoreListener;
 impl StateRestoreListener for NoopRestoreListener {}
 
-/// Restores through the thread's restore consumer, starting from the task's checkpoint.
+/// Plans a task's restoration through the thread's restore consumer, starting from the task's checkpoint: each
+/// logged store's changelog partition, where its reading starts and ends. [`BulkRestore`] then reads them.
 pub(crate) struct ChangelogRestorer<'a> {
     pub consumer: &'a BaseConsumer<StreamsClientContext>,
     pub checkpoint: BTreeMap<(String, i32), i64>,
     pub listener: Arc<dyn StateRestoreListener>,
-    /// Where each changelog partition stands after restoration: the next offset to read.
+    /// Partitions with nothing to read: the next offset of each.
     pub positions: BTreeMap<(String, i32), i64>,
-    pub restored: u64,
+    /// Partitions to read.
+    pub plans: Vec<PlannedRestore>,
     /// How long restoration retries through transient errors without progress (`task.timeout.ms`).
     pub timeout: Duration,
-    /// Set when the restoration is no longer wanted (the task moved elsewhere): it stops after the current batch,
-    /// keeping and checkpointing what it restored.
-    pub cancel: Option<Arc<AtomicBool>>,
     /// The application's committed offsets of the source topics that are changelogs of the task's stores.
     pub committed: BTreeMap<(String, i32), i64>,
-    /// Records of transactions this instance aborted: skipped (see [`AbortedRecords`]).
-    pub aborted: Option<Arc<crate::runtime::record_collector::AbortedRecords>>,
 }
 
 /// Whether a consumer error can pass: broker connections lost, leaders moving, requests timing out. Refused
@@ -99,85 +95,85 @@ pub(crate) fn retrying<T>(
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-impl ChangelogRestorer<'_> {
-    /// Stops a cancelled restoration at `position`: what was restored is flushed and checkpointed (with the
-    /// task's other stores' entries), so the next restoration resumes there.
-    fn stop_cancelled(
-        &mut self,
-        changelog: &str,
-        p: i32,
-        dir: &Path,
-        mut inner: Box<dyn KeyValueStore>,
-        position: i64,
-        restored: u64,
-    ) -> StreamsError {
-        let _ = self.consumer.unassign();
-        self.restored += restored;
-        let persistent = inner.persistent();
-        let kept = inner.flush().and_then(|()| inner.close());
-        drop(inner);
-        if kept.is_ok() && persistent {
-            let mut offsets = self.checkpoint.clone();
-            offsets.extend(self.positions.clone());
-            offsets.insert((changelog.to_string(), p), position);
-            if let Some(task_dir) = dir.parent() {
-                if let Err(e) = checkpoint::write(task_dir, &offsets) {
-                    tracing::warn!(error = %e, "cannot checkpoint a cancelled restoration");
-                }
-            }
-        }
-        StreamsError::TaskMigrated(format!(
-            "restoration of {changelog}-{p} cancelled at offset {position}"
-        ))
-    }
+/// One changelog partition a store must read before its task runs, as planned when the task's stores were
+/// opened; the [`BulkRestore`] reads it together with every other planned partition of the thread.
+#[derive(Debug, Clone)]
+pub(crate) struct PlannedRestore {
+    pub store: String,
+    pub changelog: String,
+    pub partition: i32,
+    /// The first offset to read.
+    pub start: i64,
+    /// The end the broker listed (or the committed offset of a source topic).
+    pub end: i64,
+    /// Whether `end` is only a lower bound that the high watermark seen in fetch responses may raise. Brokers
+    /// list the end of a partition as its high watermark, but some (tansu) list one past the base offset of
+    /// the last batch instead; the fetch responses carry the right one. A source topic stops at the committed
+    /// offset and is not open-ended.
+    pub open_ended: bool,
+    pub format: crate::task::ChangelogFormat,
+}
 
-    /// The offset after the last record of the partition. Brokers report it as the high watermark, but some
-    /// (tansu) report one past the base offset of the last batch instead; reading from just before the
-    /// reported end finds the real one.
-    fn true_end(&self, topic: &str, p: i32, low: i64, high: i64) -> Result<i64, StreamsError> {
-        if high <= low {
-            return Ok(high);
-        }
+impl ChangelogRestorer<'_> {
+    /// Whether offset `at` of `topic`-`p` exists, found by reading it; and the high watermark the fetch gave.
+    /// Needed where the listed end lies below an offset the task already reached (a checkpoint, a committed
+    /// offset): either the changelog was recreated or the broker lists ends wrongly (tansu).
+    fn probe(&self, topic: &str, p: i32, at: i64) -> Result<Option<i64>, StreamsError> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, p, Offset::Offset(high - 1))
+        tpl.add_partition_offset(topic, p, Offset::Offset(at))
             .map_err(|e| kafka("cannot assign the restore consumer", e))?;
         self.consumer
             .assign(&tpl)
             .map_err(|e| kafka("cannot assign the restore consumer", e))?;
-        let mut end = high;
         let started = Instant::now();
-        let mut idle_since = Instant::now();
-        loop {
+        let mut found = None;
+        while started.elapsed() < Duration::from_secs(5) {
             match self.consumer.poll(Duration::from_millis(50)) {
-                Some(Ok(m)) => {
-                    end = end.max(m.offset() + 1);
-                    idle_since = Instant::now();
+                Some(Ok(m)) if m.topic() == topic && m.partition() == p => {
+                    if m.offset() == at {
+                        let hw = cached_high_watermark(self.consumer, topic, p).unwrap_or(at + 1);
+                        found = Some(hw.max(at + 1));
+                    }
+                    break;
                 }
                 Some(Err(e)) if transient(&e) => {
-                    tracing::warn!(topic, partition = p, error = %e, "reading the changelog's end: transient error");
+                    tracing::warn!(topic, partition = p, error = %e, "probing the changelog: transient error");
                 }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
                 Some(Err(e)) => {
                     return Err(kafka(&format!("cannot read changelog {topic}-{p}"), e))
                 }
-                None => {
-                    let waited = idle_since.elapsed();
-                    // Once something was read, a short quiet spell means the end; before, allow for the fetch.
-                    if (end > high && waited > Duration::from_millis(200))
-                        || waited > Duration::from_secs(2)
-                    {
-                        break;
-                    }
-                }
-            }
-            if started.elapsed() > TIMEOUT {
-                break;
+                _ => {}
             }
         }
         self.consumer
             .unassign()
             .map_err(|e| kafka("cannot unassign the restore consumer", e))?;
-        Ok(end)
+        Ok(found)
     }
+}
+
+/// The high watermark librdkafka last saw for `topic`-`partition` in a fetch response, if any.
+pub(crate) fn cached_high_watermark<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid for the consumer's lifetime; the topic is a NUL-terminated string
+    // that outlives the call; librdkafka only writes the two offsets.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
 
 /// The consumer's position (the next offset it will read) in `topic`-`partition`, once it has one.
@@ -194,6 +190,8 @@ pub(crate) fn consumer_position<C: rdkafka::consumer::ConsumerContext>(
 }
 
 impl StateRestorer for ChangelogRestorer<'_> {
+    /// Plans the restoration of one store: decides where it starts (its checkpoint, or the start after a wipe)
+    /// and where it ends, wipes the store when it must, and leaves the reading to [`BulkRestore`].
     fn restore(
         &mut self,
         task: TaskId,
@@ -206,22 +204,29 @@ impl StateRestorer for ChangelogRestorer<'_> {
         reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
     ) -> Result<Box<dyn KeyValueStore>, StreamsError> {
         let p = task.partition;
-        let (low, high) = retrying(
+        let (low, listed) = retrying(
             &format!("cannot read the offsets of changelog {changelog}-{p}"),
             self.timeout,
             || self.consumer.fetch_watermarks(changelog, p, TIMEOUT),
         )?;
-        let mut high = self.true_end(changelog, p, low, high)?;
         let mut checkpoint = if inner.persistent() && !wiped {
             self.checkpoint.get(&(changelog.to_string(), p)).copied()
         } else {
             None
         };
+        // The end as far as is known now; `confirmed` once a read showed the offset below it exists.
+        let mut high = listed;
+        let mut open_ended = true;
         if format.source_topic {
             // A table's source topic: its state is what the application processed, up to the committed offset
             // (nothing when there is none); processing goes on from there.
+            open_ended = false;
             high = match self.committed.get(&(changelog.to_string(), p)) {
-                Some(&c) => c.clamp(low, high),
+                Some(&c) if c > listed => match self.probe(changelog, p, c - 1)? {
+                    Some(_) => c,
+                    None => listed,
+                },
+                Some(&c) => c.max(low),
                 None => low,
             };
             if checkpoint.is_some_and(|c| c > high) {
@@ -229,6 +234,11 @@ impl StateRestorer for ChangelogRestorer<'_> {
                 // again on top of themselves. Start over.
                 tracing::warn!(store, partition = p, ?checkpoint, committed = high, "the store is ahead of the committed offset of its source topic; restoring from the start");
                 checkpoint = None;
+            }
+        } else if let Some(c) = checkpoint.filter(|&c| c > listed && c > low) {
+            // Past the listed end: the changelog was recreated, or the broker lists ends wrongly.
+            if let Some(hw) = self.probe(changelog, p, c - 1)? {
+                high = hw.max(c);
             }
         }
         let mut wipe = !inner.persistent();
@@ -272,158 +282,21 @@ impl StateRestorer for ChangelogRestorer<'_> {
             }
             inner = reopen()?;
         }
-        let total = (high - start).max(0) as u64;
         self.listener.on_restore_start(store, p, start, high);
-        let mut restored = 0u64;
-        if start < high {
-            tracing::info!(store, partition = p, start, end = high, "restoring");
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(changelog, p, Offset::Offset(start))
-                .map_err(|e| kafka("cannot assign the restore consumer", e))?;
-            self.consumer
-                .assign(&tpl)
-                .map_err(|e| kafka("cannot assign the restore consumer", e))?;
-            let mut position = start;
-            let mut last_progress = Instant::now();
-            let mut last_log = Instant::now();
-            let mut keys: Vec<Vec<u8>> = Vec::new();
-            let mut values: Vec<Option<Vec<u8>>> = Vec::new();
-            // For a versioned store: each record's timestamp, the version's.
-            let mut times: Vec<i64> = Vec::new();
-            while position < high {
-                keys.clear();
-                values.clear();
-                times.clear();
-                let mut got = 0;
-                while got < 10_000 && position < high {
-                    let timeout = if got == 0 {
-                        Duration::from_millis(500)
-                    } else {
-                        Duration::ZERO
-                    };
-                    match self.consumer.poll(timeout) {
-                        Some(Ok(m)) => {
-                            position = m.offset() + 1;
-                            let aborted = self
-                                .aborted
-                                .as_ref()
-                                .is_some_and(|a| a.contains(changelog, p, m.offset()));
-                            if let Some(k) = m.key().filter(|_| !aborted) {
-                                keys.push(k.to_vec());
-                                times.push(m.timestamp().to_millis().unwrap_or(NO_TIMESTAMP));
-                                values.push(m.payload().map(|v| {
-                                    if format.timestamped && format.versioned.is_none() {
-                                        // The changelog of a timestamped store carries the value's time as
-                                        // the record's.
-                                        let ts = m.timestamp().to_millis().unwrap_or(NO_TIMESTAMP);
-                                        let mut stored = Vec::with_capacity(8 + v.len());
-                                        stored.extend_from_slice(&ts.to_be_bytes());
-                                        stored.extend_from_slice(v);
-                                        stored
-                                    } else {
-                                        v.to_vec()
-                                    }
-                                }));
-                            }
-                            got += 1;
-                            last_progress = Instant::now();
-                        }
-                        Some(Err(e)) if transient(&e) => {
-                            // The consumer reconnects by itself; the no-progress bound below still holds.
-                            tracing::warn!(store, partition = p, error = %e, "restoring: transient error");
-                            if got > 0 {
-                                break;
-                            }
-                            if last_progress.elapsed() > self.timeout {
-                                return Err(kafka(
-                                    &format!("cannot read changelog {changelog}-{p}"),
-                                    e,
-                                ));
-                            }
-                        }
-                        Some(Err(e)) => {
-                            return Err(kafka(&format!("cannot read changelog {changelog}-{p}"), e))
-                        }
-                        None => {
-                            if got > 0 {
-                                break;
-                            }
-                            // No record, but the consumer may have moved past control records (transaction
-                            // markers), which are never delivered: the end is reached when its position is.
-                            if let Some(at) = consumer_position(self.consumer, changelog, p) {
-                                if at > position {
-                                    position = at;
-                                    last_progress = Instant::now();
-                                    continue;
-                                }
-                            }
-                            if last_progress.elapsed() > self.timeout {
-                                return Err(kafka(
-                                    &format!("restoring {changelog}-{p}"),
-                                    format!(
-                                        "no progress for {:?} (task.timeout.ms) at offset {position} of {high}",
-                                        self.timeout
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                }
-                metrics::counter!("streams_restored_records_total", "store" => store.to_string())
-                    .increment(got as u64);
-                metrics::gauge!("streams_restore_remaining_records", "store" => store.to_string(), "partition" => p.to_string())
-                    .set((high - position).max(0) as f64);
-                if last_log.elapsed() > Duration::from_secs(5) {
-                    tracing::info!(
-                        store,
-                        partition = p,
-                        restored = restored + got as u64,
-                        total,
-                        "restoring"
-                    );
-                    last_log = Instant::now();
-                }
-                if let Some(retention) = format.versioned {
-                    // A versioned store's changelog holds versions: each is put at its timestamp, which
-                    // rebuilds the history (out-of-order records included) and the store's bookkeeping.
-                    for ((k, v), ts) in keys.iter().zip(&values).zip(&times) {
-                        state_store::versioned::restore_version(
-                            &mut *inner,
-                            retention,
-                            k,
-                            v.as_deref(),
-                            *ts,
-                        )?;
-                    }
-                } else {
-                    let batch: Vec<BatchEntry<'_>> = keys
-                        .iter()
-                        .zip(&values)
-                        .map(|(k, v)| (k.as_slice(), v.as_deref()))
-                        .collect();
-                    inner.write_batch(&batch)?;
-                }
-                restored += got as u64;
-                self.listener.on_batch_restored(store, p, restored, total);
-                tracing::debug!(store, partition = p, restored, total, "restore progress");
-                if self
-                    .cancel
-                    .as_ref()
-                    .is_some_and(|c| c.load(Ordering::Relaxed))
-                    && position < high
-                {
-                    self.listener.on_restore_suspended(store, p, restored);
-                    return Err(self.stop_cancelled(changelog, p, dir, inner, position, restored));
-                }
-            }
-            self.consumer
-                .unassign()
-                .map_err(|e| kafka("cannot unassign the restore consumer", e))?;
-            inner.flush()?;
+        if !open_ended && start >= high {
+            self.listener.on_restore_end(store, p, 0);
+            self.positions.insert((changelog.to_string(), p), start);
+        } else {
+            self.plans.push(PlannedRestore {
+                store: store.to_string(),
+                changelog: changelog.to_string(),
+                partition: p,
+                start,
+                end: high,
+                open_ended,
+                format,
+            });
         }
-        self.listener.on_restore_end(store, p, restored);
-        self.restored += restored;
-        self.positions.insert((changelog.to_string(), p), high);
         Ok(inner)
     }
 

@@ -2,10 +2,12 @@
 //! restore consumer, while the stream thread keeps polling (so a long restoration never exceeds
 //! `max.poll.interval.ms`) and keeps processing the tasks that are ready.
 //!
-//! The stream thread hands over a task id; the updater opens the task's stores, restores them from their
-//! changelogs and hands back the opened stores with the changelog offsets they reached. A job can be cancelled
-//! (its partitions were reassigned elsewhere): the updater stops between two batches, flushes what it restored
-//! and checkpoints it, so the next restoration of the task resumes from there.
+//! The stream thread hands over a task id; the updater opens the task's stores, plans where each changelog
+//! partition's reading starts and ends, and reads every planned partition of every task it holds at once
+//! ([`BulkRestore`]); it hands back each task's opened stores with the changelog offsets they reached as soon
+//! as all of its partitions are read. A job can be cancelled (its partitions were reassigned elsewhere): the
+//! updater stops it between two steps, flushes what it restored and checkpoints it, so the next restoration of
+//! the task resumes from there.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::StreamsError;
 use crate::processor::TaskId;
+use crate::runtime::bulk_restore::{BulkJob, BulkRestore};
 use crate::runtime::checkpoint;
 use crate::runtime::clients::{client_config, client_error};
 use crate::runtime::config::ClientKind;
@@ -84,8 +87,18 @@ impl StateUpdater {
         rc.set("group.id", format!("{app}-restore"))
             .set("client.id", format!("{thread}-restore-consumer"))
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
+            // Partitions at their end say so: that ends their restoration without waiting.
+            .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
+        if !ctx
+            .config
+            .client_properties(ClientKind::RestoreConsumer)
+            .contains_key("fetch.wait.max.ms")
+        {
+            // A fetch of partitions at their end comes back after this wait (tansu always waits it out): the
+            // last step of every restoration.
+            rc.set("fetch.wait.max.ms", "100");
+        }
         let restore_context = StreamsClientContext::new(
             &ctx.config,
             ClientKind::RestoreConsumer,
@@ -197,41 +210,76 @@ fn run(
     outcomes: &Sender<RestoreOutcome>,
 ) {
     let mut queue: VecDeque<Job> = VecDeque::new();
+    let mut bulk = BulkRestore::new(Some(ctx.aborted.clone()), ctx.config.task_timeout);
     loop {
         // Take every waiting command; block only when there is nothing to do.
         loop {
-            let next = if queue.is_empty() {
+            let next = if queue.is_empty() && bulk.is_empty() {
                 match commands.recv_timeout(Duration::from_millis(500)) {
                     Ok(c) => Some(c),
                     Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        bulk.suspend_all(consumer);
+                        return;
+                    }
                 }
             } else {
                 commands.try_recv().ok()
             };
             match next {
                 Some(Command::Restore(job)) => queue.push_back(job),
-                Some(Command::Shutdown) => return,
+                Some(Command::Shutdown) => {
+                    bulk.suspend_all(consumer);
+                    return;
+                }
                 None => break,
             }
         }
-        let Some(job) = queue.pop_front() else {
+        // Plan every waiting task; their partitions join those being read.
+        while let Some(job) = queue.pop_front() {
+            let planned = if job.cancel.load(Ordering::Relaxed) {
+                Ok(Err(RestoreOutcome {
+                    task: job.task,
+                    job: job.number,
+                    result: Ok(None),
+                }))
+            } else {
+                plan_task(ctx, consumer, offsets_reader, job)
+            };
+            match planned {
+                Ok(Ok(bulk_job)) => {
+                    let (task, number) = (bulk_job.task, bulk_job.number);
+                    if let Err(e) = bulk.add(bulk_job) {
+                        let _ = outcomes.send(RestoreOutcome {
+                            task,
+                            job: number,
+                            result: Err(e),
+                        });
+                        bulk.suspend_all(consumer);
+                        return;
+                    }
+                }
+                Ok(Err(outcome)) | Err(outcome) => {
+                    let failed = outcome.result.is_err();
+                    let _ = outcomes.send(outcome);
+                    if failed {
+                        // The stream thread fails on this error; nothing more to restore.
+                        bulk.suspend_all(consumer);
+                        return;
+                    }
+                }
+            }
+        }
+        if bulk.is_empty() {
             continue;
-        };
-        let result = if job.cancel.load(Ordering::Relaxed) {
-            Ok(None)
-        } else {
-            restore_task(ctx, consumer, offsets_reader, &job)
-        };
-        let failed = result.is_err();
-        let _ = outcomes.send(RestoreOutcome {
-            task: job.task,
-            job: job.number,
-            result,
-        });
-        if failed {
-            // The stream thread fails on this error; nothing more to restore.
-            return;
+        }
+        for outcome in bulk.step(consumer) {
+            let failed = outcome.result.is_err();
+            let _ = outcomes.send(outcome);
+            if failed {
+                bulk.suspend_all(consumer);
+                return;
+            }
         }
     }
 }
@@ -262,14 +310,21 @@ fn committed_offsets(
         .collect())
 }
 
-/// Opens and restores the stores of one task.
-fn restore_task(
+/// Opens the stores of one task and plans their restoration: `Ok(Ok(job))` to read, `Ok(Err(outcome))` when the
+/// job ends here (cancelled while planning), `Err(outcome)` when it failed.
+#[allow(clippy::result_large_err)]
+fn plan_task(
     ctx: &ThreadContext,
     consumer: &BaseConsumer<StreamsClientContext>,
     offsets_reader: Option<&BaseConsumer<StreamsClientContext>>,
-    job: &Job,
-) -> Result<Option<RestoredTask>, StreamsError> {
+    job: Job,
+) -> Result<Result<BulkJob, RestoreOutcome>, RestoreOutcome> {
     let id = job.task;
+    let fail = |e: StreamsError| RestoreOutcome {
+        task: id,
+        job: job.number,
+        result: Err(e),
+    };
     let span = tracing::info_span!("restore", task = %id);
     let _enter = span.enter();
     let env = ctx.store_env();
@@ -281,20 +336,18 @@ fn restore_task(
         .collect();
     let committed = match offsets_reader {
         Some(reader) if !sources.is_empty() => {
-            committed_offsets(ctx, reader, &sources, id.partition)?
+            committed_offsets(ctx, reader, &sources, id.partition).map_err(fail)?
         }
         _ => BTreeMap::new(),
     };
     let mut restorer = ChangelogRestorer {
         consumer,
-        checkpoint: checkpoint::read(&task_dir)?,
+        checkpoint: checkpoint::read(&task_dir).map_err(fail)?,
         listener: job.listener.clone(),
         positions: BTreeMap::new(),
+        plans: Vec::new(),
         timeout: ctx.config.task_timeout,
-        restored: 0,
-        cancel: Some(job.cancel.clone()),
         committed,
-        aborted: Some(ctx.aborted.clone()),
     };
     let sub = &ctx.subs[id.subtopology];
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -312,15 +365,24 @@ fn restore_task(
         })
     });
     match opened {
-        Ok(state) => Ok(Some(RestoredTask {
+        Ok(state) => Ok(Ok(BulkJob {
+            task: id,
+            number: job.number,
+            cancel: job.cancel,
+            listener: job.listener,
             state,
+            checkpoint: restorer.checkpoint,
             positions: restorer.positions,
-            restored: restorer.restored,
+            plans: restorer.plans,
         })),
         Err(_) if job.cancel.load(Ordering::Relaxed) => {
-            tracing::info!(task = %id, restored = restorer.restored, "restoration cancelled");
-            Ok(None)
+            tracing::info!(task = %id, "restoration cancelled");
+            Ok(Err(RestoreOutcome {
+                task: id,
+                job: job.number,
+                result: Ok(None),
+            }))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(fail(e)),
     }
 }

@@ -1,0 +1,223 @@
+//! Restoration as a bulk load: the changelog partitions of every task a thread must restore are read together,
+//! and each store ends as a replay of its changelog (later records over earlier ones, tombstones deleting).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use streams_dsl::streams_core::runtime::{KafkaStreams, State, StateRestoreListener};
+use streams_dsl::*;
+use tests::Broker;
+
+const PARTITIONS: i32 = 4;
+const STORES: [&str; 2] = ["a-counts", "b-counts"];
+
+/// When a store partition's restoration started, and when it ended with how many records applied.
+type Window = (Instant, Option<(Instant, u64)>);
+
+/// Each store partition's restoration window.
+#[derive(Default, Clone)]
+struct Windows(Arc<Mutex<BTreeMap<(String, i32), Window>>>);
+
+impl StateRestoreListener for Windows {
+    fn on_restore_start(&self, store: &str, partition: i32, _start: i64, _end: i64) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert((store.to_string(), partition), (Instant::now(), None));
+    }
+    fn on_restore_end(&self, store: &str, partition: i32, restored: u64) {
+        if let Some(w) = self
+            .0
+            .lock()
+            .unwrap()
+            .get_mut(&(store.to_string(), partition))
+        {
+            w.1 = Some((Instant::now(), restored));
+        }
+    }
+}
+
+/// One changelog record: key, value (`None`: tombstone).
+type Entry = (String, Option<i64>);
+
+/// Writes `records` to partition `partition` of `topic`, in order.
+fn write(bootstrap: &str, topic: &str, partition: i32, records: &[Entry]) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    for (k, v) in records {
+        let bytes = v.map(|v| v.to_be_bytes());
+        let mut r: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topic).partition(partition).key(k.as_bytes());
+        if let Some(b) = &bytes {
+            r = r.payload(b);
+        }
+        let mut r = Some(r);
+        while let Some(rec) = r.take() {
+            if let Err((_, back)) = p.send(rec) {
+                p.poll(Duration::from_millis(10));
+                r = Some(back);
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// `n` records of store `store` partition `p` from sequence number `from`: keys are revisited, every seventh
+/// record deletes its key.
+fn records(store: usize, p: i32, from: usize, n: usize) -> Vec<Entry> {
+    (from..from + n)
+        .map(|i| {
+            let key = format!("s{store}-p{p}-k{:05}", (i * 7919) % 3_000);
+            let value = (i % 7 != 6).then_some(i as i64);
+            (key, value)
+        })
+        .collect()
+}
+
+/// The store a replay of `log` leaves.
+fn replay(log: &[Entry]) -> BTreeMap<String, i64> {
+    let mut m = BTreeMap::new();
+    for (k, v) in log {
+        match v {
+            Some(v) => m.insert(k.clone(), *v),
+            None => m.remove(k),
+        };
+    }
+    m
+}
+
+fn start(broker: &Broker, dir: &std::path::Path, windows: &Windows) -> KafkaStreams {
+    let b = StreamsBuilder::new();
+    let orders = b.stream("orders", Consumed::with(Serdes::string(), Serdes::string()));
+    for store in STORES {
+        orders
+            .group_by_key(Grouped::new())
+            .count(Materialized::as_store(store));
+    }
+    let streams = KafkaStreams::new(b.build().unwrap(), broker.config("bulk", dir)).unwrap();
+    streams.set_restore_listener(windows.clone());
+    streams.start().unwrap();
+    assert!(
+        streams.wait_for_state(State::Running, Duration::from_secs(120)),
+        "{:?}",
+        streams.errors()
+    );
+    streams
+}
+
+/// Every store's entries, checked against the replay of the changelog from its first kept offset.
+fn check_stores(
+    streams: &KafkaStreams,
+    broker: &Broker,
+    logs: &BTreeMap<(usize, i32), Vec<Entry>>,
+) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .unwrap();
+    for (si, store) in STORES.iter().enumerate() {
+        let mut expected = BTreeMap::new();
+        for p in 0..PARTITIONS {
+            let topic = format!("bulk-{store}-changelog");
+            let (low, high) = c
+                .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                .unwrap();
+            let log = &logs[&(si, p)];
+            assert_eq!(
+                high as usize,
+                log.len(),
+                "{topic}-{p} holds what was written"
+            );
+            // The embedded broker keeps a bounded log: the restore starts at its first kept offset.
+            expected.extend(replay(&log[low as usize..]));
+        }
+        let got: BTreeMap<String, i64> = streams
+            .store::<String, i64>(store)
+            .unwrap()
+            .all()
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(got.len(), expected.len(), "entries of {store}");
+        assert!(got == expected, "{store} is the replay of its changelog");
+    }
+}
+
+/// Eight changelog partitions (two stores, four tasks, one thread) restored together into an empty state dir,
+/// then, after a clean close and more changelog records, from their checkpoints.
+#[test]
+fn every_changelog_of_the_thread_restores_together_and_replays_exactly() {
+    let broker = Broker::embedded();
+    broker.create_topic("orders", PARTITIONS);
+    let mut logs: BTreeMap<(usize, i32), Vec<Entry>> = BTreeMap::new();
+    for (si, store) in STORES.iter().enumerate() {
+        let topic = format!("bulk-{store}-changelog");
+        broker.create_topic(&topic, PARTITIONS);
+        for p in 0..PARTITIONS {
+            let r = records(si, p, 0, 15_000);
+            write(&broker.bootstrap(), &topic, p, &r);
+            logs.insert((si, p), r);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+
+    let windows = Windows::default();
+    let streams = start(&broker, dir.path(), &windows);
+    check_stores(&streams, &broker, &logs);
+    {
+        let w = windows.0.lock().unwrap();
+        assert_eq!(
+            w.len(),
+            STORES.len() * PARTITIONS as usize,
+            "{w:?}",
+            w = w.keys()
+        );
+        let last_start = w.values().map(|(s, _)| *s).max().unwrap();
+        let first_end = w
+            .values()
+            .map(|(_, e)| e.expect("every restoration ended").0)
+            .min()
+            .unwrap();
+        // Read together: no partition waited for another to finish before it started.
+        assert!(
+            last_start < first_end,
+            "restorations ran one after another: the last started {:?} after the first ended",
+            last_start - first_end
+        );
+    }
+    assert!(streams.close(Duration::from_secs(30)));
+
+    // More changelog records (another instance ran the tasks meanwhile); the restart reads only those.
+    let mut added = 0;
+    for (si, store) in STORES.iter().enumerate() {
+        let topic = format!("bulk-{store}-changelog");
+        for p in 0..PARTITIONS {
+            let more = records(si, p, 15_000, 1_000 * (p as usize + 1));
+            added += more.len() as u64;
+            write(&broker.bootstrap(), &topic, p, &more);
+            logs.get_mut(&(si, p)).unwrap().extend(more);
+        }
+    }
+    let windows = Windows::default();
+    let streams = start(&broker, dir.path(), &windows);
+    check_stores(&streams, &broker, &logs);
+    let restored: u64 = windows
+        .0
+        .lock()
+        .unwrap()
+        .values()
+        .map(|(_, e)| e.map_or(0, |e| e.1))
+        .sum();
+    assert_eq!(
+        restored, added,
+        "the restart read only what its checkpoints had not"
+    );
+    assert!(streams.close(Duration::from_secs(30)));
+}
