@@ -53,6 +53,12 @@ impl RocksDbResources {
     pub fn budget_bytes(&self) -> usize {
         self.block_cache_bytes
     }
+
+    /// The bytes of the budget in use now: cached blocks plus the memtables charged to the cache, over every
+    /// store opened with these resources (or a clone of them).
+    pub fn usage_bytes(&self) -> usize {
+        self.cache.get_usage()
+    }
 }
 
 impl Default for RocksDbResources {

@@ -20,6 +20,10 @@ impl RocksDbResources {
     pub fn budget_bytes(&self) -> usize {
         0
     }
+    /// Always 0.
+    pub fn usage_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// A RocksDB store that cannot be opened: this build has no RocksDB.

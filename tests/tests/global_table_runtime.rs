@@ -208,3 +208,46 @@ fn global_table_rocksdb_resumes_from_its_checkpoint_on_the_embedded_broker() {
 fn global_table_rocksdb_on_tansu() {
     run(Broker::tansu(), StoreKind::RocksDb, 37);
 }
+
+/// The RocksDB budget (`rocksdb.memory.bytes`) is the instance's, shared by its global stores and its task
+/// stores: the memtables of a global table loaded at start are charged to it (before, the global stores had a
+/// budget of their own, a second `rocksdb.memory.bytes`).
+#[test]
+fn global_stores_draw_on_the_instance_rocksdb_budget() {
+    let broker = Broker::embedded();
+    broker.create_topic(RATES, 1);
+    broker.create_topic(ORDERS, 2);
+    // About 6 MB of rates; once loaded, the store's blocks (index, filters, what a read touched) are cached.
+    let rates: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..30_000)
+        .map(|i| (format!("r{i:06}").into_bytes(), Some(vec![b'x'; 200])))
+        .collect();
+    produce(&broker.bootstrap(), RATES, &rates);
+    let dir = tempfile::tempdir().unwrap();
+    let streams = KafkaStreams::new(
+        topology(StoreKind::RocksDb),
+        broker.config("budget", dir.path()),
+    )
+    .unwrap();
+    let before = streams.rocksdb_memory_usage_bytes();
+    streams.start().unwrap();
+    assert!(
+        streams.wait_for_state(State::Running, Duration::from_secs(60)),
+        "{:?}",
+        streams.errors()
+    );
+    let store = streams.store::<String, String>(STORE).unwrap();
+    assert_eq!(
+        store.get(&"r029999".to_string()).unwrap().map(|v| v.len()),
+        Some(200)
+    );
+    let used = streams.rocksdb_memory_usage_bytes();
+    eprintln!(
+        "RocksDB budget in use: {before} bytes before start, {used} with the global table loaded"
+    );
+    // Only the global store uses RocksDB here: anything in use is its.
+    assert!(
+        used > before,
+        "the global store's blocks are not charged to the instance's budget: {used} bytes in use"
+    );
+    assert!(streams.close(Duration::from_secs(30)));
+}

@@ -83,6 +83,9 @@ struct Inner {
     dir_lock: Mutex<Option<std::fs::File>>,
     /// Throughput and commit latency, per 10 seconds.
     history: Arc<MetricsHistory>,
+    /// The RocksDB memory budget (`rocksdb.memory.bytes`) that every store of the instance shares: the stores of
+    /// every thread's tasks and the global stores, across restarts of the instance.
+    rocksdb: RocksDbResources,
 }
 
 impl Inner {
@@ -233,6 +236,7 @@ impl KafkaStreams {
         );
         config.validate()?;
         topology.validate()?;
+        let config_rocksdb_bytes = config.rocksdb_memory_bytes;
         Ok(KafkaStreams {
             inner: Arc::new(Inner {
                 topology: Arc::new(topology),
@@ -251,8 +255,15 @@ impl KafkaStreams {
                 global: Mutex::new(None),
                 dir_lock: Mutex::new(None),
                 history: Arc::new(MetricsHistory::default()),
+                rocksdb: RocksDbResources::new(config_rocksdb_bytes, config_rocksdb_bytes / 2),
             }),
         })
+    }
+
+    /// The bytes of the RocksDB memory budget (`rocksdb.memory.bytes`) in use: cached blocks and memtables of
+    /// every RocksDB store of this instance, task and global stores alike, which share the one budget.
+    pub fn rocksdb_memory_usage_bytes(&self) -> usize {
+        self.inner.rocksdb.usage_bytes()
     }
 
     /// The current state.
@@ -592,10 +603,7 @@ impl KafkaStreams {
             plan: Arc::new(plan),
             routing,
             config: inner.config.clone(),
-            rocksdb: RocksDbResources::new(
-                inner.config.rocksdb_memory_bytes,
-                inner.config.rocksdb_memory_bytes / 2,
-            ),
+            rocksdb: inner.rocksdb.clone(),
             on_assignment: Arc::new(move |thread: &str, parts: Vec<(String, i32)>| {
                 metadata.on_assignment(thread, parts)
             }),
@@ -894,10 +902,7 @@ fn start_global(
         global::start(
             topology,
             &inner.config,
-            &RocksDbResources::new(
-                inner.config.rocksdb_memory_bytes,
-                inner.config.rocksdb_memory_bytes / 2,
-            ),
+            &inner.rocksdb,
             &partitions,
             listener,
             move |e| {
