@@ -3,7 +3,7 @@
 # rdkafka consume -> produce pipe), or both when no argument is given; `suite [--quick] [options]` runs the
 # benchmark suite (SimpleBenchmark's workloads through tansu, beside the raw limit and beside Quix Streams,
 # which it installs into a private virtual environment; the passthrough and the count also under exactly_once_v2,
-# and the restart after kill -9 of an exactly-once count; options: --no-peer, --only NAME, --out DIR). They use the dev profile, whose engine
+# and the restart after kill -9 of an exactly-once count; options: --no-peer, --only NAME, --out DIR, --compare OLD.json). They use the dev profile, whose engine
 # crates and dependencies are optimised (see Cargo.toml), so they share the build of RocksDB with the tests;
 # `cargo bench` works too, with its own build.
 set -euo pipefail

@@ -20,7 +20,8 @@
 //! runs it at at-least-once instead; `--only restart-after-kill` runs it alone.
 //!
 //! `bash scripts/bench.sh suite [--quick]` builds and runs it (and installs the peer into a private virtual
-//! environment); `cargo bench -p tests --bench suite -- [--quick] [--no-peer] [--only NAME] [--out DIR] [--perf NAME]`
+//! environment); `cargo bench -p tests --bench suite -- [--quick] [--no-peer] [--only NAME] [--out DIR] [--perf NAME]
+//! [--compare OLD.json]`
 //! runs it directly (`--perf NAME` records our runs of the matching workloads with `perf record -g` into the out
 //! directory) (the peer then needs `BENCH_QUIX_PYTHON`, or the virtual environment of the script).
 //!
@@ -28,7 +29,9 @@
 //! its output to the producer); the time to flush and close after that is recorded as `close_s` in the JSON.
 //!
 //! Results go to stdout as a Markdown table and to `<out>/suite.md` and `<out>/suite.json` (default out:
-//! `$CARGO_TARGET_DIR/bench-suite`). The run fails only if a workload fails, never on the numbers.
+//! `$CARGO_TARGET_DIR/bench-suite`), and a copy of the JSON to `<out>/history/suite-<unix time>.json`.
+//! `--compare OLD.json` (an earlier run's JSON) also prints every figure beside the same figure of that run, with the
+//! ratio, and writes it to `<out>/compare.md`. The run fails only if a workload fails, never on the numbers.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -2171,12 +2174,36 @@ fn main() {
         "restore": restore_rows,
         "restart_after_kill": kill,
     });
+    if let Some(old_path) = arg_value("--compare") {
+        // Every figure beside the same figure of the earlier run.
+        match std::fs::read_to_string(&old_path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(old) => {
+                let cmp = format!(
+                    "Change against {old_path}:\n\n{}",
+                    tests::bench_compare::table(&old, &report)
+                );
+                println!("{cmp}");
+                let _ = std::fs::create_dir_all(&out_dir);
+                let _ = std::fs::write(out_dir.join("compare.md"), cmp);
+            }
+            Err(e) => eprintln!("error: cannot compare against {old_path}: {e}"),
+        }
+    }
     if std::fs::create_dir_all(&out_dir).is_ok() {
         let _ = std::fs::write(out_dir.join("suite.md"), &md);
-        let _ = std::fs::write(
-            out_dir.join("suite.json"),
-            serde_json::to_string_pretty(&report).unwrap_or_default(),
-        );
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        let _ = std::fs::write(out_dir.join("suite.json"), &text);
+        // Every run is also kept under its start time, for later `--compare`s.
+        let history = out_dir.join("history");
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if std::fs::create_dir_all(&history).is_ok() {
+            let _ = std::fs::write(history.join(format!("suite-{stamp}.json")), &text);
+        }
         println!(
             "Results: {} and {}",
             out_dir.join("suite.md").display(),

@@ -12,6 +12,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use streams_dsl::streams_core::runtime::{EmbeddedAdmin, EmbeddedKafka, StreamsConfig};
 
+pub mod bench_compare;
 pub mod counters;
 pub mod tls;
 

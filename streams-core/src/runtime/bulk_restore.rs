@@ -92,6 +92,8 @@ struct Part {
     store: usize,
     /// The next offset to read.
     position: i64,
+    /// The position at the end of the previous step: a task whose positions do not move makes no progress.
+    settled: i64,
     restored: u64,
     /// A fetch response for the partition was seen: a record of it, or an end-of-partition event.
     fetched: bool,
@@ -163,6 +165,7 @@ impl BulkRestore {
                 plan: plan.clone(),
                 store,
                 position: plan.start,
+                settled: plan.start,
                 restored: 0,
                 fetched: false,
                 done: false,
@@ -283,7 +286,9 @@ impl BulkRestore {
     fn poll(&mut self, consumer: &BaseConsumer<StreamsClientContext>) -> Result<(), StreamsError> {
         let started = Instant::now();
         let mut taken = 0usize;
-        while taken < STEP_RECORDS && started.elapsed() < STEP_TIME {
+        // The clock is read once every 1,024 records.
+        while taken < STEP_RECORDS && (!taken.is_multiple_of(1024) || started.elapsed() < STEP_TIME)
+        {
             let wait = if taken == 0 {
                 STEP_TIME.saturating_sub(started.elapsed())
             } else {
@@ -349,7 +354,6 @@ impl BulkRestore {
                 format.timestamped && format.versioned.is_none(),
             );
         }
-        a.last_progress = Instant::now();
         if part.batch.len() >= BATCH_RECORDS {
             let store = &mut a.job.state.stores[part.store].store;
             a.restored += write(part, &mut **store, &*a.job.listener, None)?;
@@ -396,6 +400,9 @@ impl BulkRestore {
                     } else {
                         at.min(part.plan.end)
                     };
+                }
+                if part.position != part.settled {
+                    part.settled = part.position;
                     a.last_progress = Instant::now();
                 }
                 let reached = if part.plan.open_ended {
@@ -483,12 +490,23 @@ fn write(
             )?;
         }
     } else {
-        let batch: Vec<BatchEntry<'_>> = b
+        // In key order, the latest record of each key only: the store ends the same, and sorted inserts are
+        // much cheaper for RocksDB (each memtable insert starts its search where the previous one ended).
+        let mut batch: Vec<BatchEntry<'_>> = b
             .entries
             .iter()
             .map(|(k, v, _)| (&b.data[k.clone()], v.clone().map(|v| &b.data[v])))
             .collect();
-        store.write_batch(&batch)?;
+        // A stable sort keeps the records of one key in changelog order; the last of them wins.
+        batch.sort_by(|x, y| x.0.cmp(y.0));
+        let mut latest: Vec<BatchEntry<'_>> = Vec::with_capacity(batch.len());
+        for e in batch {
+            match latest.last_mut() {
+                Some(last) if last.0 == e.0 => *last = e,
+                _ => latest.push(e),
+            }
+        }
+        store.write_batch(&latest)?;
     }
     let n = b.len() as u64;
     part.batch.clear();
