@@ -548,6 +548,15 @@ fn streams_config(spec: &Spec) -> Result<StreamsConfig, String> {
         "main.consumer.fetch.wait.max.ms",
         &fetch_wait_ms(spec),
     )?;
+    // `BENCH_STREAMS_CONFIG=key=value,key=value`: settings of ours to try (a latency breakdown, say).
+    if let Ok(extra) = std::env::var("BENCH_STREAMS_CONFIG") {
+        for kv in extra.split(',').filter(|kv| !kv.trim().is_empty()) {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or(format!("BENCH_STREAMS_CONFIG: '{kv}' is not key=value"))?;
+            set(&mut c, k.trim(), v.trim())?;
+        }
+    }
     Ok(c)
 }
 
@@ -1486,6 +1495,7 @@ impl Harness {
             "outputs": lat.len(),
             "p50_ms": pct(0.5),
             "p99_ms": pct(0.99),
+            "p999_ms": pct(0.999),
         }))
     }
 }
@@ -1610,6 +1620,17 @@ fn fmt_latency(v: &Value) -> String {
     }
 }
 
+fn fmt_latency3(v: &Value) -> String {
+    match (
+        v["p50_ms"].as_f64(),
+        v["p99_ms"].as_f64(),
+        v["p999_ms"].as_f64(),
+    ) {
+        (Some(a), Some(b), Some(c)) => format!("{a:.0} / {b:.0} / {c:.0}"),
+        _ => "-".into(),
+    }
+}
+
 fn fmt_rss(v: &Value) -> String {
     v["peak_rss_kib"]
         .as_f64()
@@ -1714,6 +1735,7 @@ fn main() {
     let mut rows: Vec<Value> = Vec::new();
     let mut failures = 0usize;
     let mut restore_rows: Vec<Value> = Vec::new();
+    let mut fixed_latency_rows: Vec<Value> = Vec::new();
     // Nothing but the limits selected (`--only restart-after-kill`): no data sets either.
     let any_workload = ALL.into_iter().any(|w| !w.is_limit() && selected(w));
     for set in plan.sets.iter().filter(|_| any_workload) {
@@ -1887,6 +1909,51 @@ fn main() {
                 );
             }
             rows.push(row);
+        }
+        // Latency at fixed rates (1k/s, 10k/s, half of our maximum), each beside the raw pipe at the same rate.
+        if !set.unique_keys && set.name == plan.sets[0].name {
+            for w in [Passthrough, Count] {
+                if !selected(w) || (plan.quick && w != Passthrough) {
+                    continue;
+                }
+                let Some(max) = rows
+                    .iter()
+                    .rev()
+                    .find(|r| r["set"] == set.name.as_str() && r["workload"] == w.id())
+                    .and_then(|r| rate(&r["ours"]))
+                else {
+                    continue;
+                };
+                for pace in [1_000.0, 10_000.0, (max / 2.0).max(100.0)] {
+                    let mut measure =
+                        |side: Workload| match h.latency(side, set, pace, plan.latency_secs, false)
+                        {
+                            Ok(v) => v,
+                            Err(e) => {
+                                failures += 1;
+                                json!({"error": e})
+                            }
+                        };
+                    let ours = measure(w);
+                    let raw = measure(RawPipe);
+                    eprintln!(
+                        "[{:>5.0}s] {} / {} at {:.0} rec/s: latency p50/p99/p999 ms: ours {}, raw pipe {}",
+                        started.elapsed().as_secs_f64(),
+                        set.name,
+                        w.id(),
+                        pace,
+                        cell(&ours, fmt_latency3),
+                        cell(&raw, fmt_latency3)
+                    );
+                    fixed_latency_rows.push(json!({
+                        "set": set.name,
+                        "workload": format!("{}@{pace:.0}", w.id()),
+                        "rate": pace,
+                        "ours": ours,
+                        "raw_pipe": raw,
+                    }));
+                }
+            }
         }
         if restore_set && selected(Count) {
             // The count runs above left a changelog of `records` keys; restore it into empty state dirs.
@@ -2133,6 +2200,29 @@ fn main() {
              isolation.level=read_committed.\n",
         );
     }
+    if !fixed_latency_rows.is_empty() {
+        md.push_str(
+            "\n| latency at a fixed rate | rate rec/s | ours p50 / p99 / p999 ms | raw pipe p50 / p99 / p999 ms | \
+             ours/raw (p99) |\n|---|---|---|---|---|\n",
+        );
+        for r in &fixed_latency_rows {
+            let (o, l) = (&r["ours"], &r["raw_pipe"]);
+            let w = r["workload"].as_str().unwrap_or("-");
+            md.push_str(&format!(
+                "| {} | {:.0} | {} | {} | {} |\n",
+                w.split('@').next().unwrap_or(w),
+                r["rate"].as_f64().unwrap_or(0.0),
+                cell(o, fmt_latency3),
+                cell(l, fmt_latency3),
+                fmt_ratio(o["p99_ms"].as_f64(), l["p99_ms"].as_f64()),
+            ));
+        }
+        md.push_str(
+            "\nEnd to end: from the record's timestamp, set when the load generator sends it, to its arrival at a \
+             reader of the output topic (millisecond resolution); commit interval 100 ms; every side reads with \
+             `fetch.wait.max.ms` 10.\n",
+        );
+    }
     if !restore_rows.is_empty() {
         md.push_str(
             "\n| restore into an empty state dir | changelog records | ours rec/s | ours rec/s/core | raw consume of \
@@ -2172,6 +2262,7 @@ fn main() {
         "total_seconds": total,
         "workloads": rows,
         "restore": restore_rows,
+        "latency_at_fixed_rates": fixed_latency_rows,
         "restart_after_kill": kill,
     });
     if let Some(old_path) = arg_value("--compare") {

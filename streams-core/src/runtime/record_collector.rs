@@ -307,7 +307,7 @@ impl StreamsRecordCollector {
         let mut last_progress = Instant::now();
         let mut in_flight = producer.in_flight_count();
         loop {
-            match producer.flush(Duration::from_secs(1)) {
+            match crate::runtime::clients::flush_producer(&producer, Duration::from_secs(1)) {
                 Ok(()) => break,
                 Err(e) => {
                     let now = producer.in_flight_count();

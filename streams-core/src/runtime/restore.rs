@@ -159,21 +159,7 @@ pub(crate) fn cached_high_watermark<C: rdkafka::consumer::ConsumerContext>(
     topic: &str,
     partition: i32,
 ) -> Option<i64> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid for the consumer's lifetime; the topic is a NUL-terminated string
-    // that outlives the call; librdkafka only writes the two offsets.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
+    crate::runtime::thread::cached_watermarks(consumer, topic, partition).map(|(_, high)| high)
 }
 
 /// The consumer's position (the next offset it will read) in `topic`-`partition`, once it has one.

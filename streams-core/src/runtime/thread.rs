@@ -601,7 +601,7 @@ impl<'c> Lags<'c> {
 }
 
 /// The watermarks librdkafka cached from its last fetch response for the partition; `None` before any.
-fn cached_watermarks<C: ConsumerContext>(
+pub(crate) fn cached_watermarks<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
     partition: i32,
@@ -1172,9 +1172,9 @@ impl StreamThread<'_> {
                 let Offset::Offset(position) = e.offset() else {
                     continue;
                 };
-                if let Ok((_, high)) =
-                    consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_millis(200))
-                {
+                // The high watermark of the last fetch response: asking the broker would hold up processing
+                // at every commit.
+                if let Some((_, high)) = cached_watermarks(consumer, e.topic(), e.partition()) {
                     metrics::gauge!("streams_consumer_lag", "topic" => e.topic().to_string(), "partition" => e.partition().to_string())
                         .set((high - position).max(0) as f64);
                 }
