@@ -455,6 +455,32 @@ impl StreamsConfig {
         self
     }
 
+    /// Tunes the clients for latency rather than throughput: the producer sends at once (`producer.linger.ms`
+    /// 0) and the stream threads' consumer asks for records with a fetch wait of 1 ms
+    /// (`main.consumer.fetch.wait.max.ms`), where the defaults are 5 ms and librdkafka's 500 ms. On tansu, a
+    /// passthrough's end-to-end p50 / p99 at 1,000 records/s goes from 12 / 19 ms to 6 / 11 ms, and its maximum
+    /// rate halves (more, smaller requests); see the README's "Latency and throughput". Settings made after this
+    /// call win.
+    ///
+    /// ```
+    /// use streams_core::runtime::StreamsConfig;
+    ///
+    /// let mut config = StreamsConfig::new("orders", "localhost:9092");
+    /// config.tune_for_latency();
+    /// let producer = config.client_properties(streams_core::runtime::ClientKind::Producer);
+    /// assert_eq!(producer["linger.ms"], "0");
+    /// ```
+    pub fn tune_for_latency(&mut self) -> &mut Self {
+        for (kind, k, v) in [
+            (ClientKind::Producer, "linger.ms", "0"),
+            (ClientKind::MainConsumer, "fetch.wait.max.ms", "1"),
+        ] {
+            self.client_properties
+                .insert((Some(kind), k.to_string()), v.to_string());
+        }
+        self
+    }
+
     /// Whether `processing.guarantee` is `exactly_once_v2`.
     pub fn exactly_once(&self) -> bool {
         self.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2
