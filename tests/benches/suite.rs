@@ -821,6 +821,10 @@ struct DataSet {
     records: u64,
     /// Each key exactly once (a permutation of 0..records), for the restore measurement.
     unique_keys: bool,
+    /// Partitions of its input topic.
+    partitions: i32,
+    /// Only our count runs on it (and its restore): the large-state set, whose limits and peer would take long.
+    count_only: bool,
 }
 
 impl DataSet {
@@ -858,8 +862,8 @@ struct Plan {
     /// Records the peer processes per throughput run (it is much slower; its rate is steady long before).
     peer_records: u64,
     latency_secs: f64,
-    /// Data set whose count run leaves the changelog that the restore measurement reads.
-    restore_set: String,
+    /// Data sets whose count run leaves the changelog that a restore measurement reads.
+    restore_sets: Vec<String>,
     /// Distinct keys of the count store that the restart-after-kill measurement builds.
     kill_keys: u64,
     /// Updates of those keys written after them, processed while the kill comes.
@@ -886,6 +890,8 @@ fn plan(quick: bool) -> Plan {
                     value_bytes: 100,
                     records: n,
                     unique_keys: false,
+                    partitions: PARTITIONS,
+                    count_only: false,
                 },
                 DataSet {
                     name: "restore".into(),
@@ -893,17 +899,20 @@ fn plan(quick: bool) -> Plan {
                     value_bytes: 100,
                     records: restore,
                     unique_keys: true,
+                    partitions: PARTITIONS,
+                    count_only: false,
                 },
             ],
             peer_records: env("BENCH_PEER_RECORDS", 20_000).min(n),
             latency_secs: 1.0,
-            restore_set: "restore".into(),
+            restore_sets: vec!["restore".into()],
             kill_keys,
             kill_tail: env("BENCH_KILL_TAIL", (kill_keys / 10).max(50_000)),
         }
     } else {
         let n = env("BENCH_RECORDS", 1_000_000);
         let restore = env("BENCH_RESTORE_KEYS", 1_000_000);
+        let big = env("BENCH_BIG_KEYS", 10_000_000);
         let kill_keys = env("BENCH_KILL_KEYS", 1_000_000).max(1);
         Plan {
             quick,
@@ -914,6 +923,8 @@ fn plan(quick: bool) -> Plan {
                     value_bytes: 100,
                     records: n,
                     unique_keys: false,
+                    partitions: PARTITIONS,
+                    count_only: false,
                 },
                 DataSet {
                     name: "10k-1kib".into(),
@@ -921,6 +932,8 @@ fn plan(quick: bool) -> Plan {
                     value_bytes: 1024,
                     records: (n / 4).max(1),
                     unique_keys: false,
+                    partitions: PARTITIONS,
+                    count_only: false,
                 },
                 DataSet {
                     name: "1m-100b".into(),
@@ -928,11 +941,27 @@ fn plan(quick: bool) -> Plan {
                     value_bytes: 100,
                     records: restore,
                     unique_keys: true,
+                    partitions: PARTITIONS,
+                    count_only: false,
                 },
-            ],
+                // Large state: a count over 10M keys on 16 partitions (its RSS against the RocksDB budget) and
+                // the restore of its changelog.
+                DataSet {
+                    name: "10m-100b".into(),
+                    keys: big,
+                    value_bytes: 100,
+                    records: big,
+                    unique_keys: true,
+                    partitions: 16,
+                    count_only: true,
+                },
+            ]
+            .into_iter()
+            .filter(|s| s.records > 0)
+            .collect(),
             peer_records: env("BENCH_PEER_RECORDS", 200_000),
             latency_secs: 5.0,
-            restore_set: "1m-100b".into(),
+            restore_sets: vec!["1m-100b".into(), "10m-100b".into()],
             kill_keys,
             kill_tail: env("BENCH_KILL_TAIL", (kill_keys / 10).max(50_000)),
         }
@@ -958,12 +987,16 @@ impl Harness {
     /// Creates topic `name`, with its retention stated (the peer reads it from the broker to configure its
     /// changelogs, and tansu reports only the settings given at creation).
     fn topic(&self, name: &str) -> String {
+        self.topic_with(name, PARTITIONS)
+    }
+
+    fn topic_with(&self, name: &str, partitions: i32) -> String {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         let admin: AdminClient<_> = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .create()
             .expect("admin");
-        let t = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1))
+        let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1))
             .set("retention.ms", "-1")
             .set("retention.bytes", "-1");
         let r = tests::futures_block_on(admin.create_topics([&t], &AdminOptions::new()));
@@ -975,7 +1008,7 @@ impl Harness {
 
     /// Writes `set` to its input topic (and, for joins, one record per key to its table topic).
     fn preload(&self, set: &DataSet) -> f64 {
-        let input = self.topic(&set.input_topic());
+        let input = self.topic_with(&set.input_topic(), set.partitions);
         let p = producer(&self.bootstrap, "5");
         let mut value = vec![0u8; set.value_bytes];
         for (i, b) in value.iter_mut().enumerate() {
@@ -1059,10 +1092,21 @@ impl Harness {
                     let data = dir.join(format!("perf-{}-{}.data", spec.app, spec.mode));
                     eprintln!("recording {}", data.display());
                     let mut c = Command::new("perf");
-                    c.args(["record", "-F", "499", "-g", "-q", "-o"])
-                        .arg(&data)
-                        .arg("--")
-                        .arg(exe);
+                    // BENCH_PERF_CALL_GRAPH=dwarf unwinds through code built without frame pointers.
+                    let call_graph =
+                        std::env::var("BENCH_PERF_CALL_GRAPH").unwrap_or_else(|_| "fp".into());
+                    c.args([
+                        "record",
+                        "-F",
+                        "499",
+                        "--call-graph",
+                        &call_graph,
+                        "-q",
+                        "-o",
+                    ])
+                    .arg(&data)
+                    .arg("--")
+                    .arg(exe);
                     c
                 }
                 _ => Command::new(exe),
@@ -1747,7 +1791,7 @@ fn main() {
             set.input_topic(),
             load_rate / 1e3
         );
-        let restore_set = set.name == plan.restore_set;
+        let restore_set = plan.restore_sets.contains(&set.name);
         let mut limits: BTreeMap<&'static str, Value> = BTreeMap::new();
         for w in ALL {
             if !selected(w) && !w.is_limit() {
@@ -1758,7 +1802,7 @@ fn main() {
             if set.unique_keys && !w.stateful() && !w.is_limit() {
                 continue;
             }
-            if set.unique_keys && plan.quick && w != Count {
+            if set.unique_keys && (plan.quick || set.count_only) && w != Count {
                 continue;
             }
             if set.unique_keys && w.needs_table() {
@@ -1798,6 +1842,8 @@ fn main() {
             // The peer.
             let peer = if let Some(why) = w.peer_unavailable() {
                 json!({"skipped": why})
+            } else if set.count_only {
+                json!({"skipped": "ours only on the large-state set"})
             } else if h.quix.is_none() {
                 json!({"skipped": "peer not installed"})
             } else {
@@ -1962,7 +2008,8 @@ fn main() {
                 .rev()
                 .find(|r| r["set"] == set.name.as_str() && r["workload"] == "count")
                 .cloned();
-            let mut restore = json!({"set": set.name, "keys": set.records});
+            let mut restore =
+                json!({"set": set.name, "keys": set.records, "partitions": set.partitions});
             let ours_rows = ours_app.as_ref().map(|r| r["ours"].clone());
             restore["ours"] = if ours_rows
                 .as_ref()
@@ -2232,8 +2279,9 @@ fn main() {
         for r in &restore_rows {
             let (o, l, p) = (&r["ours"], &r["limit"], &r["peer"]);
             md.push_str(&format!(
-                "| count store, {} keys | {} | {} | {} | {} | {} | {}, {} | {} | {} | {} |\n",
+                "| count store, {} keys, {} partitions | {} | {} | {} | {} | {} | {}, {} | {} | {} | {} |\n",
                 r["keys"],
+                r["partitions"],
                 cell(o, |v| v["records"].to_string()),
                 cell(o, |v| fmt_rate(rate(v))),
                 cell(o, |v| fmt_rate(per_core(v))),
@@ -2246,6 +2294,13 @@ fn main() {
                 fmt_ratio(rate(o), rate(p)),
             ));
         }
+    }
+    if !restore_rows.is_empty() {
+        md.push_str(
+            "\nMemory: every run of ours has `rocksdb.memory.bytes` 64 MiB (block cache and memtables of all its \
+             stores) and a 10 MiB record cache; the RSS column (peak resident memory of the process) of the count \
+             rows shows what a large state costs on top of librdkafka's buffers.\n",
+        );
     }
     if let Some(k) = &kill {
         md.push_str(&kill_table(k));
