@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
-use streams_dsl::streams_core::runtime::{KafkaStreams, State, StateRestoreListener};
+use streams_dsl::streams_core::runtime::{KafkaStreams, State, StateRestoreListener, TaskState};
 use streams_dsl::*;
 use tests::Broker;
 
@@ -238,4 +238,93 @@ fn restores_together_and_replays_exactly(broker: Broker) {
         "the restart read only what its checkpoints had not"
     );
     assert!(streams.close(Duration::from_secs(30)));
+}
+
+/// A listener whose every batch takes 300 ms: restorations last long enough for the group to change under them.
+#[derive(Clone, Default)]
+struct Slow(Arc<Mutex<u64>>);
+
+impl StateRestoreListener for Slow {
+    fn on_batch_restored(&self, _store: &str, _partition: i32, _restored: u64, _total: u64) {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    fn on_restore_suspended(&self, _store: &str, _partition: i32, _restored: u64) {
+        *self.0.lock().unwrap() += 1;
+    }
+}
+
+/// Restorations cancelled part way (their tasks moved to another instance) keep and checkpoint what they read;
+/// when the tasks come back, their restorations resume from those checkpoints and every store still ends as the
+/// replay of its changelog. Instance A restores four tasks slowly, B joins (A's restorations of B's share are
+/// cancelled) and leaves at once (they come back to A).
+#[test]
+fn restorations_cancelled_by_a_rebalance_resume_from_their_checkpoints() {
+    let broker = Broker::embedded();
+    broker.create_topic("orders", PARTITIONS);
+    let mut logs: BTreeMap<(usize, i32), Vec<Entry>> = BTreeMap::new();
+    for (si, store) in STORES.iter().enumerate() {
+        let topic = format!("bulk-{store}-changelog");
+        broker.create_topic(&topic, PARTITIONS);
+        for p in 0..PARTITIONS {
+            let r = records(si, p, 0, 40_000);
+            write(&broker.bootstrap(), &topic, p, &r);
+            logs.insert((si, p), r);
+        }
+    }
+    let topology = || {
+        let b = StreamsBuilder::new();
+        let orders = b.stream("orders", Consumed::with(Serdes::string(), Serdes::string()));
+        for store in STORES {
+            orders
+                .group_by_key(Grouped::new())
+                .count(Materialized::as_store(store));
+        }
+        b.build().unwrap()
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = KafkaStreams::new(topology(), broker.config("bulk", dir_a.path())).unwrap();
+    let slow = Slow::default();
+    a.set_restore_listener(slow.clone());
+    a.start().unwrap();
+    tests::wait_until("A restoring", Duration::from_secs(60), || {
+        a.metadata_for_local_threads()
+            .iter()
+            .any(|t| !t.active_tasks.is_empty())
+    });
+    let b = KafkaStreams::new(topology(), broker.config("bulk", dir_b.path())).unwrap();
+    b.start().unwrap();
+    // Once B has its share, A's restorations of those tasks were suspended; B leaves and A takes them back.
+    tests::wait_until(
+        "B to take part of the tasks",
+        Duration::from_secs(60),
+        || {
+            b.metadata_for_local_threads()
+                .iter()
+                .any(|t| !t.active_tasks.is_empty())
+        },
+    );
+    assert!(b.close(Duration::from_secs(30)));
+    // A holds every task again, all restored, once the group has settled.
+    tests::wait_until("A to run every task", Duration::from_secs(120), || {
+        assert!(a.errors().is_empty(), "{:?}", a.errors());
+        let running: usize = a
+            .metadata_for_local_threads()
+            .iter()
+            .map(|t| {
+                t.active_tasks
+                    .iter()
+                    .filter(|t| t.state == TaskState::Running)
+                    .count()
+            })
+            .sum();
+        a.state() == State::Running
+            && running == PARTITIONS as usize
+            && STORES
+                .iter()
+                .all(|s| a.store::<String, i64>(s).and_then(|s| s.all()).is_ok())
+    });
+    assert!(a.errors().is_empty(), "{:?}", a.errors());
+    check_stores(&a, &broker, &logs);
+    eprintln!("restorations suspended on A: {}", *slow.0.lock().unwrap());
+    assert!(a.close(Duration::from_secs(30)));
 }

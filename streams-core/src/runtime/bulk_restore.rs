@@ -218,27 +218,41 @@ impl BulkRestore {
         let _ = consumer.unassign();
     }
 
-    fn try_step(
-        &mut self,
-        consumer: &BaseConsumer<StreamsClientContext>,
-        out: &mut Vec<RestoreOutcome>,
-    ) -> Result<(), StreamsError> {
-        // Cancelled tasks first: they moved elsewhere.
+    /// Ends the cancelled restorations (their tasks moved elsewhere), keeping and checkpointing what they
+    /// restored and closing their stores. Done before new tasks are planned: a task cancelled and assigned again
+    /// must find its stores closed, not wait for their lock.
+    pub(crate) fn end_cancelled(&mut self) -> Vec<RestoreOutcome> {
+        let mut out = Vec::new();
         let mut i = 0;
         while i < self.active.len() {
             if self.active[i].job.cancel.load(Ordering::Relaxed) {
                 let a = self.active.remove(i);
                 let (task, job) = (a.job.task, a.job.number);
                 tracing::info!(%task, restored = a.restored, "restoration cancelled");
-                suspend(a)?;
-                out.push(RestoreOutcome {
-                    task,
-                    job,
-                    result: Ok(None),
-                });
+                let result = suspend(a).map(|()| None);
+                out.push(RestoreOutcome { task, job, result });
                 self.reassign = true;
             } else {
                 i += 1;
+            }
+        }
+        if self.reassign {
+            self.route.clear();
+        }
+        out
+    }
+
+    fn try_step(
+        &mut self,
+        consumer: &BaseConsumer<StreamsClientContext>,
+        out: &mut Vec<RestoreOutcome>,
+    ) -> Result<(), StreamsError> {
+        // Cancelled tasks first: they moved elsewhere.
+        for o in self.end_cancelled() {
+            let failed = o.result.is_err();
+            out.push(o);
+            if failed {
+                return Ok(());
             }
         }
         if self.reassign {

@@ -212,17 +212,25 @@ fn run(
     let mut queue: VecDeque<Job> = VecDeque::new();
     let mut bulk = BulkRestore::new(Some(ctx.aborted.clone()), ctx.config.task_timeout);
     loop {
-        // Take every waiting command; block only when there is nothing to do.
+        // Take every waiting command; block only when there is nothing to do. Woken from idle, take what
+        // follows within a few milliseconds too: the tasks of one assignment arrive one after another, and are
+        // planned and read together.
+        let mut woken = false;
         loop {
             let next = if queue.is_empty() && bulk.is_empty() {
                 match commands.recv_timeout(Duration::from_millis(500)) {
-                    Ok(c) => Some(c),
+                    Ok(c) => {
+                        woken = true;
+                        Some(c)
+                    }
                     Err(RecvTimeoutError::Timeout) => continue,
                     Err(RecvTimeoutError::Disconnected) => {
                         bulk.suspend_all(consumer);
                         return;
                     }
                 }
+            } else if woken {
+                commands.recv_timeout(Duration::from_millis(5)).ok()
             } else {
                 commands.try_recv().ok()
             };
@@ -233,6 +241,15 @@ fn run(
                     return;
                 }
                 None => break,
+            }
+        }
+        // Cancelled restorations end first: a task cancelled and queued again needs its stores closed.
+        for outcome in bulk.end_cancelled() {
+            let failed = outcome.result.is_err();
+            let _ = outcomes.send(outcome);
+            if failed {
+                bulk.suspend_all(consumer);
+                return;
             }
         }
         // Plan every waiting task; their partitions join those being read.
