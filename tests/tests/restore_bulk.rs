@@ -94,7 +94,8 @@ fn replay(log: &[Entry]) -> BTreeMap<String, i64> {
     m
 }
 
-fn start(broker: &Broker, dir: &std::path::Path, windows: &Windows) -> KafkaStreams {
+/// Orders counted per key into each of [`STORES`]: one sub-topology, so every task has both stores.
+fn topology() -> Topology {
     let b = StreamsBuilder::new();
     let orders = b.stream("orders", Consumed::with(Serdes::string(), Serdes::string()));
     for store in STORES {
@@ -102,7 +103,26 @@ fn start(broker: &Broker, dir: &std::path::Path, windows: &Windows) -> KafkaStre
             .group_by_key(Grouped::new())
             .count(Materialized::as_store(store));
     }
-    let streams = KafkaStreams::new(b.build().unwrap(), broker.config("bulk", dir)).unwrap();
+    b.build().unwrap()
+}
+
+/// Writes the changelogs of [`STORES`]: `n` records per partition. Returns what each partition holds.
+fn write_changelogs(broker: &Broker, n: usize) -> BTreeMap<(usize, i32), Vec<Entry>> {
+    let mut logs = BTreeMap::new();
+    for (si, store) in STORES.iter().enumerate() {
+        let topic = format!("bulk-{store}-changelog");
+        broker.create_topic(&topic, PARTITIONS);
+        for p in 0..PARTITIONS {
+            let r = records(si, p, 0, n);
+            write(&broker.bootstrap(), &topic, p, &r);
+            logs.insert((si, p), r);
+        }
+    }
+    logs
+}
+
+fn start(broker: &Broker, dir: &std::path::Path, windows: &Windows) -> KafkaStreams {
+    let streams = KafkaStreams::new(topology(), broker.config("bulk", dir)).unwrap();
     streams.set_restore_listener(windows.clone());
     streams.start().unwrap();
     assert!(
@@ -174,16 +194,7 @@ fn on_tansu_every_changelog_restores_to_its_real_end() {
 
 fn restores_together_and_replays_exactly(broker: Broker) {
     broker.create_topic("orders", PARTITIONS);
-    let mut logs: BTreeMap<(usize, i32), Vec<Entry>> = BTreeMap::new();
-    for (si, store) in STORES.iter().enumerate() {
-        let topic = format!("bulk-{store}-changelog");
-        broker.create_topic(&topic, PARTITIONS);
-        for p in 0..PARTITIONS {
-            let r = records(si, p, 0, 15_000);
-            write(&broker.bootstrap(), &topic, p, &r);
-            logs.insert((si, p), r);
-        }
-    }
+    let mut logs = write_changelogs(&broker, 15_000);
     let dir = tempfile::tempdir().unwrap();
 
     let windows = Windows::default();
@@ -261,26 +272,7 @@ impl StateRestoreListener for Slow {
 fn restorations_cancelled_by_a_rebalance_resume_from_their_checkpoints() {
     let broker = Broker::embedded();
     broker.create_topic("orders", PARTITIONS);
-    let mut logs: BTreeMap<(usize, i32), Vec<Entry>> = BTreeMap::new();
-    for (si, store) in STORES.iter().enumerate() {
-        let topic = format!("bulk-{store}-changelog");
-        broker.create_topic(&topic, PARTITIONS);
-        for p in 0..PARTITIONS {
-            let r = records(si, p, 0, 40_000);
-            write(&broker.bootstrap(), &topic, p, &r);
-            logs.insert((si, p), r);
-        }
-    }
-    let topology = || {
-        let b = StreamsBuilder::new();
-        let orders = b.stream("orders", Consumed::with(Serdes::string(), Serdes::string()));
-        for store in STORES {
-            orders
-                .group_by_key(Grouped::new())
-                .count(Materialized::as_store(store));
-        }
-        b.build().unwrap()
-    };
+    let logs = write_changelogs(&broker, 40_000);
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = KafkaStreams::new(topology(), broker.config("bulk", dir_a.path())).unwrap();
     let slow = Slow::default();
