@@ -165,7 +165,7 @@ impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, ValueAndTimestamp<V>> {
 }
 
 impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
-    /// A store called `name` opened by `supplier` (a [`StoreKind`] or your own supplier).
+    /// A store called `name` opened by `supplier` (a [`StoreKind`](state_store::StoreKind) or your own supplier).
     pub fn new(
         name: impl Into<String>,
         supplier: impl KeyValueStoreSupplier + 'static,
