@@ -35,6 +35,9 @@ use crate::state_manager::StateManager;
 const BATCH_RECORDS: usize = 10_000;
 /// Records taken from the consumer in one step before the buffers are written and the jobs looked at.
 const STEP_RECORDS: usize = 100_000;
+/// How long a partition at its listed end may go without a record or an end-of-partition event before it is
+/// taken as ended.
+const QUIET_END: Duration = Duration::from_secs(2);
 /// The longest one step polls: cancellations and new tasks are looked at between steps.
 const STEP_TIME: Duration = Duration::from_millis(100);
 
@@ -97,6 +100,9 @@ struct Part {
     restored: u64,
     /// A fetch response for the partition was seen: a record of it, or an end-of-partition event.
     fetched: bool,
+    /// When the partition last moved (or was planned): a partition at its listed end that hears nothing for
+    /// [`QUIET_END`] is taken as ended, as a bound in case no end-of-partition event comes.
+    moved: Instant,
     done: bool,
     batch: Batch,
 }
@@ -168,6 +174,7 @@ impl BulkRestore {
                 settled: plan.start,
                 restored: 0,
                 fetched: false,
+                moved: Instant::now(),
                 done: false,
                 batch: Batch::default(),
             });
@@ -417,10 +424,11 @@ impl BulkRestore {
                 }
                 if part.position != part.settled {
                     part.settled = part.position;
+                    part.moved = Instant::now();
                     a.last_progress = Instant::now();
                 }
                 let reached = if part.plan.open_ended {
-                    part.fetched
+                    (part.fetched || part.moved.elapsed() > QUIET_END)
                         && part.position >= part.plan.end
                         && high.is_none_or(|h| part.position >= h)
                 } else {
