@@ -78,11 +78,27 @@ fn run(broker: Broker) {
             .iter()
             .all(|(page, count)| ports.iter().all(|p| count_via(*p, page) == Some(*count)))
     };
-    wait_until(
-        "every key through both instances",
-        Duration::from_secs(90),
-        || all_answer(&[port_a, port_b]),
-    );
+    // On a timeout, say where each instance stands (errors, state, tasks and whether they still restore).
+    let waited = std::time::Instant::now();
+    while !all_answer(&[port_a, port_b]) {
+        if waited.elapsed() > Duration::from_secs(90) {
+            let describe = |s: &KafkaStreams| {
+                let tasks: Vec<String> = s
+                    .metadata_for_local_threads()
+                    .iter()
+                    .flat_map(|t| t.active_tasks.iter())
+                    .map(|t| format!("{}:{}", t.task_id, t.state.as_str()))
+                    .collect();
+                format!("{:?}, tasks {tasks:?}, errors {:?}", s.state(), s.errors())
+            };
+            panic!(
+                "timed out waiting for every key through both instances; A: {}; B: {}",
+                describe(&a),
+                describe(&b)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Bad requests.
     assert_eq!(
