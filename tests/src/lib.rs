@@ -64,11 +64,13 @@ fn free_port() -> u16 {
 impl Broker {
     /// Starts the embedded broker.
     pub fn embedded() -> Broker {
+        log_from_env();
         Broker::Embedded(EmbeddedKafka::start().expect("embedded broker"))
     }
 
     /// Starts tansu on a free loopback port, or panics saying how to install it.
     pub fn tansu() -> Broker {
+        log_from_env();
         let bin = tansu_binary().expect(
             "tansu is not installed: run `bash scripts/test.sh` (it installs it), or set TANSU_BIN to a tansu binary",
         );
@@ -352,6 +354,63 @@ pub fn http_request(method: &str, url: &str) -> (u16, String) {
 /// A free loopback port (bound then released).
 pub fn free_loopback_port() -> u16 {
     free_port()
+}
+
+/// Installs a log subscriber filtered by `STREAMS_TEST_LOG` (an `EnvFilter` directive such as
+/// `streams_core=debug`) when that variable is set; the test harness shows the output of failed tests.
+pub fn log_from_env() {
+    if let Ok(filter) = std::env::var("STREAMS_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Where an instance stands, for a test's failure message: its state, errors, and each task's state,
+/// records processed and input offsets (committed, position, end).
+pub fn describe_instance(s: &streams_dsl::streams_core::runtime::KafkaStreams) -> String {
+    let tasks: Vec<String> = s
+        .metadata_for_local_threads()
+        .iter()
+        .flat_map(|t| t.active_tasks.iter())
+        .map(|t| {
+            let offsets: Vec<String> = t
+                .topic_partitions
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}-{} committed {:?} at {:?} end {:?}",
+                        p.topic, p.partition, p.committed_offset, p.position, p.end_offset
+                    )
+                })
+                .collect();
+            format!(
+                "{} {} processed {} [{}]",
+                t.task_id,
+                t.state.as_str(),
+                t.records_processed,
+                offsets.join(", ")
+            )
+        })
+        .collect();
+    format!("{:?}, errors {:?}, tasks {tasks:?}", s.state(), s.errors())
+}
+
+/// Like [`wait_until`], with `report` describing what was seen in the timeout's panic message.
+pub fn wait_until_reporting(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> bool,
+    report: impl Fn() -> String,
+) {
+    let start = Instant::now();
+    while !f() {
+        if start.elapsed() >= timeout {
+            panic!("timed out waiting for {what}: {}", report());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits until `f` holds, panicking with `what` after `timeout`.

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streams_dsl::streams_core::runtime::{KafkaStreams, QueryServer, State};
-use tests::{free_loopback_port, http_get, page_counts_topology, produce, wait_until, Broker};
+use tests::{
+    describe_instance, free_loopback_port, http_get, page_counts_topology, produce, wait_until,
+    wait_until_reporting, Broker,
+};
 
 fn count_via(port: u16, page: &str) -> Option<i64> {
     let (status, body) = http_get(&format!(
@@ -79,26 +82,12 @@ fn run(broker: Broker) {
             .all(|(page, count)| ports.iter().all(|p| count_via(*p, page) == Some(*count)))
     };
     // On a timeout, say where each instance stands (errors, state, tasks and whether they still restore).
-    let waited = std::time::Instant::now();
-    while !all_answer(&[port_a, port_b]) {
-        if waited.elapsed() > Duration::from_secs(90) {
-            let describe = |s: &KafkaStreams| {
-                let tasks: Vec<String> = s
-                    .metadata_for_local_threads()
-                    .iter()
-                    .flat_map(|t| t.active_tasks.iter())
-                    .map(|t| format!("{}:{}", t.task_id, t.state.as_str()))
-                    .collect();
-                format!("{:?}, tasks {tasks:?}, errors {:?}", s.state(), s.errors())
-            };
-            panic!(
-                "timed out waiting for every key through both instances; A: {}; B: {}",
-                describe(&a),
-                describe(&b)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_reporting(
+        "every key through both instances",
+        Duration::from_secs(90),
+        || all_answer(&[port_a, port_b]),
+        || format!("A: {}; B: {}", describe_instance(&a), describe_instance(&b)),
+    );
 
     // Bad requests.
     assert_eq!(

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use streams_dsl::streams_core::runtime::{HostInfo, KafkaStreams, State};
 use streams_dsl::*;
-use tests::{page_counts_topology, produce, wait_until, Broker};
+use tests::{
+    describe_instance, page_counts_topology, produce, wait_until, wait_until_reporting, Broker,
+};
 
 fn local(s: &KafkaStreams) -> BTreeMap<String, i64> {
     s.store::<String, i64>("page-counts")
@@ -45,7 +47,7 @@ fn run(broker: Broker) {
         *expected.entry(page.clone()).or_default() += 1;
     }
     // Each page lives on exactly one instance.
-    wait_until(
+    wait_until_reporting(
         "both instances to hold every count",
         Duration::from_secs(90),
         || {
@@ -53,6 +55,15 @@ fn run(broker: Broker) {
             let mut merged = la.clone();
             merged.extend(lb.clone());
             merged == expected && la.keys().all(|k| !lb.contains_key(k))
+        },
+        || {
+            format!(
+                "expected {expected:?}; A holds {:?} ({}); B holds {:?} ({})",
+                local(&a),
+                describe_instance(&a),
+                local(&b),
+                describe_instance(&b)
+            )
         },
     );
     wait_until(
