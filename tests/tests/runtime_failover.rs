@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use streams_dsl::streams_core::runtime::{KafkaStreams, State, StreamsConfig};
 use streams_dsl::*;
-use tests::{consume_until, produce, Broker};
+use tests::{consume_until, describe_instance, produce, wait_until_reporting, Broker};
 
 const APP: &str = "failover";
 
@@ -251,4 +251,110 @@ fn two_instances_one_leaves_on_the_embedded_broker() {
 #[test]
 fn two_instances_one_leaves_on_tansu() {
     two_instances_one_leaves(Broker::tansu());
+}
+
+/// Records each instance's sub-topology-0 tasks (reading `visits`) processed, by partition.
+fn visits_processed(s: &KafkaStreams) -> BTreeMap<i32, u64> {
+    s.metadata_for_local_threads()
+        .iter()
+        .flat_map(|t| t.active_tasks.iter())
+        .filter(|t| t.task_id.subtopology == 0)
+        .map(|t| (t.task_id.partition, t.records_processed))
+        .collect()
+}
+
+/// Defect: when the commit before a rebalance was refused (the embedded broker, librdkafka's mock cluster,
+/// refuses every commit while its group is joining), the partitions a thread kept restarted at the group's
+/// committed offset: everything the thread had processed before the rebalance was processed again, its records
+/// sent on twice and counted twice by the stores it kept.
+#[test]
+fn a_kept_partition_is_not_processed_again_when_the_commit_before_the_rebalance_is_refused() {
+    let broker = Broker::embedded();
+    broker.create_topic("visits", 3);
+    let raw: Vec<_> = (0..600)
+        .map(|i| {
+            (
+                format!("u{}", i % 30).into_bytes(),
+                Some(format!("/p{}", i % 20).into_bytes()),
+            )
+        })
+        .collect();
+    produce(&broker.bootstrap(), "visits", &raw);
+    let sizes: BTreeMap<i32, u64> = {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .create()
+            .unwrap();
+        (0..3)
+            .map(|p| {
+                let (low, high) = c
+                    .fetch_watermarks("visits", p, Duration::from_secs(10))
+                    .unwrap();
+                (p, (high - low) as u64)
+            })
+            .collect()
+    };
+    assert_eq!(sizes.values().sum::<u64>(), 600);
+
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // A never commits on its interval: what it processes alone is committed, if ever, when the rebalance begins,
+    // and the broker refuses that commit.
+    let (mut config, admin) = broker.config("kept", dir_a.path());
+    config.set("commit.interval.ms", "600000").unwrap();
+    let a = KafkaStreams::new(tests::page_counts_topology(), (config, admin)).unwrap();
+    a.start().unwrap();
+    wait_until_reporting(
+        "A to process every visit alone",
+        Duration::from_secs(60),
+        || visits_processed(&a) == sizes,
+        || describe_instance(&a),
+    );
+
+    let b = KafkaStreams::new(
+        tests::page_counts_topology(),
+        broker.config("kept", dir_b.path()),
+    )
+    .unwrap();
+    b.start().unwrap();
+    // B reads the partitions it took from the beginning (A committed nothing for them); A keeps the others and
+    // goes on from where it stopped.
+    let kept = || -> BTreeMap<i32, u64> {
+        let on_b = visits_processed(&b);
+        visits_processed(&a)
+            .into_iter()
+            .filter(|(p, _)| !on_b.contains_key(p))
+            .collect()
+    };
+    wait_until_reporting(
+        "the rebalance to complete and B to process its partitions",
+        Duration::from_secs(60),
+        || {
+            let (on_a, on_b) = (visits_processed(&a), visits_processed(&b));
+            a.state() == State::Running
+                && b.state() == State::Running
+                && on_a.len() + on_b.len() == 3
+                && !on_b.is_empty()
+                && on_b.iter().all(|(p, n)| *n == sizes[p])
+        },
+        || format!("A: {}; B: {}", describe_instance(&a), describe_instance(&b)),
+    );
+    // A reprocessing its kept partitions would show within moments: every record fetched again at once.
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        let kept = kept();
+        assert!(!kept.is_empty(), "A keeps a partition");
+        for (p, n) in &kept {
+            assert_eq!(
+                *n,
+                sizes[p],
+                "A processed {n} records of visits-{p}, which holds {}: {}",
+                sizes[p],
+                describe_instance(&a)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(a.close(Duration::from_secs(30)));
+    assert!(b.close(Duration::from_secs(30)));
 }

@@ -12,6 +12,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use state_store::{RocksDbResources, SharedKeyValueStore};
 
@@ -237,7 +238,114 @@ impl StreamsConsumerContext {
     }
 }
 
+impl StreamsConsumerContext {
+    /// Partitions of a new assignment whose tasks this thread kept processed past their last commit: when the
+    /// commit before the revocation was refused (a broker may refuse commits while the group rebalances), the
+    /// consumer would start them at the group's committed offset and reprocess, with the kept stores already
+    /// holding the effects, what the thread processed before the rebalance: every count of those records twice.
+    /// Where the group's committed offset is still the one this thread committed last (nobody else committed
+    /// progress meanwhile), such a partition starts where the thread stopped instead, and the next commit
+    /// records it.
+    fn resume_uncommitted(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let pending: Vec<UncommittedProgress> = match self.shared.commits.lock() {
+            Ok(c) => tpl
+                .elements()
+                .iter()
+                .filter_map(|e| {
+                    let key = (e.topic().to_string(), e.partition());
+                    let &(processed, _) = c.offsets.get(&key)?;
+                    let committed = c.committed.get(&key).copied();
+                    (committed != Some(processed)).then_some(UncommittedProgress {
+                        topic: key.0,
+                        partition: key.1,
+                        processed,
+                        committed,
+                    })
+                })
+                .collect(),
+            Err(_) => return,
+        };
+        if pending.is_empty() {
+            return;
+        }
+        let mut query = TopicPartitionList::new();
+        for p in &pending {
+            query.add_partition(&p.topic, p.partition);
+        }
+        let group = match consumer.committed_offsets(query, Duration::from_secs(10)) {
+            Ok(group) => group,
+            Err(e) => {
+                tracing::warn!(thread = %self.shared.name, error = %e, "cannot read the committed offsets: partitions processed past their last commit are processed again from it");
+                return;
+            }
+        };
+        for p in pending {
+            let in_group = match group
+                .find_partition(&p.topic, p.partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            if in_group != p.committed {
+                tracing::warn!(thread = %self.shared.name, topic = %p.topic, partition = p.partition, processed = p.processed, committed = ?in_group, "another member committed this partition since this thread last did: processing again from the group's committed offset");
+                continue;
+            }
+            match tpl.set_partition_offset(&p.topic, p.partition, Offset::Offset(p.processed)) {
+                Ok(()) => {
+                    tracing::info!(thread = %self.shared.name, topic = %p.topic, partition = p.partition, offset = p.processed, committed = ?in_group, "the commit before the rebalance did not happen: resuming where this thread stopped")
+                }
+                Err(e) => {
+                    tracing::warn!(thread = %self.shared.name, error = %e, "cannot set the start offset")
+                }
+            }
+        }
+    }
+}
+
+/// A partition a thread processed past its last commit.
+struct UncommittedProgress {
+    topic: String,
+    partition: i32,
+    /// The next offset to process.
+    processed: i64,
+    /// The offset the thread committed last, if it ever did.
+    committed: Option<i64>,
+}
+
 impl ConsumerContext for StreamsConsumerContext {
+    /// The eager protocol (the `range` assignor) as rust-rdkafka implements it, except that partitions the thread
+    /// processed past their last commit start where it stopped (see [`Self::resume_uncommitted`]).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let assign = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if assign {
+            self.resume_uncommitted(consumer, tpl);
+        }
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            other => Rebalance::Error(KafkaError::Rebalance(other.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let applied = if assign {
+            consumer.assign(tpl)
+        } else {
+            consumer.unassign()
+        };
+        if let Err(e) = applied {
+            tracing::error!(thread = %self.shared.name, error = %e, "cannot apply the rebalance");
+            if let Ok(mut slot) = self.shared.callback_error.lock() {
+                slot.get_or_insert(kafka("applying the rebalance", e));
+            }
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(_) if consumer.assignment_lost() => {
@@ -398,7 +506,11 @@ pub(crate) fn spawn(
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
-            let span = tracing::info_span!("stream_thread", thread = %s2.name);
+            let span = tracing::info_span!(
+                "stream_thread",
+                thread = %s2.name,
+                process = %ctx.process_id
+            );
             let _enter = span.enter();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 run(&ctx, &s2, collector)
