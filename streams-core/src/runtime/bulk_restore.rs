@@ -40,6 +40,8 @@ const STEP_RECORDS: usize = 100_000;
 const QUIET_END: Duration = Duration::from_secs(2);
 /// The longest one step polls: cancellations and new tasks are looked at between steps.
 const STEP_TIME: Duration = Duration::from_millis(100);
+/// How often a standby task that read something flushes its stores and writes its checkpoint.
+pub(crate) const STANDBY_CHECKPOINT: Duration = Duration::from_secs(5);
 
 /// A task whose stores are open and whose restoration is planned.
 pub(crate) struct BulkJob {
@@ -54,7 +56,17 @@ pub(crate) struct BulkJob {
     /// Partitions with nothing to read and where they stand.
     pub positions: BTreeMap<(String, i32), i64>,
     pub plans: Vec<PlannedRestore>,
+    /// A standby task: its changelogs are followed until it is cancelled, never finished, and what was read is
+    /// checkpointed every [`STANDBY_CHECKPOINT`].
+    pub standby: bool,
+    /// Where a standby's partitions stand, kept up to date for queries: store and partition -> (next offset to
+    /// read, end of the changelog as last seen).
+    pub progress: Option<StandbyProgress>,
 }
+
+/// Where each partition of a standby task stands: store and partition -> (next offset to read, end of the
+/// changelog as last seen).
+pub(crate) type StandbyProgress = Arc<std::sync::Mutex<BTreeMap<(String, i32), (i64, i64)>>>;
 
 /// Records of one partition waiting to be written: keys and values side by side in one buffer.
 #[derive(Default)]
@@ -118,6 +130,9 @@ struct Active {
     parts: Vec<Part>,
     restored: u64,
     last_progress: Instant,
+    /// A standby's records applied by its last checkpoint, and when that was.
+    restored_at_checkpoint: u64,
+    checkpointed: Instant,
 }
 
 /// The restorations in progress on one state updater.
@@ -184,6 +199,8 @@ impl BulkRestore {
             parts,
             restored: 0,
             last_progress: Instant::now(),
+            restored_at_checkpoint: 0,
+            checkpointed: Instant::now(),
         });
         self.reassign = true;
         Ok(())
@@ -436,10 +453,10 @@ impl BulkRestore {
                 };
                 metrics::gauge!("streams_restore_remaining_records", "store" => part.plan.store.clone(), "partition" => partition.to_string())
                     .set((part.plan.end.max(high.unwrap_or(0)) - part.position).max(0) as f64);
-                if log && !reached {
+                if log && !reached && !a.job.standby {
                     tracing::info!(store = %part.plan.store, partition, restored = part.restored, total = part.total(high.unwrap_or(0)), "restoring");
                 }
-                if reached {
+                if reached && !(a.job.standby && part.plan.open_ended) {
                     part.done = true;
                     a.last_progress = Instant::now();
                     a.job
@@ -451,7 +468,30 @@ impl BulkRestore {
                     self.reassign = true;
                 }
             }
-            if a.parts.iter().all(|p| p.done) {
+            if a.job.standby {
+                if let Some(Ok(mut progress)) = a.job.progress.as_ref().map(|p| p.lock()) {
+                    for part in &a.parts {
+                        let end = cached_high_watermark(
+                            consumer,
+                            &part.plan.changelog,
+                            part.plan.partition,
+                        )
+                        .unwrap_or(0)
+                        .max(part.plan.end)
+                        .max(part.position);
+                        progress.insert(
+                            (part.plan.store.clone(), part.plan.partition),
+                            (part.position, end),
+                        );
+                    }
+                }
+                // Followed until cancelled; no progress is expected when nothing is written.
+                if a.restored > a.restored_at_checkpoint
+                    && a.checkpointed.elapsed() >= STANDBY_CHECKPOINT
+                {
+                    checkpoint_standby(a)?;
+                }
+            } else if a.parts.iter().all(|p| p.done) {
                 finished.push(ai);
             } else if a.last_progress.elapsed() > self.timeout {
                 let part = a.parts.iter().find(|p| !p.done).expect("a part is left");
@@ -539,6 +579,36 @@ fn write(
     listener.on_batch_restored(&part.plan.store, part.plan.partition, part.restored, total);
     tracing::debug!(store = %part.plan.store, partition = part.plan.partition, restored = part.restored, total, "restore progress");
     Ok(n)
+}
+
+/// Flushes a standby task's stores and checkpoints the changelog offsets they reached, so the task starts from
+/// there when it becomes active on this instance (or the standby starts again after a restart).
+fn checkpoint_standby(a: &mut Active) -> Result<(), StreamsError> {
+    let mut offsets = a.job.checkpoint.clone();
+    offsets.extend(a.job.positions.clone());
+    for part in a.parts.iter_mut() {
+        let store = &mut a.job.state.stores[part.store].store;
+        if part.batch.len() > 0 {
+            a.restored += write(part, &mut **store, &*a.job.listener, None)?;
+        }
+        if store.persistent() {
+            offsets.insert(
+                (part.plan.changelog.clone(), part.plan.partition),
+                part.position,
+            );
+        }
+    }
+    if !a.job.state.stores.iter().any(|s| s.store.persistent()) {
+        return Ok(());
+    }
+    for s in &mut a.job.state.stores {
+        s.store.flush()?;
+    }
+    checkpoint::write(&a.job.state.task_dir, &offsets)?;
+    a.restored_at_checkpoint = a.restored;
+    a.checkpointed = Instant::now();
+    tracing::debug!(task = %a.job.task, ?offsets, "standby checkpointed");
+    Ok(())
 }
 
 /// Stops a task's restoration where it stands: what was read is written, flushed and checkpointed (with the

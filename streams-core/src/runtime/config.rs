@@ -301,6 +301,10 @@ pub struct StreamsConfig {
     pub bootstrap_servers: String,
     /// `num.stream.threads` (default 1).
     pub num_stream_threads: usize,
+    /// `num.standby.replicas` (default 0): how many other instances keep a standby copy of each task's
+    /// changelogged stores, following its changelogs, so a task moving to one of them restores only what the
+    /// copy missed (see [`crate::runtime::standby`]).
+    pub num_standby_replicas: usize,
     /// `commit.interval.ms` (default 30 s at-least-once, 100 ms exactly-once, as in Kafka Streams; setting
     /// `processing.guarantee` changes it unless it was set).
     pub commit_interval: Duration,
@@ -374,6 +378,7 @@ impl fmt::Debug for StreamsConfig {
             .field("application_id", &self.application_id)
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("num_stream_threads", &self.num_stream_threads)
+            .field("num_standby_replicas", &self.num_standby_replicas)
             .field("commit_interval", &self.commit_interval)
             .field("state_dir", &self.state_dir)
             .field("cache_max_bytes", &self.cache_max_bytes)
@@ -421,6 +426,7 @@ impl StreamsConfig {
             application_id: application_id.into(),
             bootstrap_servers: bootstrap_servers.into(),
             num_stream_threads: 1,
+            num_standby_replicas: 0,
             commit_interval: Duration::from_secs(30),
             state_dir: std::env::temp_dir().join("kafka-streams"),
             cache_max_bytes: 10 << 20,
@@ -513,6 +519,9 @@ impl StreamsConfig {
             "application.id" => self.application_id = value.to_string(),
             "bootstrap.servers" => self.bootstrap_servers = value.to_string(),
             "num.stream.threads" => self.num_stream_threads = parse(key, value, "a number of threads")?,
+            "num.standby.replicas" => {
+                self.num_standby_replicas = parse(key, value, "a number of standby replicas")?
+            }
             "commit.interval.ms" => {
                 self.commit_interval = Duration::from_millis(parse(key, value, "milliseconds")?);
                 self.commit_interval_set = true;

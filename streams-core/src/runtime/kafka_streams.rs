@@ -86,9 +86,40 @@ struct Inner {
     /// The RocksDB memory budget (`rocksdb.memory.bytes`) that every store of the instance shares: the stores of
     /// every thread's tasks and the global stores, across restarts of the instance.
     rocksdb: RocksDbResources,
+    /// The standby placement loop (see [`crate::runtime::standby`]): its stop flag and thread.
+    standby_loop: Mutex<Option<(Arc<std::sync::atomic::AtomicBool>, JoinHandle<()>)>>,
 }
 
 impl Inner {
+    /// Stops placing standbys and stops every standby task (each checkpoints what it read).
+    fn stop_standbys(&self) {
+        if let Some((stop, handle)) = self.standby_loop.lock().ok().and_then(|mut l| l.take()) {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.join();
+        }
+        if let Some(ctx) = self.context.lock().ok().and_then(|c| c.clone()) {
+            ctx.standbys.shutdown();
+        }
+    }
+
+    /// The tasks this instance's stream threads hold, restoring or running.
+    fn local_tasks(&self) -> std::collections::BTreeSet<crate::processor::TaskId> {
+        let Ok(threads) = self.threads.lock() else {
+            return Default::default();
+        };
+        threads
+            .iter()
+            .filter_map(|t| {
+                t.shared
+                    .snapshot
+                    .lock()
+                    .ok()
+                    .map(|s| s.tasks.keys().copied().collect::<Vec<_>>())
+            })
+            .flatten()
+            .collect()
+    }
+
     fn leave_metadata(&self) {
         if let Some(m) = self.metadata.lock().ok().and_then(|mut m| m.take()) {
             m.leave();
@@ -256,6 +287,7 @@ impl KafkaStreams {
                 dir_lock: Mutex::new(None),
                 history: Arc::new(MetricsHistory::default()),
                 rocksdb: RocksDbResources::new(config_rocksdb_bytes, config_rocksdb_bytes / 2),
+                standby_loop: Mutex::new(None),
             }),
         })
     }
@@ -435,6 +467,40 @@ impl KafkaStreams {
         self.inner.config.application_server.as_deref()
     }
 
+    /// How far behind its changelog each standby copy kept on this instance is (`num.standby.replicas`): store
+    /// name -> partition -> lag. Empty without standbys; a standby still opening its stores is not listed yet.
+    ///
+    /// ```no_run
+    /// # fn f(streams: &streams_core::runtime::KafkaStreams) {
+    /// for (store, partitions) in streams.standby_lags() {
+    ///     for (partition, lag) in partitions {
+    ///         println!("{store}-{partition}: {} records behind", lag.offset_lag);
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn standby_lags(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<i32, crate::runtime::LagInfo>>
+    {
+        let mut out: std::collections::BTreeMap<String, std::collections::BTreeMap<i32, _>> =
+            Default::default();
+        let Some(ctx) = self.inner.context.lock().ok().and_then(|c| c.clone()) else {
+            return out;
+        };
+        for ((store, partition), (at, end)) in ctx.standbys.progress() {
+            out.entry(store).or_default().insert(
+                partition,
+                crate::runtime::LagInfo {
+                    current_offset_position: at,
+                    end_offset_position: end,
+                    offset_lag: (end - at).max(0),
+                },
+            );
+        }
+        out
+    }
+
     /// Every running instance of the application (this one included) with its `application.server`, its
     /// partitions and the stores it holds parts of; empty before `start`.
     pub fn all_metadata(&self) -> Vec<StreamsMetadata> {
@@ -510,12 +576,22 @@ impl KafkaStreams {
             .iter()
             .map(|t| inner.topology.resolve_topic(app, t))
             .collect();
-        let active = self.all_metadata().into_iter().find(|m| {
-            m.partitions
+        let holds = |parts: &std::collections::BTreeSet<(String, i32)>| {
+            parts
                 .iter()
                 .any(|(t, p)| *p == partition && topics.contains(t))
-        });
-        Ok(KeyQueryMetadata { partition, active })
+        };
+        let all = self.all_metadata();
+        let active = all.iter().find(|m| holds(&m.partitions)).cloned();
+        let standbys = all
+            .into_iter()
+            .filter(|m| holds(&m.standby_partitions) && !holds(&m.partitions))
+            .collect();
+        Ok(KeyQueryMetadata {
+            partition,
+            active,
+            standbys,
+        })
     }
 
     /// Like [`KafkaStreams::query_metadata_for_key`], with the store's own key serde.
@@ -591,6 +667,7 @@ impl KafkaStreams {
             &inner.config,
             inner.instance_id.clone(),
         )?);
+        let metadata_for_standbys = metadata.clone();
         if let Ok(mut m) = inner.metadata.lock() {
             *m = Some(metadata.clone());
         }
@@ -619,13 +696,96 @@ impl KafkaStreams {
                 has_persistent_state(&inner.topology),
             )?),
             aborted: Arc::default(),
+            standbys: Arc::new(crate::runtime::standby::Standbys::new(
+                inner.config.num_standby_replicas,
+            )),
         });
         if let Ok(mut c) = inner.context.lock() {
             *c = Some(ctx.clone());
         }
+        if ctx.standbys.replicas() > 0 && standby_subtopologies(&ctx).iter().any(|&r| r) {
+            ctx.standbys.start(ctx.clone())?;
+            Self::start_standby_placement(inner, &ctx, metadata_for_standbys)?;
+        }
         inner.transition(State::Rebalancing);
         for _ in 0..inner.config.num_stream_threads {
             Self::spawn_thread(inner, &ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the loop that, every second, places the standbys from the instances' announcements and keeps
+    /// this instance's share of them (see [`crate::runtime::standby`]).
+    fn start_standby_placement(
+        inner: &Arc<Inner>,
+        ctx: &Arc<ThreadContext>,
+        metadata: Arc<MetadataService>,
+    ) -> Result<(), StreamsError> {
+        use crate::runtime::standby::{place, Member};
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (weak, ctx, flag) = (Arc::downgrade(inner), ctx.clone(), stop.clone());
+        let name = format!("{}-StandbyPlacement", ctx.config.application_id);
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let me = ctx.process_id.to_string();
+                let replicas = ctx.standbys.replicas();
+                let eligible = standby_subtopologies(&ctx);
+                while !flag.load(Ordering::Relaxed) {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let members: Vec<Member> = metadata
+                        .placement_members()
+                        .into_iter()
+                        .map(|(key, parts)| {
+                            let parts: Vec<(String, i32)> = parts.into_iter().collect();
+                            Member {
+                                key,
+                                active: ctx
+                                    .routing
+                                    .tasks_of(&parts)
+                                    .into_iter()
+                                    .filter(|t| eligible[t.subtopology])
+                                    .collect(),
+                            }
+                        })
+                        .collect();
+                    let placed = place(&members, replicas);
+                    let mut desired: std::collections::BTreeSet<_> = placed
+                        .iter()
+                        .filter(|(_, chosen)| chosen.iter().any(|&i| members[i].key == me))
+                        .map(|(t, _)| *t)
+                        .collect();
+                    // A task nobody announces (its partitions are moving) keeps its standby here.
+                    desired.extend(
+                        ctx.standbys
+                            .tasks()
+                            .into_iter()
+                            .filter(|t| !placed.contains_key(t)),
+                    );
+                    ctx.standbys.update(&desired, &inner.local_tasks());
+                    let partitions: Vec<(String, i32)> = ctx
+                        .standbys
+                        .tasks()
+                        .into_iter()
+                        .flat_map(|t| {
+                            ctx.routing.sources[t.subtopology]
+                                .iter()
+                                .map(move |topic| (topic.clone(), t.partition))
+                        })
+                        .collect();
+                    metadata.set_standbys(&me, partitions);
+                    drop(inner);
+                    for _ in 0..10 {
+                        if flag.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            })
+            .map_err(|source| StreamsError::Io { path: name, source })?;
+        if let Ok(mut l) = inner.standby_loop.lock() {
+            *l = Some((stop, handle));
         }
         Ok(())
     }
@@ -722,6 +882,7 @@ impl KafkaStreams {
             }
         }
         let done = wait_threads(inner, Some(Instant::now() + timeout));
+        inner.stop_standbys();
         inner.leave_metadata();
         if done {
             // Every thread has closed its stores: another instance may take the directory.
@@ -790,7 +951,8 @@ fn wait_threads(inner: &Inner, deadline: Option<Instant>) -> bool {
             all
         };
         if all_done {
-            // The stream threads are gone: the global thread checkpoints and stops last.
+            // The stream threads are gone: the standbys stop, then the global thread checkpoints and stops last.
+            inner.stop_standbys();
             let global = inner.global.lock().ok().and_then(|g| g.clone());
             return global.is_none_or(|g| g.stop(deadline));
         }
@@ -836,6 +998,23 @@ fn lock_state_dir(config: &StreamsConfig) -> Result<std::fs::File, StreamsError>
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(io(&path, e)),
     }
+}
+
+/// Which sub-topologies have standby tasks: those with changelogged stores, all of them persistent (a standby
+/// copy kept in memory would be lost when the task moves here, as its stores are reopened).
+fn standby_subtopologies(ctx: &ThreadContext) -> Vec<bool> {
+    ctx.subs
+        .iter()
+        .map(|s| {
+            let logged: Vec<_> = s
+                .stores
+                .iter()
+                .filter_map(|n| ctx.topology.stores.get(n))
+                .filter(|d| d.logging)
+                .collect();
+            !logged.is_empty() && logged.iter().all(|d| d.supplier.persistent())
+        })
+        .collect()
 }
 
 /// This process's id: kept in `state.dir/<application.id>/process-id` when the application has state (the

@@ -63,6 +63,9 @@ pub struct StreamsMetadata {
     pub host: Option<HostInfo>,
     /// Source topic partitions it owns now.
     pub partitions: BTreeSet<(String, i32)>,
+    /// Source topic partitions whose tasks it keeps standby copies of (`num.standby.replicas`): the stores of
+    /// those tasks, a little behind the active ones.
+    pub standby_partitions: BTreeSet<(String, i32)>,
     /// Stores it holds a part of.
     pub stores: BTreeSet<String>,
 }
@@ -74,6 +77,20 @@ pub struct KeyQueryMetadata {
     pub partition: i32,
     /// The instance owning that partition now, if known.
     pub active: Option<StreamsMetadata>,
+    /// The instances keeping a standby copy of the key's task.
+    pub standbys: Vec<StreamsMetadata>,
+}
+
+/// How far a local copy of one store partition is behind its changelog (see
+/// [`crate::runtime::KafkaStreams::standby_lags`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LagInfo {
+    /// The next changelog offset the copy reads.
+    pub current_offset_position: i64,
+    /// The end of the changelog, as the copy's consumer last saw it.
+    pub end_offset_position: i64,
+    /// Records of the changelog the copy has not read: `end - current`, never negative.
+    pub offset_lag: i64,
 }
 
 /// How often an instance repeats its announcement.
@@ -94,6 +111,12 @@ pub(crate) struct Announcement {
     /// The announcer's refresh interval (absent in older announcements: the default).
     #[serde(default = "default_refresh_ms")]
     refresh_ms: i64,
+    /// The announcer's process id, which ranks it for standby placement (absent in older announcements).
+    #[serde(default)]
+    process: Option<String>,
+    /// Source partitions of the tasks it keeps standby copies of.
+    #[serde(default)]
+    standby: Vec<(String, i32)>,
 }
 
 fn default_refresh_ms() -> i64 {
@@ -125,6 +148,9 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// An instance's process id and the source partitions of its standby tasks.
+type StandbyClaim = (Option<String>, Vec<(String, i32)>);
+
 /// The partitions of each stream thread.
 type ThreadPartitions = BTreeMap<String, Vec<(String, i32)>>;
 
@@ -140,6 +166,8 @@ struct Announcer {
     /// Set once the tombstone is sent: nothing is announced after it (a thread ending late must not revive
     /// the announcement).
     left: AtomicBool,
+    /// The process id and the standby partitions announced with the partitions.
+    standby: Mutex<StandbyClaim>,
 }
 
 impl Announcer {
@@ -168,12 +196,15 @@ impl Announcer {
             return;
         };
         let set: BTreeSet<(String, i32)> = threads.values().flatten().cloned().collect();
+        let (process, standby) = self.standby.lock().map(|s| s.clone()).unwrap_or_default();
         let a = Announcement {
             server: self.server.clone(),
             partitions: set.into_iter().collect(),
             at_ms: now_ms(),
             assigned_ms: *assigned_ms,
             refresh_ms: self.refresh.as_millis() as i64,
+            process,
+            standby,
         };
         match serde_json::to_vec(&a) {
             Ok(v) => self.send(Some(v)),
@@ -275,6 +306,7 @@ impl MetadataService {
             refresh,
             own: Mutex::default(),
             left: AtomicBool::new(false),
+            standby: Mutex::default(),
         });
         let (an, s) = (announcer.clone(), stop.clone());
         let heartbeat = std::thread::Builder::new()
@@ -310,6 +342,38 @@ impl MetadataService {
             *assigned_ms = now_ms();
         }
         self.announcer.announce();
+    }
+
+    /// Records the process id and the standby partitions this instance keeps, announcing them when they changed.
+    pub(crate) fn set_standbys(&self, process: &str, partitions: Vec<(String, i32)>) {
+        let changed = self.announcer.standby.lock().is_ok_and(|mut s| {
+            let next = (Some(process.to_string()), partitions);
+            let changed = *s != next;
+            *s = next;
+            changed
+        });
+        if changed {
+            self.announcer.announce();
+        }
+    }
+
+    /// Each current instance's standby placement key (its process id, or its instance id when it announces
+    /// none) and the partitions it owns (a partition claimed twice counts for the latest assignment only).
+    pub(crate) fn placement_members(&self) -> Vec<(String, BTreeSet<(String, i32)>)> {
+        let keys: BTreeMap<String, String> = match self.view.lock() {
+            Ok(view) => view
+                .iter()
+                .map(|(id, (a, _))| (id.clone(), a.process.clone().unwrap_or_else(|| id.clone())))
+                .collect(),
+            Err(_) => return Vec::new(),
+        };
+        self.instances()
+            .into_iter()
+            .map(|m| {
+                let key = keys.get(&m.instance_id).cloned().unwrap_or(m.instance_id);
+                (key, m.partitions)
+            })
+            .collect()
     }
 
     /// Withdraws the partitions of `thread`, which has ended (cleanly or not), and announces the rest.
@@ -380,6 +444,7 @@ impl MetadataService {
                     instance_id: id.clone(),
                     host: a.server.as_deref().and_then(HostInfo::parse),
                     partitions: parts,
+                    standby_partitions: a.standby.iter().cloned().collect(),
                     stores: BTreeSet::new(),
                 }
             })

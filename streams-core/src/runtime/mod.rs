@@ -15,6 +15,9 @@
 //!   store held by another thread is waited for.
 //! - the **state updater** (`state_updater.rs`): restores new tasks' stores on its own thread with its own restore
 //!   consumer, from each task's checkpoint to the end offset, while the stream thread keeps processing.
+//! - the **standbys** ([`standby`]): copies of tasks' stores following their changelogs on other instances
+//!   (`num.standby.replicas`), placed by every instance alike from the metadata announcements; a task moving to
+//!   an instance holding its copy restores only what the copy missed.
 //! - the **record collector** (`record_collector.rs`): the thread's one producer (idempotent) through which every
 //!   sink and changelog record goes; delivery tracking, the production exception handler, and the flush a commit
 //!   waits for.
@@ -48,6 +51,7 @@ mod offset_metadata;
 mod record_collector;
 mod restore;
 mod security;
+pub mod standby;
 mod state_updater;
 mod task_manager;
 mod thread;
@@ -62,7 +66,7 @@ pub use http::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use kafka_streams::{IntoStreamsSetup, KafkaStreams, State, UncaughtErrorAction};
-pub use metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
+pub use metadata::{HostInfo, KeyQueryMetadata, LagInfo, StreamsMetadata};
 pub use restore::{NoopRestoreListener, StateRestoreListener};
 pub use thread_metadata::{
     PartitionOffsets, StoreRestoration, TaskMetadata, TaskState, ThreadMetadata,

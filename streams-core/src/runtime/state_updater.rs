@@ -21,7 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::StreamsError;
 use crate::processor::TaskId;
-use crate::runtime::bulk_restore::{BulkJob, BulkRestore};
+use crate::runtime::bulk_restore::{BulkJob, BulkRestore, StandbyProgress};
 use crate::runtime::checkpoint;
 use crate::runtime::clients::{client_config, client_error};
 use crate::runtime::config::ClientKind;
@@ -53,6 +53,7 @@ struct Job {
     number: u64,
     cancel: Arc<AtomicBool>,
     listener: Arc<dyn StateRestoreListener>,
+    standby: Option<StandbyProgress>,
 }
 
 enum Command {
@@ -161,6 +162,30 @@ impl StateUpdater {
         task: TaskId,
         listener: Arc<dyn StateRestoreListener>,
     ) -> Result<PendingRestore, StreamsError> {
+        self.queue(task, listener, None)
+    }
+
+    /// Queues standby task `task`: its stores are restored, then follow their changelogs until the job is
+    /// cancelled; it reports an outcome only when cancelled or failed.
+    /// `progress` is kept up to date with where each of its partitions stands.
+    pub(crate) fn add_standby(
+        &mut self,
+        task: TaskId,
+        progress: StandbyProgress,
+    ) -> Result<PendingRestore, StreamsError> {
+        self.queue(
+            task,
+            Arc::new(crate::runtime::restore::NoopRestoreListener),
+            Some(progress),
+        )
+    }
+
+    fn queue(
+        &mut self,
+        task: TaskId,
+        listener: Arc<dyn StateRestoreListener>,
+        standby: Option<StandbyProgress>,
+    ) -> Result<PendingRestore, StreamsError> {
         self.next_job += 1;
         let cancel = Arc::new(AtomicBool::new(false));
         self.commands
@@ -169,6 +194,7 @@ impl StateUpdater {
                 number: self.next_job,
                 cancel: cancel.clone(),
                 listener,
+                standby,
             }))
             .map_err(|_| StreamsError::processor("the state updater stopped"))?;
         Ok(PendingRestore {
@@ -391,6 +417,8 @@ fn plan_task(
             checkpoint: restorer.checkpoint,
             positions: restorer.positions,
             plans: restorer.plans,
+            standby: job.standby.is_some(),
+            progress: job.standby,
         })),
         Err(_) if job.cancel.load(Ordering::Relaxed) => {
             tracing::info!(task = %id, "restoration cancelled");

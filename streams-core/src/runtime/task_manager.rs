@@ -564,6 +564,8 @@ impl TaskManager {
                 )?;
                 continue;
             }
+            // A standby copy of the task here goes first: the restoration starts from its checkpoint.
+            self.ctx.standbys.release(id);
             let listener: Arc<dyn StateRestoreListener> = Arc::new(TaskRestoreProgress {
                 inner: self.ctx.restore_listener.clone(),
                 shared: self.shared.clone(),

@@ -438,6 +438,8 @@ pub(crate) struct ThreadContext {
     pub history: Arc<MetricsHistory>,
     /// Which sub-topology reads each topic, and the partition counts the tasks write to.
     pub routing: Routing,
+    /// The instance's standby tasks, stopped before a thread restores one of their tasks as active.
+    pub standbys: Arc<crate::runtime::standby::Standbys>,
     /// This process's id, kept in the state directory: under exactly-once each thread's transactional id is
     /// `<application.id>-<process id>-<thread number>`, the same after a restart.
     pub process_id: Arc<str>,

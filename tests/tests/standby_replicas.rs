@@ -1,0 +1,206 @@
+//! Standby replicas (`num.standby.replicas`): with one replica, the instance that takes over a leaving
+//! instance's tasks restores almost nothing (its standby copies followed the changelogs); without, it restores
+//! their whole changelogs. Either way every count is right afterwards. The key metadata names the standby.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streams_dsl::streams_core::runtime::{HostInfo, KafkaStreams, State};
+use streams_dsl::*;
+use tests::{
+    describe_instance, page_counts_topology, produce, wait_until, wait_until_reporting, Broker,
+    CountingRestores,
+};
+
+const VISITS: usize = 20_000;
+const PAGES: usize = 4_000;
+
+fn local(s: &KafkaStreams) -> BTreeMap<String, i64> {
+    s.store::<String, i64>("page-counts")
+        .map(|st| st.all().unwrap().into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Partitions of sub-topology 1 (the counting tasks, reading the repartition topic) that `s` runs.
+fn counting_partitions(s: &KafkaStreams) -> BTreeSet<i32> {
+    s.metadata_for_local_threads()
+        .iter()
+        .flat_map(|t| t.active_tasks.iter())
+        .filter(|t| t.task_id.subtopology == 1)
+        .map(|t| t.task_id.partition)
+        .collect()
+}
+
+/// What the failover showed: records B restored when it took A's tasks, and how many keys those tasks held.
+struct Failover {
+    restored: u64,
+    keys_moved: u64,
+}
+
+fn failover(broker: &Broker, replicas: usize) -> Failover {
+    let app = format!("standby-{replicas}");
+    broker.create_topic("visits", 3);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let start = |dir: &std::path::Path, server: &str, restored: &Arc<AtomicU64>| {
+        let (mut config, admin) = broker.config(&app, dir);
+        config.set("application.server", server).unwrap();
+        config
+            .set("num.standby.replicas", &replicas.to_string())
+            .unwrap();
+        let s = KafkaStreams::new(page_counts_topology(), (config, admin)).unwrap();
+        s.set_restore_listener(CountingRestores(restored.clone()));
+        s.start().unwrap();
+        s
+    };
+    let (restored_a, restored_b) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let a = start(dir_a.path(), "127.0.0.1:18101", &restored_a);
+    let b = start(dir_b.path(), "127.0.0.1:18102", &restored_b);
+    wait_until("both instances to run", Duration::from_secs(60), || {
+        a.state() == State::Running
+            && b.state() == State::Running
+            && !counting_partitions(&a).is_empty()
+            && !counting_partitions(&b).is_empty()
+    });
+    let visits: Vec<(String, String)> = (0..VISITS)
+        .map(|i| (format!("u{}", i % 97), format!("/p{}", (i * 7) % PAGES)))
+        .collect();
+    let raw: Vec<_> = visits
+        .iter()
+        .map(|(k, v)| (k.clone().into_bytes(), Some(v.clone().into_bytes())))
+        .collect();
+    produce(&broker.bootstrap(), "visits", &raw);
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, page) in &visits {
+        *expected.entry(page.clone()).or_default() += 1;
+    }
+    wait_until_reporting(
+        "both instances to hold every count",
+        Duration::from_secs(120),
+        || {
+            let mut merged = local(&a);
+            merged.extend(local(&b));
+            merged == expected
+        },
+        || format!("A: {}; B: {}", describe_instance(&a), describe_instance(&b)),
+    );
+    // Settled: the counting tasks split between the two (a rebalance may still have been under way).
+    wait_until(
+        "the counting tasks to be split between A and B",
+        Duration::from_secs(60),
+        || {
+            let (on_a, on_b) = (counting_partitions(&a), counting_partitions(&b));
+            a.state() == State::Running
+                && b.state() == State::Running
+                && !on_a.is_empty()
+                && !on_b.is_empty()
+                && on_a.is_disjoint(&on_b)
+                && on_a.len() + on_b.len() == 3
+        },
+    );
+    let moved = counting_partitions(&a);
+    // The changelog of A's counting tasks holds at least one record per key they count.
+    let keys_moved = local(&a).len() as u64;
+    assert!(
+        keys_moved > 0,
+        "A counts nothing: {}",
+        describe_instance(&a)
+    );
+    if replicas > 0 {
+        // B keeps a standby of each of A's counting tasks (and A of B's), caught up with the changelog.
+        wait_until_reporting(
+            "B's standbys of A's tasks to catch up",
+            Duration::from_secs(60),
+            || {
+                let lags = b.standby_lags();
+                let Some(parts) = lags.get("page-counts") else {
+                    return false;
+                };
+                moved.iter().all(|p| {
+                    parts
+                        .get(p)
+                        .is_some_and(|l| l.offset_lag == 0 && l.end_offset_position > 0)
+                })
+            },
+            || format!("B's standby lags: {:?}; A runs {moved:?}", b.standby_lags()),
+        );
+        assert!(
+            b.standby_lags()["page-counts"]
+                .keys()
+                .all(|p| !counting_partitions(&b).contains(p)),
+            "a standby on the instance running its task"
+        );
+        // The key metadata names B as the standby of a key A owns.
+        wait_until(
+            "the metadata to name B as a standby",
+            Duration::from_secs(30),
+            || {
+                expected.keys().any(|page| {
+                    let m = a
+                        .query_metadata_for_key("page-counts", page, &Serdes::string())
+                        .unwrap();
+                    m.active.as_ref().and_then(|i| i.host.clone())
+                        == HostInfo::parse("127.0.0.1:18101")
+                        && m.standbys
+                            .iter()
+                            .any(|s| s.host == HostInfo::parse("127.0.0.1:18102"))
+                })
+            },
+        );
+    } else {
+        assert!(b.standby_lags().is_empty());
+    }
+
+    // A leaves; B takes its tasks, restoring from its standby copies when it has them.
+    let before = restored_b.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(a.close(Duration::from_secs(30)));
+    wait_until_reporting(
+        "B to run every counting task and hold every count",
+        Duration::from_secs(120),
+        || {
+            b.state() == State::Running
+                && counting_partitions(&b).len() == 3
+                && local(&b) == expected
+        },
+        || describe_instance(&b),
+    );
+    let restored = restored_b.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(b.close(Duration::from_secs(30)));
+    println!(
+        "num.standby.replicas={replicas}: B restored {restored} records taking over A's tasks, which held {keys_moved} keys"
+    );
+    Failover {
+        restored,
+        keys_moved,
+    }
+}
+
+fn run(broker: fn() -> Broker) {
+    let without = failover(&broker(), 0);
+    let with = failover(&broker(), 1);
+    // Without standbys B reads A's changelog partitions from the start: at least one record per key. With
+    // them, at most 1% of that.
+    assert!(
+        without.restored >= without.keys_moved,
+        "without standbys: restored {} records for {} keys",
+        without.restored,
+        without.keys_moved
+    );
+    assert!(
+        with.restored * 100 <= with.keys_moved,
+        "with a standby: restored {} records for {} keys",
+        with.restored,
+        with.keys_moved
+    );
+}
+
+#[test]
+fn a_standby_spares_the_restore_when_its_task_moves_on_the_embedded_broker() {
+    run(Broker::embedded);
+}
+
+#[test]
+fn a_standby_spares_the_restore_when_its_task_moves_on_tansu() {
+    run(Broker::tansu);
+}
