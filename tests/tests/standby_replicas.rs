@@ -7,7 +7,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use streams_dsl::streams_core::runtime::{HostInfo, KafkaStreams, State};
+use streams_dsl::streams_core::runtime::{
+    HostInfo, KafkaStreams, QueryServer, State, StoreQueryParameters,
+};
 use streams_dsl::*;
 use tests::{
     describe_instance, page_counts_topology, produce, wait_until, wait_until_reporting, Broker,
@@ -203,4 +205,143 @@ fn a_standby_spares_the_restore_when_its_task_moves_on_the_embedded_broker() {
 #[test]
 fn a_standby_spares_the_restore_when_its_task_moves_on_tansu() {
     run(Broker::tansu);
+}
+
+fn stale_view(s: &KafkaStreams) -> BTreeMap<String, i64> {
+    let params = StoreQueryParameters::from_name("page-counts").enable_stale_stores();
+    s.store_with::<String, i64>(&params)
+        .map(|st| st.all().unwrap().into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Three instances, one standby per task; A serves no HTTP. A stale query reads the standby copies: through
+/// `store_with`, each instance sees its own tasks' counts and its standbys' counts, all right; over HTTP, a
+/// key of A's asked at C with `?stale=true` is answered by a standby (C's own, or B's after a redirect, since
+/// A does not answer), with the copy and its lag named.
+fn stale_queries(broker: Broker) {
+    let app = "standby-stale";
+    broker.create_topic("visits", 3);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| tests::free_loopback_port()).collect();
+    let instances: Vec<Arc<KafkaStreams>> = (0..3)
+        .map(|i| {
+            let (mut config, admin) = broker.config(app, dirs[i].path());
+            config
+                .set("application.server", &format!("127.0.0.1:{}", ports[i]))
+                .unwrap();
+            config.set("num.standby.replicas", "1").unwrap();
+            let s = Arc::new(KafkaStreams::new(page_counts_topology(), (config, admin)).unwrap());
+            s.start().unwrap();
+            s
+        })
+        .collect();
+    // B and C answer HTTP; A's address accepts no connection.
+    let servers: Vec<_> = (1..3)
+        .map(|i| {
+            rt.block_on(
+                QueryServer::builder(instances[i].clone())
+                    .store::<String, i64>("page-counts")
+                    .bind(([127, 0, 0, 1], ports[i]).into())
+                    .serve(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let visits: Vec<(String, String)> = (0..6_000)
+        .map(|i| (format!("u{}", i % 31), format!("/p{}", (i * 7) % 600)))
+        .collect();
+    let raw: Vec<_> = visits
+        .iter()
+        .map(|(k, v)| (k.clone().into_bytes(), Some(v.clone().into_bytes())))
+        .collect();
+    produce(&broker.bootstrap(), "visits", &raw);
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, page) in &visits {
+        *expected.entry(page.clone()).or_default() += 1;
+    }
+    let describe = || {
+        instances
+            .iter()
+            .map(|s| format!("{} standbys {:?}", describe_instance(s), s.standby_lags()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    // Every count is in, every counting task has a standby on another instance, and the standbys catch up:
+    // each instance's stale view (its own tasks' counts and its standbys') is right and larger than its own.
+    wait_until_reporting(
+        "every count, and caught-up standbys of every counting task",
+        Duration::from_secs(120),
+        || {
+            let mut merged = BTreeMap::new();
+            let mut standby = BTreeSet::new();
+            for s in &instances {
+                if s.state() != State::Running {
+                    return false;
+                }
+                merged.extend(local(s));
+                let own = counting_partitions(s);
+                if let Some(parts) = s.standby_lags().get("page-counts") {
+                    for (p, lag) in parts {
+                        if lag.offset_lag == 0 && !own.contains(p) {
+                            standby.insert(*p);
+                        }
+                    }
+                }
+            }
+            merged == expected
+                && standby.len() == 3
+                && instances.iter().all(|s| {
+                    let view = stale_view(s);
+                    view.len() > local(s).len()
+                        && view
+                            .iter()
+                            .all(|(page, count)| expected.get(page) == Some(count))
+                })
+        },
+        describe,
+    );
+    let a = &instances[0];
+    let a_pages: Vec<&String> = expected
+        .keys()
+        .filter(|page| {
+            a.query_metadata_for_key("page-counts", *page, &Serdes::string())
+                .unwrap()
+                .active
+                .is_some_and(|m| m.instance_id == a.instance_id())
+        })
+        .collect();
+    assert!(!a_pages.is_empty());
+    for page in a_pages {
+        let url = |stale: &str| {
+            format!(
+                "http://127.0.0.1:{}/stores/page-counts/keys/{}{stale}",
+                ports[2],
+                page.replace('/', "%2F")
+            )
+        };
+        let (status, body) = tests::http_get(&url("?stale=true"));
+        assert_eq!(status, 200, "{page}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["value"].as_i64(), Some(expected[page]), "{page}: {body}");
+        assert_eq!(v["copy"], "standby", "{page}: {body}");
+        assert!(v["lag"].as_i64().is_some(), "{page}: {body}");
+        // Without stale reads the request goes to A, which does not answer.
+        assert_eq!(tests::http_get(&url("")).0, 0, "{page} redirected to A");
+    }
+    for s in servers {
+        rt.block_on(s.shutdown());
+    }
+    for s in &instances {
+        assert!(s.close(Duration::from_secs(30)));
+    }
+}
+
+#[test]
+fn stale_queries_read_standby_copies_on_the_embedded_broker() {
+    stale_queries(Broker::embedded());
 }

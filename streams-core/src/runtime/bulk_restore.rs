@@ -59,14 +59,11 @@ pub(crate) struct BulkJob {
     /// A standby task: its changelogs are followed until it is cancelled, never finished, and what was read is
     /// checkpointed every [`STANDBY_CHECKPOINT`].
     pub standby: bool,
-    /// Where a standby's partitions stand, kept up to date for queries: store and partition -> (next offset to
-    /// read, end of the changelog as last seen).
+    /// A standby's shared state: where its partitions stand, kept up to date for queries.
     pub progress: Option<StandbyProgress>,
 }
 
-/// Where each partition of a standby task stands: store and partition -> (next offset to read, end of the
-/// changelog as last seen).
-pub(crate) type StandbyProgress = Arc<std::sync::Mutex<BTreeMap<(String, i32), (i64, i64)>>>;
+pub(crate) use crate::runtime::standby::StandbyProgress;
 
 /// Records of one partition waiting to be written: keys and values side by side in one buffer.
 #[derive(Default)]
@@ -469,20 +466,15 @@ impl BulkRestore {
                 }
             }
             if a.job.standby {
-                if let Some(Ok(mut progress)) = a.job.progress.as_ref().map(|p| p.lock()) {
+                if let Some(Ok(mut progress)) = a.job.progress.as_ref().map(|p| p.positions.lock())
+                {
+                    // A lag is reported once a fetch response told the partition's end.
                     for part in &a.parts {
-                        let end = cached_high_watermark(
-                            consumer,
-                            &part.plan.changelog,
-                            part.plan.partition,
-                        )
-                        .unwrap_or(0)
-                        .max(part.plan.end)
-                        .max(part.position);
-                        progress.insert(
-                            (part.plan.store.clone(), part.plan.partition),
-                            (part.position, end),
-                        );
+                        let (changelog, p) = (&part.plan.changelog, part.plan.partition);
+                        if let Some(high) = cached_high_watermark(consumer, changelog, p) {
+                            let end = high.max(part.plan.end).max(part.position);
+                            progress.insert((part.plan.store.clone(), p), (part.position, end));
+                        }
                     }
                 }
                 // Followed until cancelled; no progress is expected when nothing is written.

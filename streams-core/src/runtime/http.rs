@@ -6,7 +6,12 @@
 //! - `GET /metadata`: every instance with its `application.server`, partitions and stores;
 //! - `GET /stores/{store}/keys/{key}`: `{"key": .., "value": ..}`, or a 307 redirect to the instance holding
 //!   the key when it advertises another address than this server's own `application.server` (instances behind
-//!   one address answer locally, or 503 while the key's partition is held by another of them);
+//!   one address answer locally, or 503 while the key's partition is held by another of them). With
+//!   `?stale=true` a standby copy may answer, and this instance answers while it rebalances (see
+//!   [`crate::runtime::StoreQueryParameters::enable_stale_stores`]): the answer adds `"copy"` (`"active"` or
+//!   `"standby"`) and `"lag"` (changelog records the copy is behind, 0 for an active task); when the instance
+//!   holding the key does not accept connections, the request is redirected to an instance keeping a standby of
+//!   it;
 //! - `GET /stores/{store}?prefix=..|from=..&to=..&limit=N`: a page of at most `limit` entries (bounded by the
 //!   server's maximum) from this instance's partitions, in key-byte order; `/metadata` names the other
 //!   instances. A prefix scan needs keys that serialize as strings, with the string serde or the JSON one (the
@@ -92,8 +97,28 @@ struct ScanQuery {
     limit: Option<usize>,
 }
 
+/// Parameters of a key lookup.
+#[derive(Debug, Default, serde::Deserialize)]
+struct KeyQuery {
+    /// Standby copies may answer, and kept tasks during a rebalance (see
+    /// [`crate::runtime::StoreQueryParameters::enable_stale_stores`]).
+    #[serde(default)]
+    stale: bool,
+}
+
+/// Whether something accepts connections at `host` within a short wait.
+fn reachable(host: &HostInfo) -> bool {
+    use std::net::ToSocketAddrs;
+    let Ok(addrs) = (host.host.as_str(), host.port).to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
+}
+
 trait Endpoint: Send + Sync {
-    fn get(&self, streams: &KafkaStreams, raw_key: &str) -> Reply;
+    fn get(&self, streams: &KafkaStreams, raw_key: &str, q: &KeyQuery) -> Reply;
     fn scan(&self, streams: &KafkaStreams, q: &ScanQuery, max_page: usize) -> Reply;
 }
 
@@ -149,12 +174,48 @@ fn encode_path_segment(s: &str) -> String {
     out
 }
 
+impl<K, V> TypedEndpoint<K, V>
+where
+    K: Serialize + DeserializeOwned + 'static,
+    V: Serialize + 'static,
+{
+    /// A stale lookup here: the stores of this instance's tasks first, then its standby copies. The answer
+    /// says which copy answered and, for a standby, how many changelog records it is behind.
+    fn stale_get(&self, streams: &KafkaStreams, key: &K) -> Result<Option<Reply>, StreamsError> {
+        let (active, standby) = streams.stale_parts(&self.name)?;
+        let topology = streams.topology();
+        let view = crate::ReadOnlyKeyValueStore::<K, V>::new(topology, &self.name, active)?;
+        if let Some(v) = view.get(key)? {
+            return Ok(Some(Reply::Json(
+                StatusCode::OK,
+                json!({ "key": key, "value": v, "copy": "active", "lag": 0 }),
+            )));
+        }
+        let view = crate::ReadOnlyKeyValueStore::<K, V>::new(topology, &self.name, standby)?;
+        let Some(v) = view.get(key)? else {
+            return Ok(None);
+        };
+        let partition = streams
+            .query_metadata_for_store_key::<K, V>(&self.name, key)?
+            .partition;
+        let lag = streams
+            .standby_lags()
+            .get(&self.name)
+            .and_then(|p| p.get(&partition))
+            .map(|l| l.offset_lag);
+        Ok(Some(Reply::Json(
+            StatusCode::OK,
+            json!({ "key": key, "value": v, "copy": "standby", "lag": lag }),
+        )))
+    }
+}
+
 impl<K, V> Endpoint for TypedEndpoint<K, V>
 where
     K: Serialize + DeserializeOwned + 'static,
     V: Serialize + 'static,
 {
-    fn get(&self, streams: &KafkaStreams, raw_key: &str) -> Reply {
+    fn get(&self, streams: &KafkaStreams, raw_key: &str, q: &KeyQuery) -> Reply {
         let Some(key) = parse_key::<K>(raw_key) else {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -166,17 +227,61 @@ where
         };
         // A key this instance holds is answered here: its tasks are current, while another instance's
         // announcement may lag a rebalance.
-        let local = match streams.store::<K, V>(&self.name).and_then(|s| s.get(&key)) {
-            Ok(v) => v,
-            Err(e) => return from_streams_error(e),
-        };
-        if let Some(v) = local {
-            return Reply::Json(StatusCode::OK, json!({ "key": key, "value": v }));
+        if q.stale {
+            match self.stale_get(streams, &key) {
+                Ok(Some(found)) => return found,
+                Ok(None) => {}
+                Err(e) => return from_streams_error(e),
+            }
+        } else {
+            let local = match streams.store::<K, V>(&self.name).and_then(|s| s.get(&key)) {
+                Ok(v) => v,
+                Err(e) => return from_streams_error(e),
+            };
+            if let Some(v) = local {
+                return Reply::Json(StatusCode::OK, json!({ "key": key, "value": v }));
+            }
         }
         let meta = match streams.query_metadata_for_store_key::<K, V>(&self.name, &key) {
             Ok(meta) => meta,
             Err(e) => return from_streams_error(e),
         };
+        let link = |host: &HostInfo| {
+            format!(
+                "http://{host}/stores/{}/keys/{}{}",
+                encode_path_segment(&self.name),
+                encode_path_segment(raw_key),
+                if q.stale { "?stale=true" } else { "" }
+            )
+        };
+        let own = streams.application_server().and_then(HostInfo::parse);
+        if q.stale {
+            // The owner out of reach: a standby answers, a little behind.
+            let owner = meta
+                .active
+                .as_ref()
+                .filter(|o| o.instance_id != streams.instance_id());
+            if let Some(host) = owner.and_then(|o| o.host.clone()) {
+                if Some(&host) != own.as_ref() && !reachable(&host) {
+                    let standby = meta.standbys.iter().find_map(|s| {
+                        s.host
+                            .clone()
+                            .filter(|h| Some(h) != own.as_ref() && *h != host)
+                    });
+                    return match standby {
+                        Some(s) => Reply::Redirect(link(&s)),
+                        None => error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!(
+                                "the instance holding partition {} of store '{}' ({host}) is unreachable, and no \
+                                 other instance keeps a standby of it",
+                                meta.partition, self.name
+                            ),
+                        ),
+                    };
+                }
+            }
+        }
         let not_found = || {
             error(
                 StatusCode::NOT_FOUND,
@@ -189,14 +294,9 @@ where
         if owner.instance_id == streams.instance_id() {
             return not_found();
         }
-        let own = streams.application_server().and_then(HostInfo::parse);
         match owner.host {
             // Another address: the key is answered there.
-            Some(host) if Some(&host) != own.as_ref() => Reply::Redirect(format!(
-                "http://{host}/stores/{}/keys/{}",
-                encode_path_segment(&self.name),
-                encode_path_segment(raw_key)
-            )),
+            Some(host) if Some(&host) != own.as_ref() => Reply::Redirect(link(&host)),
             // Another instance advertising this very address (several instances behind one address): a
             // redirect would come back here. The answer is local, or unavailable while the partition is not here.
             Some(_) if holds_partition(streams, &self.name, meta.partition) => not_found(),
@@ -727,12 +827,13 @@ async fn api_metrics(State(s): State<Arc<AppState>>) -> Response {
 async fn get_key(
     State(s): State<Arc<AppState>>,
     Path((store, key)): Path<(String, String)>,
+    Query(q): Query<KeyQuery>,
 ) -> Reply {
     let Some(e) = s.stores.get(&store).cloned() else {
         return error(StatusCode::NOT_FOUND, format!("unknown store '{store}'"));
     };
     let streams = s.streams.clone();
-    blocking(move || e.get(&streams, &key)).await
+    blocking(move || e.get(&streams, &key, &q)).await
 }
 
 async fn scan(
@@ -836,7 +937,7 @@ mod tests {
     }
 
     impl Endpoint for SlowEndpoint {
-        fn get(&self, _: &KafkaStreams, _: &str) -> Reply {
+        fn get(&self, _: &KafkaStreams, _: &str, _: &KeyQuery) -> Reply {
             self.read_on
                 .lock()
                 .unwrap()
@@ -845,7 +946,7 @@ mod tests {
             Reply::Json(StatusCode::OK, json!({}))
         }
         fn scan(&self, streams: &KafkaStreams, _: &ScanQuery, _: usize) -> Reply {
-            self.get(streams, "")
+            self.get(streams, "", &KeyQuery::default())
         }
     }
 

@@ -392,6 +392,72 @@ impl KafkaStreams {
         crate::ReadOnlyKeyValueStore::new(&self.inner.topology, name, parts)
     }
 
+    /// A read-only view of store `name` as `params` allow. With [`StoreQueryParameters::enable_stale_stores`]
+    /// the view also reads the standby copies this instance keeps (`num.standby.replicas`; a little behind
+    /// their active tasks, see [`KafkaStreams::standby_lags`]) and the stores of the tasks its threads keep
+    /// through a rebalance, and answers while the instance rebalances or restores: a query keeps an answer,
+    /// possibly stale, while tasks move. Without it, this is [`KafkaStreams::store`].
+    ///
+    /// ```no_run
+    /// use streams_core::runtime::{KafkaStreams, StoreQueryParameters};
+    /// # fn f(streams: &KafkaStreams) -> Result<(), streams_core::StreamsError> {
+    /// let params = StoreQueryParameters::from_name("page-counts").enable_stale_stores();
+    /// let counts = streams.store_with::<String, i64>(&params)?;
+    /// println!("{:?}", counts.get(&"/home".to_string())?);
+    /// # Ok(()) }
+    /// ```
+    pub fn store_with<K: 'static, V: 'static>(
+        &self,
+        params: &StoreQueryParameters,
+    ) -> Result<crate::ReadOnlyKeyValueStore<K, V>, StreamsError> {
+        if !params.stale || self.inner.topology.is_global_store(&params.name) {
+            return self.store(&params.name);
+        }
+        let (mut parts, standby) = self.stale_parts(&params.name)?;
+        parts.extend(standby);
+        crate::ReadOnlyKeyValueStore::new(&self.inner.topology, &params.name, parts)
+    }
+
+    /// For a stale query of store `name`: the parts the threads hold (running, or kept through a rebalance),
+    /// and the standby copies. Unavailable before the instance starts and once it stops.
+    pub(crate) fn stale_parts(
+        &self,
+        name: &str,
+    ) -> Result<
+        (
+            Vec<state_store::SharedKeyValueStore>,
+            Vec<state_store::SharedKeyValueStore>,
+        ),
+        StreamsError,
+    > {
+        let state = self.state();
+        if !matches!(state, State::Running | State::Rebalancing) {
+            return Err(StreamsError::StoreUnavailable {
+                store: name.to_string(),
+                reason: format!("the instance is {state:?}, not Running or Rebalancing"),
+            });
+        }
+        let active: Vec<state_store::SharedKeyValueStore> = {
+            let threads = self
+                .inner
+                .threads
+                .lock()
+                .map_err(|_| StreamsError::processor("poisoned"))?;
+            threads
+                .iter()
+                .flat_map(|t| t.shared.stores_named(name))
+                .collect()
+        };
+        let standby = self
+            .inner
+            .context
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.standbys.stores_named(name)))
+            .unwrap_or_default();
+        Ok((active, standby))
+    }
+
     /// The parts of store `name` this instance's threads hold, while the instance is `Running`.
     fn local_parts(
         &self,
@@ -731,6 +797,7 @@ impl KafkaStreams {
                 let me = ctx.process_id.to_string();
                 let replicas = ctx.standbys.replicas();
                 let eligible = standby_subtopologies(&ctx);
+                let mut last = std::collections::BTreeSet::new();
                 while !flag.load(Ordering::Relaxed) {
                     let Some(inner) = weak.upgrade() else { return };
                     let members: Vec<Member> = metadata
@@ -762,6 +829,14 @@ impl KafkaStreams {
                             .into_iter()
                             .filter(|t| !placed.contains_key(t)),
                     );
+                    if desired != last {
+                        tracing::debug!(
+                            members = ?members.iter().map(|m| (&m.key, &m.active)).collect::<Vec<_>>(),
+                            ?desired,
+                            "standby placement"
+                        );
+                        last = desired.clone();
+                    }
                     ctx.standbys.update(&desired, &inner.local_tasks());
                     let partitions: Vec<(String, i32)> = ctx
                         .standbys
@@ -997,6 +1072,42 @@ fn lock_state_dir(config: &StreamsConfig) -> Result<std::fs::File, StreamsError>
             path: dir.display().to_string(),
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(io(&path, e)),
+    }
+}
+
+/// Which copies of a store a query may read, for [`KafkaStreams::store_with`] (Kafka Streams'
+/// `StoreQueryParameters`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreQueryParameters {
+    name: String,
+    stale: bool,
+}
+
+impl StoreQueryParameters {
+    /// Reads store `name`: by default only the stores of tasks running on this instance, while it is
+    /// `Running`.
+    pub fn from_name(name: impl Into<String>) -> Self {
+        StoreQueryParameters {
+            name: name.into(),
+            stale: false,
+        }
+    }
+
+    /// Also reads standby copies and the stores of tasks kept through a rebalance, and answers while the
+    /// instance rebalances: answers may be behind the active task's.
+    pub fn enable_stale_stores(mut self) -> Self {
+        self.stale = true;
+        self
+    }
+
+    /// The store's name.
+    pub fn store_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether stale copies may answer.
+    pub fn stale_stores_enabled(&self) -> bool {
+        self.stale
     }
 }
 

@@ -65,7 +65,9 @@ pub use http::{
     QueryServer, QueryServerBuilder, RunningQueryServer, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT,
 };
-pub use kafka_streams::{IntoStreamsSetup, KafkaStreams, State, UncaughtErrorAction};
+pub use kafka_streams::{
+    IntoStreamsSetup, KafkaStreams, State, StoreQueryParameters, UncaughtErrorAction,
+};
 pub use metadata::{HostInfo, KeyQueryMetadata, LagInfo, StreamsMetadata};
 pub use restore::{NoopRestoreListener, StateRestoreListener};
 pub use thread_metadata::{

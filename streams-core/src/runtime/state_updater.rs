@@ -408,12 +408,18 @@ fn plan_task(
         })
     });
     match opened {
-        Ok(state) => Ok(Ok(BulkJob {
+        Ok(mut state) => Ok(Ok(BulkJob {
             task: id,
             number: job.number,
             cancel: job.cancel,
             listener: job.listener,
-            state,
+            state: {
+                if let Some(progress) = &job.standby {
+                    // A standby's stores are read by stale queries while it writes them.
+                    state.stores = progress.share(std::mem::take(&mut state.stores));
+                }
+                state
+            },
             checkpoint: restorer.checkpoint,
             positions: restorer.positions,
             plans: restorer.plans,
