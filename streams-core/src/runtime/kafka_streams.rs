@@ -102,6 +102,18 @@ impl Inner {
         }
     }
 
+    /// The group member ids of this instance's stream threads' consumers.
+    fn member_ids(&self) -> Vec<String> {
+        let Ok(threads) = self.threads.lock() else {
+            return Vec::new();
+        };
+        threads
+            .iter()
+            .filter(|t| t.handle.as_ref().is_some_and(|h| !h.is_finished()))
+            .filter_map(|t| t.shared.member_id.lock().ok().and_then(|id| id.clone()))
+            .collect()
+    }
+
     /// The tasks this instance's stream threads hold, restoring or running.
     fn local_tasks(&self) -> std::collections::BTreeSet<crate::processor::TaskId> {
         let Ok(threads) = self.threads.lock() else {
@@ -803,10 +815,11 @@ impl KafkaStreams {
                     let members: Vec<Member> = metadata
                         .placement_members()
                         .into_iter()
-                        .map(|(key, parts)| {
+                        .map(|(key, parts, consumers)| {
                             let parts: Vec<(String, i32)> = parts.into_iter().collect();
                             Member {
                                 key,
+                                consumers,
                                 active: ctx
                                     .routing
                                     .tasks_of(&parts)
@@ -816,7 +829,7 @@ impl KafkaStreams {
                             }
                         })
                         .collect();
-                    let placed = place(&members, replicas);
+                    let placed = place(&members, replicas, &|t| usize::try_from(ctx.plan.task_counts[t.subtopology]).unwrap_or(0));
                     let mut desired: std::collections::BTreeSet<_> = placed
                         .iter()
                         .filter(|(_, chosen)| chosen.iter().any(|&i| members[i].key == me))
@@ -848,7 +861,7 @@ impl KafkaStreams {
                                 .map(move |topic| (topic.clone(), t.partition))
                         })
                         .collect();
-                    metadata.set_standbys(&me, partitions);
+                    metadata.set_standbys(&me, partitions, inner.member_ids());
                     drop(inner);
                     for _ in 0..10 {
                         if flag.load(Ordering::Relaxed) {

@@ -117,6 +117,9 @@ pub(crate) struct Announcement {
     /// Source partitions of the tasks it keeps standby copies of.
     #[serde(default)]
     standby: Vec<(String, i32)>,
+    /// The group member ids of its stream threads' consumers.
+    #[serde(default)]
+    members: Vec<String>,
 }
 
 fn default_refresh_ms() -> i64 {
@@ -148,8 +151,11 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// An instance's process id and the source partitions of its standby tasks.
-type StandbyClaim = (Option<String>, Vec<(String, i32)>);
+/// An instance as standby placement sees it: placement key, owned partitions, consumers' member ids.
+pub(crate) type PlacementMember = (String, BTreeSet<(String, i32)>, Vec<String>);
+
+/// An instance's process id, the source partitions of its standby tasks and its consumers' member ids.
+type StandbyClaim = (Option<String>, Vec<(String, i32)>, Vec<String>);
 
 /// The partitions of each stream thread.
 type ThreadPartitions = BTreeMap<String, Vec<(String, i32)>>;
@@ -196,7 +202,8 @@ impl Announcer {
             return;
         };
         let set: BTreeSet<(String, i32)> = threads.values().flatten().cloned().collect();
-        let (process, standby) = self.standby.lock().map(|s| s.clone()).unwrap_or_default();
+        let (process, standby, members) =
+            self.standby.lock().map(|s| s.clone()).unwrap_or_default();
         let a = Announcement {
             server: self.server.clone(),
             partitions: set.into_iter().collect(),
@@ -205,6 +212,7 @@ impl Announcer {
             refresh_ms: self.refresh.as_millis() as i64,
             process,
             standby,
+            members,
         };
         match serde_json::to_vec(&a) {
             Ok(v) => self.send(Some(v)),
@@ -344,10 +352,16 @@ impl MetadataService {
         self.announcer.announce();
     }
 
-    /// Records the process id and the standby partitions this instance keeps, announcing them when they changed.
-    pub(crate) fn set_standbys(&self, process: &str, partitions: Vec<(String, i32)>) {
+    /// Records the process id, the standby partitions this instance keeps and its consumers' member ids,
+    /// announcing them when they changed.
+    pub(crate) fn set_standbys(
+        &self,
+        process: &str,
+        partitions: Vec<(String, i32)>,
+        members: Vec<String>,
+    ) {
         let changed = self.announcer.standby.lock().is_ok_and(|mut s| {
-            let next = (Some(process.to_string()), partitions);
+            let next = (Some(process.to_string()), partitions, members);
             let changed = *s != next;
             *s = next;
             changed
@@ -358,20 +372,27 @@ impl MetadataService {
     }
 
     /// Each current instance's standby placement key (its process id, or its instance id when it announces
-    /// none) and the partitions it owns (a partition claimed twice counts for the latest assignment only).
-    pub(crate) fn placement_members(&self) -> Vec<(String, BTreeSet<(String, i32)>)> {
-        let keys: BTreeMap<String, String> = match self.view.lock() {
+    /// none), the partitions it owns (a partition claimed twice counts for the latest assignment only) and its
+    /// consumers' member ids.
+    pub(crate) fn placement_members(&self) -> Vec<PlacementMember> {
+        let keys: BTreeMap<String, (String, Vec<String>)> = match self.view.lock() {
             Ok(view) => view
                 .iter()
-                .map(|(id, (a, _))| (id.clone(), a.process.clone().unwrap_or_else(|| id.clone())))
+                .map(|(id, (a, _))| {
+                    let key = a.process.clone().unwrap_or_else(|| id.clone());
+                    (id.clone(), (key, a.members.clone()))
+                })
                 .collect(),
             Err(_) => return Vec::new(),
         };
         self.instances()
             .into_iter()
             .map(|m| {
-                let key = keys.get(&m.instance_id).cloned().unwrap_or(m.instance_id);
-                (key, m.partitions)
+                let (key, members) = keys
+                    .get(&m.instance_id)
+                    .cloned()
+                    .unwrap_or((m.instance_id, Vec::new()));
+                (key, m.partitions, members)
             })
             .collect()
     }

@@ -57,6 +57,40 @@ pub(crate) struct Member {
     pub key: String,
     /// The tasks it runs.
     pub active: BTreeSet<TaskId>,
+    /// The group member ids of its stream threads' consumers (empty when unknown).
+    pub consumers: Vec<String>,
+}
+
+/// The member the group's `range` assignor would give `task` if its owner `owner` left: the assignor sorts the
+/// consumers by member id and gives each topic's partitions out in contiguous ranges, the first
+/// `partitions % consumers` consumers one more. `None` when some member's consumers are unknown.
+fn failover_target(
+    members: &[Member],
+    owner: usize,
+    task: TaskId,
+    partitions: usize,
+) -> Option<usize> {
+    if members.iter().any(|m| m.consumers.is_empty()) {
+        return None;
+    }
+    let mut consumers: Vec<(&str, usize)> = members
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != owner)
+        .flat_map(|(i, m)| m.consumers.iter().map(move |c| (c.as_str(), i)))
+        .collect();
+    consumers.sort();
+    let (n, p) = (consumers.len(), usize::try_from(task.partition).ok()?);
+    if n == 0 || p >= partitions {
+        return None;
+    }
+    let (per, extra) = (partitions / n, partitions % n);
+    let index = if p < extra * (per + 1) {
+        p / (per + 1)
+    } else {
+        extra + (p - extra * (per + 1)) / per
+    };
+    consumers.get(index).map(|c| c.1)
 }
 
 /// The rank of instance `key` for `task`: FNV-1a over both, then a 64-bit finaliser (so keys differing in one
@@ -81,14 +115,21 @@ fn score(key: &str, task: TaskId) -> u64 {
 }
 
 /// For each task some member runs, the indices (into `members`) of the members keeping its standbys.
+/// `partitions` gives the partition count of a task's source topics.
 ///
-/// Bounded-load rendezvous hashing: copy by copy (every task's first, then every task's second, ...), task by
+/// A task's first copy goes to the member the group would move the task to if its owner failed (see
+/// [`failover_target`]), when every member's consumers are known. The other copies: bounded-load rendezvous
+/// hashing: copy by copy (every task's first, then every task's second, ...), task by
 /// task in id order, each copy goes to the member ranking highest for the task among those not running it, not
 /// holding a copy of it already, and holding fewer than their share of copies (the copies divided by the
 /// members, rounded up); when none has room, to the one holding the fewest. So each member keeps about its
 /// share, a task's copy usually stays with the member ranking highest for it as members come and go, and every
 /// instance computes the same placement.
-pub(crate) fn place(members: &[Member], replicas: usize) -> BTreeMap<TaskId, Vec<usize>> {
+pub(crate) fn place(
+    members: &[Member],
+    replicas: usize,
+    partitions: &dyn Fn(TaskId) -> usize,
+) -> BTreeMap<TaskId, Vec<usize>> {
     let tasks: BTreeSet<TaskId> = members
         .iter()
         .flat_map(|m| m.active.iter().copied())
@@ -112,9 +153,31 @@ pub(crate) fn place(members: &[Member], replicas: usize) -> BTreeMap<TaskId, Vec
     let share = copies.div_ceil(members.len().max(1));
     let mut held = vec![0usize; members.len()];
     let mut placed: BTreeMap<TaskId, Vec<usize>> = tasks.iter().map(|&t| (t, Vec::new())).collect();
-    for _ in 0..replicas {
+    // Copies where a failover would take the task: never moved by the balancing below.
+    let mut pinned: BTreeMap<TaskId, usize> = BTreeMap::new();
+    if replicas > 0 {
+        for &task in &tasks {
+            let owners: Vec<usize> = (0..members.len())
+                .filter(|&i| members[i].active.contains(&task))
+                .collect();
+            if let [owner] = owners[..] {
+                if let Some(target) = failover_target(members, owner, task, partitions(task)) {
+                    held[target] += 1;
+                    pinned.insert(task, target);
+                    placed
+                        .get_mut(&task)
+                        .expect("every task is placed")
+                        .push(target);
+                }
+            }
+        }
+    }
+    for round in 0..replicas {
         for (task, candidates) in &ranked {
             let chosen = placed.get_mut(task).expect("every task is placed");
+            if chosen.len() > round {
+                continue;
+            }
             let free = candidates.iter().copied().filter(|i| !chosen.contains(i));
             let pick = free
                 .clone()
@@ -139,6 +202,7 @@ pub(crate) fn place(members: &[Member], replicas: usize) -> BTreeMap<TaskId, Vec
                 let movable = ranked.iter().find(|(task, candidates)| {
                     let chosen = &placed[*task];
                     chosen.contains(&full)
+                        && pinned.get(*task) != Some(&full)
                         && !chosen.contains(&short)
                         && candidates.contains(&short)
                 });
@@ -508,13 +572,14 @@ mod tests {
             .map(|(k, parts)| Member {
                 key: k.to_string(),
                 active: parts.iter().map(|&p| t(0, p)).collect(),
+                consumers: Vec::new(),
             })
             .collect()
     }
 
     /// The standby holders of every task, by key.
     fn holders(ms: &[Member], replicas: usize) -> BTreeMap<TaskId, BTreeSet<String>> {
-        place(ms, replicas)
+        place(ms, replicas, &|_| 60)
             .into_iter()
             .map(|(task, idx)| (task, idx.iter().map(|&i| ms[i].key.clone()).collect()))
             .collect()
@@ -572,6 +637,7 @@ mod tests {
                     .filter(|p| *p as usize % members == i)
                     .map(|p| t(0, p))
                     .collect(),
+                consumers: Vec::new(),
             })
             .collect()
     }
@@ -586,6 +652,7 @@ mod tests {
             .map(|(i, k)| Member {
                 key: k.to_string(),
                 active: [t(1, i as i32)].into(),
+                consumers: Vec::new(),
             })
             .collect();
         assert!(
@@ -622,6 +689,7 @@ mod tests {
         ms.push(Member {
             key: "idle".into(),
             active: BTreeSet::new(),
+            consumers: Vec::new(),
         });
         assert_eq!(loads(&ms, 1)["idle"], 2);
     }
@@ -644,5 +712,76 @@ mod tests {
         }
         assert!(total > 0);
         assert!(stayed * 4 >= total * 3, "{stayed} of {total} copies stayed");
+    }
+
+    /// librdkafka's `range` assignment of `partitions` partitions to `consumers` (member id, member index):
+    /// sorted by member id, consumer `i` gets `per` partitions from `per * i + min(i, extra)`, one more when
+    /// `i < extra`. Returns the member index owning each partition.
+    fn range(mut consumers: Vec<(String, usize)>, partitions: usize) -> Vec<usize> {
+        consumers.sort();
+        let n = consumers.len();
+        let (per, extra) = (partitions / n, partitions % n);
+        let mut owner = vec![usize::MAX; partitions];
+        for (i, (_, member)) in consumers.iter().enumerate() {
+            let start = per * i + i.min(extra);
+            let len = per + usize::from(i < extra);
+            for slot in owner.iter_mut().skip(start).take(len) {
+                *slot = *member;
+            }
+        }
+        owner
+    }
+
+    /// Members with `threads` consumers each, owning the partitions `range` gives them.
+    fn group(ids: &[&[&str]], partitions: usize) -> Vec<Member> {
+        let consumers: Vec<(String, usize)> = ids
+            .iter()
+            .enumerate()
+            .flat_map(|(i, cs)| cs.iter().map(move |c| (c.to_string(), i)))
+            .collect();
+        let owner = range(consumers, partitions);
+        ids.iter()
+            .enumerate()
+            .map(|(i, cs)| Member {
+                key: format!("process-{i}"),
+                active: (0..partitions)
+                    .filter(|&p| owner[p] == i)
+                    .map(|p| t(0, p as i32))
+                    .collect(),
+                consumers: cs.iter().map(|c| c.to_string()).collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn when_an_instance_fails_the_group_gives_each_of_its_tasks_to_an_instance_holding_a_copy() {
+        let layouts: &[(&[&[&str]], usize)] = &[
+            (&[&["rdkafka-7"], &["rdkafka-2"], &["rdkafka-5"]], 3),
+            (&[&["m-c"], &["m-a"], &["m-b"], &["m-d"]], 10),
+            (&[&["x1", "x9"], &["x4"], &["x2", "x3"]], 12),
+            (&[&["k"], &["j"]], 7),
+        ];
+        for &(ids, partitions) in layouts {
+            let ms = group(ids, partitions);
+            let placed = place(&ms, 1, &|_| partitions);
+            for (gone, m) in ms.iter().enumerate() {
+                // The group without `gone`: where `range` moves each of its tasks.
+                let rest: Vec<(String, usize)> = ms
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != gone)
+                    .flat_map(|(i, m)| m.consumers.iter().map(move |c| (c.clone(), i)))
+                    .collect();
+                let after = range(rest, partitions);
+                for task in &m.active {
+                    let heir = after[task.partition as usize];
+                    assert!(
+                        placed[task].contains(&heir),
+                        "{ids:?}: {task} moves from {gone} to {heir}, copies on {:?}",
+                        placed[task]
+                    );
+                }
+            }
+        }
     }
 }

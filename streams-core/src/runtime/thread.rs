@@ -68,6 +68,25 @@ pub(crate) struct ThreadShared {
     pub(crate) snapshot: Mutex<ThreadSnapshot>,
     /// The instance's record of aborted transactions (see [`ThreadContext::aborted`]).
     aborted: Arc<crate::runtime::record_collector::AbortedRecords>,
+    /// The consumer's member id in the group, as of its last assignment (standby placement predicts where the
+    /// group's assignor would move a task from it).
+    pub(crate) member_id: Mutex<Option<String>>,
+}
+
+/// The consumer's member id in its group, once it joined.
+fn member_id<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<String> {
+    let rk = consumer.client().native_ptr();
+    // SAFETY: `rk` is the consumer's live handle; librdkafka returns a NUL-terminated copy (or null) that the
+    // caller frees with rd_kafka_mem_free, which happens right after it is copied.
+    unsafe {
+        let p = rdkafka::bindings::rd_kafka_memberid(rk);
+        if p.is_null() {
+            return None;
+        }
+        let id = std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+        rdkafka::bindings::rd_kafka_mem_free(rk, p.cast());
+        Some(id).filter(|id| !id.is_empty())
+    }
 }
 
 /// Sums counters.
@@ -332,6 +351,11 @@ impl ConsumerContext for StreamsConsumerContext {
             other => Rebalance::Error(KafkaError::Rebalance(other.into())),
         };
         self.pre_rebalance(consumer, &rebalance);
+        if assign {
+            if let Ok(mut id) = self.shared.member_id.lock() {
+                *id = member_id(consumer);
+            }
+        }
         let applied = if assign {
             consumer.assign(tpl)
         } else {
@@ -502,6 +526,7 @@ pub(crate) fn spawn(
         on_state_change,
         metrics: Mutex::new(TaskMetricsSnapshot::default()),
         snapshot: Mutex::new(ThreadSnapshot::default()),
+        member_id: Mutex::new(None),
         aborted: ctx.aborted.clone(),
     });
     let s2 = shared.clone();
