@@ -22,7 +22,9 @@ pub struct ThreadMetadata {
     pub thread_state: String,
     /// Its active tasks, by task id.
     pub active_tasks: Vec<TaskMetadata>,
-    /// Its standby tasks. Standby replicas are not implemented yet: always empty.
+    /// Its standby tasks: always empty, as standby copies (`num.standby.replicas`) run on the instance's own
+    /// standby updater rather than in a stream thread; see
+    /// [`KafkaStreams::standby_lags`](crate::runtime::KafkaStreams::standby_lags).
     pub standby_tasks: Vec<TaskMetadata>,
 }
 
