@@ -355,7 +355,8 @@ impl KafkaStreams {
     /// What each stream thread of this instance runs now (Kafka Streams' `metadataForLocalThreads`): its state,
     /// its active tasks with their input partitions (committed offset, position, end offset, lag) and their
     /// restoration progress. Threads refresh these at most once a second and at each commit, so the figures
-    /// may be a second old. Standby copies run beside the threads (see [`KafkaStreams::standby_lags`]): the lists are empty.
+    /// may be a second old. Standby copies run beside the threads (see [`KafkaStreams::standby_lags`]): the
+    /// standby lists are empty.
     pub fn metadata_for_local_threads(&self) -> Vec<ThreadMetadata> {
         let Ok(threads) = self.inner.threads.lock() else {
             return Vec::new();
