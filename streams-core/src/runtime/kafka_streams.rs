@@ -450,17 +450,7 @@ impl KafkaStreams {
                 reason: format!("the instance is {state:?}, not Running or Rebalancing"),
             });
         }
-        let active: Vec<state_store::SharedKeyValueStore> = {
-            let threads = self
-                .inner
-                .threads
-                .lock()
-                .map_err(|_| StreamsError::processor("poisoned"))?;
-            threads
-                .iter()
-                .flat_map(|t| t.shared.stores_named(name))
-                .collect()
-        };
+        let active = self.thread_parts(name)?;
         let standby = self
             .inner
             .context
@@ -489,18 +479,23 @@ impl KafkaStreams {
                 reason,
             });
         }
-        let parts: Vec<state_store::SharedKeyValueStore> = {
-            let threads = self
-                .inner
-                .threads
-                .lock()
-                .map_err(|_| StreamsError::processor("poisoned"))?;
-            threads
-                .iter()
-                .flat_map(|t| t.shared.stores_named(name))
-                .collect()
-        };
-        Ok(parts)
+        self.thread_parts(name)
+    }
+
+    /// The parts of store `name` the tasks of this instance's threads hold now.
+    fn thread_parts(
+        &self,
+        name: &str,
+    ) -> Result<Vec<state_store::SharedKeyValueStore>, StreamsError> {
+        let threads = self
+            .inner
+            .threads
+            .lock()
+            .map_err(|_| StreamsError::processor("poisoned"))?;
+        Ok(threads
+            .iter()
+            .flat_map(|t| t.shared.stores_named(name))
+            .collect())
     }
 
     /// A read-only view of versioned store `name` (a versioned source table's, or one added with

@@ -487,6 +487,10 @@ impl Standbys {
         job.cancel.store(true, Ordering::Relaxed);
         let started = Instant::now();
         while !r.drain(Some((task, job.job))) {
+            if r.broken {
+                // The updater stopped on an error: it closed every store on its way out.
+                return;
+            }
             if started.elapsed() > RELEASE_TIMEOUT {
                 tracing::error!(%task, "the standby task did not stop in time; the active task may not open its stores");
                 return;
