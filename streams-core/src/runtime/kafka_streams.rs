@@ -1121,7 +1121,9 @@ impl StoreQueryParameters {
 }
 
 /// Which sub-topologies have standby tasks: those with changelogged stores, all of them persistent (a standby
-/// copy kept in memory would be lost when the task moves here, as its stores are reopened).
+/// copy kept in memory would be lost when the task moves here, as its stores are reopened) and none of them a
+/// table reading its source topic as its changelog (its restoration stops at the committed offset: a copy
+/// would not follow).
 fn standby_subtopologies(ctx: &ThreadContext) -> Vec<bool> {
     ctx.subs
         .iter()
@@ -1132,7 +1134,10 @@ fn standby_subtopologies(ctx: &ThreadContext) -> Vec<bool> {
                 .filter_map(|n| ctx.topology.stores.get(n))
                 .filter(|d| d.logging)
                 .collect();
-            !logged.is_empty() && logged.iter().all(|d| d.supplier.persistent())
+            !logged.is_empty()
+                && logged
+                    .iter()
+                    .all(|d| d.supplier.persistent() && d.source_changelog.is_none())
         })
         .collect()
 }

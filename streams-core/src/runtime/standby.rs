@@ -35,7 +35,8 @@
 //! stream thread of the instance is given the task, it first stops the standby (which flushes and checkpoints)
 //! and then restores the task as usual: from the standby's checkpoint. Standbys of stores kept in memory are
 //! not kept (nothing of them would survive the move): a sub-topology has standby tasks when it has
-//! changelogged stores, all of them persistent.
+//! changelogged stores, all of them persistent and none of them a table using its source topic as its
+//! changelog (`TopologyOptimization::ReuseSourceTopics`: its restoration stops at the committed offset).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
