@@ -488,9 +488,16 @@ fn kill_one_of_three(broker: &Broker, replicas: usize) -> Failover {
         describe,
     );
     let restored = restored.load(std::sync::atomic::Ordering::Relaxed) - before;
-    for s in &survivors {
-        assert!(s.close(Duration::from_secs(30)));
-    }
+    // Both survivors shut down together, as a deployment stops its instances.
+    std::thread::scope(|scope| {
+        let closing: Vec<_> = survivors
+            .iter()
+            .map(|s| scope.spawn(move || s.close(Duration::from_secs(60))))
+            .collect();
+        for c in closing {
+            assert!(c.join().unwrap(), "a survivor did not close in time");
+        }
+    });
     println!(
         "kill -9, num.standby.replicas={replicas}: the survivors restored {restored} records taking over tasks holding {keys_moved} keys"
     );
