@@ -284,7 +284,8 @@ impl StreamsConsumerContext {
                 .collect(),
             Err(_) => return,
         };
-        if pending.is_empty() {
+        // Nothing to resume for a thread on its way out; and a slow answer must not hold a closing group.
+        if pending.is_empty() || self.shared.shutdown.load(Ordering::Relaxed) {
             return;
         }
         let mut query = TopicPartitionList::new();
