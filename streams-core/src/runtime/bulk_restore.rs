@@ -56,10 +56,8 @@ pub(crate) struct BulkJob {
     /// Partitions with nothing to read and where they stand.
     pub positions: BTreeMap<(String, i32), i64>,
     pub plans: Vec<PlannedRestore>,
-    /// A standby task: its changelogs are followed until it is cancelled, never finished, and what was read is
-    /// checkpointed every [`STANDBY_CHECKPOINT`].
-    pub standby: bool,
-    /// A standby's shared state: where its partitions stand, kept up to date for queries.
+    /// A standby task's shared state (`None` for a restoration): its changelogs are followed until it is
+    /// cancelled, never finished, and what was read is checkpointed every [`STANDBY_CHECKPOINT`].
     pub progress: Option<StandbyProgress>,
 }
 
@@ -450,10 +448,10 @@ impl BulkRestore {
                 };
                 metrics::gauge!("streams_restore_remaining_records", "store" => part.plan.store.clone(), "partition" => partition.to_string())
                     .set((part.plan.end.max(high.unwrap_or(0)) - part.position).max(0) as f64);
-                if log && !reached && !a.job.standby {
+                if log && !reached && a.job.progress.is_none() {
                     tracing::info!(store = %part.plan.store, partition, restored = part.restored, total = part.total(high.unwrap_or(0)), "restoring");
                 }
-                if reached && !(a.job.standby && part.plan.open_ended) {
+                if reached && !(a.job.progress.is_some() && part.plan.open_ended) {
                     part.done = true;
                     a.last_progress = Instant::now();
                     a.job
@@ -465,7 +463,7 @@ impl BulkRestore {
                     self.reassign = true;
                 }
             }
-            if a.job.standby {
+            if a.job.progress.is_some() {
                 if let Some(Ok(mut progress)) = a.job.progress.as_ref().map(|p| p.positions.lock())
                 {
                     // A lag is reported once a fetch response told the partition's end.

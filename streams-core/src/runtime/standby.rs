@@ -510,17 +510,20 @@ impl Standbys {
             .unwrap_or_default()
     }
 
+    /// The shared states of the running standby tasks.
+    fn states(&self) -> Vec<StandbyProgress> {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.progress.values().cloned().collect()))
+            .unwrap_or_default()
+    }
+
     /// Where each partition of each standby task stands: store and partition -> (next changelog offset to
     /// read, end of the changelog as last seen). A standby still opening its stores has no entries yet.
     pub(crate) fn progress(&self) -> BTreeMap<(String, i32), (i64, i64)> {
-        let Ok(guard) = self.running.lock() else {
-            return BTreeMap::new();
-        };
-        let Some(r) = guard.as_ref() else {
-            return BTreeMap::new();
-        };
-        r.progress
-            .values()
+        self.states()
+            .iter()
             .filter_map(|p| p.positions.lock().ok().map(|p| p.clone()))
             .flatten()
             .collect()
@@ -528,14 +531,8 @@ impl Standbys {
 
     /// The parts of store `name` the standbys of this instance hold.
     pub(crate) fn stores_named(&self, name: &str) -> Vec<SharedKeyValueStore> {
-        let Ok(guard) = self.running.lock() else {
-            return Vec::new();
-        };
-        let Some(r) = guard.as_ref() else {
-            return Vec::new();
-        };
-        r.progress
-            .values()
+        self.states()
+            .iter()
             .filter_map(|p| p.stores.lock().ok().map(|s| s.clone()))
             .flatten()
             .filter(|(n, _)| n == name)

@@ -423,7 +423,6 @@ fn plan_task(
             checkpoint: restorer.checkpoint,
             positions: restorer.positions,
             plans: restorer.plans,
-            standby: job.standby.is_some(),
             progress: job.standby,
         })),
         Err(_) if job.cancel.load(Ordering::Relaxed) => {
