@@ -140,6 +140,10 @@ impl Broker {
         c.set("state.dir", state_dir.to_str().unwrap()).unwrap();
         c.set("main.consumer.session.timeout.ms", "6000").unwrap();
         c.set("main.consumer.heartbeat.interval.ms", "500").unwrap();
+        // librdkafka's debug contexts for the main consumers (`cgrp`, `consumer`, ...), logged through tracing.
+        if let Ok(contexts) = std::env::var("STREAMS_TEST_RDKAFKA_DEBUG") {
+            c.set("main.consumer.debug", &contexts).unwrap();
+        }
         let admin = match self {
             Broker::Embedded(k) => Some(k.admin()),
             Broker::Tansu { .. } => None,

@@ -76,7 +76,9 @@ pub(crate) fn client_error(
 /// the first delivery failure (which fails the thread: an undelivered record would be lost). A broker refusing
 /// the producer's certificate or credentials counts as a delivery failure too: nothing would ever be delivered.
 pub(crate) struct DeliveryContext {
-    pub acked: Mutex<HashMap<(String, i32), i64>>,
+    /// Per topic, then per partition: a delivery looks its topic up by `&str`, so it allocates nothing once the
+    /// topic is known.
+    pub acked: Mutex<HashMap<String, HashMap<i32, i64>>>,
     pub failure: Mutex<Option<String>>,
     client: StreamsClientContext,
     /// Decides about sink records the broker refuses for a reason of their own.
@@ -179,9 +181,11 @@ impl ProducerContext for DeliveryContext {
         match result {
             Ok(m) => {
                 if let Ok(mut acked) = self.acked.lock() {
-                    let e = acked
-                        .entry((m.topic().to_string(), m.partition()))
-                        .or_insert(-1);
+                    let partitions = match acked.get_mut(m.topic()) {
+                        Some(p) => p,
+                        None => acked.entry(m.topic().to_string()).or_default(),
+                    };
+                    let e = partitions.entry(m.partition()).or_insert(-1);
                     *e = (*e).max(m.offset());
                 }
                 if let Some(txn) = &self.txn {

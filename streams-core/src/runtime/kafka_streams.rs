@@ -755,9 +755,11 @@ impl KafkaStreams {
             routing,
             config: inner.config.clone(),
             rocksdb: inner.rocksdb.clone(),
-            on_assignment: Arc::new(move |thread: &str, parts: Vec<(String, i32)>| {
-                metadata.on_assignment(thread, parts)
-            }),
+            on_assignment: Arc::new(
+                move |thread: &str, parts: Vec<(String, i32)>, member: Option<String>| {
+                    metadata.on_assignment(thread, parts, member)
+                },
+            ),
             restore_listener: inner
                 .restore_listener
                 .lock()
@@ -778,6 +780,9 @@ impl KafkaStreams {
             *c = Some(ctx.clone());
         }
         if ctx.standbys.replicas() > 0 && standby_subtopologies(&ctx).iter().any(|&r| r) {
+            // The first announcement (at the first assignment) already carries the process id, the key the
+            // placement ranks this instance by.
+            metadata_for_standbys.set_standbys(&ctx.process_id, Vec::new(), Vec::new());
             ctx.standbys.start(ctx.clone())?;
             Self::start_standby_placement(inner, &ctx, metadata_for_standbys)?;
         }
@@ -840,7 +845,7 @@ impl KafkaStreams {
                     );
                     if desired != last {
                         tracing::debug!(
-                            members = ?members.iter().map(|m| (&m.key, &m.active)).collect::<Vec<_>>(),
+                            members = ?members.iter().map(|m| (&m.key, &m.active, &m.consumers)).collect::<Vec<_>>(),
                             ?desired,
                             "standby placement"
                         );

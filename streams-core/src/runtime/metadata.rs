@@ -342,12 +342,25 @@ impl MetadataService {
         })
     }
 
-    /// Records the partitions `thread` owns now and announces the instance's whole set.
-    pub(crate) fn on_assignment(&self, thread: &str, partitions: Vec<(String, i32)>) {
+    /// Records the partitions `thread` owns now and its consumer's group `member` id, and announces the
+    /// instance's whole set. The member id goes out with the assignment, not a placement round later: until
+    /// every member's ids are known, standby placement cannot predict where the group would move a task.
+    pub(crate) fn on_assignment(
+        &self,
+        thread: &str,
+        partitions: Vec<(String, i32)>,
+        member: Option<String>,
+    ) {
         if let Ok(mut own) = self.announcer.own.lock() {
             let (threads, assigned_ms) = own.get_or_insert_with(Default::default);
             threads.insert(thread.to_string(), partitions);
             *assigned_ms = now_ms();
+        }
+        if let (Some(id), Ok(mut claim)) = (member, self.announcer.standby.lock()) {
+            // The next placement round replaces the list with the live threads' ids.
+            if !claim.2.contains(&id) {
+                claim.2.push(id);
+            }
         }
         self.announcer.announce();
     }
@@ -511,8 +524,8 @@ mod tests {
         let refresh = Duration::from_secs(1);
         let a = MetadataService::start_with_refresh(&config, "a".into(), refresh).unwrap();
         let b = MetadataService::start_with_refresh(&config, "b".into(), refresh).unwrap();
-        a.on_assignment("a-thread-0", vec![("in".into(), 0), ("in".into(), 1)]);
-        b.on_assignment("b-thread-0", vec![("in".into(), 2)]);
+        a.on_assignment("a-thread-0", vec![("in".into(), 0), ("in".into(), 1)], None);
+        b.on_assignment("b-thread-0", vec![("in".into(), 2)], None);
         wait_for("B to see A's claims", Duration::from_secs(20), || {
             names(&b, "a")
         });
@@ -545,15 +558,15 @@ mod tests {
         let config = StreamsConfig::new(app, kafka.bootstrap_servers());
         let a = MetadataService::start(&config, "a".into()).unwrap();
         let b = MetadataService::start(&config, "b".into()).unwrap();
-        a.on_assignment("t0", vec![("in".into(), 0)]);
-        a.on_assignment("t1", vec![("in".into(), 1)]);
+        a.on_assignment("t0", vec![("in".into(), 0)], None);
+        a.on_assignment("t1", vec![("in".into(), 1)], None);
         wait_for("B to see A", Duration::from_secs(20), || names(&b, "a"));
         a.leave();
         wait_for("B to see A's tombstone", Duration::from_secs(20), || {
             !names(&b, "a")
         });
         a.on_thread_exit("t0");
-        a.on_assignment("t1", vec![("in".into(), 1)]);
+        a.on_assignment("t1", vec![("in".into(), 1)], None);
         std::thread::sleep(Duration::from_secs(2));
         assert!(!names(&b, "a"), "an announcement followed the tombstone");
         b.leave();
@@ -567,8 +580,8 @@ mod tests {
         kafka.create_topic(&MetadataService::topic(app), 1).unwrap();
         let config = StreamsConfig::new(app, kafka.bootstrap_servers());
         let a = MetadataService::start(&config, "a".into()).unwrap();
-        a.on_assignment("t0", vec![("in".into(), 0)]);
-        a.on_assignment("t1", vec![("in".into(), 1)]);
+        a.on_assignment("t0", vec![("in".into(), 0)], None);
+        a.on_assignment("t1", vec![("in".into(), 1)], None);
         let parts = |a: &MetadataService| {
             a.instances()
                 .into_iter()

@@ -357,7 +357,11 @@ impl StreamsRecordCollector {
             .context()
             .acked
             .lock()
-            .map(|a| a.clone())
+            .map(|a| {
+                a.iter()
+                    .flat_map(|(topic, parts)| parts.iter().map(|(p, o)| ((topic.clone(), *p), *o)))
+                    .collect()
+            })
             .map_err(|_| kafka("delivery state", "poisoned"))
     }
 }

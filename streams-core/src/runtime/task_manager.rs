@@ -576,7 +576,8 @@ impl TaskManager {
         }
         self.assigned = parts;
         self.rebuild_routes();
-        (self.ctx.on_assignment)(&self.shared.name, self.assigned.clone());
+        let member = self.shared.member_id.lock().ok().and_then(|m| m.clone());
+        (self.ctx.on_assignment)(&self.shared.name, self.assigned.clone(), member);
         Ok(self.routes.keys().cloned().collect())
     }
 

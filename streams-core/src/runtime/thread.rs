@@ -485,7 +485,9 @@ impl ThreadContext {
 }
 
 /// Receives a thread's name and the partitions it owns after an assignment.
-pub(crate) type AssignmentHook = Arc<dyn Fn(&str, Vec<(String, i32)>) + Send + Sync>;
+/// Its arguments: the thread's name, its partitions and its consumer's group member id.
+pub(crate) type AssignmentHook =
+    Arc<dyn Fn(&str, Vec<(String, i32)>, Option<String>) + Send + Sync>;
 
 /// Called with the thread's result when it ends.
 pub(crate) type ExitHook = Arc<dyn Fn(&Arc<ThreadShared>, Result<(), StreamsError>) + Send + Sync>;
@@ -591,8 +593,26 @@ pub(crate) fn isolation_level(config: &StreamsConfig) -> &'static str {
 /// The main consumer's settings: the user's, then what the runtime manages (set last, so nothing overrides it).
 /// A static membership id (`group.instance.id`) gets the thread's number appended, as in Kafka Streams: every
 /// thread is its own member.
-pub(crate) fn main_consumer_config(config: &StreamsConfig, thread_name: &str) -> ClientConfig {
+///
+/// The consumer's `client.id` is `<prefix>-StreamThread-<n>-consumer`, the prefix being the configured
+/// `client.id` or, as in Kafka Streams, `<application.id>-<process id>`. The broker makes the group member id
+/// from it, and the range assignor orders members by member id: with the process id (kept in the state
+/// directory) in front, an instance that restarts takes its old place in that order, so it is given back the
+/// tasks whose state it holds instead of a random share.
+pub(crate) fn main_consumer_config(
+    config: &StreamsConfig,
+    thread_name: &str,
+    process_id: &str,
+) -> ClientConfig {
     let mut c = client_config(config, ClientKind::MainConsumer);
+    let prefix = c
+        .get("client.id")
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}-{process_id}", config.application_id));
+    let thread = thread_name
+        .strip_prefix(config.application_id.as_str())
+        .and_then(|t| t.strip_prefix('-'))
+        .unwrap_or(thread_name);
     if c.get("statistics.interval.ms").is_none() {
         // Partition ends for consumer lag (see `StreamsConsumerContext::stats_raw`), unless configured otherwise.
         c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
@@ -605,7 +625,7 @@ pub(crate) fn main_consumer_config(config: &StreamsConfig, thread_name: &str) ->
         c.set("group.instance.id", format!("{id}-{thread}"));
     }
     c.set("group.id", &config.application_id)
-        .set("client.id", format!("{thread_name}-consumer"))
+        .set("client.id", format!("{prefix}-{thread}-consumer"))
         .set("partition.assignment.strategy", "range")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -619,7 +639,7 @@ fn run(
     shared: &Arc<ThreadShared>,
     collector: Arc<StreamsRecordCollector>,
 ) -> Result<(), StreamsError> {
-    let c = main_consumer_config(&ctx.config, &shared.name);
+    let c = main_consumer_config(&ctx.config, &shared.name, &ctx.process_id);
     let consumer: BaseConsumer<StreamsConsumerContext> = c
         .create_with_context(StreamsConsumerContext {
             shared: shared.clone(),
@@ -657,9 +677,33 @@ fn run(
     // on a returned error.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.main_loop(&consumer)))
         .unwrap_or_else(|payload| Err(thread_panic(&shared.name, &*payload)));
-    t.shutdown(&consumer, result.is_ok())?;
+    let stopping = Instant::now();
+    let shut = t.shutdown(&consumer, result.is_ok());
+    let closed_tasks = stopping.elapsed();
+    // Leaving the group: librdkafka revokes the assignment (through the rebalance callback) and sends LeaveGroup.
+    drop(t);
+    drop(consumer);
+    let total = stopping.elapsed();
+    if total > SLOW_SHUTDOWN {
+        tracing::warn!(
+            tasks_ms = closed_tasks.as_millis() as u64,
+            leave_group_ms = (total - closed_tasks).as_millis() as u64,
+            "the stream thread took {} ms to shut down",
+            total.as_millis()
+        );
+    } else {
+        tracing::debug!(
+            tasks_ms = closed_tasks.as_millis() as u64,
+            total_ms = total.as_millis() as u64,
+            "stream thread shut down"
+        );
+    }
+    shut?;
     result
 }
+
+/// A thread shutdown slower than this is logged with where its time went.
+const SLOW_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// The poll loop of one stream thread.
 struct StreamThread<'a> {
@@ -1397,7 +1441,12 @@ impl StreamThread<'_> {
             };
         }
         self.publish_metrics();
+        let closing = Instant::now();
         self.tasks.shutdown(clean);
+        tracing::debug!(
+            ms = closing.elapsed().as_millis() as u64,
+            "tasks and state updater closed"
+        );
         // Everything is committed and closed: the revocation that leaving the group triggers has nothing to do.
         if let Ok(mut c) = self.shared.commits.lock() {
             c.clear();
@@ -1423,8 +1472,8 @@ mod config_tests {
         config
             .set("main.consumer.auto.offset.reset", "latest")
             .unwrap();
-        let one = main_consumer_config(&config, "app-StreamThread-1");
-        let two = main_consumer_config(&config, "app-StreamThread-2");
+        let one = main_consumer_config(&config, "app-StreamThread-1", "p1");
+        let two = main_consumer_config(&config, "app-StreamThread-2", "p1");
         assert_eq!(one.get("group.instance.id"), Some("host-a-1"));
         assert_eq!(two.get("group.instance.id"), Some("host-a-2"));
         assert_eq!(one.get("auto.offset.reset"), Some("latest"));
@@ -1434,9 +1483,26 @@ mod config_tests {
         assert_eq!(one.get("partition.assignment.strategy"), Some("range"));
         assert_eq!(one.get("isolation.level"), Some("read_uncommitted"));
 
-        let plain =
-            main_consumer_config(&StreamsConfig::new("app", "b:9092"), "app-StreamThread-1");
+        let plain = main_consumer_config(
+            &StreamsConfig::new("app", "b:9092"),
+            "app-StreamThread-1",
+            "p1",
+        );
         assert_eq!(plain.get("group.instance.id"), None);
         assert_eq!(plain.get("auto.offset.reset"), Some("earliest"));
+    }
+
+    /// Defect: the consumer's client id was the thread name alone, the same on every instance, so the range
+    /// assignor ordered the members by the random part of their member ids, and an instance restarting was given
+    /// a random share of the tasks (restoring from the changelog those it held no state for).
+    #[test]
+    fn finding_the_consumer_client_id_starts_with_the_process_id() {
+        let config = StreamsConfig::new("app", "b:9092");
+        let a = main_consumer_config(&config, "app-StreamThread-2", "6f1e");
+        assert_eq!(a.get("client.id"), Some("app-6f1e-StreamThread-2-consumer"));
+        let mut named = StreamsConfig::new("app", "b:9092");
+        named.set("client.id", "orders").unwrap();
+        let b = main_consumer_config(&named, "app-StreamThread-1", "6f1e");
+        assert_eq!(b.get("client.id"), Some("orders-StreamThread-1-consumer"));
     }
 }
