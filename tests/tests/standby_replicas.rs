@@ -56,6 +56,8 @@ fn counting_partitions(s: &KafkaStreams) -> BTreeSet<i32> {
 struct Failover {
     restored: u64,
     keys_moved: u64,
+    /// Of the queries for the moved keys made during the failover, the share answered (when measured).
+    answered: Option<f64>,
 }
 
 fn failover(broker: &Broker, replicas: usize) -> Failover {
@@ -181,6 +183,7 @@ fn failover(broker: &Broker, replicas: usize) -> Failover {
     Failover {
         restored,
         keys_moved,
+        answered: None,
     }
 }
 
@@ -202,6 +205,16 @@ fn compare(broker: fn() -> Broker, scenario: fn(&Broker, usize) -> Failover, rep
         with.restored,
         with.keys_moved
     );
+    // Queries during the failover: without standbys the moved keys are gone until restored; with, the copies
+    // answer but for the moment each is handed over to its new active task.
+    if let (Some(without), Some(with)) = (without.answered, with.answered) {
+        assert!(
+            with >= 0.8 && with > without,
+            "queries answered during the failover: {:.1}% with standbys, {:.1}% without",
+            with * 100.0,
+            without * 100.0
+        );
+    }
 }
 
 #[test]
@@ -291,12 +304,23 @@ fn stale_queries(broker: Broker) {
                     }
                 }
             }
-            // C answers for A from what the instances announced: it must have heard of a copy of every
-            // partition A owns (announcements follow the placement by up to a refresh interval).
+            // C answers for A from what the instances announced: every copy C has heard of must be open and
+            // caught up where C heard it is (an instance announces a copy as the placement gives it, before
+            // the copy has read its changelog).
             let c = &instances[2];
-            let c_knows_every_copy = expected.keys().all(|page| {
+            let views: Vec<BTreeMap<String, i64>> =
+                instances.iter().map(|s| stale_view(s)).collect();
+            let c_knows_every_copy = expected.iter().all(|(page, count)| {
                 c.query_metadata_for_key("page-counts", page, &Serdes::string())
-                    .is_ok_and(|m| !m.standbys.is_empty())
+                    .is_ok_and(|m| {
+                        !m.standbys.is_empty()
+                            && m.standbys.iter().all(|holder| {
+                                ports.iter().zip(&views).any(|(port, view)| {
+                                    holder.host == HostInfo::parse(&format!("127.0.0.1:{port}"))
+                                        && view.get(page) == Some(count)
+                                })
+                            })
+                    })
             });
             merged == expected
                 && standby.len() == 3
@@ -480,22 +504,62 @@ fn kill_one_of_three(broker: &Broker, replicas: usize) -> Failover {
     );
     // Let the child commit what it processed (every 200 ms), then kill it.
     std::thread::sleep(Duration::from_secs(1));
-    let keys_moved: u64 = victim_tasks().iter().map(|&p| pages_of(p) as u64).sum();
+    let victim = victim_tasks();
+    let keys_moved: u64 = victim.iter().map(|&p| pages_of(p) as u64).sum();
+    let victim_pages: Vec<String> = expected
+        .keys()
+        .filter(|page| {
+            survivors[0]
+                .query_metadata_for_key("page-counts", *page, &Serdes::string())
+                .is_ok_and(|m| victim.contains(&m.partition))
+        })
+        .cloned()
+        .collect();
     let before = restored.load(std::sync::atomic::Ordering::Relaxed);
+    let killed = std::time::Instant::now();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    wait_until_reporting(
-        "the survivors to take the child's tasks and hold every count",
-        Duration::from_secs(120),
-        || {
-            let mut merged = BTreeMap::new();
-            for s in &survivors {
-                merged.extend(local(s));
+    // A client asks for every key of the child's tasks, over and over, until the survivors hold every count:
+    // answered when a survivor has the key (its active store, or a standby copy with stale reads allowed).
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (asked, answered) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let params = StoreQueryParameters::from_name("page-counts").enable_stale_stores();
+            let (mut asked, mut answered) = (0u64, 0u64);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let stores: Vec<_> = survivors
+                    .iter()
+                    .filter_map(|s| s.store_with::<String, i64>(&params).ok())
+                    .collect();
+                for page in &victim_pages {
+                    asked += 1;
+                    if stores
+                        .iter()
+                        .any(|st| st.get(page).is_ok_and(|v| v.is_some()))
+                    {
+                        answered += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
-            victim_tasks().is_empty() && merged == expected
-        },
-        describe,
-    );
+            (asked, answered)
+        });
+        wait_until_reporting(
+            "the survivors to take the child's tasks and hold every count",
+            Duration::from_secs(120),
+            || {
+                let mut merged = BTreeMap::new();
+                for s in &survivors {
+                    merged.extend(local(s));
+                }
+                victim_tasks().is_empty() && merged == expected
+            },
+            describe,
+        );
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        client.join().unwrap()
+    });
+    let failover_ms = killed.elapsed().as_millis();
     let restored = restored.load(std::sync::atomic::Ordering::Relaxed) - before;
     // Both survivors shut down together, as a deployment stops its instances.
     std::thread::scope(|scope| {
@@ -507,12 +571,16 @@ fn kill_one_of_three(broker: &Broker, replicas: usize) -> Failover {
             assert!(c.join().unwrap(), "a survivor did not close in time");
         }
     });
+    let share = answered as f64 / asked.max(1) as f64;
     println!(
-        "kill -9, num.standby.replicas={replicas}: the survivors restored {restored} records taking over tasks holding {keys_moved} keys"
+        "kill -9, num.standby.replicas={replicas}: the survivors restored {restored} records taking over tasks holding {keys_moved} keys; \
+         every count back {failover_ms} ms after the kill; {answered} of {asked} queries for the child's keys answered ({:.2}%)",
+        share * 100.0
     );
     Failover {
         restored,
         keys_moved,
+        answered: Some(share),
     }
 }
 
@@ -669,6 +737,7 @@ fn rolling_restart(broker: &Broker, replicas: usize) -> Failover {
     Failover {
         restored,
         keys_moved: expected.len() as u64,
+        answered: None,
     }
 }
 
