@@ -398,7 +398,45 @@ pub fn describe_instance(s: &streams_dsl::streams_core::runtime::KafkaStreams) -
             )
         })
         .collect();
-    format!("{:?}, errors {:?}, tasks {tasks:?}", s.state(), s.errors())
+    let threads: Vec<String> = s
+        .metadata_for_local_threads()
+        .iter()
+        .map(|t| format!("{} {}", t.thread_name, t.thread_state))
+        .collect();
+    format!(
+        "{:?}, threads {threads:?}, errors {:?}, tasks {tasks:?}",
+        s.state(),
+        s.errors()
+    )
+}
+
+/// Closes `instances` together, as a deployment stops them, each within `timeout`; panics naming those that
+/// did not close, with where they stood.
+pub fn close_all(
+    instances: &[&streams_dsl::streams_core::runtime::KafkaStreams],
+    timeout: Duration,
+) {
+    let closed: Vec<bool> = std::thread::scope(|scope| {
+        let closing: Vec<_> = instances
+            .iter()
+            .map(|s| scope.spawn(move || s.close(timeout)))
+            .collect();
+        closing
+            .into_iter()
+            .map(|c| c.join().unwrap_or(false))
+            .collect()
+    });
+    let stuck: Vec<String> = instances
+        .iter()
+        .zip(&closed)
+        .filter(|(_, closed)| !**closed)
+        .map(|(s, _)| describe_instance(s))
+        .collect();
+    assert!(
+        stuck.is_empty(),
+        "instances did not close within {timeout:?}: {}",
+        stuck.join("; ")
+    );
 }
 
 /// Like [`wait_until`], with `report` describing what was seen in the timeout's panic message.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use streams_dsl::streams_core::runtime::{KafkaStreams, QueryServer, State};
 use tests::{
-    describe_instance, free_loopback_port, http_get, page_counts_topology, produce, wait_until,
-    wait_until_reporting, Broker,
+    close_all, describe_instance, free_loopback_port, http_get, page_counts_topology, produce,
+    wait_until, wait_until_reporting, Broker,
 };
 
 fn count_via(port: u16, page: &str) -> Option<i64> {
@@ -374,8 +374,7 @@ fn finding_instances_behind_one_address_never_redirect_to_it() {
         "A redirected a key of B to their shared address:\n{head}"
     );
     assert_eq!(status, 503, "{head}");
-    assert!(a.close(Duration::from_secs(30)));
-    assert!(b.close(Duration::from_secs(30)));
+    close_all(&[&a, &b], Duration::from_secs(60));
     rt.block_on(server_a.shutdown());
     rt.block_on(server_b.shutdown());
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use streams_dsl::streams_core::runtime::{KafkaStreams, State, StreamsConfig};
 use streams_dsl::*;
-use tests::{consume_until, describe_instance, produce, wait_until_reporting, Broker};
+use tests::{close_all, consume_until, describe_instance, produce, wait_until_reporting, Broker};
 
 const APP: &str = "failover";
 
@@ -355,6 +355,5 @@ fn a_kept_partition_is_not_processed_again_when_the_commit_before_the_rebalance_
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(a.close(Duration::from_secs(30)));
-    assert!(b.close(Duration::from_secs(30)));
+    close_all(&[&a, &b], Duration::from_secs(60));
 }

@@ -12,8 +12,8 @@ use streams_dsl::streams_core::runtime::{
 };
 use streams_dsl::*;
 use tests::{
-    describe_instance, page_counts_topology, produce, wait_until, wait_until_reporting, Broker,
-    CountingRestores,
+    close_all, describe_instance, page_counts_topology, produce, wait_until, wait_until_reporting,
+    Broker, CountingRestores,
 };
 
 const VISITS: usize = 20_000;
@@ -366,9 +366,10 @@ fn stale_queries(broker: Broker) {
     for s in servers {
         rt.block_on(s.shutdown());
     }
-    for s in &instances {
-        assert!(s.close(Duration::from_secs(30)));
-    }
+    close_all(
+        &instances.iter().map(|s| s.as_ref()).collect::<Vec<_>>(),
+        Duration::from_secs(60),
+    );
 }
 
 #[test]
@@ -561,16 +562,10 @@ fn kill_one_of_three(broker: &Broker, replicas: usize) -> Failover {
     });
     let failover_ms = killed.elapsed().as_millis();
     let restored = restored.load(std::sync::atomic::Ordering::Relaxed) - before;
-    // Both survivors shut down together, as a deployment stops its instances.
-    std::thread::scope(|scope| {
-        let closing: Vec<_> = survivors
-            .iter()
-            .map(|s| scope.spawn(move || s.close(Duration::from_secs(60))))
-            .collect();
-        for c in closing {
-            assert!(c.join().unwrap(), "a survivor did not close in time");
-        }
-    });
+    close_all(
+        &survivors.iter().collect::<Vec<_>>(),
+        Duration::from_secs(60),
+    );
     let share = answered as f64 / asked.max(1) as f64;
     println!(
         "kill -9, num.standby.replicas={replicas}: the survivors restored {restored} records taking over tasks holding {keys_moved} keys; \
@@ -681,19 +676,6 @@ fn describe_all(instances: &[&KafkaStreams]) -> String {
         .join("; ")
 }
 
-/// Closes every instance at once, as a deployment stops them.
-fn close_together(instances: &[&KafkaStreams]) {
-    std::thread::scope(|scope| {
-        let closing: Vec<_> = instances
-            .iter()
-            .map(|s| scope.spawn(move || s.close(Duration::from_secs(60))))
-            .collect();
-        for c in closing {
-            assert!(c.join().unwrap(), "an instance did not close in time");
-        }
-    });
-}
-
 /// Three instances restarted one after the other on their own state directories, each waiting for the group
 /// to settle (and, with standbys, the copies to catch up) before the next. Returns what the restarts made the
 /// instances restore, against the keys of the state.
@@ -729,7 +711,10 @@ fn rolling_restart(broker: &Broker, replicas: usize) -> Failover {
         );
     }
     let restored = restored.load(std::sync::atomic::Ordering::Relaxed) - before;
-    close_together(&instances.iter().collect::<Vec<_>>());
+    close_all(
+        &instances.iter().collect::<Vec<_>>(),
+        Duration::from_secs(60),
+    );
     println!(
         "rolling restart, num.standby.replicas={replicas}: the instances restored {restored} records, for state of {} keys",
         expected.len()
@@ -799,7 +784,7 @@ fn scale_out_and_in(broker: &Broker, replicas: usize) -> Scaling {
     );
     let keys_back = (local(&b).len() + local(&c).len()) as u64;
     let before = restored_a.load(std::sync::atomic::Ordering::Relaxed);
-    close_together(&[&b, &c]);
+    close_all(&[&b, &c], Duration::from_secs(60));
     wait_until_reporting(
         "A alone to take every task back with every count",
         Duration::from_secs(120),
