@@ -7,10 +7,18 @@
 //!
 //! Every instance announces on the application's metadata topic (`<application.id>-metadata`) the partitions
 //! its threads own, its process id (kept in the state directory, the same after a restart) and the standby
-//! partitions it keeps. From the announcements every instance derives the same placement on its own, with no
-//! coordinator: for each task with a known active owner, each of its `num.standby.replicas` copies goes to the
-//! live instance ranking highest for that task by a hash of (process id, task) (rendezvous hashing) among
-//! those not running it, not holding a copy of it already and holding fewer than their share of all copies.
+//! partitions it keeps, and its consumers' group member ids (sent with each assignment). From the
+//! announcements every instance derives the same placement on its own, with no coordinator. For each task with
+//! a known active owner:
+//!
+//! - The first copy goes to the instance the group's `range` assignor would give the task if its owner left:
+//!   the assignor orders the consumers by member id, so that instance is known in advance (see
+//!   `failover_target`). Member ids start with the consumer's client id, which starts with the process id,
+//!   so an instance keeps its place in that order across restarts (on brokers that build member ids from
+//!   client ids, as Kafka and tansu do; the embedded broker does not).
+//! - Every other copy goes to the live instance ranking highest for that task by a hash of (process id, task)
+//!   (rendezvous hashing) among those not running it, not holding a copy of it already and holding fewer
+//!   than their share of all copies; a balancing pass then evens out what the first copies left uneven.
 //!
 //! - Never on the active's instance: the instance owning the task is not a candidate, and an instance never
 //!   starts a standby for a task one of its own threads holds (restoring or running), whatever the
