@@ -351,17 +351,13 @@ impl StreamsRecordCollector {
         }
     }
 
-    /// The highest acknowledged offset of each partition written.
-    pub(crate) fn acked(&self) -> Result<HashMap<(String, i32), i64>, StreamsError> {
+    /// The highest acknowledged offset of each partition written, per topic (see [`acked_offset`]).
+    pub(crate) fn acked(&self) -> Result<HashMap<String, HashMap<i32, i64>>, StreamsError> {
         self.producer()
             .context()
             .acked
             .lock()
-            .map(|a| {
-                a.iter()
-                    .flat_map(|(topic, parts)| parts.iter().map(|(p, o)| ((topic.clone(), *p), *o)))
-                    .collect()
-            })
+            .map(|a| a.clone())
             .map_err(|_| kafka("delivery state", "poisoned"))
     }
 }
@@ -405,6 +401,14 @@ impl AbortedRecords {
                 .is_some_and(|v| v.iter().any(|&(lo, hi)| lo <= offset && offset <= hi))
         })
     }
+}
+
+/// The highest offset of `acked` (from [`StreamsRecordCollector::acked`]) acknowledged for `partition`.
+pub(crate) fn acked_offset(
+    acked: &HashMap<String, HashMap<i32, i64>>,
+    (topic, partition): &(String, i32),
+) -> Option<i64> {
+    acked.get(topic)?.get(partition).copied()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::processor::TaskId;
 use crate::runtime::checkpoint;
 use crate::runtime::kafka_error as kafka;
 use crate::runtime::offset_metadata;
-use crate::runtime::record_collector::StreamsRecordCollector;
+use crate::runtime::record_collector::{acked_offset, StreamsRecordCollector};
 use crate::runtime::restore::{transient, StateRestoreListener};
 use crate::runtime::state_updater::{PendingRestore, RestoredTask, StateUpdater};
 use crate::runtime::thread::{now_ms, ThreadContext, ThreadShared};
@@ -215,7 +215,7 @@ impl CommitState {
         let acked = collector.acked()?;
         for t in self.tasks.values_mut() {
             for (key, pos) in t.positions.iter_mut() {
-                if let Some(&o) = acked.get(key) {
+                if let Some(o) = acked_offset(&acked, key) {
                     *pos = (*pos).max(o + 1);
                 }
             }
@@ -262,7 +262,7 @@ impl CommitState {
             let mut moved = false;
             for (key, pos) in t.positions.iter_mut() {
                 let before = *pos;
-                if let Some(&o) = acked.get(key) {
+                if let Some(o) = acked_offset(&acked, key) {
                     *pos = (*pos).max(o + 1);
                 }
                 if let Some(&o) = self.committed.get(key) {
