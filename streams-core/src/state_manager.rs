@@ -8,9 +8,10 @@
 //! first, so a crash during the rebuild never leaves an offset the half-built store would be trusted to have
 //! reached.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use state_store::{KeyValueStore, RocksDbResources, StoreContext, StoreError};
 
@@ -30,6 +31,64 @@ pub(crate) struct StoreEnv {
     /// The application's state directory (`state.dir/<application.id>`).
     pub state_dir: PathBuf,
     pub rocksdb: RocksDbResources,
+    /// Stores a standby task handed over open, taken by the next opening of the same task's stores.
+    pub handed: Option<Arc<HandedStores>>,
+}
+
+/// Stores left open by a standby task for the active task about to take its place on this instance: opening the
+/// task's stores takes them as they are (flushed and checkpointed), instead of waiting for them to be closed and
+/// opening them again. Queries reading the standby's copy go on reading it through the move.
+#[derive(Default)]
+pub(crate) struct HandedStores {
+    stores: Mutex<HashMap<(TaskId, String), LeftOpen>>,
+}
+
+/// A store left open, and since when.
+type LeftOpen = (Box<dyn KeyValueStore>, Instant);
+
+impl HandedStores {
+    /// Leaves `store`, of task `task`, open for the next opening of that store.
+    pub(crate) fn put(&self, task: TaskId, store: OpenedStore) {
+        let replaced = self
+            .stores
+            .lock()
+            .ok()
+            .and_then(|mut s| s.insert((task, store.name), (store.store, Instant::now())));
+        if let Some((mut old, _)) = replaced {
+            let _ = old.close();
+        }
+    }
+
+    /// Takes store `name` of task `task` if it was left open.
+    fn take(&self, task: TaskId, name: &str) -> Option<Box<dyn KeyValueStore>> {
+        self.stores
+            .lock()
+            .ok()?
+            .remove(&(task, name.to_string()))
+            .map(|(store, _)| store)
+    }
+
+    /// Closes the stores nobody took within `within` (their task went elsewhere), or all of them with `None`.
+    pub(crate) fn close_unclaimed(&self, within: Option<Duration>) {
+        let expired: Vec<_> = match self.stores.lock() {
+            Ok(mut s) => {
+                let keys: Vec<_> = s
+                    .iter()
+                    .filter(|(_, (_, at))| within.is_none_or(|w| at.elapsed() >= w))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                keys.into_iter()
+                    .filter_map(|k| s.remove_entry(&k))
+                    .collect()
+            }
+            Err(_) => return,
+        };
+        for ((task, name), (mut store, _)) in expired {
+            if let Err(e) = store.close() {
+                tracing::warn!(%task, store = %name, error = %e, "error while closing a store a standby left open");
+            }
+        }
+    }
 }
 
 /// One opened store, restored and not yet wrapped in its changelog and cache layers.
@@ -104,6 +163,20 @@ fn open_store(
     let persistent = def.supplier.persistent();
     let topic = topology.store_changelog_topic(&env.application_id, name);
     let existed = persistent && has_files(&dir);
+    // A store a standby left open was flushed and checkpointed: its contents match its checkpoint.
+    if let Some(store) = env.handed.as_ref().and_then(|h| h.take(id, name)) {
+        return restore_store(
+            topology,
+            name,
+            &topic,
+            id,
+            &dir,
+            store,
+            false,
+            restorer,
+            &mut reopen,
+        );
+    }
     let mut waited = Duration::ZERO;
     let opened = loop {
         match reopen() {
@@ -117,7 +190,7 @@ fn open_store(
             other => break other,
         }
     };
-    let (mut store, wiped): (Box<dyn KeyValueStore>, bool) = match opened {
+    let (store, wiped): (Box<dyn KeyValueStore>, bool) = match opened {
         // A store whose files were missing, or that holds nothing, starts from nothing: its checkpoint (if any)
         // no longer applies.
         Ok(s) => {
@@ -140,25 +213,50 @@ fn open_store(
         }
         Err(e) => return Err(e),
     };
-    if def.logging {
-        if let Some(r) = restorer {
-            store = r.restore(
-                id,
-                name,
-                &topic,
-                &dir,
-                store,
-                wiped,
-                crate::task::ChangelogFormat {
-                    timestamped: def.serdes.timestamped(),
-                    versioned: def.serdes.versioned(),
-                    source_topic: def.source_changelog.is_some(),
-                },
-                &mut reopen,
-            )?;
-        }
+    restore_store(
+        topology,
+        name,
+        &topic,
+        id,
+        &dir,
+        store,
+        wiped,
+        restorer,
+        &mut reopen,
+    )
+}
+
+/// Hands an opened store to the restorer when it is logged and there is one.
+#[allow(clippy::too_many_arguments)]
+fn restore_store(
+    topology: &Topology,
+    name: &str,
+    topic: &str,
+    id: TaskId,
+    dir: &std::path::Path,
+    store: Box<dyn KeyValueStore>,
+    wiped: bool,
+    restorer: &mut Option<&mut dyn StateRestorer>,
+    reopen: &mut dyn FnMut() -> Result<Box<dyn KeyValueStore>, StreamsError>,
+) -> Result<Box<dyn KeyValueStore>, StreamsError> {
+    let def = &topology.stores[name];
+    match restorer {
+        Some(r) if def.logging => r.restore(
+            id,
+            name,
+            topic,
+            dir,
+            store,
+            wiped,
+            crate::task::ChangelogFormat {
+                timestamped: def.serdes.timestamped(),
+                versioned: def.serdes.versioned(),
+                source_topic: def.source_changelog.is_some(),
+            },
+            reopen,
+        ),
+        _ => Ok(store),
     }
-    Ok(store)
 }
 
 #[cfg(test)]
@@ -250,6 +348,7 @@ mod tests {
             application_id: Arc::from("app"),
             state_dir: dir.to_path_buf(),
             rocksdb: RocksDbResources::new(8 << 20, 8 << 20),
+            handed: None,
         }
     }
 
@@ -286,6 +385,104 @@ mod tests {
         let mut r = Recorder::default();
         let _state = open(&t, &env, &mut r).unwrap();
         assert_eq!(r.calls, ["restore s from app-s-changelog wiped=false"]);
+    }
+
+    #[test]
+    fn a_store_left_open_by_a_standby_is_taken_as_it_is_and_unclaimed_ones_are_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topology(true);
+        let handed = Arc::new(HandedStores::default());
+        let env = StoreEnv {
+            handed: Some(handed.clone()),
+            ..env(dir.path())
+        };
+        // The standby's stores, open: a second opening of the directory would find it locked.
+        let mut standby = open(&t, &env, &mut Recorder::default()).unwrap();
+        standby.stores[0].store.put(b"k", b"v").unwrap();
+        let store = standby.stores.pop().unwrap();
+        let reader: state_store::SharedKeyValueStore = Arc::new(Mutex::new(store.store));
+        // What a standby hands over: a store whose reads go on through `reader` (the queries' handle).
+        struct Through(state_store::SharedKeyValueStore);
+        impl KeyValueStore for Through {
+            fn name(&self) -> &str {
+                "s"
+            }
+            fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                self.0.lock().unwrap().get(key)
+            }
+            fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+                self.0.lock().unwrap().put(key, value)
+            }
+            fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                self.0.lock().unwrap().delete(key)
+            }
+            fn scan(
+                &self,
+                range: &state_store::KeyRange,
+                reverse: bool,
+            ) -> Result<state_store::KvIter<'_>, StoreError> {
+                let all: Vec<_> = self.0.lock().unwrap().scan(range, reverse)?.collect();
+                Ok(Box::new(all.into_iter()))
+            }
+            fn approximate_num_entries(&self) -> Result<u64, StoreError> {
+                self.0.lock().unwrap().approximate_num_entries()
+            }
+            fn flush(&mut self) -> Result<(), StoreError> {
+                self.0.lock().unwrap().flush()
+            }
+            fn persistent(&self) -> bool {
+                true
+            }
+            fn close(&mut self) -> Result<(), StoreError> {
+                self.0.lock().unwrap().close()
+            }
+        }
+        handed.put(
+            TASK,
+            OpenedStore {
+                name: "s".into(),
+                store: Box::new(Through(reader.clone())),
+            },
+        );
+        let mut r = Recorder::default();
+        let started = Instant::now();
+        let mut active = open(&t, &env, &mut r).unwrap();
+        // Taken at once, not waited for (a locked store is retried for up to 30 s), and trusted: not wiped.
+        assert!(started.elapsed() < STORE_LOCK_WAIT / 2);
+        assert_eq!(r.calls, ["restore s from app-s-changelog wiped=false"]);
+        active.stores[0].store.put(b"k2", b"v2").unwrap();
+        // The queries' handle sees what the active task writes.
+        assert_eq!(
+            reader.lock().unwrap().get(b"k2").unwrap(),
+            Some(b"v2".to_vec())
+        );
+        assert_eq!(
+            active.stores[0].store.get(b"k").unwrap(),
+            Some(b"v".to_vec())
+        );
+        active.stores[0].store.close().unwrap();
+        drop(active);
+
+        // Left open and never taken: closed once unclaimed for long enough, which frees the directory.
+        let mut standby = open(&t, &env, &mut Recorder::default()).unwrap();
+        handed.put(TASK, standby.stores.pop().unwrap());
+        handed.close_unclaimed(Some(Duration::from_secs(3600)));
+        assert!(handed
+            .take(TASK, "s")
+            .is_some_and(|mut s| s.close().is_ok()));
+        let mut standby = open(&t, &env, &mut Recorder::default()).unwrap();
+        handed.put(TASK, standby.stores.pop().unwrap());
+        handed.close_unclaimed(None);
+        assert!(handed.take(TASK, "s").is_none());
+        let plain = StoreEnv {
+            handed: None,
+            ..env.clone()
+        };
+        let state = open(&t, &plain, &mut Recorder::default()).unwrap();
+        assert_eq!(
+            state.stores[0].store.get(b"k2").unwrap(),
+            Some(b"v2".to_vec())
+        );
     }
 
     #[test]

@@ -730,6 +730,7 @@ impl Task {
                 application_id: env.application_id.clone(),
                 state_dir: env.state_dir.clone(),
                 rocksdb: env.rocksdb.clone(),
+                handed: None,
             },
             restorer,
         )?;

@@ -206,10 +206,11 @@ fn compare(broker: fn() -> Broker, scenario: fn(&Broker, usize) -> Failover, rep
         with.keys_moved
     );
     // Queries during the failover: without standbys the moved keys are gone until restored; with, the copies
-    // answer but for the moment each is handed over to its new active task.
+    // answer throughout, through the handover of each to its new active task too (the stores stay open and
+    // readable: before they did, every handover cost ~350 ms of misses, 5-9% of the queries).
     if let (Some(without), Some(with)) = (without.answered, with.answered) {
         assert!(
-            with >= 0.8 && with > without,
+            with >= 0.99 && with > without,
             "queries answered during the failover: {:.1}% with standbys, {:.1}% without",
             with * 100.0,
             without * 100.0

@@ -39,7 +39,7 @@ const STEP_RECORDS: usize = 100_000;
 /// taken as ended.
 const QUIET_END: Duration = Duration::from_secs(2);
 /// The longest one step polls: cancellations and new tasks are looked at between steps.
-const STEP_TIME: Duration = Duration::from_millis(100);
+pub(crate) const STEP_TIME: Duration = Duration::from_millis(100);
 /// How often a standby task that read something flushes its stores and writes its checkpoint.
 pub(crate) const STANDBY_CHECKPOINT: Duration = Duration::from_secs(5);
 
@@ -141,6 +141,8 @@ pub(crate) struct BulkRestore {
     /// How long a task may go without progress (`task.timeout.ms`).
     timeout: Duration,
     last_log: Instant,
+    /// The longest one step polls.
+    step_time: Duration,
 }
 
 impl BulkRestore {
@@ -152,7 +154,14 @@ impl BulkRestore {
             aborted,
             timeout,
             last_log: Instant::now(),
+            step_time: STEP_TIME,
         }
+    }
+
+    /// Polls at most `step_time` per step instead of [`STEP_TIME`]: how long a cancellation may wait.
+    pub(crate) fn with_step_time(mut self, step_time: Duration) -> BulkRestore {
+        self.step_time = step_time;
+        self
     }
 
     /// Whether no task is restoring.
@@ -315,15 +324,16 @@ impl BulkRestore {
         Ok(())
     }
 
-    /// Takes records for up to [`STEP_TIME`] or [`STEP_RECORDS`], writing full batches as they fill.
+    /// Takes records for up to the step time or [`STEP_RECORDS`], writing full batches as they fill.
     fn poll(&mut self, consumer: &BaseConsumer<StreamsClientContext>) -> Result<(), StreamsError> {
         let started = Instant::now();
         let mut taken = 0usize;
         // The clock is read once every 1,024 records.
-        while taken < STEP_RECORDS && (!taken.is_multiple_of(1024) || started.elapsed() < STEP_TIME)
+        let step_time = self.step_time;
+        while taken < STEP_RECORDS && (!taken.is_multiple_of(1024) || started.elapsed() < step_time)
         {
             let wait = if taken == 0 {
-                STEP_TIME.saturating_sub(started.elapsed())
+                step_time.saturating_sub(started.elapsed())
             } else {
                 Duration::ZERO
             };
@@ -634,6 +644,14 @@ fn suspend(mut a: Active) -> Result<(), StreamsError> {
     }
     let task_dir = a.job.state.task_dir.clone();
     let persistent = a.job.state.stores.iter().any(|s| s.store.persistent());
+    // A standby handed to its active task on this instance leaves its stores open, once checkpointed.
+    if let Some(progress) = a.job.progress.as_ref().filter(|p| kept && p.handing_over()) {
+        if persistent {
+            checkpoint::write(&task_dir, &offsets)?;
+        }
+        progress.leave_open(a.job.state);
+        return Ok(());
+    }
     a.job.state.close();
     if kept && persistent {
         checkpoint::write(&task_dir, &offsets)?;

@@ -40,14 +40,16 @@
 //! instance), restores them from its checkpoint, then goes on reading the changelogs, on a state updater of
 //! its own (one per instance, with its own restore consumer, reading under `read_committed` when the
 //! application is exactly-once). It flushes and checkpoints every few seconds when it read something. When a
-//! stream thread of the instance is given the task, it first stops the standby (which flushes and checkpoints)
-//! and then restores the task as usual: from the standby's checkpoint. Standbys of stores kept in memory are
+//! stream thread of the instance is given the task, it first stops the standby, which flushes and checkpoints
+//! its stores and leaves them open ([`HandedStores`]), then restores the task as usual from the standby's
+//! checkpoint, on the stores as the standby left them (no closing and reopening). Stale queries read the
+//! copy through the move, until the active task runs and answers them itself. Standbys of stores kept in memory are
 //! not kept (nothing of them would survive the move): a sub-topology has standby tasks when it has
 //! changelogged stores, all of them persistent and none of them a table using its source topic as its
 //! changelog (`TopologyOptimization::ReuseSourceTopics`: its restoration stops at the committed offset).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,7 +59,7 @@ use crate::error::StreamsError;
 use crate::processor::TaskId;
 use crate::runtime::state_updater::{PendingRestore, StateUpdater};
 use crate::runtime::thread::ThreadContext;
-use crate::state_manager::OpenedStore;
+use crate::state_manager::{HandedStores, OpenedStore, StateManager};
 
 /// A live instance as the placement sees it.
 #[derive(Debug, Clone)]
@@ -237,12 +239,29 @@ pub(crate) struct StandbyState {
     pub positions: Mutex<BTreeMap<(String, i32), (i64, i64)>>,
     /// The task's stores, once open: read by stale queries.
     pub stores: Mutex<Vec<(String, SharedKeyValueStore)>>,
+    /// Set when the task moves to a stream thread of this instance: the standby then stops leaving its stores
+    /// open, in `left_open`, for the active task.
+    hand_over: AtomicBool,
+    left_open: Mutex<Option<StateManager>>,
 }
 
 /// A standby task's shared state.
 pub(crate) type StandbyProgress = Arc<StandbyState>;
 
 impl StandbyState {
+    /// Whether the standby is stopping to hand its stores to its active task.
+    pub(crate) fn handing_over(&self) -> bool {
+        self.hand_over.load(Ordering::Relaxed)
+    }
+
+    /// Keeps the standby's stores, flushed and checkpointed, open for its active task.
+    pub(crate) fn leave_open(&self, state: StateManager) {
+        match self.left_open.lock() {
+            Ok(mut l) => *l = Some(state),
+            Err(_) => state.close(),
+        }
+    }
+
     /// Makes `stores` readable by queries while the standby writes them: each is moved behind a lock that the
     /// queries share; returns what the standby writes through.
     pub(crate) fn share(&self, stores: Vec<OpenedStore>) -> Vec<OpenedStore> {
@@ -336,6 +355,9 @@ impl KeyValueStore for SharedStore {
 /// How long a task handed to a local stream thread stays excluded from the standbys even before the thread
 /// reports it (its restoration is being queued).
 const CLAIM_HOLD: Duration = Duration::from_secs(10);
+/// The longest the standby updater polls between two looks at its jobs: a standby handed to its active task
+/// stops within about this long. Idle standbys wake this often.
+const STANDBY_STEP: Duration = Duration::from_millis(20);
 /// How long stopping a standby may take before the stream thread goes on without it.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -343,6 +365,8 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct Standbys {
     replicas: usize,
     running: Mutex<Option<Running>>,
+    /// Stores of standbys handed to their active tasks, until these open them.
+    handed: Arc<HandedStores>,
 }
 
 struct Running {
@@ -353,6 +377,9 @@ struct Running {
     progress: BTreeMap<TaskId, StandbyProgress>,
     /// Tasks handed to a local stream thread, and when.
     claimed: BTreeMap<TaskId, Instant>,
+    /// Standbys handed to a local stream thread with their stores left open, and when: queries read their
+    /// stores until the active task runs.
+    handing: BTreeMap<TaskId, (StandbyProgress, Instant)>,
     /// The updater stopped on an error: started again at the next update.
     broken: bool,
 }
@@ -393,12 +420,18 @@ impl Standbys {
         Standbys {
             replicas,
             running: Mutex::new(None),
+            handed: Arc::default(),
         }
     }
 
     /// How many replicas each task has (`num.standby.replicas`).
     pub(crate) fn replicas(&self) -> usize {
         self.replicas
+    }
+
+    /// The stores standbys leave open for their active tasks, taken when these open their stores.
+    pub(crate) fn handed(&self) -> Arc<HandedStores> {
+        self.handed.clone()
     }
 
     /// Starts the instance's standby updater.
@@ -411,6 +444,7 @@ impl Standbys {
                 jobs: BTreeMap::new(),
                 progress: BTreeMap::new(),
                 claimed: BTreeMap::new(),
+                handing: BTreeMap::new(),
                 broken: false,
             });
         }
@@ -442,6 +476,9 @@ impl Standbys {
             }
         }
         r.claimed.retain(|_, at| at.elapsed() < CLAIM_HOLD);
+        // Stores left open for a task that went elsewhere before it opened them.
+        r.handing.retain(|_, (_, at)| at.elapsed() < CLAIM_HOLD);
+        self.handed.close_unclaimed(Some(CLAIM_HOLD));
         let keep: BTreeSet<TaskId> = desired
             .iter()
             .filter(|t| !local.contains(t) && !r.claimed.contains_key(t))
@@ -481,18 +518,22 @@ impl Standbys {
     }
 
     /// Stops the standby of `task`, which a stream thread of this instance is about to restore as an active
-    /// task, and waits until its stores are flushed, checkpointed and closed; keeps the task from being made a
-    /// standby again while the thread holds it.
+    /// task, and waits until its stores are flushed and checkpointed; they are left open for the active task,
+    /// and queries go on reading them until it runs (see [`Standbys::started`]). Keeps the task from being
+    /// made a standby again while the thread holds it.
     pub(crate) fn release(&self, task: TaskId) {
         let Ok(mut guard) = self.running.lock() else {
             return;
         };
         let Some(r) = guard.as_mut() else { return };
         r.claimed.insert(task, Instant::now());
-        r.progress.remove(&task);
+        let progress = r.progress.remove(&task);
         let Some(job) = r.jobs.remove(&task) else {
             return;
         };
+        if let Some(p) = &progress {
+            p.hand_over.store(true, Ordering::Relaxed);
+        }
         job.cancel.store(true, Ordering::Relaxed);
         let started = Instant::now();
         while !r.drain(Some((task, job.job))) {
@@ -506,7 +547,24 @@ impl Standbys {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        let left_open = progress
+            .as_ref()
+            .and_then(|p| p.left_open.lock().ok().and_then(|mut l| l.take()));
+        if let (Some(state), Some(progress)) = (left_open, progress) {
+            for store in state.stores {
+                self.handed.put(task, store);
+            }
+            r.handing.insert(task, (progress, Instant::now()));
+        }
         tracing::info!(%task, waited = ?started.elapsed(), "standby task handed to its active task");
+    }
+
+    /// Task `task`, released by [`Standbys::release`], runs on a stream thread of this instance, which serves
+    /// queries of its stores from now on.
+    pub(crate) fn started(&self, task: TaskId) {
+        if let Some(r) = self.running.lock().ok().as_mut().and_then(|r| r.as_mut()) {
+            r.handing.remove(&task);
+        }
     }
 
     /// The tasks this instance keeps standbys of.
@@ -518,28 +576,35 @@ impl Standbys {
             .unwrap_or_default()
     }
 
-    /// The shared states of the running standby tasks.
-    fn states(&self) -> Vec<StandbyProgress> {
+    /// The shared states of the running standby tasks, and with `handing` of those handed to an active task
+    /// not running yet.
+    fn states(&self, handing: bool) -> Vec<StandbyProgress> {
         self.running
             .lock()
             .ok()
-            .and_then(|r| r.as_ref().map(|r| r.progress.values().cloned().collect()))
+            .and_then(|r| {
+                r.as_ref().map(|r| {
+                    let handed = r.handing.values().filter(|_| handing).map(|h| &h.0);
+                    r.progress.values().chain(handed).cloned().collect()
+                })
+            })
             .unwrap_or_default()
     }
 
     /// Where each partition of each standby task stands: store and partition -> (next changelog offset to
     /// read, end of the changelog as last seen). A standby still opening its stores has no entries yet.
     pub(crate) fn progress(&self) -> BTreeMap<(String, i32), (i64, i64)> {
-        self.states()
+        self.states(false)
             .iter()
             .filter_map(|p| p.positions.lock().ok().map(|p| p.clone()))
             .flatten()
             .collect()
     }
 
-    /// The parts of store `name` the standbys of this instance hold.
+    /// The parts of store `name` the standbys of this instance hold, those handed to an active task not running
+    /// yet included.
     pub(crate) fn stores_named(&self, name: &str) -> Vec<SharedKeyValueStore> {
-        self.states()
+        self.states(true)
             .iter()
             .filter_map(|p| p.stores.lock().ok().map(|s| s.clone()))
             .flatten()
@@ -554,6 +619,7 @@ impl Standbys {
         if let Some(mut r) = running {
             r.updater.shutdown();
         }
+        self.handed.close_unclaimed(None);
     }
 }
 
@@ -562,6 +628,7 @@ fn standby_updater(ctx: &Arc<ThreadContext>) -> Result<StateUpdater, StreamsErro
     StateUpdater::start(
         ctx.clone(),
         &name,
+        STANDBY_STEP,
         |e| tracing::error!(error = %e, "the standby updater's consumer failed"),
     )
 }

@@ -77,10 +77,12 @@ pub(crate) struct PendingRestore {
 
 impl StateUpdater {
     /// Starts the updater of stream thread `thread`. `on_fatal` receives errors the restore consumer's client
-    /// reports (refused credentials and the like).
+    /// reports (refused credentials and the like). `step_time` bounds each poll: how long a cancelled job may
+    /// wait to be stopped.
     pub(crate) fn start(
         ctx: Arc<ThreadContext>,
         thread: &str,
+        step_time: Duration,
         on_fatal: impl Fn(StreamsError) + Send + Sync + 'static,
     ) -> Result<StateUpdater, StreamsError> {
         let app = &ctx.config.application_id;
@@ -138,6 +140,7 @@ impl StateUpdater {
                 let _enter = span.enter();
                 run(
                     &ctx,
+                    step_time,
                     &consumer,
                     offsets_reader.as_ref(),
                     &command_rx,
@@ -230,13 +233,15 @@ impl Drop for StateUpdater {
 
 fn run(
     ctx: &Arc<ThreadContext>,
+    step_time: Duration,
     consumer: &BaseConsumer<StreamsClientContext>,
     offsets_reader: Option<&BaseConsumer<StreamsClientContext>>,
     commands: &Receiver<Command>,
     outcomes: &Sender<RestoreOutcome>,
 ) {
     let mut queue: VecDeque<Job> = VecDeque::new();
-    let mut bulk = BulkRestore::new(Some(ctx.aborted.clone()), ctx.config.task_timeout);
+    let mut bulk = BulkRestore::new(Some(ctx.aborted.clone()), ctx.config.task_timeout)
+        .with_step_time(step_time);
     loop {
         // Take every waiting command; block only when there is nothing to do. Woken from idle, take what
         // follows within a few milliseconds too: the tasks of one assignment arrive one after another, and are

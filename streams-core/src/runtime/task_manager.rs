@@ -699,6 +699,8 @@ impl TaskManager {
                 },
             );
         }
+        // Queries read the task's stores from here on, no longer the standby copy it was restored from.
+        self.ctx.standbys.started(id);
         FLUSHERS.with(|f| f.borrow_mut().insert(id, task.processor_flusher()));
         self.tasks.insert(id, task);
         self.created.push(id);

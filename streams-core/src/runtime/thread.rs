@@ -480,6 +480,7 @@ impl ThreadContext {
             application_id: Arc::from(app.as_str()),
             state_dir: self.config.state_dir.join(app),
             rocksdb: self.rocksdb.clone(),
+            handed: Some(self.standbys.handed()),
         }
     }
 }
@@ -651,11 +652,16 @@ fn run(
         })
         .map_err(|e| client_error(&ctx.config, ClientKind::MainConsumer, e))?;
     let fatal = shared.clone();
-    let updater = StateUpdater::start(ctx.clone(), &shared.name, move |e| {
-        if let Ok(mut slot) = fatal.callback_error.lock() {
-            slot.get_or_insert(e);
-        }
-    })?;
+    let updater = StateUpdater::start(
+        ctx.clone(),
+        &shared.name,
+        crate::runtime::bulk_restore::STEP_TIME,
+        move |e| {
+            if let Ok(mut slot) = fatal.callback_error.lock() {
+                slot.get_or_insert(e);
+            }
+        },
+    )?;
     let topics: Vec<&str> = ctx.routing.readers.keys().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
