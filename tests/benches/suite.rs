@@ -19,6 +19,13 @@
 //! records each restored. Both must end with every record counted once. `BENCH_KILL_GUARANTEE=at_least_once`
 //! runs it at at-least-once instead; `--only restart-after-kill` runs it alone.
 //!
+//! Failover after kill -9: three instances of a count on a RocksDB store of 1,000,000 keys (20,000 in quick mode;
+//! `BENCH_FAILOVER_KEYS`), one task each, one of them a child process killed with SIGKILL once everything is
+//! committed, then 100,000 updates (10,000; `BENCH_FAILOVER_TAIL`): the time from the kill until the two
+//! survivors run every task and until all input is processed, the records they restored, and the share of
+//! stale-allowed queries for the killed instance's keys answered meanwhile; without and with one standby
+//! replica. `--only failover` runs it alone.
+//!
 //! `bash scripts/bench.sh suite [--quick]` builds and runs it (and installs the peer into a private virtual
 //! environment); `cargo bench -p tests --bench suite -- [--quick] [--no-peer] [--only NAME] [--out DIR] [--perf NAME]
 //! [--compare OLD.json]`
@@ -258,8 +265,9 @@ impl Workload {
 #[derive(Clone, Debug)]
 struct Spec {
     workload: Workload,
-    /// "throughput", "latency", "restore", "killable" (runs until it is killed) or "restart" (runs until its
-    /// group has committed all of the input, after a kill).
+    /// "throughput", "latency", "restore", "killable" (runs until it is killed), "restart" (runs until its
+    /// group has committed all of the input, after a kill) or "member" (one of several instances of the
+    /// application, without static membership; runs until it is killed).
     mode: &'static str,
     /// processing.guarantee=exactly_once_v2 (else at_least_once).
     eos: bool,
@@ -276,6 +284,8 @@ struct Spec {
     state_dir: PathBuf,
     /// commit.interval.ms; 0 leaves the guarantee's default (30 s at at_least_once, 100 ms at exactly_once_v2).
     commit_ms: u64,
+    /// num.standby.replicas.
+    standbys: u64,
 }
 
 impl Spec {
@@ -293,6 +303,7 @@ impl Spec {
             "app": self.app,
             "state_dir": self.state_dir,
             "commit_ms": self.commit_ms,
+            "standbys": self.standbys,
         })
     }
     fn from_json(v: &Value) -> Result<Spec, String> {
@@ -307,6 +318,7 @@ impl Spec {
             Some("restore") => "restore",
             Some("killable") => "killable",
             Some("restart") => "restart",
+            Some("member") => "member",
             other => return Err(format!("bad mode {other:?}")),
         };
         Ok(Spec {
@@ -322,6 +334,7 @@ impl Spec {
             app: s("app")?,
             state_dir: PathBuf::from(s("state_dir")?),
             commit_ms: v["commit_ms"].as_u64().unwrap_or(1000),
+            standbys: v["standbys"].as_u64().unwrap_or(0),
         })
     }
 }
@@ -543,6 +556,9 @@ fn streams_config(spec: &Spec) -> Result<StreamsConfig, String> {
         set(&mut c, "main.consumer.group.instance.id", &spec.app)?;
     }
     set(&mut c, "main.consumer.heartbeat.interval.ms", "500")?;
+    if spec.standbys > 0 {
+        set(&mut c, "num.standby.replicas", &spec.standbys.to_string())?;
+    }
     set(
         &mut c,
         "main.consumer.fetch.wait.max.ms",
@@ -613,7 +629,7 @@ fn ours_worker(spec: &Spec) -> Result<Value, String> {
         }
         match spec.mode {
             // Runs until the harness ends it.
-            "latency" | "killable" => {}
+            "latency" | "killable" | "member" => {}
             "restore" => {
                 let t = clock.0.lock().expect("restore clock");
                 if streams.state() == State::Running && t.pending == 0 && t.restored >= spec.n {
@@ -661,10 +677,20 @@ fn ours_worker(spec: &Spec) -> Result<Value, String> {
 struct GroupOffsets {
     consumer: BaseConsumer,
     topic: String,
+    partitions: i32,
 }
 
 impl GroupOffsets {
     fn new(bootstrap: &str, group: &str, topic: &str) -> Result<GroupOffsets, String> {
+        GroupOffsets::with_partitions(bootstrap, group, topic, PARTITIONS)
+    }
+
+    fn with_partitions(
+        bootstrap: &str,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<GroupOffsets, String> {
         let consumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", group)
@@ -674,20 +700,21 @@ impl GroupOffsets {
         Ok(GroupOffsets {
             consumer,
             topic: topic.to_string(),
+            partitions,
         })
     }
 
     /// Per partition: the offset the group has committed (0 before its first commit).
     fn committed(&self) -> Result<Vec<i64>, String> {
         let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
+        for p in 0..self.partitions {
             tpl.add_partition(&self.topic, p);
         }
         let got = self
             .consumer
             .committed_offsets(tpl, Duration::from_secs(10))
             .map_err(|e| format!("committed offsets of {}: {e}", self.topic))?;
-        Ok((0..PARTITIONS)
+        Ok((0..self.partitions)
             .map(
                 |p| match got.find_partition(&self.topic, p).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => o,
@@ -699,7 +726,7 @@ impl GroupOffsets {
 
     /// Per partition: the end of the topic (its high watermark).
     fn ends(&self) -> Result<Vec<i64>, String> {
-        (0..PARTITIONS)
+        (0..self.partitions)
             .map(|p| {
                 self.consumer
                     .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
@@ -868,6 +895,10 @@ struct Plan {
     kill_keys: u64,
     /// Updates of those keys written after them, processed while the kill comes.
     kill_tail: u64,
+    /// Distinct keys of the count store of the failover measurement.
+    failover_keys: u64,
+    /// Updates of those keys written right after the kill.
+    failover_tail: u64,
 }
 
 fn plan(quick: bool) -> Plan {
@@ -908,6 +939,8 @@ fn plan(quick: bool) -> Plan {
             restore_sets: vec!["restore".into()],
             kill_keys,
             kill_tail: env("BENCH_KILL_TAIL", (kill_keys / 10).max(50_000)),
+            failover_keys: env("BENCH_FAILOVER_KEYS", 20_000).max(1),
+            failover_tail: env("BENCH_FAILOVER_TAIL", 10_000),
         }
     } else {
         let n = env("BENCH_RECORDS", 1_000_000);
@@ -964,6 +997,8 @@ fn plan(quick: bool) -> Plan {
             restore_sets: vec!["1m-100b".into(), "10m-100b".into()],
             kill_keys,
             kill_tail: env("BENCH_KILL_TAIL", (kill_keys / 10).max(50_000)),
+            failover_keys: env("BENCH_FAILOVER_KEYS", 1_000_000).max(1),
+            failover_tail: env("BENCH_FAILOVER_TAIL", 100_000),
         }
     }
 }
@@ -1073,6 +1108,7 @@ impl Harness {
             state_dir,
             // The same interval at both guarantees, so their ratio is the cost of the transactions alone.
             commit_ms: if mode == "latency" { 100 } else { 1000 },
+            standbys: 0,
         }
     }
 
@@ -1195,6 +1231,7 @@ impl Harness {
             app,
             // exactly_once_v2's default, at both guarantees.
             commit_ms: 100,
+            standbys: 0,
         };
         let mut child = self.spawn(&spec, false).map_err(|e| e.to_string())?;
         let output = drain_tail(&mut child);
@@ -1322,6 +1359,279 @@ impl Harness {
         }
         r["counted_exactly"] = json!(exact);
         Ok(r)
+    }
+
+    /// The failover measurement: a count on a RocksDB store of `keys` keys, run by three instances of one
+    /// application (`replicas` standby replicas), one of them a child process killed with SIGKILL once every
+    /// record is counted and committed (and, with standbys, the copies of its tasks have caught up). Right
+    /// after the kill `tail` updates of the keys arrive. Measured from the kill: when the two survivors run
+    /// every task, and when the group has committed all of the input; the records the survivors restored; and,
+    /// meanwhile, a client asking the survivors over and over for a sample of the killed instance's keys, with
+    /// stale reads allowed: the share of the queries answered. The survivors' stores must then count every
+    /// record (at least once).
+    fn failover(&self, keys: u64, tail: u64, replicas: u64) -> Result<Value, String> {
+        let input = self.topic_with(&self.fresh("failover-in"), FAILOVER_PARTITIONS);
+        let p = producer(&self.bootstrap, "5");
+        let send_key = |p: &BaseProducer, key: i64| {
+            send(
+                p,
+                BaseRecord::to(&input)
+                    .key(&key.to_be_bytes()[..])
+                    .payload(&[b'v'; 100][..])
+                    .timestamp(now_ms()),
+            )
+        };
+        for k in 0..keys {
+            send_key(&p, k as i64);
+        }
+        p.flush(Duration::from_secs(300))
+            .map_err(|e| format!("writing {input}: {e}"))?;
+        let app = self.fresh(&format!("bench-failover-{replicas}"));
+        let offsets =
+            GroupOffsets::with_partitions(&self.bootstrap, &app, &input, FAILOVER_PARTITIONS)?;
+        let built = offsets.ends()?;
+        let output = self.topic(&self.fresh("out-failover"));
+        let spec_of = |i: usize| Spec {
+            workload: Count,
+            mode: "member",
+            eos: false,
+            bootstrap: self.bootstrap.clone(),
+            input: input.clone(),
+            table: String::new(),
+            output: output.clone(),
+            n: keys + tail,
+            keys,
+            app: app.clone(),
+            state_dir: self.work.path().join(&app).join(format!("instance-{i}")),
+            commit_ms: 100,
+            standbys: replicas,
+        };
+        let mut child = Killed(self.spawn(&spec_of(0), false).map_err(|e| e.to_string())?);
+        let child_output = drain_tail(&mut child.0);
+        let restored = RestoredRecords::default();
+        let survivors = (1..3)
+            .map(|i| {
+                let spec = spec_of(i);
+                let s = KafkaStreams::new(topology(&spec)?, streams_config(&spec)?)
+                    .map_err(|e| e.to_string())?;
+                s.set_restore_listener(restored.clone());
+                s.start().map_err(|e| e.to_string())?;
+                Ok(s)
+            })
+            .collect::<Result<Vec<KafkaStreams>, String>>()?;
+        let result = self.fail_over(
+            &mut child,
+            &survivors,
+            &offsets,
+            &built,
+            &restored,
+            (keys, tail, replicas),
+        );
+        std::thread::scope(|scope| {
+            for s in &survivors {
+                scope.spawn(|| s.close(Duration::from_secs(60)));
+            }
+        });
+        result.map_err(|e| {
+            drop(child);
+            let lines: Vec<String> = child_output
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect();
+            format!("{e}; killed instance's output: {}", lines.join(" | "))
+        })
+    }
+
+    /// The failover measurement once the three instances are started (see [`Harness::failover`]).
+    fn fail_over(
+        &self,
+        child: &mut Killed,
+        survivors: &[KafkaStreams],
+        offsets: &GroupOffsets,
+        built: &[i64],
+        restored: &RestoredRecords,
+        (keys, tail, replicas): (u64, u64, u64),
+    ) -> Result<Value, String> {
+        // The partitions the survivors' threads hold, and those of them running.
+        let held = |running: bool| -> std::collections::BTreeSet<i32> {
+            survivors
+                .iter()
+                .flat_map(|s| s.metadata_for_local_threads())
+                .flat_map(|t| t.active_tasks)
+                .filter(|t| !running || t.state.as_str() == "running")
+                .map(|t| t.task_id.partition)
+                .collect()
+        };
+        let victim = || -> Vec<i32> {
+            let mine = held(false);
+            (0..FAILOVER_PARTITIONS)
+                .filter(|p| !mine.contains(p))
+                .collect()
+        };
+        let errors = || -> Result<(), String> {
+            let e: Vec<String> = survivors.iter().flat_map(|s| s.errors()).collect();
+            if e.is_empty() {
+                Ok(())
+            } else {
+                Err(e.join("; "))
+            }
+        };
+        let t0 = Instant::now();
+        loop {
+            errors()?;
+            if let Ok(Some(status)) = child.0.try_wait() {
+                return Err(format!(
+                    "the instance to kill exited ({status}) before the kill"
+                ));
+            }
+            if t0.elapsed() > Duration::from_secs(600) {
+                return Err(format!(
+                    "not settled within 600 s: committed {:?} of {built:?}, the survivors hold {:?}",
+                    offsets.committed()?,
+                    held(false)
+                ));
+            }
+            let committed = offsets.committed()?.iter().zip(built).all(|(c, b)| c >= b);
+            let victim_now = victim();
+            let caught_up = replicas == 0
+                || victim_now.iter().all(|p| {
+                    survivors.iter().any(|s| {
+                        s.standby_lags()
+                            .get("counts")
+                            .and_then(|l| l.get(p))
+                            .is_some_and(|l| l.offset_lag == 0)
+                    })
+                });
+            if committed
+                && caught_up
+                && !victim_now.is_empty()
+                && survivors.iter().all(|s| s.state() == State::Running)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let build_s = t0.elapsed().as_secs_f64();
+        let moved = victim();
+        // The killed instance's keys, and an even sample of them for the querying client.
+        let moved_keys: Vec<i64> = (0..keys as i64)
+            .filter(|k| {
+                survivors[0]
+                    .query_metadata_for_key("counts", k, &Serdes::i64())
+                    .is_ok_and(|m| moved.contains(&m.partition))
+            })
+            .collect();
+        let sample: Vec<i64> = moved_keys
+            .iter()
+            .step_by((moved_keys.len() / FAILOVER_QUERY_KEYS).max(1))
+            .copied()
+            .collect();
+        let before = restored.0.load(Ordering::Relaxed);
+        let killed = Instant::now();
+        let _ = child.0.kill(); // SIGKILL
+        let _ = child.0.wait();
+        let done = AtomicBool::new(false);
+        let (timings, (asked, answered)) = std::thread::scope(|scope| {
+            let client = scope.spawn(|| {
+                let params =
+                    streams_dsl::streams_core::runtime::StoreQueryParameters::from_name("counts")
+                        .enable_stale_stores();
+                let (mut asked, mut answered) = (0u64, 0u64);
+                while !done.load(Ordering::Relaxed) {
+                    let stores: Vec<_> = survivors
+                        .iter()
+                        .filter_map(|s| s.store_with::<i64, i64>(&params).ok())
+                        .collect();
+                    for k in &sample {
+                        asked += 1;
+                        if stores.iter().any(|st| st.get(k).is_ok_and(|v| v.is_some())) {
+                            answered += 1;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                (asked, answered)
+            });
+            let timings = (|| -> Result<(f64, f64), String> {
+                let p = producer(&self.bootstrap, "5");
+                for i in 0..tail {
+                    send(
+                        &p,
+                        BaseRecord::to(&offsets.topic)
+                            .key(&(((i * 7919) % keys) as i64).to_be_bytes()[..])
+                            .payload(&[b'v'; 100][..])
+                            .timestamp(now_ms()),
+                    );
+                }
+                p.flush(Duration::from_secs(300))
+                    .map_err(|e| format!("writing the updates: {e}"))?;
+                let ends = offsets.ends()?;
+                let mut running_s = None;
+                loop {
+                    errors()?;
+                    if killed.elapsed() > Duration::from_secs(600) {
+                        return Err(format!(
+                            "not recovered within 600 s of the kill: committed {:?} of {ends:?}, the survivors \
+                             run {:?}",
+                            offsets.committed()?,
+                            held(true)
+                        ));
+                    }
+                    if running_s.is_none() && held(true).len() == FAILOVER_PARTITIONS as usize {
+                        running_s = Some(killed.elapsed().as_secs_f64());
+                    }
+                    if let Some(running_s) = running_s {
+                        if offsets.committed()?.iter().zip(&ends).all(|(c, e)| c >= e) {
+                            return Ok((running_s, killed.elapsed().as_secs_f64()));
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })();
+            done.store(true, Ordering::Relaxed);
+            (timings, client.join().unwrap_or((0, 0)))
+        });
+        let (running_s, done_s) = timings?;
+        let restored = restored.0.load(Ordering::Relaxed) - before;
+        // Every record counted (at least once), on the survivors' stores as the last commit left them.
+        let checked = Instant::now();
+        let (store_keys, store_total) = loop {
+            let mut all = BTreeMap::new();
+            for s in survivors {
+                if let Ok(part) = s.store::<i64, i64>("counts").and_then(|st| st.all()) {
+                    all.extend(part);
+                }
+            }
+            let read = (all.len() as u64, all.values().sum::<i64>() as u64);
+            if read.0 == keys && read.1 >= keys + tail {
+                break read;
+            }
+            if checked.elapsed() > Duration::from_secs(30) {
+                return Err(format!(
+                    "after the failover the survivors count {} keys and {} records; expected {keys} keys \
+                     counting {} records",
+                    read.0,
+                    read.1,
+                    keys + tail
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        Ok(json!({
+            "standby_replicas": replicas,
+            "keys": keys,
+            "tail": tail,
+            "keys_moved": moved_keys.len(),
+            "build_s": build_s,
+            "restored": restored,
+            "running_s": running_s,
+            "done_s": done_s,
+            "queries": asked,
+            "answered": answered,
+            "answered_share": answered as f64 / asked.max(1) as f64,
+            "store_keys": store_keys,
+            "store_total": store_total,
+        }))
     }
 
     /// Runs a worker to its end and returns its RESULT.
@@ -1577,6 +1887,75 @@ const KILL_ID: &str = "restart-after-kill";
 
 fn fmt_secs(v: &Value) -> String {
     v.as_f64().map_or("-".into(), |s| format!("{s:.2}"))
+}
+
+/// The name `--only` matches to run the failover measurement.
+const FAILOVER_ID: &str = "failover";
+/// Partitions of the failover measurement's input: one task per instance.
+const FAILOVER_PARTITIONS: i32 = 3;
+/// How many of the killed instance's keys the client of the failover measurement asks for, round after round.
+const FAILOVER_QUERY_KEYS: usize = 10_000;
+
+/// A child process killed with SIGKILL when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Counts the records restored into active tasks.
+#[derive(Clone, Default)]
+struct RestoredRecords(Arc<AtomicU64>);
+
+impl StateRestoreListener for RestoredRecords {
+    fn on_restore_end(&self, _store: &str, _partition: i32, restored: u64) {
+        self.0.fetch_add(restored, Ordering::Relaxed);
+    }
+}
+
+/// The failover measurement as a Markdown table: a row without standbys, a row with.
+fn failover_table(rows: &[Value]) -> String {
+    let mut md = String::new();
+    let Some(first) = rows.first() else {
+        return md;
+    };
+    md.push_str(&format!(
+        "\nFailover after kill -9: a count on a RocksDB store of {} keys, three instances (one task each, commit \
+         interval 100 ms, session timeout 6 s), one of them killed with SIGKILL once everything is committed; \
+         {} updates arrive right after the kill. Times from the kill; records restored: by the survivors, for \
+         every task that moved (the group's range assignor may move a survivor's task to the other survivor \
+         too); queries: a client asking the survivors for {} of the killed instance's keys over and over, stale \
+         reads allowed, until all input is processed.\n\n\
+         | standby replicas | keys moved | records restored | every task running after s | all input processed \
+         after s | queries answered | store keys / records counted |\n|---|---|---|---|---|---|---|\n",
+        first["keys"], first["tail"], FAILOVER_QUERY_KEYS
+    ));
+    for r in rows {
+        if let Some(e) = r["error"].as_str() {
+            md.push_str(&format!(
+                "| {} | **error**: {e} | | | | | |\n",
+                r["standby_replicas"]
+            ));
+            continue;
+        }
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} of {} ({:.2}%) | {} / {} |\n",
+            r["standby_replicas"],
+            r["keys_moved"],
+            r["restored"],
+            fmt_secs(&r["running_s"]),
+            fmt_secs(&r["done_s"]),
+            r["answered"],
+            r["queries"],
+            r["answered_share"].as_f64().unwrap_or(0.0) * 100.0,
+            r["store_keys"],
+            r["store_total"],
+        ));
+    }
+    md
 }
 
 /// The restart-after-kill measurement as a Markdown table.
@@ -2115,6 +2494,34 @@ fn main() {
     } else {
         None
     };
+    // Failover after kill -9 of one of three instances, without and with a standby replica.
+    let mut failover_rows: Vec<Value> = Vec::new();
+    if only.as_deref().is_none_or(|o| FAILOVER_ID.contains(o)) {
+        for replicas in [0, 1] {
+            eprintln!(
+                "[{:>5.0}s] failover after kill -9: {} keys on three instances, {replicas} standby replicas",
+                started.elapsed().as_secs_f64(),
+                plan.failover_keys,
+            );
+            let r = h
+                .failover(plan.failover_keys, plan.failover_tail, replicas)
+                .unwrap_or_else(|e| {
+                    failures += 1;
+                    json!({"standby_replicas": replicas, "error": e})
+                });
+            eprintln!(
+                "[{:>5.0}s] failover, {replicas} standby replicas: {} records restored, every task running after \
+                 {} s, all input processed after {} s, {} of {} queries answered",
+                started.elapsed().as_secs_f64(),
+                r["restored"],
+                fmt_secs(&r["running_s"]),
+                fmt_secs(&r["done_s"]),
+                r["answered"],
+                r["queries"],
+            );
+            failover_rows.push(r);
+        }
+    }
     let total = started.elapsed().as_secs_f64();
 
     // The Markdown report.
@@ -2305,6 +2712,7 @@ fn main() {
     if let Some(k) = &kill {
         md.push_str(&kill_table(k));
     }
+    md.push_str(&failover_table(&failover_rows));
     println!("{md}");
     let report = json!({
         "mode": if plan.quick { "quick" } else { "full" },
@@ -2319,6 +2727,7 @@ fn main() {
         "restore": restore_rows,
         "latency_at_fixed_rates": fixed_latency_rows,
         "restart_after_kill": kill,
+        "failover": failover_rows,
     });
     if let Some(old_path) = arg_value("--compare") {
         // Every figure beside the same figure of the earlier run.
