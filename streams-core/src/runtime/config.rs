@@ -305,6 +305,11 @@ pub struct StreamsConfig {
     /// changelogged stores, following its changelogs, so a task moving to one of them restores only what the
     /// copy missed (see [`crate::runtime::standby`]).
     pub num_standby_replicas: usize,
+    /// `acceptable.recovery.lag` (default 10,000, as in Kafka Streams): with standby replicas, how far behind its
+    /// changelogs a copy may be for the task to count as caught up; an instance starting up keeps its threads
+    /// out of the group until its copies of the tasks it will be given are within it (see
+    /// [`crate::runtime::standby`]).
+    pub acceptable_recovery_lag: i64,
     /// `commit.interval.ms` (default 30 s at-least-once, 100 ms exactly-once, as in Kafka Streams; setting
     /// `processing.guarantee` changes it unless it was set).
     pub commit_interval: Duration,
@@ -379,6 +384,7 @@ impl fmt::Debug for StreamsConfig {
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("num_stream_threads", &self.num_stream_threads)
             .field("num_standby_replicas", &self.num_standby_replicas)
+            .field("acceptable_recovery_lag", &self.acceptable_recovery_lag)
             .field("commit_interval", &self.commit_interval)
             .field("state_dir", &self.state_dir)
             .field("cache_max_bytes", &self.cache_max_bytes)
@@ -427,6 +433,7 @@ impl StreamsConfig {
             bootstrap_servers: bootstrap_servers.into(),
             num_stream_threads: 1,
             num_standby_replicas: 0,
+            acceptable_recovery_lag: 10_000,
             commit_interval: Duration::from_secs(30),
             state_dir: std::env::temp_dir().join("kafka-streams"),
             cache_max_bytes: 10 << 20,
@@ -521,6 +528,11 @@ impl StreamsConfig {
             "num.stream.threads" => self.num_stream_threads = parse(key, value, "a number of threads")?,
             "num.standby.replicas" => {
                 self.num_standby_replicas = parse(key, value, "a number of standby replicas")?
+            }
+            "acceptable.recovery.lag" => {
+                self.acceptable_recovery_lag = parse::<u64>(key, value, "a number of records")?
+                    .try_into()
+                    .unwrap_or(i64::MAX)
             }
             "commit.interval.ms" => {
                 self.commit_interval = Duration::from_millis(parse(key, value, "milliseconds")?);

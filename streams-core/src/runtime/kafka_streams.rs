@@ -13,7 +13,7 @@ use crate::runtime::config::StreamsConfig;
 use crate::runtime::embedded::{EmbeddedAdmin, EmbeddedKafka};
 use crate::runtime::global::{self, GlobalThread};
 use crate::runtime::history::{MetricsHistory, MetricsSample};
-use crate::runtime::metadata::{KeyQueryMetadata, MetadataService, StreamsMetadata};
+use crate::runtime::metadata::{Joining, KeyQueryMetadata, MetadataService, StreamsMetadata};
 use crate::runtime::restore::{NoopRestoreListener, StateRestoreListener};
 use crate::runtime::task_manager::Routing;
 use crate::runtime::thread::{self, ThreadContext, ThreadShared, ThreadState};
@@ -450,7 +450,8 @@ impl KafkaStreams {
                 reason: format!("the instance is {state:?}, not Running or Rebalancing"),
             });
         }
-        let active = self.thread_parts(name)?;
+        // The copies first: a copy handed to its active task leaves them only once the task's stores are with
+        // the threads, so one of the two lists has it.
         let standby = self
             .inner
             .context
@@ -458,6 +459,7 @@ impl KafkaStreams {
             .ok()
             .and_then(|c| c.as_ref().map(|c| c.standbys.stores_named(name)))
             .unwrap_or_default();
+        let active = self.thread_parts(name)?;
         Ok((active, standby))
     }
 
@@ -742,6 +744,7 @@ impl KafkaStreams {
             inner.instance_id.clone(),
         )?);
         let metadata_for_standbys = metadata.clone();
+        let metadata_for_warm_up = metadata.clone();
         if let Ok(mut m) = inner.metadata.lock() {
             *m = Some(metadata.clone());
         }
@@ -779,17 +782,117 @@ impl KafkaStreams {
         if let Ok(mut c) = inner.context.lock() {
             *c = Some(ctx.clone());
         }
-        if ctx.standbys.replicas() > 0 && standby_subtopologies(&ctx).iter().any(|&r| r) {
+        let standbys =
+            ctx.standbys.replicas() > 0 && standby_subtopologies(&ctx).iter().any(|&r| r);
+        if standbys {
             // The first announcement (at the first assignment) already carries the process id, the key the
             // placement ranks this instance by.
             metadata_for_standbys.set_standbys(&ctx.process_id, Vec::new(), Vec::new());
+            // Until its threads join the group, the instance announces itself as joining, with where its
+            // consumers will sit in the group: the others then know which tasks it will be given.
+            metadata_for_standbys.set_joining(Some(Joining {
+                consumers: Self::member_id_prefixes(inner, &ctx),
+                ready: false,
+            }));
             ctx.standbys.start(ctx.clone())?;
             Self::start_standby_placement(inner, &ctx, metadata_for_standbys)?;
         }
         inner.transition(State::Rebalancing);
+        if standbys {
+            return Self::start_warm_up(inner, &ctx, metadata_for_warm_up);
+        }
         for _ in 0..inner.config.num_stream_threads {
             Self::spawn_thread(inner, &ctx)?;
         }
+        Ok(())
+    }
+
+    /// How the member ids of the consumers of the stream threads about to be started will begin.
+    fn member_id_prefixes(inner: &Inner, ctx: &ThreadContext) -> Vec<String> {
+        let first = inner.next_thread.lock().map_or(1, |n| *n);
+        (first..first + inner.config.num_stream_threads)
+            .map(|i| crate::runtime::thread::member_id_prefix(&inner.config, i, &ctx.process_id))
+            .collect()
+    }
+
+    /// Warm-up before joining (with standby replicas): starts the stream threads once this instance's copies of
+    /// the tasks the group will give it have caught up (within `acceptable.recovery.lag`) and so have those of
+    /// the other instances joining with it, or after [`WARM_UP_LIMIT`]. The wait begins once the instance has
+    /// read the other instances' announcements (it sees its own), and lasts at least [`WARM_UP_SETTLE`], for
+    /// instances starting at the same time to see each other.
+    fn start_warm_up(
+        inner: &Arc<Inner>,
+        ctx: &Arc<ThreadContext>,
+        metadata: Arc<MetadataService>,
+    ) -> Result<(), StreamsError> {
+        use crate::runtime::standby::warm_ups;
+        let (weak, ctx) = (Arc::downgrade(inner), ctx.clone());
+        let name = format!("{}-WarmUp", ctx.config.application_id);
+        let consumers = Self::member_id_prefixes(inner, &ctx);
+        std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let started = Instant::now();
+                let me = ctx.process_id.to_string();
+                let eligible = standby_subtopologies(&ctx);
+                let partitions = |t: crate::processor::TaskId| {
+                    usize::try_from(ctx.plan.task_counts[t.subtopology]).unwrap_or(0)
+                };
+                let mut ready = false;
+                loop {
+                    let Some(inner) = weak.upgrade() else { return };
+                    if inner.state.lock().map_or(true, |s| *s != State::Rebalancing) {
+                        // Closed while warming up.
+                        return;
+                    }
+                    let members = placement_view(&ctx, &metadata, &eligible);
+                    let seen_self = members.iter().any(|m| m.key == me && m.joining);
+                    let mine: Vec<_> = warm_ups(&members, &partitions)
+                        .into_iter()
+                        .filter(|(_, heir)| members[*heir].key == me)
+                        .map(|(t, _)| t)
+                        .collect();
+                    let caught_up = seen_self && caught_up(&ctx, &mine);
+                    if caught_up != ready {
+                        ready = caught_up;
+                        metadata.set_joining(Some(Joining {
+                            consumers: consumers.clone(),
+                            ready,
+                        }));
+                    }
+                    let others = members.iter().filter(|m| m.joining && m.key != me);
+                    let all_ready = ready && others.clone().all(|m| m.ready);
+                    let waited = started.elapsed();
+                    if (all_ready && waited >= WARM_UP_SETTLE) || waited >= WARM_UP_LIMIT {
+                        if all_ready {
+                            tracing::info!(warmed_up = ?mine, ?waited, "joining the group");
+                        } else {
+                            tracing::warn!(not_caught_up = ?mine, joining_with = ?others.map(|m| &m.key).collect::<Vec<_>>(), ?waited, "joining the group before the copies of the tasks it will be given caught up");
+                        }
+                        metadata.set_joining(None);
+                        for _ in 0..inner.config.num_stream_threads {
+                            if let Err(e) = Self::spawn_thread(&inner, &ctx) {
+                                tracing::error!(error = %e, "cannot start a stream thread");
+                                if let Ok(mut errs) = inner.errors.lock() {
+                                    errs.push(e.to_string());
+                                }
+                            }
+                        }
+                        if !inner.state.lock().is_ok_and(|s| matches!(*s, State::Rebalancing | State::Running)) {
+                            // Closed while the threads started: they stop on their own.
+                            if let Ok(threads) = inner.threads.lock() {
+                                for t in threads.iter() {
+                                    t.shared.shutdown.store(true, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        return;
+                    }
+                    drop(inner);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+            .map_err(|source| StreamsError::Io { path: name, source })?;
         Ok(())
     }
 
@@ -800,7 +903,7 @@ impl KafkaStreams {
         ctx: &Arc<ThreadContext>,
         metadata: Arc<MetadataService>,
     ) -> Result<(), StreamsError> {
-        use crate::runtime::standby::{place, Member};
+        use crate::runtime::standby::{place, warm_ups};
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (weak, ctx, flag) = (Arc::downgrade(inner), ctx.clone(), stop.clone());
         let name = format!("{}-StandbyPlacement", ctx.config.application_id);
@@ -813,29 +916,23 @@ impl KafkaStreams {
                 let mut last = std::collections::BTreeSet::new();
                 while !flag.load(Ordering::Relaxed) {
                     let Some(inner) = weak.upgrade() else { return };
-                    let members: Vec<Member> = metadata
-                        .placement_members()
-                        .into_iter()
-                        .map(|(key, parts, consumers)| {
-                            let parts: Vec<(String, i32)> = parts.into_iter().collect();
-                            Member {
-                                key,
-                                consumers,
-                                active: ctx
-                                    .routing
-                                    .tasks_of(&parts)
-                                    .into_iter()
-                                    .filter(|t| eligible[t.subtopology])
-                                    .collect(),
-                            }
-                        })
-                        .collect();
-                    let placed = place(&members, replicas, &|t| usize::try_from(ctx.plan.task_counts[t.subtopology]).unwrap_or(0));
+                    let members = placement_view(&ctx, &metadata, &eligible);
+                    let partitions = |t: crate::processor::TaskId| {
+                        usize::try_from(ctx.plan.task_counts[t.subtopology]).unwrap_or(0)
+                    };
+                    let placed = place(&members, replicas, &partitions);
                     let mut desired: std::collections::BTreeSet<_> = placed
                         .iter()
                         .filter(|(_, chosen)| chosen.iter().any(|&i| members[i].key == me))
                         .map(|(t, _)| *t)
                         .collect();
+                    // Warm-ups: the tasks that members joining the group will move here.
+                    desired.extend(
+                        warm_ups(&members, &partitions)
+                            .into_iter()
+                            .filter(|(_, heir)| members[*heir].key == me)
+                            .map(|(t, _)| t),
+                    );
                     // A task nobody announces (its partitions are moving) keeps its standby here.
                     desired.extend(
                         ctx.standbys
@@ -1123,6 +1220,57 @@ impl StoreQueryParameters {
     pub fn stale_stores_enabled(&self) -> bool {
         self.stale
     }
+}
+
+/// The shortest warm-up before joining the group: instances started together see each other's announcements.
+const WARM_UP_SETTLE: Duration = Duration::from_secs(1);
+/// The longest warm-up before joining the group, caught up or not.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(300);
+
+/// Whether this instance's standby copies of every task of `tasks` are open and within `acceptable.recovery.lag`
+/// of each of their changelogs.
+fn caught_up(ctx: &ThreadContext, tasks: &[crate::processor::TaskId]) -> bool {
+    let progress = ctx.standbys.progress();
+    tasks.iter().all(|t| {
+        ctx.subs[t.subtopology]
+            .stores
+            .iter()
+            .filter(|s| ctx.topology.stores[*s].logging)
+            .all(|s| {
+                progress
+                    .get(&(s.clone(), t.partition))
+                    .is_some_and(|(at, end)| end - at <= ctx.config.acceptable_recovery_lag)
+            })
+    })
+}
+
+/// The instances as standby placement sees them, from their announcements: each one's process id, the tasks of
+/// `eligible` sub-topologies it runs, its consumers (their member ids, or how they will start for an instance
+/// warming up to join) and whether it is joining.
+fn placement_view(
+    ctx: &ThreadContext,
+    metadata: &MetadataService,
+    eligible: &[bool],
+) -> Vec<crate::runtime::standby::Member> {
+    metadata
+        .placement_members()
+        .into_iter()
+        .map(|(key, parts, consumers, joining)| {
+            let parts: Vec<(String, i32)> = parts.into_iter().collect();
+            crate::runtime::standby::Member {
+                key,
+                active: ctx
+                    .routing
+                    .tasks_of(&parts)
+                    .into_iter()
+                    .filter(|t| eligible[t.subtopology])
+                    .collect(),
+                consumers: joining.as_ref().map_or(consumers, |j| j.consumers.clone()),
+                joining: joining.is_some(),
+                ready: joining.is_some_and(|j| j.ready),
+            }
+        })
+        .collect()
 }
 
 /// Which sub-topologies have standby tasks: those with changelogged stores, all of them persistent (a standby

@@ -120,6 +120,19 @@ pub(crate) struct Announcement {
     /// The group member ids of its stream threads' consumers.
     #[serde(default)]
     members: Vec<String>,
+    /// Set while the instance warms up copies of the tasks it will be given, before its threads join the group.
+    #[serde(default)]
+    joining: Option<Joining>,
+}
+
+/// An instance warming up before its stream threads join the group (see [`crate::runtime::standby`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Joining {
+    /// How its consumers' member ids will start (their client ids, or group instance ids, and a dash): where
+    /// the group's `range` assignor will place them.
+    pub consumers: Vec<String>,
+    /// Whether its copies of the tasks it will be given are caught up.
+    pub ready: bool,
 }
 
 fn default_refresh_ms() -> i64 {
@@ -151,8 +164,14 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// An instance as standby placement sees it: placement key, owned partitions, consumers' member ids.
-pub(crate) type PlacementMember = (String, BTreeSet<(String, i32)>, Vec<String>);
+/// An instance as standby placement sees it: placement key, owned partitions, consumers' member ids, and
+/// whether it is warming up to join.
+pub(crate) type PlacementMember = (
+    String,
+    BTreeSet<(String, i32)>,
+    Vec<String>,
+    Option<Joining>,
+);
 
 /// An instance's process id, the source partitions of its standby tasks and its consumers' member ids.
 type StandbyClaim = (Option<String>, Vec<(String, i32)>, Vec<String>);
@@ -174,6 +193,8 @@ struct Announcer {
     left: AtomicBool,
     /// The process id and the standby partitions announced with the partitions.
     standby: Mutex<StandbyClaim>,
+    /// Announced (with no partitions) before the first assignment while the instance warms up.
+    joining: Mutex<Option<Joining>>,
 }
 
 impl Announcer {
@@ -198,21 +219,27 @@ impl Announcer {
         if self.left.load(Ordering::SeqCst) {
             return;
         }
-        let Some((threads, assigned_ms)) = own.as_ref() else {
-            return;
+        let joining = self.joining.lock().ok().and_then(|j| j.clone());
+        let (set, assigned_ms) = match (own.as_ref(), joining.is_some()) {
+            (Some((threads, assigned_ms)), _) => (
+                threads.values().flatten().cloned().collect::<BTreeSet<_>>(),
+                *assigned_ms,
+            ),
+            (None, true) => (BTreeSet::new(), 0),
+            (None, false) => return,
         };
-        let set: BTreeSet<(String, i32)> = threads.values().flatten().cloned().collect();
         let (process, standby, members) =
             self.standby.lock().map(|s| s.clone()).unwrap_or_default();
         let a = Announcement {
             server: self.server.clone(),
             partitions: set.into_iter().collect(),
             at_ms: now_ms(),
-            assigned_ms: *assigned_ms,
+            assigned_ms,
             refresh_ms: self.refresh.as_millis() as i64,
             process,
             standby,
             members,
+            joining,
         };
         match serde_json::to_vec(&a) {
             Ok(v) => self.send(Some(v)),
@@ -315,6 +342,7 @@ impl MetadataService {
             own: Mutex::default(),
             left: AtomicBool::new(false),
             standby: Mutex::default(),
+            joining: Mutex::default(),
         });
         let (an, s) = (announcer.clone(), stop.clone());
         let heartbeat = std::thread::Builder::new()
@@ -385,15 +413,16 @@ impl MetadataService {
     }
 
     /// Each current instance's standby placement key (its process id, or its instance id when it announces
-    /// none), the partitions it owns (a partition claimed twice counts for the latest assignment only) and its
-    /// consumers' member ids.
+    /// none), the partitions it owns (a partition claimed twice counts for the latest assignment only), its
+    /// consumers' member ids, and whether it is warming up to join.
     pub(crate) fn placement_members(&self) -> Vec<PlacementMember> {
-        let keys: BTreeMap<String, (String, Vec<String>)> = match self.view.lock() {
+        type Claim = (String, Vec<String>, Option<Joining>);
+        let keys: BTreeMap<String, Claim> = match self.view.lock() {
             Ok(view) => view
                 .iter()
                 .map(|(id, (a, _))| {
                     let key = a.process.clone().unwrap_or_else(|| id.clone());
-                    (id.clone(), (key, a.members.clone()))
+                    (id.clone(), (key, a.members.clone(), a.joining.clone()))
                 })
                 .collect(),
             Err(_) => return Vec::new(),
@@ -401,13 +430,26 @@ impl MetadataService {
         self.instances()
             .into_iter()
             .map(|m| {
-                let (key, members) = keys
-                    .get(&m.instance_id)
-                    .cloned()
-                    .unwrap_or((m.instance_id, Vec::new()));
-                (key, m.partitions, members)
+                let (key, members, joining) =
+                    keys.get(&m.instance_id)
+                        .cloned()
+                        .unwrap_or((m.instance_id, Vec::new(), None));
+                (key, m.partitions, members, joining)
             })
             .collect()
+    }
+
+    /// Announces this instance as warming up to join (`None` once its threads are started: their first
+    /// assignment replaces the announcement).
+    pub(crate) fn set_joining(&self, joining: Option<Joining>) {
+        let changed = self.announcer.joining.lock().is_ok_and(|mut j| {
+            let changed = *j != joining;
+            *j = joining;
+            changed
+        });
+        if changed {
+            self.announcer.announce();
+        }
     }
 
     /// Withdraws the partitions of `thread`, which has ended (cleanly or not), and announces the rest.

@@ -34,6 +34,24 @@
 //! standbys make a move cheap when it lands on an instance holding a copy (always, with two instances and one
 //! replica), and cost a full restore otherwise, as before.
 //!
+//! # Warm-up before joining
+//!
+//! An instance starting with standby replicas does not join the group at once. It announces itself as joining,
+//! with how its consumers' member ids will begin (their client ids, or group instance ids), so every instance
+//! knows where the `range` assignor will place it and which running tasks its arrival will move, and to whom
+//! (see `warm_ups`). Each instance a task will move to keeps a warm-up copy of it, beside the standby copies.
+//! The joining instance starts its stream threads once its own warm-up copies are within
+//! `acceptable.recovery.lag` of their changelogs and the other instances joining with it say the same of
+//! theirs (or after five minutes, caught up or not); it then restores only what its copies had not read. A
+//! warm-up copy stops when the move has happened, unless the placement keeps it as a standby copy.
+//!
+//! This stands in for Kafka Streams' warm-up replicas and probing rebalances (KIP-441) without a custom
+//! assignor: the group is never asked to give a task to an instance that is not ready for it, because that
+//! instance is not in the group yet. It covers instances joining (a scale-out, a restart); tasks still move
+//! eagerly at every rebalance, and an instance's departure moves its tasks at once, to the holders of their
+//! first copies. On the embedded broker, whose member ids are not made from client ids, the prediction (and so
+//! the warm-up) is a guess.
+//!
 //! # What a standby does
 //!
 //! A standby task opens the task's stores in the task's directory (the directory its active task uses on this
@@ -68,27 +86,35 @@ pub(crate) struct Member {
     pub key: String,
     /// The tasks it runs.
     pub active: BTreeSet<TaskId>,
-    /// The group member ids of its stream threads' consumers (empty when unknown).
+    /// The group member ids of its stream threads' consumers (empty when unknown); for a joining member, how
+    /// they will start.
     pub consumers: Vec<String>,
+    /// Warming up before its threads join the group (see [`warm_ups`]).
+    pub joining: bool,
+    /// For a joining member: its copies of the tasks it will be given have caught up.
+    pub ready: bool,
 }
 
-/// The member the group's `range` assignor would give `task` if its owner `owner` left: the assignor sorts the
-/// consumers by member id and gives each topic's partitions out in contiguous ranges, the first
-/// `partitions % consumers` consumers one more. `None` when some member's consumers are unknown.
-fn failover_target(
+/// The member the group's `range` assignor gives `task` among the consumers of the members `counted` lets in:
+/// the assignor sorts the consumers by member id and gives each topic's partitions out in contiguous ranges, the
+/// first `partitions % consumers` consumers one more. `None` when some such member's consumers are unknown.
+fn range_owner(
     members: &[Member],
-    owner: usize,
+    counted: impl Fn(usize, &Member) -> bool,
     task: TaskId,
     partitions: usize,
 ) -> Option<usize> {
-    if members.iter().any(|m| m.consumers.is_empty()) {
-        return None;
-    }
-    let mut consumers: Vec<(&str, usize)> = members
+    let in_group: Vec<(usize, &Member)> = members
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i != owner)
-        .flat_map(|(i, m)| m.consumers.iter().map(move |c| (c.as_str(), i)))
+        .filter(|(i, m)| counted(*i, m))
+        .collect();
+    if in_group.iter().any(|(_, m)| m.consumers.is_empty()) {
+        return None;
+    }
+    let mut consumers: Vec<(&str, usize)> = in_group
+        .iter()
+        .flat_map(|(i, m)| m.consumers.iter().map(move |c| (c.as_str(), *i)))
         .collect();
     consumers.sort();
     let (n, p) = (consumers.len(), usize::try_from(task.partition).ok()?);
@@ -102,6 +128,44 @@ fn failover_target(
         extra + (p - extra * (per + 1)) / per
     };
     consumers.get(index).map(|c| c.1)
+}
+
+/// The member the group's `range` assignor would give `task` if its owner `owner` left (members warming up to
+/// join are not in the group yet).
+fn failover_target(
+    members: &[Member],
+    owner: usize,
+    task: TaskId,
+    partitions: usize,
+) -> Option<usize> {
+    range_owner(members, |i, m| i != owner && !m.joining, task, partitions)
+}
+
+/// Warm-up copies: while members are warming up to join the group, for each running task the group's `range`
+/// assignor will move once they are in, the member it will move to (a joining member or one already in the
+/// group). Empty when nobody joins.
+///
+/// A joining instance keeps its threads out of the group until its copies of the tasks it will be given have
+/// caught up, so that it restores only what they missed; the members already in the group warm up the
+/// tasks the joining ones' arrival moves to them.
+pub(crate) fn warm_ups(
+    members: &[Member],
+    partitions: &dyn Fn(TaskId) -> usize,
+) -> BTreeMap<TaskId, usize> {
+    if !members.iter().any(|m| m.joining) {
+        return BTreeMap::new();
+    }
+    let mut moves = BTreeMap::new();
+    for (owner, m) in members.iter().enumerate().filter(|(_, m)| !m.joining) {
+        for &task in &m.active {
+            if let Some(heir) = range_owner(members, |_, _| true, task, partitions(task)) {
+                if heir != owner {
+                    moves.insert(task, heir);
+                }
+            }
+        }
+    }
+    moves
 }
 
 /// The rank of instance `key` for `task`: FNV-1a over both, then a 64-bit finaliser (so keys differing in one
@@ -650,6 +714,8 @@ mod tests {
                 key: k.to_string(),
                 active: parts.iter().map(|&p| t(0, p)).collect(),
                 consumers: Vec::new(),
+                joining: false,
+                ready: false,
             })
             .collect()
     }
@@ -715,6 +781,8 @@ mod tests {
                     .map(|p| t(0, p))
                     .collect(),
                 consumers: Vec::new(),
+                joining: false,
+                ready: false,
             })
             .collect()
     }
@@ -730,6 +798,8 @@ mod tests {
                 key: k.to_string(),
                 active: [t(1, i as i32)].into(),
                 consumers: Vec::new(),
+                joining: false,
+                ready: false,
             })
             .collect();
         assert!(
@@ -767,6 +837,8 @@ mod tests {
             key: "idle".into(),
             active: BTreeSet::new(),
             consumers: Vec::new(),
+            joining: false,
+            ready: false,
         });
         assert_eq!(loads(&ms, 1)["idle"], 2);
     }
@@ -826,8 +898,75 @@ mod tests {
                     .map(|p| t(0, p as i32))
                     .collect(),
                 consumers: cs.iter().map(|c| c.to_string()).collect(),
+                joining: false,
+                ready: false,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_joining_member_warms_up_exactly_the_tasks_the_range_assignor_will_move_and_to_whom() {
+        // The running members' consumers, the joining member's, and the partitions.
+        type Layout<'a> = (&'a [&'a [&'a str]], &'a [&'a str], usize);
+        let layouts: &[Layout] = &[
+            // One instance running everything, two joining: each takes its future tasks.
+            (&[&["app-a-1-"]], &["app-b-1-"], 3),
+            (&[&["app-m-1-"]], &["app-c-1-"], 3),
+            // Joining between two running members: the one after it in the order gains tasks too.
+            (&[&["k-1-x"], &["m-1-x"]], &["l-1-"], 7),
+            (&[&["x1", "x9"], &["x4"]], &["x2-", "x3-"], 12),
+        ];
+        for &(running, joining, partitions) in layouts {
+            let mut ms = group(running, partitions);
+            let before: BTreeMap<TaskId, usize> = ms
+                .iter()
+                .enumerate()
+                .flat_map(|(i, m)| m.active.iter().map(move |t| (*t, i)))
+                .collect();
+            assert!(warm_ups(&ms, &|_| partitions).is_empty(), "nobody joins");
+            ms.push(Member {
+                key: "joining".into(),
+                active: BTreeSet::new(),
+                consumers: joining.iter().map(|c| c.to_string()).collect(),
+                joining: true,
+                ready: false,
+            });
+            // Where `range` puts every partition once the joining member is in the group.
+            let all: Vec<(String, usize)> = ms
+                .iter()
+                .enumerate()
+                .flat_map(|(i, m)| m.consumers.iter().map(move |c| (c.clone(), i)))
+                .collect();
+            let after = range(all, partitions);
+            let expected: BTreeMap<TaskId, usize> = before
+                .iter()
+                .filter(|(t, owner)| after[t.partition as usize] != **owner)
+                .map(|(t, _)| (*t, after[t.partition as usize]))
+                .collect();
+            assert!(!expected.is_empty());
+            assert_eq!(
+                warm_ups(&ms, &|_| partitions),
+                expected,
+                "{running:?} + {joining:?}"
+            );
+            // The first copies still go where a failure would move each task among the members in the group.
+            let placed = place(&ms, 1, &|_| partitions);
+            for (gone, m) in ms.iter().enumerate().filter(|(_, m)| !m.joining) {
+                let rest: Vec<(String, usize)> = ms
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, m)| *i != gone && !m.joining)
+                    .flat_map(|(i, m)| m.consumers.iter().map(move |c| (c.clone(), i)))
+                    .collect();
+                if rest.is_empty() {
+                    continue;
+                }
+                let heirs = range(rest, partitions);
+                for task in &m.active {
+                    assert!(placed[task].contains(&heirs[task.partition as usize]));
+                }
+            }
+        }
     }
 
     #[test]

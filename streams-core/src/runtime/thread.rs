@@ -591,6 +591,18 @@ pub(crate) fn isolation_level(config: &StreamsConfig) -> &'static str {
     }
 }
 
+/// How the group member id of stream thread `index`'s consumer will start: brokers make member ids from the group
+/// instance id when there is one, else from the client id, followed by a dash and a random part.
+pub(crate) fn member_id_prefix(config: &StreamsConfig, index: usize, process_id: &str) -> String {
+    let name = format!("{}-StreamThread-{index}", config.application_id);
+    let c = main_consumer_config(config, &name, process_id);
+    let id = c
+        .get("group.instance.id")
+        .or_else(|| c.get("client.id"))
+        .unwrap_or_default();
+    format!("{id}-")
+}
+
 /// The main consumer's settings: the user's, then what the runtime manages (set last, so nothing overrides it).
 /// A static membership id (`group.instance.id`) gets the thread's number appended, as in Kafka Streams: every
 /// thread is its own member.
