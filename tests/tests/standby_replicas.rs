@@ -590,6 +590,95 @@ fn after_a_kill_the_survivors_restore_from_their_standbys_on_tansu() {
     compare(Broker::tansu, kill_one_of_three, 1);
 }
 
+/// Which instance (index into `instances`) runs each counting task.
+fn owners(instances: &[&KafkaStreams]) -> BTreeMap<i32, usize> {
+    instances
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| counting_partitions(s).into_iter().map(move |p| (p, i)))
+        .collect()
+}
+
+/// One instance, then a second, then a third, each started once the group has settled: each start moves tasks,
+/// to the newcomer and, as the `range` assignor shifts its ranges, between the instances already running.
+/// Returns the records the instances restored from the first one's settling on, against the keys of the tasks
+/// that moved.
+fn one_by_one(broker: &Broker, replicas: usize) -> Failover {
+    let app = format!("standby-one-by-one-{replicas}");
+    broker.create_topic("visits", 3);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let restored = Arc::new(AtomicU64::new(0));
+    let start = |i: usize| start_counting(broker, &app, dirs[i].path(), replicas, &restored);
+    let mut instances = vec![start(0)];
+    let expected = produce_visits(&broker.bootstrap(), VISITS, PAGES);
+    settle_placed(
+        &instances.iter().collect::<Vec<_>>(),
+        &expected,
+        replicas,
+        "the first instance to count every visit",
+    );
+    let keys_of = |p: i32| -> u64 {
+        expected
+            .keys()
+            .filter(|page| {
+                instances[0]
+                    .query_metadata_for_key("page-counts", *page, &Serdes::string())
+                    .is_ok_and(|m| m.partition == p)
+            })
+            .count() as u64
+    };
+    let keys_per_partition: Vec<u64> = (0..3).map(keys_of).collect();
+    let before = restored.load(std::sync::atomic::Ordering::Relaxed);
+    let mut keys_moved = 0;
+    for i in 1..3 {
+        let was = owners(&instances.iter().collect::<Vec<_>>());
+        instances.push(start(i));
+        let all: Vec<&KafkaStreams> = instances.iter().collect();
+        settle_placed(&all, &expected, replicas, "the instances to settle");
+        let now = owners(&all);
+        keys_moved += (0..3)
+            .filter(|p| was.get(p) != now.get(p))
+            .map(|p| keys_per_partition[p as usize])
+            .sum::<u64>();
+    }
+    let restored = restored.load(std::sync::atomic::Ordering::Relaxed) - before;
+    close_all(
+        &instances.iter().collect::<Vec<_>>(),
+        Duration::from_secs(60),
+    );
+    println!(
+        "one by one to three, num.standby.replicas={replicas}: the instances restored {restored} records, the \
+         tasks that moved held {keys_moved} keys"
+    );
+    Failover {
+        restored,
+        keys_moved,
+        answered: None,
+    }
+}
+
+/// With one replica the copies sit where a failure would move each task, not where a newcomer's arrival moves
+/// it: the warm-up copies cover those moves, the newcomer's and those between the instances already running.
+/// Without standbys the moves restore (a task moving back to an instance that ran it before restores only what
+/// changed meanwhile: nothing here).
+#[test]
+fn starting_instances_one_by_one_restores_nothing_with_warm_ups_on_tansu() {
+    let without = one_by_one(&Broker::tansu(), 0);
+    let with = one_by_one(&Broker::tansu(), 1);
+    assert!(
+        without.restored > 0 && without.keys_moved > 0,
+        "without standbys: restored {} records, tasks of {} keys moved",
+        without.restored,
+        without.keys_moved
+    );
+    assert!(
+        with.restored * 100 <= with.keys_moved && with.keys_moved > 0,
+        "with warm-ups: restored {} records, tasks of {} keys moved",
+        with.restored,
+        with.keys_moved
+    );
+}
+
 /// Starts an instance of `app` on `dir` with `replicas` standby replicas, counting what it restores into
 /// `restored`.
 fn start_counting(

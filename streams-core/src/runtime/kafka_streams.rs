@@ -839,6 +839,7 @@ impl KafkaStreams {
                     usize::try_from(ctx.plan.task_counts[t.subtopology]).unwrap_or(0)
                 };
                 let mut ready = false;
+                let mut warming = Vec::new();
                 loop {
                     let Some(inner) = weak.upgrade() else { return };
                     if inner.state.lock().map_or(true, |s| *s != State::Rebalancing) {
@@ -852,6 +853,10 @@ impl KafkaStreams {
                         .filter(|(_, heir)| members[*heir].key == me)
                         .map(|(t, _)| t)
                         .collect();
+                    if mine != warming {
+                        tracing::info!(tasks = ?mine, "warming up the tasks the group will give this instance");
+                        warming = mine.clone();
+                    }
                     let caught_up = seen_self && caught_up(&ctx, &mine);
                     if caught_up != ready {
                         ready = caught_up;
@@ -863,8 +868,18 @@ impl KafkaStreams {
                     let others = members.iter().filter(|m| m.joining && m.key != me);
                     let all_ready = ready && others.clone().all(|m| m.ready);
                     let waited = started.elapsed();
-                    if (all_ready && waited >= WARM_UP_SETTLE) || waited >= WARM_UP_LIMIT {
-                        if all_ready {
+                    // Its own announcement never read back: the metadata topic cannot be read, and nobody
+                    // knows where this instance will sit. Warming up would be guesswork.
+                    let unseen = !seen_self && waited >= WARM_UP_UNSEEN_LIMIT;
+                    if unseen {
+                        tracing::warn!(
+                            topic = %MetadataService::topic(&ctx.config.application_id),
+                            "this instance's announcement was not read back from the metadata topic; joining \
+                             the group without warming up"
+                        );
+                    }
+                    if (all_ready && waited >= WARM_UP_SETTLE) || waited >= WARM_UP_LIMIT || unseen {
+                        if all_ready || unseen {
                             tracing::info!(warmed_up = ?mine, ?waited, "joining the group");
                         } else {
                             tracing::warn!(not_caught_up = ?mine, joining_with = ?others.map(|m| &m.key).collect::<Vec<_>>(), ?waited, "joining the group before the copies of the tasks it will be given caught up");
@@ -914,6 +929,8 @@ impl KafkaStreams {
                 let replicas = ctx.standbys.replicas();
                 let eligible = standby_subtopologies(&ctx);
                 let mut last = std::collections::BTreeSet::new();
+                let mut warming: std::collections::BTreeMap<crate::processor::TaskId, Instant> =
+                    std::collections::BTreeMap::new();
                 while !flag.load(Ordering::Relaxed) {
                     let Some(inner) = weak.upgrade() else { return };
                     let members = placement_view(&ctx, &metadata, &eligible);
@@ -926,13 +943,17 @@ impl KafkaStreams {
                         .filter(|(_, chosen)| chosen.iter().any(|&i| members[i].key == me))
                         .map(|(t, _)| *t)
                         .collect();
-                    // Warm-ups: the tasks that members joining the group will move here.
-                    desired.extend(
-                        warm_ups(&members, &partitions)
-                            .into_iter()
-                            .filter(|(_, heir)| members[*heir].key == me)
-                            .map(|(t, _)| t),
-                    );
+                    // Warm-ups: the tasks that members joining the group will move here. Each is kept a while
+                    // after the joining member stops announcing itself as such: the group's move may reach this
+                    // instance's threads after the joined member's new announcement reaches this loop.
+                    let now = Instant::now();
+                    for (t, heir) in warm_ups(&members, &partitions) {
+                        if members[heir].key == me {
+                            warming.insert(t, now);
+                        }
+                    }
+                    warming.retain(|_, at| now.duration_since(*at) < WARM_UP_LINGER);
+                    desired.extend(warming.keys().copied());
                     // A task nobody announces (its partitions are moving) keeps its standby here.
                     desired.extend(
                         ctx.standbys
@@ -1226,6 +1247,10 @@ impl StoreQueryParameters {
 const WARM_UP_SETTLE: Duration = Duration::from_secs(1);
 /// The longest warm-up before joining the group, caught up or not.
 const WARM_UP_LIMIT: Duration = Duration::from_secs(300);
+/// How long a warm-up copy is kept once no joining member moves its task here any more.
+const WARM_UP_LINGER: Duration = Duration::from_secs(10);
+/// How long a starting instance waits to read its own announcement back before joining without a warm-up.
+const WARM_UP_UNSEEN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Whether this instance's standby copies of every task of `tasks` are open and within `acceptable.recovery.lag`
 /// of each of their changelogs.

@@ -17,7 +17,8 @@
 //!   consumer, from each task's checkpoint to the end offset, while the stream thread keeps processing.
 //! - the **standbys** ([`standby`]): copies of tasks' stores following their changelogs on other instances
 //!   (`num.standby.replicas`), placed by every instance alike from the metadata announcements; a task moving to
-//!   an instance holding its copy restores only what the copy missed.
+//!   an instance holding its copy restores only what the copy missed, on the copy's stores handed over open;
+//!   a starting instance warms up the tasks it will be given before its threads join the group.
 //! - the **record collector** (`record_collector.rs`): the thread's one producer (idempotent) through which every
 //!   sink and changelog record goes; delivery tracking, the production exception handler, and the flush a commit
 //!   waits for.

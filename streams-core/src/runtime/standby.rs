@@ -52,6 +52,23 @@
 //! first copies. On the embedded broker, whose member ids are not made from client ids, the prediction (and so
 //! the warm-up) is a guess.
 //!
+//! # Ownership, zombies and failures
+//!
+//! Task ownership stays with the consumer group: a task runs where the group's current generation assigned its
+//! partitions, and nothing here can make two instances run one task. An instance that lost its place in the
+//! group (a zombie: paused past its session, cut off) has its offset commits refused by the broker (the
+//! commit carries its generation); under exactly-once its transactions carry the group metadata too, so
+//! they are refused and its producer is fenced, and nothing it wrote becomes visible. Under at-least-once, changelog
+//! records a zombie writes before it learns it lost the task may land, as in Kafka Streams: the new owner
+//! reads them when it restores, and the input since the last commit is processed again.
+//!
+//! Placement has no coordinating member to lose: every instance computes it from the announcements, which are
+//! repeated every few seconds and expire after three missed repetitions. A crashed instance (or one that
+//! crashed while warming up) drops out of every placement when its announcement expires, or as soon as the
+//! group gives its partitions to others; the copies and warm-ups kept for it stop. Announcements that are
+//! late or wrong can only put copies in the wrong place, which costs a restore when a task moves, never a
+//! wrong result.
+//!
 //! # What a standby does
 //!
 //! A standby task opens the task's stores in the task's directory (the directory its active task uses on this
