@@ -164,54 +164,51 @@ fn open_store(
     let topic = topology.store_changelog_topic(&env.application_id, name);
     let existed = persistent && has_files(&dir);
     // A store a standby left open was flushed and checkpointed: its contents match its checkpoint.
-    if let Some(store) = env.handed.as_ref().and_then(|h| h.take(id, name)) {
-        return restore_store(
-            topology,
-            name,
-            &topic,
-            id,
-            &dir,
-            store,
-            false,
-            restorer,
-            &mut reopen,
-        );
-    }
-    let mut waited = Duration::ZERO;
-    let opened = loop {
-        match reopen() {
-            // Another thread of this instance may still be closing the task; the application directory lock
-            // keeps other instances out. Wait for it, never wipe.
-            Err(StreamsError::Store(StoreError::Locked { .. })) if waited < STORE_LOCK_WAIT => {
-                let pause = Duration::from_millis(100);
-                std::thread::sleep(pause);
-                waited += pause;
+    let handed = env.handed.as_ref().and_then(|h| h.take(id, name));
+    let (store, wiped): (Box<dyn KeyValueStore>, bool) = match handed {
+        Some(store) => (store, false),
+        None => {
+            let mut waited = Duration::ZERO;
+            let opened = loop {
+                match reopen() {
+                    // Another thread of this instance may still be closing the task; the application
+                    // directory lock keeps other instances out. Wait for it, never wipe.
+                    Err(StreamsError::Store(StoreError::Locked { .. }))
+                        if waited < STORE_LOCK_WAIT =>
+                    {
+                        let pause = Duration::from_millis(100);
+                        std::thread::sleep(pause);
+                        waited += pause;
+                    }
+                    other => break other,
+                }
+            };
+            match opened {
+                // A store whose files were missing, or that holds nothing, starts from nothing: its
+                // checkpoint (if any) no longer applies.
+                Ok(s) => {
+                    let empty = persistent && existed && s.all()?.next().is_none();
+                    (s, persistent && (!existed || empty))
+                }
+                // Only damaged files are wiped, and only with a changelog to rebuild them from.
+                Err(StreamsError::Store(e @ StoreError::Corrupt { .. }))
+                    if restorable && persistent =>
+                {
+                    tracing::warn!(store = name, task = %id, error = %e, "the store is corrupt; wiping it and restoring from the changelog");
+                    if let Some(r) = restorer.as_mut() {
+                        r.discard_checkpoint(id, &topic, &dir)?;
+                    }
+                    if dir.exists() {
+                        std::fs::remove_dir_all(&dir).map_err(|source| StreamsError::Io {
+                            path: dir.display().to_string(),
+                            source,
+                        })?;
+                    }
+                    (reopen()?, true)
+                }
+                Err(e) => return Err(e),
             }
-            other => break other,
         }
-    };
-    let (store, wiped): (Box<dyn KeyValueStore>, bool) = match opened {
-        // A store whose files were missing, or that holds nothing, starts from nothing: its checkpoint (if any)
-        // no longer applies.
-        Ok(s) => {
-            let empty = persistent && existed && s.all()?.next().is_none();
-            (s, persistent && (!existed || empty))
-        }
-        // Only damaged files are wiped, and only with a changelog to rebuild them from.
-        Err(StreamsError::Store(e @ StoreError::Corrupt { .. })) if restorable && persistent => {
-            tracing::warn!(store = name, task = %id, error = %e, "the store is corrupt; wiping it and restoring from the changelog");
-            if let Some(r) = restorer.as_mut() {
-                r.discard_checkpoint(id, &topic, &dir)?;
-            }
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|source| StreamsError::Io {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-            }
-            (reopen()?, true)
-        }
-        Err(e) => return Err(e),
     };
     restore_store(
         topology,
