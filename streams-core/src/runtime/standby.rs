@@ -557,8 +557,10 @@ impl Standbys {
             }
         }
         r.claimed.retain(|_, at| at.elapsed() < CLAIM_HOLD);
-        // Stores left open for a task that went elsewhere before it opened them.
-        r.handing.retain(|_, (_, at)| at.elapsed() < CLAIM_HOLD);
+        // Stores left open for a task that went elsewhere before it opened them; a task still restoring here
+        // keeps its copy readable however long its restoration takes.
+        r.handing
+            .retain(|t, (_, at)| at.elapsed() < CLAIM_HOLD || local.contains(t));
         self.handed.close_unclaimed(Some(CLAIM_HOLD));
         let keep: BTreeSet<TaskId> = desired
             .iter()
