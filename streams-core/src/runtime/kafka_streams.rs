@@ -785,22 +785,22 @@ impl KafkaStreams {
         let standbys =
             ctx.standbys.replicas() > 0 && standby_subtopologies(&ctx).iter().any(|&r| r);
         if standbys {
+            let consumers = Self::member_id_prefixes(inner, &ctx);
             // The first announcement (at the first assignment) already carries the process id, the key the
             // placement ranks this instance by.
             metadata_for_standbys.set_standbys(&ctx.process_id, Vec::new(), Vec::new());
             // Until its threads join the group, the instance announces itself as joining, with where its
             // consumers will sit in the group: the others then know which tasks it will be given.
             metadata_for_standbys.set_joining(Some(Joining {
-                consumers: Self::member_id_prefixes(inner, &ctx),
+                consumers: consumers.clone(),
                 ready: false,
             }));
             ctx.standbys.start(ctx.clone())?;
             Self::start_standby_placement(inner, &ctx, metadata_for_standbys)?;
+            inner.transition(State::Rebalancing);
+            return Self::start_warm_up(inner, &ctx, metadata_for_warm_up, consumers);
         }
         inner.transition(State::Rebalancing);
-        if standbys {
-            return Self::start_warm_up(inner, &ctx, metadata_for_warm_up);
-        }
         for _ in 0..inner.config.num_stream_threads {
             Self::spawn_thread(inner, &ctx)?;
         }
@@ -824,11 +824,11 @@ impl KafkaStreams {
         inner: &Arc<Inner>,
         ctx: &Arc<ThreadContext>,
         metadata: Arc<MetadataService>,
+        consumers: Vec<String>,
     ) -> Result<(), StreamsError> {
         use crate::runtime::standby::warm_ups;
         let (weak, ctx) = (Arc::downgrade(inner), ctx.clone());
         let name = format!("{}-WarmUp", ctx.config.application_id);
-        let consumers = Self::member_id_prefixes(inner, &ctx);
         std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
