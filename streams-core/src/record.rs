@@ -11,18 +11,19 @@ pub struct Header {
     pub value: Option<Vec<u8>>,
 }
 
-/// Record headers, in order; keys may repeat, as in Kafka. Empty headers do not allocate.
+/// Record headers, in order; keys may repeat, as in Kafka. Empty headers do not allocate, and take one word in a
+/// [`Record`] (most records have none; a record crosses every processor by value).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<Header>);
+pub struct Headers(Option<Box<Vec<Header>>>);
 
 impl Headers {
     /// No headers.
     pub const fn new() -> Self {
-        Headers(Vec::new())
+        Headers(None)
     }
     /// Appends a header.
     pub fn add(&mut self, key: impl Into<String>, value: Option<Vec<u8>>) -> &mut Self {
-        self.0.push(Header {
+        self.0.get_or_insert_with(Box::default).push(Header {
             key: key.into(),
             value,
         });
@@ -35,23 +36,28 @@ impl Headers {
     }
     /// The value of the last header named `key`.
     pub fn last(&self, key: &str) -> Option<&Header> {
-        self.0.iter().rev().find(|h| h.key == key)
+        self.iter().rev().find(|h| h.key == key)
     }
     /// Removes every header named `key`.
     pub fn remove(&mut self, key: &str) {
-        self.0.retain(|h| h.key != key);
+        if let Some(list) = &mut self.0 {
+            list.retain(|h| h.key != key);
+            if list.is_empty() {
+                self.0 = None;
+            }
+        }
     }
     /// All headers in order.
     pub fn iter(&self) -> std::slice::Iter<'_, Header> {
-        self.0.iter()
+        self.0.as_deref().map_or(&[][..], Vec::as_slice).iter()
     }
     /// Number of headers.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.as_ref().map_or(0, |l| l.len())
     }
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 }
 
@@ -59,7 +65,7 @@ impl<'a> IntoIterator for &'a Headers {
     type Item = &'a Header;
     type IntoIter = std::slice::Iter<'a, Header>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
     }
 }
 
@@ -181,5 +187,30 @@ impl RawRecord {
             headers: self.headers.clone(),
             offset: self.offset,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_take_one_word_and_compare_by_content() {
+        assert_eq!(std::mem::size_of::<Headers>(), std::mem::size_of::<usize>());
+        let mut h = Headers::new().with("a", "1").with("b", "2").with("a", "3");
+        assert_eq!(h.len(), 3);
+        assert_eq!(
+            h.last("a").and_then(|x| x.value.as_deref()),
+            Some(&b"3"[..])
+        );
+        let keys: Vec<&str> = h.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "a"]);
+        h.remove("a");
+        assert_eq!(h, Headers::new().with("b", "2"));
+        h.remove("b");
+        // Emptied headers equal headers that never had any.
+        assert!(h.is_empty());
+        assert_eq!(h, Headers::new());
+        assert_eq!((&h).into_iter().count(), 0);
     }
 }

@@ -413,6 +413,8 @@ impl DriverState {
                     ),
                 })
             }
+            // One partition: where every key goes, without hashing it.
+            (None, _) if n == 1 => 0,
             (None, Some(k)) => default_partition(k, n),
             (None, None) => {
                 log.round_robin = (log.round_robin + 1) % n;
