@@ -310,6 +310,10 @@ pub struct StreamsConfig {
     /// out of the group until its copies of the tasks it will be given are within it (see
     /// [`crate::runtime::standby`]).
     pub acceptable_recovery_lag: i64,
+    /// `max.warmup.replicas` (default 2, at least 1): with standby replicas, how many warm-up copies each instance
+    /// keeps catching up at once; the others start as those catch up (see [`crate::runtime::standby`]). Kafka
+    /// Streams counts them over the whole application; here each instance counts its own.
+    pub max_warmup_replicas: usize,
     /// `commit.interval.ms` (default 30 s at-least-once, 100 ms exactly-once, as in Kafka Streams; setting
     /// `processing.guarantee` changes it unless it was set).
     pub commit_interval: Duration,
@@ -385,6 +389,7 @@ impl fmt::Debug for StreamsConfig {
             .field("num_stream_threads", &self.num_stream_threads)
             .field("num_standby_replicas", &self.num_standby_replicas)
             .field("acceptable_recovery_lag", &self.acceptable_recovery_lag)
+            .field("max_warmup_replicas", &self.max_warmup_replicas)
             .field("commit_interval", &self.commit_interval)
             .field("state_dir", &self.state_dir)
             .field("cache_max_bytes", &self.cache_max_bytes)
@@ -434,6 +439,7 @@ impl StreamsConfig {
             num_stream_threads: 1,
             num_standby_replicas: 0,
             acceptable_recovery_lag: 10_000,
+            max_warmup_replicas: 2,
             commit_interval: Duration::from_secs(30),
             state_dir: std::env::temp_dir().join("kafka-streams"),
             cache_max_bytes: 10 << 20,
@@ -533,6 +539,13 @@ impl StreamsConfig {
                 self.acceptable_recovery_lag = parse::<u64>(key, value, "a number of records")?
                     .try_into()
                     .unwrap_or(i64::MAX)
+            }
+            "max.warmup.replicas" => {
+                let n: usize = parse(key, value, "a number of warm-up copies")?;
+                if n == 0 {
+                    return Err(invalid(key, "must be at least 1".to_string()));
+                }
+                self.max_warmup_replicas = n;
             }
             "commit.interval.ms" => {
                 self.commit_interval = Duration::from_millis(parse(key, value, "milliseconds")?);
@@ -1037,6 +1050,26 @@ mod tests {
         assert!(!c
             .client_properties(ClientKind::Admin)
             .contains_key("linger.ms"));
+    }
+
+    #[test]
+    fn warm_up_settings_are_parsed_and_zero_warm_ups_refused() {
+        let c = StreamsConfig::new("app", "b:9092");
+        assert_eq!(
+            (c.max_warmup_replicas, c.acceptable_recovery_lag),
+            (2, 10_000)
+        );
+        let mut c = c;
+        c.set("max.warmup.replicas", "5").unwrap();
+        c.set("acceptable.recovery.lag", "0").unwrap();
+        assert_eq!((c.max_warmup_replicas, c.acceptable_recovery_lag), (5, 0));
+        for bad in ["0", "-1", "two"] {
+            match c.set("max.warmup.replicas", bad) {
+                Err(StreamsError::Config { key, .. }) => assert_eq!(key, "max.warmup.replicas"),
+                other => panic!("max.warmup.replicas={bad}: {other:?}"),
+            }
+        }
+        assert_eq!(c.max_warmup_replicas, 5, "a refused value changes nothing");
     }
 
     #[test]

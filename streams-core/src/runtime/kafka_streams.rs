@@ -918,7 +918,7 @@ impl KafkaStreams {
         ctx: &Arc<ThreadContext>,
         metadata: Arc<MetadataService>,
     ) -> Result<(), StreamsError> {
-        use crate::runtime::standby::{place, warm_ups};
+        use crate::runtime::standby::{admit_warm_ups, place, warm_ups};
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (weak, ctx, flag) = (Arc::downgrade(inner), ctx.clone(), stop.clone());
         let name = format!("{}-StandbyPlacement", ctx.config.application_id);
@@ -946,11 +946,29 @@ impl KafkaStreams {
                     // Warm-ups: the tasks that members joining the group will move here. Each is kept a while
                     // after the joining member stops announcing itself as such: the group's move may reach this
                     // instance's threads after the joined member's new announcement reaches this loop.
+                    // At most `max.warmup.replicas` of them catch up at once; the others start as those do.
                     let now = Instant::now();
-                    for (t, heir) in warm_ups(&members, &partitions) {
-                        if members[heir].key == me {
-                            warming.insert(t, now);
-                        }
+                    let wanted: Vec<crate::processor::TaskId> = warm_ups(&members, &partitions)
+                        .into_iter()
+                        .filter(|(t, heir)| members[*heir].key == me && !desired.contains(t))
+                        .map(|(t, _)| t)
+                        .collect();
+                    let kept: std::collections::BTreeSet<_> = warming.keys().copied().collect();
+                    let admitted = admit_warm_ups(
+                        &wanted,
+                        &kept,
+                        &|t| caught_up(&ctx, &[t]),
+                        ctx.config.max_warmup_replicas,
+                    );
+                    if admitted.len() < wanted.len() {
+                        tracing::debug!(
+                            warming = ?admitted,
+                            waiting = ?wanted.iter().filter(|t| !admitted.contains(t)).collect::<Vec<_>>(),
+                            "warm-ups beyond max.warmup.replicas wait for earlier ones to catch up"
+                        );
+                    }
+                    for t in admitted {
+                        warming.insert(t, now);
                     }
                     warming.retain(|_, at| now.duration_since(*at) < WARM_UP_LINGER);
                     desired.extend(warming.keys().copied());

@@ -43,7 +43,10 @@
 //! The joining instance starts its stream threads once its own warm-up copies are within
 //! `acceptable.recovery.lag` of their changelogs and the other instances joining with it say the same of
 //! theirs (or after five minutes, caught up or not); it then restores only what its copies had not read. A
-//! warm-up copy stops when the move has happened, unless the placement keeps it as a standby copy.
+//! warm-up copy stops when the move has happened, unless the placement keeps it as a standby copy. Each
+//! instance keeps at most `max.warmup.replicas` warm-up copies catching up at once (see `admit_warm_ups`);
+//! Kafka Streams counts that bound over the whole application, but an instance here knows only its own
+//! copies' progress.
 //!
 //! This stands in for Kafka Streams' warm-up replicas and probing rebalances (KIP-441) without a custom
 //! assignor: the group is never asked to give a task to an instance that is not ready for it, because that
@@ -76,7 +79,7 @@
 //! its own (one per instance, with its own restore consumer, reading under `read_committed` when the
 //! application is exactly-once). It flushes and checkpoints every few seconds when it read something. When a
 //! stream thread of the instance is given the task, it first stops the standby, which flushes and checkpoints
-//! its stores and leaves them open ([`HandedStores`]), then restores the task as usual from the standby's
+//! its stores and leaves them open (`state_manager::HandedStores`), then restores the task as usual from the standby's
 //! checkpoint, on the stores as the standby left them (no closing and reopening). Stale queries read the
 //! copy through the move, until the active task runs and answers them itself. Standbys of stores kept in memory are
 //! not kept (nothing of them would survive the move): a sub-topology has standby tasks when it has
@@ -183,6 +186,33 @@ pub(crate) fn warm_ups(
         }
     }
     moves
+}
+
+/// The warm-up copies an instance keeps now, out of `wanted` (the tasks joins will move to it that it holds no
+/// standby copy of, in task order): every one it `kept` already, and new ones, in order, while fewer than `max`
+/// of those kept are still catching up (`caught_up` tells which are within `acceptable.recovery.lag`). The rest
+/// start as these catch up (Kafka Streams' `max.warmup.replicas`, counted here per instance).
+pub(crate) fn admit_warm_ups(
+    wanted: &[TaskId],
+    kept: &BTreeSet<TaskId>,
+    caught_up: &dyn Fn(TaskId) -> bool,
+    max: usize,
+) -> BTreeSet<TaskId> {
+    let mut admitted: BTreeSet<TaskId> = wanted
+        .iter()
+        .filter(|t| kept.contains(t))
+        .copied()
+        .collect();
+    let mut catching_up = admitted.iter().filter(|t| !caught_up(**t)).count();
+    for &t in wanted {
+        if catching_up >= max {
+            break;
+        }
+        if admitted.insert(t) {
+            catching_up += usize::from(!caught_up(t));
+        }
+    }
+    admitted
 }
 
 /// The rank of instance `key` for `task`: FNV-1a over both, then a 64-bit finaliser (so keys differing in one
@@ -921,6 +951,57 @@ mod tests {
                 ready: false,
             })
             .collect()
+    }
+
+    #[test]
+    fn warm_ups_beyond_max_warmup_replicas_wait_until_earlier_ones_catch_up() {
+        let t = |p: i32| TaskId {
+            subtopology: 0,
+            partition: p,
+        };
+        let wanted: Vec<TaskId> = (0..5).map(t).collect();
+        // Simulated rounds: a copy catches up two rounds after it starts. Track how many catch up at once.
+        for max in 1..=5 {
+            let mut kept = BTreeSet::new();
+            let mut started: BTreeMap<TaskId, usize> = BTreeMap::new();
+            for round in 0..40 {
+                let caught = |x: TaskId| started.get(&x).is_some_and(|&r| round >= r + 2);
+                let now = admit_warm_ups(&wanted, &kept, &caught, max);
+                assert!(kept.is_subset(&now), "a kept copy is never dropped");
+                let catching = now.iter().filter(|x| !caught(**x)).count();
+                assert!(catching <= max, "max {max}: {catching} catching up at once");
+                for x in &now {
+                    started.entry(*x).or_insert(round);
+                }
+                // New copies are taken in task order.
+                let order: Vec<TaskId> =
+                    wanted.iter().filter(|x| now.contains(x)).copied().collect();
+                assert_eq!(order, wanted[..now.len()].to_vec());
+                kept = now;
+            }
+            assert_eq!(
+                kept.len(),
+                wanted.len(),
+                "max {max}: every warm-up starts in the end"
+            );
+            // With one at a time, the copies start two rounds apart.
+            if max == 1 {
+                let rounds: Vec<usize> = wanted.iter().map(|x| started[x]).collect();
+                assert_eq!(rounds, [0, 2, 4, 6, 8]);
+            }
+        }
+        // Copies already caught up do not count against the bound.
+        let kept: BTreeSet<TaskId> = [t(0), t(1)].into();
+        let all_caught = |x: TaskId| x.partition < 2;
+        assert_eq!(
+            admit_warm_ups(&wanted, &kept, &all_caught, 2),
+            [t(0), t(1), t(2), t(3)].into()
+        );
+        // A task no longer wanted is not kept by this (the caller lets it linger).
+        assert_eq!(
+            admit_warm_ups(&[t(4)], &kept, &all_caught, 1),
+            [t(4)].into()
+        );
     }
 
     #[test]
