@@ -39,6 +39,32 @@ impl ProcessingGuarantee {
     }
 }
 
+/// The group protocol of the stream threads' consumers (`group.protocol`).
+///
+/// ```
+/// use streams_core::runtime::{GroupProtocol, StreamsConfig};
+///
+/// let mut config = StreamsConfig::new("orders", "localhost:9092");
+/// assert_eq!(config.group_protocol, GroupProtocol::Classic);
+/// config.set("group.protocol", "consumer").unwrap();
+/// assert_eq!(config.group_protocol, GroupProtocol::Consumer);
+/// assert!(config.set("group.protocol", "streams").is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GroupProtocol {
+    /// The classic protocol with the client-side `range` assignor, eager: every rebalance suspends every task
+    /// of every member until the new assignment arrives. Works with every broker.
+    #[default]
+    Classic,
+    /// The consumer group protocol of KIP-848 (brokers from Kafka 4.0; the embedded broker) with the broker's
+    /// `range` assignor: partitions of co-partitioned topics still go to the same member, but a rebalance
+    /// revokes only the partitions that move, and every other task keeps processing through it.
+    /// `session.timeout.ms` and `heartbeat.interval.ms` are the broker's group settings under this protocol;
+    /// set on the consumer they are dropped, with a warning.
+    Consumer,
+}
+
 /// Which clients a passthrough property goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
@@ -143,7 +169,7 @@ const MANAGED: [(&str, &str); 8] = [
     ),
     (
         "group.protocol",
-        "the classic group protocol carries the task assignment",
+        "it is set once for every stream thread's consumer, with the unprefixed `group.protocol`",
     ),
     ("isolation.level", "it follows processing.guarantee"),
     (
@@ -314,6 +340,8 @@ pub struct StreamsConfig {
     /// keeps catching up at once; the others start as those catch up (see [`crate::runtime::standby`]). Kafka
     /// Streams counts them over the whole application; here each instance counts its own.
     pub max_warmup_replicas: usize,
+    /// `group.protocol`: `classic` (default) or `consumer` (see [`GroupProtocol`]).
+    pub group_protocol: GroupProtocol,
     /// `commit.interval.ms` (default 30 s at-least-once, 100 ms exactly-once, as in Kafka Streams; setting
     /// `processing.guarantee` changes it unless it was set).
     pub commit_interval: Duration,
@@ -390,6 +418,7 @@ impl fmt::Debug for StreamsConfig {
             .field("num_standby_replicas", &self.num_standby_replicas)
             .field("acceptable_recovery_lag", &self.acceptable_recovery_lag)
             .field("max_warmup_replicas", &self.max_warmup_replicas)
+            .field("group_protocol", &self.group_protocol)
             .field("commit_interval", &self.commit_interval)
             .field("state_dir", &self.state_dir)
             .field("cache_max_bytes", &self.cache_max_bytes)
@@ -440,6 +469,7 @@ impl StreamsConfig {
             num_standby_replicas: 0,
             acceptable_recovery_lag: 10_000,
             max_warmup_replicas: 2,
+            group_protocol: GroupProtocol::Classic,
             commit_interval: Duration::from_secs(30),
             state_dir: std::env::temp_dir().join("kafka-streams"),
             cache_max_bytes: 10 << 20,
@@ -539,6 +569,18 @@ impl StreamsConfig {
                 self.acceptable_recovery_lag = parse::<u64>(key, value, "a number of records")?
                     .try_into()
                     .unwrap_or(i64::MAX)
+            }
+            "group.protocol" => {
+                self.group_protocol = match value.trim().to_ascii_lowercase().as_str() {
+                    "classic" => GroupProtocol::Classic,
+                    "consumer" => GroupProtocol::Consumer,
+                    _ => {
+                        return Err(invalid(
+                            key,
+                            format!("expected classic or consumer, got '{value}'"),
+                        ))
+                    }
+                };
             }
             "max.warmup.replicas" => {
                 let n: usize = parse(key, value, "a number of warm-up copies")?;
@@ -1087,6 +1129,10 @@ mod tests {
         ];
         for (prop, _) in MANAGED {
             for prefix in prefixes {
+                if prefix.is_empty() && prop == "group.protocol" {
+                    // A setting of its own (see `GroupProtocol`); only the prefixed forms are refused.
+                    continue;
+                }
                 let key = format!("{prefix}{prop}");
                 let mut c = StreamsConfig::new("app", "b:9092");
                 let e = c.set(&key, "x").unwrap_err();

@@ -58,7 +58,7 @@ mod task_manager;
 mod thread;
 mod thread_metadata;
 
-pub use config::{is_secret_key, ClientKind, ProcessingGuarantee, StreamsConfig};
+pub use config::{is_secret_key, ClientKind, GroupProtocol, ProcessingGuarantee, StreamsConfig};
 pub use embedded::{EmbeddedAdmin, EmbeddedKafka, Fault};
 pub use history::{MetricsSample, SAMPLES_KEPT, SAMPLE_INTERVAL};
 #[cfg(feature = "http")]

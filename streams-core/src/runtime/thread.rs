@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message};
 use rdkafka::types::RDKafkaRespErr;
@@ -20,7 +20,7 @@ use crate::error::StreamsError;
 use crate::processor::TaskId;
 use crate::record::{Headers, RawRecordRef};
 use crate::runtime::clients::{client_config, client_error, create_producer};
-use crate::runtime::config::{ClientKind, StreamsConfig};
+use crate::runtime::config::{ClientKind, GroupProtocol, StreamsConfig};
 use crate::runtime::history::MetricsHistory;
 use crate::runtime::kafka_error as kafka;
 use crate::runtime::offset_metadata;
@@ -46,6 +46,11 @@ pub(crate) enum ThreadState {
 
 enum Event {
     Revoked,
+    /// Some partitions were revoked (an incremental rebalance): their tasks close, the others keep processing.
+    PartlyRevoked {
+        revoked: HashSet<(String, i32)>,
+        kept: Vec<(String, i32)>,
+    },
     /// The partitions were lost (session timeout, `max.poll.interval.ms` exceeded, fencing, a rebalance error):
     /// another member may own them already, so the tasks are closed dirty.
     Lost,
@@ -335,7 +340,9 @@ struct UncommittedProgress {
 
 impl ConsumerContext for StreamsConsumerContext {
     /// The eager protocol (the `range` assignor) as rust-rdkafka implements it, except that partitions the thread
-    /// processed past their last commit start where it stopped (see [`Self::resume_uncommitted`]).
+    /// processed past their last commit start where it stopped (see [`Self::resume_uncommitted`]). Under the
+    /// consumer group protocol (`group.protocol=consumer`) the callbacks are incremental: an assignment adds
+    /// partitions, a revocation takes away only those named.
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -357,10 +364,11 @@ impl ConsumerContext for StreamsConsumerContext {
                 *id = member_id(consumer);
             }
         }
-        let applied = if assign {
-            consumer.assign(tpl)
-        } else {
-            consumer.unassign()
+        let applied = match (&rebalance, incremental(consumer)) {
+            (Rebalance::Assign(tpl), true) => consumer.incremental_assign(tpl),
+            (Rebalance::Assign(tpl), false) => consumer.assign(tpl),
+            (Rebalance::Revoke(tpl), true) => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
         };
         if let Err(e) = applied {
             tracing::error!(thread = %self.shared.name, error = %e, "cannot apply the rebalance");
@@ -378,7 +386,7 @@ impl ConsumerContext for StreamsConsumerContext {
                     "the assignment was lost (session timeout or max.poll.interval.ms exceeded)",
                 );
             }
-            Rebalance::Revoke(_) => {
+            Rebalance::Revoke(tpl) => {
                 // Commit before giving the partitions up, so their next owner starts where we stopped; what
                 // cached operators held back is forwarded first (a panic in a processor must not unwind into
                 // the client library).
@@ -411,17 +419,34 @@ impl ConsumerContext for StreamsConsumerContext {
                         slot.get_or_insert(e);
                     }
                 }
+                if incremental(consumer) {
+                    // Only these partitions move: the thread keeps the others, and their tasks go on processing.
+                    let revoked: HashSet<(String, i32)> = partitions(tpl).into_iter().collect();
+                    let kept = assigned(consumer)
+                        .into_iter()
+                        .filter(|p| !revoked.contains(p))
+                        .collect();
+                    if let Ok(mut ev) = self.shared.events.lock() {
+                        ev.push(Event::PartlyRevoked { revoked, kept });
+                    }
+                    return;
+                }
                 if let Ok(mut ev) = self.shared.events.lock() {
                     ev.push(Event::Revoked);
                 }
                 self.shared.set_state(ThreadState::PartitionsRevoked);
             }
             Rebalance::Assign(tpl) => {
-                let parts = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
+                let mut parts = partitions(tpl);
+                if incremental(consumer) {
+                    // The partitions kept from before, with the added ones: the whole assignment.
+                    let added: HashSet<(String, i32)> = parts.iter().cloned().collect();
+                    parts.extend(
+                        assigned(consumer)
+                            .into_iter()
+                            .filter(|p| !added.contains(p)),
+                    );
+                }
                 if let Ok(mut ev) = self.shared.events.lock() {
                     ev.push(Event::Assigned(parts));
                 }
@@ -445,6 +470,30 @@ impl ConsumerContext for StreamsConsumerContext {
             }
         }
     }
+}
+
+/// Whether the consumer's rebalance callbacks are incremental (the consumer group protocol of KIP-848).
+fn incremental<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> bool {
+    matches!(
+        consumer.rebalance_protocol(),
+        RebalanceProtocol::Cooperative
+    )
+}
+
+/// The partitions of `tpl`.
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+/// The consumer's current assignment (empty when it cannot be read).
+fn assigned<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<(String, i32)> {
+    consumer
+        .assignment()
+        .map(|tpl| partitions(&tpl))
+        .unwrap_or_default()
 }
 
 /// Everything a thread needs, shared by all threads of an instance.
@@ -639,11 +688,29 @@ pub(crate) fn main_consumer_config(
     }
     c.set("group.id", &config.application_id)
         .set("client.id", format!("{prefix}-{thread}-consumer"))
-        .set("partition.assignment.strategy", "range")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", isolation_level(config))
         .set("enable.partition.eof", "false");
+    match config.group_protocol {
+        GroupProtocol::Classic => {
+            c.set("partition.assignment.strategy", "range");
+        }
+        GroupProtocol::Consumer => {
+            // The broker's range assignor keeps co-partitioned partitions together, and moves only what must.
+            for broker_side in ["session.timeout.ms", "heartbeat.interval.ms"] {
+                if c.get(broker_side).is_some() {
+                    tracing::warn!(
+                        setting = broker_side,
+                        "ignored under group.protocol=consumer: the broker's group configuration sets it"
+                    );
+                    c.remove(broker_side);
+                }
+            }
+            c.set("group.protocol", "consumer")
+                .set("group.remote.assignor", "range");
+        }
+    }
     c
 }
 
@@ -1414,24 +1481,36 @@ impl StreamThread<'_> {
                     self.paused.clear();
                     self.waiting.clear();
                 }
+                Event::PartlyRevoked { revoked, kept } => {
+                    self.paused.retain(|p| !revoked.contains(p));
+                    self.waiting.retain(|p| !revoked.contains(p));
+                    self.apply_assignment(consumer, kept)?;
+                }
                 Event::Lost => {
                     // Closed tasks leave the snapshot; restorations go on and stay in it.
                     self.tasks.handle_lost();
                     self.paused.clear();
                     self.waiting.clear();
                 }
-                Event::Assigned(parts) => {
-                    // Every assigned partition starts paused (see `post_rebalance`): those of ready tasks resume
-                    // now, the others once their state is restored.
-                    self.waiting = parts.iter().cloned().collect();
-                    let ready = self.tasks.handle_assignment(parts)?;
-                    self.init_stream_times(consumer)?;
-                    self.resume_ready(consumer, ready)?;
-                    if !self.tasks.restoring() {
-                        self.shared.set_state(ThreadState::Running);
-                    }
-                }
+                Event::Assigned(parts) => self.apply_assignment(consumer, parts)?,
             }
+        }
+        Ok(())
+    }
+
+    /// Applies the thread's whole assignment `parts`. Every newly assigned partition starts paused (see
+    /// `post_rebalance`): those of ready tasks resume now, the others once their state is restored.
+    fn apply_assignment(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+        parts: Vec<(String, i32)>,
+    ) -> Result<(), StreamsError> {
+        self.waiting = parts.iter().cloned().collect();
+        let ready = self.tasks.handle_assignment(parts)?;
+        self.init_stream_times(consumer)?;
+        self.resume_ready(consumer, ready)?;
+        if !self.tasks.restoring() {
+            self.shared.set_state(ThreadState::Running);
         }
         Ok(())
     }
@@ -1508,6 +1587,35 @@ mod config_tests {
         );
         assert_eq!(plain.get("group.instance.id"), None);
         assert_eq!(plain.get("auto.offset.reset"), Some("earliest"));
+    }
+
+    #[test]
+    fn the_consumer_group_protocol_uses_the_brokers_range_assignor_and_drops_broker_side_settings()
+    {
+        let mut config = StreamsConfig::new("app", "b:9092");
+        config
+            .set("main.consumer.session.timeout.ms", "6000")
+            .unwrap();
+        config
+            .set("main.consumer.heartbeat.interval.ms", "500")
+            .unwrap();
+        let classic = main_consumer_config(&config, "app-StreamThread-1", "p1");
+        assert_eq!(classic.get("partition.assignment.strategy"), Some("range"));
+        assert_eq!(classic.get("group.protocol"), None);
+        assert_eq!(classic.get("session.timeout.ms"), Some("6000"));
+        config.set("group.protocol", "consumer").unwrap();
+        let c = main_consumer_config(&config, "app-StreamThread-1", "p1");
+        assert_eq!(c.get("group.protocol"), Some("consumer"));
+        assert_eq!(c.get("group.remote.assignor"), Some("range"));
+        // librdkafka refuses these three with the consumer protocol.
+        for refused in [
+            "partition.assignment.strategy",
+            "session.timeout.ms",
+            "heartbeat.interval.ms",
+        ] {
+            assert_eq!(c.get(refused), None, "{refused}");
+        }
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
     }
 
     /// Defect: the consumer's client id was the thread name alone, the same on every instance, so the range
