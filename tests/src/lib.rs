@@ -482,6 +482,28 @@ impl streams_dsl::streams_core::runtime::StateRestoreListener for CountingRestor
     }
 }
 
+/// Produces `n` page visits to `visits`, numbered from `from` (visit `i`: user `u{i % 97}` on page
+/// `/p{(i * 7) % pages}`), and adds each page's visits to `expected`.
+pub fn produce_visits(
+    bootstrap: &str,
+    from: usize,
+    n: usize,
+    pages: usize,
+    expected: &mut std::collections::BTreeMap<String, i64>,
+) {
+    let visits: Vec<(String, String)> = (from..from + n)
+        .map(|i| (format!("u{}", i % 97), format!("/p{}", (i * 7) % pages)))
+        .collect();
+    let raw: Vec<_> = visits
+        .iter()
+        .map(|(k, v)| (k.clone().into_bytes(), Some(v.clone().into_bytes())))
+        .collect();
+    produce(bootstrap, "visits", &raw);
+    for (_, page) in visits {
+        *expected.entry(page).or_default() += 1;
+    }
+}
+
 /// Page views (`visits`: user -> page) counted per page into the store `page-counts`, through a repartition
 /// topic: the topology of the query tests.
 pub fn page_counts_topology() -> streams_dsl::Topology {

@@ -10,25 +10,11 @@ use std::time::Duration;
 
 use streams_dsl::streams_core::runtime::KafkaStreams;
 use tests::{
-    close_all, describe_instance, page_counts_topology, produce, wait_until_reporting, Broker,
+    close_all, describe_instance, page_counts_topology, produce_visits, wait_until_reporting,
+    Broker,
 };
 
 const PAGES: usize = 400;
-
-/// Produces `n` visits (user -> page, numbered from `from`) and adds them to `expected`.
-fn produce_visits(bootstrap: &str, from: usize, n: usize, expected: &mut BTreeMap<String, i64>) {
-    let visits: Vec<(String, String)> = (from..from + n)
-        .map(|i| (format!("u{}", i % 97), format!("/p{}", (i * 7) % PAGES)))
-        .collect();
-    let raw: Vec<_> = visits
-        .iter()
-        .map(|(k, v)| (k.clone().into_bytes(), Some(v.clone().into_bytes())))
-        .collect();
-    produce(bootstrap, "visits", &raw);
-    for (_, page) in visits {
-        *expected.entry(page).or_default() += 1;
-    }
-}
 
 /// Every count the instances' own tasks hold, merged (each page is counted by one task).
 fn counts(instances: &[&KafkaStreams]) -> BTreeMap<String, i64> {
@@ -43,12 +29,7 @@ fn counts(instances: &[&KafkaStreams]) -> BTreeMap<String, i64> {
 
 /// Partitions of the counting sub-topology that `s` runs.
 fn counting(s: &KafkaStreams) -> BTreeSet<i32> {
-    s.metadata_for_local_threads()
-        .iter()
-        .flat_map(|t| t.active_tasks.iter())
-        .filter(|t| t.task_id.subtopology == 1)
-        .map(|t| t.task_id.partition)
-        .collect()
+    processed(s).into_keys().collect()
 }
 
 /// Waits until `instances` share the four counting tasks and hold every count of `expected`: exactly, or at
@@ -127,7 +108,7 @@ fn join_and_leave(protocol: &str, guarantee: &str, exact: bool) -> bool {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut expected = BTreeMap::new();
     let a = start(dir_a.path());
-    produce_visits(&broker.bootstrap(), 0, 4_000, &mut expected);
+    produce_visits(&broker.bootstrap(), 0, 4_000, PAGES, &mut expected);
     settle(&[&a], &expected, exact, "A to count the first visits");
 
     let before = processed(&a);
@@ -157,7 +138,7 @@ fn join_and_leave(protocol: &str, guarantee: &str, exact: bool) -> bool {
         }
         let _stop = Stop(watching.clone());
         let b = start(dir_b.path());
-        produce_visits(&broker.bootstrap(), 4_000, 4_000, &mut expected);
+        produce_visits(&broker.bootstrap(), 4_000, 4_000, PAGES, &mut expected);
         settle(&[a, &b], &expected, exact, "A and B to share the tasks");
         b
     });
@@ -185,7 +166,7 @@ fn join_and_leave(protocol: &str, guarantee: &str, exact: bool) -> bool {
 
     // B leaves: A takes its tasks back, and every count stays exact.
     close_all(&[&b], Duration::from_secs(60));
-    produce_visits(&broker.bootstrap(), 8_000, 2_000, &mut expected);
+    produce_visits(&broker.bootstrap(), 8_000, 2_000, PAGES, &mut expected);
     settle(
         &[&a],
         &expected,

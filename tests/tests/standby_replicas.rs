@@ -12,8 +12,8 @@ use streams_dsl::streams_core::runtime::{
 };
 use streams_dsl::*;
 use tests::{
-    close_all, describe_instance, page_counts_topology, produce, wait_until, wait_until_reporting,
-    Broker, CountingRestores,
+    close_all, describe_instance, page_counts_topology, wait_until, wait_until_reporting, Broker,
+    CountingRestores,
 };
 
 const VISITS: usize = 20_000;
@@ -21,18 +21,8 @@ const PAGES: usize = 4_000;
 
 /// Produces `n` visits (user -> page) spread over `pages` pages to `visits`; returns the count of each page.
 fn produce_visits(bootstrap: &str, n: usize, pages: usize) -> BTreeMap<String, i64> {
-    let visits: Vec<(String, String)> = (0..n)
-        .map(|i| (format!("u{}", i % 97), format!("/p{}", (i * 7) % pages)))
-        .collect();
-    let raw: Vec<_> = visits
-        .iter()
-        .map(|(k, v)| (k.clone().into_bytes(), Some(v.clone().into_bytes())))
-        .collect();
-    produce(bootstrap, "visits", &raw);
-    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
-    for (_, page) in &visits {
-        *expected.entry(page.clone()).or_default() += 1;
-    }
+    let mut expected = BTreeMap::new();
+    tests::produce_visits(bootstrap, 0, n, pages, &mut expected);
     expected
 }
 

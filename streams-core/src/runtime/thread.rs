@@ -1172,14 +1172,7 @@ impl StreamThread<'_> {
         consumer
             .seek_partitions(seek, Duration::from_secs(10))
             .map_err(|e| kafka("rewind to the committed offsets", e))?;
-        self.waiting = parts.iter().cloned().collect();
-        let ready = self.tasks.handle_assignment(parts)?;
-        self.init_stream_times(consumer)?;
-        self.resume_ready(consumer, ready)?;
-        if !self.tasks.restoring() {
-            self.shared.set_state(ThreadState::Running);
-        }
-        Ok(())
+        self.apply_assignment(consumer, parts)
     }
 
     /// Rewinds `topic`-`partition` to `offset` and keeps it paused until its task is ready.
