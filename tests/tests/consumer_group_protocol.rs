@@ -93,14 +93,13 @@ fn processed(s: &KafkaStreams) -> BTreeMap<i32, u64> {
 /// seen with every partition revoked while the second joined, and checks that the tasks it kept through the
 /// join were never closed (their processed counts went on from where they were). With `exact`, every count
 /// must be exact throughout.
-fn join_and_leave(protocol: &str, guarantee: &str, exact: bool) -> bool {
+fn join_and_leave(protocol: &str, exact: bool) -> bool {
     let broker = Broker::embedded();
     broker.create_topic("visits", 4);
-    let app = format!("group-protocol-{protocol}-{guarantee}");
+    let app = format!("group-protocol-{protocol}");
     let start = |dir: &std::path::Path| {
         let (mut config, admin) = broker.config(&app, dir);
         config.set("group.protocol", protocol).unwrap();
-        config.set("processing.guarantee", guarantee).unwrap();
         let s = KafkaStreams::new(page_counts_topology(), (config, admin)).unwrap();
         s.start().unwrap();
         s
@@ -143,7 +142,7 @@ fn join_and_leave(protocol: &str, guarantee: &str, exact: bool) -> bool {
         b
     });
     println!(
-        "group.protocol={protocol}, {guarantee}: after the join A runs {:?}, B runs {:?}; A's partitions all revoked: {}",
+        "group.protocol={protocol}: after the join A runs {:?}, B runs {:?}; A's partitions all revoked: {}",
         counting(&a),
         counting(&b),
         revoked.load(Ordering::Relaxed)
@@ -181,7 +180,7 @@ fn join_and_leave(protocol: &str, guarantee: &str, exact: bool) -> bool {
 fn with_the_consumer_protocol_a_join_revokes_only_the_partitions_that_move_on_the_embedded_broker()
 {
     assert!(
-        !join_and_leave("consumer", "at_least_once", true),
+        !join_and_leave("consumer", true),
         "under group.protocol=consumer, B's join revoked every partition of A"
     );
 }
@@ -191,5 +190,5 @@ fn with_the_consumer_protocol_a_join_revokes_only_the_partitions_that_move_on_th
 /// and records be counted again.)
 #[test]
 fn with_the_classic_protocol_a_join_revokes_every_partition_on_the_embedded_broker() {
-    assert!(join_and_leave("classic", "at_least_once", false));
+    assert!(join_and_leave("classic", false));
 }

@@ -954,10 +954,11 @@ impl KafkaStreams {
                         .map(|(t, _)| t)
                         .collect();
                     let kept: std::collections::BTreeSet<_> = warming.keys().copied().collect();
+                    let progress = ctx.standbys.progress();
                     let admitted = admit_warm_ups(
                         &wanted,
                         &kept,
-                        &|t| caught_up(&ctx, &[t]),
+                        &|t| caught_up_in(&ctx, &progress, &[t]),
                         ctx.config.max_warmup_replicas,
                     );
                     if admitted.len() < wanted.len() {
@@ -1273,7 +1274,15 @@ const WARM_UP_UNSEEN_LIMIT: Duration = Duration::from_secs(30);
 /// Whether this instance's standby copies of every task of `tasks` are open and within `acceptable.recovery.lag`
 /// of each of their changelogs.
 fn caught_up(ctx: &ThreadContext, tasks: &[crate::processor::TaskId]) -> bool {
-    let progress = ctx.standbys.progress();
+    caught_up_in(ctx, &ctx.standbys.progress(), tasks)
+}
+
+/// [`caught_up`] against `progress`, the copies' positions read once (see `Standbys::progress`).
+fn caught_up_in(
+    ctx: &ThreadContext,
+    progress: &std::collections::BTreeMap<(String, i32), (i64, i64)>,
+    tasks: &[crate::processor::TaskId],
+) -> bool {
     tasks.iter().all(|t| {
         ctx.subs[t.subtopology]
             .stores
