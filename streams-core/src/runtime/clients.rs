@@ -2,7 +2,7 @@
 //! collector and changelog writer built on it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -85,6 +85,89 @@ pub(crate) struct DeliveryContext {
     pub production_handler: Option<Arc<dyn ProductionExceptionHandler>>,
     /// Under exactly-once: the transaction of the producer.
     pub txn: Option<TxnTracker>,
+    /// Marks in the sequence of records sent, for at-least-once commits that do not wait for the broker.
+    pub marks: DeliveryMarks,
+}
+
+/// Marks in the sequence of records a producer sent. A mark is reached once every record sent before it has
+/// been acknowledged or has failed, whatever the records sent after it are doing: an at-least-once commit takes
+/// a mark where a flush would wait, goes on processing, and commits its offsets once the mark is reached.
+///
+/// Every record gets a sequence number as it is sent (its delivery opaque); a delivery report counts its record
+/// off every mark it was sent before. A record librdkafka refused to queue counts as delivered here: its error
+/// reaches the caller of `send` instead.
+#[derive(Default)]
+pub(crate) struct DeliveryMarks {
+    /// The sequence number of the next record sent.
+    next: AtomicUsize,
+    state: Mutex<MarkState>,
+}
+
+#[derive(Default)]
+struct MarkState {
+    /// Records acknowledged, failed or refused so far.
+    completed: usize,
+    /// Open marks: (the sequence number the mark was taken at, records sent before it still unacknowledged).
+    open: Vec<(usize, usize)>,
+}
+
+/// A mark taken by [`DeliveryMarks::mark`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeliveryMark(usize);
+
+impl DeliveryMarks {
+    /// The sequence number of a record about to be sent.
+    fn next_sequence(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A record's delivery report (or its refusal): it no longer holds up the marks taken after it was sent.
+    fn completed(&self, sequence: usize) {
+        if let Ok(mut s) = self.state.lock() {
+            s.completed += 1;
+            for (at, remaining) in s.open.iter_mut() {
+                if sequence < *at {
+                    *remaining = remaining.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// A mark after every record sent so far.
+    pub(crate) fn mark(&self) -> DeliveryMark {
+        let at = self.next.load(Ordering::Relaxed);
+        if let Ok(mut s) = self.state.lock() {
+            // Every record not yet completed was sent before this mark.
+            let remaining = at.saturating_sub(s.completed);
+            s.open.push((at, remaining));
+        }
+        DeliveryMark(at)
+    }
+
+    /// Whether every record sent before `mark` was acknowledged or failed; a reached mark is closed.
+    pub(crate) fn reached(&self, mark: DeliveryMark) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        match s.open.iter().position(|(at, _)| *at == mark.0) {
+            Some(i) if s.open[i].1 == 0 => {
+                s.open.swap_remove(i);
+                true
+            }
+            Some(_) => false,
+            // Closed already (reached, or forgotten by a commit that flushed everything).
+            None => true,
+        }
+    }
+
+    /// Closes `mark` without waiting for it.
+    pub(crate) fn forget(&self, mark: DeliveryMark) {
+        if let Ok(mut s) = self.state.lock() {
+            if let Some(i) = s.open.iter().position(|(at, _)| *at == mark.0) {
+                s.open.swap_remove(i);
+            }
+        }
+    }
 }
 
 /// What a transactional producer knows of its current transaction.
@@ -116,6 +199,7 @@ impl DeliveryContext {
             client,
             production_handler: None,
             txn: None,
+            marks: DeliveryMarks::default(),
         }
     }
 }
@@ -175,9 +259,10 @@ impl ClientContext for DeliveryContext {
 }
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, sequence: usize) {
+        self.marks.completed(sequence);
         match result {
             Ok(m) => {
                 if let Ok(mut acked) = self.acked.lock() {
@@ -360,7 +445,9 @@ pub(crate) fn send(producer: &StreamsProducer, r: &OutgoingRecord<'_>) -> Result
 }
 
 fn send_record(producer: &StreamsProducer, r: &OutgoingRecord<'_>) -> Result<(), KafkaError> {
-    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(r.topic).timestamp(r.timestamp);
+    let sequence = producer.context().marks.next_sequence();
+    let mut record: BaseRecord<'_, [u8], [u8], usize> =
+        BaseRecord::with_opaque_to(r.topic, sequence).timestamp(r.timestamp);
     if let Some(k) = r.key {
         record = record.key(k);
     }
@@ -380,7 +467,11 @@ fn send_record(producer: &StreamsProducer, r: &OutgoingRecord<'_>) -> Result<(),
                 record = back;
                 producer.poll(Duration::from_millis(10));
             }
-            Err((e, _)) => return Err(e),
+            Err((e, _)) => {
+                // Never queued: no delivery report will come for it.
+                producer.context().marks.completed(sequence);
+                return Err(e);
+            }
         }
     }
 }
@@ -595,5 +686,56 @@ mod producer_config_tests {
         assert_eq!(c.get("linger.ms"), Some("20"));
         assert_eq!(c.get("client.id"), Some("app-StreamThread-1-producer"));
         assert_eq!(c.get("partitioner"), Some("murmur2_random"));
+    }
+}
+
+#[cfg(test)]
+mod delivery_mark_tests {
+    use super::*;
+
+    /// A mark waits for the records sent before it, in whatever order they complete, and never for those sent
+    /// after it.
+    #[test]
+    fn a_mark_is_reached_once_every_record_sent_before_it_completed() {
+        let marks = DeliveryMarks::default();
+        let first: Vec<usize> = (0..3).map(|_| marks.next_sequence()).collect();
+        let mark = marks.mark();
+        let later = marks.next_sequence();
+        assert!(!marks.reached(mark));
+        // Out of order, as reports of different partitions come; a record sent after the mark does not count.
+        marks.completed(later);
+        marks.completed(first[2]);
+        marks.completed(first[0]);
+        assert!(
+            !marks.reached(mark),
+            "record {} is still in flight",
+            first[1]
+        );
+        marks.completed(first[1]);
+        assert!(marks.reached(mark));
+        // A reached mark is closed; asking again is harmless.
+        assert!(marks.reached(mark));
+    }
+
+    /// With nothing in flight a mark is reached at once; two marks count their own records.
+    #[test]
+    fn marks_count_only_the_records_in_flight_when_they_were_taken() {
+        let marks = DeliveryMarks::default();
+        let a = marks.next_sequence();
+        marks.completed(a);
+        let idle = marks.mark();
+        assert!(marks.reached(idle), "nothing was in flight");
+
+        let b = marks.next_sequence();
+        let first = marks.mark();
+        let c = marks.next_sequence();
+        let second = marks.mark();
+        marks.completed(b);
+        assert!(marks.reached(first));
+        assert!(!marks.reached(second), "record {c} is still in flight");
+        marks.forget(second);
+        // Forgotten: nothing holds it open any more.
+        assert!(marks.reached(second));
+        marks.completed(c);
     }
 }

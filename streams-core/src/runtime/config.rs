@@ -157,7 +157,7 @@ const MANAGED: [(&str, &str); 8] = [
     ("group.id", "it is the application.id"),
     (
         "enable.auto.commit",
-        "offsets are committed after the records are processed and the stores checkpointed",
+        "offsets are committed once the output of the records before them is acknowledged",
     ),
     (
         "enable.auto.offset.store",

@@ -19,7 +19,7 @@ use rdkafka::TopicPartitionList;
 
 use crate::error::StreamsError;
 use crate::runtime::clients::{
-    create_producer, ProducerChangelog, ProducerCollector, StreamsProducer,
+    create_producer, DeliveryMark, ProducerChangelog, ProducerCollector, StreamsProducer,
 };
 use crate::runtime::config::StreamsConfig;
 use crate::runtime::kafka_error as kafka;
@@ -330,6 +330,23 @@ impl StreamsRecordCollector {
             }
         }
         self.failure()
+    }
+
+    /// A mark after every record sent so far: see [`DeliveryMarks`](crate::runtime::clients::DeliveryMarks).
+    pub(crate) fn mark(&self) -> DeliveryMark {
+        self.producer().context().marks.mark()
+    }
+
+    /// Whether every record sent before `mark` was acknowledged or failed (serving delivery reports first).
+    pub(crate) fn reached(&self, mark: DeliveryMark) -> bool {
+        let producer = self.producer();
+        producer.poll(Duration::ZERO);
+        producer.context().marks.reached(mark)
+    }
+
+    /// Closes `mark` without waiting for it.
+    pub(crate) fn forget(&self, mark: DeliveryMark) {
+        self.producer().context().marks.forget(mark);
     }
 
     /// The first delivery failure the producer reported, as an error: an undelivered record would be lost. Under

@@ -14,6 +14,7 @@ use state_store::SharedKeyValueStore;
 use crate::error::StreamsError;
 use crate::processor::TaskId;
 use crate::runtime::checkpoint;
+use crate::runtime::clients::DeliveryMark;
 use crate::runtime::kafka_error as kafka;
 use crate::runtime::offset_metadata;
 use crate::runtime::record_collector::{acked_offset, StreamsRecordCollector};
@@ -124,13 +125,24 @@ pub(crate) struct TaskCommit {
     pub checkpointed_at: Instant,
 }
 
-/// Under exactly-once, commits (every 100 ms) do not each flush the stores and write a checkpoint: a task
-/// checkpoints at the first commit its changelogs did not move in, once they moved this many records past the
-/// last checkpoint (Kafka Streams' threshold) but at most every [`CHECKPOINT_MIN_INTERVAL`], and at least every
-/// [`CHECKPOINT_MAX_INTERVAL`] while they move. A crash restores about what the changelogs gained since.
+/// Commits (every 100 ms under exactly-once, every `commit.interval.ms` otherwise) do not each flush the stores
+/// and write a checkpoint, as in Kafka Streams: a task checkpoints at the first commit its changelogs did not
+/// move in, once they moved this many records past the last checkpoint (Kafka Streams' threshold) but at most
+/// every [`CHECKPOINT_MIN_INTERVAL`], and at least every [`CHECKPOINT_MAX_INTERVAL`] while they move. A crash
+/// restores about what the changelogs gained since. Closing a task or handing it over always checkpoints.
 const CHECKPOINT_RECORDS: i64 = 10_000;
 const CHECKPOINT_MIN_INTERVAL: Duration = Duration::from_secs(1);
 const CHECKPOINT_MAX_INTERVAL: Duration = Duration::from_secs(5);
+
+/// An at-least-once commit waiting for the records sent before it to be acknowledged.
+struct PendingCommit {
+    mark: DeliveryMark,
+    /// The consumed offsets (and partition times) when the commit began.
+    offsets: HashMap<(String, i32), (i64, i64)>,
+    began: Instant,
+    /// How long beginning it held the stream thread.
+    held: Duration,
+}
 
 /// Everything a commit covers: the thread's record collector, the consumed offsets and each active task's stores
 /// and changelog positions. Shared with the consumer's rebalance callback, which commits before a revocation.
@@ -146,6 +158,16 @@ pub(crate) struct CommitState {
     commit_timeout: Duration,
     /// Since when offset commits fail with errors that pass, if they do.
     failing_since: Option<Instant>,
+    /// The at-least-once commit begun and not yet done, if any.
+    pending: Option<PendingCommit>,
+}
+
+/// What a commit that did not wait for the producer did, when it is done.
+pub(crate) struct CommitDone {
+    /// How long it held the stream thread, beginning and finishing it together.
+    pub held: Duration,
+    /// From its beginning until its offsets were committed.
+    pub took: Duration,
 }
 
 impl CommitState {
@@ -160,35 +182,40 @@ impl CommitState {
             tasks: BTreeMap::new(),
             commit_timeout,
             failing_since: None,
+            pending: None,
         }
     }
 
     /// Drops the thread's producer (the thread stopped) and forgets every task.
     pub(crate) fn release(&mut self) {
-        self.collector = None;
         self.clear();
+        self.collector = None;
     }
 
     /// Forgets every task (their partitions were lost, or everything was committed and closed).
     pub(crate) fn clear(&mut self) {
+        self.drop_pending();
         self.tasks.clear();
         self.offsets.clear();
         self.committed.clear();
     }
 
-    /// Commits in the order that keeps at-least-once: flush caches (their writes go to the changelogs), flush
-    /// the producer, flush the stores, commit the consumed offsets, then write checkpoints. A store whose
-    /// changelog is its source topic is checkpointed at the committed offset of that topic, which is why the
-    /// checkpoints come after the commit: they never claim more than was committed.
-    pub(crate) fn commit<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-    ) -> Result<(), StreamsError> {
-        self.commit_with(consumer, false)
+    /// Gives up the commit in progress: a commit of everything follows, or the partitions are gone, and its
+    /// offsets must not be committed after either.
+    fn drop_pending(&mut self) {
+        if let Some(p) = self.pending.take() {
+            if let Some(c) = &self.collector {
+                c.forget(p.mark);
+            }
+        }
     }
 
-    /// [`CommitState::commit`], and under exactly-once a checkpoint of every task whatever its progress (before
-    /// the tasks close or their partitions move).
+    /// Commits everything, waiting for the broker, and checkpoints every task (before the tasks close or their
+    /// partitions move). At least once, in the order that keeps the guarantee: flush the caches (their writes go
+    /// to the changelogs), flush the producer, commit the consumed offsets, then flush the stores and write the
+    /// checkpoints. A store whose changelog is its source topic is checkpointed at the committed offset of that
+    /// topic, which is why the checkpoints come after the commit: they never claim more than was committed. The
+    /// periodic at-least-once commit is [`CommitState::begin`], which does not wait.
     pub(crate) fn commit_and_checkpoint<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -201,70 +228,120 @@ impl CommitState {
         consumer: &BaseConsumer<C>,
         force_checkpoint: bool,
     ) -> Result<(), StreamsError> {
+        self.drop_pending();
         if let Some(collector) = self.collector.clone().filter(|c| c.exactly_once()) {
             return self.commit_transaction(consumer, &collector, force_checkpoint);
         }
         for t in self.tasks.values() {
-            flush_stores(&t.stores)?;
+            for_each_store(&t.stores, |s| s.flush_cache())?;
         }
         let collector = self
             .collector
-            .as_ref()
+            .clone()
             .ok_or_else(|| kafka("commit", "the stream thread stopped"))?;
         collector.flush()?;
-        let acked = collector.acked()?;
-        for t in self.tasks.values_mut() {
-            for (key, pos) in t.positions.iter_mut() {
-                if let Some(o) = acked_offset(&acked, key) {
-                    *pos = (*pos).max(o + 1);
-                }
-            }
-        }
-        self.commit_offsets(consumer)?;
-        for t in self.tasks.values_mut() {
-            for (key, pos) in t.positions.iter_mut() {
-                // A source topic serving as a changelog: the store holds what was processed and committed.
-                if let Some(&o) = self.committed.get(key) {
-                    *pos = (*pos).max(o);
-                }
-            }
-            if !t.positions.is_empty() {
-                checkpoint::write(&t.dir, &t.positions)?;
-            }
-        }
-        Ok(())
+        let offsets = self.offsets.clone();
+        self.commit_offsets(consumer, &offsets)?;
+        self.checkpoint_due(&collector, force_checkpoint)
     }
 
-    /// The exactly-once commit: the caches' writes go to the changelogs and the stores' held writes, the
-    /// consumed offsets join the transaction, the transaction commits, and only then do the stores apply what
-    /// they held. A checkpoint follows when a task's stores moved [`CHECKPOINT_RECORDS`] past the last one (or
-    /// when `force`d): its stores are flushed first, so the checkpoint never claims more than they hold on disk,
-    /// and they hold nothing that was not committed.
-    fn commit_transaction<C: ConsumerContext>(
+    /// Begins the periodic commit. Under exactly-once this is the whole commit (the transaction's). At least
+    /// once, the caches' writes go to the changelogs and the consumed offsets are noted with a mark after every
+    /// record sent so far; the offsets are committed by [`CommitState::finish`] once the broker acknowledged
+    /// those records, and meanwhile the thread goes on processing (a flush would hold it for the broker's round
+    /// trip, and the input would queue up behind it). A commit still waiting when the next one is due is left to
+    /// finish; one waiting longer than `task.timeout.ms` becomes a flush, which reports what holds it up.
+    ///
+    /// Returns the commit finished by this call, if one was.
+    pub(crate) fn begin<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-        collector: &StreamsRecordCollector,
-        force: bool,
-    ) -> Result<(), StreamsError> {
-        // The caches' writes go to the changelogs and to the writes the stores hold for the transaction.
+    ) -> Result<Option<CommitDone>, StreamsError> {
+        let collector = self
+            .collector
+            .clone()
+            .ok_or_else(|| kafka("commit", "the stream thread stopped"))?;
+        if collector.exactly_once() {
+            let began = Instant::now();
+            self.commit_with(consumer, false)?;
+            let took = began.elapsed();
+            return Ok(Some(CommitDone { held: took, took }));
+        }
+        if let Some(p) = &self.pending {
+            if p.began.elapsed() < self.commit_timeout {
+                return self.finish(consumer);
+            }
+            let began = p.began;
+            self.commit_with(consumer, false)?;
+            return Ok(Some(CommitDone {
+                held: began.elapsed(),
+                took: began.elapsed(),
+            }));
+        }
+        let began = Instant::now();
         for t in self.tasks.values() {
             for_each_store(&t.stores, |s| s.flush_cache())?;
         }
-        // Offsets that did not move since the last commit need no transaction of their own.
-        let tpl = self.offsets_to_commit(true)?;
-        collector.commit_transaction(&tpl, consumer.group_metadata())?;
-        self.committed
-            .extend(self.offsets.iter().map(|(k, (o, _))| (k.clone(), *o)));
+        collector.failure()?;
+        self.pending = Some(PendingCommit {
+            mark: collector.mark(),
+            offsets: self.offsets.clone(),
+            began,
+            held: began.elapsed(),
+        });
+        self.finish(consumer)
+    }
+
+    /// Finishes the commit begun by [`CommitState::begin`] if every record sent before it was acknowledged:
+    /// commits its offsets and writes the checkpoints that are due. Nothing when none is waiting or its records
+    /// are still in flight. A failed delivery fails here, before any offset past it is committed.
+    pub(crate) fn finish<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<Option<CommitDone>, StreamsError> {
+        let (Some(p), Some(collector)) = (&self.pending, self.collector.clone()) else {
+            return Ok(None);
+        };
+        if !collector.reached(p.mark) {
+            return Ok(None);
+        }
+        let Some(p) = self.pending.take() else {
+            return Ok(None);
+        };
+        collector.failure()?;
+        let started = Instant::now();
+        // Only partitions still held: a partition that moved since was committed by its revocation.
+        let offsets: HashMap<(String, i32), (i64, i64)> = p
+            .offsets
+            .into_iter()
+            .filter(|(k, _)| self.offsets.contains_key(k))
+            .collect();
+        self.commit_offsets(consumer, &offsets)?;
+        self.checkpoint_due(&collector, false)?;
+        Ok(Some(CommitDone {
+            held: p.held + started.elapsed(),
+            took: p.began.elapsed(),
+        }))
+    }
+
+    /// Moves each task's changelog positions to what the producer has acknowledged (and, for a source topic
+    /// serving as a changelog, to what is committed), then writes the checkpoints that are due (all of them
+    /// when `force`d): the task's stores are flushed first, so a checkpoint never claims more than they hold
+    /// on disk. Every acknowledged record was written to its store before it was sent, so the flush covers it.
+    fn checkpoint_due(
+        &mut self,
+        collector: &StreamsRecordCollector,
+        force: bool,
+    ) -> Result<(), StreamsError> {
         let acked = collector.acked()?;
         for t in self.tasks.values_mut() {
-            // The transaction committed: the stores apply what they held for it.
-            for_each_store(&t.stores, |s| s.commit_transaction())?;
             let mut moved = false;
             for (key, pos) in t.positions.iter_mut() {
                 let before = *pos;
                 if let Some(o) = acked_offset(&acked, key) {
                     *pos = (*pos).max(o + 1);
                 }
+                // A source topic serving as a changelog: the store holds what was processed and committed.
                 if let Some(&o) = self.committed.get(key) {
                     *pos = (*pos).max(o);
                 }
@@ -292,11 +369,41 @@ impl CommitState {
         Ok(())
     }
 
+    /// The exactly-once commit: the caches' writes go to the changelogs and the stores' held writes, the
+    /// consumed offsets join the transaction, the transaction commits, and only then do the stores apply what
+    /// they held. A checkpoint follows when one is due (see [`CHECKPOINT_RECORDS`]; always when `force`d): its
+    /// stores hold nothing that was not committed.
+    fn commit_transaction<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        collector: &StreamsRecordCollector,
+        force: bool,
+    ) -> Result<(), StreamsError> {
+        // The caches' writes go to the changelogs and to the writes the stores hold for the transaction.
+        for t in self.tasks.values() {
+            for_each_store(&t.stores, |s| s.flush_cache())?;
+        }
+        // Offsets that did not move since the last commit need no transaction of their own.
+        let tpl = self.offsets_to_commit(&self.offsets, true)?;
+        collector.commit_transaction(&tpl, consumer.group_metadata())?;
+        self.committed
+            .extend(self.offsets.iter().map(|(k, (o, _))| (k.clone(), *o)));
+        for t in self.tasks.values() {
+            // The transaction committed: the stores apply what they held for it.
+            for_each_store(&t.stores, |s| s.commit_transaction())?;
+        }
+        self.checkpoint_due(collector, force)
+    }
+
     /// The consumed offsets to commit (only those that moved since the last commit when `changed`), with each
     /// partition's time in the metadata.
-    fn offsets_to_commit(&self, changed: bool) -> Result<TopicPartitionList, StreamsError> {
+    fn offsets_to_commit(
+        &self,
+        offsets: &HashMap<(String, i32), (i64, i64)>,
+        changed: bool,
+    ) -> Result<TopicPartitionList, StreamsError> {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, p), (o, time)) in &self.offsets {
+        for ((topic, p), (o, time)) in offsets {
             if changed && self.committed.get(&(topic.clone(), *p)) == Some(o) {
                 continue;
             }
@@ -310,13 +417,14 @@ impl CommitState {
         Ok(tpl)
     }
 
-    /// Commits the consumed offsets (with each partition's time in the metadata).
+    /// Commits consumed `offsets` (with each partition's time in the metadata).
     fn commit_offsets<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
+        offsets: &HashMap<(String, i32), (i64, i64)>,
     ) -> Result<(), StreamsError> {
-        if !self.offsets.is_empty() {
-            let tpl = self.offsets_to_commit(false)?;
+        if !offsets.is_empty() {
+            let tpl = self.offsets_to_commit(offsets, false)?;
             if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
                 use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
                 return match e {
@@ -353,7 +461,7 @@ impl CommitState {
             }
             self.failing_since = None;
             self.committed
-                .extend(self.offsets.iter().map(|(k, (o, _))| (k.clone(), *o)));
+                .extend(offsets.iter().map(|(k, (o, _))| (k.clone(), *o)));
         }
         Ok(())
     }
@@ -693,7 +801,9 @@ impl TaskManager {
                 TaskCommit {
                     dir: task_dir,
                     stores,
-                    checkpointed: restored.positions.clone(),
+                    // The restoration did not write one: the first commit whose changelogs are idle, or one
+                    // within CHECKPOINT_MAX_INTERVAL, does.
+                    checkpointed: BTreeMap::new(),
                     checkpointed_at: Instant::now(),
                     positions: restored.positions,
                 },
@@ -843,5 +953,107 @@ mod tests {
         assert_eq!(d.cancel, vec![t(1, 0)]);
         // A task still restoring is not restored a second time; an active one is kept as it is.
         assert_eq!(d.create, vec![t(0, 2)]);
+    }
+
+    /// The periodic at-least-once commit does not hold the stream thread while the broker acknowledges: begun
+    /// while a sent record is held up (its Produce requests fail and are retried for seconds), it returns at once
+    /// and commits nothing; the offsets are committed once the record is acknowledged, and not before.
+    #[test]
+    fn a_periodic_commit_commits_once_what_was_sent_is_acknowledged_without_waiting_for_it() {
+        use crate::runtime::clients::{create_producer, send};
+        use crate::runtime::config::StreamsConfig;
+        use crate::runtime::embedded::{EmbeddedKafka, Fault};
+        use crate::task::OutgoingRecord;
+        use rdkafka::config::ClientConfig;
+        use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+        let kafka = EmbeddedKafka::start().unwrap();
+        kafka.create_topic("commit-in", 1).unwrap();
+        kafka.create_topic("commit-out", 1).unwrap();
+        let config = StreamsConfig::new("commit-app", kafka.bootstrap_servers());
+        let producer = create_producer(&config, "commit-app-producer", None).unwrap();
+        let collector = Arc::new(StreamsRecordCollector::new(
+            producer.clone(),
+            Duration::from_secs(60),
+        ));
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka.bootstrap_servers())
+            .set("group.id", "commit-app")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("commit-in", 0);
+        consumer.assign(&tpl).unwrap();
+        let committed = || {
+            let c = consumer
+                .committed_offsets(tpl.clone(), Duration::from_secs(10))
+                .unwrap();
+            c.elements()[0].offset()
+        };
+        let mut state = CommitState::new(collector.clone(), Duration::from_secs(60));
+        let key = ("commit-in".to_string(), 0);
+
+        // Nothing in flight: the commit is done within `begin`.
+        state.offsets.insert(key.clone(), (3, 0));
+        assert!(state.begin(&consumer).unwrap().is_some());
+        assert_eq!(committed(), Offset::Offset(3));
+
+        // The broker refuses the next Produce requests (retried with backoff: seconds).
+        kafka
+            .inject(Fault::RequestErrors {
+                api: RDKafkaApiKey::Produce,
+                errors: vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 6],
+            })
+            .unwrap();
+        let headers = crate::record::Headers::new();
+        send(
+            &producer,
+            &OutgoingRecord {
+                topic: "commit-out",
+                partition: Some(0),
+                key: Some(b"k"),
+                value: Some(b"v"),
+                timestamp: 1,
+                headers: &headers,
+            },
+        )
+        .unwrap();
+        state.offsets.insert(key.clone(), (8, 0));
+        assert!(
+            state.begin(&consumer).unwrap().is_none(),
+            "the commit waits for the record"
+        );
+        assert!(
+            collector.acked().unwrap().is_empty(),
+            "begin returned before the broker acknowledged the record"
+        );
+        assert_eq!(committed(), Offset::Offset(3), "nothing committed yet");
+        // The thread goes on: a later input position does not join the commit under way.
+        state.offsets.insert(key.clone(), (9, 0));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let done = loop {
+            if let Some(done) = state.finish(&consumer).unwrap() {
+                break done;
+            }
+            assert!(
+                collector.acked().unwrap().is_empty(),
+                "acknowledged, yet the commit did not finish"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the record was never acknowledged"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(done.took >= done.held);
+        assert_eq!(
+            acked_offset(&collector.acked().unwrap(), &("commit-out".to_string(), 0)),
+            Some(0)
+        );
+        assert_eq!(committed(), Offset::Offset(8));
+        // The next one takes the later position.
+        assert!(state.begin(&consumer).unwrap().is_some());
+        assert_eq!(committed(), Offset::Offset(9));
     }
 }

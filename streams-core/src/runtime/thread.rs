@@ -28,7 +28,7 @@ use crate::runtime::record_collector::StreamsRecordCollector;
 use crate::runtime::restore::{retrying, transient, StateRestoreListener};
 use crate::runtime::security::StreamsClientContext;
 use crate::runtime::state_updater::StateUpdater;
-use crate::runtime::task_manager::{add, CommitState, Routing, TaskManager};
+use crate::runtime::task_manager::{add, CommitDone, CommitState, Routing, TaskManager};
 use crate::runtime::thread_metadata::{self, TaskMetadata, ThreadMetadata, ThreadSnapshot};
 use crate::task::{Task, TaskMetricsSnapshot};
 use crate::topology::{PartitionPlan, SubTopology, Topology};
@@ -1065,16 +1065,19 @@ impl StreamThread<'_> {
             }
         }
         self.collector.failure()?;
-        if last_commit.elapsed() >= self.ctx.config.commit_interval {
-            match self.commit(consumer) {
-                // A rebalance is under way: the revocation callback commits before the partitions move.
-                // (Under exactly-once the transaction is aborted instead: see `recover`.)
-                Err(StreamsError::TaskMigrated(e)) if !self.collector.exactly_once() => {
-                    tracing::info!(error = %e, "commit postponed")
-                }
-                r => r?,
-            }
+        let commit = if last_commit.elapsed() >= self.ctx.config.commit_interval {
             *last_commit = Instant::now();
+            self.begin_commit(consumer)
+        } else {
+            self.finish_commit(consumer)
+        };
+        match commit {
+            // A rebalance is under way: the revocation callback commits before the partitions move.
+            // (Under exactly-once the transaction is aborted instead: see `recover`.)
+            Err(StreamsError::TaskMigrated(e)) if !self.collector.exactly_once() => {
+                tracing::info!(error = %e, "commit postponed")
+            }
+            r => r?,
         }
         Ok(())
     }
@@ -1384,47 +1387,92 @@ impl StreamThread<'_> {
         Ok(())
     }
 
-    fn commit(
-        &mut self,
-        consumer: &BaseConsumer<StreamsConsumerContext>,
-    ) -> Result<(), StreamsError> {
-        self.commit_with(consumer, false)
-    }
-
-    /// Commits; with `checkpoint`, every task's stores are checkpointed too (see
-    /// [`CommitState::commit_and_checkpoint`]).
-    fn commit_with(
-        &mut self,
-        consumer: &BaseConsumer<StreamsConsumerContext>,
-        checkpoint: bool,
-    ) -> Result<(), StreamsError> {
-        let span = tracing::debug_span!("commit", tasks = self.tasks.tasks().len());
-        let _enter = span.enter();
-        // Processors forward what they held back (cached aggregations and tables) before the stores flush.
+    /// Processors forward what they held back (cached aggregations and tables), before the stores flush, and
+    /// the tasks' consumed offsets go to the commit state.
+    fn prepare_commit(&mut self) -> Result<(), StreamsError> {
         let name = &self.shared.name;
         for task in self.tasks.tasks_mut() {
             task.catch_panics(name, Task::flush_processors)?;
         }
         self.tasks.record_offsets();
+        Ok(())
+    }
+
+    /// Commits everything, waiting for the broker, and checkpoints every task's stores (see
+    /// [`CommitState::commit_and_checkpoint`]).
+    fn commit_and_checkpoint(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+    ) -> Result<(), StreamsError> {
+        let span = tracing::debug_span!("commit", tasks = self.tasks.tasks().len());
+        let _enter = span.enter();
+        self.prepare_commit()?;
         let started = Instant::now();
-        let mut commits = self
-            .shared
+        self.shared
             .commits
             .lock()
-            .map_err(|_| kafka("commit state", "poisoned"))?;
-        if checkpoint {
-            commits.commit_and_checkpoint(consumer)?;
-        } else {
-            commits.commit(consumer)?;
-        }
-        drop(commits);
-        let latency = started.elapsed();
-        metrics::histogram!("streams_commit_latency_seconds", "thread" => self.shared.name.clone())
-            .record(latency.as_secs_f64());
-        self.ctx.history.record_commit(latency);
+            .map_err(|_| kafka("commit state", "poisoned"))?
+            .commit_and_checkpoint(consumer)?;
+        let took = started.elapsed();
+        self.committed(CommitDone { held: took, took });
         self.report_state(consumer);
         self.refresh_snapshot(consumer, true);
         Ok(())
+    }
+
+    /// The periodic commit: processors forward what they held back, then [`CommitState::begin`] (at least once,
+    /// the offsets are committed once the broker acknowledged what was sent before; see
+    /// [`StreamThread::finish_commit`]).
+    fn begin_commit(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+    ) -> Result<(), StreamsError> {
+        let span = tracing::debug_span!("commit", tasks = self.tasks.tasks().len());
+        let _enter = span.enter();
+        self.prepare_commit()?;
+        let done = self
+            .shared
+            .commits
+            .lock()
+            .map_err(|_| kafka("commit state", "poisoned"))?
+            .begin(consumer)?;
+        if let Some(done) = done {
+            self.committed(done);
+        }
+        self.report_state(consumer);
+        self.refresh_snapshot(consumer, true);
+        Ok(())
+    }
+
+    /// Finishes the periodic commit once what it waits for is acknowledged (a lock and a look when nothing is
+    /// waiting).
+    fn finish_commit(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+    ) -> Result<(), StreamsError> {
+        let done = self
+            .shared
+            .commits
+            .lock()
+            .map_err(|_| kafka("commit state", "poisoned"))?
+            .finish(consumer)?;
+        if let Some(done) = done {
+            self.committed(done);
+        }
+        Ok(())
+    }
+
+    /// Records a finished commit: how long it held the thread (`streams_commit_latency_seconds`, the history),
+    /// and how long its offsets waited for the broker's acknowledgements.
+    fn committed(&self, done: CommitDone) {
+        metrics::histogram!("streams_commit_latency_seconds", "thread" => self.shared.name.clone())
+            .record(done.held.as_secs_f64());
+        self.ctx.history.record_commit(done.held);
+        tracing::trace!(
+            held_us = done.held.as_micros() as u64,
+            took_us = done.took.as_micros() as u64,
+            "committed"
+        );
     }
 
     /// Gauges refreshed at each commit: consumer lag per partition, store sizes and cache hit ratios.
@@ -1522,7 +1570,7 @@ impl StreamThread<'_> {
             }
         }
         if clean {
-            result = match self.commit_with(consumer, true) {
+            result = match self.commit_and_checkpoint(consumer) {
                 Err(StreamsError::TaskMigrated(e)) => {
                     tracing::warn!(error = %e, "final commit refused; the next owner reprocesses from the last commit");
                     Ok(())
