@@ -353,6 +353,25 @@ fn producer(bootstrap: &str, linger_ms: &str) -> BaseProducer {
         .expect("producer")
 }
 
+/// The raw pipe's producer: the suite's producer, idempotent when `BENCH_RAW_IDEMPOTENT=1` (as ours always is:
+/// librdkafka then keeps at most 5 requests in flight per partition, and its broker thread polls without
+/// sleeping while a ready batch waits for one of them to be answered).
+fn raw_producer(bootstrap: &str) -> BaseProducer {
+    if std::env::var("BENCH_RAW_IDEMPOTENT").is_ok_and(|v| v == "1") {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.kbytes", "1048576")
+            .set("enable.idempotence", "true")
+            .create()
+            .expect("producer")
+    } else {
+        producer(bootstrap, "5")
+    }
+}
+
 fn send(p: &BaseProducer, mut r: BaseRecord<'_, [u8], [u8]>) {
     loop {
         match p.send(r) {
@@ -392,7 +411,7 @@ fn raw_worker(spec: &Spec, pipe: bool) -> Result<Value, String> {
     consumer
         .subscribe(&[spec.input.as_str()])
         .map_err(|e| e.to_string())?;
-    let p = producer(&spec.bootstrap, "5");
+    let p = raw_producer(&spec.bootstrap);
     let latency = spec.mode == "latency";
     let mut seen = 0u64;
     let mut span = None;
