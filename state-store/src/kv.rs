@@ -22,6 +22,12 @@ pub struct KeyRange {
     pub lower: Option<Vec<u8>>,
     /// Smallest key excluded; `None` is unbounded.
     pub upper: Option<Vec<u8>>,
+    /// The caller wants only the keys that share their record-key part with `lower` (a window or session store
+    /// reading one key's windows, see [`StoreContext::key_suffix_len`](crate::StoreContext::key_suffix_len)): a
+    /// store with a prefix bloom filter on that part may leave out the range's other keys, and skips the files
+    /// that hold none of this one. Stores without such a filter return every key of the range. Only honoured on
+    /// forward scans with a lower bound.
+    pub one_key_prefix: bool,
 }
 
 fn successor(key: &[u8]) -> Vec<u8> {
@@ -63,7 +69,14 @@ impl KeyRange {
                 Bound::Excluded(k) => Some(k.to_vec()),
                 Bound::Unbounded => None,
             },
+            one_key_prefix: false,
         }
+    }
+
+    /// The same range, marked as read for the keys of one record key only (see [`KeyRange::one_key_prefix`]).
+    pub fn of_one_key(mut self) -> Self {
+        self.one_key_prefix = true;
+        self
     }
 
     /// `from..=to`, Kafka Streams' `range(from, to)`; either end may be open.
@@ -79,6 +92,7 @@ impl KeyRange {
         KeyRange {
             lower: Some(prefix.to_vec()),
             upper: prefix_upper_bound(prefix),
+            one_key_prefix: false,
         }
     }
 

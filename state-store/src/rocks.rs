@@ -77,6 +77,47 @@ pub struct RocksDbKeyValueStore {
     path: PathBuf,
     db: Option<DB>,
     write_opts: WriteOptions,
+    /// The key suffix its prefix extractor strips (0: no extractor; see [`StoreContext::key_suffix_len`]).
+    ///
+    /// [`StoreContext::key_suffix_len`]: crate::StoreContext::key_suffix_len
+    key_suffix: usize,
+    /// The options it was opened with, when they collect statistics (tests read the bloom filter tickers).
+    #[cfg(test)]
+    statistics: Option<Options>,
+}
+
+/// A key without its last `N` bytes: the record key of a window (8, 12) or session (16) store key.
+fn strip_suffix<const N: usize>(key: &[u8]) -> &[u8] {
+    &key[..key.len() - N]
+}
+
+/// Whether a key is long enough to carry an `N`-byte suffix.
+fn holds_suffix<const N: usize>(key: &[u8]) -> bool {
+    key.len() >= N
+}
+
+/// The prefix extractor of a store whose keys end in `suffix` bytes after the record key, when that length is
+/// one the stores use.
+fn record_key_extractor(suffix: usize) -> Option<rocksdb::SliceTransform> {
+    use rocksdb::SliceTransform;
+    Some(match suffix {
+        8 => SliceTransform::create(
+            "streams-rs.record-key-before-8",
+            strip_suffix::<8>,
+            Some(holds_suffix::<8>),
+        ),
+        12 => SliceTransform::create(
+            "streams-rs.record-key-before-12",
+            strip_suffix::<12>,
+            Some(holds_suffix::<12>),
+        ),
+        16 => SliceTransform::create(
+            "streams-rs.record-key-before-16",
+            strip_suffix::<16>,
+            Some(holds_suffix::<16>),
+        ),
+        _ => return None,
+    })
 }
 
 impl std::fmt::Debug for RocksDbKeyValueStore {
@@ -121,7 +162,29 @@ impl RocksDbKeyValueStore {
         dir: &Path,
         resources: &RocksDbResources,
     ) -> Result<Self, StoreError> {
-        let name = name.into();
+        Self::open_with_key_suffix(name, dir, resources, 0)
+    }
+
+    /// [`RocksDbKeyValueStore::open`] for a store whose keys end in `key_suffix_len` bytes after the record key
+    /// (see [`StoreContext::key_suffix_len`](crate::StoreContext::key_suffix_len)): with 8, 12 or 16 its bloom
+    /// filters also hold the record keys, and scans marked [`KeyRange::of_one_key`] use them; other lengths
+    /// open a plain store.
+    pub fn open_with_key_suffix(
+        name: impl Into<String>,
+        dir: &Path,
+        resources: &RocksDbResources,
+        key_suffix_len: usize,
+    ) -> Result<Self, StoreError> {
+        Self::open_inner(name.into(), dir, resources, key_suffix_len, false)
+    }
+
+    fn open_inner(
+        name: String,
+        dir: &Path,
+        resources: &RocksDbResources,
+        key_suffix_len: usize,
+        statistics: bool,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             store: name.clone(),
             path: dir.display().to_string(),
@@ -136,7 +199,26 @@ impl RocksDbKeyValueStore {
         table.set_block_cache(&resources.cache);
         table.set_cache_index_and_filter_blocks(true);
         table.set_bloom_filter(10.0, false);
+        // Point reads keep their whole-key filter; with an extractor the filter also holds each key's record
+        // key, which a scan over one key's windows checks before it reads a file.
+        table.set_whole_key_filtering(true);
+        // Filters and indexes of the newest files stay in the cache: the window stores' reads check every L0
+        // file of a segment, and re-reading (and checksumming) those blocks after an eviction cost more than
+        // the reads themselves.
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        let extractor = record_key_extractor(key_suffix_len);
+        let key_suffix = if extractor.is_some() {
+            key_suffix_len
+        } else {
+            0
+        };
+        if let Some(extractor) = extractor {
+            opts.set_prefix_extractor(extractor);
+        }
         opts.set_block_based_table_factory(&table);
+        if statistics {
+            opts.enable_statistics();
+        }
         let db = DB::open(&opts, dir).map_err(|e| open_error(&name, dir, e))?;
         let mut write_opts = WriteOptions::default();
         write_opts.disable_wal(true);
@@ -145,6 +227,9 @@ impl RocksDbKeyValueStore {
             path: dir.to_path_buf(),
             db: Some(db),
             write_opts,
+            key_suffix,
+            #[cfg(test)]
+            statistics: statistics.then_some(opts),
         })
     }
 
@@ -259,6 +344,26 @@ impl KeyValueStore for RocksDbKeyValueStore {
             return Ok(Box::new(std::iter::empty()));
         }
         let mut ro = ReadOptions::default();
+        if self.key_suffix > 0 {
+            // With a prefix extractor, RocksDB reads in prefix mode unless told otherwise. Only a forward scan
+            // whose two bounds hold the same record key may (the seek key's record key is the one checked
+            // against the filters, and RocksDB wants the upper bound under the same prefix); every other scan
+            // reads in total order.
+            let n = self.key_suffix;
+            fn record_key(k: &[u8], n: usize) -> Option<&[u8]> {
+                k.len().checked_sub(n).map(|end| &k[..end])
+            }
+            let one_key = range.one_key_prefix
+                && !reverse
+                && matches!(
+                    (
+                        range.lower.as_deref().and_then(|k| record_key(k, n)),
+                        range.upper.as_deref().and_then(|k| record_key(k, n)),
+                    ),
+                    (Some(l), Some(u)) if l == u
+                );
+            ro.set_total_order_seek(!one_key);
+        }
         if let Some(l) = &range.lower {
             ro.set_iterate_lower_bound(l.clone());
         }
@@ -314,6 +419,7 @@ impl KeyValueStore for RocksDbKeyValueStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::KvEntry;
 
     /// A store held open elsewhere was taken for a corrupt one, and wiped under its holder.
     #[test]
@@ -335,6 +441,148 @@ mod tests {
         drop(first);
         let again = RocksDbKeyValueStore::open("s", dir.path(), &resources).unwrap();
         assert_eq!(again.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    /// Window-store key: the record key, then the 8-byte big-endian window start.
+    fn window_key(key: &[u8], start: i64) -> Vec<u8> {
+        [key, &start.to_be_bytes()[..]].concat()
+    }
+
+    /// The range a window store reads for `key`'s windows starting in `[from, to]`.
+    fn one_key_range(key: &[u8], from: i64, to: i64) -> KeyRange {
+        KeyRange::from_bounds(
+            std::ops::Bound::Included(&window_key(key, from)),
+            std::ops::Bound::Excluded(&window_key(key, to + 1)),
+        )
+        .of_one_key()
+    }
+
+    fn entries(store: &dyn KeyValueStore, range: &KeyRange, reverse: bool) -> Vec<KvEntry> {
+        store
+            .scan(range, reverse)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// With the record-key prefix extractor of a window store, scans of one key's windows return exactly that
+    /// key's windows, and every other scan (all keys, reverse, unmarked ranges) returns what an in-memory store
+    /// holding the same entries returns: also for record keys that extend one another with bytes that look like
+    /// the start of a time (b"a" and b"a\0"), whose entries interleave in key order.
+    #[test]
+    fn a_window_store_prefix_extractor_changes_no_scan_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let resources = RocksDbResources::new(8 << 20, 8 << 20);
+        let mut rocks =
+            RocksDbKeyValueStore::open_with_key_suffix("w", dir.path(), &resources, 8).unwrap();
+        let mut reference = crate::InMemoryKeyValueStore::new("w");
+        let keys: [&[u8]; 7] = [b"", b"\0", b"a", b"a\0", b"a\0\0\0", b"ab", b"b"];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for round in 0..4 {
+            for _ in 0..400 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = keys[(x % keys.len() as u64) as usize];
+                let start = ((x >> 8) % 64) as i64
+                    * if (x >> 40).is_multiple_of(5) {
+                        1 << 40
+                    } else {
+                        1
+                    };
+                let k = window_key(key, start);
+                if (x >> 20).is_multiple_of(7) {
+                    rocks.delete(&k).unwrap();
+                    reference.delete(&k).unwrap();
+                } else {
+                    let v = round.to_string().into_bytes();
+                    rocks.put(&k, &v).unwrap();
+                    reference.put(&k, &v).unwrap();
+                }
+            }
+            // The first three rounds end up in files of their own; the last stays in the memtable.
+            if round < 3 {
+                rocks.flush().unwrap();
+            }
+        }
+        for key in keys {
+            for (from, to) in [
+                (0, 63),
+                (5, 20),
+                (0, 0),
+                (63, 63),
+                (1 << 40, 63 << 40),
+                (0, i64::MAX - 1),
+            ] {
+                let range = one_key_range(key, from, to);
+                let own = |e: &KvEntry| e.0.len() == key.len() + 8 && e.0.starts_with(key);
+                let got: Vec<_> = entries(&rocks, &range, false)
+                    .into_iter()
+                    .filter(own)
+                    .collect();
+                let want: Vec<_> = entries(&reference, &range, false)
+                    .into_iter()
+                    .filter(own)
+                    .collect();
+                assert_eq!(got, want, "windows of {key:?} in [{from}, {to}]");
+                // Reverse scans of the same range read in total order: every entry of the range.
+                assert_eq!(
+                    entries(&rocks, &range, true),
+                    entries(&reference, &range, true)
+                );
+            }
+        }
+        for range in [
+            KeyRange::all(),
+            KeyRange::prefix(b"a"),
+            KeyRange::inclusive(Some(&window_key(b"\0", 7)), Some(&window_key(b"ab", 9))),
+        ] {
+            for reverse in [false, true] {
+                assert_eq!(
+                    entries(&rocks, &range, reverse),
+                    entries(&reference, &range, reverse),
+                    "{range:?} reverse={reverse}"
+                );
+            }
+        }
+    }
+
+    /// A scan of one key's windows skips, by the bloom filters on record keys, the files that do not hold that
+    /// key; without the extractor (a plain key-value store) no file is skipped.
+    #[test]
+    fn one_key_window_scans_skip_files_without_the_key() {
+        let filtered = |key_suffix: usize| {
+            let dir = tempfile::tempdir().unwrap();
+            let resources = RocksDbResources::new(8 << 20, 8 << 20);
+            let mut s = RocksDbKeyValueStore::open_inner(
+                "w".into(),
+                dir.path(),
+                &resources,
+                key_suffix,
+                true,
+            )
+            .unwrap();
+            // Three files, each holding its own 100 record keys; their key ranges overlap.
+            for file in 0..3 {
+                for k in 0..100 {
+                    let key = format!("key{k:03}-file{file}");
+                    s.put(&window_key(key.as_bytes(), 1_000), b"v").unwrap();
+                }
+                s.flush().unwrap();
+            }
+            let range = one_key_range(b"key007-file1", 0, 2_000);
+            let found = entries(&s, &range, false);
+            assert_eq!(
+                found,
+                vec![(window_key(b"key007-file1", 1_000), b"v".to_vec())]
+            );
+            use rocksdb::statistics::Ticker;
+            let stats = s.statistics.as_ref().unwrap();
+            stats.get_ticker_count(Ticker::NonLastLevelSeekFiltered)
+                + stats.get_ticker_count(Ticker::LastLevelSeekFiltered)
+        };
+        assert_eq!(filtered(8), 2, "files skipped by their bloom filters");
+        assert_eq!(filtered(0), 0);
     }
 
     #[test]

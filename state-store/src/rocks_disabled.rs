@@ -47,6 +47,16 @@ impl RocksDbKeyValueStore {
             ),
         })
     }
+
+    /// Fails: the crate was built without the `rocksdb` feature.
+    pub fn open_with_key_suffix(
+        name: impl Into<String>,
+        dir: &Path,
+        resources: &RocksDbResources,
+        _key_suffix_len: usize,
+    ) -> Result<Self, StoreError> {
+        Self::open(name, dir, resources)
+    }
 }
 
 impl KeyValueStore for RocksDbKeyValueStore {

@@ -185,8 +185,27 @@ impl SegmentedKeyValueStore {
             &StoreContext {
                 dir: &dir,
                 rocksdb: &self.rocksdb,
+                key_suffix_len: self.schema.suffix_len(),
             },
         )
+    }
+
+    /// For a range of one record key's entries ([`KeyRange::one_key_prefix`] with both bounds holding the same
+    /// record key), the span of time its entries can have: from the lower bound's time to the upper bound's
+    /// (unbounded when that one reads as negative, as 0xff bytes do).
+    fn one_key_times(&self, range: &KeyRange) -> Option<(i64, i64)> {
+        if !range.one_key_prefix {
+            return None;
+        }
+        let (lower, upper) = (range.lower.as_deref()?, range.upper.as_deref()?);
+        let n = self.schema.suffix_len();
+        let (lk, uk) = (lower.len().checked_sub(n)?, upper.len().checked_sub(n)?);
+        if lower[..lk] != upper[..uk] {
+            return None;
+        }
+        let from = self.schema.time_of(lower)?.max(0);
+        let to = self.schema.time_of(upper)?;
+        Some((from, if to < 0 { i64::MAX } else { to.max(from) }))
     }
 
     /// The segment id of `key`, or an error naming the store when the key holds no time.
@@ -290,7 +309,15 @@ impl KeyValueStore for SegmentedKeyValueStore {
             return Ok(Box::new(std::iter::empty()));
         }
         let mut heads = Vec::with_capacity(self.segments.len());
-        for segment in self.segments.values() {
+        let ids = match self.one_key_times(range) {
+            // One record key's entries: only the segments of its times can hold them (Kafka Streams' segment
+            // search for a time range), so the others are not opened.
+            Some((from, to)) => self
+                .segments
+                .range(from.div_euclid(self.interval)..=to.div_euclid(self.interval)),
+            None => self.segments.range(..),
+        };
+        for segment in ids.map(|(_, s)| s) {
             let mut scan = segment.scan(range, reverse)?;
             heads.push((scan.next(), scan));
         }
@@ -576,6 +603,54 @@ mod tests {
         assert_eq!(seg.segment_count(), 2);
     }
 
+    /// A range of one record key's windows, which opens only the segments of its times, finds every window of
+    /// that key a scan of all segments finds; sessions (whose upper bound is 0xff bytes) too.
+    #[test]
+    fn one_key_ranges_find_every_window_of_their_key() {
+        for schema in [SegmentKeySchema::Window, SegmentKeySchema::Session] {
+            let mut store = SegmentedKeyValueStore::in_memory("w", schema, 100);
+            let n = schema.suffix_len();
+            let stored = |k: &[u8], t: i64| {
+                let mut key = k.to_vec();
+                key.extend_from_slice(&t.to_be_bytes());
+                key.resize(k.len() + n, 0);
+                key
+            };
+            for t in (0..1_000).step_by(7) {
+                for k in [&b"a"[..], b"a\0", b"b"] {
+                    store.put(&stored(k, t), b"v").unwrap();
+                }
+            }
+            for (from, to) in [(0, 999), (150, 420), (301, 301), (990, 5_000)] {
+                let lower = stored(b"a", from);
+                let upper = if schema == SegmentKeySchema::Session {
+                    [&b"a"[..], &[0xff; 16]].concat()
+                } else {
+                    stored(b"a", to + 1)
+                };
+                let range = KeyRange::from_bounds(
+                    std::ops::Bound::Included(&lower),
+                    std::ops::Bound::Excluded(&upper),
+                );
+                let own = |e: &KvEntry| e.0.len() == 1 + n && e.0[0] == b'a';
+                let all: Vec<KvEntry> = store
+                    .scan(&range, false)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .filter(own)
+                    .collect();
+                let one: Vec<KvEntry> = store
+                    .scan(&range.clone().of_one_key(), false)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .filter(own)
+                    .collect();
+                assert!(!all.is_empty() || from >= 1_000);
+                assert_eq!(one, all, "{schema:?} [{from}, {to}]");
+            }
+        }
+    }
+
     #[test]
     fn short_keys_are_a_typed_error() {
         let mut seg = SegmentedKeyValueStore::in_memory("s", SegmentKeySchema::Session, 100);
@@ -593,6 +668,7 @@ mod tests {
         let ctx = StoreContext {
             dir: &dir,
             rocksdb: &res,
+            key_suffix_len: 0,
         };
         let supplier =
             SegmentedStoreSupplier::new(Arc::new(StoreKind::RocksDb), SegmentKeySchema::Window, 0)

@@ -26,6 +26,11 @@ pub struct StoreContext<'a> {
     pub dir: &'a Path,
     /// Memory shared by every RocksDB store of the instance.
     pub rocksdb: &'a RocksDbResources,
+    /// Bytes at the end of every key that follow its record key (a window store's start time, a session's end
+    /// and start; 0 for plain key-value stores). A RocksDB store given a length of 8, 12 or 16 keeps a bloom
+    /// filter on the record-key part too, so that reading one key's windows
+    /// ([`KeyRange::of_one_key`](crate::KeyRange::of_one_key)) skips the files that do not hold that key.
+    pub key_suffix_len: usize,
 }
 
 /// Opens instances of one key-value store (one per task); implement it to plug in a store of your own.
@@ -51,7 +56,12 @@ impl KeyValueStoreSupplier for StoreKind {
         ctx: &StoreContext<'_>,
     ) -> Result<Box<dyn KeyValueStore>, StoreError> {
         Ok(match self {
-            StoreKind::RocksDb => Box::new(RocksDbKeyValueStore::open(name, ctx.dir, ctx.rocksdb)?),
+            StoreKind::RocksDb => Box::new(RocksDbKeyValueStore::open_with_key_suffix(
+                name,
+                ctx.dir,
+                ctx.rocksdb,
+                ctx.key_suffix_len,
+            )?),
             StoreKind::InMemory => Box::new(InMemoryKeyValueStore::new(name)),
         })
     }

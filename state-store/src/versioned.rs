@@ -207,6 +207,7 @@ fn at_or_before(
     let range = KeyRange {
         lower: Some(prefix.to_vec()),
         upper: Some(with_ts(prefix, ts).into_iter().chain([0]).collect()),
+        one_key_prefix: false,
     };
     first_in(store, &range, true)
 }
@@ -218,6 +219,7 @@ fn after(store: &dyn KeyValueStore, prefix: &[u8], ts: i64) -> Result<Option<Ver
     let range = KeyRange {
         lower: Some(lower),
         upper: prefix_upper_bound(prefix),
+        one_key_prefix: false,
     };
     first_in(store, &range, false)
 }
@@ -311,6 +313,7 @@ fn expire(store: &mut dyn KeyValueStore, from: i64, cutoff: i64) -> Result<usize
     let range = KeyRange {
         lower: Some(lower),
         upper,
+        one_key_prefix: false,
     };
     let entries: Vec<Vec<u8>> = store
         .scan(&range, false)?
@@ -327,6 +330,7 @@ fn expire(store: &mut dyn KeyValueStore, from: i64, cutoff: i64) -> Result<usize
         let older = KeyRange {
             lower: Some(prefix.clone()),
             upper: Some(with_ts(&prefix, e)),
+            one_key_prefix: false,
         };
         // Index entries are handled in time order, so every older version of the key but the one right before
         // `e` went when the entry of that one was handled: one step back finds all there is to delete, without

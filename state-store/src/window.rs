@@ -35,6 +35,7 @@
 //! ```
 
 use std::fmt;
+use std::ops::Bound;
 use std::sync::{Arc, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -561,14 +562,25 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
             return Ok(Vec::new());
         }
         let key_len = self.base.encode_key(key)?;
+        // Both bounds are as long as a stored key of this record key, so a RocksDB store can check its bloom
+        // filters for the record key (KeyRange::of_one_key).
         let mut lower = self.base.key_buf.clone();
         lower.extend_from_slice(&from.to_be_bytes());
         let mut upper = self.base.key_buf.clone();
-        upper.extend_from_slice(&to.to_be_bytes());
-        if self.duplicates {
-            upper.extend_from_slice(&u32::MAX.to_be_bytes());
-        }
-        let range = KeyRange::inclusive(Some(&lower), Some(&upper));
+        let range = if to < i64::MAX {
+            upper.extend_from_slice(&(to + 1).to_be_bytes());
+            if self.duplicates {
+                lower.extend_from_slice(&0u32.to_be_bytes());
+                upper.extend_from_slice(&0u32.to_be_bytes());
+            }
+            KeyRange::from_bounds(Bound::Included(&lower), Bound::Excluded(&upper)).of_one_key()
+        } else {
+            upper.extend_from_slice(&to.to_be_bytes());
+            if self.duplicates {
+                upper.extend_from_slice(&u32::MAX.to_be_bytes());
+            }
+            KeyRange::inclusive(Some(&lower), Some(&upper))
+        };
         let prefix = &self.base.key_buf[..key_len];
         self.base.collect(
             &range,
@@ -785,11 +797,15 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
     ) -> Result<Vec<(Window, V)>, StoreError> {
         let earliest_end = earliest_end.max(self.earliest_live_end()).max(0);
         let key_len = self.base.encode_key(key)?;
+        // Both bounds are as long as a stored key of this record key (see fetch_range_held); no stored time is
+        // negative, so no stored key reaches 16 bytes of 0xff.
         let mut lower = self.base.key_buf.clone();
         lower.extend_from_slice(&earliest_end.to_be_bytes());
+        lower.extend_from_slice(&[0; 8]);
         let mut upper = self.base.key_buf.clone();
         upper.extend_from_slice(&[0xff; 16]);
-        let range = KeyRange::inclusive(Some(&lower), Some(&upper));
+        let range =
+            KeyRange::from_bounds(Bound::Included(&lower), Bound::Excluded(&upper)).of_one_key();
         self.base.collect(
             &range,
             Some(key_len),

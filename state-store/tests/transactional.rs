@@ -516,6 +516,7 @@ fn rocksdb_segments_are_dropped_at_the_commit_not_before() {
     let ctx = StoreContext {
         dir: dir.path(),
         rocksdb: &res,
+        key_suffix_len: 0,
     };
     let supplier =
         SegmentedStoreSupplier::new(Arc::new(StoreKind::RocksDb), SegmentKeySchema::Window, 0)

@@ -245,6 +245,7 @@ impl GlobalStores {
                     &StoreContext {
                         dir: &store_dir,
                         rocksdb,
+                        key_suffix_len: 0,
                     },
                 )
             };

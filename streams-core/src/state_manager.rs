@@ -156,6 +156,7 @@ fn open_store(
             &StoreContext {
                 dir: &dir,
                 rocksdb: &env.rocksdb,
+                key_suffix_len: 0,
             },
         )?)
     };

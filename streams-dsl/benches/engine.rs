@@ -213,6 +213,7 @@ fn main() {
         report("map_values + filter", &ours, &base, 10e6);
     }
     windowed_and_join(n, keys);
+    stream_stream_join(n / 4);
     hot_key_count(n);
     let counts = [
         "count, in-memory store",
@@ -329,6 +330,84 @@ fn stream_table_join_topology(kind: StoreKind) -> Topology {
         .join(&table, |v, t| v.wrapping_add(*t), Joined::new())
         .to("output", Produced::new());
     b.build().expect("topology")
+}
+
+/// A stream joined with a copy of itself (values xor 1) within an hour, on RocksDB window stores: every record
+/// is written to one side's store and looks its key up in the other's.
+fn stream_stream_join_topology() -> Topology {
+    let b = StreamsBuilder::new();
+    let this = b.stream("input", Consumed::with(Serdes::i64(), Serdes::i64()));
+    let other = this.map_values(|v| v ^ 1);
+    this.join_stream(
+        &other,
+        |a, b| a.wrapping_add(*b),
+        JoinWindows::of_time_difference_with_no_grace(std::time::Duration::from_secs(3_600)),
+        StreamJoined::new().with_store_kind(StoreKind::RocksDb),
+    )
+    .to("output", Produced::new());
+    b.build().expect("topology")
+}
+
+/// Stream-stream join over 100,000 keys, records 40 ms apart (about 5.5 hours of event time, so a one-hour
+/// window holds about one other record of a key, and the stores span several segments): most lookups find no
+/// record of their key, which the window stores' bloom filters on record keys answer without reading a file.
+fn stream_stream_join(n: usize) {
+    const NAME: &str = "stream-stream join, 1 h windows, RocksDB stores, 100k keys";
+    const HOUR: i64 = 3_600_000;
+    const SPACING: i64 = 40;
+    if !selected(NAME) {
+        return;
+    }
+    let keys = 100_000;
+    let buf = input(n, keys);
+    let spaced = |start, end| {
+        records(&buf, start, end).map(|(p, mut r)| {
+            r.timestamp *= SPACING;
+            (p, r)
+        })
+    };
+    let base = {
+        let mut out = Vec::with_capacity(16);
+        let mut joined = 0usize;
+        let m = baseline(n, || {
+            let mut sides: [HashMap<i64, Vec<(i64, i64)>>; 2] = [HashMap::new(), HashMap::new()];
+            for (_, r) in spaced(0, n) {
+                let k = decode(r.key.unwrap_or_default());
+                let v = decode(r.value.unwrap_or_default());
+                for (side, value) in [(0, v), (1, v ^ 1)] {
+                    sides[side].entry(k).or_default().push((r.timestamp, value));
+                    for (t, o) in sides[1 - side].get(&k).into_iter().flatten() {
+                        if (t - r.timestamp).abs() <= HOUR {
+                            out.clear();
+                            out.extend_from_slice(&k.to_be_bytes());
+                            out.extend_from_slice(&value.wrapping_add(*o).to_be_bytes());
+                            joined += black_box(out.len()) / 16;
+                        }
+                    }
+                }
+            }
+        });
+        black_box(joined);
+        m
+    };
+    let driver = TopologyTestDriver::builder(stream_stream_join_topology())
+        .retain_records(false)
+        .commit_after_each_pipe(false)
+        .build()
+        .expect("driver");
+    let ours = measure(n, || {
+        for start in (0..n).step_by(CHUNK) {
+            driver
+                .pipe_raw_refs("input", spaced(start, (start + CHUNK).min(n)))
+                .expect("pipe");
+            if (start / CHUNK + 1).is_multiple_of(COMMIT_EVERY / CHUNK) {
+                driver.commit().expect("commit");
+            }
+        }
+        driver.commit().expect("commit");
+    });
+    assert_eq!(driver.metrics().processed as usize, n);
+    report(NAME, &ours, &base, 0.2e6);
 }
 
 /// Windowed count (1-minute tumbling windows; the input's timestamps advance 1 ms per record, so about 33

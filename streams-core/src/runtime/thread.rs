@@ -102,6 +102,13 @@ pub(crate) fn sum_metrics(
 }
 
 impl ThreadShared {
+    /// The commit state, locked; an error when a panic poisoned it.
+    fn commit_state(&self) -> Result<std::sync::MutexGuard<'_, CommitState>, StreamsError> {
+        self.commits
+            .lock()
+            .map_err(|_| kafka("commit state", "poisoned"))
+    }
+
     /// Handles on the stores called `name` of this thread's tasks.
     pub(crate) fn stores_named(&self, name: &str) -> Vec<SharedKeyValueStore> {
         self.commits.lock().map_or_else(
@@ -1409,9 +1416,7 @@ impl StreamThread<'_> {
         self.prepare_commit()?;
         let started = Instant::now();
         self.shared
-            .commits
-            .lock()
-            .map_err(|_| kafka("commit state", "poisoned"))?
+            .commit_state()?
             .commit_and_checkpoint(consumer)?;
         let took = started.elapsed();
         self.committed(CommitDone { held: took, took });
@@ -1430,12 +1435,7 @@ impl StreamThread<'_> {
         let span = tracing::debug_span!("commit", tasks = self.tasks.tasks().len());
         let _enter = span.enter();
         self.prepare_commit()?;
-        let done = self
-            .shared
-            .commits
-            .lock()
-            .map_err(|_| kafka("commit state", "poisoned"))?
-            .begin(consumer)?;
+        let done = self.shared.commit_state()?.begin(consumer)?;
         if let Some(done) = done {
             self.committed(done);
         }
@@ -1450,12 +1450,7 @@ impl StreamThread<'_> {
         &mut self,
         consumer: &BaseConsumer<StreamsConsumerContext>,
     ) -> Result<(), StreamsError> {
-        let done = self
-            .shared
-            .commits
-            .lock()
-            .map_err(|_| kafka("commit state", "poisoned"))?
-            .finish(consumer)?;
+        let done = self.shared.commit_state()?.finish(consumer)?;
         if let Some(done) = done {
             self.committed(done);
         }

@@ -221,6 +221,7 @@ where
         let range = KeyRange {
             lower: Some(vec![0]),
             upper: state_store::prefix_upper_bound(&ts_bytes(limit)),
+            one_key_prefix: false,
         };
         let due = buffer.scan(&range, false, usize::MAX)?;
         for (k, v) in due {
