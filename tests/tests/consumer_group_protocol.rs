@@ -158,9 +158,21 @@ fn join_and_leave(protocol: &str, exact: bool) -> bool {
             before[p]
         );
     }
+    // The counts come from the thread's snapshot, refreshed about once a second: give it a few seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut now = after;
+    while !now
+        .iter()
+        .any(|(p, n)| before.get(p).is_some_and(|b| n > b))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        now = processed(&a);
+    }
     assert!(
-        after.iter().any(|(p, n)| *n > before[p]),
-        "{protocol}: A's kept tasks processed nothing of the second batch: {before:?} -> {after:?}"
+        now.iter()
+            .any(|(p, n)| before.get(p).is_some_and(|b| n > b)),
+        "{protocol}: A's kept tasks processed nothing of the second batch: {before:?} -> {now:?}"
     );
 
     // B leaves: A takes its tasks back, and every count stays exact.
