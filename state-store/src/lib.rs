@@ -29,6 +29,7 @@
 mod cache;
 mod error;
 mod kv;
+pub mod lazy;
 mod logging;
 mod memory;
 #[cfg(feature = "rocksdb")]

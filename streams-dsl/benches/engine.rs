@@ -119,7 +119,25 @@ fn run_driver(topology: Topology, buf: &[u8], cache: usize) -> Measure {
 
 /// [`run_driver`] with record timestamps `spacing` ms apart.
 fn run_driver_spaced(topology: Topology, buf: &[u8], cache: usize, spacing: i64) -> Measure {
-    let n = buf.len() / 16;
+    run_driver_over(topology, buf.len() / 16, cache, |start, end| {
+        records(buf, start, end).map(move |(p, mut r)| {
+            r.timestamp *= spacing;
+            (p, r)
+        })
+    })
+}
+
+/// Pipes records `0..n` into the topic `input` in chunks of [`CHUNK`] (`chunk(start, end)` yields them), with a
+/// commit every [`COMMIT_EVERY`], and measures it.
+fn run_driver_over<'a, I>(
+    topology: Topology,
+    n: usize,
+    cache: usize,
+    chunk: impl Fn(usize, usize) -> I,
+) -> Measure
+where
+    I: Iterator<Item = (Option<i32>, RawRecordRef<'a>)>,
+{
     let driver = TopologyTestDriver::builder(topology)
         .retain_records(false)
         .cache_max_bytes(cache)
@@ -129,13 +147,7 @@ fn run_driver_spaced(topology: Topology, buf: &[u8], cache: usize, spacing: i64)
     let m = measure(n, || {
         for start in (0..n).step_by(CHUNK) {
             driver
-                .pipe_raw_refs(
-                    "input",
-                    records(buf, start, (start + CHUNK).min(n)).map(|(p, mut r)| {
-                        r.timestamp *= spacing;
-                        (p, r)
-                    }),
-                )
+                .pipe_raw_refs("input", chunk(start, (start + CHUNK).min(n)))
                 .expect("pipe");
             if (start / CHUNK + 1).is_multiple_of(COMMIT_EVERY / CHUNK) {
                 driver.commit().expect("commit");
@@ -225,6 +237,7 @@ fn main() {
     }
     windowed_and_join(n, keys);
     stream_stream_join(n / 4);
+    json_values_routed_by_key(n / 2);
     hot_key_count(n);
     let counts = [
         "count, in-memory store",
@@ -524,4 +537,103 @@ fn windowed_and_join(n: usize, keys: u64) {
             report(name, &ours, &base, 1e6);
         }
     }
+}
+
+/// An order as another service writes it (about 100 bytes of JSON).
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct Order {
+    id: u64,
+    customer: String,
+    region: String,
+    total: i64,
+    items: u32,
+}
+
+/// JSON values routed by key (filter on the key -> to): with the eager JSON serde every value is decoded and
+/// encoded again; with [`LazySerde`] it passes on as the bytes read. Each beside a plain loop doing the same
+/// (decode + encode, or a copy).
+fn json_values_routed_by_key(n: usize) {
+    if !selected("JSON values") {
+        return;
+    }
+    let input: Vec<(Vec<u8>, Vec<u8>)> = (0..n as u64)
+        .map(|i| {
+            let order = Order {
+                id: i,
+                customer: format!("customer-{}", i % 5_000),
+                region: ["eu", "us", "apac"][(i % 3) as usize].to_string(),
+                total: (i % 10_000) as i64,
+                items: (i % 7) as u32,
+            };
+            (
+                ((i % 10_000) as i64).to_be_bytes().to_vec(),
+                serde_json::to_vec(&order).expect("json"),
+            )
+        })
+        .collect();
+    let chunk = |start: usize, end: usize| {
+        input[start..end]
+            .iter()
+            .enumerate()
+            .map(move |(i, (k, v))| {
+                (
+                    None,
+                    RawRecordRef {
+                        key: Some(k),
+                        value: Some(v),
+                        timestamp: (start + i) as i64,
+                        headers: Headers::new(),
+                        offset: -1,
+                    },
+                )
+            })
+    };
+    fn routed<V: Data>(value_serde: impl Serde<V>) -> Topology {
+        let b = StreamsBuilder::new();
+        b.stream::<i64, V>("input", Consumed::with(Serdes::i64(), value_serde))
+            .filter(|k, _| k % 2 == 0)
+            .to("output", Produced::new());
+        b.build().expect("topology")
+    }
+    let plain = |decode_values: bool| {
+        let mut out = Vec::with_capacity(256);
+        let mut kept = 0usize;
+        let m = baseline(n, || {
+            for (k, v) in &input {
+                if decode(k) % 2 != 0 {
+                    continue;
+                }
+                out.clear();
+                if decode_values {
+                    let order: Order = serde_json::from_slice(v).expect("json");
+                    serde_json::to_writer(&mut out, &order).expect("json");
+                } else {
+                    out.extend_from_slice(v);
+                }
+                kept += black_box(out.len()).min(1);
+            }
+        });
+        black_box(kept);
+        m
+    };
+    let eager_base = plain(true);
+    let eager = run_driver_over(routed(Serdes::json::<Order>()), n, 0, chunk);
+    report(
+        "JSON values, filter on the key (eager serde)",
+        &eager,
+        &eager_base,
+        1e6,
+    );
+    let lazy_base = plain(false);
+    let lazy = run_driver_over(routed(LazySerde::new(Serdes::json::<Order>())), n, 0, chunk);
+    report(
+        "JSON values, filter on the key (Lazy values)",
+        &lazy,
+        &lazy_base,
+        1e6,
+    );
+    println!(
+        "| Lazy / eager, per core | {:.2}x | | | | |",
+        lazy.per_core() / eager.per_core()
+    );
 }

@@ -105,6 +105,7 @@ pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
 #[cfg(any(feature = "avro", feature = "protobuf", feature = "json-schema"))]
 pub use schema_registry;
 pub use state_store;
+pub use state_store::lazy::{Lazy, LazySerde};
 pub use streams_core;
 pub use streams_core::{
     default_partition, serde::JsonSerde, serde::OptionSerde, ConnectionFailure, Data,
