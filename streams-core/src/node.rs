@@ -69,6 +69,9 @@ pub(crate) trait SourceInput {
 pub(crate) struct BuiltNode {
     /// `NodeRef<K, V>` of the node's input types, boxed as `Any`, for its parents.
     pub input: Option<Box<dyn Any>>,
+    /// Built to be owned by its only parent (`BuildCtx::owned`): `Box<dyn Node<K, V>>` of its input types, boxed
+    /// as `Any`.
+    pub owned: Option<Box<dyn Any>>,
     pub control: Option<Rc<RefCell<dyn NodeControl>>>,
     pub source: Option<Rc<RefCell<dyn SourceInput>>>,
 }
@@ -81,6 +84,10 @@ pub(crate) struct BuildCtx<'a> {
     pub shared: &'a Rc<TaskShared>,
     /// Full names (internal topics prefixed) of the topics a source reads or a sink writes.
     pub topics: Vec<Arc<str>>,
+    /// The only child, built to be owned by this node (its `BuiltNode::owned`), instead of in `children`.
+    pub inline_child: Option<(Rc<str>, Box<dyn Any>)>,
+    /// Build this node to be owned by its only parent: `BuiltNode::owned` rather than a shared `input`.
+    pub owned: bool,
 }
 
 /// Builds one node instance for one task.
@@ -88,7 +95,23 @@ pub(crate) trait NodeFactory: Send + Sync {
     fn build(&self, ctx: BuildCtx<'_>) -> Result<BuiltNode, StreamsError>;
 }
 
-fn typed_children<K: Data, V: Data>(ctx: &BuildCtx<'_>) -> Result<Children<K, V>, StreamsError> {
+fn typed_children<K: Data, V: Data>(
+    ctx: &mut BuildCtx<'_>,
+) -> Result<Children<K, V>, StreamsError> {
+    let inline = match ctx.inline_child.take() {
+        None => None,
+        Some((name, any)) => {
+            let node =
+                any.downcast::<Box<dyn Node<K, V>>>()
+                    .map_err(|_| StreamsError::TypeMismatch {
+                        parent: ctx.name.to_string(),
+                        child: name.to_string(),
+                        produced: TypeSig::of::<K, V>().describe(),
+                        expected: "other types".into(),
+                    })?;
+            Some((name, *node))
+        }
+    };
     let mut list = Vec::with_capacity(ctx.children.len());
     for (name, any) in &ctx.children {
         let node =
@@ -101,7 +124,7 @@ fn typed_children<K: Data, V: Data>(ctx: &BuildCtx<'_>) -> Result<Children<K, V>
                 })?;
         list.push((name.clone(), node.clone()));
     }
-    Ok(Children { list })
+    Ok(Children { list, inline })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -197,21 +220,34 @@ where
     P: Processor<KIn, VIn>,
     F: Fn() -> P + Send + Sync + 'static,
 {
-    fn build(&self, ctx: BuildCtx<'_>) -> Result<BuiltNode, StreamsError> {
-        let children = typed_children::<P::KOut, P::VOut>(&ctx)?;
-        let node = Rc::new(RefCell::new(ProcessorNode::<P, KIn, VIn> {
+    fn build(&self, mut ctx: BuildCtx<'_>) -> Result<BuiltNode, StreamsError> {
+        let children = typed_children::<P::KOut, P::VOut>(&mut ctx)?;
+        let node = ProcessorNode::<P, KIn, VIn> {
             processor: (self.supplier)(),
             ctx: ProcessorContext {
                 children,
                 shared: ctx.shared.clone(),
                 node: ctx.node,
                 name: ctx.name.clone(),
+                inlined: ctx.owned,
             },
             _in: PhantomData,
-        }));
+        };
+        if ctx.owned {
+            // A stateless processor owned by its only parent: no lifecycle calls reach it (it has none).
+            let owned: Box<dyn Node<KIn, VIn>> = Box::new(node);
+            return Ok(BuiltNode {
+                input: None,
+                owned: Some(Box::new(owned)),
+                control: None,
+                source: None,
+            });
+        }
+        let node = Rc::new(RefCell::new(node));
         let input: NodeRef<KIn, VIn> = node.clone();
         Ok(BuiltNode {
             input: Some(Box::new(input)),
+            owned: None,
             control: Some(node),
             source: None,
         })
@@ -438,8 +474,8 @@ impl<K: Data, V: Data> SourceInput for SourceNode<K, V> {
 }
 
 impl<K: Data, V: Data> NodeFactory for SourceFactory<K, V> {
-    fn build(&self, ctx: BuildCtx<'_>) -> Result<BuiltNode, StreamsError> {
-        let children = typed_children::<K, V>(&ctx)?;
+    fn build(&self, mut ctx: BuildCtx<'_>) -> Result<BuiltNode, StreamsError> {
+        let children = typed_children::<K, V>(&mut ctx)?;
         let topic_ids = ctx
             .topics
             .iter()
@@ -461,6 +497,7 @@ impl<K: Data, V: Data> NodeFactory for SourceFactory<K, V> {
         }));
         Ok(BuiltNode {
             input: None,
+            owned: None,
             control: None,
             source: Some(node),
         })
@@ -611,6 +648,7 @@ impl<K: Data, V: Data> NodeFactory for SinkFactory<K, V> {
         }));
         Ok(BuiltNode {
             input: Some(Box::new(node)),
+            owned: None,
             control: None,
             source: None,
         })

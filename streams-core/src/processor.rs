@@ -129,9 +129,16 @@ pub(crate) trait Node<K, V> {
 
 pub(crate) type NodeRef<K, V> = Rc<RefCell<dyn Node<K, V>>>;
 
+/// A node owned by its only parent.
+pub(crate) type OwnedNode<K, V> = Box<dyn Node<K, V>>;
+
 /// The children of a node, each with its name.
 pub(crate) struct Children<K, V> {
     pub(crate) list: Vec<(Rc<str>, NodeRef<K, V>)>,
+    /// The only child, owned by this node instead of shared through `list`: a stateless processor whose only
+    /// parent is this node (see `Topology::add_stateless_processor`). A record reaches it with one call, without
+    /// the borrow of a shared node.
+    pub(crate) inline: Option<(Rc<str>, OwnedNode<K, V>)>,
 }
 
 impl<K: Data, V: Data> Children<K, V> {
@@ -144,8 +151,11 @@ impl<K: Data, V: Data> Children<K, V> {
         }
     }
 
-    #[inline]
-    pub(crate) fn forward(&self, record: Record<K, V>) -> Result<(), StreamsError> {
+    #[inline(always)]
+    pub(crate) fn forward(&mut self, record: Record<K, V>) -> Result<(), StreamsError> {
+        if let Some((_, only)) = &mut self.inline {
+            return only.process(record);
+        }
         match self.list.as_slice() {
             [] => Ok(()),
             [(name, only)] => Self::call(name, only, record),
@@ -158,7 +168,16 @@ impl<K: Data, V: Data> Children<K, V> {
         }
     }
 
-    pub(crate) fn forward_to(&self, child: &str, record: Record<K, V>) -> Result<(), StreamsError> {
+    pub(crate) fn forward_to(
+        &mut self,
+        child: &str,
+        record: Record<K, V>,
+    ) -> Result<(), StreamsError> {
+        if let Some((name, only)) = &mut self.inline {
+            if &**name == child {
+                return only.process(record);
+            }
+        }
         match self.list.iter().find(|(n, _)| &**n == child) {
             Some((name, node)) => Self::call(name, node, record),
             None => Err(StreamsError::UnknownNode {
@@ -177,11 +196,13 @@ pub struct ProcessorContext<K, V> {
     pub(crate) shared: Rc<TaskShared>,
     pub(crate) node: usize,
     pub(crate) name: Rc<str>,
+    /// Built into its parent (a stateless processor, `Topology::add_stateless_processor`): no punctuation reaches it.
+    pub(crate) inlined: bool,
 }
 
 impl<K: Data, V: Data> ProcessorContext<K, V> {
     /// Sends `record` to every child (cloned for all but the last).
-    #[inline]
+    #[inline(always)]
     pub fn forward(&mut self, record: Record<K, V>) -> Result<(), StreamsError> {
         self.children.forward(record)
     }
@@ -193,7 +214,11 @@ impl<K: Data, V: Data> ProcessorContext<K, V> {
 
     /// Names of this processor's children, in the order they were connected.
     pub fn children(&self) -> impl Iterator<Item = &str> {
-        self.children.list.iter().map(|(n, _)| &**n)
+        self.children
+            .inline
+            .iter()
+            .map(|(n, _)| &**n)
+            .chain(self.children.list.iter().map(|(n, _)| &**n))
     }
 
     /// This processor's name.
@@ -242,6 +267,14 @@ impl<K: Data, V: Data> ProcessorContext<K, V> {
         interval: Duration,
         kind: PunctuationType,
     ) -> Result<ScheduleId, StreamsError> {
+        if self.inlined {
+            return Err(StreamsError::Processor {
+                node: self.name.to_string(),
+                message: "a stateless processor (Topology::add_stateless_processor) cannot schedule punctuations; \
+                          add it with Topology::add_processor"
+                    .into(),
+            });
+        }
         let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
         if interval_ms < 1 {
             return Err(StreamsError::Processor {

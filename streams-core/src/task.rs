@@ -182,6 +182,51 @@ struct StoreSlot {
     value_type: &'static str,
 }
 
+/// The node running now, as its topology index: one word, read and written whole. (As an `Option<usize>` it was
+/// two words, written by two stores on entry to a node and read back by one wider load in the next node, which
+/// the processor cannot serve from its store buffer: a stall of several nanoseconds on every operator a record
+/// crossed.)
+#[derive(Debug)]
+pub(crate) struct CurrentNode(Cell<usize>);
+
+impl Default for CurrentNode {
+    fn default() -> Self {
+        CurrentNode(Cell::new(Self::NONE))
+    }
+}
+
+impl CurrentNode {
+    const NONE: usize = usize::MAX;
+
+    #[inline(always)]
+    fn encode(node: Option<usize>) -> usize {
+        node.unwrap_or(Self::NONE)
+    }
+
+    #[inline(always)]
+    fn decode(raw: usize) -> Option<usize> {
+        (raw != Self::NONE).then_some(raw)
+    }
+
+    /// Sets the running node; returns the previous one.
+    #[inline(always)]
+    pub(crate) fn replace(&self, node: Option<usize>) -> Option<usize> {
+        Self::decode(self.0.replace(Self::encode(node)))
+    }
+
+    /// Sets the running node.
+    #[inline(always)]
+    pub(crate) fn set(&self, node: Option<usize>) {
+        self.0.set(Self::encode(node));
+    }
+
+    /// The running node, leaving none.
+    #[inline(always)]
+    pub(crate) fn take(&self) -> Option<usize> {
+        self.replace(None)
+    }
+}
+
 /// State shared by every node of a task.
 pub(crate) struct TaskShared {
     pub task_id: TaskId,
@@ -190,7 +235,7 @@ pub(crate) struct TaskShared {
     pub(crate) current: Cell<Option<(u32, i64)>>,
     /// The node (index in the topology) running now: set on entry to a node and restored on its return, so after
     /// a panic it names the innermost node that was running.
-    pub current_node: Cell<Option<usize>>,
+    pub current_node: CurrentNode,
     pub current_timestamp: Arc<AtomicI64>,
     pub stream_time: Cell<i64>,
     pub wall_clock: Cell<i64>,
@@ -632,6 +677,9 @@ pub(crate) struct Task {
     closed: bool,
     /// Node names by topology index, to name the node a panic came from.
     node_names: Vec<Rc<str>>,
+    /// Whether each node (by topology index) is a processor, whose errors and panics go to the processing
+    /// exception handler.
+    processors: Vec<bool>,
     /// `max.task.idle.ms` and the wait it imposes on a task with several inputs.
     idle: IdleState,
 }
@@ -764,7 +812,7 @@ impl Task {
             application_id: env.application_id.clone(),
             topics: RefCell::new(Vec::new()),
             current: Cell::new(None),
-            current_node: Cell::new(None),
+            current_node: CurrentNode::default(),
             current_timestamp: timestamp,
             stream_time: Cell::new(-1),
             wall_clock: Cell::new(env.wall_clock),
@@ -792,9 +840,27 @@ impl Task {
         order.sort_unstable();
         for &i in order.iter().rev() {
             let def = &topology.nodes[i];
+            // A stateless only child with no other parent was built to be owned by this node.
+            let mut inline_child = None;
+            if let [c] = def.children[..] {
+                if topology.nodes[c].inlined_into_parent(&topology.nodes) {
+                    let owned =
+                        built
+                            .get_mut(&c)
+                            .and_then(|b| b.owned.take())
+                            .ok_or_else(|| {
+                                StreamsError::InvalidTopology(format!(
+                                    "node '{}' was not built for its parent",
+                                    topology.nodes[c].name
+                                ))
+                            })?;
+                    inline_child = Some((Rc::from(topology.nodes[c].name.as_str()), owned));
+                }
+            }
             let names: Vec<Rc<str>> = def
                 .children
                 .iter()
+                .filter(|_| inline_child.is_none())
                 .map(|&c| Rc::from(topology.nodes[c].name.as_str()))
                 .collect();
             let children = def
@@ -827,6 +893,8 @@ impl Task {
                 children,
                 shared: &shared,
                 topics,
+                inline_child,
+                owned: def.inlined_into_parent(&topology.nodes),
             })?;
             if let Some(c) = &node.control {
                 controls[i] = Some(c.clone());
@@ -864,6 +932,11 @@ impl Task {
                 .nodes
                 .iter()
                 .map(|n| Rc::from(n.name.as_str()))
+                .collect(),
+            processors: topology
+                .nodes
+                .iter()
+                .map(|n| matches!(n.kind, crate::topology::NodeKind::Processor))
                 .collect(),
         };
         for c in task.controls.iter().flatten() {
@@ -1056,7 +1129,7 @@ impl Task {
             processor: name.as_ref().map(|n| n.to_string()),
             message: panic_message(payload),
         };
-        let processor = node.is_some_and(|n| self.controls.get(n).is_some_and(Option::is_some));
+        let processor = node.is_some_and(|n| self.processors.get(n).copied().unwrap_or(false));
         match name {
             Some(name) if processor && !self.shared.error_settled.get() => {
                 self.shared.on_processing_error(&name, error, None)

@@ -34,6 +34,21 @@ pub(crate) struct NodeDef {
     pub stores: Vec<String>,
     pub output: Option<TypeSig>,
     pub factory: Arc<dyn NodeFactory>,
+    /// A stateless processor (`Topology::add_stateless_processor`): when it is the only child of its only parent,
+    /// a task builds it into that parent.
+    pub stateless: bool,
+}
+
+impl NodeDef {
+    /// Whether a task builds this node into its parent: a stateless processor with one parent, which has no other
+    /// child, and no store connected to it.
+    pub(crate) fn inlined_into_parent(&self, nodes: &[NodeDef]) -> bool {
+        self.stateless
+            && self.stores.is_empty()
+            && matches!(self.kind, NodeKind::Processor)
+            && self.parents.len() == 1
+            && nodes[self.parents[0]].children.len() == 1
+    }
 }
 
 /// The serdes of a store, type-erased for storage in the topology.
@@ -660,6 +675,7 @@ impl Topology {
                 extractor: options.extractor,
                 skip_null_keys: options.skip_null_keys,
             }),
+            stateless: false,
         });
         Ok(self)
     }
@@ -670,6 +686,70 @@ impl Topology {
         name: &str,
         supplier: F,
         parents: &[&str],
+    ) -> Result<&mut Self, StreamsError>
+    where
+        KIn: Data,
+        VIn: Data,
+        P: Processor<KIn, VIn>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        self.add_processor_node(name, supplier, parents, false)
+    }
+
+    /// Adds a stateless processor: one that only computes from each record and forwards (no store, no
+    /// punctuation, nothing to do in `init`, `flush` or `close`), as the DSL's `filter`, `map`, `map_values`,
+    /// `flat_map`, `select_key` and `peek` are. Where it is the only child of its only parent, a task builds it into
+    /// that parent, so a chain of them costs one call per operator instead of a visit of the processor graph:
+    /// `init`, `flush` and `close` are then not called, and [`ProcessorContext::schedule`] refuses with an error.
+    /// It is described, named and reported in errors as any processor.
+    ///
+    /// ```
+    /// use streams_core::{Processor, ProcessorContext, Record, Serdes, SinkOptions, SourceOptions,
+    ///     StreamsError, Topology, TopologyTestDriver};
+    ///
+    /// struct Double;
+    /// impl Processor<String, i64> for Double {
+    ///     type KOut = String;
+    ///     type VOut = i64;
+    ///     fn process(&mut self, r: Record<String, i64>, ctx: &mut ProcessorContext<String, i64>)
+    ///         -> Result<(), StreamsError> {
+    ///         let v = r.value * 2;
+    ///         ctx.forward(r.with_value(v))
+    ///     }
+    /// }
+    ///
+    /// let mut t = Topology::new();
+    /// t.add_source("in", &["numbers"], SourceOptions::new(Serdes::string(), Serdes::i64()))?
+    ///     .add_stateless_processor("double", || Double, &["in"])?
+    ///     .add_stateless_processor("double-again", || Double, &["double"])?
+    ///     .add_sink("out", "quadrupled", SinkOptions::new(Serdes::string(), Serdes::i64()), &["double-again"])?;
+    /// let driver = TopologyTestDriver::new(t)?;
+    /// driver.input_topic("numbers", Serdes::string(), Serdes::i64()).pipe_input("a".to_string(), 5)?;
+    /// let out = driver.output_topic("quadrupled", Serdes::string(), Serdes::i64());
+    /// assert_eq!(out.read_key_value()?, Some(("a".to_string(), 20)));
+    /// # Ok::<(), StreamsError>(())
+    /// ```
+    pub fn add_stateless_processor<KIn, VIn, P, F>(
+        &mut self,
+        name: &str,
+        supplier: F,
+        parents: &[&str],
+    ) -> Result<&mut Self, StreamsError>
+    where
+        KIn: Data,
+        VIn: Data,
+        P: Processor<KIn, VIn>,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        self.add_processor_node(name, supplier, parents, true)
+    }
+
+    fn add_processor_node<KIn, VIn, P, F>(
+        &mut self,
+        name: &str,
+        supplier: F,
+        parents: &[&str],
+        stateless: bool,
     ) -> Result<&mut Self, StreamsError>
     where
         KIn: Data,
@@ -691,6 +771,7 @@ impl Topology {
                 supplier,
                 _in: PhantomData,
             }),
+            stateless,
         });
         Ok(self)
     }
@@ -725,6 +806,7 @@ impl Topology {
                 value_serde: options.value_serde,
                 partitioner: options.partitioner,
             }),
+            stateless: false,
         });
         Ok(self)
     }
@@ -1435,5 +1517,75 @@ impl fmt::Display for TopologyDescription {
         }
         crate::global::describe_global_stores(f, self)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod inline_tests {
+    use super::*;
+    use crate::{ProcessorContext, Record, Serdes};
+
+    struct Pass;
+    impl Processor<String, i64> for Pass {
+        type KOut = String;
+        type VOut = i64;
+        fn process(
+            &mut self,
+            r: Record<String, i64>,
+            ctx: &mut ProcessorContext<String, i64>,
+        ) -> Result<(), StreamsError> {
+            ctx.forward(r)
+        }
+    }
+
+    fn inlined(t: &Topology) -> Vec<&str> {
+        t.nodes
+            .iter()
+            .filter(|n| n.inlined_into_parent(&t.nodes))
+            .map(|n| n.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn only_stateless_only_children_of_a_single_parent_are_built_into_it() {
+        let sink = || SinkOptions::new(Serdes::string(), Serdes::i64());
+        let mut t = Topology::new();
+        t.add_source(
+            "src",
+            &["in"],
+            SourceOptions::new(Serdes::string(), Serdes::i64()),
+        )
+        .unwrap()
+        .add_stateless_processor("a", || Pass, &["src"])
+        .unwrap()
+        .add_stateless_processor("b", || Pass, &["a"])
+        .unwrap()
+        // `b` has two children: neither is built into it.
+        .add_stateless_processor("c", || Pass, &["b"])
+        .unwrap()
+        .add_stateless_processor("d", || Pass, &["b"])
+        .unwrap()
+        // Two parents.
+        .add_stateless_processor("e", || Pass, &["c", "d"])
+        .unwrap()
+        // A plain processor, then a stateless one with a store connected to it.
+        .add_processor("f", || Pass, &["e"])
+        .unwrap()
+        .add_stateless_processor("g", || Pass, &["f"])
+        .unwrap()
+        .add_sink("out", "out", sink(), &["g"])
+        .unwrap();
+        assert_eq!(inlined(&t), vec!["a", "b", "g"]);
+        t.add_state_store(
+            crate::KeyValueStoreBuilder::new(
+                "s",
+                crate::StoreKind::InMemory,
+                Serdes::string(),
+                Serdes::i64(),
+            ),
+            &["g"],
+        )
+        .unwrap();
+        assert_eq!(inlined(&t), vec!["a", "b"]);
     }
 }

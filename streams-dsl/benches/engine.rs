@@ -238,6 +238,7 @@ fn main() {
     windowed_and_join(n, keys);
     stream_stream_join(n / 4);
     json_values_routed_by_key(n / 2);
+    operator_hops(n, keys);
     hot_key_count(n);
     let counts = [
         "count, in-memory store",
@@ -635,5 +636,34 @@ fn json_values_routed_by_key(n: usize) {
     println!(
         "| Lazy / eager, per core | {:.2}x | | | | |",
         lazy.per_core() / eager.per_core()
+    );
+}
+
+/// What one stateless operator adds per record: source -> sink, then the same with 2 and 6 `map_values` between,
+/// in nanoseconds of CPU per record.
+fn operator_hops(n: usize, keys: u64) {
+    if !selected("hops") {
+        return;
+    }
+    let buf = input(n, keys);
+    let chain = |ops: usize| {
+        let b = StreamsBuilder::new();
+        let mut s = b.stream::<i64, i64>("input", Consumed::with(Serdes::i64(), Serdes::i64()));
+        for i in 0..ops {
+            s = s.map_values(move |v| v.wrapping_add(i as i64));
+        }
+        s.to("output", Produced::new());
+        b.build().expect("topology")
+    };
+    let ns = |m: &Measure| 1e9 / m.per_core();
+    let none = run_driver(chain(0), &buf, 0);
+    let two = run_driver(chain(2), &buf, 0);
+    let six = run_driver(chain(6), &buf, 0);
+    println!(
+        "| hops: ns of CPU per record, source -> sink / +2 / +6 map_values | {:.1} / {:.1} / {:.1} | per hop {:.1} ns | | | |",
+        ns(&none),
+        ns(&two),
+        ns(&six),
+        (ns(&six) - ns(&none)) / 6.0
     );
 }

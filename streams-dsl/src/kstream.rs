@@ -109,7 +109,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         processor_name(b, self.pending_name.as_ref(), prefix)
     }
 
-    fn then<K2: Data, V2: Data, P, F>(
+    /// Adds a stateless operator after this stream (`Topology::add_stateless_processor`: a chain of them is built
+    /// into one node per task).
+    fn then_stateless<K2: Data, V2: Data, P, F>(
         &self,
         prefix: &str,
         supplier: F,
@@ -123,7 +125,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     {
         let mut b = self.b.borrow_mut();
         let name = self.processor_name(&mut b, prefix);
-        b.add_processor::<K, V, P, F>(&name, supplier, &[&self.node]);
+        b.add_stateless_processor::<K, V, P, F>(&name, supplier, &[&self.node]);
         drop(b);
         KStream::new(
             self.b.clone(),
@@ -149,7 +151,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(&K, &V) -> bool + Send + Sync + 'static,
     {
         let predicate = Arc::new(predicate);
-        self.then(
+        self.then_stateless(
             "KSTREAM-FILTER-",
             move || Filter {
                 predicate: predicate.clone(),
@@ -167,7 +169,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(&K, &V) -> bool + Send + Sync + 'static,
     {
         let predicate = Arc::new(predicate);
-        self.then(
+        self.then_stateless(
             "KSTREAM-FILTER-",
             move || Filter {
                 predicate: predicate.clone(),
@@ -194,7 +196,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
     {
         let f = Arc::new(f);
-        self.then(
+        self.then_stateless(
             "KSTREAM-MAP-",
             move || Map {
                 f: f.clone(),
@@ -220,7 +222,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(&K, V) -> V2 + Send + Sync + 'static,
     {
         let f = Arc::new(f);
-        self.then(
+        self.then_stateless(
             "KSTREAM-MAPVALUES-",
             move || MapValues {
                 f: f.clone(),
@@ -239,7 +241,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         I: IntoIterator<Item = (K2, V2)>,
     {
         let f = Arc::new(f);
-        self.then(
+        self.then_stateless(
             "KSTREAM-FLATMAP-",
             move || FlatMap {
                 f: f.clone(),
@@ -267,7 +269,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         I: IntoIterator<Item = V2>,
     {
         let f = Arc::new(f);
-        self.then(
+        self.then_stateless(
             "KSTREAM-FLATMAPVALUES-",
             move || FlatMapValues {
                 f: f.clone(),
@@ -285,7 +287,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(&K, &V) -> K2 + Send + Sync + 'static,
     {
         let f = Arc::new(f);
-        self.then(
+        self.then_stateless(
             "KSTREAM-KEY-SELECT-",
             move || SelectKey {
                 f: f.clone(),
@@ -303,7 +305,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(&K, &V) + Send + Sync + 'static,
     {
         let f = Arc::new(f);
-        self.then(
+        self.then_stateless(
             "KSTREAM-PEEK-",
             move || Peek {
                 f: f.clone(),
@@ -321,7 +323,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(&K, &V) + Send + Sync + 'static,
     {
         let f = Arc::new(f);
-        self.then::<K, V, _, _>(
+        self.then_stateless::<K, V, _, _>(
             "KSTREAM-FOREACH-",
             move || Peek {
                 f: f.clone(),
