@@ -75,25 +75,6 @@ impl BuilderInner {
         self.check(r);
     }
 
-    /// [`BuilderInner::add_processor`] for a stateless operator (`Topology::add_stateless_processor`).
-    pub(crate) fn add_stateless_processor<KIn, VIn, P, F>(
-        &mut self,
-        name: &str,
-        supplier: F,
-        parents: &[&str],
-    ) where
-        KIn: Data,
-        VIn: Data,
-        P: Processor<KIn, VIn>,
-        F: Fn() -> P + Send + Sync + 'static,
-    {
-        let r = self
-            .topology
-            .add_stateless_processor::<KIn, VIn, P, F>(name, supplier, parents)
-            .map(|_| ());
-        self.check(r);
-    }
-
     /// Sends what `parent` forwards through the internal topic `<base>-repartition`; returns the node reading it.
     pub(crate) fn repartition<K: Data, V: Data>(
         &mut self,

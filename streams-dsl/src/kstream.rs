@@ -125,7 +125,11 @@ impl<K: Data, V: Data> KStream<K, V> {
     {
         let mut b = self.b.borrow_mut();
         let name = self.processor_name(&mut b, prefix);
-        b.add_stateless_processor::<K, V, P, F>(&name, supplier, &[&self.node]);
+        let added = b
+            .topology
+            .add_stateless_processor::<K, V, P, F>(&name, supplier, &[&self.node])
+            .map(|_| ());
+        b.check(added);
         drop(b);
         KStream::new(
             self.b.clone(),
