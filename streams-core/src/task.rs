@@ -857,17 +857,16 @@ impl Task {
                     inline_child = Some((Rc::from(topology.nodes[c].name.as_str()), owned));
                 }
             }
-            let names: Vec<Rc<str>> = def
-                .children
+            // Children shared through `input` handles: none when the only child is owned.
+            let shared_children: &[usize] = if inline_child.is_some() {
+                &[]
+            } else {
+                &def.children
+            };
+            let children = shared_children
                 .iter()
-                .filter(|_| inline_child.is_none())
-                .map(|&c| Rc::from(topology.nodes[c].name.as_str()))
-                .collect();
-            let children = def
-                .children
-                .iter()
-                .zip(names)
-                .map(|(c, name)| {
+                .map(|c| {
+                    let name: Rc<str> = Rc::from(topology.nodes[*c].name.as_str());
                     let input = built
                         .get(c)
                         .and_then(|b| b.input.as_deref())
