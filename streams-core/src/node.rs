@@ -12,7 +12,9 @@ use state_store::SharedSerde;
 use crate::error::panic_message;
 use crate::error::StreamsError;
 use crate::handler::{add_error_headers, DeserializationResponse, ErrorContext, FailedSource};
-use crate::processor::{Children, Data, Node, NodeRef, Processor, ProcessorContext, ScheduleId};
+use crate::processor::{
+    Children, Data, Node, NodeRef, OwnedNode, Processor, ProcessorContext, ScheduleId,
+};
 use crate::record::{RawRecordRef, Record};
 use crate::task::{current_thread_name, OutgoingRecord, SourceBytes, TaskShared};
 use crate::timestamp::{InvalidTimestampAction, TimestampExtractor};
@@ -98,30 +100,27 @@ pub(crate) trait NodeFactory: Send + Sync {
 fn typed_children<K: Data, V: Data>(
     ctx: &mut BuildCtx<'_>,
 ) -> Result<Children<K, V>, StreamsError> {
+    let parent = ctx.name.clone();
+    let mismatch = |child: &str| StreamsError::TypeMismatch {
+        parent: parent.to_string(),
+        child: child.to_string(),
+        produced: TypeSig::of::<K, V>().describe(),
+        expected: "other types".into(),
+    };
     let inline = match ctx.inline_child.take() {
         None => None,
         Some((name, any)) => {
-            let node =
-                any.downcast::<Box<dyn Node<K, V>>>()
-                    .map_err(|_| StreamsError::TypeMismatch {
-                        parent: ctx.name.to_string(),
-                        child: name.to_string(),
-                        produced: TypeSig::of::<K, V>().describe(),
-                        expected: "other types".into(),
-                    })?;
+            let node = any
+                .downcast::<OwnedNode<K, V>>()
+                .map_err(|_| mismatch(&name))?;
             Some((name, *node))
         }
     };
     let mut list = Vec::with_capacity(ctx.children.len());
     for (name, any) in &ctx.children {
-        let node =
-            any.downcast_ref::<NodeRef<K, V>>()
-                .ok_or_else(|| StreamsError::TypeMismatch {
-                    parent: ctx.name.to_string(),
-                    child: name.to_string(),
-                    produced: TypeSig::of::<K, V>().describe(),
-                    expected: "other types".into(),
-                })?;
+        let node = any
+            .downcast_ref::<NodeRef<K, V>>()
+            .ok_or_else(|| mismatch(name))?;
         list.push((name.clone(), node.clone()));
     }
     Ok(Children { list, inline })
@@ -235,7 +234,7 @@ where
         };
         if ctx.owned {
             // A stateless processor owned by its only parent: no lifecycle calls reach it (it has none).
-            let owned: Box<dyn Node<KIn, VIn>> = Box::new(node);
+            let owned: OwnedNode<KIn, VIn> = Box::new(node);
             return Ok(BuiltNode {
                 input: None,
                 owned: Some(Box::new(owned)),
