@@ -160,6 +160,11 @@ impl DeliveryMarks {
         }
     }
 
+    /// How many records were acknowledged, failed or refused so far.
+    fn completed_count(&self) -> usize {
+        self.state.lock().map(|s| s.completed).unwrap_or(0)
+    }
+
     /// Closes `mark` without waiting for it.
     pub(crate) fn forget(&self, mark: DeliveryMark) {
         if let Ok(mut s) = self.state.lock() {
@@ -423,6 +428,24 @@ fn kafka_headers(headers: &Headers) -> Option<OwnedHeaders> {
         });
     }
     Some(h)
+}
+
+/// At most this many events are served by one [`serve_delivery_reports`].
+const MAX_EVENTS_SERVED: usize = 10_000;
+
+/// Serves every delivery report the producer has queued, without waiting for more. One `poll` serves one event
+/// of librdkafka's queue, and an event reports one batch of one partition: a single poll per loop round would
+/// leave reports waiting behind each other (a commit waiting for them would wait one round per batch), so
+/// polls go on while they complete records, up to [`MAX_EVENTS_SERVED`].
+pub(crate) fn serve_delivery_reports(producer: &StreamsProducer) {
+    let marks = &producer.context().marks;
+    for _ in 0..MAX_EVENTS_SERVED {
+        let before = marks.completed_count();
+        producer.poll(Duration::ZERO);
+        if marks.completed_count() == before {
+            break;
+        }
+    }
 }
 
 /// Sends a record, waiting (and serving delivery reports) while librdkafka's queue is full. A transactional

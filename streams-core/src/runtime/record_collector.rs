@@ -228,8 +228,9 @@ impl StreamsRecordCollector {
             self.retrying(&producer, "cannot abort the transaction", |t| {
                 producer.abort_transaction(t)
             })?;
-            // Delivery reports of purged records are served before the offsets are read.
-            producer.poll(Duration::ZERO);
+            // Delivery reports (of the acknowledged records, whose offsets make the aborted ranges, and of
+            // the purged ones) are served before the offsets are read.
+            crate::runtime::clients::serve_delivery_reports(&producer);
             metrics::counter!("streams_transactions_aborted_total", "thread" => self.thread())
                 .increment(1);
         }
@@ -295,7 +296,7 @@ impl StreamsRecordCollector {
 
     /// Serves delivery reports without waiting.
     pub(crate) fn poll(&self) {
-        self.producer().poll(Duration::ZERO);
+        crate::runtime::clients::serve_delivery_reports(&self.producer());
     }
 
     /// Waits until every record sent so far is acknowledged (or failed), then reports the first failure.
@@ -340,7 +341,7 @@ impl StreamsRecordCollector {
     /// Whether every record sent before `mark` was acknowledged or failed (serving delivery reports first).
     pub(crate) fn reached(&self, mark: DeliveryMark) -> bool {
         let producer = self.producer();
-        producer.poll(Duration::ZERO);
+        crate::runtime::clients::serve_delivery_reports(&producer);
         producer.context().marks.reached(mark)
     }
 
@@ -442,6 +443,79 @@ mod tests {
         assert_eq!(inside, vec![3, 4, 5, 6, 7, 20]);
         assert!(!a.contains("t", 1, 5));
         assert!(!a.contains("u", 0, 5));
+    }
+
+    /// Defect: after the input ended, an at-least-once commit waited ~30 s for delivery reports that had
+    /// arrived long before. A loop round served one event of librdkafka's queue, and each event reports one
+    /// batch of one partition; an idle thread runs ten rounds a second, so a backlog of batch reports (one per
+    /// changelog and sink partition per linger) drained at ten a second and the commit's mark waited for it.
+    /// Here: records to eight partitions, every one acknowledged by the broker, then one serving call must
+    /// reach a mark taken after them.
+    #[test]
+    fn one_serving_call_serves_every_queued_delivery_report() {
+        use crate::runtime::clients::{create_producer, send};
+        use crate::runtime::config::StreamsConfig;
+        use crate::runtime::embedded::EmbeddedKafka;
+        use crate::task::OutgoingRecord;
+        use rdkafka::config::ClientConfig;
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+
+        const PARTITIONS: i32 = 8;
+        let kafka = EmbeddedKafka::start().unwrap();
+        kafka.create_topic("reports-out", PARTITIONS).unwrap();
+        let config = StreamsConfig::new("reports-app", kafka.bootstrap_servers());
+        let producer = create_producer(&config, "reports-app-producer", None).unwrap();
+        let collector = StreamsRecordCollector::new(producer.clone(), Duration::from_secs(60));
+        let headers = crate::record::Headers::new();
+        for p in 0..PARTITIONS {
+            // A pause between partitions: each batch is its own request and its own report.
+            std::thread::sleep(Duration::from_millis(20));
+            send(
+                &producer,
+                &OutgoingRecord {
+                    topic: "reports-out",
+                    partition: Some(p),
+                    key: Some(b"k"),
+                    value: Some(b"v"),
+                    timestamp: 1,
+                    headers: &headers,
+                },
+            )
+            .unwrap();
+        }
+        let mark = collector.mark();
+        // Wait until the broker holds every record, then give its answers time to reach the producer's queue.
+        let watcher: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka.bootstrap_servers())
+            .create()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(0..PARTITIONS).all(|p| {
+            watcher
+                .fetch_watermarks("reports-out", p, Duration::from_secs(5))
+                .is_ok_and(|(_, high)| high == 1)
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the broker never held the records"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+
+        collector.poll();
+        let acked = collector.acked().unwrap();
+        let reported = (0..PARTITIONS)
+            .filter(|p| acked_offset(&acked, &("reports-out".to_string(), *p)) == Some(0))
+            .count();
+        assert_eq!(
+            reported, PARTITIONS as usize,
+            "one serving call left delivery reports queued"
+        );
+        assert!(
+            producer.context().marks.reached(mark),
+            "every record sent before the mark is acknowledged, yet the mark is not reached"
+        );
     }
 
     #[test]
