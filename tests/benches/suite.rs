@@ -583,13 +583,24 @@ fn streams_config(spec: &Spec) -> Result<StreamsConfig, String> {
         "main.consumer.fetch.wait.max.ms",
         &fetch_wait_ms(spec),
     )?;
-    // `BENCH_STREAMS_CONFIG=key=value,key=value`: settings of ours to try (a latency breakdown, say).
+    // `BENCH_STREAMS_CONFIG=key=value,key=value`: settings of ours to try (a latency breakdown, say). A piece
+    // without `=` continues the previous value (`producer.debug=eos,msg`).
     if let Ok(extra) = std::env::var("BENCH_STREAMS_CONFIG") {
-        for kv in extra.split(',').filter(|kv| !kv.trim().is_empty()) {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or(format!("BENCH_STREAMS_CONFIG: '{kv}' is not key=value"))?;
-            set(&mut c, k.trim(), v.trim())?;
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for piece in extra.split(',').filter(|p| !p.trim().is_empty()) {
+            match (piece.split_once('='), pairs.last_mut()) {
+                (Some((k, v)), _) => pairs.push((k.trim().to_string(), v.trim().to_string())),
+                (None, Some((_, v))) => {
+                    v.push(',');
+                    v.push_str(piece.trim());
+                }
+                (None, None) => {
+                    return Err(format!("BENCH_STREAMS_CONFIG: '{piece}' is not key=value"))
+                }
+            }
+        }
+        for (k, v) in pairs {
+            set(&mut c, &k, &v)?;
         }
     }
     Ok(c)
@@ -1602,6 +1613,7 @@ impl Harness {
                     .map_err(|e| format!("writing the updates: {e}"))?;
                 let ends = offsets.ends()?;
                 let mut running_s = None;
+                let mut last_report = Instant::now();
                 loop {
                     errors()?;
                     if killed.elapsed() > Duration::from_secs(600) {
@@ -1614,6 +1626,16 @@ impl Harness {
                     }
                     if running_s.is_none() && held(true).len() == FAILOVER_PARTITIONS as usize {
                         running_s = Some(killed.elapsed().as_secs_f64());
+                    }
+                    if last_report.elapsed() >= Duration::from_secs(1) {
+                        last_report = Instant::now();
+                        tracing::info!(
+                            after_s = killed.elapsed().as_secs_f64(),
+                            committed = ?offsets.committed()?,
+                            ends = ?ends,
+                            running = ?held(true),
+                            "failover progress"
+                        );
                     }
                     if let Some(running_s) = running_s {
                         if offsets.committed()?.iter().zip(&ends).all(|(c, e)| c >= e) {
@@ -2133,6 +2155,13 @@ fn main() {
     if let Ok(spec) = std::env::var(WORKER_ENV) {
         worker_main(&spec);
         return;
+    }
+    // STREAMS_BENCH_LOG=streams_core=debug (an EnvFilter directive) logs the in-process instances to stderr.
+    if let Ok(filter) = std::env::var("STREAMS_BENCH_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");

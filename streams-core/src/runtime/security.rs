@@ -126,6 +126,11 @@ impl StreamsClientContext {
     pub(crate) fn report(&self, error: &KafkaError, reason: &str) -> Option<StreamsError> {
         let reason = self.redactor.scrub(reason);
         let code = error.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::PartitionEOF) {
+            // The end of a partition, reported to a consumer asking for it (a restore consumer): news, not trouble.
+            tracing::debug!(client = %self.client, "{reason}");
+            return None;
+        }
         let classified = code.and_then(|c| classify(c, &reason, self.mechanism.as_deref()));
         let Some((failure, setting)) = classified else {
             tracing::warn!(client = %self.client, error = %self.redactor.scrub(&error.to_string()), "{reason}");
@@ -318,6 +323,50 @@ pub(crate) fn broker_of(reason: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the warnings and errors logged while it is the subscriber.
+    #[derive(Default)]
+    struct Alarms(std::sync::atomic::AtomicUsize);
+
+    impl tracing::Subscriber for Alarms {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() <= tracing::Level::WARN {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// Defect: every restore consumer reaching the end of a changelog partition logged a warning (librdkafka
+    /// reports the end through the error callback to a consumer that asked for it).
+    #[test]
+    fn the_end_of_a_partition_is_not_a_warning() {
+        let config = StreamsConfig::new("eof-app", "127.0.0.1:9");
+        let ctx =
+            StreamsClientContext::new(&config, ClientKind::RestoreConsumer, "restore consumer");
+        let alarms = std::sync::Arc::new(Alarms::default());
+        tracing::subscriber::with_default(alarms.clone(), || {
+            let eof = KafkaError::Global(RDKafkaErrorCode::PartitionEOF);
+            assert!(ctx.report(&eof, "Fetch reached end of partition").is_none());
+        });
+        assert_eq!(alarms.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+        // A real failure is still one.
+        tracing::subscriber::with_default(alarms.clone(), || {
+            let down = KafkaError::Global(RDKafkaErrorCode::AllBrokersDown);
+            ctx.report(&down, "1/1 brokers are down");
+        });
+        assert_eq!(alarms.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(ctx.take_failure().is_none());
+    }
 
     #[test]
     fn broker_addresses_are_read_from_librdkafka_reasons() {

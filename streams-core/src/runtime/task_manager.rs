@@ -186,6 +186,11 @@ impl CommitState {
         }
     }
 
+    /// How long the commit begun and not yet done has been waiting, if one is.
+    pub(crate) fn pending_for(&self) -> Option<Duration> {
+        self.pending.as_ref().map(|p| p.began.elapsed())
+    }
+
     /// Drops the thread's producer (the thread stopped) and forgets every task.
     pub(crate) fn release(&mut self) {
         self.clear();

@@ -763,6 +763,7 @@ fn run(
         reported: HashMap::new(),
         counted: 0,
         last_snapshot: Instant::now(),
+        loop_stats: LoopStats::new(),
         connection_failure_since: None,
     };
     // A panic in application code is caught per task (naming it); this catches the rest, so the thread stops as
@@ -816,10 +817,35 @@ struct StreamThread<'a> {
     counted: u64,
     /// When the task snapshot was last refreshed.
     last_snapshot: Instant,
+    /// What the loop did since its last debug summary.
+    loop_stats: LoopStats,
     /// When the consumer first reported a TLS or authentication failure that its error callback has not
     /// reported yet.
     connection_failure_since: Option<Instant>,
 }
+
+/// What a stream thread's loop did since its last summary, logged at debug level once a second: rounds, records
+/// polled and processed, paused and waiting partitions, whether a commit waits for acknowledgements.
+struct LoopStats {
+    since: Instant,
+    rounds: u64,
+    polled: u64,
+    processed_at_start: u64,
+}
+
+impl LoopStats {
+    fn new() -> LoopStats {
+        LoopStats {
+            since: Instant::now(),
+            rounds: 0,
+            polled: 0,
+            processed_at_start: 0,
+        }
+    }
+}
+
+/// How often a stream thread's loop logs its summary at debug level.
+const LOOP_SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long a TLS or authentication failure polled from the consumer waits for the client's error callback to
 /// report it in full.
@@ -1072,6 +1098,11 @@ impl StreamThread<'_> {
             }
         }
         self.collector.failure()?;
+        self.loop_stats.rounds += 1;
+        self.loop_stats.polled += polled as u64;
+        if self.loop_stats.since.elapsed() >= LOOP_SUMMARY_INTERVAL {
+            self.log_loop_summary(consumer);
+        }
         let commit = if last_commit.elapsed() >= self.ctx.config.commit_interval {
             *last_commit = Instant::now();
             self.begin_commit(consumer)
@@ -1455,6 +1486,40 @@ impl StreamThread<'_> {
             self.committed(done);
         }
         Ok(())
+    }
+
+    /// The loop's summary at debug level (see [`LoopStats`]), with the consumer's position per partition.
+    fn log_loop_summary(&mut self, consumer: &BaseConsumer<StreamsConsumerContext>) {
+        let stats = std::mem::replace(&mut self.loop_stats, LoopStats::new());
+        self.loop_stats.processed_at_start = self.counted;
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let positions: Vec<String> = consumer
+            .position()
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .map(|e| format!("{}-{}@{:?}", e.topic(), e.partition(), e.offset()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let pending = self
+            .shared
+            .commits
+            .lock()
+            .map(|c| c.pending_for())
+            .unwrap_or_default();
+        tracing::debug!(
+            rounds = stats.rounds,
+            polled = stats.polled,
+            processed = self.counted.saturating_sub(stats.processed_at_start),
+            paused = ?self.paused,
+            waiting = ?self.waiting,
+            ?positions,
+            commit_pending_ms = pending.map(|d| d.as_millis() as u64),
+            "loop summary"
+        );
     }
 
     /// Records a finished commit: how long it held the thread (`streams_commit_latency_seconds`, the history),
