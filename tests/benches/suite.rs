@@ -1061,6 +1061,14 @@ impl Harness {
         self.broker = Some(broker);
     }
 
+    /// Stops the broker and starts the embedded one (librdkafka's mock cluster, in this process, on TCP).
+    fn embedded_broker(&mut self) {
+        drop(self.broker.take());
+        let broker = tests::Broker::embedded();
+        self.bootstrap = broker.bootstrap();
+        self.broker = Some(broker);
+    }
+
     fn fresh(&self, what: &str) -> String {
         format!("{what}-{}", self.seq.fetch_add(1, Ordering::Relaxed))
     }
@@ -1073,6 +1081,10 @@ impl Harness {
 
     fn topic_with(&self, name: &str, partitions: i32) -> String {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        if let Some(b @ tests::Broker::Embedded(_)) = &self.broker {
+            b.create_topic(name, partitions);
+            return name.to_string();
+        }
         let admin: AdminClient<_> = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .create()
@@ -1740,6 +1752,11 @@ impl Harness {
     ) -> Result<Value, String> {
         let input = self.topic(&self.fresh("lat-in"));
         let spec = self.spec(w, "latency", set, &input, 0);
+        if matches!(self.broker, Some(tests::Broker::Embedded(_))) && !matches!(w, RawPipe) {
+            // The embedded broker takes no CreateTopics request: the application's internal topic is created
+            // here (its stores' changelogs too, were there any: this is for stateless workloads).
+            self.topic_with(&format!("{}-metadata", spec.app), 1);
+        }
         let mut child = self.spawn(&spec, peer).map_err(|e| e.to_string())?;
         // Drain the worker's output so it never blocks.
         let (so, se) = (child.stdout.take(), child.stderr.take());
@@ -1948,6 +1965,8 @@ fn fmt_secs(v: &Value) -> String {
 
 /// The name `--only` matches to run the failover measurement.
 const FAILOVER_ID: &str = "failover";
+/// `--only` name of the latency rows through the embedded broker.
+const EMBEDDED_LATENCY_ID: &str = "latency-embedded";
 /// Partitions of the failover measurement's input: one task per instance.
 const FAILOVER_PARTITIONS: i32 = 3;
 /// How many of the killed instance's keys the client of the failover measurement asks for, round after round.
@@ -2601,6 +2620,44 @@ fn main() {
                 r["queries"],
             );
             failover_rows.push(r);
+        }
+    }
+    // Latency through the embedded broker (full runs): it answers a fetch as soon as data arrives, so the
+    // figures show what the library adds without tansu's fetch wait.
+    if !plan.quick
+        && only
+            .as_deref()
+            .is_none_or(|o| EMBEDDED_LATENCY_ID.contains(o))
+    {
+        h.embedded_broker();
+        let set = &plan.sets[0];
+        for pace in [1_000.0, 10_000.0] {
+            let mut measure =
+                |side: Workload| match h.latency(side, set, pace, plan.latency_secs, false) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failures += 1;
+                        json!({"error": e})
+                    }
+                };
+            let ours = measure(Passthrough);
+            let raw = measure(RawPipe);
+            eprintln!(
+                "[{:>5.0}s] embedded broker, {} / passthrough at {pace:.0} rec/s: latency p50/p99/p999 ms: ours {}, \
+                 raw pipe {}",
+                started.elapsed().as_secs_f64(),
+                set.name,
+                cell(&ours, fmt_latency3),
+                cell(&raw, fmt_latency3)
+            );
+            fixed_latency_rows.push(json!({
+                "set": set.name,
+                "broker": "embedded",
+                "workload": format!("passthrough (embedded broker)@{pace:.0}"),
+                "rate": pace,
+                "ours": ours,
+                "raw_pipe": raw,
+            }));
         }
     }
     let total = started.elapsed().as_secs_f64();
