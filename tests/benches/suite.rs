@@ -2374,16 +2374,30 @@ fn main() {
                 Some(p) if !plan.quick => lat(&ours, Some(p / 2.0), false),
                 _ => json!({"skipped": "-"}),
             };
+            // The raw pipe at the peer's pace: the broker's own latency at that load, the floor of both sides.
+            let raw_lat_peer_pace = match rate(&peer) {
+                Some(p) if !plan.quick && w.has_output() && !set.unique_keys && !w.is_limit() => h
+                    .latency(RawPipe, set, (p / 2.0).max(100.0), plan.latency_secs, false)
+                    .unwrap_or_else(|e| json!({"error": e})),
+                _ => json!({"skipped": "-"}),
+            };
             eprintln!(
-                "[{:>5.0}s] {} / {}: latency p50/p99 ms: ours {}, ours at the peer's pace {}, peer {}",
+                "[{:>5.0}s] {} / {}: latency p50/p99 ms: ours {}, ours at the peer's pace {}, peer {}, raw pipe at \
+                 the peer's pace {}",
                 started.elapsed().as_secs_f64(),
                 set.name,
                 w.id(),
                 cell(&ours_lat, fmt_latency),
                 cell(&ours_lat_peer_pace, fmt_latency),
-                cell(&peer_lat, fmt_latency)
+                cell(&peer_lat, fmt_latency),
+                cell(&raw_lat_peer_pace, fmt_latency)
             );
-            for l in [&ours_lat, &peer_lat, &ours_lat_peer_pace] {
+            for l in [
+                &ours_lat,
+                &peer_lat,
+                &ours_lat_peer_pace,
+                &raw_lat_peer_pace,
+            ] {
                 if l.get("error").is_some() {
                     failures += 1;
                 }
@@ -2397,6 +2411,7 @@ fn main() {
             row["ours_latency"] = ours_lat;
             row["peer_latency"] = peer_lat;
             row["ours_latency_at_peer_pace"] = ours_lat_peer_pace;
+            row["raw_pipe_latency_at_peer_pace"] = raw_lat_peer_pace;
             row["vs_limit_rate"] = json!(limit
                 .and_then(rate)
                 .and_then(|l| rate(&ours).map(|o| o / l)));
@@ -2681,8 +2696,8 @@ fn main() {
     md.push_str(
         "| workload | keys | value | ours rec/s | ours rec/s/core | ours/limit (rate, per core) | Quix rec/s | \
          Quix rec/s/core | ours/Quix (rate) | ours/Quix (per core) | latency ours ms | latency ours at Quix's \
-         pace ms | latency Quix ms | RSS ours MiB | RSS Quix MiB |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         pace ms | latency Quix ms | latency raw pipe at Quix's pace ms | RSS ours MiB | RSS Quix MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &rows {
         let (o, p) = (&r["ours"], &r["peer"]);
@@ -2691,7 +2706,7 @@ fn main() {
             _ => "-".into(),
         };
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r["title"].as_str().unwrap_or(""),
             label_keys(r["keys"].as_u64().unwrap_or(0)),
             label_value(r["value_bytes"].as_u64().unwrap_or(0) as usize),
@@ -2705,6 +2720,7 @@ fn main() {
             cell(&r["ours_latency"], fmt_latency),
             cell(&r["ours_latency_at_peer_pace"], fmt_latency),
             cell(&r["peer_latency"], fmt_latency),
+            cell(&r["raw_pipe_latency_at_peer_pace"], fmt_latency),
             cell(o, fmt_rss),
             cell(p, fmt_rss),
         ));
@@ -2717,6 +2733,10 @@ fn main() {
             ("ours, latency", "ours_latency"),
             ("Quix, latency", "peer_latency"),
             ("ours, latency at Quix's pace", "ours_latency_at_peer_pace"),
+            (
+                "raw pipe, latency at Quix's pace",
+                "raw_pipe_latency_at_peer_pace",
+            ),
         ] {
             let why = r[key]["error"]
                 .as_str()
