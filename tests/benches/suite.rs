@@ -851,6 +851,14 @@ fn restart_worker(spec: &Spec) -> Result<Value, String> {
 }
 
 fn worker_main(spec_text: &str) {
+    // Under STREAMS_BENCH_LOG the worker logs to stderr too; the latency harness keeps it in a file.
+    if let Ok(filter) = std::env::var("STREAMS_BENCH_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .try_init();
+    }
     let result = serde_json::from_str::<Value>(spec_text)
         .map_err(|e| e.to_string())
         .and_then(|v| Spec::from_json(&v))
@@ -1758,6 +1766,13 @@ impl Harness {
             self.topic_with(&format!("{}-metadata", spec.app), 1);
         }
         let mut child = self.spawn(&spec, peer).map_err(|e| e.to_string())?;
+        // Under STREAMS_BENCH_LOG the worker's log goes to a file of its own.
+        let log_file = std::env::var("STREAMS_BENCH_LOG").ok().map(|_| {
+            let path =
+                std::env::temp_dir().join(format!("bench-worker-{}-{rate:.0}.log", spec.app));
+            eprintln!("worker log: {}", path.display());
+            Arc::new(Mutex::new(std::fs::File::create(path).ok()))
+        });
         // Drain the worker's output so it never blocks.
         let (so, se) = (child.stdout.take(), child.stderr.take());
         let drains: Vec<_> = [
@@ -1767,10 +1782,19 @@ impl Harness {
         .into_iter()
         .flatten()
         .map(|s| {
+            let log_file = log_file.clone();
             std::thread::spawn(move || {
                 BufReader::new(s)
                     .lines()
                     .map_while(Result::ok)
+                    .inspect(|l| {
+                        use std::io::Write;
+                        if let Some(Ok(mut f)) = log_file.as_ref().map(|f| f.lock()) {
+                            if let Some(f) = f.as_mut() {
+                                let _ = writeln!(f, "{l}");
+                            }
+                        }
+                    })
                     .filter(|l| l.starts_with("ERROR"))
                     .collect::<Vec<_>>()
             })
@@ -2458,7 +2482,12 @@ fn main() {
                 else {
                     continue;
                 };
-                for pace in [1_000.0, 10_000.0, (max / 2.0).max(100.0)] {
+                // BENCH_LATENCY_RATES=20000,30000 measures at these rates instead.
+                let paces: Vec<f64> = match std::env::var("BENCH_LATENCY_RATES") {
+                    Ok(r) => r.split(',').filter_map(|p| p.trim().parse().ok()).collect(),
+                    Err(_) => vec![1_000.0, 10_000.0, (max / 2.0).max(100.0)],
+                };
+                for pace in paces {
                     let mut measure =
                         |side: Workload| match h.latency(side, set, pace, plan.latency_secs, false)
                         {
