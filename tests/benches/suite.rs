@@ -39,6 +39,12 @@
 //! `$CARGO_TARGET_DIR/bench-suite`), and a copy of the JSON to `<out>/history/suite-<unix time>.json`.
 //! `--compare OLD.json` (an earlier run's JSON) also prints every figure beside the same figure of that run, with the
 //! ratio, and writes it to `<out>/compare.md`. The run fails only if a workload fails, never on the numbers.
+//!
+//! Diagnostics: `STREAMS_BENCH_LOG` (a tracing filter, e.g. `streams_core=debug`) logs our instances, each
+//! latency run's worker to a file of its own; `BENCH_LATENCY_TRACE=DIR` writes every latency run's outputs (send
+//! time and latency, ms) to a file in DIR; `BENCH_LATENCY_RATES=1000,20000` sets the fixed-rate latency rows'
+//! rates, `BENCH_LATENCY_WORKLOADS=kv,count` their workloads (default passthrough and count) and
+//! `BENCH_LATENCY_SET=10k-1kib` their data set (default the first).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -932,6 +938,8 @@ struct Plan {
     /// Records the peer processes per throughput run (it is much slower; its rate is steady long before).
     peer_records: u64,
     latency_secs: f64,
+    /// Runs per side of each fixed-rate latency row (`BENCH_LATENCY_REPEAT`; the median is reported).
+    latency_repeat: usize,
     /// Data sets whose count run leaves the changelog that a restore measurement reads.
     restore_sets: Vec<String>,
     /// Distinct keys of the count store that the restart-after-kill measurement builds.
@@ -979,6 +987,7 @@ fn plan(quick: bool) -> Plan {
             ],
             peer_records: env("BENCH_PEER_RECORDS", 20_000).min(n),
             latency_secs: 1.0,
+            latency_repeat: env("BENCH_LATENCY_REPEAT", 1) as usize,
             restore_sets: vec!["restore".into()],
             kill_keys,
             kill_tail: env("BENCH_KILL_TAIL", (kill_keys / 10).max(50_000)),
@@ -1037,6 +1046,7 @@ fn plan(quick: bool) -> Plan {
             .collect(),
             peer_records: env("BENCH_PEER_RECORDS", 200_000),
             latency_secs: 5.0,
+            latency_repeat: env("BENCH_LATENCY_REPEAT", 3) as usize,
             restore_sets: vec!["1m-100b".into(), "10m-100b".into()],
             kill_keys,
             kill_tail: env("BENCH_KILL_TAIL", (kill_keys / 10).max(50_000)),
@@ -1747,6 +1757,48 @@ impl Harness {
         }
     }
 
+    /// The latency of `w` and of the raw pipe at `pace`, each measured `plan.latency_repeat` times, the two
+    /// sides alternating; with `fresh_broker`, each run on a tansu of its own (tansu slows down as topics pile
+    /// up in it, so a shared broker would hand one run's leftovers to the next). Per side: the run with the
+    /// median p99, with every run's p99 (`p99_runs_ms`) beside it; the first failure of a side instead.
+    fn latency_pair(
+        &mut self,
+        w: Workload,
+        set: &DataSet,
+        pace: f64,
+        plan: &Plan,
+        fresh_broker: bool,
+    ) -> (Value, Value) {
+        let mut sides: [Result<Vec<Value>, String>; 2] = [Ok(Vec::new()), Ok(Vec::new())];
+        for _ in 0..plan.latency_repeat.max(1) {
+            for (side, runs) in [w, RawPipe].into_iter().zip(sides.iter_mut()) {
+                let Ok(done) = runs else { continue };
+                if fresh_broker {
+                    self.fresh_broker();
+                }
+                match self.latency(side, set, pace, plan.latency_secs, false) {
+                    Ok(v) => done.push(v),
+                    Err(e) => *runs = Err(e),
+                }
+            }
+        }
+        let [ours, raw] = sides.map(|side| match side {
+            Ok(mut runs) if !runs.is_empty() => {
+                runs.sort_by(|a, b| {
+                    let p99 = |v: &Value| v["p99_ms"].as_f64().unwrap_or(f64::MAX);
+                    p99(a).total_cmp(&p99(b))
+                });
+                let all: Vec<Value> = runs.iter().map(|r| r["p99_ms"].clone()).collect();
+                let mut median = runs.swap_remove(runs.len() / 2);
+                median["p99_runs_ms"] = json!(all);
+                median
+            }
+            Ok(_) => json!({"error": "no run"}),
+            Err(e) => json!({"error": e}),
+        });
+        (ours, raw)
+    }
+
     /// End-to-end latency at `rate` records/s: a fresh input and output topic, the worker started on them, a
     /// warm-up until the first output appears, then `secs` of paced input stamped with the send time; each
     /// output record's latency is its arrival time minus its timestamp (which the workloads carry over).
@@ -1858,7 +1910,7 @@ impl Harness {
                             m.timestamp()
                         {
                             if ts as u64 >= paced_from.load(Ordering::Relaxed) {
-                                lat.push((now - ts).max(0) as f64);
+                                lat.push((ts, (now - ts).max(0) as f64));
                             }
                         }
                     }
@@ -1935,10 +1987,27 @@ impl Harness {
             }
         }
         stop.store(true, Ordering::Relaxed);
-        let mut lat = reader.join().map_err(|_| "latency reader panicked")?;
-        if lat.is_empty() {
+        let trace = reader.join().map_err(|_| "latency reader panicked")?;
+        if trace.is_empty() {
             return Err("no output for the paced input".into());
         }
+        // Under BENCH_LATENCY_TRACE=DIR each output's send time and latency go to a file: when a spike happened.
+        if let Ok(dir) = std::env::var("BENCH_LATENCY_TRACE") {
+            use std::io::Write;
+            let path = Path::new(&dir).join(format!("{}-{rate:.0}.tsv", spec.app));
+            let written = std::fs::File::create(&path).and_then(|f| {
+                let mut f = std::io::BufWriter::new(f);
+                trace
+                    .iter()
+                    .try_for_each(|(ts, l)| writeln!(f, "{ts}\t{l}"))?;
+                f.flush()
+            });
+            match written {
+                Ok(()) => eprintln!("latency trace: {}", path.display()),
+                Err(e) => eprintln!("latency trace {}: {e}", path.display()),
+            }
+        }
+        let mut lat: Vec<f64> = trace.into_iter().map(|(_, l)| l).collect();
         lat.sort_by(f64::total_cmp);
         let pct = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
         Ok(json!({
@@ -1950,6 +2019,51 @@ impl Harness {
             "p999_ms": pct(0.999),
         }))
     }
+}
+
+/// The store's cost alone: `set.records` get+put pairs with the data set's keys and values of `value_bytes`,
+/// straight on RocksDB stores opened as a run of ours opens them (one per partition, sharing the same 64 MiB
+/// budget), each flushed every second as the commits of a throughput run do. CPU of this process (RocksDB's
+/// background threads included) and wall time.
+fn store_alone(dir: &Path, set: &DataSet, value_bytes: usize) -> Result<Value, String> {
+    use streams_dsl::state_store::{KeyValueStore, RocksDbKeyValueStore, RocksDbResources};
+    let resources = RocksDbResources::new(64 << 20, 32 << 20);
+    let mut stores = (0..set.partitions.max(1))
+        .map(|p| {
+            RocksDbKeyValueStore::open(format!("alone-{p}"), &dir.join(p.to_string()), &resources)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let value = vec![b'v'; value_bytes];
+    let span = Span::start();
+    let mut flushed = Instant::now();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..set.records {
+        // The data set's keys, drawn as the loader draws them.
+        let k = if set.unique_keys {
+            (i * 7919) % set.records
+        } else {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % set.keys
+        };
+        let key = (k as i64).to_be_bytes();
+        let n = stores.len() as u64;
+        let store = &mut stores[(k % n) as usize];
+        let _previous = store.get(&key).map_err(|e| e.to_string())?;
+        store.put(&key, &value).map_err(|e| e.to_string())?;
+        if i % 1024 == 0 && flushed.elapsed() >= Duration::from_secs(1) {
+            for s in &mut stores {
+                s.flush().map_err(|e| e.to_string())?;
+            }
+            flushed = Instant::now();
+        }
+    }
+    for s in &mut stores {
+        s.flush().map_err(|e| e.to_string())?;
+    }
+    Ok(span.result(set.records))
 }
 
 /// Reads a child's stdout and stderr to their ends (so it never blocks on a full pipe), keeping the last lines
@@ -2445,6 +2559,38 @@ fn main() {
             row["vs_peer_rate"] = json!(rate(&peer).and_then(|p| rate(&ours).map(|o| o / p)));
             row["vs_peer_per_core"] =
                 json!(per_core(&peer).and_then(|p| per_core(&ours).map(|o| o / p)));
+            // The store's own cost where RocksDB does the work: the kv rows, and the count on a set whose keys
+            // outgrow the record cache. The bound of a row is the raw pipe's cost per record plus the store's.
+            if !plan.quick
+                && (w == KvStore || (w == Count && set.keys > 100_000))
+                && ours.get("records").is_some()
+            {
+                // The count's store holds a timestamp and a count per key.
+                let value_bytes = if w == KvStore { set.value_bytes } else { 16 };
+                let dir = h.work.path().join(h.fresh("store-alone"));
+                let alone = store_alone(&dir, set, value_bytes).unwrap_or_else(|e| {
+                    failures += 1;
+                    json!({"error": e})
+                });
+                let _ = std::fs::remove_dir_all(&dir);
+                let bound = match (limit.and_then(per_core), per_core(&alone)) {
+                    (Some(raw), Some(store)) => Some(1.0 / (1.0 / raw + 1.0 / store)),
+                    _ => None,
+                };
+                eprintln!(
+                    "[{:>5.0}s] {} / {}: RocksDB get+put alone {} rec/s/core; bound (raw pipe + store) {} \
+                     rec/s/core; ours {} ({})",
+                    started.elapsed().as_secs_f64(),
+                    set.name,
+                    w.id(),
+                    cell(&alone, |v| fmt_rate(per_core(v))),
+                    fmt_rate(bound),
+                    fmt_rate(per_core(&ours)),
+                    fmt_ratio(per_core(&ours), bound),
+                );
+                row["store_alone"] = alone;
+                row["store_bound_per_core"] = json!(bound);
+            }
             if w.eos() {
                 // The same topology at at_least_once ran just before, on the same input.
                 let alos = rows
@@ -2469,36 +2615,38 @@ fn main() {
             rows.push(row);
         }
         // Latency at fixed rates (1k/s, 10k/s, half of our maximum), each beside the raw pipe at the same rate.
-        if !set.unique_keys && set.name == plan.sets[0].name {
-            for w in [Passthrough, Count] {
+        // BENCH_LATENCY_SET and BENCH_LATENCY_WORKLOADS (ids, comma-separated) measure other rows instead.
+        let latency_set =
+            std::env::var("BENCH_LATENCY_SET").unwrap_or_else(|_| plan.sets[0].name.clone());
+        let latency_workloads: Vec<Workload> = match std::env::var("BENCH_LATENCY_WORKLOADS") {
+            Ok(ids) => ids
+                .split(',')
+                .filter_map(|id| Workload::from_id(id.trim()))
+                .collect(),
+            Err(_) => vec![Passthrough, Count],
+        };
+        if !set.unique_keys && set.name == latency_set {
+            for w in latency_workloads {
                 if !selected(w) || (plan.quick && w != Passthrough) {
                     continue;
                 }
-                let Some(max) = rows
+                let max = rows
                     .iter()
                     .rev()
                     .find(|r| r["set"] == set.name.as_str() && r["workload"] == w.id())
-                    .and_then(|r| rate(&r["ours"]))
-                else {
-                    continue;
-                };
+                    .and_then(|r| rate(&r["ours"]));
                 // BENCH_LATENCY_RATES=20000,30000 measures at these rates instead.
-                let paces: Vec<f64> = match std::env::var("BENCH_LATENCY_RATES") {
-                    Ok(r) => r.split(',').filter_map(|p| p.trim().parse().ok()).collect(),
-                    Err(_) => vec![1_000.0, 10_000.0, (max / 2.0).max(100.0)],
+                let paces: Vec<f64> = match (std::env::var("BENCH_LATENCY_RATES"), max) {
+                    (Ok(r), _) => r.split(',').filter_map(|p| p.trim().parse().ok()).collect(),
+                    (Err(_), Some(max)) => vec![1_000.0, 10_000.0, (max / 2.0).max(100.0)],
+                    (Err(_), None) => continue,
                 };
                 for pace in paces {
-                    let mut measure =
-                        |side: Workload| match h.latency(side, set, pace, plan.latency_secs, false)
-                        {
-                            Ok(v) => v,
-                            Err(e) => {
-                                failures += 1;
-                                json!({"error": e})
-                            }
-                        };
-                    let ours = measure(w);
-                    let raw = measure(RawPipe);
+                    let (ours, raw) = h.latency_pair(w, set, pace, &plan, true);
+                    failures += [&ours, &raw]
+                        .iter()
+                        .filter(|v| v.get("error").is_some())
+                        .count();
                     eprintln!(
                         "[{:>5.0}s] {} / {} at {:.0} rec/s: latency p50/p99/p999 ms: ours {}, raw pipe {}",
                         started.elapsed().as_secs_f64(),
@@ -2676,16 +2824,11 @@ fn main() {
         h.embedded_broker();
         let set = &plan.sets[0];
         for pace in [1_000.0, 10_000.0] {
-            let mut measure =
-                |side: Workload| match h.latency(side, set, pace, plan.latency_secs, false) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        failures += 1;
-                        json!({"error": e})
-                    }
-                };
-            let ours = measure(Passthrough);
-            let raw = measure(RawPipe);
+            let (ours, raw) = h.latency_pair(Passthrough, set, pace, &plan, false);
+            failures += [&ours, &raw]
+                .iter()
+                .filter(|v| v.get("error").is_some())
+                .count();
             eprintln!(
                 "[{:>5.0}s] embedded broker, {} / passthrough at {pace:.0} rec/s: latency p50/p99/p999 ms: ours {}, \
                  raw pipe {}",
@@ -2841,6 +2984,45 @@ fn main() {
              isolation.level=read_committed.\n",
         );
     }
+    let bound_rows: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r.get("store_alone").is_some())
+        .collect();
+    if !bound_rows.is_empty() {
+        md.push_str(
+            "\n| store bound | keys | value | RocksDB get+put alone rec/s/core | raw pipe rec/s/core | bound: both \
+             costs rec/s/core | ours rec/s/core | ours/bound |\n|---|---|---|---|---|---|---|---|\n",
+        );
+        for r in bound_rows {
+            let raw = r["workload"]
+                .as_str()
+                .and_then(Workload::from_id)
+                .and_then(Workload::limit)
+                .and_then(|l| {
+                    rows.iter()
+                        .find(|x| x["set"] == r["set"] && x["workload"] == l.id())
+                })
+                .map_or(&Value::Null, |x| &x["ours"]);
+            let bound = r["store_bound_per_core"].as_f64();
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                r["title"].as_str().unwrap_or(""),
+                label_keys(r["keys"].as_u64().unwrap_or(0)),
+                label_value(r["value_bytes"].as_u64().unwrap_or(0) as usize),
+                cell(&r["store_alone"], |v| fmt_rate(per_core(v))),
+                cell(raw, |v| fmt_rate(per_core(v))),
+                fmt_rate(bound),
+                cell(&r["ours"], |v| fmt_rate(per_core(v))),
+                fmt_ratio(per_core(&r["ours"]), bound),
+            ));
+        }
+        md.push_str(
+            "\nThe store alone: the row's get+put pairs (same keys, same value size; the count's 16-byte \
+             timestamped counts) straight on RocksDB stores opened as ours are (one per partition, the same \
+             64 MiB budget, flushed every second as the commits do), in the suite's process. A record of the row \
+             costs at least the raw pipe's CPU plus the store's: the bound column adds the two.\n",
+        );
+    }
     if !fixed_latency_rows.is_empty() {
         md.push_str(
             "\n| latency at a fixed rate | rate rec/s | ours p50 / p99 / p999 ms | raw pipe p50 / p99 / p999 ms | \
@@ -2861,7 +3043,9 @@ fn main() {
         md.push_str(
             "\nEnd to end: from the record's timestamp, set when the load generator sends it, to its arrival at a \
              reader of the output topic (millisecond resolution); commit interval 100 ms; every side reads with \
-             `fetch.wait.max.ms` 10.\n",
+             `fetch.wait.max.ms` 10. Each side runs `BENCH_LATENCY_REPEAT` times (3 in a full run), the sides \
+             alternating, each run on a tansu of its own; the row shows the run with the median p99 (every run's \
+             p99 in the JSON, `p99_runs_ms`).\n",
         );
     }
     if !restore_rows.is_empty() {
@@ -2910,6 +3094,7 @@ fn main() {
         "peer": quix_version.map(|v| format!("quixstreams {v}")),
         "peer_records_per_run": plan.peer_records,
         "latency_seconds": plan.latency_secs,
+        "latency_repeat": plan.latency_repeat,
         "total_seconds": total,
         "workloads": rows,
         "restore": restore_rows,

@@ -825,12 +825,30 @@ struct StreamThread<'a> {
 }
 
 /// What a stream thread's loop did since its last summary, logged at debug level once a second: rounds, records
-/// polled and processed, paused and waiting partitions, whether a commit waits for acknowledgements.
+/// polled and processed, paused and waiting partitions, whether a commit waits for acknowledgements, and the
+/// slowest round with the time of each of its phases (what a latency spike is made of).
 struct LoopStats {
     since: Instant,
     rounds: u64,
     polled: u64,
     processed_at_start: u64,
+    /// The slowest round since the last summary: its phases (poll, process, bookkeeping, commit).
+    slowest: RoundPhases,
+}
+
+/// How long each phase of one round of the loop took.
+#[derive(Clone, Copy, Default, Debug)]
+struct RoundPhases {
+    poll: Duration,
+    process: Duration,
+    bookkeeping: Duration,
+    commit: Duration,
+}
+
+impl RoundPhases {
+    fn total(&self) -> Duration {
+        self.poll + self.process + self.bookkeeping + self.commit
+    }
 }
 
 impl LoopStats {
@@ -840,6 +858,7 @@ impl LoopStats {
             rounds: 0,
             polled: 0,
             processed_at_start: 0,
+            slowest: RoundPhases::default(),
         }
     }
 }
@@ -962,6 +981,8 @@ impl StreamThread<'_> {
         let poll_batch = (max_buffered / 2).max(1);
         let idle = !self.tasks.tasks().values().any(Task::has_queued);
         let mut polled = 0usize;
+        // When nothing is queued the first poll waits for a record: the round's work starts after it.
+        let mut started = Instant::now();
         loop {
             let timeout = if polled == 0 && idle {
                 self.ctx.config.poll_timeout
@@ -969,6 +990,9 @@ impl StreamThread<'_> {
                 Duration::ZERO
             };
             let msg = consumer.poll(timeout);
+            if polled == 0 && idle {
+                started = Instant::now();
+            }
             self.apply_events(consumer)?;
             let m = match msg {
                 None => break,
@@ -1066,6 +1090,7 @@ impl StreamThread<'_> {
             return Err(e);
         }
         self.take_restored(consumer)?;
+        let polled_at = Instant::now();
         // Process what is queued, a bounded slice per task so no task starves the others. A task with several
         // inputs waits while one of them is empty and may still receive earlier records (max.task.idle.ms).
         let now = now_ms();
@@ -1083,6 +1108,7 @@ impl StreamThread<'_> {
                 Ok(())
             })?;
         }
+        let processed_at = Instant::now();
         self.collector.poll();
         self.tasks.record_offsets();
         self.publish_metrics();
@@ -1098,17 +1124,28 @@ impl StreamThread<'_> {
             }
         }
         self.collector.failure()?;
+        let kept_at = Instant::now();
         self.loop_stats.rounds += 1;
         self.loop_stats.polled += polled as u64;
         if self.loop_stats.since.elapsed() >= LOOP_SUMMARY_INTERVAL {
             self.log_loop_summary(consumer);
         }
+        let commit_started = Instant::now();
         let commit = if last_commit.elapsed() >= self.ctx.config.commit_interval {
             *last_commit = Instant::now();
             self.begin_commit(consumer)
         } else {
             self.finish_commit(consumer)
         };
+        let phases = RoundPhases {
+            poll: polled_at - started,
+            process: processed_at - polled_at,
+            bookkeeping: kept_at - processed_at,
+            commit: commit_started.elapsed(),
+        };
+        if phases.total() > self.loop_stats.slowest.total() {
+            self.loop_stats.slowest = phases;
+        }
         match commit {
             // A rebalance is under way: the revocation callback commits before the partitions move.
             // (Under exactly-once the transaction is aborted instead: see `recover`.)
@@ -1518,6 +1555,8 @@ impl StreamThread<'_> {
             waiting = ?self.waiting,
             ?positions,
             commit_pending_ms = pending.map(|d| d.as_millis() as u64),
+            slowest_round_ms = stats.slowest.total().as_secs_f64() * 1e3,
+            slowest_round = ?stats.slowest,
             "loop summary"
         );
     }
