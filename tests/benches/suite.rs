@@ -43,8 +43,9 @@
 //! Diagnostics: `STREAMS_BENCH_LOG` (a tracing filter, e.g. `streams_core=debug`) logs our instances, each
 //! latency run's worker to a file of its own; `BENCH_LATENCY_TRACE=DIR` writes every latency run's outputs (send
 //! time and latency, ms) to a file in DIR; `BENCH_LATENCY_RATES=1000,20000` sets the fixed-rate latency rows'
-//! rates, `BENCH_LATENCY_WORKLOADS=kv,count` their workloads (default passthrough and count) and
-//! `BENCH_LATENCY_SET=10k-1kib` their data set (default the first).
+//! rates, `BENCH_LATENCY_WORKLOADS=kv-store,count` their workloads (ids as in the JSON; default passthrough and
+//! count; an unknown id stops the run naming the known ones) and `BENCH_LATENCY_SET=10k-1kib` their data set
+//! (default the first).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -421,11 +422,15 @@ fn raw_worker(spec: &Spec, pipe: bool) -> Result<Value, String> {
     let latency = spec.mode == "latency";
     // BENCH_RAW_COPIES=2: the pipe writes each record twice, as a changelogged store's row writes its output and
     // its changelog record (the broker's load of such a row).
-    let copies = std::env::var("BENCH_RAW_COPIES")
-        .ok()
-        .and_then(|c| c.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
+    let copies = if pipe {
+        std::env::var("BENCH_RAW_COPIES")
+            .ok()
+            .and_then(|c| c.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1)
+    } else {
+        0
+    };
     let mut seen = 0u64;
     let mut span = None;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -436,7 +441,7 @@ fn raw_worker(spec: &Spec, pipe: bool) -> Result<Value, String> {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 span.get_or_insert_with(Span::start);
-                for _ in 0..if pipe { copies } else { 0 } {
+                for _ in 0..copies {
                     let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&spec.output);
                     if let Some(k) = m.key() {
                         r = r.key(k);
@@ -911,6 +916,21 @@ struct DataSet {
 }
 
 impl DataSet {
+    /// The input's keys in order: each key once (a permutation) for a unique-key set, else drawn from `keys`
+    /// by a fixed xorshift sequence, the same in every run.
+    fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..self.records).map(move |i| {
+            if self.unique_keys {
+                (i * 7919) % self.records
+            } else {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % self.keys
+            }
+        })
+    }
     fn input_topic(&self) -> String {
         format!("in-{}", self.name)
     }
@@ -1147,16 +1167,7 @@ impl Harness {
             }
         }
         let t0 = Instant::now();
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for i in 0..set.records {
-            let k = if set.unique_keys {
-                (i * 7919) % set.records
-            } else {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x % set.keys
-            };
+        for k in set.keys() {
             let key = (k as i64).to_be_bytes();
             send(
                 &p,
@@ -2045,17 +2056,7 @@ fn store_alone(dir: &Path, set: &DataSet, value_bytes: usize) -> Result<Value, S
     let span = Span::start();
     // Per store: when it was last flushed, and the writes since.
     let mut flushed = vec![(Instant::now(), 0u64); stores.len()];
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..set.records {
-        // The data set's keys, drawn as the loader draws them.
-        let k = if set.unique_keys {
-            (i * 7919) % set.records
-        } else {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % set.keys
-        };
+    for k in set.keys() {
         let key = (k as i64).to_be_bytes();
         let p = (k % stores.len() as u64) as usize;
         let store = &mut stores[p];
@@ -2397,6 +2398,27 @@ fn main() {
     let mut failures = 0usize;
     let mut restore_rows: Vec<Value> = Vec::new();
     let mut fixed_latency_rows: Vec<Value> = Vec::new();
+    // The fixed-rate latency rows: BENCH_LATENCY_SET and BENCH_LATENCY_WORKLOADS (ids, comma-separated) measure
+    // other rows than the first set's passthrough and count.
+    let latency_set =
+        std::env::var("BENCH_LATENCY_SET").unwrap_or_else(|_| plan.sets[0].name.clone());
+    let latency_workloads: Vec<Workload> = match std::env::var("BENCH_LATENCY_WORKLOADS") {
+        Ok(ids) => ids
+            .split(',')
+            .map(|id| {
+                Workload::from_id(id.trim()).unwrap_or_else(|| {
+                    let known: Vec<&str> = ALL.iter().map(|w| w.id()).collect();
+                    eprintln!(
+                        "error: BENCH_LATENCY_WORKLOADS: no workload '{}' (known: {})",
+                        id.trim(),
+                        known.join(", ")
+                    );
+                    std::process::exit(2)
+                })
+            })
+            .collect(),
+        Err(_) => vec![Passthrough, Count],
+    };
     // Nothing but the limits selected (`--only restart-after-kill`): no data sets either.
     let any_workload = ALL.into_iter().any(|w| !w.is_limit() && selected(w));
     for (i, set) in plan.sets.iter().filter(|_| any_workload).enumerate() {
@@ -2627,18 +2649,8 @@ fn main() {
             rows.push(row);
         }
         // Latency at fixed rates (1k/s, 10k/s, half of our maximum), each beside the raw pipe at the same rate.
-        // BENCH_LATENCY_SET and BENCH_LATENCY_WORKLOADS (ids, comma-separated) measure other rows instead.
-        let latency_set =
-            std::env::var("BENCH_LATENCY_SET").unwrap_or_else(|_| plan.sets[0].name.clone());
-        let latency_workloads: Vec<Workload> = match std::env::var("BENCH_LATENCY_WORKLOADS") {
-            Ok(ids) => ids
-                .split(',')
-                .filter_map(|id| Workload::from_id(id.trim()))
-                .collect(),
-            Err(_) => vec![Passthrough, Count],
-        };
         if !set.unique_keys && set.name == latency_set {
-            for w in latency_workloads {
+            for &w in &latency_workloads {
                 if !selected(w) || (plan.quick && w != Passthrough) {
                     continue;
                 }
