@@ -374,8 +374,14 @@ fn kill_config(
     bootstrap: &str,
     dir: &std::path::Path,
     replicas: &str,
+    ownership: &str,
 ) -> streams_dsl::streams_core::runtime::StreamsConfig {
     let mut c = streams_dsl::streams_core::runtime::StreamsConfig::new(app, bootstrap);
+    c.set("task.ownership", ownership).unwrap();
+    c.set("task.ownership.session.timeout.ms", "6000").unwrap();
+    // The changelogs here are far shorter than the default acceptable lag (10,000): with it, a copy holding
+    // nothing would count as caught up, and the assignor would move tasks between the survivors as freely.
+    c.set("acceptable.recovery.lag", "0").unwrap();
     c.set("commit.interval.ms", "200").unwrap();
     c.set("state.dir", dir.to_str().unwrap()).unwrap();
     c.set("main.consumer.session.timeout.ms", "6000").unwrap();
@@ -388,15 +394,23 @@ fn kill_config(
 #[test]
 #[ignore = "runs only as the child process of the kill tests"]
 fn standby_kill_child_process() {
-    let (Ok(bootstrap), Ok(dir), Ok(app), Ok(replicas)) = (
+    let (Ok(bootstrap), Ok(dir), Ok(app), Ok(replicas), Ok(ownership)) = (
         std::env::var("KILL_BOOTSTRAP"),
         std::env::var("KILL_STATE_DIR"),
         std::env::var("KILL_APP"),
         std::env::var("KILL_REPLICAS"),
+        std::env::var("KILL_OWNERSHIP"),
     ) else {
         return;
     };
-    let config = kill_config(&app, &bootstrap, std::path::Path::new(&dir), &replicas);
+    tests::log_from_env();
+    let config = kill_config(
+        &app,
+        &bootstrap,
+        std::path::Path::new(&dir),
+        &replicas,
+        &ownership,
+    );
     let streams = KafkaStreams::new(page_counts_topology(), config).unwrap();
     streams.start().unwrap();
     loop {
@@ -407,13 +421,23 @@ fn standby_kill_child_process() {
 /// Three instances, one of them a child process killed with SIGKILL once every count is in and committed.
 /// Returns the records the two survivors restored taking over its tasks, and how many keys those tasks held.
 fn kill_one_of_three(broker: &Broker, replicas: usize) -> Failover {
-    let app = format!("standby-kill-{replicas}");
+    kill_one_of_three_owned_by(broker, replicas, "group")
+}
+
+/// [`kill_one_of_three`] with task ownership decided by the instances (`task.ownership=library`).
+fn kill_one_of_three_library(broker: &Broker, replicas: usize) -> Failover {
+    kill_one_of_three_owned_by(broker, replicas, "library")
+}
+
+fn kill_one_of_three_owned_by(broker: &Broker, replicas: usize, ownership: &str) -> Failover {
+    let app = format!("standby-kill-{ownership}-{replicas}");
     // The child cannot use the embedded broker's in-process admin (the mock broker does not answer
     // CreateTopics): every topic exists before it starts.
     broker.create_topic("visits", 3);
     broker.create_topic(&format!("{app}-by-page-repartition"), 3);
     broker.create_topic(&format!("{app}-page-counts-changelog"), 3);
     broker.create_topic(&format!("{app}-metadata"), 1);
+    broker.create_topic(&format!("{app}-ownership"), 1);
     let bootstrap = broker.bootstrap();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -427,14 +451,26 @@ fn kill_one_of_three(broker: &Broker, replicas: usize) -> Failover {
         .env("KILL_STATE_DIR", dirs[0].path())
         .env("KILL_APP", &app)
         .env("KILL_REPLICAS", replicas.to_string())
-        .stdout(std::process::Stdio::null())
+        .env("KILL_OWNERSHIP", ownership)
+        // With STREAMS_TEST_LOG set, the child logs as the test does.
+        .stdout(if std::env::var_os("STREAMS_TEST_LOG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let restored = Arc::new(AtomicU64::new(0));
     let survivors: Vec<KafkaStreams> = (1..3)
         .map(|i| {
-            let config = kill_config(&app, &bootstrap, dirs[i].path(), &replicas.to_string());
+            let config = kill_config(
+                &app,
+                &bootstrap,
+                dirs[i].path(),
+                &replicas.to_string(),
+                ownership,
+            );
             let s = KafkaStreams::new(page_counts_topology(), config).unwrap();
             s.set_restore_listener(CountingRestores(restored.clone()));
             s.start().unwrap();
@@ -465,11 +501,50 @@ fn kill_one_of_three(broker: &Broker, replicas: usize) -> Failover {
             })
             .count()
     };
+    // Records of each partition of the repartition topic: one per visit to a page of that partition.
+    let visits_in = |p: i32| -> i64 {
+        expected
+            .iter()
+            .filter(|(page, _)| {
+                survivors[0]
+                    .query_metadata_for_key("page-counts", *page, &Serdes::string())
+                    .is_ok_and(|m| m.partition == p)
+            })
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let probe: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", &app)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    // The child committed every record of its counting tasks' input (so its changelogs hold every count).
+    let child_committed = |victim: &BTreeSet<i32>| -> bool {
+        use rdkafka::consumer::Consumer;
+        let topic = format!("{app}-by-page-repartition");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for &p in victim {
+            tpl.add_partition(&topic, p);
+        }
+        probe
+            .committed_offsets(tpl, Duration::from_secs(5))
+            .is_ok_and(|c| {
+                victim.iter().all(|&p| {
+                    c.find_partition(&topic, p)
+                        .is_some_and(|e| e.offset() == rdkafka::Offset::Offset(visits_in(p)))
+                })
+            })
+    };
     wait_until_reporting(
-        "the child to run some counting tasks, the survivors to hold their counts and copies of the child's",
+        "the child to run some counting tasks and commit all their input, the survivors to hold their counts and \
+         copies of the child's",
         Duration::from_secs(120),
         || {
             let victim = victim_tasks();
+            if !victim.is_empty() && !child_committed(&victim) {
+                return false;
+            }
             let mut held = BTreeMap::new();
             for s in &survivors {
                 if s.state() != State::Running {
@@ -573,6 +648,14 @@ fn kill_one_of_three(broker: &Broker, replicas: usize) -> Failover {
 #[test]
 fn after_a_kill_the_survivors_restore_from_their_standbys_on_the_embedded_broker() {
     compare(Broker::embedded, kill_one_of_three, 1);
+}
+
+/// The same with the instances deciding task ownership: the survivors see the killed instance's heartbeats
+/// stop, the assignor gives its tasks to the holders of their copies, and nobody starts them before the killed
+/// instance's lease would have lapsed.
+#[test]
+fn after_a_kill_with_library_ownership_the_survivors_restore_from_their_standbys_on_tansu() {
+    compare(Broker::tansu, kill_one_of_three_library, 1);
 }
 
 #[test]

@@ -65,6 +65,33 @@ pub enum GroupProtocol {
     Consumer,
 }
 
+/// Who decides which instance runs each task (`task.ownership`).
+///
+/// ```
+/// use streams_core::runtime::{StreamsConfig, TaskOwnership};
+///
+/// let mut config = StreamsConfig::new("orders", "localhost:9092");
+/// assert_eq!(config.task_ownership, TaskOwnership::Group);
+/// config.set("task.ownership", "library").unwrap();
+/// assert_eq!(config.task_ownership, TaskOwnership::Library);
+/// assert!(config.set("task.ownership", "broker").is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TaskOwnership {
+    /// The consumer group: each stream thread's consumer subscribes to the source topics and the group's
+    /// assignor (`range`, see [`GroupProtocol`]) decides, with standby copies placed around it.
+    #[default]
+    Group,
+    /// The instances themselves, on any broker: one elected instance computes the assignment with Kafka
+    /// Streams' high-availability assignor (state-aware, sticky, with warm-ups and standbys) from what every
+    /// instance reports, publishes it on the application's ownership topic, and each stream thread assigns
+    /// itself its tasks' partitions. A change moves only the tasks that move; every other task keeps
+    /// processing. See [`crate::runtime::ownership`]. Not available with `exactly_once_v2` nor with
+    /// `group.protocol=consumer`.
+    Library,
+}
+
 /// Which clients a passthrough property goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
@@ -342,6 +369,13 @@ pub struct StreamsConfig {
     pub max_warmup_replicas: usize,
     /// `group.protocol`: `classic` (default) or `consumer` (see [`GroupProtocol`]).
     pub group_protocol: GroupProtocol,
+    /// `task.ownership`: `group` (default) or `library` (see [`TaskOwnership`]).
+    pub task_ownership: TaskOwnership,
+    /// `task.ownership.session.timeout.ms` (default 10,000, at least 1,000): with `task.ownership=library`, how
+    /// long an instance that stopped heartbeating keeps its tasks before the others take them over. An
+    /// instance that cannot read its own heartbeat back for longer than two thirds of this stops its tasks
+    /// on its own, before anyone else may start them. Heartbeats go out every tenth of it.
+    pub ownership_session_timeout: Duration,
     /// `commit.interval.ms` (default 30 s at-least-once, 100 ms exactly-once, as in Kafka Streams; setting
     /// `processing.guarantee` changes it unless it was set).
     pub commit_interval: Duration,
@@ -419,6 +453,8 @@ impl fmt::Debug for StreamsConfig {
             .field("acceptable_recovery_lag", &self.acceptable_recovery_lag)
             .field("max_warmup_replicas", &self.max_warmup_replicas)
             .field("group_protocol", &self.group_protocol)
+            .field("task_ownership", &self.task_ownership)
+            .field("ownership_session_timeout", &self.ownership_session_timeout)
             .field("commit_interval", &self.commit_interval)
             .field("state_dir", &self.state_dir)
             .field("cache_max_bytes", &self.cache_max_bytes)
@@ -470,6 +506,8 @@ impl StreamsConfig {
             acceptable_recovery_lag: 10_000,
             max_warmup_replicas: 2,
             group_protocol: GroupProtocol::Classic,
+            task_ownership: TaskOwnership::Group,
+            ownership_session_timeout: Duration::from_secs(10),
             commit_interval: Duration::from_secs(30),
             state_dir: std::env::temp_dir().join("kafka-streams"),
             cache_max_bytes: 10 << 20,
@@ -581,6 +619,25 @@ impl StreamsConfig {
                         ))
                     }
                 };
+            }
+            "task.ownership" => {
+                self.task_ownership = match value.trim().to_ascii_lowercase().as_str() {
+                    "group" => TaskOwnership::Group,
+                    "library" => TaskOwnership::Library,
+                    _ => {
+                        return Err(invalid(
+                            key,
+                            format!("expected group or library, got '{value}'"),
+                        ))
+                    }
+                };
+            }
+            "task.ownership.session.timeout.ms" => {
+                let ms: u64 = parse(key, value, "milliseconds")?;
+                if ms < 1000 {
+                    return Err(invalid(key, format!("must be at least 1000, got {ms}")));
+                }
+                self.ownership_session_timeout = Duration::from_millis(ms);
             }
             "max.warmup.replicas" => {
                 let n: usize = parse(key, value, "a number of warm-up copies")?;
@@ -853,6 +910,23 @@ impl StreamsConfig {
             let props = self.client_properties(kind);
             if props != common {
                 check_security(&props, Some(kind))?;
+            }
+        }
+        if self.task_ownership == TaskOwnership::Library {
+            if self.exactly_once() {
+                return Err(invalid(
+                    "task.ownership",
+                    "library ownership is not available with processing.guarantee=exactly_once_v2: its \
+                     transactions are fenced by the consumer group's generation, which library ownership does \
+                     not use; set task.ownership=group",
+                ));
+            }
+            if self.group_protocol == GroupProtocol::Consumer {
+                return Err(invalid(
+                    "task.ownership",
+                    "library ownership assigns partitions itself and cannot be combined with \
+                     group.protocol=consumer; set one or the other",
+                ));
             }
         }
         if let Some(server) = &self.application_server {

@@ -136,6 +136,14 @@ impl Inner {
         if let Some(m) = self.metadata.lock().ok().and_then(|mut m| m.take()) {
             m.leave();
         }
+        if let Some(own) = self
+            .context
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().and_then(|c| c.ownership.get().cloned()))
+        {
+            own.leave();
+        }
     }
 }
 
@@ -778,9 +786,14 @@ impl KafkaStreams {
             standbys: Arc::new(crate::runtime::standby::Standbys::new(
                 inner.config.num_standby_replicas,
             )),
+            ownership: std::sync::OnceLock::new(),
         });
         if let Ok(mut c) = inner.context.lock() {
             *c = Some(ctx.clone());
+        }
+        if inner.config.task_ownership == crate::runtime::config::TaskOwnership::Library {
+            admin.ensure_compacted_topic(&crate::runtime::ownership::Ownership::topic(app))?;
+            return Self::start_library_ownership(inner, &ctx, metadata_for_standbys);
         }
         let standbys =
             ctx.standbys.replicas() > 0 && standby_subtopologies(&ctx).iter().any(|&r| r);
@@ -803,6 +816,163 @@ impl KafkaStreams {
         inner.transition(State::Rebalancing);
         for _ in 0..inner.config.num_stream_threads {
             Self::spawn_thread(inner, &ctx)?;
+        }
+        Ok(())
+    }
+
+    /// `task.ownership=library`: joins the ownership protocol (see [`crate::runtime::ownership`]), keeps the
+    /// standby copies it is given, and starts the stream threads, which take on the tasks it is granted.
+    fn start_library_ownership(
+        inner: &Arc<Inner>,
+        ctx: &Arc<ThreadContext>,
+        metadata: Arc<MetadataService>,
+    ) -> Result<(), StreamsError> {
+        use crate::processor::TaskId;
+        use std::collections::{BTreeMap, BTreeSet};
+        let eligible = standby_subtopologies(ctx);
+        let mut all_tasks = BTreeSet::new();
+        let mut stateful = BTreeSet::new();
+        for (sub, &count) in ctx.plan.task_counts.iter().enumerate() {
+            for partition in 0..count {
+                let t = TaskId {
+                    subtopology: sub,
+                    partition,
+                };
+                all_tasks.insert(t);
+                if eligible.get(sub).copied().unwrap_or(false) {
+                    stateful.insert(t);
+                }
+            }
+        }
+        // The changelogged stores of each sub-topology with standby copies.
+        let logged: Vec<Vec<String>> = ctx
+            .subs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if !eligible.get(i).copied().unwrap_or(false) {
+                    return Vec::new();
+                }
+                s.stores
+                    .iter()
+                    .filter(|n| ctx.topology.stores.get(*n).is_some_and(|d| d.logging))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let copies = {
+            let (ctx, logged) = (ctx.clone(), logged.clone());
+            Box::new(move || {
+                let progress = ctx.standbys.progress();
+                ctx.standbys
+                    .tasks()
+                    .into_iter()
+                    .filter_map(|t| {
+                        let stores = logged.get(t.subtopology)?;
+                        let (mut sum, mut ends) = (0i64, 0i64);
+                        for store in stores {
+                            let (at, end) = progress.get(&(store.clone(), t.partition))?;
+                            sum = sum.saturating_add((*at).max(0));
+                            ends = ends.saturating_add((*end).max(0));
+                        }
+                        (!stores.is_empty()).then_some((t, (sum, ends.max(sum))))
+                    })
+                    .collect::<BTreeMap<TaskId, (i64, i64)>>()
+            })
+        };
+        let end_offsets = {
+            let (config, topology, app) = (
+                ctx.config.clone(),
+                ctx.topology.clone(),
+                ctx.config.application_id.clone(),
+            );
+            let reader: Mutex<Option<rdkafka::consumer::BaseConsumer>> = Mutex::new(None);
+            Box::new(move |tasks: &BTreeSet<TaskId>| {
+                use rdkafka::consumer::Consumer;
+                let mut out = BTreeMap::new();
+                let Ok(mut reader) = reader.lock() else {
+                    return out;
+                };
+                if reader.is_none() {
+                    match crate::runtime::clients::client_config(
+                        &config,
+                        crate::runtime::config::ClientKind::RestoreConsumer,
+                    )
+                    .create::<rdkafka::consumer::BaseConsumer>()
+                    {
+                        Ok(c) => *reader = Some(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot create the consumer reading changelog ends");
+                            return out;
+                        }
+                    }
+                }
+                let Some(c) = reader.as_ref() else { return out };
+                'tasks: for t in tasks {
+                    let mut sum = 0i64;
+                    for store in logged.get(t.subtopology).into_iter().flatten() {
+                        let topic = topology.store_changelog_topic(&app, store);
+                        match c.fetch_watermarks(&topic, t.partition, Duration::from_secs(10)) {
+                            Ok((_, high)) => sum = sum.saturating_add(high.max(0)),
+                            Err(e) => {
+                                tracing::warn!(topic, partition = t.partition, error = %e, "cannot read a changelog's end offset");
+                                continue 'tasks;
+                            }
+                        }
+                    }
+                    out.insert(*t, sum);
+                }
+                out
+            })
+        };
+        let set_standbys = {
+            let (weak, ctx) = (Arc::downgrade(inner), ctx.clone());
+            let me = ctx.process_id.to_string();
+            Box::new(
+                move |standby: &BTreeSet<TaskId>, pending: &BTreeSet<TaskId>| {
+                    let Some(inner) = weak.upgrade() else { return };
+                    if ctx.standbys.replicas() == 0 {
+                        return;
+                    }
+                    let mut desired = standby.clone();
+                    desired.extend(ctx.standbys.tasks().intersection(pending).copied());
+                    ctx.standbys.update(&desired, &inner.local_tasks());
+                    let partitions: Vec<(String, i32)> = ctx
+                        .standbys
+                        .tasks()
+                        .into_iter()
+                        .flat_map(|t| {
+                            ctx.routing.sources[t.subtopology]
+                                .iter()
+                                .map(move |topic| (topic.clone(), t.partition))
+                        })
+                        .collect();
+                    metadata.set_standbys(&me, partitions, Vec::new());
+                },
+            )
+        };
+        if ctx.standbys.replicas() > 0 && !stateful.is_empty() {
+            ctx.standbys.start(ctx.clone())?;
+        }
+        let own = crate::runtime::ownership::Ownership::start(
+            &ctx.config,
+            &ctx.process_id,
+            crate::runtime::ownership::Hooks {
+                all_tasks,
+                stateful,
+                copies,
+                end_offsets,
+                set_standbys,
+            },
+        )?;
+        if ctx.ownership.set(own).is_err() {
+            return Err(StreamsError::processor(
+                "the ownership member was set twice",
+            ));
+        }
+        inner.transition(State::Rebalancing);
+        for _ in 0..inner.config.num_stream_threads {
+            Self::spawn_thread(inner, ctx)?;
         }
         Ok(())
     }
@@ -1040,6 +1210,14 @@ impl KafkaStreams {
                 // Its partitions are no longer served here (the group reassigns them).
                 if let Some(m) = inner.metadata.lock().ok().and_then(|m| m.clone()) {
                     m.on_thread_exit(&shared.name);
+                }
+                if let Some(own) = inner
+                    .context
+                    .lock()
+                    .ok()
+                    .and_then(|c| c.as_ref().and_then(|c| c.ownership.get().cloned()))
+                {
+                    own.unregister(&shared.name);
                 }
                 if let Err(e) = result {
                     tracing::error!(thread = %shared.name, error = %e, "stream thread failed");

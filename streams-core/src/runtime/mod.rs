@@ -37,6 +37,7 @@ pub(crate) fn kafka_error(what: &str, e: impl std::fmt::Display) -> crate::error
 }
 
 mod admin;
+mod assignor;
 mod bulk_restore;
 mod checkpoint;
 mod clients;
@@ -49,6 +50,7 @@ mod http;
 mod kafka_streams;
 mod metadata;
 mod offset_metadata;
+pub mod ownership;
 mod record_collector;
 mod restore;
 mod security;
@@ -58,7 +60,9 @@ mod task_manager;
 mod thread;
 mod thread_metadata;
 
-pub use config::{is_secret_key, ClientKind, GroupProtocol, ProcessingGuarantee, StreamsConfig};
+pub use config::{
+    is_secret_key, ClientKind, GroupProtocol, ProcessingGuarantee, StreamsConfig, TaskOwnership,
+};
 pub use embedded::{EmbeddedAdmin, EmbeddedKafka, Fault};
 pub use history::{MetricsSample, SAMPLES_KEPT, SAMPLE_INTERVAL};
 #[cfg(feature = "http")]

@@ -3,7 +3,7 @@
 //! batch, process, produce) is synchronous; restoration runs beside it on the [`StateUpdater`], and every record
 //! leaves through the thread's [`StreamsRecordCollector`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -526,6 +526,9 @@ pub(crate) struct ThreadContext {
     pub process_id: Arc<str>,
     /// Records of transactions this instance aborted, skipped when read back.
     pub aborted: Arc<crate::runtime::record_collector::AbortedRecords>,
+    /// With `task.ownership=library`: the instance's member of the ownership protocol, which tells each thread
+    /// its tasks (set once, before the threads start).
+    pub ownership: std::sync::OnceLock<Arc<crate::runtime::ownership::Ownership>>,
 }
 
 impl ThreadContext {
@@ -748,10 +751,15 @@ fn run(
             }
         },
     )?;
-    let topics: Vec<&str> = ctx.routing.readers.keys().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|e| kafka("subscribe failed", e))?;
+    if let Some(ownership) = ctx.ownership.get() {
+        // Library ownership: the thread assigns itself its tasks' partitions (see `follow_ownership`).
+        ownership.register(&shared.name);
+    } else {
+        let topics: Vec<&str> = ctx.routing.readers.keys().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| kafka("subscribe failed", e))?;
+    }
     let mut t = StreamThread {
         ctx,
         shared,
@@ -765,6 +773,8 @@ fn run(
         last_snapshot: Instant::now(),
         loop_stats: LoopStats::new(),
         connection_failure_since: None,
+        owned: BTreeSet::new(),
+        ownership_version: 0,
     };
     // A panic in application code is caught per task (naming it); this catches the rest, so the thread stops as
     // on a returned error.
@@ -822,6 +832,10 @@ struct StreamThread<'a> {
     /// When the consumer first reported a TLS or authentication failure that its error callback has not
     /// reported yet.
     connection_failure_since: Option<Instant>,
+    /// With library ownership: the tasks this thread holds (restoring or running).
+    owned: BTreeSet<TaskId>,
+    /// With library ownership: the version of the wanted tasks applied last.
+    ownership_version: u64,
 }
 
 /// What a stream thread's loop did since its last summary, logged at debug level once a second: rounds, records
@@ -977,6 +991,7 @@ impl StreamThread<'_> {
         consumer: &BaseConsumer<StreamsConsumerContext>,
         last_commit: &mut Instant,
     ) -> Result<(), StreamsError> {
+        self.follow_ownership(consumer)?;
         let max_buffered = self.ctx.config.buffered_records_per_partition;
         let poll_batch = (max_buffered / 2).max(1);
         let idle = !self.tasks.tasks().values().any(Task::has_queued);
@@ -1131,6 +1146,11 @@ impl StreamThread<'_> {
             self.log_loop_summary(consumer);
         }
         let commit_started = Instant::now();
+        // Library ownership: a thread whose instance lost its lease must not commit; the next round drops its
+        // tasks.
+        if self.ctx.ownership.get().is_some_and(|o| !o.lease_valid()) && !self.owned.is_empty() {
+            return Ok(());
+        }
         let commit = if last_commit.elapsed() >= self.ctx.config.commit_interval {
             *last_commit = Instant::now();
             self.begin_commit(consumer)
@@ -1602,6 +1622,98 @@ impl StreamThread<'_> {
         }
     }
 
+    /// Library ownership: applies the tasks the instance's ownership member wants this thread to run. Tasks
+    /// given up are committed, flushed, checkpointed and closed first, their partitions unassigned; new ones are
+    /// assigned paused, and resume once restored. Every other task keeps processing. When the instance's lease
+    /// has lapsed, every task is dropped as lost (closed without committing).
+    fn follow_ownership(
+        &mut self,
+        consumer: &BaseConsumer<StreamsConsumerContext>,
+    ) -> Result<(), StreamsError> {
+        let Some(own) = self.ctx.ownership.get().cloned() else {
+            return Ok(());
+        };
+        if !self.owned.is_empty() && !own.lease_valid() {
+            tracing::warn!(thread = %self.shared.name, tasks = ?self.owned, "the ownership lease lapsed (heartbeats not read back): dropping the tasks as lost");
+            consumer.context().on_lost("the ownership lease lapsed");
+            self.apply_events(consumer)?;
+            consumer
+                .unassign()
+                .map_err(|e| kafka("unassigning the lost partitions", e))?;
+            self.owned.clear();
+            own.report_held(&self.shared.name, BTreeSet::new());
+            self.ownership_version = 0;
+            return Ok(());
+        }
+        if own.version() == self.ownership_version {
+            return Ok(());
+        }
+        let (version, wanted) = own.wanted(&self.shared.name);
+        self.ownership_version = version;
+        let sources = &self.ctx.routing.sources;
+        let parts = |tasks: &mut dyn Iterator<Item = &TaskId>| -> Vec<(String, i32)> {
+            tasks
+                .flat_map(|t| {
+                    sources[t.subtopology]
+                        .iter()
+                        .map(move |topic| (topic.clone(), t.partition))
+                })
+                .collect()
+        };
+        let tpl = |parts: &[(String, i32)]| {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, p) in parts {
+                tpl.add_partition(topic, *p);
+            }
+            tpl
+        };
+        let revoked: Vec<(String, i32)> = parts(&mut self.owned.difference(&wanted));
+        if !revoked.is_empty() {
+            match self.commit_and_checkpoint(consumer) {
+                Err(StreamsError::TaskMigrated(e)) => {
+                    tracing::warn!(thread = %self.shared.name, error = %e, "commit before giving tasks up refused")
+                }
+                r => r?,
+            }
+            let kept = parts(&mut self.owned.intersection(&wanted));
+            self.shared
+                .events
+                .lock()
+                .map_err(|_| kafka("events", "poisoned"))?
+                .push(Event::PartlyRevoked {
+                    revoked: revoked.iter().cloned().collect(),
+                    kept,
+                });
+            self.apply_events(consumer)?;
+            consumer
+                .incremental_unassign(&tpl(&revoked))
+                .map_err(|e| kafka("unassigning the partitions of tasks given up", e))?;
+            tracing::info!(thread = %self.shared.name, tasks = ?self.owned.difference(&wanted).collect::<Vec<_>>(), "tasks given up");
+        }
+        let added = parts(&mut wanted.difference(&self.owned));
+        if !added.is_empty() {
+            let added_tpl = tpl(&added);
+            consumer
+                .incremental_assign(&added_tpl)
+                .map_err(|e| kafka("assigning the partitions of new tasks", e))?;
+            consumer
+                .pause(&added_tpl)
+                .map_err(|e| kafka("pausing the partitions of new tasks", e))?;
+            tracing::info!(thread = %self.shared.name, tasks = ?wanted.difference(&self.owned).collect::<Vec<_>>(), "tasks taken on");
+            self.shared
+                .events
+                .lock()
+                .map_err(|_| kafka("events", "poisoned"))?
+                .push(Event::Assigned(parts(&mut wanted.iter())));
+            self.apply_events(consumer)?;
+        } else if self.shared.state() == ThreadState::Starting {
+            self.shared.set_state(ThreadState::Running);
+        }
+        self.owned = wanted;
+        own.report_held(&self.shared.name, self.owned.clone());
+        Ok(())
+    }
+
     fn apply_events(
         &mut self,
         consumer: &BaseConsumer<StreamsConsumerContext>,
@@ -1691,7 +1803,14 @@ impl StreamThread<'_> {
         if let Ok(mut s) = self.shared.snapshot.lock() {
             s.tasks.clear();
         }
-        consumer.unsubscribe();
+        if let Some(own) = self.ctx.ownership.get() {
+            if let Err(e) = consumer.unassign() {
+                tracing::debug!(error = %e, "unassigning at shutdown");
+            }
+            own.report_held(&self.shared.name, BTreeSet::new());
+        } else {
+            consumer.unsubscribe();
+        }
         result
     }
 }
