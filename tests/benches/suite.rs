@@ -24,7 +24,8 @@
 //! committed, then 100,000 updates (10,000; `BENCH_FAILOVER_TAIL`): the time from the kill until the two
 //! survivors run every task and until all input is processed, the records they restored, and the share of
 //! stale-allowed queries for the killed instance's keys answered meanwhile; without and with one standby
-//! replica. `--only failover` runs it alone.
+//! replica, with the consumer group deciding which instance runs each task and then with the instances deciding
+//! (`task.ownership=library`). `--only failover` runs it alone.
 //!
 //! `bash scripts/bench.sh suite [--quick]` builds and runs it (and installs the peer into a private virtual
 //! environment); `cargo bench -p tests --bench suite -- [--quick] [--no-peer] [--only NAME] [--out DIR] [--perf NAME]
@@ -293,6 +294,8 @@ struct Spec {
     commit_ms: u64,
     /// num.standby.replicas.
     standbys: u64,
+    /// task.ownership=library (else the consumer group decides).
+    library: bool,
 }
 
 impl Spec {
@@ -311,6 +314,7 @@ impl Spec {
             "state_dir": self.state_dir,
             "commit_ms": self.commit_ms,
             "standbys": self.standbys,
+            "library": self.library,
         })
     }
     fn from_json(v: &Value) -> Result<Spec, String> {
@@ -342,6 +346,7 @@ impl Spec {
             state_dir: PathBuf::from(s("state_dir")?),
             commit_ms: v["commit_ms"].as_u64().unwrap_or(1000),
             standbys: v["standbys"].as_u64().unwrap_or(0),
+            library: v["library"].as_bool().unwrap_or(false),
         })
     }
 }
@@ -595,6 +600,10 @@ fn streams_config(spec: &Spec) -> Result<StreamsConfig, String> {
     set(&mut c, "main.consumer.heartbeat.interval.ms", "500")?;
     if spec.standbys > 0 {
         set(&mut c, "num.standby.replicas", &spec.standbys.to_string())?;
+    }
+    if spec.library {
+        set(&mut c, "task.ownership", "library")?;
+        set(&mut c, "task.ownership.session.timeout.ms", "6000")?;
     }
     set(
         &mut c,
@@ -1203,6 +1212,7 @@ impl Harness {
             // The same interval at both guarantees, so their ratio is the cost of the transactions alone.
             commit_ms: if mode == "latency" { 100 } else { 1000 },
             standbys: 0,
+            library: false,
         }
     }
 
@@ -1326,6 +1336,7 @@ impl Harness {
             // exactly_once_v2's default, at both guarantees.
             commit_ms: 100,
             standbys: 0,
+            library: false,
         };
         let mut child = self.spawn(&spec, false).map_err(|e| e.to_string())?;
         let output = drain_tail(&mut child);
@@ -1463,7 +1474,13 @@ impl Harness {
     /// meanwhile, a client asking the survivors over and over for a sample of the killed instance's keys, with
     /// stale reads allowed: the share of the queries answered. The survivors' stores must then count every
     /// record (at least once).
-    fn failover(&self, keys: u64, tail: u64, replicas: u64) -> Result<Value, String> {
+    fn failover(
+        &self,
+        keys: u64,
+        tail: u64,
+        replicas: u64,
+        library: bool,
+    ) -> Result<Value, String> {
         let input = self.topic_with(&self.fresh("failover-in"), FAILOVER_PARTITIONS);
         let p = producer(&self.bootstrap, "5");
         let send_key = |p: &BaseProducer, key: i64| {
@@ -1480,7 +1497,8 @@ impl Harness {
         }
         p.flush(Duration::from_secs(300))
             .map_err(|e| format!("writing {input}: {e}"))?;
-        let app = self.fresh(&format!("bench-failover-{replicas}"));
+        let ownership = if library { "library" } else { "group" };
+        let app = self.fresh(&format!("bench-failover-{ownership}-{replicas}"));
         let offsets =
             GroupOffsets::with_partitions(&self.bootstrap, &app, &input, FAILOVER_PARTITIONS)?;
         let built = offsets.ends()?;
@@ -1499,6 +1517,7 @@ impl Harness {
             state_dir: self.work.path().join(&app).join(format!("instance-{i}")),
             commit_ms: 100,
             standbys: replicas,
+            library,
         };
         let mut child = Killed(self.spawn(&spec_of(0), false).map_err(|e| e.to_string())?);
         let child_output = drain_tail(&mut child.0);
@@ -1525,6 +1544,10 @@ impl Harness {
             for s in &survivors {
                 scope.spawn(|| s.close(Duration::from_secs(60)));
             }
+        });
+        let result = result.map(|mut v| {
+            v["ownership"] = json!(ownership);
+            v
         });
         result.map_err(|e| {
             drop(child);
@@ -2143,7 +2166,8 @@ impl StateRestoreListener for RestoredRecords {
     }
 }
 
-/// The failover measurement as a Markdown table: a row without standbys, a row with.
+/// The failover measurement as a Markdown table: for the group deciding ownership and then the instances, a row
+/// without standbys and a row with.
 fn failover_table(rows: &[Value]) -> String {
     let mut md = String::new();
     let Some(first) = rows.first() else {
@@ -2156,20 +2180,22 @@ fn failover_table(rows: &[Value]) -> String {
          every task that moved (the group's range assignor may move a survivor's task to the other survivor \
          too); queries: a client asking the survivors for {} of the killed instance's keys over and over, stale \
          reads allowed, until all input is processed.\n\n\
-         | standby replicas | keys moved | records restored | every task running after s | all input processed \
-         after s | queries answered | store keys / records counted |\n|---|---|---|---|---|---|---|\n",
+         | task.ownership | standby replicas | keys moved | records restored | every task running after s | all \
+         input processed after s | queries answered | store keys / records counted |\n|---|---|---|---|---|---|---|---|\n",
         first["keys"], first["tail"], FAILOVER_QUERY_KEYS
     ));
     for r in rows {
         if let Some(e) = r["error"].as_str() {
             md.push_str(&format!(
-                "| {} | **error**: {e} | | | | | |\n",
+                "| {} | {} | **error**: {e} | | | | | |\n",
+                r["ownership"].as_str().unwrap_or("group"),
                 r["standby_replicas"]
             ));
             continue;
         }
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} of {} ({:.2}%) | {} / {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} of {} ({:.2}%) | {} / {} |\n",
+            r["ownership"].as_str().unwrap_or("group"),
             r["standby_replicas"],
             r["keys_moved"],
             r["restored"],
@@ -2810,24 +2836,31 @@ fn main() {
     // Failover after kill -9 of one of three instances, without and with a standby replica.
     let mut failover_rows: Vec<Value> = Vec::new();
     if only.as_deref().is_none_or(|o| FAILOVER_ID.contains(o)) {
-        for replicas in [0, 1] {
-            if any_workload || kill.is_some() || replicas > 0 {
+        // The consumer group deciding which instance runs each task, then the instances deciding it
+        // (task.ownership=library).
+        for (i, (library, replicas)) in [(false, 0), (false, 1), (true, 0), (true, 1)]
+            .into_iter()
+            .enumerate()
+        {
+            let ownership = if library { "library" } else { "group" };
+            if any_workload || kill.is_some() || i > 0 {
                 h.fresh_broker();
             }
             eprintln!(
-                "[{:>5.0}s] failover after kill -9: {} keys on three instances, {replicas} standby replicas",
+                "[{:>5.0}s] failover after kill -9: {} keys on three instances, {replicas} standby replicas, \
+                 task.ownership={ownership}",
                 started.elapsed().as_secs_f64(),
                 plan.failover_keys,
             );
             let r = h
-                .failover(plan.failover_keys, plan.failover_tail, replicas)
+                .failover(plan.failover_keys, plan.failover_tail, replicas, library)
                 .unwrap_or_else(|e| {
                     failures += 1;
-                    json!({"standby_replicas": replicas, "error": e})
+                    json!({"standby_replicas": replicas, "ownership": ownership, "error": e})
                 });
             eprintln!(
-                "[{:>5.0}s] failover, {replicas} standby replicas: {} records restored, every task running after \
-                 {} s, all input processed after {} s, {} of {} queries answered",
+                "[{:>5.0}s] failover, {replicas} standby replicas, task.ownership={ownership}: {} records restored, \
+                 every task running after {} s, all input processed after {} s, {} of {} queries answered",
                 started.elapsed().as_secs_f64(),
                 r["restored"],
                 fmt_secs(&r["running_s"]),
