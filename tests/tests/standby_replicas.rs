@@ -761,7 +761,23 @@ fn start_counting(
     replicas: usize,
     restored: &Arc<AtomicU64>,
 ) -> KafkaStreams {
+    start_counting_owned_by(broker, app, dir, replicas, restored, "group")
+}
+
+/// [`start_counting`] with `task.ownership` set to `ownership`.
+fn start_counting_owned_by(
+    broker: &Broker,
+    app: &str,
+    dir: &std::path::Path,
+    replicas: usize,
+    restored: &Arc<AtomicU64>,
+    ownership: &str,
+) -> KafkaStreams {
     let (mut config, admin) = broker.config(app, dir);
+    config.set("task.ownership", ownership).unwrap();
+    config
+        .set("task.ownership.session.timeout.ms", "6000")
+        .unwrap();
     config
         .set("num.standby.replicas", &replicas.to_string())
         .unwrap();
@@ -846,11 +862,22 @@ fn describe_all(instances: &[&KafkaStreams]) -> String {
 /// to settle (and, with standbys, the copies to catch up) before the next. Returns what the restarts made the
 /// instances restore, against the keys of the state.
 fn rolling_restart(broker: &Broker, replicas: usize) -> Failover {
-    let app = format!("standby-roll-{replicas}");
+    rolling_restart_owned_by(broker, replicas, "group")
+}
+
+/// [`rolling_restart`] with the instances deciding task ownership (`task.ownership=library`).
+fn rolling_restart_library(broker: &Broker, replicas: usize) -> Failover {
+    rolling_restart_owned_by(broker, replicas, "library")
+}
+
+fn rolling_restart_owned_by(broker: &Broker, replicas: usize, ownership: &str) -> Failover {
+    let app = format!("standby-roll-{ownership}-{replicas}");
     broker.create_topic("visits", 3);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let restored = Arc::new(AtomicU64::new(0));
-    let start = |i: usize| start_counting(broker, &app, dirs[i].path(), replicas, &restored);
+    let start = |i: usize| {
+        start_counting_owned_by(broker, &app, dirs[i].path(), replicas, &restored, ownership)
+    };
     let mut instances: Vec<KafkaStreams> = (0..3).map(start).collect();
     let expected = produce_visits(&broker.bootstrap(), VISITS, PAGES);
     let settle = |instances: &[&KafkaStreams], what: &str| {
@@ -882,7 +909,7 @@ fn rolling_restart(broker: &Broker, replicas: usize) -> Failover {
         Duration::from_secs(60),
     );
     println!(
-        "rolling restart, num.standby.replicas={replicas}: the instances restored {restored} records, for state of {} keys",
+        "rolling restart, task.ownership={ownership}, num.standby.replicas={replicas}: the instances restored {restored} records, for state of {} keys",
         expected.len()
     );
     Failover {
@@ -908,6 +935,13 @@ fn a_rolling_restart_restores_nothing_with_standbys_on_tansu() {
     compare(Broker::tansu, rolling_restart, 1);
 }
 
+/// With the instances deciding ownership, a leaving instance's tasks go to the holders of their copies, and a
+/// returning one warms up copies before it is given tasks again: one replica is enough, on any broker.
+#[test]
+fn a_rolling_restart_with_library_ownership_restores_nothing_with_standbys_on_tansu() {
+    compare(Broker::tansu, rolling_restart_library, 1);
+}
+
 /// What scaling one instance out to three and back did.
 struct Scaling {
     /// Records the two new instances restored taking their tasks.
@@ -922,11 +956,18 @@ struct Scaling {
 
 /// One instance, then three (counting more visits), then one again. Nothing is lost at either step; the
 /// restore counts say how the state followed the tasks.
-fn scale_out_and_in(broker: &Broker, replicas: usize) -> Scaling {
-    let app = format!("standby-scale-{replicas}");
+fn scale_out_and_in(broker: &Broker, replicas: usize, ownership: &str) -> Scaling {
+    let app = format!("standby-scale-{ownership}-{replicas}");
     broker.create_topic("visits", 3);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let (restored_a, restored_new) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let start_counting = |broker: &Broker,
+                          app: &str,
+                          dir: &std::path::Path,
+                          replicas: usize,
+                          restored: &Arc<AtomicU64>| {
+        start_counting_owned_by(broker, app, dir, replicas, restored, ownership)
+    };
     let a = start_counting(broker, &app, dirs[0].path(), replicas, &restored_a);
     let first = produce_visits(&broker.bootstrap(), VISITS / 2, PAGES);
     wait_until_reporting(
@@ -963,7 +1004,7 @@ fn scale_out_and_in(broker: &Broker, replicas: usize) -> Scaling {
     let restored_in = restored_a.load(std::sync::atomic::Ordering::Relaxed) - before;
     assert!(a.close(Duration::from_secs(30)));
     println!(
-        "scale 1 -> 3 -> 1, num.standby.replicas={replicas}: the new instances restored {restored_out} records \
+        "scale 1 -> 3 -> 1, task.ownership={ownership}, num.standby.replicas={replicas}: the new instances restored {restored_out} records \
          taking tasks holding {keys_out} keys; A restored {restored_in} taking back tasks holding {keys_back} keys"
     );
     Scaling {
@@ -979,15 +1020,27 @@ fn scale_out_and_in(broker: &Broker, replicas: usize) -> Scaling {
 /// these have caught up, restoring at most 1% of the keys. Scaling back in, the one instance left restores
 /// what the others added to their tasks' changelogs, unless it kept copies of them: with two replicas every
 /// instance keeps a copy of every task it does not run, and restores at most 1% of the keys.
-fn compare_scaling(broker: fn() -> Broker) {
-    let without = scale_out_and_in(&broker(), 0);
-    let with = scale_out_and_in(&broker(), 2);
-    assert!(
-        without.restored_out >= without.keys_out && without.keys_out > 0,
-        "without standbys the new instances restored {} records taking tasks holding {} keys",
-        without.restored_out,
-        without.keys_out
-    );
+fn compare_scaling(broker: fn() -> Broker, ownership: &str) {
+    let without = scale_out_and_in(&broker(), 0, ownership);
+    let with = scale_out_and_in(&broker(), 2, ownership);
+    if ownership == "library" {
+        // The assignor gives warm-up copies even without standby replicas: a new instance is given a task only
+        // once its copy caught up.
+        assert!(
+            without.restored_out * 100 <= without.keys_out && without.keys_out > 0,
+            "with library ownership and no standbys the new instances restored {} records taking tasks holding \
+             {} keys (their warm-up copies should have caught up first)",
+            without.restored_out,
+            without.keys_out
+        );
+    } else {
+        assert!(
+            without.restored_out >= without.keys_out && without.keys_out > 0,
+            "without standbys the new instances restored {} records taking tasks holding {} keys",
+            without.restored_out,
+            without.keys_out
+        );
+    }
     assert!(
         with.restored_out * 100 <= with.keys_out && with.keys_out > 0,
         "with warm-ups the new instances restored {} records taking tasks holding {} keys",
@@ -1011,5 +1064,13 @@ fn compare_scaling(broker: fn() -> Broker) {
 /// current generation), so there the tasks that move at a scale-out can be counted again from an older commit.
 #[test]
 fn scaling_one_to_three_to_one_keeps_every_count_on_tansu() {
-    compare_scaling(Broker::tansu);
+    compare_scaling(Broker::tansu, "group");
+}
+
+/// The same with the instances deciding task ownership: the new instances are given a task only once their
+/// warm-up copies caught up, with or without standby replicas; scaling back in, the one left takes the others'
+/// tasks from its copies (with two replicas) or restores what they added (without).
+#[test]
+fn scaling_one_to_three_to_one_with_library_ownership_keeps_every_count_on_tansu() {
+    compare_scaling(Broker::tansu, "library");
 }

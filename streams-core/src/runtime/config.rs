@@ -365,7 +365,8 @@ pub struct StreamsConfig {
     pub acceptable_recovery_lag: i64,
     /// `max.warmup.replicas` (default 2, at least 1): with standby replicas, how many warm-up copies each instance
     /// keeps catching up at once; the others start as those catch up (see [`crate::runtime::standby`]). Kafka
-    /// Streams counts them over the whole application; here each instance counts its own.
+    /// Streams counts them over the whole application; here each instance counts its own, except with
+    /// `task.ownership=library`, whose assignor counts them over the application as Kafka Streams does.
     pub max_warmup_replicas: usize,
     /// `group.protocol`: `classic` (default) or `consumer` (see [`GroupProtocol`]).
     pub group_protocol: GroupProtocol,

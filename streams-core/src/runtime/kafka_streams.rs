@@ -931,9 +931,6 @@ impl KafkaStreams {
             Box::new(
                 move |standby: &BTreeSet<TaskId>, pending: &BTreeSet<TaskId>| {
                     let Some(inner) = weak.upgrade() else { return };
-                    if ctx.standbys.replicas() == 0 {
-                        return;
-                    }
                     let mut desired = standby.clone();
                     desired.extend(ctx.standbys.tasks().intersection(pending).copied());
                     ctx.standbys.update(&desired, &inner.local_tasks());
@@ -951,7 +948,8 @@ impl KafkaStreams {
                 },
             )
         };
-        if ctx.standbys.replicas() > 0 && !stateful.is_empty() {
+        // Warm-up copies are standby copies too: the assignor gives them even without standby replicas.
+        if !stateful.is_empty() {
             ctx.standbys.start(ctx.clone())?;
         }
         let own = crate::runtime::ownership::Ownership::start(
@@ -1263,6 +1261,9 @@ impl KafkaStreams {
                 shared,
                 handle: Some(handle),
             });
+        // The thread may have changed state before its slot was listed (with library ownership it is Running at
+        // once when it is given no task yet): derive the instance's state again now that it is.
+        inner.on_thread_state_change();
         Ok(())
     }
 

@@ -325,6 +325,8 @@ struct State {
     last_said: Option<(Vec<TaskKey>, usize)>,
     last_heartbeat: Option<Instant>,
     left: bool,
+    /// Whether the instance warned that it cannot read its own heartbeat back.
+    warned: bool,
 }
 
 /// The instance's member of the ownership protocol (see the module documentation).
@@ -332,6 +334,8 @@ pub(crate) struct Ownership {
     me: String,
     topic: String,
     session: Duration,
+    /// When the instance joined.
+    started: Instant,
     configs: AssignmentConfigs,
     hooks: Hooks,
     producer: BaseProducer<StreamsClientContext>,
@@ -396,6 +400,7 @@ impl Ownership {
         let me = Arc::new(Ownership {
             me: process_id.to_string(),
             topic,
+            started: Instant::now(),
             session: config.ownership_session_timeout,
             configs: AssignmentConfigs {
                 acceptable_recovery_lag: u64::try_from(config.acceptable_recovery_lag).unwrap_or(0),
@@ -413,6 +418,7 @@ impl Ownership {
                 last_said: None,
                 last_heartbeat: None,
                 left: false,
+                warned: false,
             }),
             lease_until: Mutex::new(None),
             version: AtomicU64::new(1),
@@ -493,7 +499,16 @@ impl Ownership {
                 }
                 s.sent.retain(|&k, _| k >= seq);
             }
-            (s.caught_up && s.view.own_seq(&self.me).is_some()).then(|| s.view.clone())
+            let ready = s.caught_up && s.view.own_seq(&self.me).is_some();
+            if !ready && !s.warned && now.duration_since(self.started) > self.session {
+                s.warned = true;
+                tracing::warn!(
+                    topic = %self.topic,
+                    "this instance has not read its own heartbeat back from the ownership topic within the \
+                     session timeout: it takes on no task until it does (check that it may read and write the topic)"
+                );
+            }
+            ready.then(|| s.view.clone())
         };
         if let Some(next) = view.and_then(|v| self.compute(&v, now)) {
             tracing::info!(

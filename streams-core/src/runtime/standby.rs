@@ -30,9 +30,11 @@
 //!   standbys as they are.
 //! - Fewer candidates than replicas: each candidate keeps one copy, no more.
 //!
-//! Which instance runs each task is still decided by the consumer group (librdkafka's `range` assignor); the
-//! standbys make a move cheap when it lands on an instance holding a copy (always, with two instances and one
-//! replica), and cost a full restore otherwise, as before.
+//! With `task.ownership=group` (the default), which instance runs each task is decided by the consumer group
+//! (librdkafka's `range` assignor); the standbys make a move cheap when it lands on an instance holding a copy
+//! (always, with two instances and one replica), and cost a full restore otherwise, as before. With
+//! `task.ownership=library` none of this placement runs: the instances' own assignment says which standby
+//! copies each keeps (see [`crate::runtime::ownership`]).
 //!
 //! # Warm-up before joining
 //!
