@@ -658,6 +658,17 @@ impl Ownership {
         // The broker's answer, or a copy's own view of the ends when that is further along (a broker may answer
         // with an end it has since passed).
         let mut end_offsets = (self.hooks.end_offsets)(&self.hooks.stateful);
+        if self
+            .hooks
+            .stateful
+            .iter()
+            .any(|t| !end_offsets.contains_key(t))
+        {
+            // Without the ends every copy would look caught up, and tasks would move to empty stores. Kafka
+            // Streams keeps the previous assignment then; here the next step tries again.
+            tracing::warn!("the changelogs' end offsets could not be read: the assignment is not recomputed now");
+            return None;
+        }
         for m in live.keys() {
             for &(t, _, end) in &view.members[m].heartbeat.copies {
                 let t = task(t);

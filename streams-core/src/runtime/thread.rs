@@ -1706,7 +1706,16 @@ impl StreamThread<'_> {
                 .map_err(|_| kafka("events", "poisoned"))?
                 .push(Event::Assigned(parts(&mut wanted.iter())));
             self.apply_events(consumer)?;
-        } else if self.shared.state() == ThreadState::Starting {
+        } else if !self.tasks.restoring()
+            && matches!(
+                self.shared.state(),
+                ThreadState::Starting
+                    | ThreadState::PartitionsRevoked
+                    | ThreadState::PartitionsAssigned
+            )
+        {
+            // Nothing to restore (no task yet, or tasks given up, or the lease lapsed and came back): the thread
+            // runs what it has.
             self.shared.set_state(ThreadState::Running);
         }
         self.owned = wanted;
