@@ -1264,6 +1264,40 @@ mod tests {
         assert!(format!("{c:?}").contains("LogAndContinueProcessing"));
     }
 
+    /// Library ownership commits without a group generation: exactly-once (fenced by that generation) and the
+    /// consumer group protocol (which assigns partitions itself) are refused with it, naming the key.
+    #[test]
+    fn library_ownership_is_refused_with_exactly_once_and_the_consumer_group_protocol() {
+        let mut c = StreamsConfig::new("app", "b:9092");
+        c.set("task.ownership", "library").unwrap();
+        assert!(c.validate().is_ok());
+        for (key, value) in [
+            ("processing.guarantee", "exactly_once_v2"),
+            ("group.protocol", "consumer"),
+        ] {
+            let mut bad = c.clone();
+            bad.set(key, value).unwrap();
+            match bad.validate() {
+                Err(StreamsError::Config { key, message }) => {
+                    assert_eq!(key, "task.ownership");
+                    assert!(
+                        message.contains("task.ownership=group")
+                            || message.contains("one or the other")
+                    );
+                }
+                other => panic!("{key}={value} with library ownership: {other:?}"),
+            }
+        }
+        match c.set("task.ownership.session.timeout.ms", "999") {
+            Err(StreamsError::Config { key, .. }) => {
+                assert_eq!(key, "task.ownership.session.timeout.ms")
+            }
+            other => panic!("a session under a second: {other:?}"),
+        }
+        c.set("task.ownership.session.timeout.ms", "6000").unwrap();
+        assert_eq!(c.ownership_session_timeout, Duration::from_secs(6));
+    }
+
     #[test]
     fn exactly_once_commits_every_100_ms_unless_the_interval_was_set() {
         let mut c = StreamsConfig::new("app", "b:9092");
