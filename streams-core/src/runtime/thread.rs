@@ -1105,6 +1105,11 @@ impl StreamThread<'_> {
             return Err(e);
         }
         self.take_restored(consumer)?;
+        // Library ownership: a thread that slept past its instance's lease (paused, starved) must not process
+        // what it polled: the tasks may run elsewhere already. The next round drops them.
+        if !self.owned.is_empty() && self.ctx.ownership.get().is_some_and(|o| !o.lease_valid()) {
+            return Ok(());
+        }
         let polled_at = Instant::now();
         // Process what is queued, a bounded slice per task so no task starves the others. A task with several
         // inputs waits while one of them is empty and may still receive earlier records (max.task.idle.ms).
