@@ -62,8 +62,8 @@
 //! An instance that cannot heartbeat (paused, cut off from the broker) must stop before anyone else starts
 //! its tasks. Each instance holds a lease: two thirds of the session timeout from the moment it sent its
 //! latest heartbeat that it has read back. The others start its tasks no earlier than a whole session timeout
-//! after they read that heartbeat, which is later. A thread checks the lease before each round and each
-//! commit; once it has lapsed the thread drops its tasks as lost (closed without committing, flushing or
+//! after they read that heartbeat, which is later. A thread checks the lease before each round, before
+//! processing what it polled and before each commit; once it has lapsed the thread drops its tasks as lost (closed without committing, flushing or
 //! checkpointing) until the lease is renewed and a claim is granted again. The bound needs only that the
 //! instances' clocks run at about the same rate, not that they agree. Under at-least-once, records a paused
 //! instance had already handed to its producer may still land after its lease lapsed, as they may in Kafka
