@@ -968,26 +968,10 @@ fn rolling_restart_owned_by(broker: &Broker, replicas: usize, ownership: &str) -
         );
     }
     let restored = restored.load(std::sync::atomic::Ordering::Relaxed) - before;
-    // One at a time, each once the others are running again: a consumer leaving while its group rebalances
-    // can wait in librdkafka's close for the rebalance to end (the embedded broker holds it up to the
-    // rebalance timeout, 300 s; seen with all three closing at once).
-    for i in 0..3 {
-        assert!(
-            instances[i].close(Duration::from_secs(60)),
-            "instance {i} did not close in time: {}",
-            describe_instance(&instances[i])
-        );
-        wait_until_reporting(
-            "the remaining instances to run again",
-            Duration::from_secs(60),
-            || {
-                instances[i + 1..]
-                    .iter()
-                    .all(|s| s.state() == State::Running)
-            },
-            || describe_all(&instances[i + 1..].iter().collect::<Vec<_>>()),
-        );
-    }
+    close_all(
+        &instances.iter().collect::<Vec<_>>(),
+        Duration::from_secs(60),
+    );
     println!(
         "rolling restart, task.ownership={ownership}, num.standby.replicas={replicas}: the instances restored {restored} records, for state of {} keys",
         expected.len()
