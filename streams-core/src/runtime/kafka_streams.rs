@@ -938,11 +938,7 @@ impl KafkaStreams {
                         .standbys
                         .tasks()
                         .into_iter()
-                        .flat_map(|t| {
-                            ctx.routing.sources[t.subtopology]
-                                .iter()
-                                .map(move |topic| (topic.clone(), t.partition))
-                        })
+                        .flat_map(|t| ctx.task_partitions(t))
                         .collect();
                     metadata.set_standbys(&me, partitions, Vec::new());
                 },
@@ -1161,11 +1157,7 @@ impl KafkaStreams {
                         .standbys
                         .tasks()
                         .into_iter()
-                        .flat_map(|t| {
-                            ctx.routing.sources[t.subtopology]
-                                .iter()
-                                .map(move |topic| (topic.clone(), t.partition))
-                        })
+                        .flat_map(|t| ctx.task_partitions(t))
                         .collect();
                     metadata.set_standbys(&me, partitions, inner.member_ids());
                     drop(inner);

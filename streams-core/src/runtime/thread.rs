@@ -532,6 +532,13 @@ pub(crate) struct ThreadContext {
 }
 
 impl ThreadContext {
+    /// The source partitions of task `t`: one per topic its sub-topology reads.
+    pub(crate) fn task_partitions(&self, t: TaskId) -> impl Iterator<Item = (String, i32)> + '_ {
+        self.routing.sources[t.subtopology]
+            .iter()
+            .map(move |topic| (topic.clone(), t.partition))
+    }
+
     /// Where the tasks' stores live.
     pub(crate) fn store_env(&self) -> crate::state_manager::StoreEnv {
         let app = &self.config.application_id;
@@ -1655,15 +1662,9 @@ impl StreamThread<'_> {
         }
         let (version, wanted) = own.wanted(&self.shared.name);
         self.ownership_version = version;
-        let sources = &self.ctx.routing.sources;
+        let ctx = self.ctx.clone();
         let parts = |tasks: &mut dyn Iterator<Item = &TaskId>| -> Vec<(String, i32)> {
-            tasks
-                .flat_map(|t| {
-                    sources[t.subtopology]
-                        .iter()
-                        .map(move |topic| (topic.clone(), t.partition))
-                })
-                .collect()
+            tasks.flat_map(|&t| ctx.task_partitions(t)).collect()
         };
         let tpl = |parts: &[(String, i32)]| {
             let mut tpl = TopicPartitionList::new();
