@@ -514,3 +514,26 @@ pub fn page_counts_topology() -> streams_dsl::Topology {
         .count(Materialized::as_store("page-counts"));
     b.build().expect("a valid topology")
 }
+
+/// The counts in `page-counts` (of [`page_counts_topology`]) that `s`'s active tasks hold; empty while the
+/// store is not queryable.
+pub fn local_page_counts(
+    s: &streams_dsl::streams_core::runtime::KafkaStreams,
+) -> std::collections::BTreeMap<String, i64> {
+    s.store::<String, i64>("page-counts")
+        .map(|st| st.all().unwrap().into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// The partitions of the counting tasks (sub-topology 1 of [`page_counts_topology`], reading the repartition
+/// topic) that `s` runs.
+pub fn counting_partitions(
+    s: &streams_dsl::streams_core::runtime::KafkaStreams,
+) -> std::collections::BTreeSet<i32> {
+    s.metadata_for_local_threads()
+        .iter()
+        .flat_map(|t| t.active_tasks.iter())
+        .filter(|t| t.task_id.subtopology == 1)
+        .map(|t| t.task_id.partition)
+        .collect()
+}

@@ -11,28 +11,12 @@ use std::time::{Duration, Instant};
 
 use streams_dsl::streams_core::runtime::{KafkaStreams, State};
 use tests::{
-    close_all, describe_instance, page_counts_topology, produce_visits, wait_until_reporting,
-    Broker, CountingRestores,
+    close_all, counting_partitions, describe_instance, local_page_counts, page_counts_topology,
+    produce_visits, wait_until_reporting, Broker, CountingRestores,
 };
 
 const PARTITIONS: i32 = 6;
 const PAGES: usize = 3_000;
-
-fn local(s: &KafkaStreams) -> BTreeMap<String, i64> {
-    s.store::<String, i64>("page-counts")
-        .map(|st| st.all().unwrap().into_iter().collect())
-        .unwrap_or_default()
-}
-
-/// The counting tasks (sub-topology 1) `s` runs.
-fn counting(s: &KafkaStreams) -> BTreeSet<i32> {
-    s.metadata_for_local_threads()
-        .iter()
-        .flat_map(|t| t.active_tasks.iter())
-        .filter(|t| t.task_id.subtopology == 1)
-        .map(|t| t.task_id.partition)
-        .collect()
-}
 
 fn start(
     broker: &Broker,
@@ -86,19 +70,19 @@ fn join(broker: &Broker, ownership: &str) -> Join {
         Duration::from_secs(120),
         || {
             a.state() == State::Running
-                && counting(&a).len() == PARTITIONS as usize
-                && local(&a) == expected
+                && counting_partitions(&a).len() == PARTITIONS as usize
+                && local_page_counts(&a) == expected
         },
         || describe_instance(&a),
     );
-    let before = counting(&a);
+    let before = counting_partitions(&a);
     let done = AtomicBool::new(false);
     let missing: Mutex<BTreeSet<i32>> = Mutex::default();
     let states: Mutex<BTreeSet<String>> = Mutex::default();
     let (b, restored_by_joiner) = std::thread::scope(|scope| {
         scope.spawn(|| {
             while !done.load(Ordering::Relaxed) {
-                let now = counting(&a);
+                let now = counting_partitions(&a);
                 missing
                     .lock()
                     .unwrap()
@@ -123,9 +107,9 @@ fn join(broker: &Broker, ownership: &str) -> Join {
             "B to take over some counting tasks, and the two to hold every count between them",
             Duration::from_secs(120),
             || {
-                let (on_a, on_b) = (counting(&a), counting(&b));
-                let mut merged = local(&a);
-                merged.extend(local(&b));
+                let (on_a, on_b) = (counting_partitions(&a), counting_partitions(&b));
+                let mut merged = local_page_counts(&a);
+                merged.extend(local_page_counts(&b));
                 !on_b.is_empty()
                     && on_a.is_disjoint(&on_b)
                     && on_a.len() + on_b.len() == PARTITIONS as usize
@@ -136,9 +120,9 @@ fn join(broker: &Broker, ownership: &str) -> Join {
         done.store(true, Ordering::Relaxed);
         (b, restored_b.load(Ordering::Relaxed))
     });
-    let kept = counting(&a);
-    let moved: BTreeSet<i32> = counting(&b);
-    let keys_moved = local(&b).len();
+    let kept = counting_partitions(&a);
+    let moved: BTreeSet<i32> = counting_partitions(&b);
+    let keys_moved = local_page_counts(&b).len();
     let interrupted = missing.into_inner().unwrap();
     let states = states.into_inner().unwrap();
     // A leaves: B takes A's tasks over from its standby copies.
@@ -147,7 +131,10 @@ fn join(broker: &Broker, ownership: &str) -> Join {
     wait_until_reporting(
         "B to run every counting task and hold every count after A left",
         Duration::from_secs(120),
-        || counting(&b).len() == PARTITIONS as usize && local(&b) == expected,
+        || {
+            counting_partitions(&b).len() == PARTITIONS as usize
+                && local_page_counts(&b) == expected
+        },
         || describe_instance(&b),
     );
     let restored_after_leave = restored_b.load(Ordering::Relaxed) - before_leave;
@@ -210,4 +197,52 @@ fn a_join_stops_only_the_tasks_that_move_with_library_ownership_on_tansu() {
         "under group ownership A should rebalance when B joins (seen: {:?})",
         group.states
     );
+}
+
+/// Defects: with library ownership a joining instance was Running before any assignment was computed for it
+/// (its threads took "nothing yet" for "no task"), and a thread whose first tasks had state to restore stayed
+/// Starting once they were restored (the instance Rebalancing for good) unless the assignment changed again:
+/// only the consumer group's rebalance callback moved a thread to PartitionsAssigned, the state that finishing
+/// a restoration turns into Running. The second was seen in standby_replicas.rs when a restoration outlasted
+/// the last assignment change; here, with the first fixed, every start of B meets it.
+#[test]
+fn an_instance_restoring_its_first_tasks_runs_once_they_are_restored_with_library_ownership_on_tansu(
+) {
+    let broker = Broker::tansu();
+    let app = "ownership-first-restore";
+    broker.create_topic("visits", PARTITIONS);
+    let mut expected = BTreeMap::new();
+    produce_visits(&broker.bootstrap(), 0, 10_000, PAGES, &mut expected);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (restored_a, restored_b) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let a = start(&broker, app, dir_a.path(), "library", &restored_a);
+    wait_until_reporting(
+        "A to count every visit",
+        Duration::from_secs(120),
+        || a.state() == State::Running && local_page_counts(&a) == expected,
+        || describe_instance(&a),
+    );
+    close_all(&[&a], Duration::from_secs(30));
+    // B starts on an empty state directory: every count comes back from the changelogs. Alone, it is given
+    // every task: running with none, it would be running before its assignment.
+    let b = start(&broker, app, dir_b.path(), "library", &restored_b);
+    let mut running_idle = false;
+    wait_until_reporting(
+        "B to restore every count and run",
+        Duration::from_secs(120),
+        || {
+            let running = b.state() == State::Running;
+            running_idle |= running && counting_partitions(&b).is_empty();
+            running && local_page_counts(&b) == expected
+        },
+        || describe_instance(&b),
+    );
+    assert!(!running_idle, "B was running before it was given its tasks");
+    let restored = restored_b.load(Ordering::Relaxed);
+    assert!(
+        restored >= expected.len() as u64,
+        "B restored {restored} records for {} keys",
+        expected.len()
+    );
+    close_all(&[&b], Duration::from_secs(30));
 }

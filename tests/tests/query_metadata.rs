@@ -7,14 +7,9 @@ use std::time::Duration;
 use streams_dsl::streams_core::runtime::{HostInfo, KafkaStreams, State};
 use streams_dsl::*;
 use tests::{
-    describe_instance, page_counts_topology, produce, wait_until, wait_until_reporting, Broker,
+    describe_instance, local_page_counts, page_counts_topology, produce, wait_until,
+    wait_until_reporting, Broker,
 };
-
-fn local(s: &KafkaStreams) -> BTreeMap<String, i64> {
-    s.store::<String, i64>("page-counts")
-        .map(|st| st.all().unwrap().into_iter().collect())
-        .unwrap_or_default()
-}
 
 fn run(broker: Broker) {
     broker.create_topic("visits", 3);
@@ -51,7 +46,7 @@ fn run(broker: Broker) {
         "both instances to hold every count",
         Duration::from_secs(90),
         || {
-            let (la, lb) = (local(&a), local(&b));
+            let (la, lb) = (local_page_counts(&a), local_page_counts(&b));
             let mut merged = la.clone();
             merged.extend(lb.clone());
             merged == expected && la.keys().all(|k| !lb.contains_key(k))
@@ -59,9 +54,9 @@ fn run(broker: Broker) {
         || {
             format!(
                 "expected {expected:?}; A holds {:?} ({}); B holds {:?} ({})",
-                local(&a),
+                local_page_counts(&a),
                 describe_instance(&a),
-                local(&b),
+                local_page_counts(&b),
                 describe_instance(&b)
             )
         },
@@ -119,7 +114,7 @@ fn run(broker: Broker) {
     assert!(a.close(Duration::from_secs(30)));
     assert!(b.wait_for_state(State::Running, Duration::from_secs(60)));
     wait_until("B to hold every count", Duration::from_secs(90), || {
-        local(&b) == expected
+        local_page_counts(&b) == expected
     });
     // B's announcement of its new partitions reaches its own metadata reader shortly after the rebalance.
     wait_until(

@@ -12,8 +12,8 @@ use streams_dsl::streams_core::runtime::{
 };
 use streams_dsl::*;
 use tests::{
-    close_all, describe_instance, page_counts_topology, wait_until, wait_until_reporting, Broker,
-    CountingRestores,
+    close_all, counting_partitions, describe_instance, local_page_counts, page_counts_topology,
+    wait_until, wait_until_reporting, Broker, CountingRestores,
 };
 
 const VISITS: usize = 20_000;
@@ -24,22 +24,6 @@ fn produce_visits(bootstrap: &str, n: usize, pages: usize) -> BTreeMap<String, i
     let mut expected = BTreeMap::new();
     tests::produce_visits(bootstrap, 0, n, pages, &mut expected);
     expected
-}
-
-fn local(s: &KafkaStreams) -> BTreeMap<String, i64> {
-    s.store::<String, i64>("page-counts")
-        .map(|st| st.all().unwrap().into_iter().collect())
-        .unwrap_or_default()
-}
-
-/// Partitions of sub-topology 1 (the counting tasks, reading the repartition topic) that `s` runs.
-fn counting_partitions(s: &KafkaStreams) -> BTreeSet<i32> {
-    s.metadata_for_local_threads()
-        .iter()
-        .flat_map(|t| t.active_tasks.iter())
-        .filter(|t| t.task_id.subtopology == 1)
-        .map(|t| t.task_id.partition)
-        .collect()
 }
 
 /// What the failover showed: records B restored when it took A's tasks, and how many keys those tasks held.
@@ -79,8 +63,8 @@ fn failover(broker: &Broker, replicas: usize) -> Failover {
         "both instances to hold every count",
         Duration::from_secs(120),
         || {
-            let mut merged = local(&a);
-            merged.extend(local(&b));
+            let mut merged = local_page_counts(&a);
+            merged.extend(local_page_counts(&b));
             merged == expected
         },
         || format!("A: {}; B: {}", describe_instance(&a), describe_instance(&b)),
@@ -101,7 +85,7 @@ fn failover(broker: &Broker, replicas: usize) -> Failover {
     );
     let moved = counting_partitions(&a);
     // The changelog of A's counting tasks holds at least one record per key they count.
-    let keys_moved = local(&a).len() as u64;
+    let keys_moved = local_page_counts(&a).len() as u64;
     assert!(
         keys_moved > 0,
         "A counts nothing: {}",
@@ -161,7 +145,7 @@ fn failover(broker: &Broker, replicas: usize) -> Failover {
         || {
             b.state() == State::Running
                 && counting_partitions(&b).len() == 3
-                && local(&b) == expected
+                && local_page_counts(&b) == expected
         },
         || describe_instance(&b),
     );
@@ -285,7 +269,7 @@ fn stale_queries(broker: Broker) {
                 if s.state() != State::Running {
                     return false;
                 }
-                merged.extend(local(s));
+                merged.extend(local_page_counts(s));
                 let own = counting_partitions(s);
                 if let Some(parts) = s.standby_lags().get("page-counts") {
                     for (p, lag) in parts {
@@ -318,7 +302,7 @@ fn stale_queries(broker: Broker) {
                 && c_knows_every_copy
                 && instances.iter().all(|s| {
                     let view = stale_view(s);
-                    (s.standby_lags().is_empty() || view.len() > local(s).len())
+                    (s.standby_lags().is_empty() || view.len() > local_page_counts(s).len())
                         && view
                             .iter()
                             .all(|(page, count)| expected.get(page) == Some(count))
@@ -568,7 +552,7 @@ fn kill_one_of_three_owned_by(
                 if s.state() != State::Running {
                     return false;
                 }
-                held.extend(local(s));
+                held.extend(local_page_counts(s));
             }
             let theirs = expected.len() - victim.iter().map(|&p| pages_of(p)).sum::<usize>();
             let copies_caught_up = replicas == 0
@@ -639,7 +623,7 @@ fn kill_one_of_three_owned_by(
             || {
                 let mut merged = BTreeMap::new();
                 for s in &survivors {
-                    merged.extend(local(s));
+                    merged.extend(local_page_counts(s));
                 }
                 victim_tasks().is_empty() && merged == expected
             },
@@ -702,8 +686,6 @@ fn after_a_kill_the_survivors_restore_from_their_standbys_on_the_embedded_broker
 /// lapsed by then, so it drops its tasks without committing and joins again; the survivors, which took its
 /// tasks from their standby copies, keep every count exact through its return.
 #[test]
-#[ignore = "flaky: in one of four runs a survivor's source task was left with no position and no committed offset \
-            after the woken instance rejoined, and the counts never converged; run with --ignored"]
 fn a_paused_instance_drops_its_tasks_when_it_wakes_with_library_ownership_on_tansu() {
     let f = kill_one_of_three_owned_by(&Broker::tansu(), 1, "library", true);
     assert!(
@@ -863,7 +845,7 @@ fn settled(instances: &[&KafkaStreams], expected: &BTreeMap<String, i64>, replic
         if s.state() != State::Running {
             return false;
         }
-        merged.extend(local(s));
+        merged.extend(local_page_counts(s));
         owned.extend(counting_partitions(s));
     }
     owned.sort_unstable();
@@ -952,7 +934,7 @@ fn rolling_restart_owned_by(broker: &Broker, replicas: usize, ownership: &str) -
         "the three instances to settle",
     );
     // The keys of the first instance to leave: nobody else ever held its tasks' state.
-    let first_leaver_keys = local(&instances[0]).len() as u64;
+    let first_leaver_keys = local_page_counts(&instances[0]).len() as u64;
     let before = restored.load(std::sync::atomic::Ordering::Relaxed);
     for i in 0..3 {
         assert!(
@@ -1055,7 +1037,7 @@ fn scale_out_and_in(broker: &Broker, replicas: usize, ownership: &str) -> Scalin
     let three = [&a, &b, &c];
     settle_placed(&three, &first, replicas, "the three instances to settle");
     let restored_out = restored_new.load(std::sync::atomic::Ordering::Relaxed);
-    let keys_out = (local(&b).len() + local(&c).len()) as u64;
+    let keys_out = (local_page_counts(&b).len() + local_page_counts(&c).len()) as u64;
     let mut expected = first.clone();
     for (page, n) in produce_visits(&broker.bootstrap(), VISITS / 2, PAGES) {
         *expected.entry(page).or_default() += n;
@@ -1066,7 +1048,7 @@ fn scale_out_and_in(broker: &Broker, replicas: usize, ownership: &str) -> Scalin
         replicas,
         "the three instances to count the second half",
     );
-    let keys_back = (local(&b).len() + local(&c).len()) as u64;
+    let keys_back = (local_page_counts(&b).len() + local_page_counts(&c).len()) as u64;
     let before = restored_a.load(std::sync::atomic::Ordering::Relaxed);
     close_all(&[&b, &c], Duration::from_secs(60));
     wait_until_reporting(

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use state_store::{ChangelogSink, StoreError};
 
 use crate::error::StreamsError;
@@ -70,6 +71,52 @@ pub(crate) fn client_error(
             ),
         },
     }
+}
+
+/// The clients of one of the application's one-partition internal topics (instance metadata, task ownership):
+/// a producer, and a consumer assigned partition 0 of `topic` from its beginning. The consumer joins no group
+/// (`<application.id>-<name>-reader` only names it) and commits nothing; `tune` adds consumer settings.
+pub(crate) fn single_partition_clients(
+    config: &StreamsConfig,
+    topic: &str,
+    name: &str,
+    tune: &[(&str, &str)],
+) -> Result<
+    (
+        BaseProducer<StreamsClientContext>,
+        BaseConsumer<StreamsClientContext>,
+    ),
+    StreamsError,
+> {
+    let producer: BaseProducer<StreamsClientContext> = client_config(config, ClientKind::Producer)
+        .create_with_context(StreamsClientContext::new(
+            config,
+            ClientKind::Producer,
+            format!("{name} producer"),
+        ))
+        .map_err(|e| client_error(config, ClientKind::Producer, e))?;
+    let mut c = client_config(config, ClientKind::RestoreConsumer);
+    c.set(
+        "group.id",
+        format!("{}-{name}-reader", config.application_id),
+    )
+    .set("enable.auto.commit", "false")
+    .set("enable.partition.eof", "false");
+    for (k, v) in tune {
+        c.set(*k, *v);
+    }
+    let consumer: BaseConsumer<StreamsClientContext> = c
+        .create_with_context(StreamsClientContext::new(
+            config,
+            ClientKind::RestoreConsumer,
+            format!("{name} reader"),
+        ))
+        .map_err(|e| client_error(config, ClientKind::RestoreConsumer, e))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .and_then(|()| consumer.assign(&tpl))
+        .map_err(|e| StreamsError::processor(format!("{name} reader of {topic}: {e}")))?;
+    Ok((producer, consumer))
 }
 
 /// Tracks what the producer acknowledged: the highest offset per partition (changelog checkpoints need it) and

@@ -17,15 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StreamsError;
-use crate::runtime::clients::{client_config, client_error};
-use crate::runtime::config::{ClientKind, StreamsConfig};
+use crate::runtime::clients::single_partition_clients;
+use crate::runtime::config::StreamsConfig;
 use crate::runtime::security::StreamsClientContext;
 
 /// Where an instance answers queries: its `application.server`.
@@ -274,34 +272,7 @@ impl MetadataService {
         refresh: Duration,
     ) -> Result<Self, StreamsError> {
         let topic = Self::topic(&config.application_id);
-        let producer: BaseProducer<StreamsClientContext> =
-            client_config(config, ClientKind::Producer)
-                .create_with_context(StreamsClientContext::new(
-                    config,
-                    ClientKind::Producer,
-                    "metadata producer",
-                ))
-                .map_err(|e| client_error(config, ClientKind::Producer, e))?;
-        let mut c = client_config(config, ClientKind::RestoreConsumer);
-        c.set(
-            "group.id",
-            format!("{}-metadata-reader", config.application_id),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
-        let consumer: BaseConsumer<StreamsClientContext> = c
-            .create_with_context(StreamsClientContext::new(
-                config,
-                ClientKind::RestoreConsumer,
-                "metadata reader",
-            ))
-            .map_err(|e| client_error(config, ClientKind::RestoreConsumer, e))?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-            .map_err(|e| StreamsError::processor(format!("metadata reader: {e}")))?;
-        consumer
-            .assign(&tpl)
-            .map_err(|e| StreamsError::processor(format!("metadata reader: {e}")))?;
+        let (producer, consumer) = single_partition_clients(config, &topic, "metadata", &[])?;
         let view: Arc<Mutex<BTreeMap<String, (Announcement, Instant)>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (v, s) = (view.clone(), stop.clone());

@@ -52,6 +52,10 @@
 //!    two instances can never both be first.
 //! 3. An instance whose assignment no longer gives it a task commits the task's offsets, flushes and
 //!    checkpoints its stores, closes it and drops it from its heartbeats, which lets the next owner start.
+//! 4. A member the others saw gone (its heartbeats unread for a session) may have had its tasks started
+//!    elsewhere meanwhile, so its old claims must not count when it comes back: every heartbeat carries the
+//!    member's incarnation, which changes whenever its lease lapsed, and the claims of a new incarnation start
+//!    at its first heartbeat, behind those of whoever took the tasks over.
 //!
 //! Only the tasks that move stop: every other task keeps processing through the change, on every instance.
 //! Co-partitioned partitions stay together because the unit of ownership is the task, and a task's partitions
@@ -61,14 +65,16 @@
 //!
 //! An instance that cannot heartbeat (paused, cut off from the broker) must stop before anyone else starts
 //! its tasks. Each instance holds a lease: two thirds of the session timeout from the moment it sent its
-//! latest heartbeat that it has read back. The others start its tasks no earlier than a whole session timeout
-//! after they read that heartbeat, which is later. A thread checks the lease before each round, before
-//! processing what it polled and before each commit; once it has lapsed the thread drops its tasks as lost (closed without committing, flushing or
-//! checkpointing) until the lease is renewed and a claim is granted again. The bound needs only that the
-//! instances' clocks run at about the same rate, not that they agree. Under at-least-once, records a paused
-//! instance had already handed to its producer may still land after its lease lapsed, as they may in Kafka
-//! Streams when a member is fenced; the next owner reprocesses from the last commit. Exactly-once is not
-//! offered with library ownership: its transactions are fenced by the consumer group's generation.
+//! latest heartbeat that it has read back (only a heartbeat of the current incarnation renews it). The others
+//! start its tasks no earlier than a whole session timeout after they read that heartbeat, which is later. A
+//! thread checks the lease before each round, before processing what it polled and before each commit; once it
+//! has lapsed, or been renewed under a new incarnation since the thread took its tasks on, the thread drops its
+//! tasks as lost (closed without committing, flushing or checkpointing) until a claim is granted again. The
+//! bound needs only that the instances' clocks run at about the same rate, not that they agree. Under
+//! at-least-once, records a paused instance had already handed to its producer may still land after its lease
+//! lapsed, as they may in Kafka Streams when a member is fenced; the next owner reprocesses from the last
+//! commit. Exactly-once is not offered with library ownership: its transactions are fenced by the consumer
+//! group's generation.
 //!
 //! Offsets are committed under the application id as the group, without a generation (no member ever joins
 //! that group): every instance of an application must use the same `task.ownership`.
@@ -88,14 +94,14 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StreamsError;
 use crate::processor::TaskId;
 use crate::runtime::assignor::{self, AssignmentConfigs, ClientAssignment, ClientInput};
-use crate::runtime::clients::{client_config, client_error};
-use crate::runtime::config::{ClientKind, StreamsConfig};
+use crate::runtime::clients::single_partition_clients;
+use crate::runtime::config::StreamsConfig;
 use crate::runtime::security::StreamsClientContext;
 
 /// A task as the topic's records carry it: (sub-topology, partition).
@@ -123,6 +129,10 @@ pub(crate) struct Heartbeat {
     pub copies: Vec<(TaskKey, i64, i64)>,
     /// Numbers its heartbeats, so that it knows which one it read back.
     pub seq: u64,
+    /// Changes when the member's lease lapsed (and when it starts): the claims of a heartbeat of a new
+    /// incarnation start anew, whatever the member listed before.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// An assignment as published.
@@ -195,7 +205,10 @@ impl View {
                 }
             };
             let held: BTreeSet<TaskId> = heartbeat.held.iter().copied().map(task).collect();
-            let previous = self.members.remove(member);
+            let previous = self
+                .members
+                .remove(member)
+                .filter(|s| s.heartbeat.incarnation == heartbeat.incarnation);
             let mut since = previous.map(|s| s.since).unwrap_or_default();
             since.retain(|t, _| held.contains(t));
             for t in held {
@@ -248,6 +261,13 @@ impl View {
                 || now.saturating_duration_since(s.read_at) > session
                 || s.since.get(&t).is_none_or(|o| o > mine)
         })
+    }
+
+    /// Whether `me`'s heartbeat read last lists every task of `tasks`.
+    fn claimed(&self, me: &str, tasks: &BTreeSet<TaskId>) -> bool {
+        self.members
+            .get(me)
+            .is_some_and(|s| tasks.iter().all(|t| s.since.contains_key(t)))
     }
 
     /// The sequence number of `me`'s heartbeat read last.
@@ -318,15 +338,68 @@ struct State {
     /// Whether the topic was read to the end it had at start.
     caught_up: bool,
     seq: u64,
-    /// When each recent heartbeat was sent.
-    sent: BTreeMap<u64, Instant>,
+    /// When each recent heartbeat was sent, and its incarnation.
+    sent: BTreeMap<u64, (Instant, u64)>,
     threads: BTreeMap<String, ThreadShare>,
+    /// Whether this instance follows an assignment computed for it, under a current lease, its claims read
+    /// back: until then its threads have no answer (they are not told "no task" before anyone decided so).
+    assigned: bool,
     /// What the latest heartbeat said of held tasks and capacity (a change sends one at once).
     last_said: Option<(Vec<TaskKey>, usize)>,
     last_heartbeat: Option<Instant>,
     left: bool,
     /// Whether the instance warned that it cannot read its own heartbeat back.
     warned: bool,
+}
+
+/// An instance's lease, and the incarnation it belongs to.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    until: Option<Instant>,
+    incarnation: u64,
+    /// Whether the lease was current at the latest check.
+    held: bool,
+}
+
+impl Lease {
+    /// A lease not yet granted, of an incarnation no earlier run of this process id used (the clock's
+    /// milliseconds: a restarted instance keeps its process id).
+    fn new() -> Lease {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        Lease {
+            until: None,
+            incarnation: millis,
+            held: false,
+        }
+    }
+
+    /// The incarnation, while the lease is current at `now`.
+    fn current(&self, now: Instant) -> Option<u64> {
+        self.until
+            .is_some_and(|u| now < u)
+            .then_some(self.incarnation)
+    }
+
+    /// Extends the lease to `until`, granted by a heartbeat of `incarnation` read back (one of an earlier
+    /// incarnation grants nothing).
+    fn renew(&mut self, until: Instant, incarnation: u64) {
+        if incarnation == self.incarnation && self.until.is_none_or(|u| until > u) {
+            self.until = Some(until);
+        }
+    }
+
+    /// The incarnation the next heartbeat carries: a new one when the lease lapsed since the last check.
+    fn check(&mut self, now: Instant) -> u64 {
+        let current = self.current(now).is_some();
+        if self.held && !current {
+            self.incarnation += 1;
+        }
+        self.held = current;
+        self.incarnation
+    }
 }
 
 /// The instance's member of the ownership protocol (see the module documentation).
@@ -341,7 +414,9 @@ pub(crate) struct Ownership {
     producer: BaseProducer<StreamsClientContext>,
     state: Mutex<State>,
     /// Until when this instance may process and commit (see the module documentation).
-    lease_until: Mutex<Option<Instant>>,
+    lease: Mutex<Lease>,
+    /// The changelogs' ends read last, and when.
+    ends: Mutex<Option<(Instant, BTreeMap<TaskId, i64>)>>,
     /// Bumped whenever a thread's wanted tasks change.
     version: AtomicU64,
     /// Set when a thread's share changed: the next step runs at once (a released task is announced without
@@ -364,39 +439,13 @@ impl Ownership {
         hooks: Hooks,
     ) -> Result<Arc<Ownership>, StreamsError> {
         let topic = Self::topic(&config.application_id);
-        let producer: BaseProducer<StreamsClientContext> =
-            client_config(config, ClientKind::Producer)
-                .create_with_context(StreamsClientContext::new(
-                    config,
-                    ClientKind::Producer,
-                    "ownership producer",
-                ))
-                .map_err(|e| client_error(config, ClientKind::Producer, e))?;
-        let mut c = client_config(config, ClientKind::RestoreConsumer);
-        c.set(
-            "group.id",
-            format!("{}-ownership-reader", config.application_id),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "20");
-        let consumer: BaseConsumer<StreamsClientContext> = c
-            .create_with_context(StreamsClientContext::new(
-                config,
-                ClientKind::RestoreConsumer,
-                "ownership reader",
-            ))
-            .map_err(|e| client_error(config, ClientKind::RestoreConsumer, e))?;
+        // A short fetch wait: claims and heartbeats read back sooner let tasks move sooner.
+        let (producer, consumer) =
+            single_partition_clients(config, &topic, "ownership", &[("fetch.wait.max.ms", "20")])?;
         let end = consumer
             .fetch_watermarks(&topic, 0, Duration::from_secs(30))
             .map_err(|e| StreamsError::processor(format!("ownership topic {topic}: {e}")))?
             .1;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-            .map_err(|e| StreamsError::processor(format!("ownership reader: {e}")))?;
-        consumer
-            .assign(&tpl)
-            .map_err(|e| StreamsError::processor(format!("ownership reader: {e}")))?;
         let me = Arc::new(Ownership {
             me: process_id.to_string(),
             topic,
@@ -415,12 +464,14 @@ impl Ownership {
                 seq: 0,
                 sent: BTreeMap::new(),
                 threads: BTreeMap::new(),
+                assigned: false,
                 last_said: None,
                 last_heartbeat: None,
                 left: false,
                 warned: false,
             }),
-            lease_until: Mutex::new(None),
+            lease: Mutex::new(Lease::new()),
+            ends: Mutex::new(None),
             version: AtomicU64::new(1),
             dirty: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -445,7 +496,7 @@ impl Ownership {
     }
 
     /// The part of the session an instance's own heartbeat read back keeps its lease.
-    fn lease(&self) -> Duration {
+    fn lease_span(&self) -> Duration {
         self.session * 2 / 3
     }
 
@@ -494,8 +545,10 @@ impl Ownership {
                 return;
             }
             if let Some(seq) = s.view.own_seq(&self.me) {
-                if let Some(&sent) = s.sent.get(&seq) {
-                    self.renew_lease(sent + self.lease());
+                if let Some(&(sent, incarnation)) = s.sent.get(&seq) {
+                    if let Ok(mut l) = self.lease.lock() {
+                        l.renew(sent + self.lease_span(), incarnation);
+                    }
                 }
                 s.sent.retain(|&k, _| k >= seq);
             }
@@ -532,7 +585,14 @@ impl Ownership {
             .into_iter()
             .map(|(t, (o, end))| (key(t), o, end))
             .collect();
-        let lease_ok = self.lease_valid();
+        // A lease that lapsed since the last step starts a new incarnation: its heartbeats claim anew.
+        let (lease_ok, incarnation) = match self.lease.lock() {
+            Ok(mut l) => {
+                let incarnation = l.check(now);
+                (l.current(now).is_some(), incarnation)
+            }
+            Err(_) => return,
+        };
         let Ok(mut s) = self.state.lock() else { return };
         // Follow the current assignment.
         let (mine, standby) = s
@@ -560,7 +620,15 @@ impl Ownership {
             .iter()
             .map(|(n, t)| (n.clone(), t.wanted.union(&t.held).copied().collect()))
             .collect();
-        let mut changed = false;
+        // The threads hear of the assignment once the instance's claims of its tasks are read back: what they
+        // are told then is what they may run now, the rest waits for other instances to release it.
+        let assigned = lease_ok
+            && s.view
+                .assignment
+                .as_ref()
+                .is_some_and(|a| a.members.contains_key(&self.me))
+            && s.view.claimed(&self.me, &mine);
+        let mut changed = std::mem::replace(&mut s.assigned, assigned) != assigned;
         for (name, w) in spread(&current, &startable) {
             if let Some(t) = s.threads.get_mut(&name) {
                 if t.wanted != w {
@@ -586,7 +654,7 @@ impl Ownership {
         let beat = (due || news).then(|| {
             s.seq += 1;
             let seq = s.seq;
-            s.sent.insert(seq, now);
+            s.sent.insert(seq, (now, incarnation));
             s.last_said = Some((held.clone(), capacity));
             s.last_heartbeat = Some(now);
             Heartbeat {
@@ -594,6 +662,7 @@ impl Ownership {
                 held,
                 copies,
                 seq,
+                incarnation,
             }
         });
         drop(s);
@@ -609,12 +678,27 @@ impl Ownership {
         }
     }
 
-    fn renew_lease(&self, until: Instant) {
-        if let Ok(mut l) = self.lease_until.lock() {
-            if l.is_none_or(|u| until > u) {
-                *l = Some(until);
+    /// The stateful tasks' changelog ends: read from the broker when `fresh` (membership changed) or when the
+    /// ends read last are older than a heartbeat interval. While a probing follow-up is pending every step
+    /// re-evaluates, and the copies' offsets it compares them with change once a heartbeat.
+    fn changelog_ends(&self, fresh: bool) -> BTreeMap<TaskId, i64> {
+        let Ok(mut cache) = self.ends.lock() else {
+            return (self.hooks.end_offsets)(&self.hooks.stateful);
+        };
+        if let Some((at, ends)) = cache.as_ref() {
+            if !fresh && at.elapsed() < self.heartbeat_interval() {
+                return ends.clone();
             }
         }
+        let ends = (self.hooks.end_offsets)(&self.hooks.stateful);
+        // An incomplete answer is not kept: the next step asks again.
+        *cache = self
+            .hooks
+            .stateful
+            .iter()
+            .all(|t| ends.contains_key(t))
+            .then(|| (Instant::now(), ends.clone()));
+        ends
     }
 
     /// The next assignment, when this instance is the live member with the smallest process id and the current
@@ -657,7 +741,7 @@ impl Ownership {
         }
         // The broker's answer, or a copy's own view of the ends when that is further along (a broker may answer
         // with an end it has since passed).
-        let mut end_offsets = (self.hooks.end_offsets)(&self.hooks.stateful);
+        let mut end_offsets = self.changelog_ends(membership_changed);
         if self
             .hooks
             .stateful
@@ -690,13 +774,6 @@ impl Ownership {
                 .iter()
                 .filter(|(t, _)| self.hooks.stateful.contains(t))
                 .map(|(t, o)| (*t, *o))
-                .chain(
-                    self.hooks
-                        .stateful
-                        .iter()
-                        .filter(|t| !end_offsets.contains_key(t))
-                        .map(|t| (*t, 0)),
-                )
                 .collect(),
             self.configs,
         ) {
@@ -765,15 +842,15 @@ impl Ownership {
         self.dirty.store(true, Ordering::SeqCst);
     }
 
-    /// The tasks `thread` should run now, with a version that changes whenever they may have.
-    pub(crate) fn wanted(&self, thread: &str) -> (u64, BTreeSet<TaskId>) {
+    /// The tasks `thread` should run now, with a version that changes whenever they may have; `None` while the
+    /// instance follows no assignment computed for it (joining, or its lease lapsed).
+    pub(crate) fn wanted(&self, thread: &str) -> (u64, Option<BTreeSet<TaskId>>) {
         let version = self.version.load(Ordering::SeqCst);
-        let wanted = self
-            .state
-            .lock()
-            .ok()
-            .and_then(|s| s.threads.get(thread).map(|t| t.wanted.clone()))
-            .unwrap_or_default();
+        let wanted = self.state.lock().ok().and_then(|s| {
+            s.assigned
+                .then(|| s.threads.get(thread).map(|t| t.wanted.clone()))
+                .flatten()
+        });
         (version, wanted)
     }
 
@@ -792,11 +869,14 @@ impl Ownership {
         self.dirty.store(true, Ordering::SeqCst);
     }
 
-    /// Whether this instance's lease is current: its threads may process and commit.
-    pub(crate) fn lease_valid(&self) -> bool {
-        self.lease_until
+    /// This instance's incarnation while its lease is current (its threads may process and commit), `None`
+    /// once it lapsed. A thread holding tasks taken under another incarnation must drop them: the lease lapsed
+    /// meanwhile, even if it is current again.
+    pub(crate) fn lease(&self) -> Option<u64> {
+        self.lease
             .lock()
-            .is_ok_and(|l| l.is_some_and(|u| Instant::now() < u))
+            .ok()
+            .and_then(|l| l.current(Instant::now()))
     }
 
     /// Leaves: stops heartbeating and writes the tombstone, so the others take the tasks over at once (the
@@ -851,11 +931,16 @@ mod tests {
     }
 
     fn beat(held: &[i32], seq: u64) -> Vec<u8> {
+        beat_of(held, seq, 0)
+    }
+
+    fn beat_of(held: &[i32], seq: u64, incarnation: u64) -> Vec<u8> {
         serde_json::to_vec(&Heartbeat {
             capacity: 1,
             held: held.iter().map(|&p| (0, p)).collect(),
             copies: Vec::new(),
             seq,
+            incarnation,
         })
         .unwrap()
     }
@@ -901,6 +986,66 @@ mod tests {
         let after = start + Duration::from_secs(11);
         assert!(v.may_start("b", t(1), after, S));
         assert_eq!(v.live(after, S).keys().collect::<Vec<_>>(), ["b"]);
+    }
+
+    /// Defect: a member paused past its session (SIGSTOP) kept its place in the claims' order when it came back:
+    /// the others had started its tasks meanwhile (it was gone), yet its heartbeats still listed them from
+    /// before, so it started one the member that took it over was still running, and both counted the same
+    /// records (seen as over-counts in standby_replicas.rs's paused-instance test). A heartbeat of a new
+    /// incarnation, which a lapsed lease starts, claims anew.
+    #[test]
+    fn a_member_back_after_its_lease_lapsed_claims_behind_the_member_that_took_its_task() {
+        let start = Instant::now();
+        let mut v = View::default();
+        v.apply(0, "member:a", Some(&beat_of(&[2], 1, 7)), start);
+        // a is silent for longer than a session: b, assigned its task, starts it.
+        let later = start + S + Duration::from_secs(1);
+        v.apply(1, "member:b", Some(&beat_of(&[2], 1, 3)), later);
+        assert!(v.may_start("b", t(2), later, S));
+        // a is back and claims the task again, its lease having lapsed: b began first.
+        v.apply(2, "member:a", Some(&beat_of(&[2], 2, 8)), later);
+        assert!(
+            !v.may_start("a", t(2), later, S),
+            "a claims behind b, which runs the task"
+        );
+        assert!(v.may_start("b", t(2), later, S));
+        // b hands it over: a may start.
+        v.apply(3, "member:b", Some(&beat_of(&[], 2, 3)), later);
+        assert!(v.may_start("a", t(2), later, S));
+        // Heartbeats of one incarnation keep the claim's place.
+        v.apply(4, "member:b", Some(&beat_of(&[2], 3, 3)), later);
+        v.apply(5, "member:a", Some(&beat_of(&[2], 3, 8)), later);
+        assert!(v.may_start("a", t(2), later, S));
+        assert!(!v.may_start("b", t(2), later, S));
+    }
+
+    /// The lease: granted by the instance's own heartbeats read back, a new incarnation once it lapsed, and
+    /// heartbeats of the lapsed incarnation read back late grant nothing.
+    #[test]
+    fn a_lapsed_lease_starts_a_new_incarnation_that_only_its_own_heartbeats_renew() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut l = Lease::new();
+        let first = l.check(at(0));
+        assert_eq!(l.current(at(0)), None, "nothing read back yet");
+        assert_eq!(l.check(at(1)), first, "never held: nothing lapsed");
+        l.renew(at(4), first);
+        assert_eq!(l.current(at(2)), Some(first));
+        assert_eq!(l.check(at(2)), first);
+        // Paused past the lease.
+        assert_eq!(l.current(at(5)), None);
+        let second = l.check(at(5));
+        assert_ne!(second, first);
+        assert_eq!(l.check(at(6)), second, "one new incarnation per lapse");
+        l.renew(at(9), first);
+        assert_eq!(
+            l.current(at(6)),
+            None,
+            "a heartbeat sent before the lapse renews nothing"
+        );
+        l.renew(at(10), second);
+        assert_eq!(l.current(at(6)), Some(second));
+        assert_eq!(l.check(at(7)), second);
     }
 
     /// A tombstone removes the member at once; a claim not read back does not count.

@@ -782,6 +782,7 @@ fn run(
         connection_failure_since: None,
         owned: BTreeSet::new(),
         ownership_version: 0,
+        lease_incarnation: None,
     };
     // A panic in application code is caught per task (naming it); this catches the rest, so the thread stops as
     // on a returned error.
@@ -843,6 +844,9 @@ struct StreamThread<'a> {
     owned: BTreeSet<TaskId>,
     /// With library ownership: the version of the wanted tasks applied last.
     ownership_version: u64,
+    /// With library ownership: the instance's incarnation when this thread took its tasks on (see
+    /// [`Ownership::lease`](crate::runtime::ownership::Ownership::lease)).
+    lease_incarnation: Option<u64>,
 }
 
 /// What a stream thread's loop did since its last summary, logged at debug level once a second: rounds, records
@@ -1114,7 +1118,7 @@ impl StreamThread<'_> {
         self.take_restored(consumer)?;
         // Library ownership: a thread that slept past its instance's lease (paused, starved) must not process
         // what it polled: the tasks may run elsewhere already. The next round drops them.
-        if !self.owned.is_empty() && self.ctx.ownership.get().is_some_and(|o| !o.lease_valid()) {
+        if self.lease_lost() {
             return Ok(());
         }
         let polled_at = Instant::now();
@@ -1160,7 +1164,7 @@ impl StreamThread<'_> {
         let commit_started = Instant::now();
         // Library ownership: a thread whose instance lost its lease must not commit; the next round drops its
         // tasks.
-        if self.ctx.ownership.get().is_some_and(|o| !o.lease_valid()) && !self.owned.is_empty() {
+        if self.lease_lost() {
             return Ok(());
         }
         let commit = if last_commit.elapsed() >= self.ctx.config.commit_interval {
@@ -1645,7 +1649,7 @@ impl StreamThread<'_> {
         let Some(own) = self.ctx.ownership.get().cloned() else {
             return Ok(());
         };
-        if !self.owned.is_empty() && !own.lease_valid() {
+        if self.lease_lost() {
             tracing::warn!(thread = %self.shared.name, tasks = ?self.owned, "the ownership lease lapsed (heartbeats not read back): dropping the tasks as lost");
             consumer.context().on_lost("the ownership lease lapsed");
             self.apply_events(consumer)?;
@@ -1655,13 +1659,23 @@ impl StreamThread<'_> {
             self.owned.clear();
             own.report_held(&self.shared.name, BTreeSet::new());
             self.ownership_version = 0;
+            self.lease_incarnation = None;
             return Ok(());
         }
         if own.version() == self.ownership_version {
             return Ok(());
         }
+        // Tasks are taken on under a current lease only; the thread keeps them while that incarnation lasts.
+        let Some(incarnation) = own.lease() else {
+            return Ok(());
+        };
+        self.lease_incarnation = Some(incarnation);
         let (version, wanted) = own.wanted(&self.shared.name);
         self.ownership_version = version;
+        // No assignment for this instance yet: the thread is not told "no task", it waits (Starting).
+        let Some(wanted) = wanted else {
+            return Ok(());
+        };
         let ctx = self.ctx.clone();
         let parts = |tasks: &mut dyn Iterator<Item = &TaskId>| -> Vec<(String, i32)> {
             tasks.flat_map(|&t| ctx.task_partitions(t)).collect()
@@ -1698,6 +1712,11 @@ impl StreamThread<'_> {
         }
         let added = parts(&mut wanted.difference(&self.owned));
         if !added.is_empty() {
+            // As a consumer group's assignment would: Running again once nothing restores (see
+            // `take_restored`).
+            if self.shared.state() != ThreadState::Running {
+                self.shared.set_state(ThreadState::PartitionsAssigned);
+            }
             let added_tpl = tpl(&added);
             consumer
                 .incremental_assign(&added_tpl)
@@ -1720,13 +1739,24 @@ impl StreamThread<'_> {
                     | ThreadState::PartitionsAssigned
             )
         {
-            // Nothing to restore (no task yet, or tasks given up, or the lease lapsed and came back): the thread
-            // runs what it has.
+            // Nothing to restore (assigned no task, or tasks given up, or the lease lapsed and came back): the
+            // thread runs what it has.
             self.shared.set_state(ThreadState::Running);
         }
         self.owned = wanted;
         own.report_held(&self.shared.name, self.owned.clone());
         Ok(())
+    }
+
+    /// With library ownership: whether this thread holds tasks its instance's lease no longer covers (lapsed,
+    /// or lapsed and renewed since the thread took them on: they may run elsewhere meanwhile).
+    fn lease_lost(&self) -> bool {
+        !self.owned.is_empty()
+            && self
+                .ctx
+                .ownership
+                .get()
+                .is_some_and(|o| o.lease() != self.lease_incarnation)
     }
 
     fn apply_events(
