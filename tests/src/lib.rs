@@ -516,12 +516,13 @@ pub fn page_counts_topology() -> streams_dsl::Topology {
 }
 
 /// The counts in `page-counts` (of [`page_counts_topology`]) that `s`'s active tasks hold; empty while the
-/// store is not queryable.
+/// store is not queryable (not running yet, or a store closing as its task moves).
 pub fn local_page_counts(
     s: &streams_dsl::streams_core::runtime::KafkaStreams,
 ) -> std::collections::BTreeMap<String, i64> {
     s.store::<String, i64>("page-counts")
-        .map(|st| st.all().unwrap().into_iter().collect())
+        .and_then(|st| st.all())
+        .map(|all| all.into_iter().collect())
         .unwrap_or_default()
 }
 

@@ -678,26 +678,25 @@ impl Ownership {
         }
     }
 
-    /// The stateful tasks' changelog ends: read from the broker when `fresh` (membership changed) or when the
-    /// ends read last are older than a heartbeat interval. While a probing follow-up is pending every step
-    /// re-evaluates, and the copies' offsets it compares them with change once a heartbeat.
-    fn changelog_ends(&self, fresh: bool) -> BTreeMap<TaskId, i64> {
-        let Ok(mut cache) = self.ends.lock() else {
-            return (self.hooks.end_offsets)(&self.hooks.stateful);
-        };
-        if let Some((at, ends)) = cache.as_ref() {
-            if !fresh && at.elapsed() < self.heartbeat_interval() {
-                return ends.clone();
-            }
-        }
+    /// The stateful tasks' changelog ends as read last, when that was less than a heartbeat interval ago.
+    fn recent_ends(&self) -> Option<BTreeMap<TaskId, i64>> {
+        let cache = self.ends.lock().ok()?;
+        let (at, ends) = cache.as_ref()?;
+        (at.elapsed() < self.heartbeat_interval()).then(|| ends.clone())
+    }
+
+    /// The stateful tasks' changelog ends, read from the broker now (kept for [`Self::recent_ends`] when
+    /// complete).
+    fn read_ends(&self) -> BTreeMap<TaskId, i64> {
         let ends = (self.hooks.end_offsets)(&self.hooks.stateful);
-        // An incomplete answer is not kept: the next step asks again.
-        *cache = self
-            .hooks
-            .stateful
-            .iter()
-            .all(|t| ends.contains_key(t))
-            .then(|| (Instant::now(), ends.clone()));
+        if let Ok(mut cache) = self.ends.lock() {
+            *cache = self
+                .hooks
+                .stateful
+                .iter()
+                .all(|t| ends.contains_key(t))
+                .then(|| (Instant::now(), ends.clone()));
+        }
         ends
     }
 
@@ -741,7 +740,29 @@ impl Ownership {
         }
         // The broker's answer, or a copy's own view of the ends when that is further along (a broker may answer
         // with an end it has since passed).
-        let mut end_offsets = self.changelog_ends(membership_changed);
+        let with_copies = |mut ends: BTreeMap<TaskId, i64>| {
+            for m in live.keys() {
+                for &(t, _, end) in &view.members[m].heartbeat.copies {
+                    let t = task(t);
+                    if self.hooks.stateful.contains(&t) {
+                        let e = ends.entry(t).or_insert(end);
+                        *e = (*e).max(end);
+                    }
+                }
+            }
+            ends
+        };
+        // While a follow-up is pending, ends read within the last heartbeat interval tell whether the caught-up
+        // members may have changed: ends only grow, so a copy caught up against the current ends is caught up
+        // against older ones too. Only then are they read again, and the decision is taken on those.
+        if !membership_changed {
+            if let (Some(recent), Some(a)) = (self.recent_ends(), current) {
+                if caught_up_members(&inputs, &with_copies(recent), self.configs) == a.caught_up {
+                    return None;
+                }
+            }
+        }
+        let end_offsets = self.read_ends();
         if self
             .hooks
             .stateful
@@ -753,15 +774,7 @@ impl Ownership {
             tracing::warn!("the changelogs' end offsets could not be read: the assignment is not recomputed now");
             return None;
         }
-        for m in live.keys() {
-            for &(t, _, end) in &view.members[m].heartbeat.copies {
-                let t = task(t);
-                if self.hooks.stateful.contains(&t) {
-                    let e = end_offsets.entry(t).or_insert(end);
-                    *e = (*e).max(end);
-                }
-            }
-        }
+        let end_offsets = with_copies(end_offsets);
         let caught_up = caught_up_members(&inputs, &end_offsets, self.configs);
         tracing::debug!(?inputs, ?end_offsets, ?caught_up, "assignment inputs");
         if !membership_changed && current.is_some_and(|a| a.caught_up == caught_up) {
